@@ -1,0 +1,1 @@
+"""The data layer: SynthRef, the REFER loader, label splits, augmentations, datasets."""

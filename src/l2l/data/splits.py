@@ -1,0 +1,114 @@
+"""Image-level labeled / unlabeled partition of a training split (spec §1).
+
+Every ref of a labeled image is labeled; no image is on both sides. The partition is a
+pure function of (sorted image ids, fraction, seed): images are ranked by
+``sha256(f"{seed}:{image_id}")`` and the first ``max(1, round(fraction × n))`` are
+labeled. Hash ranking (rather than a library RNG) keeps the files byte-identical across
+numpy / Python versions. Split files are JSON with a format version and a content hash.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..utils.io import atomic_write_text
+
+SPLIT_FORMAT = 1
+# named label budgets of the paper (fractions of training images)
+PRESETS: dict[str, float] = {"0.1%": 0.001, "1%": 0.01, "5%": 0.05, "10%": 0.10, "100%": 1.0}
+
+
+def parse_fraction(value: str | float) -> float:
+    """'5%', '0.05' or 0.05 → 0.05; a fraction must lie in (0, 1]."""
+    if isinstance(value, str):
+        v = value.strip()
+        if v in PRESETS:
+            return PRESETS[v]
+        frac = float(v[:-1]) / 100 if v.endswith("%") else float(v)
+    else:
+        frac = float(value)
+    if not 0 < frac <= 1:
+        raise ValueError(f"label fraction must be in (0, 1], got {value!r}")
+    return frac
+
+
+def _rank_key(seed: int, image_id: int) -> str:
+    return hashlib.sha256(f"{seed}:{image_id}".encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class LabelSplit:
+    """Labeled and unlabeled image ids of one training split."""
+
+    dataset: str
+    fraction: float
+    seed: int
+    labeled: tuple[int, ...]
+    unlabeled: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        both = set(self.labeled) & set(self.unlabeled)
+        if both:
+            raise ValueError(f"label split of {self.dataset}: images on both sides: {sorted(both)[:10]}")
+        if not self.labeled:
+            raise ValueError(f"label split of {self.dataset}: no labeled image")
+
+    def payload(self) -> dict[str, Any]:
+        return {"format": SPLIT_FORMAT, "dataset": self.dataset, "fraction": self.fraction, "seed": self.seed,
+                "n_labeled": len(self.labeled), "n_unlabeled": len(self.unlabeled),
+                "labeled": list(self.labeled), "unlabeled": list(self.unlabeled)}
+
+    @property
+    def content_hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.payload(), sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+    def is_labeled(self, image_id: int) -> bool:
+        return image_id in self._labeled_set
+
+    @property
+    def _labeled_set(self) -> frozenset[int]:
+        cache = self.__dict__.get("_ls")
+        if cache is None:
+            cache = frozenset(self.labeled)
+            object.__setattr__(self, "_ls", cache)
+        return cache
+
+    def save(self, path: str | Path) -> str:
+        """Write the split file; returns its content hash."""
+        doc = {**self.payload(), "sha256": self.content_hash}
+        atomic_write_text(path, json.dumps(doc, indent=1, sort_keys=True) + "\n")
+        return self.content_hash
+
+    @classmethod
+    def load(cls, path: str | Path) -> "LabelSplit":
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"label split file not found: {path}")
+        doc = json.loads(path.read_text())
+        if doc.get("format") != SPLIT_FORMAT:
+            raise ValueError(f"{path}: split format {doc.get('format')!r}, this version reads {SPLIT_FORMAT}")
+        split = cls(doc["dataset"], float(doc["fraction"]), int(doc["seed"]),
+                    tuple(int(i) for i in doc["labeled"]), tuple(int(i) for i in doc["unlabeled"]))
+        if split.content_hash != doc.get("sha256"):
+            raise ValueError(f"{path}: content hash mismatch (file edited or corrupt)")
+        return split
+
+
+def make_split(dataset: str, image_ids: list[int] | tuple[int, ...], fraction: float | str, seed: int) -> LabelSplit:
+    """Partition ``image_ids`` (the images of the training split) at the image level."""
+    frac = parse_fraction(fraction)
+    ids = sorted(set(int(i) for i in image_ids))
+    if not ids:
+        raise ValueError(f"{dataset}: no training images to split")
+    n_lab = min(len(ids), max(1, int(round(frac * len(ids)))))
+    ranked = sorted(ids, key=lambda i: _rank_key(seed, i))
+    return LabelSplit(dataset, frac, int(seed), tuple(sorted(ranked[:n_lab])), tuple(sorted(ranked[n_lab:])))
+
+
+def split_filename(fraction: float, seed: int) -> str:
+    """Canonical file name, e.g. ``label_split_5pct_seed22.json``."""
+    pct = f"{fraction * 100:g}".replace(".", "p")
+    return f"label_split_{pct}pct_seed{seed}.json"
