@@ -185,7 +185,7 @@ class ReferDataset:
         path = self.image_path(image_id)
         try:
             with Image.open(path) as im:
-                arr = np.asarray(im.convert("RGB"))
+                arr = np.array(im.convert("RGB"))
         except FileNotFoundError:
             raise FileNotFoundError(f"image {image_id} of {self.name} is missing: {path}") from None
         except (UnidentifiedImageError, OSError) as e:

@@ -16,6 +16,8 @@ from typing import Any
 _ALLOWED: frozenset[tuple[str, str]] = frozenset({
     ("builtins", "set"), ("builtins", "frozenset"), ("__builtin__", "set"), ("__builtin__", "frozenset"),
     ("collections", "OrderedDict"),
+    # protocol 0-2 pickles rebuild byte strings with _codecs.encode(str, "latin1"): a pure function
+    ("_codecs", "encode"),
 })
 
 

@@ -1,0 +1,113 @@
+"""The REFER loader on a RefCOCO-shaped fixture, the restricted unpickler, and clear errors."""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+
+import numpy as np
+import pytest
+
+from l2l.data.refer import DataError, ReferDataset, length_bucket
+from l2l.utils.safe_pickle import restricted_load, restricted_loads
+
+
+def test_reads_refer_layout_with_polygons_and_rle(refer_root):
+    root, expected = refer_root
+    ds = ReferDataset.refer(root, "refcoco", "unc")
+    assert ds.splits == ["testA", "testB", "train", "val"]
+    # one sample per (ref, sentence)
+    assert len(ds.samples()) == 6 * 4 * 2 and len(ds.samples("train")) == 3 * 4 * 2
+    for ann_id, exp in expected.items():
+        m = ds.mask(ann_id)
+        assert m.dtype == bool and m.shape == (60, 80)
+        assert np.array_equal(m, exp), ann_id
+    two_part = ds.mask(10001)
+    assert two_part[10, 45] and two_part[40, 70] and not two_part[30, 45]  # both parts, nothing between
+    assert not ds.mask(10003)[43, 34]  # the hole of the RLE mask
+    s = ds.samples("val")[0]
+    assert ds.load_image(s.image_id).shape == (60, 80, 3)
+    assert ds.category(s.ann_id) in {"person", "dog", "cup", "car"}
+    assert ds.box(s.ann_id) == (0.0, 0.0, 1.0, 1.0)
+    assert ds.image_ids("train") == [1000, 1001, 1002]
+
+
+def test_open_dispatches_and_validates_names(refer_root):
+    root, _ = refer_root
+    assert ReferDataset.open(root, "refcoco").name == "refcoco(unc)"
+    with pytest.raises(ValueError, match="unknown dataset"):
+        ReferDataset.open(root, "refclef")
+    with pytest.raises(ValueError, match="splits by"):
+        ReferDataset.open(root, "refcoco+", "umd")
+    with pytest.raises(FileNotFoundError, match="SynthRef"):
+        ReferDataset.open(root)
+
+
+def test_missing_file_is_named(refer_root):
+    root, _ = refer_root
+    os.remove(root / "refcoco" / "refs(unc).p")
+    with pytest.raises(FileNotFoundError, match=r"refs\(unc\)\.p"):
+        ReferDataset.refer(root, "refcoco")
+
+
+def test_ref_with_missing_annotation_is_named(refer_root):
+    root, _ = refer_root
+    p = root / "refcoco" / "instances.json"
+    inst = json.loads(p.read_text())
+    inst["annotations"] = [a for a in inst["annotations"] if a["id"] != 10002]
+    p.write_text(json.dumps(inst))
+    with pytest.raises(DataError, match="annotation 10002"):
+        ReferDataset.refer(root, "refcoco")
+
+
+def test_unreadable_and_missing_images_are_named(refer_root):
+    root, _ = refer_root
+    ds = ReferDataset.refer(root, "refcoco")
+    path = ds.image_path(1003)
+    path.write_bytes(b"this is not a jpeg")
+    with pytest.raises(DataError, match="COCO_train2014_000000001003.jpg"):
+        ds.load_image(1003)
+    path.unlink()
+    with pytest.raises(FileNotFoundError, match="COCO_train2014_000000001003.jpg"):
+        ds.load_image(1003)
+
+
+class _Evil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_restricted_unpickler_refuses_code_without_running_it(tmp_path):
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "refs(unc).p"
+    evil.write_bytes(pickle.dumps([{"ref_id": 1, "x": _Evil(marker)}], protocol=2))
+    with pytest.raises(pickle.UnpicklingError, match="refusing to load"):
+        restricted_load(evil)
+    assert not marker.exists()
+    # the same file through the dataset loader: refused as well
+    (tmp_path / "refcoco").mkdir()
+    (tmp_path / "refcoco" / "instances.json").write_text('{"images": [], "annotations": [], "categories": []}')
+    (tmp_path / "refcoco" / "refs(unc).p").write_bytes(evil.read_bytes())
+    (tmp_path / "images" / "mscoco" / "images" / "train2014").mkdir(parents=True)
+    with pytest.raises(pickle.UnpicklingError):
+        ReferDataset.refer(tmp_path, "refcoco")
+    assert not marker.exists()
+
+
+def test_restricted_unpickler_accepts_plain_data():
+    data = [{"a": [1, 2.5, "x", None, True], "b": (1, 2), "c": {3, 4}, "d": b"bytes"}]
+    for proto in (0, 2, 4, 5):
+        assert restricted_loads(pickle.dumps(data, protocol=proto)) == data
+    with pytest.raises(pickle.UnpicklingError, match="not a valid"):
+        restricted_loads(b"\x80\x02garbage")
+
+
+def test_length_buckets_on_real_expressions(real_expressions):
+    from collections import Counter
+
+    c = Counter(length_bucket(len(e["sent"].split())) for e in real_expressions)
+    # the counts stated in shared/data/README.md
+    assert c == {"1-3": 12896, "4-6": 6813, "7-10": 1642, "11+": 235}
