@@ -101,7 +101,7 @@ def test_restricted_unpickler_accepts_plain_data():
     data = [{"a": [1, 2.5, "x", None, True], "b": (1, 2), "c": {3, 4}, "d": b"bytes"}]
     for proto in (0, 2, 4, 5):
         assert restricted_loads(pickle.dumps(data, protocol=proto)) == data
-    with pytest.raises(pickle.UnpicklingError, match="not a valid"):
+    with pytest.raises(pickle.UnpicklingError, match="<bytes>"):
         restricted_loads(b"\x80\x02garbage")
 
 
