@@ -107,3 +107,13 @@ def test_minilm_filter_end_to_end(wordnet, tmp_path):
     # the disk cache is reused by a new augmenter without recomputation
     aug2 = TextStrongAugmenter(enc, wordnet, TextAugConfig(), cache_file=cache)
     assert aug2._pools == aug._pools
+
+
+def test_eda_commutes_with_flipping(wordnet, real_expressions):
+    """The unlabeled loader draws A_s from the original sentence's pool and flips the result;
+    that is exact because EDA never edits direction words."""
+    sents = [e["sent"] for e in real_expressions if any(is_direction_word(t) for t in e["sent"].split())][:300]
+    for i, s in enumerate(sents):
+        a = eda_candidates(flip_directions(s), wordnet, np.random.default_rng(i))
+        b = [flip_directions(c) for c in eda_candidates(s, wordnet, np.random.default_rng(i))]
+        assert a == b, s

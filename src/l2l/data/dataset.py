@@ -153,7 +153,10 @@ class UnlabeledRefDataset(_RefDatasetBase):
         img = self.ds.load_image(rec.image_id)
         geo = sample_geometry(img.shape[:2], self.aug, rng)
         text_w = flip_directions(rec.sentence) if geo.flip else rec.sentence
-        text_s = self.text_strong(text_w, rng) if self.text_strong else text_w
+        # A_s(t_w): EDA never edits direction words, so drawing from the pool of the original
+        # sentence and flipping the result equals augmenting the flipped sentence, with half the pools
+        text_s = self.text_strong(rec.sentence, rng) if self.text_strong else rec.sentence
+        text_s = flip_directions(text_s) if geo.flip else text_s
         prior = self._prior(rec, img.shape[:2])
         return UnlabeledSample(rec.sample_id, geo.apply(to_tensor_image(img), "image"), text_w, text_s,
                                None if prior is None else geo.apply(prior, "prior"), geo)
