@@ -1,0 +1,1 @@
+"""Training, evaluation and checkpoints (the one trainer that every method uses)."""
