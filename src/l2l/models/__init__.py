@@ -1,0 +1,1 @@
+"""Segmenter parts: visual encoders, text encoders, fusion, SESM, decoder."""
