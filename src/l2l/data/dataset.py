@@ -19,7 +19,7 @@ The strong *image* view is not made here: it is batched on the training device
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
@@ -250,12 +250,8 @@ class HiddenMasks:
         return m if geometry is None else geometry.apply(m, "mask")
 
 
-def field_names(cls: type) -> list[str]:
-    return [f.name for f in fields(cls)]
-
-
 __all__ = [
     "LabeledSample", "UnlabeledSample", "EvalSample", "LabeledBatch", "UnlabeledBatch", "EvalBatch",
     "LabeledRefDataset", "UnlabeledRefDataset", "EvalRefDataset", "collate_labeled", "collate_unlabeled",
-    "collate_eval", "seed_worker", "train_records", "HiddenMasks", "IGNORE_INDEX", "field_names",
+    "collate_eval", "seed_worker", "train_records", "HiddenMasks", "IGNORE_INDEX",
 ]

