@@ -4,6 +4,9 @@
     l2l data split   --data DIR --fraction 5% --seed 22              image-level label split
     l2l data stats   DIR                                             counts, lengths, objects
     l2l data preview DIR --out PNG                                   what the loader produces
+    l2l train        --config FILE [key.path=value ...]              train (any method), resumable
+    l2l eval         --ckpt RUN --split val                          metrics JSON next to the checkpoint
+    l2l predict      --ckpt RUN --image IMG --text "..." --out PNG   a mask (and an overlay)
     l2l demo         [--workdir runs/demo]                           the SynthRef pipeline, end to end
 
 Errors in user input (missing files, bad values) print one clear line and exit with 2.
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -127,6 +131,90 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .engine.trainer import TrainConfig, Trainer
+
+    overrides = list(args.overrides) + ([f"method={args.method}"] if args.method else [])
+    cfg = load_config(TrainConfig, args.config, overrides)
+    stem = Path(args.config).stem if args.config else "run"
+    out = Path(args.out) if args.out else Path("runs") / f"{stem}_{cfg.method}"
+    res = Trainer(cfg, out).fit(resume=not args.no_resume)
+    r = res["results"]
+    if r and int(os.environ.get("RANK", "0")) == 0:
+        print(f"{out}: {cfg.data.eval_split} oIoU {r['oIoU']:.4f}  mIoU {r['mIoU']:.4f}  P@0.5 {r['P@0.5']:.4f} "
+              f"({r['samples']} samples, {r['resolution']} resolution); {res['samples_per_s']:.1f} samples/s")
+    return 0
+
+
+def _load_run(ckpt: str):
+    from .config import load_config
+    from .engine.trainer import TrainConfig
+    from .models.segmenter import Segmenter
+
+    run = Path(ckpt)
+    cfg_file = next((p / "config.yaml" for p in (run, run.parent) if (p / "config.yaml").exists()), None)
+    model = Segmenter.from_pretrained(run)
+    cfg = load_config(TrainConfig, cfg_file) if cfg_file else None
+    return run, model, cfg
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .data.refer import ReferDataset
+    from .engine.evaluate import evaluate_records
+
+    run, model, cfg = _load_run(args.ckpt)
+    if args.data:
+        ds = ReferDataset.open(args.data, args.dataset, args.split_by, args.image_dir)
+    elif cfg is not None:
+        ds = ReferDataset.open(cfg.data.root, cfg.data.dataset, cfg.data.split_by, cfg.data.image_dir)
+    else:
+        raise FileNotFoundError(f"{run} has no config.yaml: pass --data")
+    recs = ds.samples(args.split)[: args.max_samples] if args.max_samples else ds.samples(args.split)
+    res = evaluate_records(model, ds, recs, model.cfg.image_size, "cpu", guidance=args.guidance,
+                           resolution=args.resolution)
+    res = {"checkpoint": str(run), "dataset": ds.name, "split": args.split, **res}
+    out = (run if (run / "config.yaml").exists() or not run.parent.exists() else run.parent) / \
+        f"eval_{args.split}_{args.guidance}_{args.resolution}.json"
+    out.write_text(json.dumps(res, indent=2))
+    print(f"{ds.name} {args.split}: oIoU {res['oIoU']:.4f}  mIoU {res['mIoU']:.4f}  "
+          + "  ".join(f"P@{t} {res[f'P@{t}']:.3f}" for t in (0.5, 0.7, 0.9))
+          + f"  ({res['samples']} samples, {args.resolution} resolution, guidance {args.guidance}) -> {out}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    if not args.text.strip():
+        raise ValueError("the sentence (--text) is empty")
+    img_path = Path(args.image)
+    if not img_path.exists():
+        raise FileNotFoundError(f"image not found: {img_path}")
+    try:
+        with Image.open(img_path) as im:
+            image = np.array(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as e:
+        raise ValueError(f"{img_path} is not a readable image ({e})") from None
+    _, model, _ = _load_run(args.ckpt)
+    prior = None
+    if args.prior:
+        prior = np.asarray(Image.open(args.prior).convert("L"), dtype=np.float32) / 255.0
+        if prior.shape != image.shape[:2]:
+            raise ValueError(f"prior {args.prior} is {prior.shape[::-1]}, image is {image.shape[1::-1]}")
+    mask, prob = model.segment(image, args.text, prior=prior, guidance=args.guidance)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray((mask * 255).astype(np.uint8)).save(out)
+    if args.overlay:
+        from .data.preview import overlay
+        Image.fromarray(overlay(image, mask.astype(np.uint8))).save(args.overlay)
+    print(f"mask ({int(mask.sum())} px, mean p {float(prob.mean()):.3f}) -> {out}"
+          + (f"; overlay -> {args.overlay}" if args.overlay else ""))
+    return 0
+
+
 # ----------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="l2l", description="Label-efficient referring expression segmentation.")
@@ -172,6 +260,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_preview)
 
+    p = sub.add_parser("train", help="train a segmenter (resumes from the run folder's last checkpoint)")
+    p.add_argument("--config", default=None, help="YAML config (configs/*.yaml)")
+    p.add_argument("--method", default=None, help="shorthand for method=NAME")
+    p.add_argument("--out", default=None, help="run folder (default runs/<config>_<method>)")
+    p.add_argument("--no-resume", action="store_true", help="ignore checkpoints already in the run folder")
+    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. optim.lr=1e-4 data.label_fraction=5%%")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a trained run on a split")
+    p.add_argument("--ckpt", required=True, help="run folder (uses best/) or a saved model folder")
+    p.add_argument("--split", default="val")
+    p.add_argument("--guidance", default="none", choices=["none", "prior", "self"])
+    p.add_argument("--resolution", default="original", choices=["original", "train"])
+    p.add_argument("--max-samples", type=int, default=None)
+    p.add_argument("--data", default=None, help="dataset (default: the one in the run's config.yaml)")
+    p.add_argument("--dataset", default=None)
+    p.add_argument("--split-by", default=None)
+    p.add_argument("--image-dir", default=None)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("predict", help="segment what a sentence refers to in one image")
+    p.add_argument("--ckpt", required=True)
+    p.add_argument("--image", required=True)
+    p.add_argument("--text", required=True)
+    p.add_argument("--out", required=True, help="mask PNG (0/255)")
+    p.add_argument("--overlay", default=None, help="overlay PNG")
+    p.add_argument("--prior", default=None, help="a prior map PNG (grey levels = probability)")
+    p.add_argument("--guidance", default=None, choices=["none", "prior", "self"])
+    p.set_defaults(func=cmd_predict)
+
     p = sub.add_parser("demo", help="the main job on SynthRef (resumable)")
     p.add_argument("--workdir", default="runs/demo")
     p.add_argument("--images", type=int, default=2000)
@@ -188,7 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return int(args.func(args) or 0)
-    except (FileNotFoundError, FileExistsError, DataError, ValueError, KeyError) as e:
+    except (FileNotFoundError, FileExistsError, DataError, ValueError, KeyError, IsADirectoryError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"l2l: error: {msg}", file=sys.stderr)
         return 2

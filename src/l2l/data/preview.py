@@ -11,7 +11,7 @@ from .dataset import LabeledRefDataset, collate_labeled
 from .refer import ReferDataset
 
 
-def _overlay(img: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def overlay(img: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Darken everything but the mask and outline it in yellow, readable on any colour."""
     out = img.astype(np.float32).copy()
     m = mask == 1
@@ -54,8 +54,8 @@ def save_preview(ds: ReferDataset, out: str | Path, split: str = "train", n: int
     for r, rec in enumerate(pick):
         img = ds.load_image(rec.image_id)
         weak = (batch.images[r].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
-        panels = [(_overlay(img, ds.mask(rec.ann_id).astype(np.uint8)), f"original [{rec.kind or ds.name}]\n{_wrap(rec.sentence)}"),
-                  (_overlay(weak, batch.masks[r].numpy()), f"weak view + mask\n{_wrap(batch.texts[r])}"),
+        panels = [(overlay(img, ds.mask(rec.ann_id).astype(np.uint8)), f"original [{rec.kind or ds.name}]\n{_wrap(rec.sentence)}"),
+                  (overlay(weak, batch.masks[r].numpy()), f"weak view + mask\n{_wrap(batch.texts[r])}"),
                   ((strong[r].permute(1, 2, 0).numpy() * 255).astype(np.uint8), "strong view (appearance only)")]
         for c, (im, title) in enumerate(panels):
             ax = axes[r][c]

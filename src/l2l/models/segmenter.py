@@ -68,19 +68,6 @@ def build_text_encoder(cfg: TextConfig) -> nn.Module:
     raise ValueError(f"unknown text encoder {cfg.name!r}; choose minilm, bert, hf-config or tiny")
 
 
-def _to_dataclass(cls, data):
-    if dataclasses.is_dataclass(cls) and isinstance(data, dict):
-        hints = {f.name: f.type for f in dataclasses.fields(cls)}
-        kwargs = {}
-        for k, v in data.items():
-            if k not in hints:
-                raise ValueError(f"unknown config key {cls.__name__}.{k}")
-            sub = {"visual": VisualConfig, "text": TextConfig, "sesm": SESMConfig}.get(k) if cls is ModelConfig else None
-            kwargs[k] = _to_dataclass(sub, v) if sub else v
-        return cls(**kwargs)
-    return data
-
-
 class Segmenter(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -172,7 +159,8 @@ class Segmenter(nn.Module):
 
     @classmethod
     def from_config_dict(cls, cfg: dict[str, Any]) -> "Segmenter":
-        return cls(_to_dataclass(ModelConfig, cfg))
+        from ..config import from_dict
+        return cls(from_dict(ModelConfig, cfg, "model"))
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str = "cpu") -> "Segmenter":

@@ -19,6 +19,14 @@ import torch
 import torch.nn as nn
 
 
+def _no_pooler(build):
+    """BERT-type models without the sentence pooler (unused here; DDP refuses unused parameters)."""
+    try:
+        return build(add_pooling_layer=False)
+    except TypeError:
+        return build()
+
+
 class HFTextEncoder(nn.Module):
     """Token features from a BERT-type ``transformers`` model."""
 
@@ -39,7 +47,8 @@ class HFTextEncoder(nn.Module):
         if not (path / "config.json").exists():
             raise FileNotFoundError(f"no Hugging Face model folder at {path} (config.json missing)")
         tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-        return cls(AutoModel.from_pretrained(str(path), local_files_only=True), tok, max_length)
+        return cls(_no_pooler(lambda **kw: AutoModel.from_pretrained(str(path), local_files_only=True, **kw)),
+                   tok, max_length)
 
     @classmethod
     def from_config(cls, config, tokenizer_path: str | Path | None = None, max_length: int = 32) -> "HFTextEncoder":
@@ -55,7 +64,7 @@ class HFTextEncoder(nn.Module):
         tok = AutoTokenizer.from_pretrained(str(tokenizer_path), local_files_only=True)
         if config.vocab_size < len(tok):
             raise ValueError(f"config.vocab_size {config.vocab_size} < tokenizer vocabulary {len(tok)}")
-        return cls(AutoModel.from_config(config), tok, max_length)
+        return cls(_no_pooler(lambda **kw: AutoModel.from_config(config, **kw)), tok, max_length)
 
     def encode(self, texts: Sequence[str], device: torch.device | str | None = None
                ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -9,7 +9,9 @@ from tqdm.auto import tqdm
 T = TypeVar("T")
 
 
-def progress(it: Iterable[T], total: int | None = None, desc: str = "", disable: bool = False) -> Iterable[T]:
-    """Wrap an iterable in a bar with rate and ETA; ``L2L_NO_PROGRESS=1`` silences all bars."""
+def progress(it: Iterable[T] | None, total: int | None = None, desc: str = "", disable: bool = False,
+             initial: int = 0) -> tqdm:
+    """A bar with rate and ETA (over an iterable, or updated by hand when ``it`` is None);
+    ``L2L_NO_PROGRESS=1`` silences all bars."""
     disable = disable or os.environ.get("L2L_NO_PROGRESS") == "1"
-    return tqdm(it, total=total, desc=desc, disable=disable, dynamic_ncols=True, mininterval=0.5)
+    return tqdm(it, total=total, desc=desc, disable=disable, dynamic_ncols=True, mininterval=0.5, initial=initial)

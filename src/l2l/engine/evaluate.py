@@ -1,0 +1,56 @@
+"""Evaluate a segmenter on a split: the same code on 1 or N processes.
+
+Resolution: ``original`` (default) upsamples each predicted probability map to the image's
+own size and compares with the full-resolution mask; ``train`` compares at the training
+resolution with the resized mask (the LAVT code's protocol). The output names which.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from ..data.augment import IGNORE_INDEX, WeakAugConfig
+from ..data.dataset import EvalRefDataset, PriorLookup, collate_eval
+from ..data.refer import ReferDataset, SampleRecord
+from ..utils.progress import progress
+from .distributed import DistInfo, shard
+from .metrics import RESEvaluator
+
+RESOLUTIONS = ("original", "train")
+
+
+@torch.no_grad()
+def evaluate_records(model, ds: ReferDataset, records: Sequence[SampleRecord], size: int, device: str = "cpu",
+                     info: DistInfo = DistInfo(), guidance: str = "none", resolution: str = "original",
+                     prior_lookup: PriorLookup | None = None, batch_size: int = 16, workers: int = 0,
+                     show_progress: bool = True) -> dict[str, Any]:
+    """Metrics of ``model`` on ``records`` (every rank evaluates its share; results gathered)."""
+    if resolution not in RESOLUTIONS:
+        raise ValueError(f"resolution must be one of {RESOLUTIONS}, got {resolution!r}")
+    was_training = model.training
+    model.eval()
+    mine = [records[i] for i in shard(len(records), info)]
+    eval_ds = EvalRefDataset(ds, mine, WeakAugConfig(size=size), prior_lookup=prior_lookup)
+    loader = DataLoader(eval_ds, batch_size=batch_size, num_workers=workers, collate_fn=collate_eval)
+    ev = RESEvaluator()
+    by_id = {r.sample_id: r for r in mine}
+    for batch in progress(loader, desc=f"eval {resolution}", disable=not (show_progress and info.is_main)):
+        prior = batch.priors.to(device) if batch.priors is not None else None
+        mode = guidance if (guidance != "prior" or prior is not None) else "none"
+        prob = model.predict(batch.images.to(device), batch.texts, mode, prior).float()
+        recs = [by_id[i] for i in batch.sample_ids]
+        if resolution == "train":
+            m = batch.masks
+            ev.process(batch.sample_ids, (prob >= 0.5).cpu(), m == 1, [r.n_words for r in recs],
+                       [r.kind for r in recs], ignore=m == IGNORE_INDEX)
+        else:
+            for j, r in enumerate(recs):
+                gt = batch.masks_orig[j]
+                p = F.interpolate(prob[j][None, None], size=gt.shape, mode="bilinear", align_corners=False)[0, 0]
+                ev.process_one(r.sample_id, (p >= 0.5).cpu(), gt, r.n_words, r.kind)
+    out = ev.evaluate()
+    model.train(was_training)
+    return {"resolution": resolution, "guidance": guidance, **out}

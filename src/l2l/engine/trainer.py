@@ -1,0 +1,267 @@
+"""The one trainer (spec §6). Methods are strategy objects with ``loss(model, labeled, unlabeled)``.
+
+Recipe: AdamW, polynomial decay ``lr_t = lr · (1 − t/T)^0.9`` over the whole run (T = epochs ×
+steps per epoch), optional gradient clipping, bf16 autocast on GPU (off on CPU), optional
+channels-last and ``torch.compile``. ``batch_size`` is per process; the global batch is
+``batch_size × world_size`` (both are logged).
+
+Everything needed to continue is checkpointed every ``ckpt_every`` steps and at each epoch
+end: weights (safetensors), optimizer, step, epoch, position in the epoch, and the RNG
+states of every rank. ``fit(resume=True)`` continues from the newest checkpoint and gives
+the same weights as a run that was never interrupted (tested). Data order does not depend
+on any RNG state: batches come from a permutation of ``(seed, epoch)`` and augmentations
+from ``(seed, epoch, sample index)``.
+
+A run directory holds: ``config.yaml`` (resolved), ``env.json``, ``label_split.json``,
+``checkpoints/``, ``metrics.jsonl``, ``tb/`` (TensorBoard), ``best/`` and ``last/``
+(``Segmenter.save_pretrained`` folders) and ``eval_<split>.json``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from ..config import dump_config
+from ..data.augment import WeakAugConfig
+from ..data.dataset import LabeledRefDataset, collate_labeled, seed_worker, train_records
+from ..data.refer import ReferDataset
+from ..data.splits import make_split
+from ..models.segmenter import ModelConfig, Segmenter
+from ..utils.io import atomic_write_text
+from ..utils.progress import progress
+from . import checkpoint as ckpt
+from .distributed import DistInfo, ResumableBatchSampler, all_gather_objects, init_distributed
+from .evaluate import evaluate_records
+
+
+@dataclass
+class DataConfig:
+    root: str = "runs/data/synthref"  # a SynthRef folder, or the REFER data root with `dataset`
+    dataset: str | None = None  # None = SynthRef; refcoco | refcoco+ | refcocog
+    split_by: str | None = None
+    image_dir: str | None = None
+    label_fraction: str = "100%"  # share of training images that keep their masks
+    split_seed: int = 22
+    size: int = 128  # training resolution (the paper's: 480)
+    scale_range: tuple[float, float] = (1.0, 1.0)
+    hflip_prob: float = 0.5
+    workers: int = 2
+    eval_split: str = "val"
+    eval_resolution: str = "original"  # original | train
+    eval_max_samples: int | None = None  # evaluate on the first N samples only (quick runs)
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 5e-5  # [ours: LAVT]
+    weight_decay: float = 1e-2  # [ours: LAVT]
+    poly_power: float = 0.9  # [paper: polynomial decay]
+    grad_clip: float = 0.0  # 0 = off
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    method: str = "supervised"
+    epochs: int = 40  # [paper]
+    batch_size: int = 4  # per process [paper: 4 per GPU on 4 GPUs]
+    seed: int = 22  # [paper]
+    device: str = "auto"  # auto | cpu | cuda
+    amp: str = "auto"  # auto (bf16 on GPU, off on CPU) | bf16 | off
+    channels_last: bool = False
+    compile: bool = False
+    eval_every: int = 1  # epochs
+    ckpt_every: int = 500  # steps
+    keep_last: int = 2
+    log_every: int = 20  # steps
+    max_steps: int | None = None  # stop after this many steps (the schedule still spans all epochs)
+
+
+def build_method(name: str):
+    from ..semi.methods.supervised import SupervisedMethod
+
+    methods = {"supervised": SupervisedMethod}
+    if name not in methods:
+        raise ValueError(f"unknown method {name!r}; available: {sorted(methods)}")
+    return methods[name]()
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("device cuda requested but no GPU is available")
+    return device
+
+
+def open_dataset(cfg: DataConfig) -> ReferDataset:
+    return ReferDataset.open(cfg.root, cfg.dataset, cfg.split_by, cfg.image_dir)
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, run_dir: str | Path, show_progress: bool = True):
+        self.cfg, self.run_dir, self.show_progress = cfg, Path(run_dir), show_progress
+        self.device = resolve_device(cfg.device)
+        self.info = init_distributed(self.device)
+
+    # ------------------------------------------------------------------ helpers
+    def _log(self, record: dict[str, Any]) -> None:
+        if not self.info.is_main:
+            return
+        with open(self.run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.tb is not None:
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and k not in ("step", "epoch"):
+                    self.tb.add_scalar(k, v, record["step"])
+
+    def _save(self, model, opt, extra: dict[str, Any]) -> None:
+        rngs = all_gather_objects(ckpt.rng_state(), self.info)
+        if self.info.is_main:
+            ckpt.save(self.run_dir / "checkpoints", extra["step"], model, opt,
+                      extra={**extra, "rng_per_rank": rngs}, meta={"epoch": extra["epoch"]})
+            ckpt.prune(self.run_dir / "checkpoints", self.cfg.keep_last)
+        if self.info.enabled:
+            torch.distributed.barrier()
+
+    def _amp(self):
+        use = self.cfg.amp == "bf16" or (self.cfg.amp == "auto" and self.device.startswith("cuda"))
+        return torch.autocast(device_type="cuda" if self.device.startswith("cuda") else "cpu",
+                              dtype=torch.bfloat16, enabled=use)
+
+    # ------------------------------------------------------------------ main loop
+    def fit(self, resume: bool = True) -> dict[str, Any]:
+        cfg, info = self.cfg, self.info
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        random.seed(cfg.seed)
+
+        ds = open_dataset(cfg.data)
+        split = make_split(ds.name, ds.image_ids("train"), cfg.data.label_fraction, cfg.data.split_seed)
+        labeled, _ = train_records(ds, split)
+        aug = WeakAugConfig(size=cfg.data.size, hflip_prob=cfg.data.hflip_prob, scale_range=tuple(cfg.data.scale_range))
+        train_ds = LabeledRefDataset(ds, labeled, aug, seed=cfg.seed)
+        sampler = ResumableBatchSampler(len(train_ds), cfg.batch_size, info, cfg.seed)
+        steps_per_epoch = sampler.steps_per_epoch
+        total = cfg.epochs * steps_per_epoch
+        method = build_method(cfg.method)
+
+        model = Segmenter(cfg.model).to(self.device)
+        if cfg.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+
+        state = {"step": 0, "epoch": 0, "step_in_epoch": 0, "best": -1.0}
+        last = ckpt.latest(self.run_dir / "checkpoints") if resume else None
+        if last is not None:
+            loaded = ckpt.load(last, model, opt, restore_rng=False)
+            extra = loaded["extra"]
+            state.update({k: extra[k] for k in state})
+            ckpt.set_rng_state(extra["rng_per_rank"][info.rank])
+        else:
+            torch.manual_seed(cfg.seed + info.rank)  # per-rank streams (prior dropout)
+
+        if info.is_main:
+            atomic_write_text(self.run_dir / "config.yaml", dump_config(cfg))
+            split.save(self.run_dir / "label_split.json")
+            env = {"torch": torch.__version__, "python": platform.python_version(), "device": self.device,
+                   "world_size": info.world, "batch_per_process": cfg.batch_size,
+                   "global_batch": cfg.batch_size * info.world, "steps_per_epoch": steps_per_epoch,
+                   "total_steps": total, "labeled_samples": len(labeled), "dataset": ds.name,
+                   "resumed_from": str(last) if last else None}
+            atomic_write_text(self.run_dir / "env.json", json.dumps(env, indent=2))
+        from torch.utils.tensorboard import SummaryWriter
+        self.tb = SummaryWriter(str(self.run_dir / "tb")) if info.is_main else None
+
+        net = model
+        if info.enabled:
+            net = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[info.local_rank] if self.device.startswith("cuda") else None)
+        if cfg.compile:
+            net = torch.compile(net)
+
+        model.train()
+        t0, seen = time.perf_counter(), 0
+        bar = progress(None, total=total, desc=f"train {cfg.method}", disable=not (self.show_progress and info.is_main),
+                       initial=state["step"])
+        results: dict[str, Any] = {}
+        stop = False
+        while state["epoch"] < cfg.epochs and not stop:
+            train_ds.set_epoch(state["epoch"])
+            sampler.set_epoch(state["epoch"], state["step_in_epoch"])
+            loader = DataLoader(train_ds, batch_sampler=sampler, collate_fn=collate_labeled,
+                                num_workers=cfg.data.workers, worker_init_fn=seed_worker,
+                                generator=torch.Generator().manual_seed(cfg.seed + state["epoch"]),
+                                pin_memory=self.device.startswith("cuda"))
+            for batch in loader:
+                lr = cfg.optim.lr * (1 - state["step"] / total) ** cfg.optim.poly_power
+                for g in opt.param_groups:
+                    g["lr"] = lr
+                with self._amp():
+                    loss, logs = method.loss(net, batch, None, self.device)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.optim.grad_clip > 0:
+                    logs["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip))
+                opt.step()
+                state["step"] += 1
+                state["step_in_epoch"] += 1
+                seen += batch.images.shape[0] * info.world
+                bar.update(1)
+                bar.set_postfix(loss=f"{float(loss.detach()):.3f}", lr=f"{lr:.2e}", refresh=False)
+                if state["step"] % cfg.log_every == 0:
+                    dt = time.perf_counter() - t0
+                    self._log({"step": state["step"], "epoch": state["epoch"], "lr": lr, "loss": float(loss.detach()),
+                               **logs, "samples_per_s": seen / dt if dt > 0 else 0.0})
+                if state["step"] % cfg.ckpt_every == 0:
+                    self._save(model, opt, dict(state))
+                if cfg.max_steps is not None and state["step"] >= cfg.max_steps:
+                    stop = True
+                    break
+            if stop:
+                self._save(model, opt, dict(state))
+                break
+            state["epoch"] += 1
+            state["step_in_epoch"] = 0
+            if state["epoch"] % cfg.eval_every == 0 or state["epoch"] == cfg.epochs:
+                results = self.evaluate(model, ds)
+                score = results["oIoU"]
+                self._log({"step": state["step"], "epoch": state["epoch"],
+                           **{f"val_{k}": v for k, v in results.items() if isinstance(v, float)}})
+                if score > state["best"]:
+                    state["best"] = score
+                    if info.is_main:
+                        model.save_pretrained(self.run_dir / "best")
+            self._save(model, opt, dict(state))
+        bar.close()
+        if info.is_main:
+            model.save_pretrained(self.run_dir / "last")
+            if not (self.run_dir / "best").exists():
+                model.save_pretrained(self.run_dir / "best")
+            if results:
+                atomic_write_text(self.run_dir / f"eval_{cfg.data.eval_split}.json", json.dumps(results, indent=2))
+        if self.tb is not None:
+            self.tb.close()
+        self.model = model
+        return {"state": state, "results": results, "train_seconds": time.perf_counter() - t0,
+                "samples_per_s": seen / max(time.perf_counter() - t0, 1e-9)}
+
+    def evaluate(self, model, ds: ReferDataset) -> dict[str, Any]:
+        recs = ds.samples(self.cfg.data.eval_split)
+        if self.cfg.data.eval_max_samples:
+            recs = recs[: self.cfg.data.eval_max_samples]
+        return evaluate_records(model, ds, recs, self.cfg.data.size, self.device, self.info,
+                                resolution=self.cfg.data.eval_resolution, show_progress=self.show_progress)

@@ -1,0 +1,1 @@
+"""Semi-supervised training: methods (strategy objects), SPM, guidance bank, RPLE."""

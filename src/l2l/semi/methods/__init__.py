@@ -1,0 +1,1 @@
+"""One file per method; each is a strategy object the trainer calls."""

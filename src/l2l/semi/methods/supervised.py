@@ -1,0 +1,47 @@
+"""The ``supervised`` method: labeled loss only (spec §2, ``L_s``).
+
+``L_s = CE_w(f(x, t, g), y)``: 2-class cross-entropy with class weights (0.9, 1.1) [ours: the
+LAVT values], pixels with label 255 ignored. Each sample's loss is the weighted mean over
+its own pixels, and the batch loss is the mean over samples [ours], so that N processes with
+batch B give exactly the gradient of one process with batch N·B (DDP averages per-process
+means).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ...data.augment import IGNORE_INDEX
+from ...data.dataset import LabeledBatch
+
+CLASS_WEIGHTS = (0.9, 1.1)
+
+
+def weighted_ce_per_sample(logits: torch.Tensor, target: torch.Tensor,
+                           weights: tuple[float, float] = CLASS_WEIGHTS) -> torch.Tensor:
+    """(B,) weighted CE per sample; ignored pixels excluded; a sample with no valid pixel gives 0."""
+    w = torch.tensor(weights, device=logits.device, dtype=logits.dtype)
+    valid = target != IGNORE_INDEX
+    t = torch.where(valid, target, torch.zeros_like(target))
+    nll = F.cross_entropy(logits, t, reduction="none")  # (B, H, W)
+    pw = w[t] * valid
+    return (nll * pw).flatten(1).sum(1) / pw.flatten(1).sum(1).clamp_min(1e-6)
+
+
+@dataclass
+class SupervisedMethod:
+    """Strategy object: the trainer calls ``loss(model, labeled, unlabeled)``."""
+
+    name: str = "supervised"
+    needs_unlabeled: bool = False
+
+    def loss(self, model, labeled: LabeledBatch, unlabeled=None, device: str = "cpu") -> tuple[torch.Tensor, dict[str, Any]]:
+        images = labeled.images.to(device, non_blocking=True)
+        masks = labeled.masks.to(device, non_blocking=True)
+        priors = labeled.priors.to(device) if labeled.priors is not None else None
+        logits = model(images, labeled.texts, priors, labeled.has_prior)
+        loss = weighted_ce_per_sample(logits.float(), masks).mean()
+        return loss, {"loss_sup": float(loss.detach())}
