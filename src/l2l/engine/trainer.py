@@ -76,13 +76,14 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     method: str = "supervised"
     epochs: int = 40  # [paper]
+    total_steps: int | None = None  # a step budget instead of epochs (same updates at every label fraction)
     batch_size: int = 4  # per process [paper: 4 per GPU on 4 GPUs]
     seed: int = 22  # [paper]
     device: str = "auto"  # auto | cpu | cuda
     amp: str = "auto"  # auto (bf16 on GPU, off on CPU) | bf16 | off
     channels_last: bool = False
     compile: bool = False
-    eval_every: int = 1  # epochs
+    eval_every: int = 1  # epochs; 0 = only at the end
     ckpt_every: int = 500  # steps
     keep_last: int = 2
     log_every: int = 20  # steps
@@ -156,7 +157,10 @@ class Trainer:
         train_ds = LabeledRefDataset(ds, labeled, aug, seed=cfg.seed)
         sampler = ResumableBatchSampler(len(train_ds), cfg.batch_size, info, cfg.seed)
         steps_per_epoch = sampler.steps_per_epoch
-        total = cfg.epochs * steps_per_epoch
+        if cfg.total_steps:
+            total, epochs = cfg.total_steps, -(-cfg.total_steps // steps_per_epoch)
+        else:
+            total, epochs = cfg.epochs * steps_per_epoch, cfg.epochs
         method = build_method(cfg.method)
 
         model = Segmenter(cfg.model).to(self.device)
@@ -199,7 +203,7 @@ class Trainer:
                        initial=state["step"])
         results: dict[str, Any] = {}
         stop = False
-        while state["epoch"] < cfg.epochs and not stop:
+        while state["epoch"] < epochs and state["step"] < total and not stop:
             train_ds.set_epoch(state["epoch"])
             sampler.set_epoch(state["epoch"], state["step_in_epoch"])
             loader = DataLoader(train_ds, batch_sampler=sampler, collate_fn=collate_labeled,
@@ -231,12 +235,15 @@ class Trainer:
                 if cfg.max_steps is not None and state["step"] >= cfg.max_steps:
                     stop = True
                     break
+                if state["step"] >= total:
+                    break
             if stop:
                 self._save(model, opt, dict(state))
                 break
             state["epoch"] += 1
             state["step_in_epoch"] = 0
-            if state["epoch"] % cfg.eval_every == 0 or state["epoch"] == cfg.epochs:
+            final = state["epoch"] >= epochs or state["step"] >= total
+            if final or (cfg.eval_every > 0 and state["epoch"] % cfg.eval_every == 0):
                 results = self.evaluate(model, ds)
                 score = results["oIoU"]
                 self._log({"step": state["step"], "epoch": state["epoch"],

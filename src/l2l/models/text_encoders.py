@@ -21,6 +21,9 @@ import torch.nn as nn
 
 def _no_pooler(build):
     """BERT-type models without the sentence pooler (unused here; DDP refuses unused parameters)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # the load report lists the pooler we leave out on purpose
     try:
         return build(add_pooling_layer=False)
     except TypeError:

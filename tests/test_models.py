@@ -1,0 +1,128 @@
+"""Segmenter: shapes for every encoder / text / SESM variant, the zero-init property, guidance, persistence."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from l2l.config import load_config
+from l2l.models.backbones import ConvEncoder
+from l2l.models.segmenter import ModelConfig, Segmenter
+from l2l.models.sesm import SESMConfig, StageFusion
+
+SWIN = ["visual.name=swin", "visual.pretrained=false"]
+TINY_BERT = ["text.name=hf-config"]
+TEXTS = ["the red ball on the left", "second star from the top"]
+
+
+def _model(*overrides) -> Segmenter:
+    cfg = load_config(ModelConfig, None, ["decoder_dim=16", "sesm.heads=2", *overrides])
+    if cfg.visual.name == "swin":
+        cfg.visual.swin = dict(image_size=64, patch_size=4, embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 2, 2, 2],
+                               window_size=2)
+    if cfg.text.name == "hf-config":
+        cfg.text.hf_config = dict(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                  intermediate_size=64)
+    torch.manual_seed(0)
+    return Segmenter(cfg)
+
+
+@pytest.mark.parametrize("visual", [["visual.name=conv", "visual.conv_channels=[8,16,16,32]"],
+                                    ["visual.name=efficientnet_lite0"], SWIN])
+@pytest.mark.parametrize("text", [["text.name=tiny", "text.tiny_dim=16"], TINY_BERT, ["text.name=minilm"]])
+def test_every_encoder_pair_gives_logits_and_gradients(visual, text):
+    m = _model(*visual, *text)
+    x = torch.rand(2, 3, 64, 64)
+    y = m(x, TEXTS, torch.rand(2, 1, 64, 64))
+    assert y.shape == (2, 2, 64, 64) and torch.isfinite(y).all()
+    y[:, 1].mean().backward()
+    assert m.decoder.head.weight.grad is not None and m.fusions[0].out.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("sesm", [["sesm.enabled=false"], ["sesm.streams=semantic"], ["sesm.streams=structural"],
+                                  ["sesm.gating=fixed"], ["sesm.stage_modes=[global,global,local,local]"],
+                                  ["sesm.stage_modes=[local,local,local,local]"]])
+def test_sesm_variants(sesm):
+    m = _model("visual.name=conv", "visual.conv_channels=[8,16,16,32]", "text.name=tiny", "text.tiny_dim=16", *sesm)
+    y = m(torch.rand(2, 3, 64, 64), TEXTS, torch.rand(2, 1, 64, 64))
+    assert y.shape == (2, 2, 64, 64)
+    cfg = m.cfg.sesm
+    assert m.uses_guidance == cfg.uses_guidance
+    w = m.fusions[0].stream_weights()
+    expected = {"semantic": (1.0, 0.0), "structural": (0.0, 1.0)}.get(cfg.streams, (0.5, 0.5))
+    assert w == pytest.approx(expected)
+    assert [f.structural.mode for f in m.fusions if hasattr(f, "structural")] == \
+        ([] if cfg.streams == "semantic" else list(cfg.stage_modes))
+
+
+def test_zero_init_equals_the_plain_encoder():
+    """At initialisation the fused encoder's stage outputs equal the plain visual encoder's,
+    whatever the text and the guidance (Eq. 3 with W_o = 0)."""
+    m = _model("visual.name=efficientnet_lite0", "text.name=tiny", "text.tiny_dim=16").eval()
+    x = torch.rand(2, 3, 64, 64)
+    from l2l.data.augment import normalize
+    plain = m.visual(normalize(x))
+    tokens, tmask = m.text.encode(TEXTS)
+    h = m.visual.stem(normalize(x))
+    g = torch.rand(2, 1, 64, 64)
+    for i in range(4):
+        f = m.fusions[i](m.visual.stage(i, h), tokens, tmask, g)
+        assert torch.equal(f, plain[i]), i
+        h = m.visual.to_next(i, f)
+    # and after a training step the fusion is no longer the identity
+    m.train()
+    opt = torch.optim.SGD(m.parameters(), lr=1.0)
+    m(x, TEXTS, g)[:, 1].mean().backward()
+    opt.step()
+    f = m.fusions[0](m.visual.stage(0, m.visual.stem(normalize(x))), tokens, tmask, g)
+    assert not torch.equal(f, m.visual(normalize(x))[0])
+
+
+def test_guidance_none_uses_the_learned_null_map_and_prior_dropout():
+    m = _model("visual.name=conv", "visual.conv_channels=[8,16,16,32]", "text.name=tiny", "text.tiny_dim=16",
+               "sesm.prior_dropout=1.0").eval()
+    x, prior = torch.rand(2, 3, 64, 64), torch.rand(2, 1, 64, 64)
+    with torch.no_grad():
+        torch.nn.init.normal_(m.fusions[2].out.weight)  # make guidance matter
+        none = m(x, TEXTS)
+        with_prior = m(x, TEXTS, prior)
+        no_flag = m(x, TEXTS, prior, torch.tensor([False, False]))
+        assert not torch.allclose(none, with_prior) and torch.allclose(none, no_flag)
+        m.train()  # prior dropout 1.0: every prior replaced by the null map in training
+        assert torch.allclose(m(x, TEXTS, prior), none, atol=1e-6)
+    m.eval()
+    for mode in ("none", "prior", "self"):
+        p = m.predict(x, TEXTS, mode, prior)
+        assert p.shape == (2, 64, 64) and ((0 <= p) & (p <= 1)).all()
+    with pytest.raises(ValueError, match="needs a prior"):
+        m.predict(x, TEXTS, "prior")
+    base = _model("visual.name=conv", "visual.conv_channels=[8,16,16,32]", "text.name=tiny", "sesm.enabled=false")
+    assert not base.uses_guidance and base.null_map is None
+
+
+def test_save_and_from_pretrained_round_trip(tmp_path):
+    m = _model(*SWIN, *TINY_BERT).eval()
+    x = torch.rand(1, 3, 64, 64)
+    path = m.save_pretrained(tmp_path / "model")
+    m2 = Segmenter.from_pretrained(tmp_path / "model")
+    assert torch.allclose(m.predict(x, TEXTS[:1]), m2.predict(x, TEXTS[:1]), atol=1e-6)
+    mask, prob = m2.segment(np.zeros((50, 70, 3), np.uint8), "a thing")
+    assert mask.shape == (50, 70) and mask.dtype == bool and prob.shape == (50, 70)
+    masks, probs = m2.segment([np.zeros((20, 30, 3), np.uint8)] * 2, ["a", "b"])
+    assert len(masks) == 2
+    with pytest.raises(ValueError, match="empty"):
+        m2.segment(np.zeros((20, 30, 3), np.uint8), " ")
+    with pytest.raises(FileNotFoundError):
+        Segmenter.from_pretrained(tmp_path / "nothing")
+
+
+def test_stage_fusion_config_validation():
+    with pytest.raises(ValueError):
+        SESMConfig(streams="both-ish")
+    with pytest.raises(ValueError):
+        SESMConfig(stage_modes=("local", "local"))
+    assert SESMConfig(enabled=False).streams == "semantic" and not SESMConfig(enabled=False).uses_guidance
+    f = StageFusion(16, 8, "global", SESMConfig())
+    with pytest.raises(ValueError, match="guidance"):
+        f(torch.rand(1, 16, 4, 4), torch.rand(1, 3, 8), torch.ones(1, 3, dtype=torch.bool), None)
+    assert ConvEncoder().channels == (32, 64, 128, 256)
