@@ -43,3 +43,29 @@ def test_errors_are_one_line_and_exit_2(tmp_path, capsys):
 def test_console_script_runs():
     r = subprocess.run([sys.executable, "-m", "l2l.cli", "--version"], capture_output=True, text=True)
     assert r.returncode == 0 and "l2l" in r.stdout
+
+
+def test_train_eval_predict(synthref_dir, tmp_path, capsys):
+    from PIL import Image
+
+    from .test_trainer import TINY
+
+    run = tmp_path / "run"
+    assert main(["train", "--out", str(run), f"data.root={synthref_dir}", *TINY, "epochs=1", "batch_size=8",
+                 "total_steps=3"]) == 0
+    assert "oIoU" in capsys.readouterr().out
+    assert main(["eval", "--ckpt", str(run), "--split", "testB", "--max-samples", "5", "--resolution", "train"]) == 0
+    res = json.loads((run / "eval_testB_none_train.json").read_text())
+    assert res["samples"] == 5 and res["resolution"] == "train" and res["split"] == "testB"
+    img = next((synthref_dir / "images").glob("*.png"))
+    assert main(["predict", "--ckpt", str(run), "--image", str(img), "--text", "the red ball",
+                 "--out", str(tmp_path / "m.png"), "--overlay", str(tmp_path / "o.png")]) == 0
+    m = Image.open(tmp_path / "m.png")
+    assert m.size == Image.open(img).size and set(m.getdata()) <= {0, 255}
+    # errors: a non-image file, an empty sentence, a missing checkpoint
+    assert main(["predict", "--ckpt", str(run), "--image", str(run / "config.yaml"), "--text", "x", "--out", "m.png"]) == 2
+    assert main(["predict", "--ckpt", str(run), "--image", str(img), "--text", " ", "--out", "m.png"]) == 2
+    assert main(["predict", "--ckpt", str(tmp_path / "none"), "--image", str(img), "--text", "x", "--out", "m.png"]) == 2
+    assert main(["train", "--out", str(run), "optim.nope=1"]) == 2
+    err = capsys.readouterr().err
+    assert "not a readable image" in err and "empty" in err and "no l2l checkpoint" in err and "optim.nope" in err

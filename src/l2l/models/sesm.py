@@ -91,6 +91,8 @@ class StageFusion(nn.Module):
         if self.streams in ("both", "semantic"):
             self.semantic = nn.MultiheadAttention(c, _heads_for(c, cfg.heads), kdim=text_dim, vdim=text_dim,
                                                   batch_first=True)
+            self.sem_vis = nn.Sequential(nn.Conv2d(c, c, 1), nn.GELU())  # W_vis
+            self.sem_mm = nn.Sequential(nn.Conv2d(c, c, 1), nn.GELU())  # W_mm
         if self.streams in ("both", "structural"):
             self.structural = StructuralStream(c, mode)
         if self.streams == "both" and self.gating == "learned":
@@ -120,8 +122,9 @@ class StageFusion(nn.Module):
         else:
             alpha, beta = self.stream_weights()
         if hasattr(self, "semantic"):
-            s, _ = self.semantic(vt, text, text, key_padding_mask=~text_mask, need_weights=False)
-            z = z + alpha * s.transpose(1, 2).reshape(b, c, h, w)
+            att, _ = self.semantic(vt, text, text, key_padding_mask=~text_mask, need_weights=False)
+            s = self.sem_mm(self.sem_vis(v) * att.transpose(1, 2).reshape(b, c, h, w))
+            z = z + alpha * s
         if hasattr(self, "structural"):
             if guidance is None:
                 raise ValueError("the structural stream needs a guidance map")
