@@ -10,9 +10,13 @@ and a guidance map ``G`` (B, 1, H0, W0) in [0, 1]:
   global ``Φ_l = softmax((V_l W_q)(F_l W_k)ᵀ / √d)(F_l W_v)``;
 * dynamic gating (Eq. 1)  ``Z_l = α_l S_l + β_l Φ_l``, ``(α_l, β_l) = softmax(two learnable
   logits)``; ablations: semantic only, structural only, fixed α = β = 0.5;
-* gated residual (Eq. 3)  ``V'_l = V_l + σ(g_l(V_l)) ⊙ W_o Z_l`` with one gate per token
+* gated residual (Eq. 3)  ``V'_l = V_l + σ(g_l(V̂_l)) ⊙ W_o Z_l`` with one gate per token
   (``g_l``: C → C/4 → 1) and ``W_o`` (the last layer of the Z-path) initialised to zero, so
   that the encoder starts exactly as the plain visual encoder [ours].
+
+[ours] Every Z-path input uses ``V̂_l = LayerNorm(V_l)`` (pre-norm; the residual adds to the
+raw ``V_l``): encoder features are large (mean |V| ≈ 9–18 for EfficientNet-Lite0), which
+saturated the attention softmax (LAVT normalises its query path too).
 
 The baseline without SESM is the same stage fusion with ``streams="semantic"`` and no
 guidance input (LAVT-style language fusion).
@@ -97,6 +101,7 @@ class StageFusion(nn.Module):
             self.structural = StructuralStream(c, mode)
         if self.streams == "both" and self.gating == "learned":
             self.gate_logits = nn.Parameter(torch.zeros(2))  # (α_l, β_l) = softmax(·) (Eq. 1)
+        self.norm = nn.LayerNorm(c)  # pre-norm of the Z-path input [ours]; the residual keeps raw V_l
         self.token_gate = nn.Sequential(nn.Linear(c, max(c // 4, 1)), nn.ReLU(), nn.Linear(max(c // 4, 1), 1))
         self.out = nn.Conv2d(c, c, 1)  # W_o: the last layer of the Z-path, zero-initialised
         nn.init.zeros_(self.out.weight)
@@ -115,7 +120,8 @@ class StageFusion(nn.Module):
     def forward(self, v: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor,
                 guidance: torch.Tensor | None) -> torch.Tensor:
         b, c, h, w = v.shape
-        vt = v.flatten(2).transpose(1, 2)  # (B, N, C)
+        vt = self.norm(v.flatten(2).transpose(1, 2))  # (B, N, C), normalised: encoder features are large
+        vn = vt.transpose(1, 2).reshape(b, c, h, w)
         z = torch.zeros_like(v)
         if self.streams == "both" and self.gating == "learned":
             alpha, beta = torch.softmax(self.gate_logits, 0)
@@ -123,12 +129,12 @@ class StageFusion(nn.Module):
             alpha, beta = self.stream_weights()
         if hasattr(self, "semantic"):
             att, _ = self.semantic(vt, text, text, key_padding_mask=~text_mask, need_weights=False)
-            s = self.sem_mm(self.sem_vis(v) * att.transpose(1, 2).reshape(b, c, h, w))
+            s = self.sem_mm(self.sem_vis(vn) * att.transpose(1, 2).reshape(b, c, h, w))
             z = z + alpha * s
         if hasattr(self, "structural"):
             if guidance is None:
                 raise ValueError("the structural stream needs a guidance map")
             r = F.adaptive_avg_pool2d(guidance, (h, w))  # R_l: area-average resize
-            z = z + beta * self.structural(v, r)
+            z = z + beta * self.structural(vn, r)
         gate = torch.sigmoid(self.token_gate(vt)).transpose(1, 2).reshape(b, 1, h, w)  # one gate per token
         return v + gate * self.out(z)  # Eq. 3
