@@ -1,0 +1,36 @@
+"""Every shipped config resolves to a valid TrainConfig (no unknown keys, right types)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from l2l.config import ConfigError, dump_config, load_config
+from l2l.engine.trainer import TrainConfig
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_shipped_configs_resolve(path):
+    cfg = load_config(TrainConfig, path)
+    assert cfg.batch_size > 0 and cfg.optim.lr > 0
+    again = load_config(TrainConfig, None, [])  # defaults load too
+    assert again.seed == 22
+
+
+def test_overrides_types_and_errors(tmp_path):
+    cfg = load_config(TrainConfig, None, ["optim.lr=1e-4", "data.label_fraction=5%", "model.sesm.stage_modes=[local,local,local,local]"])
+    assert cfg.optim.lr == 1e-4 and isinstance(cfg.optim.lr, float) and cfg.data.label_fraction == "5%"
+    assert cfg.model.sesm.stage_modes == ("local",) * 4
+    with pytest.raises(ConfigError, match="optim.nope"):
+        load_config(TrainConfig, None, ["optim.nope=1"])
+    with pytest.raises(ConfigError, match="expected a number"):
+        load_config(TrainConfig, None, ["optim.lr=fast"])
+    with pytest.raises(ConfigError, match="stage_modes"):
+        load_config(TrainConfig, None, ["model.sesm.stage_modes=[local]"])
+    p = tmp_path / "c.yaml"
+    p.write_text(dump_config(cfg))
+    assert load_config(TrainConfig, p) == cfg
+    with pytest.raises(FileNotFoundError):
+        load_config(TrainConfig, tmp_path / "missing.yaml")
