@@ -126,3 +126,30 @@ def test_stage_fusion_config_validation():
     with pytest.raises(ValueError, match="guidance"):
         f(torch.rand(1, 16, 4, 4), torch.rand(1, 3, 8), torch.ones(1, 3, dtype=torch.bool), None)
     assert ConvEncoder().channels == (32, 64, 128, 256)
+
+
+def test_swin_and_bert_load_from_local_folders(tmp_path):
+    """The real-weights path: folders in Hugging Face format, loaded with local_files_only."""
+    from transformers import AutoTokenizer, BertConfig, BertModel, SwinConfig, SwinModel
+
+    from l2l.data.text_augment import default_text_model_path
+
+    swin_dir, bert_dir = tmp_path / "swin", tmp_path / "bert"
+    torch.manual_seed(0)
+    swin = SwinModel(SwinConfig(image_size=64, patch_size=4, embed_dim=16, depths=[1, 1, 1, 1],
+                                num_heads=[1, 2, 2, 2], window_size=2), add_pooling_layer=False)
+    swin.save_pretrained(swin_dir)
+    bert = BertModel(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                intermediate_size=64))
+    bert.save_pretrained(bert_dir)
+    AutoTokenizer.from_pretrained(str(default_text_model_path()), local_files_only=True).save_pretrained(bert_dir)
+    m = _model("visual.name=swin", "visual.pretrained=true", f"visual.path={swin_dir}",
+               "text.name=bert", f"text.path={bert_dir}")
+    k = "embeddings.patch_embeddings.projection.weight"
+    assert torch.equal(m.visual.swin.state_dict()[k], swin.state_dict()[k])
+    assert torch.equal(m.text.model.embeddings.word_embeddings.weight, bert.embeddings.word_embeddings.weight)
+    assert m(torch.rand(1, 3, 64, 64), TEXTS[:1]).shape == (1, 2, 64, 64)
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        _model("visual.name=swin", "visual.pretrained=true", f"visual.path={tmp_path / 'none'}")
+    with pytest.raises(FileNotFoundError, match="text.path"):
+        _model("visual.name=conv", "text.name=bert")

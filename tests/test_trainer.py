@@ -68,7 +68,7 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 def test_two_process_gloo_matches_one_process(synthref_dir, tmp_path):
-    common = ["epochs=1", "max_steps=4", "ckpt_every=1000", "model.sesm.prior_dropout=0.0"]
+    common = ["total_steps=4", "ckpt_every=1000", "model.sesm.prior_dropout=0.0", "data.eval_max_samples=15"]
     one = tmp_path / "one"
     Trainer(_cfg(synthref_dir, *common, "batch_size=8"), one, show_progress=False).fit()
     two = tmp_path / "two"
@@ -81,6 +81,10 @@ def test_two_process_gloo_matches_one_process(synthref_dir, tmp_path):
     a, b = _weights(one), _weights(two)
     for k in a:
         assert torch.allclose(a[k], b[k], atol=2e-5, rtol=1e-4), k
+    # evaluation sharded over 2 ranks (8 + 7 samples) counts every sample once
+    ea, eb = (json.loads((r / "eval_val.json").read_text()) for r in (one, two))
+    assert ea["samples"] == eb["samples"] == 15
+    assert abs(ea["oIoU"] - eb["oIoU"]) < 1e-3
     # control: one process with the per-process batch (other data per step) does not match
     half = tmp_path / "half"
     Trainer(_cfg(synthref_dir, *common, "batch_size=4"), half, show_progress=False).fit()
