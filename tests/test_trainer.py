@@ -90,3 +90,12 @@ def test_two_process_gloo_matches_one_process(synthref_dir, tmp_path):
     Trainer(_cfg(synthref_dir, *common, "batch_size=4"), half, show_progress=False).fit()
     c = _weights(half)
     assert not all(torch.allclose(a[k], c[k], atol=2e-5, rtol=1e-4) for k in a)
+
+
+def test_finished_run_without_evaluation_is_evaluated_on_resume(synthref_dir, tmp_path):
+    run = tmp_path / "run"
+    cfg = ["epochs=1", "batch_size=8", "total_steps=2"]
+    Trainer(_cfg(synthref_dir, *cfg), run, show_progress=False).fit()
+    (run / "eval_val.json").unlink()  # as if the process died between the last step and the evaluation
+    out = Trainer(_cfg(synthref_dir, *cfg), run, show_progress=False).fit()
+    assert out["state"]["step"] == 2 and (run / "eval_val.json").exists() and out["results"]["samples"] == 16

@@ -254,12 +254,15 @@ class Trainer:
                         model.save_pretrained(self.run_dir / "best")
             self._save(model, opt, dict(state))
         bar.close()
+        eval_file = self.run_dir / f"eval_{cfg.data.eval_split}.json"
+        if not results and not stop and state["step"] >= total and not eval_file.exists():
+            results = self.evaluate(model, ds)  # the run ended before its final evaluation: do it now
         if info.is_main:
             model.save_pretrained(self.run_dir / "last")
             if not (self.run_dir / "best").exists():
                 model.save_pretrained(self.run_dir / "best")
             if results:
-                atomic_write_text(self.run_dir / f"eval_{cfg.data.eval_split}.json", json.dumps(results, indent=2))
+                atomic_write_text(eval_file, json.dumps(results, indent=2))
         if self.tb is not None:
             self.tb.close()
         self.model = model
