@@ -71,3 +71,19 @@ def test_train_eval_predict(synthref_dir, tmp_path, capsys):
     assert main(["train", "--out", str(run), "optim.nope=1"]) == 2
     err = capsys.readouterr().err
     assert "not a readable image" in err and "empty" in err and "no l2l checkpoint" in err and "optim.nope" in err
+
+
+def test_priors_generate_and_eval(synthref_dir, tmp_path, capsys):
+    out = tmp_path / "priors"
+    args = ["priors", "generate", "--data", str(synthref_dir), "--subset", "unlabeled", "--label-fraction", "10%",
+            "--out", str(out)]
+    assert main(args) == 0
+    first = capsys.readouterr().out
+    assert "SIMULATION" in first and "0 already present" in first
+    assert main(args) == 0  # nothing left to do
+    assert " 0 generated" in capsys.readouterr().out
+    assert main(["priors", "eval", "--data", str(synthref_dir), "--priors", str(out)]) == 0
+    assert "SIMULATED" in capsys.readouterr().out
+    res = json.loads((out / "eval.json").read_text())
+    assert res["missing"] == 0 and 0.3 < res["mean_IoU"] < 0.95
+    assert main(["priors", "generate", "--data", str(synthref_dir), "--provider", "mllm-sam2", "--out", str(out)]) == 2

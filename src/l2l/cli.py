@@ -228,6 +228,58 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prior_samples(args: argparse.Namespace, ds) -> list[int]:
+    from .data.dataset import train_records
+    from .data.splits import make_split
+
+    recs = ds.samples(args.split)
+    if args.subset != "all":
+        if args.split != "train":
+            raise ValueError("--subset labeled/unlabeled applies to the train split")
+        lab, unl = train_records(ds, make_split(ds.name, ds.image_ids("train"), args.label_fraction, args.split_seed))
+        recs = lab if args.subset == "labeled" else unl
+    return [r.sample_id for r in recs]
+
+
+def cmd_priors_generate(args: argparse.Namespace) -> int:
+    from .priors.base import PriorInput
+    from .priors.store import PriorStore
+
+    ds = _open_dataset(args)
+    if args.provider != "simulated":
+        raise ValueError(f"provider {args.provider!r} is not available yet; available: simulated")
+    from .priors.simulated import WARNING, SimulatedConfig, SimulatedProvider
+    provider = SimulatedProvider(ds, SimulatedConfig(seed=args.seed))
+    print(f"provider: simulated — {WARNING}")
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    ids = _prior_samples(args, ds)
+    store = PriorStore(args.out)
+
+    def load(sid: int) -> PriorInput:
+        rec = ds.sample(sid)
+        return PriorInput(sid, ds.load_image(rec.image_id), rec.sentence)
+
+    res = store.generate(provider, ids, load, args.batch_size, rank, world)
+    print(f"{args.out}: {res['generated']} generated, {res['skipped']} already present "
+          f"(rank {rank}/{world}, {res['assigned']} assigned of {len(ids)} {args.split}/{args.subset} samples)")
+    return 0
+
+
+def cmd_priors_eval(args: argparse.Namespace) -> int:
+    from .priors.evaluate import evaluate_priors
+    from .priors.store import PriorStore
+
+    ds = _open_dataset(args)
+    store = PriorStore(args.priors)
+    res = evaluate_priors(store, ds, threshold=args.threshold)
+    out = Path(args.priors) / "eval.json"
+    out.write_text(json.dumps(res, indent=2))
+    note = " (SIMULATED prior)" if res["provider"] == "simulated" else ""
+    print(f"prior {res['provider']}{note}: mean IoU {res['mean_IoU']:.4f}  oIoU {res['oIoU']:.4f}  "
+          f"P@0.5 {res['P@0.5']:.4f}  ({res['samples']} samples, {res['missing']} missing) -> {out}")
+    return 0
+
+
 # ----------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="l2l", description="Label-efficient referring expression segmentation.")
@@ -272,6 +324,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_preview)
+
+    pri = sub.add_parser("priors", help="offline priors P† (spec §3)").add_subparsers(dest="priors_command", required=True)
+    p = pri.add_parser("generate", help="make and store priors (skips what is already there; torchrun shards)")
+    _add_dataset_args(p)
+    p.add_argument("--split", default="train")
+    p.add_argument("--subset", default="unlabeled", choices=["unlabeled", "labeled", "all"])
+    p.add_argument("--label-fraction", default="5%")
+    p.add_argument("--split-seed", type=int, default=22)
+    p.add_argument("--provider", default="simulated")
+    p.add_argument("--out", required=True, help="prior store folder")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.set_defaults(func=cmd_priors_generate)
+    p = pri.add_parser("eval", help="IoU of stored priors against the ground truth")
+    _add_dataset_args(p)
+    p.add_argument("--priors", required=True)
+    p.add_argument("--threshold", type=float, default=0.5)
+    p.set_defaults(func=cmd_priors_eval)
 
     p = sub.add_parser("train", help="train a segmenter (resumes from the run folder's last checkpoint)")
     p.add_argument("--config", default=None, help="YAML config (configs/*.yaml)")

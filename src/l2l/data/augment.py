@@ -150,21 +150,22 @@ def op_equalize(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     return out.view(b, c, h, w)
 
 
+def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, radius: int = 4) -> torch.Tensor:
+    """Separable Gaussian blur of a (B, C, H, W) batch with one σ (pixels) per image; replicate padding."""
+    b, c, h, w = x.shape
+    t = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype).view(1, -1)
+    k = torch.exp(-0.5 * (t / sigma.to(x.dtype).view(-1, 1).clamp_min(1e-3)) ** 2)
+    k = (k / k.sum(1, keepdim=True)).repeat_interleave(c, 0)  # (B*C, K)
+    y = F.pad(x.reshape(1, b * c, h, w), (radius, radius, 0, 0), mode="replicate")
+    y = F.conv2d(y, k.view(b * c, 1, 1, -1), groups=b * c)
+    y = F.pad(y, (0, 0, radius, radius), mode="replicate")
+    y = F.conv2d(y, k.view(b * c, 1, -1, 1), groups=b * c)
+    return y.view(b, c, h, w)
+
+
 def op_blur(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     """Gaussian blur, σ = 0.1 + 1.9·m pixels, one σ per image."""
-    b, c, h, w = x.shape
-    sigma = (0.1 + 1.9 * m).view(-1, 1)
-    r = 4
-    t = torch.arange(-r, r + 1, device=x.device, dtype=x.dtype).view(1, -1)
-    k = torch.exp(-0.5 * (t / sigma) ** 2)
-    k = k / k.sum(1, keepdim=True)  # (B, K)
-    kk = k.repeat_interleave(c, 0)  # (B*C, K)
-    y = x.reshape(1, b * c, h, w)
-    y = F.pad(y, (r, r, 0, 0), mode="replicate")
-    y = F.conv2d(y, kk.view(b * c, 1, 1, -1), groups=b * c)
-    y = F.pad(y, (0, 0, r, r), mode="replicate")
-    y = F.conv2d(y, kk.view(b * c, 1, -1, 1), groups=b * c)
-    return y.view(b, c, h, w)
+    return gaussian_blur(x, 0.1 + 1.9 * m)
 
 
 def op_contrast(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,1 @@
+"""Priors (spec §3): the provider interface, the offline store, and the providers."""
