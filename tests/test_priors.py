@@ -115,3 +115,58 @@ def test_evaluate_priors(synthref, ids, tmp_path):
                 ids[:10], _loader(synthref), show_progress=False)
     r = evaluate_priors(st, synthref, ids[:12])
     assert r["samples"] == 10 and r["missing"] == 2 and r["mean_IoU"] > 0.85 and r["provider"] == "simulated"
+
+
+def test_teacher_provider_from_a_saved_model(synthref, ids, tmp_path):
+    from l2l.config import load_config
+    from l2l.models.segmenter import ModelConfig, Segmenter
+    from l2l.priors.teacher import TeacherProvider
+
+    cfg = load_config(ModelConfig, None, ["visual.name=conv", "visual.conv_channels=[8,16,16,32]", "text.name=tiny",
+                                          "text.tiny_dim=16", "decoder_dim=16", "sesm.heads=2", "image_size=64"])
+    Segmenter(cfg).save_pretrained(tmp_path / "model")
+    prov = TeacherProvider(tmp_path / "model")
+    st = PriorStore(tmp_path / "store")
+    st.generate(prov, ids[:5], _loader(synthref), show_progress=False)
+    for i in ids[:5]:
+        p = st.get(i)
+        assert p.shape == synthref.load_image(synthref.sample(i).image_id).shape[:2] and 0 <= p.min() <= p.max() <= 1
+    assert st.meta["config"]["weights_sha256"] == prov.weights_sha and st.record(ids[0])["provenance"]["provider"] == "teacher"
+
+
+def test_files_provider_validates(synthref, ids, tmp_path):
+    from PIL import Image
+
+    from l2l.priors.files import FilesProvider
+
+    inp = [_loader(synthref)(i) for i in ids[:3]]
+    h, w = inp[0].image.shape[:2]
+    Image.fromarray(np.full((h, w), 255, np.uint8)).save(tmp_path / f"{ids[0]}.png")
+    np.save(tmp_path / f"{ids[1]}.npy", np.full((h, w), 0.25, np.float32))
+    cues = tmp_path / "cues.json"
+    cues.write_text(json.dumps({str(ids[0]): {"box": [1, 2, 3, 4], "confidence": 0.7}}))
+    prov = FilesProvider(tmp_path, cues)
+    a, b = prov(inp[:2])
+    assert a.prob.min() == 1.0 and a.cue == {"box": [1, 2, 3, 4]} and a.confidence == 0.7
+    assert np.allclose(b.prob, 0.25)
+    with pytest.raises(FileNotFoundError, match=str(ids[2])):
+        prov(inp[2:3])
+    np.save(tmp_path / f"{ids[2]}.npy", np.full((h, w), 1.5, np.float32))
+    with pytest.raises(ValueError, match=f"sample {ids[2]}.*outside"):
+        prov(inp[2:3])
+    np.save(tmp_path / f"{ids[2]}.npy", np.zeros((h + 1, w), np.float32))
+    with pytest.raises(ValueError, match=f"sample {ids[2]}.*image is"):
+        prov(inp[2:3])
+    with pytest.raises(FileNotFoundError):
+        FilesProvider(tmp_path / "nope")
+
+
+def test_show_grid(synthref, ids, tmp_path):
+    from l2l.priors.show import save_prior_grid
+
+    st = PriorStore(tmp_path / "s")
+    st.generate(SimulatedProvider(synthref), ids[:4], _loader(synthref), show_progress=False)
+    out = save_prior_grid(st, synthref, tmp_path / "g.png", n=3)
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ValueError, match="empty"):
+        save_prior_grid(PriorStore(tmp_path / "empty"), synthref, tmp_path / "x.png")

@@ -246,11 +246,22 @@ def cmd_priors_generate(args: argparse.Namespace) -> int:
     from .priors.store import PriorStore
 
     ds = _open_dataset(args)
-    if args.provider != "simulated":
-        raise ValueError(f"provider {args.provider!r} is not available yet; available: simulated")
-    from .priors.simulated import WARNING, SimulatedConfig, SimulatedProvider
-    provider = SimulatedProvider(ds, SimulatedConfig(seed=args.seed))
-    print(f"provider: simulated — {WARNING}")
+    if args.provider == "simulated":
+        from .priors.simulated import WARNING, SimulatedConfig, SimulatedProvider
+        provider = SimulatedProvider(ds, SimulatedConfig(seed=args.seed))
+        print(f"provider: simulated — {WARNING}")
+    elif args.provider == "teacher":
+        if not args.ckpt:
+            raise ValueError("--provider teacher needs --ckpt RUN (a trained l2l run or model folder)")
+        from .priors.teacher import TeacherProvider
+        provider = TeacherProvider(args.ckpt, args.guidance)
+    elif args.provider == "files":
+        if not args.folder:
+            raise ValueError("--provider files needs --folder DIR of <sample_id>.png/.npy maps")
+        from .priors.files import FilesProvider
+        provider = FilesProvider(args.folder, args.cues)
+    else:
+        raise ValueError(f"provider {args.provider!r} is not available yet; available: simulated, teacher, files")
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     ids = _prior_samples(args, ds)
     store = PriorStore(args.out)
@@ -277,6 +288,15 @@ def cmd_priors_eval(args: argparse.Namespace) -> int:
     note = " (SIMULATED prior)" if res["provider"] == "simulated" else ""
     print(f"prior {res['provider']}{note}: mean IoU {res['mean_IoU']:.4f}  oIoU {res['oIoU']:.4f}  "
           f"P@0.5 {res['P@0.5']:.4f}  ({res['samples']} samples, {res['missing']} missing) -> {out}")
+    return 0
+
+
+def cmd_priors_show(args: argparse.Namespace) -> int:
+    from .priors.show import save_prior_grid
+    from .priors.store import PriorStore
+
+    out = save_prior_grid(PriorStore(args.priors), _open_dataset(args), args.out, args.n, args.seed)
+    print(f"prior grid -> {out}")
     return 0
 
 
@@ -332,7 +352,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subset", default="unlabeled", choices=["unlabeled", "labeled", "all"])
     p.add_argument("--label-fraction", default="5%")
     p.add_argument("--split-seed", type=int, default=22)
-    p.add_argument("--provider", default="simulated")
+    p.add_argument("--provider", default="simulated", help="simulated | teacher | files")
+    p.add_argument("--ckpt", default=None, help="teacher: a trained l2l run or model folder")
+    p.add_argument("--guidance", default="none", choices=["none", "self"], help="teacher: inference mode")
+    p.add_argument("--folder", default=None, help="files: folder of <sample_id>.png / .npy maps")
+    p.add_argument("--cues", default=None, help="files: optional JSON of cues by sample id")
     p.add_argument("--out", required=True, help="prior store folder")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=16)
@@ -342,6 +366,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--priors", required=True)
     p.add_argument("--threshold", type=float, default=0.5)
     p.set_defaults(func=cmd_priors_eval)
+    p = pri.add_parser("show", help="PNG grid: image and sentence, prior, ground truth")
+    _add_dataset_args(p)
+    p.add_argument("--priors", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--n", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_priors_show)
 
     p = sub.add_parser("train", help="train a segmenter (resumes from the run folder's last checkpoint)")
     p.add_argument("--config", default=None, help="YAML config (configs/*.yaml)")
