@@ -87,3 +87,4 @@ def test_priors_generate_and_eval(synthref_dir, tmp_path, capsys):
     res = json.loads((out / "eval.json").read_text())
     assert res["missing"] == 0 and 0.3 < res["mean_IoU"] < 0.95
     assert main(["priors", "generate", "--data", str(synthref_dir), "--provider", "mllm-sam2", "--out", str(out)]) == 2
+    assert "--mllm" in capsys.readouterr().err

@@ -260,8 +260,17 @@ def cmd_priors_generate(args: argparse.Namespace) -> int:
             raise ValueError("--provider files needs --folder DIR of <sample_id>.png/.npy maps")
         from .priors.files import FilesProvider
         provider = FilesProvider(args.folder, args.cues)
+    elif args.provider == "mllm-sam2":
+        if not (args.mllm and args.sam2):
+            raise ValueError("--provider mllm-sam2 needs --mllm QWEN_FOLDER and --sam2 SAM2_FOLDER (local HF folders)")
+        from .priors.mllm_sam2 import MLLMSam2Provider, Sam2BoxSegmenter
+        from .priors.qwen_grounder import QwenGrounder
+        import torch
+        dev = f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if torch.cuda.is_available() else "cpu"
+        provider = MLLMSam2Provider(QwenGrounder.from_pretrained(args.mllm, dev, args.max_new_tokens),
+                                    Sam2BoxSegmenter.from_pretrained(args.sam2, dev))
     else:
-        raise ValueError(f"provider {args.provider!r} is not available yet; available: simulated, teacher, files")
+        raise ValueError(f"unknown provider {args.provider!r}; available: simulated, teacher, files, mllm-sam2")
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     ids = _prior_samples(args, ds)
     store = PriorStore(args.out)
@@ -352,7 +361,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subset", default="unlabeled", choices=["unlabeled", "labeled", "all"])
     p.add_argument("--label-fraction", default="5%")
     p.add_argument("--split-seed", type=int, default=22)
-    p.add_argument("--provider", default="simulated", help="simulated | teacher | files")
+    p.add_argument("--provider", default="simulated", help="simulated | teacher | files | mllm-sam2")
+    p.add_argument("--mllm", default=None, help="mllm-sam2: local Qwen2.5-VL folder")
+    p.add_argument("--sam2", default=None, help="mllm-sam2: local SAM2 folder (transformers format)")
+    p.add_argument("--max-new-tokens", type=int, default=64, help="mllm-sam2: generation budget per answer")
     p.add_argument("--ckpt", default=None, help="teacher: a trained l2l run or model folder")
     p.add_argument("--guidance", default="none", choices=["none", "self"], help="teacher: inference mode")
     p.add_argument("--folder", default=None, help="files: folder of <sample_id>.png / .npy maps")
