@@ -1,0 +1,231 @@
+"""RPLE — Reinforced Pseudo-Label Exploration (spec §5; paper §3.4, App. B.3).
+
+One RL step is one unlabeled sample's visit. Sizes follow the paper's parameter count
+(0.009539 M for actor + critic): actor 6→64→64→2, critic 8→64→64→1, ReLU, plus target copies.
+
+* state (Eq. 7): ``s = [mean(P̃), std(P̃), r_fg, r_bg, r_ign, a]``, the r's being the shares of
+  pixels the sample's *previous* thresholds put in foreground / background / ignored;
+* action: ``(τ_fg, τ_bg)`` = actor output through a sigmoid mapped to [0.5, 0.99] × [0.01, 0.5]
+  [ours]; the output bias starts the policy at (0.70, 0.20) [paper]; Gaussian exploration with
+  std 0.1 in the pre-sigmoid space [ours];
+* pseudo-label: foreground where ``P̃ ≥ τ_fg``, background where ``P̃ ≤ τ_bg``, ignored (255)
+  otherwise, plus a 3-pixel ignored band around the foreground region's boundary [paper];
+* scores with the weak prediction ``p_w`` [ours]: separability (Eq. 9) ``σ((μ_fg − μ_bg)/T)``,
+  consistency (Eq. 10) ``1 − mean_S |p_w − P̃|``, coverage (Eq. 11) ``|S|/|Ω|``;
+* gain (Eq. 8) = λ·(scores of the action − scores of the static (0.70, 0.20)) −
+  λ_stab ‖a_t − a_{t−1}‖²; reward (Eq. 12) = clip(G, −1, 1);
+* DDPG (Eqs. 13–14): ``y = r + γ Q'(s', μ'(s'))``, critic loss ``(Q(s, a) − y)²``, actor loss
+  ``−Q(s, μ(s))``, soft target updates with τ = 0.005, Adam 1e-4 / 1e-3 [ours].
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+IGNORE = 255
+
+
+@dataclass
+class RPLEConfig:
+    tau_fg_range: tuple[float, float] = (0.5, 0.99)
+    tau_bg_range: tuple[float, float] = (0.01, 0.5)
+    init_thresholds: tuple[float, float] = (0.70, 0.20)  # [paper]; also the static default of Eq. 8
+    noise_std: float = 0.1
+    band: int = 3  # ignored pixels around the foreground boundary [paper]
+    temperature: float = 0.1  # T of Eq. 9
+    lambdas: tuple[float, float, float, float] = (1.0, 1.0, 0.5, 0.1)  # sep, con, cov, stab
+    terms: tuple[str, ...] = ("sep", "con", "cov", "stab")  # remove one for the reward ablations
+    buffer_size: int = 10_000
+    gamma: float = 0.99
+    tau: float = 0.005
+    lr_actor: float = 1e-4
+    lr_critic: float = 1e-3
+    update_batch: int = 64  # transitions per update [ours]
+
+
+def _mlp(i: int, o: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(i, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, o))
+
+
+class Actor(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = _mlp(6, 2)
+
+    def forward(self, s: torch.Tensor) -> torch.Tensor:  # pre-sigmoid action
+        return self.net(s)
+
+
+class Critic(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = _mlp(8, 1)
+
+    def forward(self, s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([s, a], -1)).squeeze(-1)
+
+
+def _inv_sigmoid(y: float) -> float:
+    return math.log(y / (1 - y))
+
+
+# ----------------------------------------------------------------------------- pseudo-labels and scores
+def thresholds_from(u: torch.Tensor, cfg: RPLEConfig) -> torch.Tensor:
+    """(B, 2) pre-sigmoid actions → (τ_fg, τ_bg) in their ranges."""
+    (f0, f1), (b0, b1) = cfg.tau_fg_range, cfg.tau_bg_range
+    s = torch.sigmoid(u)
+    return torch.stack([f0 + (f1 - f0) * s[:, 0], b0 + (b1 - b0) * s[:, 1]], -1)
+
+
+def pseudo_label(p: torch.Tensor, thr: torch.Tensor, band: int = 3) -> torch.Tensor:
+    """(B, H, W) labels in {0, 1, 255} from P̃ (B, H, W) and thresholds (B, 2)."""
+    fg = p >= thr[:, 0, None, None]
+    bg = p <= thr[:, 1, None, None]
+    lab = torch.full_like(p, IGNORE, dtype=torch.long)
+    lab[bg] = 0
+    lab[fg] = 1
+    if band > 0:
+        f = fg.float()[:, None]
+        k = 2 * band + 1
+        dil = F.max_pool2d(f, k, 1, band)
+        ero = -F.max_pool2d(-f, k, 1, band)
+        lab[((dil - ero) > 0)[:, 0]] = IGNORE  # within `band` pixels of the foreground boundary
+    return lab
+
+
+def label_shares(lab: torch.Tensor) -> torch.Tensor:
+    """(B, 3): shares of foreground, background and ignored pixels."""
+    n = lab[0].numel()
+    return torch.stack([(lab == 1).flatten(1).sum(1), (lab == 0).flatten(1).sum(1),
+                        (lab == IGNORE).flatten(1).sum(1)], -1).float() / n
+
+
+def scores(p_w: torch.Tensor, p_cal: torch.Tensor, lab: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+    """(B, 3): separability (Eq. 9), consistency (Eq. 10), coverage (Eq. 11).
+
+    An empty class has mean 0.5 in Eq. 9 and an empty selection consistency 0 [ours]."""
+    fg, bg = (lab == 1).flatten(1).float(), (lab == 0).flatten(1).float()
+    pw, pc = p_w.flatten(1), p_cal.flatten(1)
+    mu_fg = torch.where(fg.sum(1) > 0, (pw * fg).sum(1) / fg.sum(1).clamp_min(1), torch.full_like(pw[:, 0], 0.5))
+    mu_bg = torch.where(bg.sum(1) > 0, (pw * bg).sum(1) / bg.sum(1).clamp_min(1), torch.full_like(pw[:, 0], 0.5))
+    sep = torch.sigmoid((mu_fg - mu_bg) / temperature)
+    sel = fg + bg
+    con = torch.where(sel.sum(1) > 0, 1 - ((pw - pc).abs() * sel).sum(1) / sel.sum(1).clamp_min(1), torch.zeros_like(sep))
+    cov = sel.sum(1) / sel.shape[1]
+    return torch.stack([sep, con, cov], -1)
+
+
+def reward(p_w: torch.Tensor, p_cal: torch.Tensor, thr: torch.Tensor, prev_thr: torch.Tensor, cfg: RPLEConfig
+           ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Eqs. 8 and 12: clipped instructional gain of the chosen thresholds over the static default."""
+    default = torch.tensor(cfg.init_thresholds, device=thr.device).expand_as(thr)
+    s_a = scores(p_w, p_cal, pseudo_label(p_cal, thr, cfg.band), cfg.temperature)
+    s_0 = scores(p_w, p_cal, pseudo_label(p_cal, default, cfg.band), cfg.temperature)
+    d = s_a - s_0
+    ls, lc, lv, lt = cfg.lambdas
+    terms = {"sep": ls * d[:, 0], "con": lc * d[:, 1], "cov": lv * d[:, 2],
+             "stab": -lt * (thr - prev_thr).pow(2).sum(-1)}
+    g = sum(v for k, v in terms.items() if k in cfg.terms)
+    return g.clamp(-1.0, 1.0), terms
+
+
+def state(p_cal: torch.Tensor, prev_thr: torch.Tensor, a: torch.Tensor, band: int = 3) -> torch.Tensor:
+    """Eq. 7: (B, 6) = [mean(P̃), std(P̃), r_fg, r_bg, r_ign, a] under the previous thresholds."""
+    flat = p_cal.flatten(1)
+    shares = label_shares(pseudo_label(p_cal, prev_thr, band))
+    return torch.cat([flat.mean(1, keepdim=True), flat.std(1, keepdim=True), shares, a.view(-1, 1)], -1)
+
+
+# ----------------------------------------------------------------------------- DDPG
+@dataclass
+class ReplayBuffer:
+    capacity: int
+    s: torch.Tensor = field(init=False)
+    a: torch.Tensor = field(init=False)
+    r: torch.Tensor = field(init=False)
+    s2: torch.Tensor = field(init=False)
+    n: int = 0
+    pos: int = 0
+
+    def __post_init__(self) -> None:
+        self.s, self.a = torch.zeros(self.capacity, 6), torch.zeros(self.capacity, 2)
+        self.r, self.s2 = torch.zeros(self.capacity), torch.zeros(self.capacity, 6)
+
+    def add(self, s: torch.Tensor, a: torch.Tensor, r: torch.Tensor, s2: torch.Tensor) -> None:
+        for i in range(s.shape[0]):
+            self.s[self.pos], self.a[self.pos], self.r[self.pos], self.s2[self.pos] = s[i], a[i], r[i], s2[i]
+            self.pos = (self.pos + 1) % self.capacity
+            self.n = min(self.n + 1, self.capacity)
+
+    def sample(self, k: int, generator: torch.Generator | None = None):
+        idx = torch.randint(self.n, (k,), generator=generator)
+        return self.s[idx], self.a[idx], self.r[idx], self.s2[idx]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"s": self.s[: self.n].clone(), "a": self.a[: self.n].clone(), "r": self.r[: self.n].clone(),
+                "s2": self.s2[: self.n].clone(), "pos": self.pos, "n": self.n}
+
+    def load_state_dict(self, d: dict[str, Any]) -> None:
+        n = int(d["n"])
+        self.s[:n], self.a[:n], self.r[:n], self.s2[:n] = d["s"], d["a"], d["r"], d["s2"]
+        self.n, self.pos = n, int(d["pos"])
+
+
+class RPLE(nn.Module):
+    """Actor, critic, their targets, the replay buffer and the optimisers. Training-time only."""
+
+    def __init__(self, cfg: RPLEConfig | None = None):
+        super().__init__()
+        self.cfg = cfg or RPLEConfig()
+        self.actor, self.critic = Actor(), Critic()
+        # the initial policy gives (0.70, 0.20) for any state [paper]
+        last = self.actor.net[-1]
+        nn.init.zeros_(last.weight)
+        (f0, f1), (b0, b1) = self.cfg.tau_fg_range, self.cfg.tau_bg_range
+        tf, tb = self.cfg.init_thresholds
+        with torch.no_grad():
+            last.bias.copy_(torch.tensor([_inv_sigmoid((tf - f0) / (f1 - f0)), _inv_sigmoid((tb - b0) / (b1 - b0))]))
+        self.actor_t, self.critic_t = copy.deepcopy(self.actor), copy.deepcopy(self.critic)
+        for p in list(self.actor_t.parameters()) + list(self.critic_t.parameters()):
+            p.requires_grad_(False)
+        self.opt_actor = torch.optim.Adam(self.actor.parameters(), lr=self.cfg.lr_actor)
+        self.opt_critic = torch.optim.Adam(self.critic.parameters(), lr=self.cfg.lr_critic)
+        self.buffer = ReplayBuffer(self.cfg.buffer_size)
+
+    def num_params(self) -> int:
+        """Actor + critic (the paper's 0.009539 M; targets are copies)."""
+        return sum(p.numel() for m in (self.actor, self.critic) for p in m.parameters())
+
+    @torch.no_grad()
+    def act(self, s: torch.Tensor, explore: bool = True, generator: torch.Generator | None = None) -> torch.Tensor:
+        u = self.actor(s)
+        if explore and self.cfg.noise_std > 0:
+            u = u + self.cfg.noise_std * torch.randn(u.shape, generator=generator)
+        return thresholds_from(u, self.cfg)
+
+    def update(self, generator: torch.Generator | None = None) -> dict[str, float]:
+        """One DDPG update from the replay buffer (Eqs. 13–14) and soft target updates."""
+        if self.buffer.n == 0:
+            return {}
+        s, a, r, s2 = self.buffer.sample(min(self.cfg.update_batch, self.buffer.n), generator)
+        with torch.no_grad():
+            y = r + self.cfg.gamma * self.critic_t(s2, thresholds_from(self.actor_t(s2), self.cfg))  # Eq. 13
+        critic_loss = (self.critic(s, a) - y).pow(2).mean()  # Eq. 14
+        self.opt_critic.zero_grad()
+        critic_loss.backward()
+        self.opt_critic.step()
+        actor_loss = -self.critic(s, thresholds_from(self.actor(s), self.cfg)).mean()
+        self.opt_actor.zero_grad()
+        actor_loss.backward()
+        self.opt_actor.step()
+        with torch.no_grad():
+            for net, tgt in ((self.actor, self.actor_t), (self.critic, self.critic_t)):
+                for p, pt in zip(net.parameters(), tgt.parameters()):
+                    pt.mul_(1 - self.cfg.tau).add_(self.cfg.tau * p)
+        return {"rple_critic_loss": float(critic_loss.detach()), "rple_actor_loss": float(actor_loss.detach())}

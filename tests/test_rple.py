@@ -1,0 +1,80 @@
+"""RPLE: parameter count, action ranges, initial policy, boundary band, scores and reward arithmetic, DDPG."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from l2l.semi.rple import (IGNORE, RPLE, RPLEConfig, ReplayBuffer, label_shares, pseudo_label, reward, scores,
+                           state, thresholds_from)
+
+
+def test_parameter_count_matches_the_paper():
+    assert RPLE().num_params() == 9539  # 0.009539 M
+
+
+def test_action_ranges_and_initial_policy():
+    cfg = RPLEConfig()
+    thr = thresholds_from(torch.randn(1000, 2) * 10, cfg)
+    assert thr[:, 0].min() >= 0.5 and thr[:, 0].max() <= 0.99 and thr[:, 1].min() >= 0.01 and thr[:, 1].max() <= 0.5
+    r = RPLE()
+    a = r.act(torch.randn(5, 6), explore=False)
+    assert torch.allclose(a, torch.tensor([[0.70, 0.20]]).expand(5, 2), atol=1e-5)
+    noisy = r.act(torch.randn(200, 6), explore=True, generator=torch.Generator().manual_seed(0))
+    assert noisy.std(0).min() > 0.005 and abs(noisy[:, 0].mean() - 0.70) < 0.02
+
+
+def test_pseudo_label_and_boundary_band():
+    p = torch.zeros(1, 20, 20)
+    p[0, 5:15, 5:15] = 0.9  # a confident square
+    p[0, 0, 0] = 0.4  # an uncertain pixel
+    lab = pseudo_label(p, torch.tensor([[0.7, 0.2]]), band=0)
+    assert (lab == 1).sum() == 100 and lab[0, 0, 0] == IGNORE and (lab == 0).sum() == 400 - 101
+    lab3 = pseudo_label(p, torch.tensor([[0.7, 0.2]]), band=3)
+    assert lab3[0, 10, 10] == 1 and lab3[0, 5, 10] == IGNORE and lab3[0, 2, 10] == IGNORE and lab3[0, 1, 10] == 0
+    assert (lab3 == 1).sum() == 16  # 10×10 eroded by 3 on each side → 4×4
+    assert label_shares(lab3).sum().item() == pytest.approx(1.0)
+
+
+def test_scores_and_reward_by_hand():
+    p_cal = torch.tensor([[[0.9, 0.8, 0.1, 0.5]]])
+    p_w = torch.tensor([[[1.0, 0.6, 0.0, 0.4]]])
+    lab = torch.tensor([[[1, 1, 0, IGNORE]]])
+    s = scores(p_w, p_cal, lab, temperature=0.1)[0]
+    # μ_fg = 0.8, μ_bg = 0.0 → σ(8); consistency 1 − (0.1 + 0.2 + 0.1)/3; coverage 3/4
+    assert s.tolist() == pytest.approx([torch.sigmoid(torch.tensor(8.0)).item(), 1 - 0.4 / 3, 0.75], abs=1e-5)
+    cfg = RPLEConfig(band=0)
+    r, terms = reward(p_w, p_cal, torch.tensor([[0.70, 0.20]]), torch.tensor([[0.70, 0.20]]), cfg)
+    assert r.item() == pytest.approx(0.0, abs=1e-6)  # the default action gains nothing
+    r2, t2 = reward(p_w, p_cal, torch.tensor([[0.85, 0.05]]), torch.tensor([[0.70, 0.20]]), cfg)
+    # τ_fg 0.85 keeps only 0.9 as fg; τ_bg 0.05 drops 0.1 from bg → fewer pixels selected
+    s_a = scores(p_w, p_cal, pseudo_label(p_cal, torch.tensor([[0.85, 0.05]]), 0))
+    s_0 = scores(p_w, p_cal, pseudo_label(p_cal, torch.tensor([[0.70, 0.20]]), 0))
+    g = (s_a - s_0)[0] @ torch.tensor([1.0, 1.0, 0.5]) - 0.1 * (0.15 ** 2 + 0.15 ** 2)
+    assert r2.item() == pytest.approx(max(-1.0, min(1.0, g.item())), abs=1e-5)
+    r3, _ = reward(p_w, p_cal, torch.tensor([[0.85, 0.05]]), torch.tensor([[0.70, 0.20]]),
+                   RPLEConfig(band=0, terms=("sep", "con", "cov")))
+    assert r3.item() == pytest.approx(r2.item() + 0.1 * 0.045, abs=1e-5)  # stability term removed
+    big, _ = reward(p_w, p_cal, torch.tensor([[0.85, 0.05]]), torch.tensor([[0.70, 0.20]]),
+                    RPLEConfig(band=0, lambdas=(100.0, 100.0, 100.0, 0.0)))
+    assert abs(big.item()) == 1.0  # clipped (Eq. 12)
+
+
+def test_state_ddpg_update_and_buffer():
+    torch.manual_seed(0)
+    r = RPLE(RPLEConfig(update_batch=8, buffer_size=16))
+    p = torch.rand(4, 16, 16)
+    s = state(p, torch.tensor([[0.7, 0.2]]).expand(4, 2), torch.rand(4))
+    assert s.shape == (4, 6) and torch.allclose(s[:, 2:5].sum(1), torch.ones(4))
+    for _ in range(5):
+        r.buffer.add(s, r.act(s), torch.rand(4), s)
+    assert r.buffer.n == 16 and r.buffer.pos == 4  # wrapped around
+    before = [q.clone() for q in r.critic.parameters()]
+    tgt_before = [q.clone() for q in r.critic_t.parameters()]
+    logs = r.update(torch.Generator().manual_seed(1))
+    assert set(logs) == {"rple_critic_loss", "rple_actor_loss"}
+    assert any(not torch.equal(a, b) for a, b in zip(before, r.critic.parameters()))
+    for a, b, c in zip(tgt_before, r.critic_t.parameters(), r.critic.parameters()):
+        assert torch.allclose(b, 0.995 * a + 0.005 * c, atol=1e-6)  # soft update
+    buf = ReplayBuffer(16)
+    buf.load_state_dict(r.buffer.state_dict())
+    assert torch.equal(buf.s, r.buffer.s) and buf.pos == 4 and buf.n == 16
