@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -88,3 +89,19 @@ def test_priors_generate_and_eval(synthref_dir, tmp_path, capsys):
     assert res["missing"] == 0 and 0.3 < res["mean_IoU"] < 0.95
     assert main(["priors", "generate", "--data", str(synthref_dir), "--provider", "mllm-sam2", "--out", str(out)]) == 2
     assert "--mllm" in capsys.readouterr().err
+
+
+def test_demo_main_job_end_to_end(tmp_path, capsys, monkeypatch):
+    from .test_trainer import TINY
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])  # the demo's default config path is repo-relative
+    work = tmp_path / "demo"
+    args = ["demo", "--workdir", str(work), "--images", "60", "--workers", "1",
+            *[o for o in TINY if not o.startswith("data.workers")], "total_steps=2", "data.eval_max_samples=5"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "[6/6]" in out
+    for f in ("synthref/meta.json", "stats.json", "preview.png", "prediction_overlay.png",
+              "supervised_5pct/eval_val.json", "supervised_5pct/best/model.safetensors"):
+        assert (work / f).exists(), f
+    assert main(args) == 0  # resumable: a second run finds everything done

@@ -140,7 +140,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                                    prior=None, guidance=None)
     print(f"[6/6] prediction on a testB image: \"{rec.sentence}\"")
     cmd_predict(pred_args)
-    print("Priors and the semi-supervised methods (L2L) are issues 4-5; the pipeline stops after supervised training.")
+    print("The semi-supervised methods (L2L) are issue 5; the pipeline stops after supervised training.")
     return 0
 
 
