@@ -153,3 +153,13 @@ def test_swin_and_bert_load_from_local_folders(tmp_path):
         _model("visual.name=swin", "visual.pretrained=true", f"visual.path={tmp_path / 'none'}")
     with pytest.raises(FileNotFoundError, match="text.path"):
         _model("visual.name=conv", "text.name=bert")
+
+
+def test_predict_uses_the_null_map_where_no_prior_exists():
+    m = _model("visual.name=conv", "visual.conv_channels=[8,16,16,32]", "text.name=tiny", "text.tiny_dim=16").eval()
+    with torch.no_grad():
+        torch.nn.init.normal_(m.fusions[2].out.weight)  # make guidance matter
+    x, prior = torch.rand(2, 3, 64, 64), torch.rand(2, 1, 64, 64)
+    mixed = m.predict(x, TEXTS, "prior", prior, torch.tensor([True, False]))
+    assert torch.allclose(mixed[1], m.predict(x, TEXTS, "none")[1], atol=1e-6)
+    assert torch.allclose(mixed[0], m.predict(x, TEXTS, "prior", prior)[0], atol=1e-6)

@@ -184,11 +184,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     else:
         raise FileNotFoundError(f"{run} has no config.yaml: pass --data")
     recs = ds.samples(args.split)[: args.max_samples] if args.max_samples else ds.samples(args.split)
+    lookup = None
+    if args.priors:
+        from .priors.store import PriorStore
+        lookup = PriorStore(args.priors).get
     res = evaluate_records(model, ds, recs, model.cfg.image_size, "cpu", guidance=args.guidance,
-                           resolution=args.resolution)
+                           resolution=args.resolution, prior_lookup=lookup)
     res = {"checkpoint": str(run), "dataset": ds.name, "split": args.split, **res}
-    out = (run if (run / "config.yaml").exists() or not run.parent.exists() else run.parent) / \
-        f"eval_{args.split}_{args.guidance}_{args.resolution}.json"
+    folder = run if (run / "config.yaml").exists() else run.parent  # RUN, or RUN/best -> RUN
+    out = folder / f"eval_{args.split}_{args.guidance}_{args.resolution}.json"
     out.write_text(json.dumps(res, indent=2))
     print(f"{ds.name} {args.split}: oIoU {res['oIoU']:.4f}  mIoU {res['mIoU']:.4f}  "
           + "  ".join(f"P@{t} {res[f'P@{t}']:.3f}" for t in (0.5, 0.7, 0.9))
@@ -400,6 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--guidance", default="none", choices=["none", "prior", "self"])
     p.add_argument("--resolution", default="original", choices=["original", "train"])
     p.add_argument("--max-samples", type=int, default=None)
+    p.add_argument("--priors", default=None, help="prior store for --guidance prior (l2l priors generate)")
     p.add_argument("--data", default=None, help="dataset (default: the one in the run's config.yaml)")
     p.add_argument("--dataset", default=None)
     p.add_argument("--split-by", default=None)

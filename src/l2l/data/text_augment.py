@@ -48,7 +48,7 @@ _NOT_DIRECTION_SUFFIX = {"bright", "upright", "copyright", "fright", "wright", "
                          "outright", "forthright", "birthright", "alright", "allright", "aright", "cartwright",
                          "shipwright", "wheelwright", "brights", "frighten"}
 _NOT_DIRECTION_PREFIX_TAILS = {"over", "overs", "ist", "ists", "y", "ies", "eous", "eously", "ly", "ful", "fully",
-                               "ness", "s", "ful", "ed", "ing", "en"}
+                               "ness", "s", "ed", "ing", "en"}
 _TOKEN = re.compile(r"[A-Za-z0-9']+")
 
 

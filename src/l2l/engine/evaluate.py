@@ -2,7 +2,8 @@
 
 Resolution: ``original`` (default) upsamples each predicted probability map to the image's
 own size and compares with the full-resolution mask; ``train`` compares at the training
-resolution with the resized mask (the LAVT code's protocol). The output names which.
+resolution with the resized mask (the LAVT code's protocol). The output names which, and with ``guidance="prior"`` how many samples had a prior (the
+others use the model's learned "no guidance" map).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from ..data.augment import IGNORE_INDEX, WeakAugConfig
 from ..data.dataset import EvalRefDataset, PriorLookup, collate_eval
 from ..data.refer import ReferDataset, SampleRecord
 from ..utils.progress import progress
-from .distributed import DistInfo, shard
+from .distributed import DistInfo, all_gather_objects, shard
 from .metrics import RESEvaluator
 
 RESOLUTIONS = ("original", "train")
@@ -30,17 +31,23 @@ def evaluate_records(model, ds: ReferDataset, records: Sequence[SampleRecord], s
     """Metrics of ``model`` on ``records`` (every rank evaluates its share; results gathered)."""
     if resolution not in RESOLUTIONS:
         raise ValueError(f"resolution must be one of {RESOLUTIONS}, got {resolution!r}")
+    if guidance == "prior" and prior_lookup is None:
+        raise ValueError("guidance 'prior' needs priors (a prior store: `l2l eval --priors DIR`)")
     was_training = model.training
     model.eval()
     mine = [records[i] for i in shard(len(records), info)]
     eval_ds = EvalRefDataset(ds, mine, WeakAugConfig(size=size), prior_lookup=prior_lookup)
     loader = DataLoader(eval_ds, batch_size=batch_size, num_workers=workers, collate_fn=collate_eval)
     ev = RESEvaluator()
+    with_prior = 0
     by_id = {r.sample_id: r for r in mine}
     for batch in progress(loader, desc=f"eval {resolution}", disable=not (show_progress and info.is_main)):
         prior = batch.priors.to(device) if batch.priors is not None else None
-        mode = guidance if (guidance != "prior" or prior is not None) else "none"
-        prob = model.predict(batch.images.to(device), batch.texts, mode, prior).float()
+        with_prior += int(batch.has_prior.sum())
+        if guidance == "prior" and prior is None:  # no sample of this batch has a prior: all use the null map
+            prob = model.predict(batch.images.to(device), batch.texts, "none").float()
+        else:
+            prob = model.predict(batch.images.to(device), batch.texts, guidance, prior, batch.has_prior).float()
         recs = [by_id[i] for i in batch.sample_ids]
         if resolution == "train":
             m = batch.masks
@@ -52,5 +59,6 @@ def evaluate_records(model, ds: ReferDataset, records: Sequence[SampleRecord], s
                 p = F.interpolate(prob[j][None, None], size=gt.shape, mode="bilinear", align_corners=False)[0, 0]
                 ev.process_one(r.sample_id, (p >= 0.5).cpu(), gt, r.n_words, r.kind)
     out = ev.evaluate()
+    with_prior = sum(all_gather_objects(with_prior, info))
     model.train(was_training)
-    return {"resolution": resolution, "guidance": guidance, **out}
+    return {"resolution": resolution, "guidance": guidance, "samples_with_prior": with_prior, **out}

@@ -119,14 +119,16 @@ class Segmenter(nn.Module):
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor, texts: Sequence[str], guidance: str = "none",
-                prior: torch.Tensor | None = None) -> torch.Tensor:
-        """Foreground probability (B, H, W) with a guidance mode: none | prior | self."""
+                prior: torch.Tensor | None = None, has_prior: torch.Tensor | None = None) -> torch.Tensor:
+        """Foreground probability (B, H, W) with a guidance mode: none | prior | self.
+
+        With ``prior``, samples whose ``has_prior`` flag is false use the learned null map."""
         if guidance not in GUIDANCE_MODES:
             raise ValueError(f"guidance must be one of {GUIDANCE_MODES}, got {guidance!r}")
         if guidance == "prior" and prior is None:
             raise ValueError("guidance='prior' needs a prior map")
         g = prior if guidance == "prior" else None
-        prob = self(images, texts, g).softmax(1)[:, 1]
+        prob = self(images, texts, g, has_prior if g is not None else None).softmax(1)[:, 1]
         if guidance == "self" and self.uses_guidance:
             prob = self(images, texts, prob[:, None]).softmax(1)[:, 1]
         return prob
@@ -145,7 +147,7 @@ class Segmenter(nn.Module):
         path.mkdir(parents=True, exist_ok=True)
         cfg = self.config_dict()
         # rebuildable offline without the original folders: record architectures, not paths
-        if isinstance(self.visual, torch.nn.Module) and cfg["visual"]["name"] == "swin":
+        if cfg["visual"]["name"] == "swin":
             cfg["visual"].update(pretrained=False, path=None, swin=self.visual.swin.config.to_dict())
         if cfg["visual"]["name"] == "efficientnet_lite0":
             cfg["visual"]["pretrained"] = False
