@@ -113,6 +113,15 @@ class _RefDatasetBase(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
+    def __getitem__(self, i: int):
+        """Index ``i + c·N`` (N = len) is sample ``i`` with the augmentation of epoch ``self.epoch + c``,
+        so one sampler can run over several epochs or cycles of the set."""
+        cycle, j = divmod(int(i), len(self.records))
+        return self.item(j, self.epoch + cycle)
+
+    def item(self, i: int, epoch: int):
+        raise NotImplementedError
+
     def _prior(self, rec: SampleRecord, shape: tuple[int, int]) -> torch.Tensor | None:
         if self.prior_lookup is None:
             return None
@@ -126,9 +135,9 @@ class _RefDatasetBase(Dataset):
 
 
 class LabeledRefDataset(_RefDatasetBase):
-    def __getitem__(self, i: int) -> LabeledSample:
+    def item(self, i: int, epoch: int) -> LabeledSample:
         rec = self.records[i]
-        rng = _sample_rng(self.seed, self.epoch, i)
+        rng = _sample_rng(self.seed, epoch, i)
         img = self.ds.load_image(rec.image_id)
         geo = sample_geometry(img.shape[:2], self.aug, rng)
         mask = torch.from_numpy(self.ds.mask(rec.ann_id).astype(np.uint8))
@@ -147,9 +156,9 @@ class UnlabeledRefDataset(_RefDatasetBase):
         super().__init__(ds, records, aug, seed, prior_lookup)
         self.text_strong = text_strong
 
-    def __getitem__(self, i: int) -> UnlabeledSample:
+    def item(self, i: int, epoch: int) -> UnlabeledSample:
         rec = self.records[i]
-        rng = _sample_rng(self.seed, self.epoch, i)
+        rng = _sample_rng(self.seed, epoch, i)
         img = self.ds.load_image(rec.image_id)
         geo = sample_geometry(img.shape[:2], self.aug, rng)
         text_w = flip_directions(rec.sentence) if geo.flip else rec.sentence
@@ -165,7 +174,7 @@ class UnlabeledRefDataset(_RefDatasetBase):
 class EvalRefDataset(_RefDatasetBase):
     """No randomness: plain resize, no flip."""
 
-    def __getitem__(self, i: int) -> EvalSample:
+    def item(self, i: int, epoch: int = 0) -> EvalSample:
         rec = self.records[i]
         img = self.ds.load_image(rec.image_id)
         geo = sample_geometry(img.shape[:2], self.aug, None)

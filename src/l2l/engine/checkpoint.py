@@ -56,8 +56,10 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def save(root: str | Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None,
          scheduler: Any | None = None, extra: dict[str, Any] | None = None,
-         meta: dict[str, Any] | None = None) -> Path:
-    """Write checkpoint ``root/step_{step:09d}`` atomically; returns its folder."""
+         meta: dict[str, Any] | None = None, files: Any | None = None) -> Path:
+    """Write checkpoint ``root/step_{step:09d}`` atomically; returns its folder.
+
+    ``files(folder)`` may add files (e.g. a guidance-bank snapshot) before the folder is renamed."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step:09d}"
@@ -72,6 +74,8 @@ def save(root: str | Path, step: int, model: torch.nn.Module, optimizer: torch.o
         torch.save(state, tmp / "state.pt")
         (tmp / "meta.json").write_text(json.dumps({"step": int(step), "time": time.time(), **(meta or {})},
                                                   indent=2, sort_keys=True, default=str))
+        if files is not None:
+            files(tmp)
         if final.exists():
             shutil.rmtree(final)
         tmp.rename(final)

@@ -38,10 +38,33 @@ class SupervisedMethod:
     name: str = "supervised"
     needs_unlabeled: bool = False
 
-    def loss(self, model, labeled: LabeledBatch, unlabeled=None, device: str = "cpu") -> tuple[torch.Tensor, dict[str, Any]]:
+    def loss(self, model, labeled: LabeledBatch, unlabeled=None, ctx=None) -> tuple[torch.Tensor, dict[str, Any], None]:
+        device = ctx.device if ctx is not None else "cpu"
         images = labeled.images.to(device, non_blocking=True)
         masks = labeled.masks.to(device, non_blocking=True)
         priors = labeled.priors.to(device) if labeled.priors is not None else None
         logits = model(images, labeled.texts, priors, labeled.has_prior)
         loss = weighted_ce_per_sample(logits.float(), masks).mean()
-        return loss, {"loss_sup": float(loss.detach())}
+        return loss, {"loss_sup": float(loss.detach())}, None
+
+    # no state besides the model's
+    def settings(self) -> dict[str, Any]:
+        return {"method": self.name}
+
+    def setup(self, *args, **kwargs) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, d: dict[str, Any]) -> None:
+        pass
+
+    def save_files(self, folder) -> None:
+        pass
+
+    def load_files(self, folder) -> None:
+        pass

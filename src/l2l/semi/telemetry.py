@@ -1,0 +1,93 @@
+"""Per-epoch telemetry of self-training on the unlabeled samples (the paper's Fig. 9).
+
+For every visit the method returns what it computed (weak prediction ``p_w``, stored prior
+``P†``, soft target ``q`` = calibrated prior ``P̃`` for L2L, pseudo-labels, thresholds, reward
+terms). :class:`Telemetry` compares them with the **hidden** ground truth through
+:class:`~l2l.data.dataset.HiddenMasks`, which the loss path never receives:
+
+* ``tele_prior_iou`` / ``tele_target_iou`` / ``tele_weak_iou`` — mean IoU (maps ≥ 0.5) of the raw
+  prior, of the target ``q`` (the calibrated prior under SPM) and of the weak prediction;
+* ``tele_sel_acc`` — accuracy of the selected (non-ignored) pseudo-label pixels;
+  ``tele_sel_cov`` — selected share of the view's valid pixels; ``tele_ignored`` — the rest;
+* ``tele_tau_fg_*`` / ``tele_tau_bg_*`` — mean and 10/50/90 % quantiles of the thresholds;
+  ``tele_reward_<term>_*`` — the same for each reward term of Eq. 8 (RPLE only).
+
+Pixels where the weak view was padded are excluded. Under DDP the sums are gathered.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import torch
+
+from ..data.dataset import HiddenMasks
+from ..engine.distributed import DistInfo, all_gather_objects
+
+IGNORE = 255
+
+
+def _iou(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor) -> float:
+    p, g = pred & valid, (gt == 1) & valid
+    u = (p | g).sum().item()
+    return (p & g).sum().item() / u if u else 0.0
+
+
+class Telemetry:
+    def __init__(self, hidden: HiddenMasks):
+        self._hidden = hidden
+        self.reset()
+
+    def reset(self) -> None:
+        self.sums: dict[str, float] = defaultdict(float)
+        self.lists: dict[str, list[float]] = defaultdict(list)
+
+    def add(self, visit: dict[str, Any]) -> None:
+        s = self.sums
+        for j, (sid, geo) in enumerate(zip(visit["sample_ids"], visit["geometries"])):
+            gt = self._hidden.get(sid, geo).long()
+            valid = gt != IGNORE
+            s["samples"] += 1
+            s["weak_iou"] += _iou(visit["p_w"][j] >= 0.5, gt, valid)
+            s["target_iou"] += _iou(visit["q"][j] >= 0.5, gt, valid)
+            if visit["prior"] is not None and bool(visit["has_prior"][j]):
+                s["prior_n"] += 1
+                s["prior_iou"] += _iou(visit["prior"][j] >= 0.5, gt, valid)
+            lab = visit["labels"][j]
+            sel = (lab != IGNORE) & valid
+            s["valid_px"] += valid.sum().item()
+            s["selected_px"] += sel.sum().item()
+            s["correct_px"] += (lab[sel] == gt[sel]).sum().item()
+        for i, name in enumerate(("tau_fg", "tau_bg")):
+            self.lists[name] += visit["thr"][:, i].tolist()
+        for k, v in visit.get("terms", {}).items():
+            self.lists[f"reward_{k}"] += v.tolist()
+
+    def summary(self, info: DistInfo | None = None) -> dict[str, float]:
+        sums, lists = dict(self.sums), {k: list(v) for k, v in self.lists.items()}
+        if info is not None and info.enabled:
+            parts = all_gather_objects((sums, lists), info)
+            sums, lists = defaultdict(float), defaultdict(list)
+            for ps, pl in parts:
+                for k, v in ps.items():
+                    sums[k] += v
+                for k, v in pl.items():
+                    lists[k] += v
+        n = sums.get("samples", 0)
+        if not n:
+            return {}
+        out = {"tele_samples": n, "tele_weak_iou": sums["weak_iou"] / n, "tele_target_iou": sums["target_iou"] / n,
+               "tele_sel_cov": sums["selected_px"] / max(sums["valid_px"], 1),
+               "tele_ignored": 1 - sums["selected_px"] / max(sums["valid_px"], 1),
+               "tele_sel_acc": sums["correct_px"] / max(sums["selected_px"], 1)}
+        if sums.get("prior_n"):
+            out["tele_prior_iou"] = sums["prior_iou"] / sums["prior_n"]
+        for k, v in lists.items():
+            t = torch.tensor(v, dtype=torch.float64)
+            q = torch.quantile(t, torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64)).tolist()
+            out.update({f"tele_{k}_mean": float(t.mean()), f"tele_{k}_p10": q[0], f"tele_{k}_p50": q[1],
+                        f"tele_{k}_p90": q[2]})
+        return out
+
+    def values(self, key: str) -> list[float]:
+        return list(self.lists.get(key, []))

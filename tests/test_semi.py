@@ -1,0 +1,276 @@
+"""Semi-supervised training: losses, selection rules, the step stream, every method end to end,
+the no-ground-truth-leak guarantee, exact resume of an l2l run, and a 2-process gloo l2l run."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from l2l.config import load_config
+from l2l.data.refer import ReferDataset
+from l2l.engine.distributed import DistInfo, ResumableBatchSampler
+from l2l.engine.stream import StepStream
+from l2l.engine.trainer import TrainConfig, Trainer
+from l2l.semi import selection
+from l2l.semi.losses import dice_on_selected, masked_ce, unlabeled_loss
+from l2l.semi.methods.selftrain import PRESETS, SemiConfig
+from l2l.semi.telemetry import Telemetry
+
+TINY = ["model.visual.name=conv", "model.visual.conv_channels=[8,16,16,32]", "model.text.name=tiny",
+        "model.text.tiny_dim=16", "model.text.tiny_layers=1", "model.decoder_dim=16", "model.sesm.heads=2",
+        "data.size=32", "data.workers=0", "data.eval_max_samples=8", "optim.lr=1e-3", "log_every=1",
+        "batch_size=2", "semi.unlabeled_batch_size=3", "data.label_fraction=25%", "data.strong_text=false",
+        "ckpt_every=1000", "data.scale_range=[0.9,1.1]"]
+
+
+@pytest.fixture(scope="module")
+def priors_dir(synthref_dir, tmp_path_factory):
+    from l2l.priors.base import PriorInput
+    from l2l.priors.simulated import SimulatedProvider
+    from l2l.priors.store import PriorStore
+
+    ds = ReferDataset.synthref(synthref_dir)
+    out = tmp_path_factory.mktemp("priors")
+    store = PriorStore(out)
+    ids = [r.sample_id for r in ds.samples("train")]
+    store.generate(SimulatedProvider(ds), ids,
+                   lambda s: PriorInput(s, ds.load_image(ds.sample(s).image_id), ds.sample(s).sentence), 32, 0, 1)
+    return out
+
+
+def _cfg(root, priors, method, *extra):
+    sesm = "model.sesm.enabled=true" if method in ("l2l", "static-threshold") else "model.sesm.enabled=false"
+    return load_config(TrainConfig, None, [f"data.root={root}", f"semi.priors={priors}", f"method={method}",
+                                           sesm, *TINY, *extra])
+
+
+# ----------------------------------------------------------------------------- losses and selection
+def test_masked_ce_and_dice_by_hand():
+    logits = torch.zeros(1, 2, 1, 3)
+    logits[0, 1] = torch.tensor([[2.0, -1.0, 0.0]])
+    labels = torch.tensor([[[1, 0, 255]]])
+    ce1 = -torch.log_softmax(torch.tensor([0.0, 2.0]), 0)[1]
+    ce0 = -torch.log_softmax(torch.tensor([0.0, -1.0]), 0)[0]
+    assert torch.allclose(masked_ce(logits, labels), ((ce1 + ce0) / 2).view(1), atol=1e-5)
+    p = torch.sigmoid(torch.tensor([2.0, -1.0]))
+    dice = 1 - 2 * p[0] / (p.sum() + 1)
+    assert torch.allclose(dice_on_selected(logits, labels), dice.view(1), atol=1e-5)
+    # no selected foreground: Dice contributes nothing; nothing selected: loss 0
+    assert dice_on_selected(logits, torch.tensor([[[0, 0, 255]]])).item() == 0
+    assert unlabeled_loss(logits, torch.full((1, 1, 3), 255), "ce_dice").item() == 0
+    with pytest.raises(ValueError, match="unlabeled loss"):
+        unlabeled_loss(logits, labels, "focal")
+
+
+def test_selection_rules():
+    q = torch.tensor([[[0.9, 0.9], [0.1, 0.1]], [[0.6, 0.4], [0.5, 0.5]]])
+    thr = selection.catm_thresholds(q)
+    assert torch.allclose(thr[0], torch.tensor([0.9, 0.1]))  # mean confidence 0.9
+    assert torch.allclose(thr[1], torch.tensor([0.6, 0.4]))  # 0.525 clipped to 0.6
+    with pytest.raises(ValueError, match="τ_bg"):
+        selection.static_thresholds(2, 0.3, 0.5)
+    p_w = torch.tensor([[[1.0, 0.0]], [[1.0, 0.0]], [[0.6, 0.4]]])
+    prior = torch.tensor([[[1.0, 0.0]], [[0.0, 1.0]], [[0.6, 0.4]]])
+    keep = selection.agreement_keep(p_w, prior, torch.tensor([True, True, True]))
+    assert keep.tolist() == [True, False, False]  # agree+confident / disagree / not confident
+    assert not selection.agreement_keep(p_w, prior, torch.tensor([False, True, True]))[0]
+
+
+def test_presets_resolve_and_validate():
+    for name, preset in PRESETS.items():
+        r = SemiConfig().resolved(name)
+        assert all(getattr(r, k) == v for k, v in preset.items())
+    assert SemiConfig(tau_fg=0.8).resolved("static-threshold").tau_fg == 0.8  # an explicit value wins
+    assert not SemiConfig().resolved("fixmatch").uses_prior
+    assert SemiConfig().resolved("l2l").uses_prior
+    with pytest.raises(ValueError, match="unknown semi-supervised method"):
+        SemiConfig().resolved("mean-teacher")
+    with pytest.raises(ValueError, match="semi.source"):
+        SemiConfig(source="oracle").resolved("l2l")
+
+
+# ----------------------------------------------------------------------------- the step stream
+class _Idx(torch.utils.data.Dataset):
+    def __init__(self, n):
+        self.n = n
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        return i
+
+
+def test_step_stream_orders():
+    lab, unl = _Idx(5), _Idx(12)
+    one = StepStream(lab, unl, 2, 4, DistInfo(), 7, list, list)
+    # supervised: the labeled driver reproduces the resumable sampler (so earlier runs stay valid),
+    # the epoch encoded as i + e·N
+    sup = StepStream(unl, None, 4, 4, DistInfo(), 7, list, list)
+    ref = ResumableBatchSampler(12, 4, DistInfo(), 7)
+    for e in range(2):
+        ref.set_epoch(e)
+        for s, b in enumerate(ref):
+            assert sup[e * 3 + s][0] == [i + 12 * e for i in b] and sup[e * 3 + s][1] is None
+    # semi-supervised: one epoch = one pass over the unlabeled set, a new permutation each epoch
+    for e in range(2):
+        seen = [i for t in range(3 * e, 3 * e + 3) for i in one[t][1]]
+        assert sorted(seen) == [i + 12 * e for i in range(12)]
+    # the labeled set is cycled without dropping: every cycle is a permutation of the 5 samples
+    seq = [i for t in range(10) for i in one[t][0]]
+    for c in range(4):
+        assert sorted(seq[5 * c:5 * c + 5]) == [i + 5 * c for i in range(5)]
+    # 2 ranks with batch (1, 2) see what 1 rank sees with batch (2, 4)
+    r0 = StepStream(lab, unl, 1, 2, DistInfo(0, 2), 7, list, list)
+    r1 = StepStream(lab, unl, 1, 2, DistInfo(1, 2), 7, list, list)
+    for t in range(7):
+        assert r0[t][0] + r1[t][0] == one[t][0] and r0[t][1] + r1[t][1] == one[t][1]
+    with pytest.raises(ValueError, match="empty"):
+        StepStream(_Idx(0), unl, 2, 4, DistInfo(), 7, list, list)
+
+
+# ----------------------------------------------------------------------------- methods end to end
+@pytest.mark.parametrize("method", ["fixmatch", "prior-fusion", "agreement-filter", "catm", "static-threshold", "l2l"])
+def test_every_method_trains(synthref_dir, priors_dir, tmp_path, method):
+    run = tmp_path / method
+    out = Trainer(_cfg(synthref_dir, priors_dir, method, "total_steps=3", "telemetry_log_every=3"), run,
+                  show_progress=False).fit()
+    assert 0 <= out["results"]["oIoU"] <= 1
+    recs = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in recs if "loss_unsup" in r]
+    assert len(steps) == 3 and all(np.isfinite(r["loss"]) for r in steps)
+    tele = [r for r in recs if r.get("kind") == "telemetry"]
+    assert tele and tele[-1]["tele_samples"] == 9 and 0 <= tele[-1]["tele_sel_acc"] <= 1
+    env = json.loads((run / "env.json").read_text())
+    assert env["method"]["method"] == method and env["method"]["source"] == PRESETS[method]["source"]
+    if method == "l2l":
+        assert "tele_reward_sep_mean" in tele[-1] and "rple_critic_loss" in steps[-1]
+        assert (run / "bank" / "bank.u8").exists()
+        assert (run / "checkpoints" / "step_000000003" / "bank" / "bank.u8").exists()
+    if PRESETS[method]["source"] != "weak":
+        assert "tele_prior_iou" in tele[-1]
+
+
+def test_prior_methods_need_a_store(synthref_dir, tmp_path):
+    cfg = load_config(TrainConfig, None, [f"data.root={synthref_dir}", "method=l2l", *TINY, "total_steps=1"])
+    with pytest.raises(ValueError, match="semi.priors"):
+        Trainer(cfg, tmp_path / "r", show_progress=False).fit()
+    cfg.semi.priors = str(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match="l2l priors generate"):
+        Trainer(cfg, tmp_path / "r2", show_progress=False).fit()
+
+
+def test_unlabeled_ground_truth_never_reaches_training(synthref_dir, priors_dir, tmp_path, monkeypatch):
+    """Replace every unlabeled mask by an empty one: training is bit-identical, only telemetry changes."""
+    from l2l.data.splits import make_split
+
+    ds = ReferDataset.synthref(synthref_dir)
+    split = make_split(ds.name, ds.image_ids("train"), "25%", 22)
+    hidden = {a for r in ds.samples("train") if not split.is_labeled(r.image_id) for a in [r.ann_id]}
+    extra = ["total_steps=3", "telemetry_log_every=3", "model.sesm.prior_dropout=0.0"]
+    Trainer(_cfg(synthref_dir, priors_dir, "l2l", *extra), tmp_path / "a", show_progress=False).fit()
+    real_mask = ReferDataset.mask
+    calls = []
+
+    def blank(self, ann_id):
+        m = real_mask(self, ann_id)
+        if ann_id in hidden:
+            calls.append(ann_id)
+            return np.zeros_like(m)
+        return m
+
+    monkeypatch.setattr(ReferDataset, "mask", blank)
+    Trainer(_cfg(synthref_dir, priors_dir, "l2l", *extra), tmp_path / "b", show_progress=False).fit()
+    wa, wb = load_file(str(tmp_path / "a" / "last" / "model.safetensors")), \
+        load_file(str(tmp_path / "b" / "last" / "model.safetensors"))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert calls  # the hidden masks were read — by the telemetry only
+    ta, tb = ([json.loads(x) for x in (tmp_path / r / "metrics.jsonl").read_text().splitlines()
+               if "tele_weak_iou" in x][-1] for r in ("a", "b"))
+    assert ta["tele_prior_iou"] > 0 and tb["tele_prior_iou"] == 0  # telemetry did see the blank masks
+
+
+def test_unlabeled_dataset_never_reads_a_mask(synthref, monkeypatch):
+    from l2l.data.augment import WeakAugConfig
+    from l2l.data.dataset import UnlabeledRefDataset
+
+    def refuse(self, ann_id):
+        raise AssertionError("an unlabeled sample read its mask")
+
+    monkeypatch.setattr(ReferDataset, "mask", refuse)
+    uds = UnlabeledRefDataset(synthref, synthref.samples("train")[:4], WeakAugConfig(size=32), seed=0)
+    assert [uds[i].sample_id for i in range(4)]
+    assert not hasattr(uds[0], "mask")
+
+
+def test_l2l_resume_restores_bank_buffer_and_policy(synthref_dir, priors_dir, tmp_path):
+    extra = ["max_steps=5", "total_steps=8", "semi.rple.update_batch=4"]
+    Trainer(_cfg(synthref_dir, priors_dir, "l2l", *extra), tmp_path / "ref", show_progress=False).fit()
+    cut = ["total_steps=8", "semi.rple.update_batch=4"]
+    Trainer(_cfg(synthref_dir, priors_dir, "l2l", *cut, "max_steps=2"), tmp_path / "cut", show_progress=False).fit()
+    # the bank moves on after the checkpoint in a crash; resume must restore the snapshot
+    bank = np.memmap(tmp_path / "cut" / "bank" / "bank.u8", dtype=np.uint8, mode="r+")
+    bank[:] = 7
+    bank.flush()
+    del bank
+    Trainer(_cfg(synthref_dir, priors_dir, "l2l", *cut, "max_steps=5"), tmp_path / "cut", show_progress=False).fit()
+    wa, wb = (load_file(str(tmp_path / r / "last" / "model.safetensors")) for r in ("ref", "cut"))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    ba, bb = (np.fromfile(tmp_path / r / "bank" / "bank.u8", dtype=np.uint8) for r in ("ref", "cut"))
+    assert np.array_equal(ba, bb)
+    sa, sb = (torch.load(tmp_path / r / "checkpoints" / "step_000000005" / "state.pt", weights_only=True)["extra"]["method"]
+              for r in ("ref", "cut"))
+    assert sa["buffer"]["n"] == sb["buffer"]["n"] == 12  # 4 completed transitions × 3 samples
+    assert torch.equal(sa["buffer"]["r"], sb["buffer"]["r"]) and torch.equal(sa["prev_thr"], sb["prev_thr"])
+    assert all(torch.equal(sa["rple"][k], sb["rple"][k]) for k in sa["rple"])
+
+
+def test_telemetry_by_hand(synthref):
+    from l2l.data.augment import Geometry
+    from l2l.data.dataset import HiddenMasks
+
+    rec = synthref.samples("train")[0]
+    h, w = synthref.mask(rec.ann_id).shape
+    geo = Geometry((h, w), 16)
+    gt = HiddenMasks(synthref).get(rec.sample_id, geo).float()
+    labels = torch.where(gt > 0, 1, 0)
+    labels[:, :8] = 255  # half selected
+    visit = {"sample_ids": [rec.sample_id], "geometries": [geo], "prior": gt[None], "has_prior": torch.tensor([True]),
+             "p_w": torch.zeros(1, 16, 16), "q": gt[None], "labels": labels[None], "thr": torch.tensor([[0.7, 0.2]]),
+             "terms": {"sep": torch.tensor([0.5])}}
+    t = Telemetry(HiddenMasks(synthref))
+    t.add(visit)
+    s = t.summary()
+    assert s["tele_prior_iou"] == 1.0 and s["tele_target_iou"] == 1.0 and s["tele_weak_iou"] == 0.0
+    assert s["tele_sel_acc"] == 1.0 and s["tele_sel_cov"] == pytest.approx(0.5)
+    assert s["tele_tau_fg_mean"] == pytest.approx(0.7) and s["tele_reward_sep_p50"] == pytest.approx(0.5)
+
+
+@pytest.mark.slow
+def test_two_process_gloo_l2l(synthref_dir, priors_dir, tmp_path):
+    from tests.test_trainer import _free_port
+
+    run = tmp_path / "ddp"
+    env = {**os.environ, "L2L_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
+    args = [f"data.root={synthref_dir}", f"semi.priors={priors_dir}", "method=l2l", "model.sesm.enabled=true",
+            *TINY, "total_steps=4", "semi.rple.update_batch=4", "telemetry_log_every=4"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port", str(_free_port()),
+           "-m", "l2l.cli", "train", "--out", str(run), *args]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads((run / "env.json").read_text())["world_size"] == 2
+    st = torch.load(run / "checkpoints" / "step_000000004" / "state.pt", weights_only=True)["extra"]["method"]
+    assert st["buffer"]["n"] == 3 * 6  # 3 completed steps × (3 samples × 2 ranks): transitions of both ranks
+    # both ranks wrote their own samples' bank rows, and every rank's visits count in the telemetry
+    tele = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if "tele_samples" in x][-1]
+    assert tele["tele_samples"] == 4 * 6
+    bank = np.fromfile(run / "bank" / "bank.u8", dtype=np.uint8)
+    init = np.fromfile(run / "checkpoints" / "step_000000004" / "bank" / "bank.u8", dtype=np.uint8)
+    assert np.array_equal(bank, init)
