@@ -110,11 +110,12 @@ def test_demo_main_job_end_to_end(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(Path(__file__).resolve().parents[1])  # the demo's default config path is repo-relative
     work = tmp_path / "demo"
     args = ["demo", "--workdir", str(work), "--images", "60", "--workers", "1",
-            *[o for o in TINY if not o.startswith("data.workers")], "total_steps=2", "data.eval_max_samples=5"]
+            *[o for o in TINY if not o.startswith("data.workers")], "total_steps=2", "data.eval_max_samples=5",
+            "semi.unlabeled_batch_size=2"]
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "[6/6]" in out
-    for f in ("synthref/meta.json", "stats.json", "preview.png", "prediction_overlay.png",
-              "supervised_5pct/eval_val.json", "supervised_5pct/best/model.safetensors"):
+    assert "[7/7]" in out
+    for f in ("synthref/meta.json", "stats.json", "preview.png", "prediction_overlay.png", "priors/store.json",
+              "l2l_5pct/eval_val.json", "l2l_5pct/best/model.safetensors", "l2l_5pct/curves.png", "l2l_5pct/bank/bank.u8"):
         assert (work / f).exists(), f
     assert main(args) == 0  # resumable: a second run finds everything done

@@ -101,46 +101,56 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """The main job on SynthRef. Every step skips work that is already done (resumable)."""
+    """The main job on SynthRef: data, priors, L2L training, evaluation, plots. Every step skips
+    work that is already done, and training resumes from its last checkpoint."""
     from .config import load_config
     from .data.preview import save_preview
     from .data.refer import ReferDataset
     from .data.splits import LabelSplit, make_split, split_filename
     from .data.stats import dataset_stats, format_stats
     from .data.synthref import SynthRefConfig, generate
+    from .engine.plot_run import plot_run
     from .engine.trainer import TrainConfig, Trainer
 
     work = Path(args.workdir)
     data_dir = work / "synthref"
-    print(f"[1/6] SynthRef ({args.images} images) -> {data_dir}")
+    print(f"[1/7] SynthRef ({args.images} images) -> {data_dir}")
     generate(SynthRefConfig(images=args.images, seed=0), data_dir, workers=args.workers)
     ds = ReferDataset.synthref(data_dir)
-    print(f"[2/6] label split {args.fraction} (seed {args.seed})")
+    print(f"[2/7] label split {args.fraction} (seed {args.seed})")
     split = make_split(ds.name, ds.image_ids("train"), args.fraction, args.seed)
     path = data_dir / "splits" / split_filename(split.fraction, split.seed)
     if not path.exists() or LabelSplit.load(path).content_hash != split.content_hash:
         split.save(path)
     print(f"      {len(split.labeled)} labeled / {len(split.unlabeled)} unlabeled images -> {path}")
-    print("[3/6] statistics")
+    print("[3/7] statistics")
     stats = dataset_stats(ds)
     (work / "stats.json").write_text(json.dumps(stats, indent=2))
     print(format_stats(stats))
     out = save_preview(ds, work / "preview.png", seed=args.seed)
     print(f"      loader preview -> {out}")
-    run = work / f"supervised_{split.fraction * 100:g}pct"
-    print(f"[4/6] supervised training on the labeled images ({args.config}) -> {run}  (resumes if interrupted)")
+    priors = work / "priors"
+    print(f"[4/7] priors P† of the training samples (simulated provider) -> {priors}")
+    cmd_priors_generate(argparse.Namespace(data=str(data_dir), dataset=None, split_by=None, image_dir=None,
+                                           split="train", subset="all", label_fraction=args.fraction,
+                                           split_seed=args.seed, provider="simulated", out=str(priors), seed=0,
+                                           batch_size=16))
     cfg = load_config(TrainConfig, args.config, [f"data.root={data_dir}", f"data.label_fraction={args.fraction}",
-                                                f"data.split_seed={args.seed}", *args.overrides])
+                                                f"data.split_seed={args.seed}", f"semi.priors={priors}",
+                                                *args.overrides])
+    run = work / f"{cfg.method}_{split.fraction * 100:g}pct"
+    print(f"[5/7] {cfg.method} training ({args.config}) -> {run}  (resumes if interrupted)")
     res = Trainer(cfg, run).fit()
     r = res["results"] or json.loads((run / f"eval_{cfg.data.eval_split}.json").read_text())
-    print(f"[5/6] {cfg.data.eval_split}: oIoU {r['oIoU']:.4f}  mIoU {r['mIoU']:.4f}  P@0.5 {r['P@0.5']:.4f}")
+    print(f"[6/7] {cfg.data.eval_split}: oIoU {r['oIoU']:.4f}  mIoU {r['mIoU']:.4f}  P@0.5 {r['P@0.5']:.4f}")
+    print(f"      curves (losses, prior quality, pseudo-labels, RPLE) -> {plot_run(run)}")
     rec = ds.samples("testB")[0]
     pred_args = argparse.Namespace(ckpt=str(run), image=str(ds.image_path(rec.image_id)), text=rec.sentence,
                                    out=str(work / "prediction_mask.png"), overlay=str(work / "prediction_overlay.png"),
                                    prior=None, guidance=None)
-    print(f"[6/6] prediction on a testB image: \"{rec.sentence}\"")
+    print(f"[7/7] prediction on a testB image: \"{rec.sentence}\"")
     cmd_predict(pred_args)
-    print("The semi-supervised methods (L2L) are issue 5; the pipeline stops after supervised training.")
+    print(f"done. Compare methods: docs/results.md; other methods: l2l train --config {args.config} --method NAME")
     return 0
 
 
@@ -229,6 +239,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
         Image.fromarray(overlay(image, mask.astype(np.uint8))).save(args.overlay)
     print(f"mask ({int(mask.sum())} px, mean p {float(prob.mean()):.3f}) -> {out}"
           + (f"; overlay -> {args.overlay}" if args.overlay else ""))
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from .engine.plot_run import plot_run
+
+    out = plot_run(args.run, args.out)
+    print(f"curves of {args.run} -> {out}")
     return 0
 
 
@@ -421,13 +439,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--guidance", default=None, choices=["none", "prior", "self"])
     p.set_defaults(func=cmd_predict)
 
+    p = sub.add_parser("plot", help="PNG of a run's curves: losses, validation, prior quality, pseudo-labels, RPLE")
+    p.add_argument("run", help="run folder (with metrics.jsonl)")
+    p.add_argument("--out", default=None, help="PNG path (default RUN/curves.png)")
+    p.set_defaults(func=cmd_plot)
+
     p = sub.add_parser("demo", help="the main job on SynthRef (resumable)")
     p.add_argument("--workdir", default="runs/demo")
     p.add_argument("--images", type=int, default=2000)
     p.add_argument("--fraction", default="5%")
     p.add_argument("--seed", type=int, default=22)
     p.add_argument("--workers", type=int, default=None)
-    p.add_argument("--config", default="configs/synthref_supervised.yaml")
+    p.add_argument("--config", default="configs/synthref_l2l.yaml")
     p.add_argument("overrides", nargs="*", help="dotted overrides of the training config")
     p.set_defaults(func=cmd_demo)
     return ap

@@ -9,6 +9,8 @@ terms). :class:`Telemetry` compares them with the **hidden** ground truth throug
   prior, of the target ``q`` (the calibrated prior under SPM) and of the weak prediction;
 * ``tele_sel_acc`` — accuracy of the selected (non-ignored) pseudo-label pixels;
   ``tele_sel_cov`` — selected share of the view's valid pixels; ``tele_ignored`` — the rest;
+  ``tele_fg_precision`` / ``tele_fg_recall`` — of the pseudo-foreground against the true foreground
+  (the accuracy above is dominated by easy background on small objects);
 * ``tele_tau_fg_*`` / ``tele_tau_bg_*`` — mean and 10/50/90 % quantiles of the thresholds;
   ``tele_reward_<term>_*`` — the same for each reward term of Eq. 8 (RPLE only).
 
@@ -58,6 +60,9 @@ class Telemetry:
             s["valid_px"] += valid.sum().item()
             s["selected_px"] += sel.sum().item()
             s["correct_px"] += (lab[sel] == gt[sel]).sum().item()
+            s["pseudo_fg_px"] += ((lab == 1) & valid).sum().item()
+            s["true_fg_px"] += ((gt == 1) & valid).sum().item()
+            s["hit_fg_px"] += ((lab == 1) & (gt == 1)).sum().item()
         for i, name in enumerate(("tau_fg", "tau_bg")):
             self.lists[name] += visit["thr"][:, i].tolist()
         for k, v in visit.get("terms", {}).items():
@@ -79,7 +84,9 @@ class Telemetry:
         out = {"tele_samples": n, "tele_weak_iou": sums["weak_iou"] / n, "tele_target_iou": sums["target_iou"] / n,
                "tele_sel_cov": sums["selected_px"] / max(sums["valid_px"], 1),
                "tele_ignored": 1 - sums["selected_px"] / max(sums["valid_px"], 1),
-               "tele_sel_acc": sums["correct_px"] / max(sums["selected_px"], 1)}
+               "tele_sel_acc": sums["correct_px"] / max(sums["selected_px"], 1),
+               "tele_fg_precision": sums["hit_fg_px"] / max(sums["pseudo_fg_px"], 1),
+               "tele_fg_recall": sums["hit_fg_px"] / max(sums["true_fg_px"], 1)}
         if sums.get("prior_n"):
             out["tele_prior_iou"] = sums["prior_iou"] / sums["prior_n"]
         for k, v in lists.items():

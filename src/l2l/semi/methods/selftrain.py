@@ -83,7 +83,9 @@ class SemiConfig:
     agreement_min: float = 0.7  # agreement filter [paper]
     confidence_min: float = 0.6  # agreement filter: mean certainty of each source [ours]
     catm_range: tuple[float, float] = (0.60, 0.95)  # [ours]
+    warmup_steps: int = 0  # labeled loss only for the first steps (unlabeled branch skipped) [ours; 0 = the spec]
     bank: bool = True  # the guidance bank conditions SESM (only when the model takes guidance)
+    strong_guidance: str = "bank"  # bank: the strong pass sees the updated G_i [spec]; none: the null map [ours]
     bank_size: int | None = None  # side of the stored maps; None = data.size // 4 [spec: 1/4]
     spm: SPMConfig = field(default_factory=SPMConfig)
     rple: R.RPLEConfig = field(default_factory=R.RPLEConfig)
@@ -100,6 +102,8 @@ class SemiConfig:
             raise ValueError(f"semi.selector must be one of {SELECTORS}, got {out.selector!r}")
         if out.loss not in ("ce", "ce_dice"):
             raise ValueError(f"semi.loss must be ce or ce_dice, got {out.loss!r}")
+        if out.strong_guidance not in ("bank", "none"):
+            raise ValueError(f"semi.strong_guidance must be bank or none, got {out.strong_guidance!r}")
         if not 0 <= out.fusion_weight <= 1:
             raise ValueError(f"semi.fusion_weight must be in [0, 1], got {out.fusion_weight}")
         selection.static_thresholds(1, out.tau_fg, out.tau_bg)  # validates
@@ -206,6 +210,11 @@ class SelfTrainingMethod:
     def loss(self, net, lab: LabeledBatch, unl: UnlabeledBatch, ctx: StepContext
              ) -> tuple[torch.Tensor, dict[str, float], dict[str, Any]]:
         cfg, dev, model = self.cfg, ctx.device, unwrap(net)
+        if ctx.step < cfg.warmup_steps:  # supervised warm-up: no pseudo-labels from an untrained model
+            g = lab.priors.to(dev) if (model.uses_guidance and lab.priors is not None) else None
+            logits = net(lab.images.to(dev, non_blocking=True), lab.texts, g, lab.has_prior if g is not None else None)
+            l_s = weighted_ce_per_sample(logits.float(), lab.masks.to(dev)).mean()
+            return l_s, {"loss_sup": float(l_s.detach()), "warmup": 1.0}, None
         guide = model.uses_guidance
         b_l, b_u = lab.images.shape[0], unl.images.shape[0]
         imgs_w = unl.images.to(dev, non_blocking=True)
@@ -281,6 +290,8 @@ class SelfTrainingMethod:
             g_l = lab.priors.to(dev).float() if lab.priors is not None else torch.zeros(b_l, 1, *size, device=dev)
             g_u = g_s if g_s is not None else (prior[:, None] if prior is not None else torch.zeros(b_u, 1, *size, device=dev))
             h_u = has_s if has_s is not None else (has_prior.cpu() if prior is not None else torch.zeros(b_u, dtype=torch.bool))
+            if cfg.strong_guidance == "none":
+                h_u = torch.zeros(b_u, dtype=torch.bool)
             g = torch.cat([g_l, g_u])
             has = torch.cat([lab.has_prior.cpu(), h_u.cpu()])
         logits = net(images, texts, g, has).float()
