@@ -78,3 +78,24 @@ def test_state_ddpg_update_and_buffer():
     buf = ReplayBuffer(16)
     buf.load_state_dict(r.buffer.state_dict())
     assert torch.equal(buf.s, r.buffer.s) and buf.pos == 4 and buf.n == 16
+
+
+def test_band_equals_dilation_minus_erosion():
+    """The summed-area band is exactly the morphological one (max pooling with -inf padding)."""
+    import torch.nn.functional as F
+
+    from l2l.semi.rple import IGNORE, pseudo_label
+
+    g = torch.Generator().manual_seed(0)
+    p = torch.rand(6, 40, 33, generator=g)
+    p = F.avg_pool2d(p[:, None], 5, 1, 2)[:, 0]  # blobs, touching the borders too
+    thr = torch.tensor([[0.55, 0.45]]).repeat(6, 1)
+    for band in (1, 3):
+        lab = pseudo_label(p, thr, band)
+        f = (p >= 0.55).float()[:, None]
+        k = 2 * band + 1
+        ring = (F.max_pool2d(f, k, 1, band) - -F.max_pool2d(-f, k, 1, band))[:, 0] > 0
+        ref = torch.where(p >= 0.55, 1, torch.where(p <= 0.45, 0, IGNORE)).long()
+        ref[ring] = IGNORE
+        assert torch.equal(lab, ref)
+        assert ring.any() and ((lab == 1).any() or band > 1)
