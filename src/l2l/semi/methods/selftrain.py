@@ -76,7 +76,8 @@ class SemiConfig:
     selector: str | None = None  # static | catm | agreement | rple
     tau_fg: float | None = None  # static thresholds (and RPLE's reference in Eq. 8 via rple.init_thresholds)
     tau_bg: float | None = None
-    band: int | None = None  # ignored band around the pseudo-foreground boundary, pixels
+    band: int | None = None  # ignored band around the pseudo-foreground boundary, pixels at `band_at`
+    band_at: int | None = 480  # resolution the band is given at [paper: 3 px at 480²]; scaled to data.size
     loss: str | None = None  # ce | ce_dice (Eq. 22)
     dice_weight: float = 0.5  # λ_dice [ours]
     fusion_weight: float = 0.5  # linear source: weight of the prior (Table 14 sweeps 0.1…0.9)
@@ -147,14 +148,20 @@ class SelfTrainingMethod:
         self.row: dict[int, int] = {}
         self.prev_thr: torch.Tensor | None = None
         self.pending: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self.band_px = self.cfg.band
 
     # ------------------------------------------------------------------ lifecycle
     def settings(self) -> dict[str, Any]:
-        return {"method": self.name, **{k: v for k, v in asdict(self.cfg).items()}}
+        return {"method": self.name, **{k: v for k, v in asdict(self.cfg).items()},
+                "band_pixels": getattr(self, "band_px", None)}
 
     def setup(self, run_dir: Path, unlabeled_ids: list[int], prior_store, model, info, data_size: int,
               fresh: bool) -> None:
         """Create the per-sample state: bank (rank 0 initialises it from the priors) and RPLE's tables."""
+        # the band is a length in pixels: 3 px at 480² is 0.4 px at 64², i.e. none [ours: scale it]
+        self.band_px = int(round(self.cfg.band * data_size / self.cfg.band_at)) if self.cfg.band_at else self.cfg.band
+        if self.rple is not None:
+            self.rple.cfg.band = self.band_px
         self.row = {int(s): r for r, s in enumerate(unlabeled_ids)}
         self.prev_thr = torch.tensor(self.cfg.rple.init_thresholds).repeat(len(unlabeled_ids), 1)
         if self.cfg.bank and unwrap(model).uses_guidance:
@@ -275,7 +282,7 @@ class SelfTrainingMethod:
             thr, terms, upd = self._rple_step(q, p_w, a, prev, rows, ctx)
             logs.update(upd)
             logs["rple_seconds"] = time.perf_counter() - t0
-        labels = R.pseudo_label(q, thr, cfg.band)
+        labels = R.pseudo_label(q, thr, self.band_px)
         labels[~keep] = R.IGNORE
         if cfg.selector != "rple":  # RPLE gathers its table across ranks itself
             self.prev_thr[rows] = thr.cpu()
