@@ -32,15 +32,16 @@ main() {
 }
 ablations() {
   local c="data.label_fraction=5% seed=22"
+  add "agreement_5_s22 configs/synthref_semi.yaml agreement-filter $c"
+  add "catm_5_s22 configs/synthref_semi.yaml catm $c"
   for t in 0.60 0.80 0.90; do add "static${t/./}_5_s22 configs/synthref_l2l.yaml static-threshold $c semi.tau_fg=$t"; done
-  add "abl_nosesm_5_s22 configs/synthref_l2l.yaml l2l $c model.sesm.enabled=false"
   add "abl_nospm_5_s22 configs/synthref_l2l.yaml l2l $c semi.source=weak"
+  add "abl_nosesm_5_s22 configs/synthref_l2l.yaml l2l $c model.sesm.enabled=false"
+  add "abl_sgnone_5_s22 configs/synthref_l2l.yaml l2l $c semi.strong_guidance=none"
   for term in sep con cov stab; do
     keep=$(echo sep con cov stab | tr ' ' '\n' | grep -v "^$term$" | paste -sd, -)
     add "abl_no${term}_5_s22 configs/synthref_l2l.yaml l2l $c semi.rple.terms=[$keep]"
   done
-  add "agreement_5_s22 configs/synthref_semi.yaml agreement-filter $c"
-  add "catm_5_s22 configs/synthref_semi.yaml catm $c"
 }
 case "${1:-all}" in
   main) main ;;
