@@ -151,11 +151,24 @@ def test_every_method_trains(synthref_dir, priors_dir, tmp_path, method):
     env = json.loads((run / "env.json").read_text())
     assert env["method"]["method"] == method and env["method"]["source"] == PRESETS[method]["source"]
     if method == "l2l":
+        from l2l.cli import main
+
         assert "tele_reward_sep_mean" in tele[-1] and "rple_critic_loss" in steps[-1]
+        assert env["method"]["band_pixels"] == 0  # 3 px at 480² is 0.2 px at 32²
+        assert main(["plot", str(run)]) == 0 and (run / "curves.png").stat().st_size > 10_000
         assert (run / "bank" / "bank.u8").exists()
         assert (run / "checkpoints" / "step_000000003" / "bank" / "bank.u8").exists()
     if PRESETS[method]["source"] != "weak":
         assert "tele_prior_iou" in tele[-1]
+
+
+def test_warmup_and_unscaled_band(synthref_dir, priors_dir, tmp_path):
+    run = tmp_path / "w"
+    Trainer(_cfg(synthref_dir, priors_dir, "l2l", "total_steps=3", "semi.warmup_steps=2", "semi.band_at=null"), run,
+            show_progress=False).fit()
+    recs = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if '"loss"' in x]
+    assert [("warmup" in r, "loss_unsup" in r) for r in recs] == [(True, False), (True, False), (False, True)]
+    assert json.loads((run / "env.json").read_text())["method"]["band_pixels"] == 3
 
 
 def test_prior_methods_need_a_store(synthref_dir, tmp_path):

@@ -318,7 +318,7 @@ class SelfTrainingMethod:
     def _rple_step(self, q, p_w, a, prev, rows, ctx):
         assert self.rple is not None
         rc = self.rple.cfg
-        s = R.state(q.cpu(), prev.cpu(), a.cpu(), rc.band)  # Eq. 7 under the sample's previous thresholds
+        s = R.state(q, prev, a, rc.band).cpu()  # Eq. 7 under the sample's previous thresholds (maps stay on device)
         thr = self.rple.act(s, explore=True, generator=_gen(ctx.seed, ctx.step, ctx.info.rank, 2)).to(q.device)
         r, terms = R.reward(p_w, q, thr, prev, rc)  # Eqs. 8–12
         # every rank holds the same replay buffer and threshold table, so the policies stay identical
