@@ -1,6 +1,7 @@
 """Summarise runs/table (scripts/synthref_table.sh) as Markdown tables: mean ± std over seeds.
 
     python scripts/summarize_table.py [runs/table] > table.md
+    python scripts/summarize_table.py --steps [runs/table]     # step times and RPLE's share
 
 Run folders are named ``<row>_<fraction>_s<seed>``; a row's columns are val and testB oIoU and
 mIoU without guidance (the paper's protocol), and — for models with SESM — val/testB oIoU with the
@@ -64,7 +65,36 @@ def collect(root: Path):
     return rows
 
 
+def step_times(root: Path) -> None:
+    """Mean logged step time per row after the warm-up, samples/s derived from it, RPLE's share."""
+    rows: dict[str, list[tuple[float, float | None, int]]] = defaultdict(list)
+    for f in sorted(root.glob("*/metrics.jsonl")):
+        m = NAME.match(f.parent.name)
+        if not m:
+            continue
+        recs = [json.loads(x) for x in f.read_text().splitlines() if '"step_seconds"' in x]
+        semi = [r for r in recs if "loss_unsup" in r]
+        use = semi or recs
+        if not use:
+            continue
+        rp = [r["rple_seconds"] / r["step_seconds"] for r in use if "rple_seconds" in r]
+        env = json.loads((f.parent / "env.json").read_text())
+        per_step = env["batch_per_process"] + (env.get("unlabeled_batch_per_process", 0) if semi else 0)
+        rows[m["row"]].append((statistics.mean(r["step_seconds"] for r in use),
+                               statistics.mean(rp) if rp else None, per_step))
+    print("| row | runs | s/step | samples/s | RPLE share |")
+    print("|---|---|---|---|---|")
+    for k, v in rows.items():
+        s = statistics.mean(x[0] for x in v)
+        sh = [x[1] for x in v if x[1] is not None]
+        print(f"| {k} | {len(v)} | {s:.4f} | {v[0][2] / s:.1f} | {100 * statistics.mean(sh):.1f} % |" if sh else
+              f"| {k} | {len(v)} | {s:.4f} | {v[0][2] / s:.1f} | – |")
+
+
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--steps":
+        step_times(Path(sys.argv[2] if len(sys.argv) > 2 else "runs/table"))
+        return
     root = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/table")
     rows = collect(root)
     order = ["sup", "fixmatch", "priorfusion", "agreement", "catm", "static060", "static070", "static080",
