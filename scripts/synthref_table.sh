@@ -38,7 +38,9 @@ ablations() {
   add "static090_5_s22 configs/synthref_l2l.yaml static-threshold $c semi.tau_fg=0.90"
   add "abl_nospm_5_s22 configs/synthref_l2l.yaml l2l $c semi.source=weak"
   add "abl_nosesm_5_s22 configs/synthref_l2l.yaml l2l $c model.sesm.enabled=false"
-  add "abl_sgnone_5_s22 configs/synthref_l2l.yaml l2l $c semi.strong_guidance=none"
+  for seed in 22 23 24; do
+    add "abl_sgnone_5_s$seed configs/synthref_l2l.yaml l2l data.label_fraction=5% seed=$seed semi.strong_guidance=none"
+  done
   add "static060_5_s22 configs/synthref_l2l.yaml static-threshold $c semi.tau_fg=0.60"
   add "abl_nosep_5_s22 configs/synthref_l2l.yaml l2l $c semi.rple.terms=[con,cov,stab]"
   [ -n "${ALL_ABLATIONS:-}" ] || return 0
