@@ -274,6 +274,10 @@ class TextStrongAugmenter:
             self._pools.update(self._build([sentence]))
         return self._pools[sentence]
 
+    def missing(self, sentences: Sequence[str]) -> int:
+        """How many distinct sentences have no pool yet (cache miss)."""
+        return sum(1 for s in set(sentences) if s not in self._pools)
+
     def precompute(self, sentences: Sequence[str]) -> None:
         """Build (batched) and cache the pools of many sentences; saves the disk cache if set."""
         todo = [s for s in dict.fromkeys(sentences) if s not in self._pools]

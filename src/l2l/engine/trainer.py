@@ -350,7 +350,7 @@ class Trainer:
             Path(self.cfg.data.root) / "cache" / f"eda_pools_{ds.name.replace('/', '_')}.json"
         aug = TextStrongAugmenter(SentenceEncoder(), cache_file=cache)
         todo = [r.sentence for r in unlabeled]
-        missing = sum(1 for s in set(todo) if s not in aug._pools)
+        missing = aug.missing(todo)
         if missing:
             if self.info.is_main:
                 print(f"building EDA pools for {missing} sentences (once; cached in {cache})", flush=True)
