@@ -54,6 +54,12 @@ def all_gather_objects(obj, info: DistInfo) -> list:
     return out
 
 
+def permutation(n: int, seed: int, epoch: int, salt: int = 0) -> list[int]:
+    """The seeded permutation of epoch (or cycle) ``epoch`` shared by the sampler and the step stream."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch + salt)
+    return torch.randperm(n, generator=g).tolist()
+
+
 class ResumableBatchSampler:
     """Per-rank batches of a seeded global permutation; ``start_step`` skips done batches."""
 
@@ -75,8 +81,7 @@ class ResumableBatchSampler:
 
     def __iter__(self):
         if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-            perm = torch.randperm(self.n, generator=g).tolist()
+            perm = permutation(self.n, self.seed, self.epoch)
         else:
             perm = list(range(self.n))
         gb = self.batch_size * self.info.world

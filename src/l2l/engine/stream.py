@@ -17,17 +17,9 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
-import torch
 from torch.utils.data import Dataset
 
-from .distributed import DistInfo
-
-_PERM_SALT = 1_000_003
-
-
-def permutation(n: int, seed: int, epoch: int, salt: int = 0) -> list[int]:
-    g = torch.Generator().manual_seed(seed * _PERM_SALT + epoch + salt)
-    return torch.randperm(n, generator=g).tolist()
+from .distributed import DistInfo, permutation
 
 
 class _Order:

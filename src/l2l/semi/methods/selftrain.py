@@ -50,7 +50,7 @@ from .. import selection
 from ..bank import GuidanceBank
 from ..losses import unlabeled_loss
 from ..spm import SPMConfig, agreement, calibrate
-from .supervised import weighted_ce_per_sample
+from .supervised import SupervisedMethod, weighted_ce_per_sample
 
 SOURCES = ("weak", "linear", "spm")
 SELECTORS = ("static", "catm", "agreement", "rple")
@@ -218,10 +218,8 @@ class SelfTrainingMethod:
              ) -> tuple[torch.Tensor, dict[str, float], dict[str, Any]]:
         cfg, dev, model = self.cfg, ctx.device, unwrap(net)
         if ctx.step < cfg.warmup_steps:  # supervised warm-up: no pseudo-labels from an untrained model
-            g = lab.priors.to(dev) if (model.uses_guidance and lab.priors is not None) else None
-            logits = net(lab.images.to(dev, non_blocking=True), lab.texts, g, lab.has_prior if g is not None else None)
-            l_s = weighted_ce_per_sample(logits.float(), lab.masks.to(dev)).mean()
-            return l_s, {"loss_sup": float(l_s.detach()), "warmup": 1.0}, None
+            l_s, logs, _ = SupervisedMethod().loss(net, lab, None, ctx)
+            return l_s, {**logs, "warmup": 1.0}, None
         guide = model.uses_guidance
         b_l, b_u = lab.images.shape[0], unl.images.shape[0]
         imgs_w = unl.images.to(dev, non_blocking=True)
