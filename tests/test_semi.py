@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import yaml
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -155,6 +156,8 @@ def test_every_method_trains(synthref_dir, priors_dir, tmp_path, method):
 
         assert "tele_reward_sep_mean" in tele[-1] and "rple_critic_loss" in steps[-1]
         assert env["method"]["band_pixels"] == 0  # 3 px at 480² is 0.2 px at 32²
+        # the scaled band is the method's, not the config's: config.yaml keeps the given value
+        assert yaml.safe_load((run / "config.yaml").read_text())["semi"]["rple"]["band"] == 3
         assert main(["plot", str(run)]) == 0 and (run / "curves.png").stat().st_size > 10_000
         assert (run / "bank" / "bank.u8").exists()
         assert (run / "checkpoints" / "step_000000003" / "bank" / "bank.u8").exists()

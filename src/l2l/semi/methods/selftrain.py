@@ -160,8 +160,8 @@ class SelfTrainingMethod:
         """Create the per-sample state: bank (rank 0 initialises it from the priors) and RPLE's tables."""
         # the band is a length in pixels: 3 px at 480² is 0.4 px at 64², i.e. none [ours: scale it]
         self.band_px = int(round(self.cfg.band * data_size / self.cfg.band_at)) if self.cfg.band_at else self.cfg.band
-        if self.rple is not None:
-            self.rple.cfg.band = self.band_px
+        if self.rple is not None:  # a copy: the run's config (config.yaml) keeps the value the user gave
+            self.rple.cfg = replace(self.rple.cfg, band=self.band_px)
         self.row = {int(s): r for r, s in enumerate(unlabeled_ids)}
         self.prev_thr = torch.tensor(self.cfg.rple.init_thresholds).repeat(len(unlabeled_ids), 1)
         if self.cfg.bank and unwrap(model).uses_guidance:

@@ -1,0 +1,260 @@
+"""``l2l experiment run GRID.yaml``: train and evaluate every cell of a grid, resumably.
+
+Each cell is a normal ``l2l train`` run folder followed by its ``l2l eval`` calls, run as child
+processes (``python -m l2l.cli …``, or ``LAUNCHER -m l2l.cli train …`` with e.g.
+``--launcher "torchrun --nproc_per_node 4"``). A cell's state is read from its folder:
+
+* ``done``      every evaluation file is there → skipped;
+* ``trained``   training finished, some evaluation missing → only those evaluations run;
+* ``partial``   a checkpoint and no final evaluation → ``l2l train`` resumes from the checkpoint;
+* ``new``       nothing yet;
+* ``conflict``  the folder's ``config.yaml`` differs from what the grid resolves to → refused
+  (the differences are printed; delete the folder or use another ``--out``);
+* ``locked``    another worker holds ``.experiment.lock`` → skipped by this worker.
+
+Several workers can share a grid folder (``--shard i/n`` on a cluster, or ``--jobs N`` here):
+a lock file per cell keeps two workers off the same cell; a lock left by a dead process on the
+same host is taken over, one from another host must be removed by hand (the message names it).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import yaml
+
+from ..config import to_dict
+from ..utils.io import atomic_write_text
+from .grid import Cell, Grid, config_diff, config_identity
+
+LOCK = ".experiment.lock"
+CELL_FILE = "cell.json"
+
+
+def cell_state(cell: Cell, ignore_lock: bool = False) -> str:
+    from ..engine.checkpoint import latest
+
+    run = cell.run_dir
+    if (run / "config.yaml").exists():
+        try:
+            have = config_identity(yaml.safe_load((run / "config.yaml").read_text()) or {})
+        except yaml.YAMLError:
+            return "conflict"
+        if have != config_identity(to_dict(cell.cfg)):
+            return "conflict"
+    if not ignore_lock and (run / LOCK).exists() and not _stale(run / LOCK):
+        return "locked"
+    if all((run / e.filename).exists() for e in cell.evals):
+        return "done"
+    if (run / cell.evals[0].filename).exists():
+        return "trained"
+    if latest(run / "checkpoints") is not None:
+        return "partial"
+    return "new"
+
+
+def conflict_message(cell: Cell) -> str:
+    try:
+        have = config_identity(yaml.safe_load((cell.run_dir / "config.yaml").read_text()) or {})
+    except yaml.YAMLError as e:
+        return f"{cell.run_dir}/config.yaml is not valid YAML ({e})"
+    diff = config_diff(have, config_identity(to_dict(cell.cfg)))
+    return (f"{cell.run_dir} was made with another config (folder ≠ grid: " + "; ".join(diff[:6])
+            + (f"; … {len(diff) - 6} more" if len(diff) > 6 else "") + "): delete it or use another --out")
+
+
+def _stale(lock: Path) -> bool:
+    """A lock of a process that no longer runs on this host."""
+    try:
+        info = json.loads(lock.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False  # being written
+    if info.get("host") != socket.gethostname():
+        return False
+    try:
+        os.kill(int(info["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, KeyError, ValueError):
+        return False
+    return False
+
+
+def _acquire(run: Path) -> bool:
+    run.mkdir(parents=True, exist_ok=True)
+    lock = run / LOCK
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            if _stale(lock):
+                lock.unlink(missing_ok=True)
+                continue
+            return False
+        with os.fdopen(fd, "w") as f:
+            json.dump({"host": socket.gethostname(), "pid": os.getpid(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}, f)
+        return True
+    return False
+
+
+@dataclass
+class CellResult:
+    name: str
+    before: str
+    after: str
+    seconds: float = 0.0
+    message: str = ""
+
+
+class Runner:
+    def __init__(self, grid: Grid, launcher: str | None = None, jobs: int = 1, python: str = sys.executable,
+                 echo: Callable[[str], None] = print):
+        self.grid, self.jobs, self.echo = grid, max(1, jobs), echo
+        self.cli = [python, "-m", "l2l.cli"]
+        self.train_cli = shlex.split(launcher) + ["-m", "l2l.cli"] if launcher else self.cli
+        self._lock = threading.Lock()
+
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        if self.jobs > 1:
+            env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // self.jobs)))
+        if self.jobs > 1 or not sys.stdout.isatty():
+            env.setdefault("L2L_NO_PROGRESS", "1")
+        return env
+
+    def _say(self, msg: str) -> None:
+        with self._lock:
+            self.echo(f"[{time.strftime('%H:%M:%S')}] {msg}")
+
+    def prepare(self, cells: Sequence[Cell]) -> None:
+        """Each dataset's ``prepare`` commands (data, priors), once; they skip finished work themselves."""
+        for name in dict.fromkeys(c.dataset for c in cells):
+            for cmd in self.grid.datasets[name].prepare:
+                self._say(f"prepare {name}: l2l {shlex.join(cmd)}")
+                rc = subprocess.run(self.cli + list(cmd), env=self._env()).returncode
+                if rc != 0:
+                    raise ValueError(f"{self.grid.path}: prepare step of {name} failed (exit {rc}): "
+                                     f"l2l {shlex.join(cmd)}")
+
+    def run_cell(self, cell: Cell) -> CellResult:
+        before = cell_state(cell)
+        if before in ("done", "locked", "conflict"):
+            return CellResult(cell.name, before, before, message=conflict_message(cell) if before == "conflict" else "")
+        if not _acquire(cell.run_dir):
+            return CellResult(cell.name, before, "locked")
+        t0 = time.perf_counter()
+        log = cell.run_dir / "experiment.log"
+        try:
+            with open(log, "a") as f:
+                steps = [("train", self.train_cli + cell.train_argv())] if before in ("new", "partial") else []
+                steps += [(f"eval {e.split} (guidance {e.guidance})", self.cli + e.argv(cell.run_dir))
+                          for e in cell.evals[1:] if not (cell.run_dir / e.filename).exists()]
+                self._say(f"start {cell.name} ({before})")
+                for what, cmd in steps:
+                    f.write(f"\n$ {shlex.join(cmd)}\n")
+                    f.flush()
+                    rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=self._env()).returncode
+                    if rc != 0:
+                        return CellResult(cell.name, before, "failed", time.perf_counter() - t0,
+                                          f"l2l {what} exited with {rc} (log: {log})")
+            after = cell_state(cell, ignore_lock=True)
+            dt = time.perf_counter() - t0
+            if after == "done":
+                atomic_write_text(cell.run_dir / CELL_FILE, json.dumps(
+                    {**cell.manifest(), "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "seconds_last_session": dt},
+                    indent=2))
+            return CellResult(cell.name, before, after, dt)
+        finally:
+            (cell.run_dir / LOCK).unlink(missing_ok=True)
+
+    def run(self, cells: Sequence[Cell]) -> list[CellResult]:
+        from ..utils.progress import progress
+
+        self.grid.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.grid.out / "grid.json", json.dumps(self.grid.manifest(), indent=2))
+        results: list[CellResult] = []
+        bar = progress(None, total=len(cells), desc=f"grid {self.grid.name}")
+
+        def one(cell: Cell) -> CellResult:
+            r = self.run_cell(cell)
+            extra = ""
+            if r.after == "done":
+                v = json.loads((cell.run_dir / cell.evals[0].filename).read_text())
+                extra = f": {cell.evals[0].split} oIoU {100 * v['oIoU']:.2f}"
+            tag = {"done": "done " if r.before == "done" else "end  "}.get(r.after, r.after)
+            if not (r.before == "done" and r.after == "done"):
+                self._say(f"{tag} {cell.name}{extra}" + (f" ({r.seconds:.0f} s)" if r.seconds else "")
+                          + (f" — {r.message}" if r.message else ""))
+            with self._lock:
+                bar.update(1)
+            return r
+
+        try:
+            if self.jobs == 1:
+                results = [one(c) for c in cells]
+            else:
+                with ThreadPoolExecutor(self.jobs) as ex:
+                    results = list(ex.map(one, cells))
+        finally:
+            bar.close()
+        return results
+
+
+def check_paths(grid: Grid, cells: Sequence[Cell]) -> list[str]:
+    """What a run would miss on this machine: data roots (opened, splits checked), prior stores,
+    local model folders. Warnings, not errors: a grid is often checked away from its cluster."""
+    from ..data.refer import ReferDataset
+
+    warnings: list[str] = []
+    seen: set = set()
+    for c in cells:
+        d = c.cfg.data
+        key = ("data", d.root, d.dataset, d.split_by, d.image_dir)
+        if key not in seen:
+            seen.add(key)
+            if not Path(d.root).exists():
+                warnings.append(f"{c.dataset}: data root {d.root} not found (needed by {c.name} and others)")
+            else:
+                try:
+                    ds = ReferDataset.open(d.root, d.dataset, d.split_by, d.image_dir)
+                    need = ["train", *grid.datasets[c.dataset].splits]
+                    missing = [s for s in need if s not in ds.splits]
+                    if missing:
+                        warnings.append(f"{c.dataset}: {ds.name} at {d.root} has no split(s) {missing} (has {ds.splits})")
+                except Exception as e:  # noqa: BLE001 — reported, not raised: this is a check
+                    warnings.append(f"{c.dataset}: cannot open {d.root} ({type(e).__name__}: {e})")
+        from ..engine.trainer import build_method
+        method = build_method(c.cfg)
+        paths = []
+        if getattr(method, "needs_unlabeled", False) and method.cfg.uses_prior:
+            paths.append(("prior store (semi.priors)", c.cfg.semi.priors))
+        paths += [("prior store for guided evaluation", e.priors) for e in c.evals if e.priors]
+        paths += [(f"model.{k}.path", getattr(c.cfg.model, k).path) for k in ("visual", "text")]
+        for what, p in paths:
+            if p and ("path", p) not in seen:
+                seen.add(("path", p))
+                if not Path(p).exists():
+                    warnings.append(f"{what} {p} not found (first needed by {c.name})")
+            elif what == "prior store (semi.priors)" and not p:
+                warnings.append(f"{c.name}: method {c.cfg.method} needs semi.priors")
+    return warnings
+
+
+def describe(cells: Sequence[Cell]) -> str:
+    """One line per cell: state, name, method, sections, evaluations."""
+    lines = []
+    for c in cells:
+        st = cell_state(c)
+        lines.append(f"{st:9s} {c.name:42s} {c.cfg.method:17s} {','.join(c.sections):22s} "
+                     f"{len(c.evals)} eval(s)")
+    return "\n".join(lines)
