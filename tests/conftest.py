@@ -41,10 +41,11 @@ def real_expressions() -> list[dict]:
         return [json.loads(line) for line in f]
 
 
-def build_refer_fixture(root: Path, dataset: str = "refcoco", split_by: str = "unc") -> dict:
+def build_refer_fixture(root: Path, dataset: str = "refcoco", split_by: str = "unc",
+                        splits: tuple[str, ...] = ("train", "train", "train", "val", "testA", "testB")) -> dict:
     """Write a RefCOCO-shaped fixture: instances.json with polygon (one and two parts),
     uncompressed-RLE and compressed-RLE masks, a refs(unc).p pickle with REFER's fields,
-    and COCO-named JPEG images. Returns the expected masks by ann_id."""
+    and COCO-named JPEG images (one per entry of ``splits``). Returns the expected masks by ann_id."""
     d = root / dataset
     d.mkdir(parents=True, exist_ok=True)
     img_dir = root / "images" / "mscoco" / "images" / "train2014"
@@ -52,7 +53,6 @@ def build_refer_fixture(root: Path, dataset: str = "refcoco", split_by: str = "u
     rng = np.random.default_rng(0)
     images, anns, refs, expected = [], [], [], {}
     h, w = 60, 80
-    splits = ["train", "train", "train", "val", "testA", "testB"]
     sent_id = 0
     for k, split in enumerate(splits):
         image_id = 1000 + k

@@ -54,13 +54,17 @@ def cell_state(cell: Cell, ignore_lock: bool = False) -> str:
             return "conflict"
     if not ignore_lock and (run / LOCK).exists() and not _stale(run / LOCK):
         return "locked"
-    if all((run / e.filename).exists() for e in cell.evals):
-        return "done"
-    if (run / cell.evals[0].filename).exists():
-        return "trained"
-    if latest(run / "checkpoints") is not None:
-        return "partial"
-    return "new"
+    if not (run / cell.evals[0].filename).exists():
+        return "partial" if latest(run / "checkpoints") is not None else "new"
+    return "done" if not missing_evals(cell) else "trained"
+
+
+def missing_evals(cell: Cell) -> list:
+    """The evaluations still to run after training: absent, or older than the training's own
+    evaluation (made from an earlier model, e.g. before a resume)."""
+    trained = (cell.run_dir / cell.evals[0].filename).stat().st_mtime
+    return [e for e in cell.evals[1:] if not (cell.run_dir / e.filename).exists()
+            or (cell.run_dir / e.filename).stat().st_mtime < trained]
 
 
 def conflict_message(cell: Cell) -> str:
@@ -156,17 +160,18 @@ class Runner:
         log = cell.run_dir / "experiment.log"
         try:
             with open(log, "a") as f:
-                steps = [("train", self.train_cli + cell.train_argv())] if before in ("new", "partial") else []
-                steps += [(f"eval {e.split} (guidance {e.guidance})", self.cli + e.argv(cell.run_dir))
-                          for e in cell.evals[1:] if not (cell.run_dir / e.filename).exists()]
                 self._say(f"start {cell.name} ({before})")
-                for what, cmd in steps:
-                    f.write(f"\n$ {shlex.join(cmd)}\n")
-                    f.flush()
-                    rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=self._env()).returncode
-                    if rc != 0:
-                        return CellResult(cell.name, before, "failed", time.perf_counter() - t0,
-                                          f"l2l {what} exited with {rc} (log: {log})")
+                if before in ("new", "partial"):
+                    err = self._step(f, "train", self.train_cli + cell.train_argv())
+                    if err:
+                        return CellResult(cell.name, before, "failed", time.perf_counter() - t0, f"{err} (log: {log})")
+                # evaluations only of a finished training (a session budget, max_steps, may have stopped it)
+                if (cell.run_dir / cell.evals[0].filename).exists():
+                    for e in missing_evals(cell):
+                        err = self._step(f, f"eval {e.split} (guidance {e.guidance})", self.cli + e.argv(cell.run_dir))
+                        if err:
+                            return CellResult(cell.name, before, "failed", time.perf_counter() - t0,
+                                              f"{err} (log: {log})")
             after = cell_state(cell, ignore_lock=True)
             dt = time.perf_counter() - t0
             if after == "done":
@@ -176,6 +181,12 @@ class Runner:
             return CellResult(cell.name, before, after, dt)
         finally:
             (cell.run_dir / LOCK).unlink(missing_ok=True)
+
+    def _step(self, log, what: str, cmd: list[str]) -> str:
+        log.write(f"\n$ {shlex.join(cmd)}\n")
+        log.flush()
+        rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=self._env()).returncode
+        return f"l2l {what} exited with {rc}" if rc != 0 else ""
 
     def run(self, cells: Sequence[Cell]) -> list[CellResult]:
         from ..utils.progress import progress

@@ -1,0 +1,199 @@
+"""Experiment grids and reports: a 2-cell miniature grid end to end (interruption, resume, skip,
+missing evaluation, conflicts, locks), grid validation, the shipped grids' dry runs (RefCOCO/+/g
+on the REFER fixture), and ``l2l report``."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import pytest
+import yaml
+
+from l2l.cli import main
+from l2l.experiment.grid import Grid, GridError
+from l2l.experiment.runner import LOCK, cell_state
+
+from .conftest import build_refer_fixture
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = {"method": "supervised", "total_steps": 4, "ckpt_every": 2, "log_every": 1, "batch_size": 2, "eval_every": 0,
+        "model": {"image_size": 32, "visual": {"name": "conv", "conv_channels": [8, 16, 16, 32]},
+                  "text": {"name": "tiny", "tiny_dim": 16, "tiny_layers": 1}, "sesm": {"enabled": False},
+                  "decoder_dim": 16},
+        "data": {"size": 32, "workers": 0, "eval_max_samples": 8, "strong_text": False},
+        "optim": {"lr": 1e-3}, "semi": {"unlabeled_batch_size": 2}}
+
+
+@pytest.fixture()
+def grid_file(tmp_path, synthref_dir):
+    cfg_dir = tmp_path / "configs"
+    cfg_dir.mkdir()
+    (cfg_dir / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    grid = {"name": "mini", "out": str(tmp_path / "grid"), "budgets": ["25%"], "seeds": [5],
+            "datasets": {"synthref": {"overrides": [f"data.root={synthref_dir}"], "splits": ["val", "testB"]}},
+            "sections": [{"id": "table1", "kind": "main", "title": "mini", "rows": [
+                {"id": "sup", "label": "Supervised", "config": "tiny.yaml", "method": "supervised"},
+                {"id": "fm", "label": "FixMatch", "config": "tiny.yaml", "method": "fixmatch"}]}]}
+    f = cfg_dir / "mini.yaml"
+    f.write_text(yaml.safe_dump(grid, sort_keys=False))
+    return f
+
+
+def _states(grid_file) -> dict[str, str]:
+    return {n: cell_state(c) for n, c in Grid(grid_file).cells.items()}
+
+
+@pytest.mark.slow
+def test_mini_grid_interrupt_resume_skip_and_report(grid_file, tmp_path, synthref_dir, capsys):
+    g = Grid(grid_file)
+    assert list(g.cells) == ["synthref/sup_25_s5", "synthref/fm_25_s5"]
+    assert main(["experiment", "run", str(grid_file), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "2 runs" in out and out.count("new ") == 2 and "every config resolves" in out
+
+    # 1. interrupted: a session budget stops both runs after 2 of 4 steps (a checkpoint, no evaluation)
+    assert main(["experiment", "run", str(grid_file), "--set", "max_steps=2"]) == 0
+    assert set(_states(grid_file).values()) == {"partial"}
+    sup = g.cells["synthref/sup_25_s5"].run_dir
+    assert (sup / "checkpoints" / "step_000000002").exists() and not (sup / "eval_val.json").exists()
+    assert not (sup / "eval_testB_none_original.json").exists()  # no evaluation of an unfinished model
+
+    # 2. resumed from the checkpoint, finished and evaluated on both splits
+    assert main(["experiment", "run", str(grid_file)]) == 0
+    assert set(_states(grid_file).values()) == {"done"}
+    env = json.loads((sup / "env.json").read_text())
+    assert env["resumed_from"] and env["resumed_from"].endswith("step_000000002")
+    for c in g.cells.values():
+        assert (c.run_dir / "eval_val.json").exists() and (c.run_dir / "eval_testB_none_original.json").exists()
+        assert json.loads((c.run_dir / "cell.json").read_text())["sections"] == ["table1"]
+    # the resumed cell equals a run that was never interrupted
+    straight = tmp_path / "straight"
+    assert main(["train", "--config", str(grid_file.parent / "tiny.yaml"), "--out", str(straight),
+                 *g.cells["synthref/sup_25_s5"].overrides]) == 0
+    assert json.loads((straight / "eval_val.json").read_text())["oIoU"] == \
+        json.loads((sup / "eval_val.json").read_text())["oIoU"]
+
+    # 3. a missing evaluation is redone alone (training is not repeated); finished cells are skipped
+    fm = g.cells["synthref/fm_25_s5"].run_dir
+    before = (fm / "eval_testB_none_original.json").read_text()
+    (fm / "eval_testB_none_original.json").unlink()
+    metrics = (fm / "metrics.jsonl").read_text()
+    sup_log = (sup / "experiment.log").read_text()
+    assert _states(grid_file)["synthref/fm_25_s5"] == "trained"
+    assert main(["experiment", "run", str(grid_file)]) == 0
+    assert (fm / "eval_testB_none_original.json").read_text() == before
+    assert (fm / "metrics.jsonl").read_text() == metrics
+    assert (sup / "experiment.log").read_text() == sup_log  # nothing ran for the finished cell
+    t = (sup / "eval_testB_none_original.json").stat().st_mtime
+    os.utime(sup / "eval_val.json", (t + 10, t + 10))  # an evaluation older than the training's: stale
+    assert _states(grid_file)["synthref/sup_25_s5"] == "trained"
+    os.utime(sup / "eval_val.json", (t - 10, t - 10))
+
+    # 4. a folder made with another config is refused, with the difference named
+    cfg = yaml.safe_load((sup / "config.yaml").read_text())
+    cfg["optim"]["lr"] = 0.5
+    (sup / "config.yaml").write_text(yaml.safe_dump(cfg))
+    assert _states(grid_file)["synthref/sup_25_s5"] == "conflict"
+    assert main(["experiment", "run", str(grid_file)]) == 1
+    assert "optim.lr: 0.5 ≠ 0.001" in capsys.readouterr().err
+    cfg["optim"]["lr"] = 1e-3
+    (sup / "config.yaml").write_text(yaml.safe_dump(cfg))
+
+    # 5. locks: another host's lock is respected; a dead process's lock on this host is taken over
+    (sup / LOCK).write_text(json.dumps({"host": "elsewhere", "pid": 1}))
+    assert _states(grid_file)["synthref/sup_25_s5"] == "locked"
+    (sup / LOCK).write_text(json.dumps({"host": socket.gethostname(), "pid": 2**22 + 12345}))
+    assert _states(grid_file)["synthref/sup_25_s5"] == "done"
+    (sup / LOCK).unlink()
+
+    # 6. the report: tables with the runs' numbers, figures, a self-contained HTML page
+    assert main(["report", str(g.out), "--qualitative", "2"]) == 0
+    rep = g.out / "report"
+    md = (rep / "report.md").read_text()
+    v = json.loads((sup / "eval_val.json").read_text())
+    assert f"| Supervised | {100 * v['oIoU']:.2f} |" in md
+    assert "2 of 2 runs finished" in md and "Table 10" in md
+    html = (rep / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == len(list(rep.glob("*.png"))) >= 3
+    assert (rep / "synthref_qualitative.png").stat().st_size > 5_000
+
+
+def test_grid_shards_and_only(grid_file):
+    g = Grid(grid_file)
+    assert [c.name for c in g.select(shard=(0, 2))] == ["synthref/sup_25_s5"]
+    assert [c.name for c in g.select(shard=(1, 2))] == ["synthref/fm_25_s5"]
+    assert [c.name for c in g.select(["*/fm_*"])] == ["synthref/fm_25_s5"]
+
+
+def test_grid_errors_name_the_entry(grid_file):
+    raw = yaml.safe_load(grid_file.read_text())
+
+    def bad(mutate, match):
+        d = json.loads(json.dumps(raw))
+        mutate(d)
+        grid_file.write_text(yaml.safe_dump(d))
+        with pytest.raises(GridError, match=match):
+            Grid(grid_file)
+
+    bad(lambda d: d.update(sectoins=[]), r"unknown key\(s\) \['sectoins'\]")
+    bad(lambda d: d["sections"][0]["rows"][0].update(config="nope.yaml"), "row sup: config file not found")
+    bad(lambda d: d["sections"][0]["rows"][0].update(overrides=["optim.lrr=1"]), r"row sup .*optim.lrr")
+    bad(lambda d: d["sections"][0]["rows"][1].update(method="fixmatch2"), "unknown method|fixmatch2")
+    bad(lambda d: d["sections"][0].update(datasets=["refcoco"]), "dataset 'refcoco' is not defined")
+    bad(lambda d: d["sections"][0].update(budgets=["150%"]), "budget '150%'")
+    bad(lambda d: d["sections"][0].update(kind="sweep"), "a sweep needs x")
+    bad(lambda d: d["datasets"]["synthref"].update(prepare=[["train", "--config", "x"]]), "prepare")
+
+    def twice(d):  # the same run id in two sections with different settings
+        d["sections"].append({"id": "t3", "rows": [{"id": "sup", "config": "tiny.yaml", "method": "supervised",
+                                                    "overrides": ["optim.lr=0.1"]}]})
+    bad(twice, "row sup of section t3 resolves to another config")
+
+
+def test_shipped_synthref_grid_resolves():
+    g = Grid(REPO / "configs" / "synthref_table1.yaml")
+    assert len(g.cells) == 45
+    l2l = g.cells["synthref/l2l_5_s22"]
+    assert l2l.sections == ["table1", "table3", "table7", "table15", "fig5", "ours_guidance"]
+    assert [e.filename for e in l2l.evals] == ["eval_val.json", "eval_testB_none_original.json",
+                                               "eval_val_prior_original.json", "eval_testB_prior_original.json"]
+    assert l2l.cfg.semi.priors == "runs/data/synthref_priors" and l2l.cfg.data.label_fraction == "5%"
+
+
+def test_refcoco_grid_dry_run_on_the_refer_fixture(tmp_path, capsys):
+    """The paper's grid: every config resolves, the three datasets open from a REFER root with the
+    expected splits; only the model folders and prior stores are missing here."""
+    build_refer_fixture(tmp_path, "refcoco", "unc")
+    build_refer_fixture(tmp_path, "refcoco+", "unc")
+    build_refer_fixture(tmp_path, "refcocog", "umd", ("train", "train", "train", "val", "test", "test"))
+    grid = REPO / "configs" / "refcoco_table1.yaml"
+    out = tmp_path / "grid"
+    assert main(["experiment", "run", str(grid), "--dry-run", "--commands", "--out", str(out),
+                 "--set", f"data.root={tmp_path}"]) == 0
+    text = capsys.readouterr().out
+    g = Grid(grid, out, [f"data.root={tmp_path}"])
+    assert len(g.cells) == 74 and "every config resolves (74 runs)" in text
+    assert sum(c.sections[0] == "table1" for c in g.cells.values()) == 3 * 4 * 4  # datasets × budgets × methods
+    assert "data root" not in text and "has no split" not in text and "cannot open" not in text
+    assert "model.visual.path /path/to/swin-base-patch4-window12-384 not found" in text
+    l2l = g.cells["refcoco/l2l_5_s22"]
+    assert (l2l.cfg.optim.lr, l2l.cfg.epochs, l2l.cfg.batch_size, l2l.cfg.data.size, l2l.cfg.seed) == \
+        (5e-5, 40, 4, 480, 22)
+    assert l2l.cfg.model.visual.name == "swin" and l2l.cfg.model.text.name == "bert"
+    assert [e.split for e in g.cells["refcocog/l2l_0.1_s22"].evals] == ["val", "test"]
+    assert g.cells["refcoco+/sup_10_s22"].cfg.data.dataset == "refcoco+"
+    assert "l2l train --config" in text and "--split testB" in text
+    assert not out.exists()  # a dry run writes nothing
+
+
+def test_paper_numbers():
+    from l2l.report.paper import paper_value
+
+    assert paper_value("table1", "refcoco", "Ours", "5%", "val") == 67.30
+    assert paper_value("table1", "refcocog", "Ours", "0.1%", "test") == 52.80
+    assert paper_value("table1", "refcoco", "SemiRES", "0.1%", "val") is None  # "-" in the paper
+    assert paper_value("table3", "refcoco", "+SPM", "5%", "testB") == 61.03
+    assert paper_value("table3", "refcoco+", "+SPM", "5%", "testB") is None
+    assert paper_value("table1", None, "Ours", "5%", "val") is None
