@@ -250,6 +250,42 @@ class ReportBuilder:
                 [[str(r["sample_id"]), r["sentence"], r["why"]] + [f"{100 * r[lbl]:.1f}" for lbl, _ in cells]
                  for r in recs], "IoU (%) of the shown samples.")
 
+    def cost(self) -> None:
+        """Step time per row id (from each run's metrics.jsonl): mean logged ``step_seconds`` (after a
+        labeled-only warm-up, when the run has one), samples/s, and RPLE's share of a step."""
+        import json
+        import statistics
+
+        rows: dict[tuple[str, str], list[tuple[float, float | None, int]]] = {}
+        for c in self.g.cells.values():
+            f, env_f = c.run_dir / "metrics.jsonl", c.run_dir / "env.json"
+            if not (c.done and f.exists() and env_f.exists()):
+                continue
+            recs = [json.loads(x) for x in f.read_text().splitlines() if '"step_seconds"' in x]
+            semi = [r for r in recs if "loss_unsup" in r]
+            use = semi or recs
+            if not use:
+                continue
+            env = json.loads(env_f.read_text())
+            per_step = env["batch_per_process"] + (env.get("unlabeled_batch_per_process", 0) if semi else 0)
+            share = [r["rple_seconds"] / r["step_seconds"] for r in use if "rple_seconds" in r and r["step_seconds"]]
+            rows.setdefault((c.info["dataset"], c.info["row"]), []).append(
+                (statistics.mean(r["step_seconds"] for r in use), statistics.mean(share) if share else None, per_step))
+        if not rows:
+            return
+        self.doc.h(self.lvl, "Cost per training step")
+        out = []
+        for (ds, row), v in rows.items():
+            sec = statistics.mean(x[0] for x in v)
+            sh = [x[1] for x in v if x[1] is not None]
+            out.append([f"{ds}/{row}", str(len(v)), f"{sec:.4f}", f"{v[0][2] / sec:.1f}",
+                        f"{100 * statistics.mean(sh):.1f} %" if sh else "–"])
+        self.doc.table(["row", "runs", "s/step", "samples/s (labeled + unlabeled)", "RPLE share"], out,
+                       "Mean `step_seconds` logged in `metrics.jsonl` (model, loss, optimiser; loading runs in "
+                       "worker processes), after the labeled-only warm-up where there is one; RPLE's own time "
+                       "(state, action, reward, replay, update) as a share of the step. Machine and thread "
+                       "count are those of the runs (see each run's env.json).")
+
     # ------------------------------------------------------------------ all
     def build(self) -> Path:
         g, d = self.g, self.doc
@@ -277,6 +313,7 @@ class ReportBuilder:
                 self.table10(main, ds)
                 self.fig9(main, ds)
                 self.qualitative(main, ds)
+        self.cost()
         d.write(self.out)
         return self.out
 
