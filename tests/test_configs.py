@@ -4,11 +4,22 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from l2l.config import ConfigError, dump_config, load_config
 from l2l.engine.trainer import TrainConfig
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+ALL = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+GRIDS = [p for p in ALL if "sections" in (yaml.safe_load(p.read_text()) or {})]  # experiment grids
+CONFIGS = [p for p in ALL if p not in GRIDS]
+
+
+@pytest.mark.parametrize("path", GRIDS, ids=[p.name for p in GRIDS])
+def test_shipped_grids_resolve(path):
+    from l2l.experiment.grid import Grid
+
+    g = Grid(path)
+    assert g.cells and all(c.cfg.batch_size > 0 for c in g.cells.values())
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
