@@ -197,3 +197,28 @@ def test_paper_numbers():
     assert paper_value("table3", "refcoco", "+SPM", "5%", "testB") == 61.03
     assert paper_value("table3", "refcoco+", "+SPM", "5%", "testB") is None
     assert paper_value("table1", None, "Ours", "5%", "val") is None
+
+
+def test_report_prints_the_papers_numbers_beside_ours(tmp_path):
+    """On a RefCOCO grid the report puts the paper's rows (labelled) under ours; our cells come
+    from the run folders' eval files (written here by hand: no RefCOCO training on CPU)."""
+    from l2l.report.build import build_report
+
+    build_refer_fixture(tmp_path, "refcoco", "unc")
+    g = Grid(REPO / "configs" / "refcoco_table1.yaml", tmp_path / "grid", [f"data.root={tmp_path}"])
+    g.out.mkdir()
+    (g.out / "grid.json").write_text(json.dumps(g.manifest()))
+    cell = g.cells["refcoco/l2l_5_s22"]
+    cell.run_dir.mkdir(parents=True)
+    for e, v in zip(cell.evals, (0.61, 0.66, 0.55)):
+        (cell.run_dir / e.filename).write_text(json.dumps({"oIoU": v, "mIoU": v - 0.01, "P@0.5": 0.5,
+                                                           "P@0.7": 0.3, "P@0.9": 0.1}))
+    md = (build_report(g.out, qualitative=0) / "report.md").read_text()
+    table1 = md[md.index("**oIoU**"):md.index("**mIoU**")]
+    ours = next(ln for ln in table1.splitlines() if ln.startswith("| L2L |"))
+    paper = next(ln for ln in table1.splitlines() if ln.startswith("| *paper: Ours* |"))
+    assert ours.split(" | ")[7:10] == ["61.00", "66.00", "55.00"]  # 5 % val, testA, testB
+    assert paper.split(" | ")[7:10] == ["*67.30*", "*71.46*", "*62.60*"]
+    assert "**the paper's numbers**" in md and "1 of 74 runs finished" in md
+    t3 = md[md.index("Table 3: components"):]
+    assert "| *paper: +SPM* | *65.73* | *69.66* | *61.03* |" in t3
