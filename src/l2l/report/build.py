@@ -250,6 +250,39 @@ class ReportBuilder:
                 [[str(r["sample_id"]), r["sentence"], r["why"]] + [f"{100 * r[lbl]:.1f}" for lbl, _ in cells]
                  for r in recs], "IoU (%) of the shown samples.")
 
+    def pseudo_labels(self) -> None:
+        """End-of-training telemetry of every semi-supervised row (all sections): raw prior, target
+        (first → last record), weak prediction, pseudo-foreground precision/recall, thresholds."""
+        from .collect import fmt
+
+        keys = (("tele_prior_iou", "raw prior IoU"), ("tele_target_iou", "target q IoU (first → last)"),
+                ("tele_weak_iou", "weak pred. IoU"), ("tele_fg_precision", "fg precision"),
+                ("tele_fg_recall", "fg recall"), ("tele_tau_fg_mean", "τ_fg"), ("tele_tau_bg_mean", "τ_bg"))
+        groups: dict[tuple[str, str, str], list] = {}
+        for c in self.g.cells.values():
+            t = c.telemetry() if c.done else []
+            if t:
+                groups.setdefault((c.info["dataset"], c.info["row"], c.info["budget"]), []).append(t)
+        if not groups:
+            return
+        rows = []
+        for (ds, row, budget), runs in groups.items():
+            out = [f"{ds}/{row}", budget, str(len(runs))]
+            for k, _ in keys:
+                last = [t[-1][k] for t in runs if k in t[-1]]
+                if k == "tele_target_iou":
+                    first = [t[0][k] for t in runs if k in t[0]]
+                    out.append(f"{fmt(first, len(runs))} → {fmt(last, len(runs))}" if last else "–")
+                else:
+                    out.append(fmt(last, len(runs)))
+            rows.append(out)
+        self.doc.h(self.lvl, "Pseudo-labels at the end of training (telemetry)")
+        self.doc.table(["row", "labels", "runs"] + [name for _, name in keys], rows,
+                       "Last telemetry record of each run (the unlabeled samples visited in its window; mean IoU "
+                       "against the hidden masks, which only the telemetry reads), mean ± std over runs, %. "
+                       "Target q: what the pseudo-labels are cut from (P̃ under SPM), first record → last; "
+                       "fg precision/recall of the pseudo-foreground; thresholds mean over samples.")
+
     def cost(self) -> None:
         """Step time per row id (from each run's metrics.jsonl): mean logged ``step_seconds`` (after a
         labeled-only warm-up, when the run has one), samples/s, and RPLE's share of a step."""
@@ -313,6 +346,7 @@ class ReportBuilder:
                 self.table10(main, ds)
                 self.fig9(main, ds)
                 self.qualitative(main, ds)
+        self.pseudo_labels()
         self.cost()
         d.write(self.out)
         return self.out
