@@ -222,3 +222,41 @@ def test_report_prints_the_papers_numbers_beside_ours(tmp_path):
     assert "**the paper's numbers**" in md and "1 of 74 runs finished" in md
     t3 = md[md.index("Table 3: components"):]
     assert "| *paper: +SPM* | *65.73* | *69.66* | *61.03* |" in t3
+
+
+def test_device_groups_one_per_concurrent_cell(grid_file, monkeypatch):
+    """--devices: each cell's train and eval processes see one GPU group; groups are not shared."""
+    import subprocess
+    import threading
+
+    from l2l.experiment import runner as R
+
+    seen: dict[str, set] = {}
+    busy, peak, lock = set(), [0], threading.Lock()
+
+    class Done:
+        returncode = 0
+
+    def fake_run(cmd, stdout=None, stderr=None, env=None):  # stands in for `l2l train` / `l2l eval`
+        run = Path(cmd[cmd.index("--out") + 1] if "--out" in cmd else cmd[cmd.index("--ckpt") + 1])
+        dev = env["CUDA_VISIBLE_DEVICES"]
+        with lock:
+            assert dev not in busy or seen.get(run.name) == {dev}
+            busy.add(dev)
+            peak[0] = max(peak[0], len(busy))
+            seen.setdefault(run.name, set()).add(dev)
+        name = "eval_val.json" if "train" in cmd else f"eval_{cmd[cmd.index('--split') + 1]}_none_original.json"
+        (run / name).write_text(json.dumps({"oIoU": 0.5}))
+        with lock:
+            busy.discard(dev)
+        return Done()
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    g = Grid(grid_file)
+    r = R.Runner(g, devices=["0,1", "2,3"], echo=lambda m: None)
+    assert r.jobs == 2
+    res = r.run(list(g.cells.values()))
+    assert {x.after for x in res} == {"done"}
+    assert all(len(v) == 1 for v in seen.values()) and set().union(*seen.values()) <= {"0,1", "2,3"}
+    with pytest.raises(ValueError, match="--jobs 3 needs"):
+        R.Runner(g, jobs=3, devices=["0", "1"])

@@ -286,7 +286,7 @@ def cmd_experiment_run(args: argparse.Namespace) -> int:
             print(f"warning: {w}")
         print(f"every config resolves ({len(cells)} runs){'; ' + str(len(warnings)) + ' warning(s)' if warnings else ''}")
         return 0
-    runner = Runner(grid, args.launcher, args.jobs)
+    runner = Runner(grid, args.launcher, args.jobs, devices=args.devices)
     if not args.no_prepare:
         runner.prepare(cells)
     try:
@@ -519,6 +519,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", type=_shard, default=(0, 1), help="i/n: this worker takes every n-th run from the i-th")
     p.add_argument("--only", nargs="*", default=[], help="run-name patterns (fnmatch), e.g. 'refcoco/l2l_*'")
     p.add_argument("--launcher", default=None, help='training launcher, e.g. "torchrun --nproc_per_node 4"')
+    p.add_argument("--devices", nargs="*", default=[],
+                   help="GPU groups, one per concurrent run: '0 1 2 3' (4 runs, 1 GPU each) or '0,1 2,3'")
     p.add_argument("--set", nargs="*", default=[], help="overrides for every run, e.g. data.workers=8")
     p.add_argument("--no-prepare", action="store_true", help="skip the datasets' prepare commands")
     p.set_defaults(func=cmd_experiment_run)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import shlex
 import socket
 import subprocess
@@ -122,14 +123,25 @@ class CellResult:
 
 class Runner:
     def __init__(self, grid: Grid, launcher: str | None = None, jobs: int = 1, python: str = sys.executable,
-                 echo: Callable[[str], None] = print):
-        self.grid, self.jobs, self.echo = grid, max(1, jobs), echo
+                 echo: Callable[[str], None] = print, devices: Sequence[str] = ()):
+        """``devices``: GPU groups, one per concurrent cell (``["0", "1"]``: two cells, one GPU each;
+        ``["0,1", "2,3"]``: two cells of two GPUs, e.g. under ``torchrun --standalone``); each cell's
+        processes see only their group (``CUDA_VISIBLE_DEVICES``). Default jobs = number of groups."""
+        self.grid, self.echo = grid, echo
+        self.jobs = max(1, len(devices) if devices and jobs <= 1 else jobs)
+        if devices and self.jobs > len(devices):
+            raise ValueError(f"--jobs {self.jobs} needs at least as many --devices groups, got {list(devices)}")
         self.cli = [python, "-m", "l2l.cli"]
         self.train_cli = shlex.split(launcher) + ["-m", "l2l.cli"] if launcher else self.cli
         self._lock = threading.Lock()
+        self._free: queue.Queue[str | None] = queue.Queue()
+        for d in (list(devices) or [None] * self.jobs)[: self.jobs]:
+            self._free.put(d)
 
-    def _env(self) -> dict[str, str]:
+    def _env(self, device: str | None = None) -> dict[str, str]:
         env = dict(os.environ)
+        if device is not None:
+            env["CUDA_VISIBLE_DEVICES"] = device
         if self.jobs > 1:
             env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // self.jobs)))
         if self.jobs > 1 or not sys.stdout.isatty():
@@ -158,17 +170,19 @@ class Runner:
             return CellResult(cell.name, before, "locked")
         t0 = time.perf_counter()
         log = cell.run_dir / "experiment.log"
+        device = self._free.get()
         try:
             with open(log, "a") as f:
-                self._say(f"start {cell.name} ({before})")
+                self._say(f"start {cell.name} ({before})" + (f" on GPU {device}" if device is not None else ""))
                 if before in ("new", "partial"):
-                    err = self._step(f, "train", self.train_cli + cell.train_argv())
+                    err = self._step(f, "train", self.train_cli + cell.train_argv(), device)
                     if err:
                         return CellResult(cell.name, before, "failed", time.perf_counter() - t0, f"{err} (log: {log})")
                 # evaluations only of a finished training (a session budget, max_steps, may have stopped it)
                 if (cell.run_dir / cell.evals[0].filename).exists():
                     for e in missing_evals(cell):
-                        err = self._step(f, f"eval {e.split} (guidance {e.guidance})", self.cli + e.argv(cell.run_dir))
+                        err = self._step(f, f"eval {e.split} (guidance {e.guidance})", self.cli + e.argv(cell.run_dir),
+                                         device)
                         if err:
                             return CellResult(cell.name, before, "failed", time.perf_counter() - t0,
                                               f"{err} (log: {log})")
@@ -180,12 +194,13 @@ class Runner:
                     indent=2))
             return CellResult(cell.name, before, after, dt)
         finally:
+            self._free.put(device)
             (cell.run_dir / LOCK).unlink(missing_ok=True)
 
-    def _step(self, log, what: str, cmd: list[str]) -> str:
+    def _step(self, log, what: str, cmd: list[str], device: str | None = None) -> str:
         log.write(f"\n$ {shlex.join(cmd)}\n")
         log.flush()
-        rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=self._env()).returncode
+        rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=self._env(device)).returncode
         return f"l2l {what} exited with {rc}" if rc != 0 else ""
 
     def run(self, cells: Sequence[Cell]) -> list[CellResult]:
