@@ -260,3 +260,37 @@ def test_device_groups_one_per_concurrent_cell(grid_file, monkeypatch):
     assert all(len(v) == 1 for v in seen.values()) and set().union(*seen.values()) <= {"0,1", "2,3"}
     with pytest.raises(ValueError, match="--jobs 3 needs"):
         R.Runner(g, jobs=3, devices=["0", "1"])
+
+
+@pytest.mark.slow
+def test_killed_grid_resumes(grid_file, tmp_path):
+    """SIGKILL the whole `l2l experiment run` (runner and training) mid-run: the cell's lock is
+    left behind by a dead process and its newest checkpoint is mid-way; the next run takes the
+    lock over, resumes training from that checkpoint and finishes."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    raw = yaml.safe_load(grid_file.read_text())
+    raw["sections"][0]["rows"] = raw["sections"][0]["rows"][:1]
+    grid_file.write_text(yaml.safe_dump(raw))
+    cfg = yaml.safe_load((grid_file.parent / "tiny.yaml").read_text())
+    cfg.update(total_steps=60, ckpt_every=2)
+    (grid_file.parent / "tiny.yaml").write_text(yaml.safe_dump(cfg))
+    run = Grid(grid_file).cells["synthref/sup_25_s5"].run_dir
+    p = subprocess.Popen([sys.executable, "-m", "l2l.cli", "experiment", "run", str(grid_file)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((run / "checkpoints").glob("step_*")):
+        time.sleep(0.05)
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    steps = sorted(int(c.name.split("_")[1]) for c in (run / "checkpoints").glob("step_*"))
+    assert steps and steps[-1] < 60, "the run was not interrupted"
+    assert (run / LOCK).exists() and not (run / "eval_val.json").exists()
+    assert _states(grid_file)["synthref/sup_25_s5"] == "partial"  # the dead runner's lock is stale
+    assert main(["experiment", "run", str(grid_file)]) == 0
+    assert _states(grid_file)["synthref/sup_25_s5"] == "done" and not (run / LOCK).exists()
+    env = json.loads((run / "env.json").read_text())
+    assert env["resumed_from"] and int(env["resumed_from"].rsplit("_", 1)[1]) >= steps[-1]
