@@ -221,7 +221,8 @@ class ReportBuilder:
                                f"{b} labels: oIoU (%) per {fname} group on {split} (samples per group in the header), "
                                f"{self._seeds_note(sec)}.")
                 if b == sec["budgets"][0]:
-                    png = figures.bars(groups, series, self.out / f"{ds}_{sec['id']}_by_{fname}.png",
+                    png = figures.bars([f"{k} (n={counts[k]})" for k in groups], series,
+                                       self.out / f"{ds}_{sec['id']}_by_{fname}.png",
                                        f"{ds}, {b} labels: {split} oIoU per {fname}", "oIoU (%)")
                     self.doc.image(png, f"{title}, {b} labels (mean over seeds, whiskers min–max).")
 

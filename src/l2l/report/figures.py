@@ -36,7 +36,7 @@ def bars(groups: Sequence[str], series: dict[str, list[list[float]]], out: Path,
 
     n = max(1, len(series))
     w = 0.8 / n
-    fig, ax = plt.subplots(figsize=(max(7.0, 0.55 * len(groups) * n + 3.5), 4.4))
+    fig, ax = plt.subplots(figsize=(min(16.0, max(7.0, 0.45 * len(groups) * n + 2.0)), 4.8))
     x = np.arange(len(groups))
     for k, (name, vals) in enumerate(series.items()):
         means = [statistics.mean(v) if v else np.nan for v in vals]
@@ -53,7 +53,8 @@ def bars(groups: Sequence[str], series: dict[str, list[list[float]]], out: Path,
         ax.set_xlabel(xlabel)
     ax.set_title(wrap(title, 90), fontsize=10)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, ncol=min(3, n), loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.legend(fontsize=8, ncol=min(3, n), loc="upper center", bbox_to_anchor=(0.5, -0.16 if xlabel else -0.12),
+              frameon=False)
     return _save(fig, out)
 
 
