@@ -294,3 +294,19 @@ def test_killed_grid_resumes(grid_file, tmp_path):
     assert _states(grid_file)["synthref/sup_25_s5"] == "done" and not (run / LOCK).exists()
     env = json.loads((run / "env.json").read_text())
     assert env["resumed_from"] and int(env["resumed_from"].rsplit("_", 1)[1]) >= steps[-1]
+
+
+def test_failed_cell_is_reported_and_others_go_on(grid_file, capsys):
+    """A cell whose training fails (here: its prior store does not exist) is named with its log;
+    the other cell still runs; the command exits 1."""
+    raw = yaml.safe_load(grid_file.read_text())
+    raw["sections"][0]["rows"][1] = {"id": "pf", "label": "fusion", "config": "tiny.yaml", "method": "prior-fusion",
+                                     "overrides": ["semi.priors=/nonexistent/priors"]}
+    grid_file.write_text(yaml.safe_dump(raw))
+    assert main(["experiment", "run", str(grid_file)]) == 1
+    err = capsys.readouterr().err
+    assert "failed: synthref/pf_25_s5: l2l train exited with 2" in err and "experiment.log" in err
+    states = _states(grid_file)
+    assert states == {"synthref/sup_25_s5": "done", "synthref/pf_25_s5": "new"}
+    log = (Grid(grid_file).cells["synthref/pf_25_s5"].run_dir / "experiment.log").read_text()
+    assert "/nonexistent/priors" in log
