@@ -305,7 +305,7 @@ class Grid:
 
     # ------------------------------------------------------------------ cells
     def _cells(self) -> dict[str, Cell]:
-        from ..engine.trainer import TrainConfig, build_method
+        from ..engine.trainer import build_method
 
         cells: dict[str, Cell] = {}
         for sec in self.sections:
