@@ -299,7 +299,7 @@ def cmd_experiment_run(args: argparse.Namespace) -> int:
         counts[r.after] = counts.get(r.after, 0) + 1
     print(f"grid {grid.name}: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
           + f" -> {grid.out}; report: l2l report {grid.out}")
-    bad = [r for r in results if r.after in ("failed", "conflict")]
+    bad = [r for r in results if r.after in ("failed", "conflict", "interrupted")]
     for r in bad:
         print(f"{r.after}: {r.name}: {r.message}", file=sys.stderr)
     return 1 if bad else 0

@@ -177,14 +177,15 @@ class Runner:
                 if before in ("new", "partial"):
                     err = self._step(f, "train", self.train_cli + cell.train_argv(), device)
                     if err:
-                        return CellResult(cell.name, before, "failed", time.perf_counter() - t0, f"{err} (log: {log})")
+                        return CellResult(cell.name, before, _failure(err), time.perf_counter() - t0,
+                                          f"{err} (log: {log})")
                 # evaluations only of a finished training (a session budget, max_steps, may have stopped it)
                 if (cell.run_dir / cell.evals[0].filename).exists():
                     for e in missing_evals(cell):
                         err = self._step(f, f"eval {e.split} (guidance {e.guidance})", self.cli + e.argv(cell.run_dir),
                                          device)
                         if err:
-                            return CellResult(cell.name, before, "failed", time.perf_counter() - t0,
+                            return CellResult(cell.name, before, _failure(err), time.perf_counter() - t0,
                                               f"{err} (log: {log})")
             after = cell_state(cell, ignore_lock=True)
             dt = time.perf_counter() - t0
@@ -201,6 +202,8 @@ class Runner:
         log.write(f"\n$ {shlex.join(cmd)}\n")
         log.flush()
         rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=self._env(device)).returncode
+        if rc < 0:
+            return f"interrupted: l2l {what} stopped by signal {-rc}"
         return f"l2l {what} exited with {rc}" if rc != 0 else ""
 
     def run(self, cells: Sequence[Cell]) -> list[CellResult]:
@@ -211,7 +214,11 @@ class Runner:
         results: list[CellResult] = []
         bar = progress(None, total=len(cells), desc=f"grid {self.grid.name}")
 
+        stop = threading.Event()
+
         def one(cell: Cell) -> CellResult:
+            if stop.is_set():  # interrupted: start nothing new
+                return CellResult(cell.name, "skipped", "skipped")
             r = self.run_cell(cell)
             extra = ""
             if r.after == "done":
@@ -229,11 +236,21 @@ class Runner:
             if self.jobs == 1:
                 results = [one(c) for c in cells]
             else:
-                with ThreadPoolExecutor(self.jobs) as ex:
+                ex = ThreadPoolExecutor(self.jobs)
+                try:
                     results = list(ex.map(one, cells))
+                except BaseException:  # Ctrl-C: the running cells' children got it too; queue nothing more
+                    stop.set()
+                    ex.shutdown(wait=True, cancel_futures=True)
+                    raise
+                ex.shutdown()
         finally:
             bar.close()
         return results
+
+
+def _failure(err: str) -> str:
+    return "interrupted" if err.startswith("interrupted") else "failed"
 
 
 def check_paths(grid: Grid, cells: Sequence[Cell]) -> list[str]:
