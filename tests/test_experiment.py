@@ -310,3 +310,33 @@ def test_failed_cell_is_reported_and_others_go_on(grid_file, capsys):
     assert states == {"synthref/sup_25_s5": "done", "synthref/pf_25_s5": "new"}
     log = (Grid(grid_file).cells["synthref/pf_25_s5"].run_dir / "experiment.log").read_text()
     assert "/nonexistent/priors" in log
+
+
+@pytest.mark.slow
+def test_ctrl_c_with_two_jobs_starts_nothing_new(grid_file):
+    """Ctrl-C (SIGINT to the process group) while two cells train: both stop, the third cell is
+    never started, no lock is left, exit 130; the next run resumes."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    raw = yaml.safe_load(grid_file.read_text())
+    raw["sections"][0]["rows"].append({"id": "sup2", "config": "tiny.yaml", "method": "supervised",
+                                       "overrides": ["optim.lr=2e-3"]})
+    grid_file.write_text(yaml.safe_dump(raw))
+    cfg = yaml.safe_load((grid_file.parent / "tiny.yaml").read_text())
+    cfg.update(total_steps=60, ckpt_every=2)
+    (grid_file.parent / "tiny.yaml").write_text(yaml.safe_dump(cfg))
+    cells = list(Grid(grid_file).cells.values())
+    p = subprocess.Popen([sys.executable, "-m", "l2l.cli", "experiment", "run", str(grid_file), "--jobs", "2"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.time() + 120
+    while time.time() < deadline and not all(list((c.run_dir / "checkpoints").glob("step_*")) for c in cells[:2]):
+        time.sleep(0.05)
+    os.killpg(p.pid, signal.SIGINT)
+    assert p.wait(timeout=60) == 130
+    states = _states(grid_file)
+    assert [states[c.name] for c in cells] == ["partial", "partial", "new"] and not cells[2].run_dir.exists()
+    assert not any((c.run_dir / LOCK).exists() for c in cells[:2])
