@@ -154,7 +154,7 @@ def test_grid_errors_name_the_entry(grid_file):
 
 def test_shipped_synthref_grid_resolves():
     g = Grid(REPO / "configs" / "synthref_table1.yaml")
-    assert len(g.cells) == 45
+    assert len(g.cells) == 60
     l2l = g.cells["synthref/l2l_5_s22"]
     assert l2l.sections == ["table1", "table3", "table7", "table15", "fig5", "ours_guidance"]
     assert [e.filename for e in l2l.evals] == ["eval_val.json", "eval_testB_none_original.json",
@@ -182,7 +182,9 @@ def test_refcoco_grid_dry_run_on_the_refer_fixture(tmp_path, capsys):
     assert (l2l.cfg.optim.lr, l2l.cfg.epochs, l2l.cfg.batch_size, l2l.cfg.data.size, l2l.cfg.seed) == \
         (5e-5, 40, 4, 480, 22)
     assert l2l.cfg.model.visual.name == "swin" and l2l.cfg.model.text.name == "bert"
-    assert [e.split for e in g.cells["refcocog/l2l_0.1_s22"].evals] == ["val", "test"]
+    # per-epoch evaluation (eval_every 1): every split, val included, is evaluated from best/
+    assert [e.filename for e in g.cells["refcocog/l2l_0.1_s22"].evals] == [
+        "eval_val.json", "eval_val_none_original.json", "eval_test_none_original.json"]
     assert g.cells["refcoco+/sup_10_s22"].cfg.data.dataset == "refcoco+"
     assert "l2l train --config" in text and "--split testB" in text
     assert not out.exists()  # a dry run writes nothing
@@ -210,7 +212,10 @@ def test_report_prints_the_papers_numbers_beside_ours(tmp_path):
     (g.out / "grid.json").write_text(json.dumps(g.manifest()))
     cell = g.cells["refcoco/l2l_5_s22"]
     cell.run_dir.mkdir(parents=True)
-    for e, v in zip(cell.evals, (0.61, 0.66, 0.55)):
+    values = {"eval_val.json": 0.58, "eval_val_none_original.json": 0.61, "eval_testA_none_original.json": 0.66,
+              "eval_testB_none_original.json": 0.55}  # the last epoch's val (0.58) is not best/'s (0.61)
+    for e in cell.evals:
+        v = values[e.filename]
         (cell.run_dir / e.filename).write_text(json.dumps({"oIoU": v, "mIoU": v - 0.01, "P@0.5": 0.5,
                                                            "P@0.7": 0.3, "P@0.9": 0.1}))
     md = (build_report(g.out, qualitative=0) / "report.md").read_text()

@@ -336,8 +336,11 @@ class Grid:
                                 raise self._fail(f"{name}: data.eval_split is {cfg.data.eval_split!r} but the dataset "
                                                  f"{ds_name}'s first split is {ds.splits[0]!r}")
                             res = cfg.data.eval_resolution
+                            # the training's own evaluation marks a finished run; every split is then evaluated
+                            # from best/ — with per-epoch evaluations (eval_every > 0) best/ is the epoch best
+                            # on the first split, and its first-split numbers are re-evaluated from it too
                             evals = [EvalSpec(ds.splits[0], "none", None, res, by_training=True)]
-                            evals += [EvalSpec(s, "none", None, res) for s in ds.splits[1:]]
+                            evals += [EvalSpec(s, "none", None, res) for s in ds.splits[1 if cfg.eval_every <= 0 else 0:]]
                             if cfg.model.sesm.uses_guidance:
                                 evals += [EvalSpec(s, "prior", p, res) for s, p in ds.guided_priors.items()]
                             cells[name] = Cell(name, ds_name, row, budget, seed, self.out / name, ov, cfg, evals,

@@ -20,9 +20,10 @@ class CellData:
         return all(f in self.evals for f in self.info["evals"])
 
     def result(self, split: str, guidance: str = "none") -> dict[str, Any] | None:
+        # `l2l eval` files (the run's best/ model) before the training's own end-of-run evaluation
         names = [f"eval_{split}_{guidance}_original.json", f"eval_{split}_{guidance}_train.json"]
         if guidance == "none":
-            names.insert(0, f"eval_{split}.json")
+            names.append(f"eval_{split}.json")
         return next((self.evals[n] for n in names if n in self.evals), None)
 
     def telemetry(self) -> list[dict[str, Any]]:
