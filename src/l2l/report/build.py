@@ -10,6 +10,7 @@ as "–" (or "(n/N)" seeds), so a report can be made while a grid is still runni
 """
 from __future__ import annotations
 
+import statistics
 import subprocess
 import time
 from pathlib import Path
@@ -118,14 +119,11 @@ class ReportBuilder:
     def _x_value(self, ds: str, row: str, budget: str, key: str) -> float | None:
         from ..experiment.grid import dotted
 
-        import json
-
         cells = [c for c in self.g.cells.values() if c.info["dataset"] == ds and c.info["row"] == row
                  and c.info["budget"] == budget and (c.run_dir / "config.yaml").exists()]
         for c in cells:
             # semi.* as the method resolved it (env.json: presets filled in), else the config file
-            env = c.run_dir / "env.json"
-            sources = [({"semi": json.loads(env.read_text()).get("method", {})} if env.exists() else {}),
+            sources = [{"semi": c.env.get("method", {})},
                        yaml.safe_load((c.run_dir / "config.yaml").read_text())]
             for src in sources:
                 try:
@@ -254,8 +252,6 @@ class ReportBuilder:
     def pseudo_labels(self) -> None:
         """End-of-training telemetry of every semi-supervised row (all sections): raw prior, target
         (first → last record), weak prediction, pseudo-foreground precision/recall, thresholds."""
-        from .collect import fmt
-
         keys = (("tele_prior_iou", "raw prior IoU"), ("tele_target_iou", "target q IoU (first → last)"),
                 ("tele_weak_iou", "weak pred. IoU"), ("tele_fg_precision", "fg precision"),
                 ("tele_fg_recall", "fg recall"), ("tele_tau_fg_mean", "τ_fg"), ("tele_tau_bg_mean", "τ_bg"))
@@ -287,21 +283,14 @@ class ReportBuilder:
     def cost(self) -> None:
         """Step time per row id (from each run's metrics.jsonl): mean logged ``step_seconds`` (after a
         labeled-only warm-up, when the run has one), samples/s, and RPLE's share of a step."""
-        import json
-        import statistics
-
         rows: dict[tuple[str, str], list[tuple[float, float | None, int]]] = {}
         for c in self.g.cells.values():
-            f, env_f = c.run_dir / "metrics.jsonl", c.run_dir / "env.json"
-            if not (c.done and f.exists() and env_f.exists()):
-                continue
-            recs = [json.loads(x) for x in f.read_text().splitlines() if '"step_seconds"' in x]
+            recs = [r for r in c.records if "step_seconds" in r] if c.done and c.env else []
             semi = [r for r in recs if "loss_unsup" in r]
             use = semi or recs
             if not use:
                 continue
-            env = json.loads(env_f.read_text())
-            per_step = env["batch_per_process"] + (env.get("unlabeled_batch_per_process", 0) if semi else 0)
+            per_step = c.env["batch_per_process"] + (c.env.get("unlabeled_batch_per_process", 0) if semi else 0)
             share = [r["rple_seconds"] / r["step_seconds"] for r in use if "rple_seconds" in r and r["step_seconds"]]
             rows.setdefault((c.info["dataset"], c.info["row"]), []).append(
                 (statistics.mean(r["step_seconds"] for r in use), statistics.mean(share) if share else None, per_step))

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import statistics
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -26,23 +27,30 @@ class CellData:
             names.append(f"eval_{split}.json")
         return next((self.evals[n] for n in names if n in self.evals), None)
 
-    def telemetry(self) -> list[dict[str, Any]]:
+    @cached_property
+    def records(self) -> list[dict[str, Any]]:
+        """Every record of the run's ``metrics.jsonl``, read once per report."""
         f = self.run_dir / "metrics.jsonl"
         if not f.exists():
             return []
         out = []
         for line in f.read_text().splitlines():
             try:
-                r = json.loads(line)
+                out.append(json.loads(line))
             except json.JSONDecodeError:
                 continue  # a torn last line of a run that is still writing
-            if r.get("kind") == "telemetry":
-                out.append(r)
         return out
 
+    def telemetry(self) -> list[dict[str, Any]]:
+        return [r for r in self.records if r.get("kind") == "telemetry"]
+
+    @cached_property
+    def env(self) -> dict[str, Any]:
+        f = self.run_dir / "env.json"
+        return json.loads(f.read_text()) if f.exists() else {}
+
     def steps_per_epoch(self) -> int | None:
-        env = self.run_dir / "env.json"
-        return json.loads(env.read_text()).get("steps_per_epoch") if env.exists() else None
+        return self.env.get("steps_per_epoch")
 
 
 class GridData:
