@@ -74,6 +74,8 @@ class SynthRefConfig:
         self.refs_per_image = tuple(self.refs_per_image)  # type: ignore[assignment]
         self.sentences_per_ref = tuple(self.sentences_per_ref)  # type: ignore[assignment]
         self.shapes, self.colors = tuple(self.shapes), tuple(self.colors)
+        from ..pretrain.pool import check_disjoint_seed
+        check_disjoint_seed(self.seed)  # the pretraining pool's seed domain
         if self.images < 4:
             raise ValueError(f"SynthRef needs at least 4 images (one per split), got {self.images}")
         if not 32 <= self.image_size <= 1024:

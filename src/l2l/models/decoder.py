@@ -1,4 +1,5 @@
-"""A light LAVT-style decoder: fuse stages top-down with 3×3 convs, 2-class logits at 1/4."""
+"""A light LAVT-style decoder: fuse stages top-down with 3×3 convs, 2-class logits at 1/4
+(``out_channels`` other than 2: the dense heads of visual pretraining, ``l2l.pretrain.visual``)."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -14,13 +15,13 @@ def _conv(cin: int, cout: int) -> nn.Sequential:
 
 
 class Decoder(nn.Module):
-    def __init__(self, channels: Sequence[int], dim: int = 128):
+    def __init__(self, channels: Sequence[int], dim: int = 128, out_channels: int = 2):
         super().__init__()
         c1, c2, c3, c4 = channels
         self.fuse3 = nn.Sequential(_conv(c4 + c3, dim), _conv(dim, dim))
         self.fuse2 = nn.Sequential(_conv(dim + c2, dim), _conv(dim, dim))
         self.fuse1 = nn.Sequential(_conv(dim + c1, dim), _conv(dim, dim))
-        self.head = nn.Conv2d(dim, 2, 1)
+        self.head = nn.Conv2d(dim, out_channels, 1)
 
     def forward(self, feats: Sequence[torch.Tensor], out_size: tuple[int, int]) -> torch.Tensor:
         s1, s2, s3, s4 = feats

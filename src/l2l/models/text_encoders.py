@@ -37,6 +37,23 @@ class HFTextEncoder(nn.Module):
         super().__init__()
         self.model, self.tokenizer, self.max_length = model, tokenizer, max_length
         self.dim = int(model.config.hidden_size)
+        self.frozen = False
+        self._cache: dict[str, torch.Tensor] = {}
+
+    def freeze(self, cache: bool = True) -> "HFTextEncoder":
+        """Fixed weights (no gradient, always in eval mode); with ``cache``, the token features of
+        each distinct sentence are computed once and kept (on the CPU) for the rest of the run."""
+        self.frozen, self.use_cache = True, cache
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.model.eval()
+        return self
+
+    def train(self, mode: bool = True) -> "HFTextEncoder":
+        super().train(mode)
+        if self.frozen:
+            self.model.eval()  # no dropout in a frozen encoder, whatever the segmenter's mode
+        return self
 
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, max_length: int = 32) -> "HFTextEncoder":
@@ -72,10 +89,49 @@ class HFTextEncoder(nn.Module):
     def encode(self, texts: Sequence[str], device: torch.device | str | None = None
                ) -> tuple[torch.Tensor, torch.Tensor]:
         device = device or next(self.model.parameters()).device
+        if self.frozen and self.use_cache:
+            return self._encode_cached(list(texts), device)
         tok = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
                              return_tensors="pt").to(device)
-        out = self.model(input_ids=tok["input_ids"], attention_mask=tok["attention_mask"])
+        if self.frozen:
+            with torch.no_grad():
+                out = self.model(input_ids=tok["input_ids"], attention_mask=tok["attention_mask"])
+        else:
+            out = self.model(input_ids=tok["input_ids"], attention_mask=tok["attention_mask"])
         return out.last_hidden_state, tok["attention_mask"].bool()
+
+    @torch.no_grad()
+    def precompute(self, texts: Sequence[str], batch_size: int = 256) -> None:
+        """Fill the cache: sentences of equal token length go through in one batch (no padding, so
+        each sentence's features are what it gets alone)."""
+        dev = next(self.model.parameters()).device
+        todo = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        ids = self.tokenizer(todo, truncation=True, max_length=self.max_length)["input_ids"]
+        by_len: dict[int, list[int]] = {}
+        for i, seq in enumerate(ids):
+            by_len.setdefault(len(seq), []).append(i)
+        for n, rows in by_len.items():
+            for a in range(0, len(rows), batch_size):
+                chunk = rows[a:a + batch_size]
+                x = torch.tensor([ids[i] for i in chunk], device=dev)
+                out = self.model(input_ids=x, attention_mask=torch.ones_like(x)).last_hidden_state.float().cpu()
+                for j, i in enumerate(chunk):
+                    self._cache[todo[i]] = out[j].clone()
+
+    def _encode_cached(self, texts: list[str], device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Frozen features per sentence, each computed alone (so a sentence's features never depend
+        on the batch it came in), padded with zeros to the batch's longest sentence."""
+        missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        if missing:
+            self.precompute(missing)
+        feats = [self._cache[t] for t in texts]
+        n = max(f.shape[0] for f in feats)
+        out = torch.zeros(len(feats), n, self.dim)
+        mask = torch.zeros(len(feats), n, dtype=torch.bool)
+        for i, f in enumerate(feats):
+            out[i, : f.shape[0]] = f
+            mask[i, : f.shape[0]] = True
+        return out.to(device), mask.to(device)
 
     def forward(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         return self.encode(texts)
