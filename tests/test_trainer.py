@@ -15,7 +15,8 @@ from safetensors.torch import load_file
 from l2l.config import load_config
 from l2l.engine.trainer import TrainConfig, Trainer
 
-TINY = ["model.visual.name=conv", "model.visual.conv_channels=[8,16,16,32]", "model.text.name=tiny",
+TINY = ["model.visual.name=conv", "model.visual.path=null", "model.visual.conv_channels=[8,16,16,32]",
+        "model.text.name=tiny", "model.text.freeze=false",
         "model.text.tiny_dim=16", "model.text.tiny_layers=1", "model.decoder_dim=16", "model.sesm.heads=2",
         "data.size=64", "data.workers=0", "data.eval_max_samples=16", "optim.lr=1e-3", "log_every=1"]
 

@@ -112,6 +112,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .data.stats import dataset_stats, format_stats
     from .data.synthref import SynthRefConfig, generate
     from .engine.plot_run import plot_run
+    import numpy as np
+
     from .engine.trainer import TrainConfig, Trainer
 
     work = Path(args.workdir)
@@ -152,6 +154,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
                                    prior=None, guidance=None)
     print(f"[7/7] prediction on a testB image: \"{rec.sentence}\"")
     cmd_predict(pred_args)
+    from PIL import Image
+    pred = np.asarray(Image.open(pred_args.out)) > 127
+    gt = ds.mask(rec.ann_id).astype(bool)
+    iou = float((pred & gt).sum()) / max(float((pred | gt).sum()), 1.0)
+    print(f"      IoU with the ground-truth mask: {iou:.3f} (overlay: {pred_args.overlay})")
     print(f"done. Compare methods: docs/results.md; other methods: l2l train --config {args.config} --method NAME")
     return 0
 
