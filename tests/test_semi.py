@@ -290,3 +290,27 @@ def test_two_process_gloo_l2l(synthref_dir, priors_dir, tmp_path):
     bank = np.fromfile(run / "bank" / "bank.u8", dtype=np.uint8)
     init = np.fromfile(run / "checkpoints" / "step_000000004" / "bank" / "bank.u8", dtype=np.uint8)
     assert np.array_equal(bank, init)
+
+
+@pytest.mark.parametrize("weak_dropout", [False, True])
+def test_weak_pass_keeps_its_guidance(synthref_dir, priors_dir, tmp_path, monkeypatch, weak_dropout):
+    """The weak (teacher) pass is conditioned on every sample's bank entry even with prior dropout 1.0;
+    `semi.weak_prior_dropout=true` restores the old behaviour (the teacher lost its guidance too)."""
+    from l2l.models.segmenter import Segmenter
+
+    seen = []
+    real = Segmenter._guidance
+
+    def spy(self, b, size, guidance, has_guidance, device, dropout=True):
+        g = real(self, b, size, guidance, has_guidance, device, dropout)
+        if guidance is not None and not torch.is_grad_enabled():  # the weak pass runs under no_grad
+            null = torch.sigmoid(torch.nn.functional.interpolate(self.null_map, size=size, mode="bilinear",
+                                                                 align_corners=False))
+            seen.append(bool(torch.isclose(g, null.expand_as(g)).flatten(1).all(1).any()))
+        return g
+
+    monkeypatch.setattr(Segmenter, "_guidance", spy)
+    extra = ["total_steps=3", "model.sesm.prior_dropout=1.0", f"semi.weak_prior_dropout={str(weak_dropout).lower()}"]
+    Trainer(_cfg(synthref_dir, priors_dir, "static-threshold", *extra), tmp_path / "r", show_progress=False).fit()
+    assert len(seen) == 3  # one weak pass per step
+    assert all(seen) if weak_dropout else not any(seen)

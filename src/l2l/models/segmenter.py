@@ -109,7 +109,7 @@ class Segmenter(nn.Module):
         return self.null_map is not None
 
     def _guidance(self, b: int, size: tuple[int, int], guidance: torch.Tensor | None,
-                  has_guidance: torch.Tensor | None, device) -> torch.Tensor | None:
+                  has_guidance: torch.Tensor | None, device, dropout: bool = True) -> torch.Tensor | None:
         if not self.uses_guidance:
             return None
         null = torch.sigmoid(F.interpolate(self.null_map, size=size, mode="bilinear", align_corners=False))
@@ -119,18 +119,20 @@ class Segmenter(nn.Module):
         if guidance.shape != (b, 1, *size):
             raise ValueError(f"guidance must be (B, 1, H, W) = {(b, 1, *size)}, got {tuple(guidance.shape)}")
         use = torch.ones(b, dtype=torch.bool, device=device) if has_guidance is None else has_guidance.to(device)
-        if self.training and self.cfg.sesm.prior_dropout > 0:
+        if dropout and self.training and self.cfg.sesm.prior_dropout > 0:
             use = use & (torch.rand(b, device=device) >= self.cfg.sesm.prior_dropout)
         return torch.where(use.view(b, 1, 1, 1), guidance.to(null.dtype).clamp(0, 1), null)
 
     def forward(self, images: torch.Tensor, texts: Sequence[str], guidance: torch.Tensor | None = None,
-                has_guidance: torch.Tensor | None = None) -> torch.Tensor:
-        """2-class logits (B, 2, H, W) for images (B, 3, H, W) in [0, 1]."""
+                has_guidance: torch.Tensor | None = None, guidance_dropout: bool = True) -> torch.Tensor:
+        """2-class logits (B, 2, H, W) for images (B, 3, H, W) in [0, 1].
+
+        ``guidance_dropout=False``: no ``sesm.prior_dropout`` even in training mode (a teacher pass)."""
         b, _, h, w = images.shape
         if len(texts) != b:
             raise ValueError(f"{b} images but {len(texts)} sentences")
         tokens, tmask = self.text.encode(texts, images.device)
-        g = self._guidance(b, (h, w), guidance, has_guidance, images.device)
+        g = self._guidance(b, (h, w), guidance, has_guidance, images.device, guidance_dropout)
         x = self.visual.stem(normalize(images))
         feats = []
         for i in range(4):

@@ -87,6 +87,8 @@ class SemiConfig:
     warmup_steps: int = 0  # labeled loss only for the first steps (unlabeled branch skipped) [ours; 0 = the spec]
     bank: bool = True  # the guidance bank conditions SESM (only when the model takes guidance)
     strong_guidance: str = "bank"  # bank: the strong pass sees the updated G_i [spec]; none: the null map [ours]
+    weak_prior_dropout: bool = False  # [fix] True = the weak (teacher) pass also drops its guidance with
+    #                                    sesm.prior_dropout, as before issue 11 (docs/semi.md: a defect)
     bank_size: int | None = None  # side of the stored maps; None = data.size // 4 [spec: 1/4]
     spm: SPMConfig = field(default_factory=SPMConfig)
     rple: R.RPLEConfig = field(default_factory=R.RPLEConfig)
@@ -234,7 +236,7 @@ class SelfTrainingMethod:
             has_w = self.bank.has(ids)
             g_w = self.bank.to_view(old, unl.geometries).to(dev)
         with torch.no_grad():
-            p_w = model(imgs_w, unl.texts, g_w, has_w).float().softmax(1)[:, 1]
+            p_w = model(imgs_w, unl.texts, g_w, has_w, guidance_dropout=cfg.weak_prior_dropout).float().softmax(1)[:, 1]
 
         # 2. soft target
         a = torch.ones(b_u, device=dev)
