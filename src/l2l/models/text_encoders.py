@@ -37,7 +37,7 @@ class HFTextEncoder(nn.Module):
         super().__init__()
         self.model, self.tokenizer, self.max_length = model, tokenizer, max_length
         self.dim = int(model.config.hidden_size)
-        self.frozen = False
+        self.frozen = self.use_cache = False
         self._cache: dict[str, torch.Tensor] = {}
 
     def freeze(self, cache: bool = True) -> "HFTextEncoder":
@@ -93,10 +93,7 @@ class HFTextEncoder(nn.Module):
             return self._encode_cached(list(texts), device)
         tok = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
                              return_tensors="pt").to(device)
-        if self.frozen:
-            with torch.no_grad():
-                out = self.model(input_ids=tok["input_ids"], attention_mask=tok["attention_mask"])
-        else:
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
             out = self.model(input_ids=tok["input_ids"], attention_mask=tok["attention_mask"])
         return out.last_hidden_state, tok["attention_mask"].bool()
 
@@ -106,6 +103,8 @@ class HFTextEncoder(nn.Module):
         each sentence's features are what it gets alone)."""
         dev = next(self.model.parameters()).device
         todo = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        if not todo:
+            return
         ids = self.tokenizer(todo, truncation=True, max_length=self.max_length)["input_ids"]
         by_len: dict[int, list[int]] = {}
         for i, seq in enumerate(ids):
@@ -121,9 +120,7 @@ class HFTextEncoder(nn.Module):
     def _encode_cached(self, texts: list[str], device) -> tuple[torch.Tensor, torch.Tensor]:
         """Frozen features per sentence, each computed alone (so a sentence's features never depend
         on the batch it came in), padded with zeros to the batch's longest sentence."""
-        missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
-        if missing:
-            self.precompute(missing)
+        self.precompute(texts)  # only the sentences not cached yet
         feats = [self._cache[t] for t in texts]
         n = max(f.shape[0] for f in feats)
         out = torch.zeros(len(feats), n, self.dim)
