@@ -1,0 +1,108 @@
+"""Refactoring check: train one short run per method and fingerprint the weights.
+
+A refactor that must not change results (issue 12) is checked by running this before and after
+and comparing the fingerprints: each method trains ``--steps`` steps of its SynthRef config on a
+small batch (CPU, one thread, no loader workers), then the SHA-256 of every tensor of the final
+model and of the method's state is printed and written as JSON::
+
+    python benchmarks/identity_check.py --out before.json            # on the old commit
+    python benchmarks/identity_check.py --out after.json --against before.json
+
+``--against`` exits 1 when a fingerprint differs. Needs the SynthRef data and priors of the
+default configs (``l2l data synth --out runs/data/synthref --images 2000 --seed 0`` and
+``l2l priors generate --data runs/data/synthref --subset all --out runs/data/synthref_priors``).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+METHODS = {
+    "supervised": "synthref_semi.yaml",
+    "fixmatch": "synthref_semi.yaml",
+    "prior-fusion": "synthref_semi.yaml",
+    "agreement-filter": "synthref_semi.yaml",
+    "catm": "synthref_semi.yaml",
+    "static-threshold": "synthref_l2l.yaml",
+    "l2l": "synthref_l2l.yaml",
+}
+
+
+def fingerprint(obj) -> str:
+    """SHA-256 over the bytes of every tensor (sorted by key), recursively."""
+    h = hashlib.sha256()
+
+    def visit(key: str, v) -> None:
+        if isinstance(v, torch.Tensor):
+            t = v.detach().cpu().contiguous()
+            h.update(key.encode() + str(t.dtype).encode() + str(tuple(t.shape)).encode())
+            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        elif isinstance(v, dict):
+            for k in sorted(v, key=str):
+                visit(f"{key}.{k}", v[k])
+        elif isinstance(v, (list, tuple)):
+            for i, x in enumerate(v):
+                visit(f"{key}[{i}]", x)
+        elif isinstance(v, (int, float, str, bool)) or v is None:
+            h.update(f"{key}={v!r}".encode())
+
+    visit("", obj)
+    return h.hexdigest()
+
+
+def run(method: str, steps: int, overrides: list[str]) -> dict[str, str]:
+    from l2l.config import load_config
+    try:
+        from l2l.engine.config import TrainConfig
+    except ImportError:  # before issue 12
+        from l2l.engine.trainer import TrainConfig
+
+    cfg = load_config(TrainConfig, str(ROOT / "configs" / METHODS[method]), [
+        f"method={method}", f"total_steps={steps}", "batch_size=4", "semi.unlabeled_batch_size=4",
+        "semi.warmup_steps=5", "data.workers=0", "data.eval_max_samples=8", "ckpt_every=1000000",
+        "log_every=5", "device=cpu", *overrides])
+    from l2l.engine.trainer import Trainer
+
+    with tempfile.TemporaryDirectory() as d:
+        tr = Trainer(cfg, d, show_progress=False)
+        out = tr.fit(resume=False)
+        model_fp = fingerprint(tr.model.state_dict())
+        metrics = [json.loads(line) for line in open(Path(d) / "metrics.jsonl")]
+    losses = [round(m["loss"], 8) for m in metrics if "loss" in m]
+    return {"model": model_fp, "losses": json.dumps(losses), "oIoU": f"{out['results'].get('oIoU', float('nan')):.6f}"}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--methods", nargs="*", default=list(METHODS))
+    ap.add_argument("--set", nargs="*", default=[], help="extra config overrides for every run")
+    ap.add_argument("--out", default=None, help="write the fingerprints here (JSON)")
+    ap.add_argument("--against", default=None, help="compare with fingerprints written earlier")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    res = {}
+    for m in args.methods:
+        res[m] = run(m, args.steps, args.set)
+        print(f"{m:18s} model {res[m]['model'][:16]}  oIoU {res[m]['oIoU']}", flush=True)
+    if args.out:
+        Path(args.out).write_text(json.dumps(res, indent=2))
+    if args.against:
+        old = json.loads(Path(args.against).read_text())
+        bad = [m for m in res if m in old and old[m] != res[m]]
+        for m in bad:
+            print(f"DIFFERENT: {m}: " + ", ".join(k for k in res[m] if res[m][k] != old[m].get(k)))
+        print("identical" if not bad else f"{len(bad)} of {len(res)} differ")
+        return 1 if bad else 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
