@@ -60,7 +60,7 @@ def fingerprint(obj) -> str:
 def run(method: str, steps: int, overrides: list[str]) -> dict[str, str]:
     from l2l.config import load_config
     try:
-        from l2l.engine.config import TrainConfig
+        from l2l.schema import TrainConfig
     except ImportError:  # before issue 12
         from l2l.engine.trainer import TrainConfig
 

@@ -21,8 +21,10 @@ from l2l.engine.stream import StepStream
 from l2l.engine.trainer import TrainConfig, Trainer
 from l2l.semi import selection
 from l2l.semi.losses import dice_on_selected, masked_ce, unlabeled_loss
-from l2l.semi.methods.selftrain import PRESETS, SemiConfig
-from l2l.semi.telemetry import Telemetry
+from l2l.semi.config import SemiConfig, presets
+
+PRESETS = presets()
+from l2l.semi.telemetry import Telemetry, Visit
 
 TINY = ["model.visual.name=conv", "model.visual.conv_channels=[8,16,16,32]", "model.text.name=tiny",
         "model.text.tiny_dim=16", "model.text.tiny_layers=1", "model.decoder_dim=16", "model.sesm.heads=2",
@@ -258,9 +260,8 @@ def test_telemetry_by_hand(synthref):
     gt = HiddenMasks(synthref).get(rec.sample_id, geo).float()
     labels = torch.where(gt > 0, 1, 0)
     labels[:, :8] = 255  # half selected
-    visit = {"sample_ids": [rec.sample_id], "geometries": [geo], "prior": gt[None], "has_prior": torch.tensor([True]),
-             "p_w": torch.zeros(1, 16, 16), "q": gt[None], "labels": labels[None], "thr": torch.tensor([[0.7, 0.2]]),
-             "terms": {"sep": torch.tensor([0.5])}}
+    visit = Visit([rec.sample_id], [geo], gt[None], torch.tensor([True]), torch.zeros(1, 16, 16), gt[None],
+                  labels[None], torch.tensor([[0.7, 0.2]]), {"sep": torch.tensor([0.5])})
     t = Telemetry(HiddenMasks(synthref))
     t.add(visit)
     s = t.summary()

@@ -2,7 +2,9 @@
 
 A checkpoint is a folder ``step_000123/`` holding
 
-* ``model.safetensors`` — the weights (safetensors: no code can hide in it);
+* ``model.safetensors`` — the weights (safetensors: no code can hide in it); a part of the model
+  whose every parameter is frozen (e.g. the frozen MiniLM text encoder, 90 MB) is left out and
+  named in ``meta.json`` (``frozen``): it is rebuilt from its source when the model is built;
 * ``state.pt`` — optimizer, scheduler, step, RNG states (torch, numpy, python; CUDA when
   present) and any extra training state, made only of tensors and plain containers, so
   it loads with ``torch.load(..., weights_only=True)``;
@@ -54,6 +56,12 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def frozen_prefixes(model: torch.nn.Module) -> list[str]:
+    """State-dict prefixes (``"text."``) of the model's direct children whose parameters are all frozen."""
+    return [f"{name}." for name, child in model.named_children()
+            if any(True for _ in child.parameters()) and not any(p.requires_grad for p in child.parameters())]
+
+
 def save(root: str | Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None,
          scheduler: Any | None = None, extra: dict[str, Any] | None = None,
          meta: dict[str, Any] | None = None, files: Any | None = None) -> Path:
@@ -66,8 +74,11 @@ def save(root: str | Path, step: int, model: torch.nn.Module, optimizer: torch.o
     tmp = root / f".tmp_step_{step:09d}_{time.time_ns()}"
     tmp.mkdir()
     try:
-        weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+        frozen = frozen_prefixes(model)
+        weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()
+                   if not k.startswith(tuple(frozen))}
         save_file(weights, str(tmp / "model.safetensors"))
+        meta = {**(meta or {}), "frozen": frozen}
         state = {"step": int(step), "rng": rng_state(), "extra": extra or {},
                  "optimizer": optimizer.state_dict() if optimizer is not None else None,
                  "scheduler": scheduler.state_dict() if scheduler is not None else None}
@@ -92,7 +103,16 @@ def load(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimi
     for f in ("model.safetensors", "state.pt", "meta.json"):
         if not (path / f).exists():
             raise FileNotFoundError(f"checkpoint {path} is incomplete: {f} is missing")
-    model.load_state_dict(load_file(str(path / "model.safetensors")), strict=True)
+    meta = json.loads((path / "meta.json").read_text())
+    frozen = tuple(meta.get("frozen", ()))
+    missing, unexpected = model.load_state_dict(load_file(str(path / "model.safetensors")), strict=False)
+    absent = [k for k in missing if not (frozen and k.startswith(frozen))]
+    if absent or unexpected:
+        raise ValueError(f"checkpoint {path} does not fit the model: missing {absent[:5]}, unexpected {unexpected[:5]}"
+                         + (f" (left out as frozen: {list(frozen)})" if frozen else ""))
+    if frozen and set(frozen) != set(frozen_prefixes(model)):
+        raise ValueError(f"checkpoint {path} left out {list(frozen)} as frozen, but in this model the frozen parts are "
+                         f"{frozen_prefixes(model)}: the run's config changed (model.text.freeze?)")
     state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
     if optimizer is not None:
         if state["optimizer"] is None:
@@ -102,7 +122,7 @@ def load(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimi
         scheduler.load_state_dict(state["scheduler"])
     if restore_rng:
         set_rng_state(state["rng"])
-    return {"step": int(state["step"]), "extra": state["extra"], "meta": json.loads((path / "meta.json").read_text())}
+    return {"step": int(state["step"]), "extra": state["extra"], "meta": meta}
 
 
 def list_checkpoints(root: str | Path) -> list[Path]:

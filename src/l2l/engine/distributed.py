@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from ..utils.seeding import mix_seed
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -56,7 +58,7 @@ def all_gather_objects(obj, info: DistInfo) -> list:
 
 def permutation(n: int, seed: int, epoch: int, salt: int = 0) -> list[int]:
     """The seeded permutation of epoch (or cycle) ``epoch`` shared by the sampler and the step stream."""
-    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch + salt)
+    g = torch.Generator().manual_seed(mix_seed(seed, epoch + salt))
     return torch.randperm(n, generator=g).tolist()
 
 

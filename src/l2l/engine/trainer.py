@@ -1,4 +1,9 @@
-"""The one trainer (spec §6). Methods are strategy objects with ``loss(model, labeled, unlabeled)``.
+"""The one trainer (spec §6). It knows methods only through the :class:`~l2l.engine.method.Method`
+protocol (built by name from :data:`l2l.registry.METHODS`) and models only through
+:data:`l2l.registry.MODELS`; it imports no method. ``fit`` is three steps — :meth:`Trainer.prepare`
+(data, method, model, optimiser, resume), :meth:`Trainer.train_step` per batch, and the hooks
+after each step (the method's own, e.g. telemetry, then :class:`EvalHook` and
+:class:`CheckpointHook`).
 
 Recipe: AdamW, polynomial decay ``lr_t = lr · (1 − t/T)^0.9`` over the whole run (T = epochs ×
 steps per epoch), optional gradient clipping, bf16 autocast on GPU (off on CPU), optional
@@ -19,11 +24,9 @@ A run directory holds: ``config.yaml`` (resolved), ``env.json``, ``label_split.j
 from __future__ import annotations
 
 import json
-import os
 import platform
 import random
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,91 +36,35 @@ from torch.utils.data import DataLoader
 
 from ..config import dump_config
 from ..data.augment import WeakAugConfig
-from ..data.dataset import (HiddenMasks, LabeledRefDataset, UnlabeledRefDataset, collate_labeled, collate_unlabeled,
-                            seed_worker, train_records)
+from ..data.dataset import (LabeledRefDataset, UnlabeledRefDataset, collate_labeled, collate_unlabeled, seed_worker,
+                            train_records)
 from ..data.refer import ReferDataset
 from ..data.splits import make_split
-from ..models.segmenter import ModelConfig, Segmenter
+from ..registry import METHODS, MODELS
+from ..schema import DataConfig, OptimConfig, TrainConfig
 from ..utils.io import atomic_write_text
 from ..utils.progress import progress
+from ..utils.seeding import step_seed
 from . import checkpoint as ckpt
-from ..semi.methods.selftrain import PRESETS, SelfTrainingMethod, SemiConfig, StepContext
-from ..semi.telemetry import Telemetry
-from .distributed import DistInfo, all_gather_objects, init_distributed
-from .stream import StepStream, identity
+from .distributed import all_gather_objects, init_distributed
 from .evaluate import evaluate_records
+from .method import Hook, Method, SetupContext, StepContext, StepOutput, check_method
+from .stream import StepStream, identity
+
+__all__ = ["Trainer", "TrainConfig", "DataConfig", "OptimConfig", "build_method", "param_groups", "resolve_device",
+           "open_dataset", "EvalHook", "CheckpointHook"]
 
 
-@dataclass
-class DataConfig:
-    root: str = "runs/data/synthref"  # a SynthRef folder, or the REFER data root with `dataset`
-    dataset: str | None = None  # None = SynthRef; refcoco | refcoco+ | refcocog
-    split_by: str | None = None
-    image_dir: str | None = None
-    label_fraction: str = "100%"  # share of training images that keep their masks
-    split_seed: int = 22
-    size: int = 128  # training resolution (the paper's: 480)
-    scale_range: tuple[float, float] = (1.0, 1.0)
-    hflip_prob: float = 0.5
-    workers: int = 2
-    eval_split: str = "val"
-    eval_resolution: str = "original"  # original | train
-    eval_max_samples: int | None = None  # evaluate on the first N samples only (quick runs)
-    strong_text: bool = True  # EDA strong sentence for unlabeled samples (spec §2)
-    eda_cache: str | None = None  # EDA pool cache file; None = <root>/cache/eda_pools_<dataset>.json
+def build_method(cfg: TrainConfig) -> Method:
+    """The method named by ``cfg.method`` (:data:`l2l.registry.METHODS`), checked against the protocol."""
+    cls = METHODS.get(cfg.method)
+    return check_method(cls.from_config(cfg, cfg.method), cfg.method)
 
 
-@dataclass
-class OptimConfig:
-    lr: float = 5e-5  # [ours: LAVT]
-    weight_decay: float = 1e-2  # [ours: LAVT]
-    poly_power: float = 0.9  # [paper: polynomial decay]
-    grad_clip: float = 0.0  # 0 = off
-    visual_lr_scale: float = 1.0  # [ours] lr of the visual encoder = lr × this (a pretrained encoder: < 1)
-
-
-@dataclass
-class TrainConfig:
-    model: ModelConfig = field(default_factory=ModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    method: str = "supervised"
-    epochs: int = 40  # [paper]
-    total_steps: int | None = None  # a step budget instead of epochs (same updates at every label fraction)
-    batch_size: int = 4  # per process [paper: 4 per GPU on 4 GPUs]
-    seed: int = 22  # [paper]
-    device: str = "auto"  # auto | cpu | cuda
-    amp: str = "auto"  # auto (bf16 on GPU, off on CPU) | bf16 | off
-    channels_last: bool = False
-    compile: bool = False
-    eval_every: int = 1  # epochs; 0 = only at the end
-    ckpt_every: int = 500  # steps
-    keep_last: int = 2
-    log_every: int = 20  # steps
-    max_steps: int | None = None  # stop after this many steps (the schedule still spans all epochs)
-    telemetry_every: int = 1  # steps between telemetry visits (0 = off); hidden masks, never the loss
-    telemetry_log_every: int = 0  # steps between telemetry records; 0 = one per epoch (Fig. 9)
-    semi: SemiConfig = field(default_factory=SemiConfig)
-
-
-METHODS = ("supervised", *PRESETS)
-
-
-def build_method(cfg: "TrainConfig"):
-    """The strategy object of ``cfg.method`` (supervised, or a self-training preset)."""
-    from ..semi.methods.supervised import SupervisedMethod
-
-    if cfg.method == "supervised":
-        return SupervisedMethod()
-    if cfg.method not in PRESETS:
-        raise ValueError(f"unknown method {cfg.method!r}; available: {', '.join(METHODS)}")
-    return SelfTrainingMethod(cfg.method, cfg.semi)
-
-
-def param_groups(model: Segmenter, visual_lr_scale: float) -> list[dict[str, Any]]:
-    """Trainable parameters; the visual encoder's in a group of its own when its lr is scaled."""
+def param_groups(model: torch.nn.Module, visual_lr_scale: float) -> list[dict[str, Any]]:
+    """Trainable parameters; the visual encoder's (``model.visual``) in a group of its own when its lr is scaled."""
     train = [p for p in model.parameters() if p.requires_grad]
-    if visual_lr_scale == 1.0:
+    if visual_lr_scale == 1.0 or not hasattr(model, "visual"):
         return [{"params": train}]
     vis = {id(p) for p in model.visual.parameters()}
     return [{"params": [p for p in train if id(p) in vis], "lr_scale": visual_lr_scale},
@@ -136,14 +83,45 @@ def open_dataset(cfg: DataConfig) -> ReferDataset:
     return ReferDataset.open(cfg.root, cfg.dataset, cfg.split_by, cfg.image_dir)
 
 
+class EvalHook(Hook):
+    """At an epoch end: evaluate on ``data.eval_split`` every ``eval_every`` epochs and at the last step;
+    keep the best model in ``best/``."""
+
+    def after_interval(self, trainer: "Trainer", epoch_end: bool) -> None:
+        cfg, state = trainer.cfg, trainer.state
+        if not epoch_end:
+            return
+        if state["step"] >= trainer.total or (cfg.eval_every > 0 and state["epoch"] % cfg.eval_every == 0):
+            trainer.results = trainer.evaluate(trainer.model, trainer.dataset)
+            trainer.log({"step": state["step"], "epoch": state["epoch"],
+                         **{f"val_{k}": v for k, v in trainer.results.items() if isinstance(v, float)}})
+            if trainer.results["oIoU"] > state["best"]:
+                state["best"] = trainer.results["oIoU"]
+                if trainer.info.is_main:
+                    trainer.model.save_pretrained(trainer.run_dir / "best")
+        trainer.model.train()
+
+
+class CheckpointHook(Hook):
+    """A resumable checkpoint at each epoch end, every ``ckpt_every`` steps and at the last step run."""
+
+    def after_interval(self, trainer: "Trainer", epoch_end: bool) -> None:
+        step = trainer.state["step"]
+        if epoch_end or step % trainer.cfg.ckpt_every == 0 or step >= trainer.end:
+            trainer.save_checkpoint()
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig, run_dir: str | Path, show_progress: bool = True):
         self.cfg, self.run_dir, self.show_progress = cfg, Path(run_dir), show_progress
         self.device = resolve_device(cfg.device)
         self.info = init_distributed(self.device)
+        self.tb = None
+        self.results: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ helpers
-    def _log(self, record: dict[str, Any]) -> None:
+    def log(self, record: dict[str, Any]) -> None:
+        """Append a record to ``metrics.jsonl`` (and its numbers to TensorBoard); main process only."""
         if not self.info.is_main:
             return
         with open(self.run_dir / "metrics.jsonl", "a") as f:
@@ -153,13 +131,16 @@ class Trainer:
                 if isinstance(v, (int, float)) and k not in ("step", "epoch"):
                     self.tb.add_scalar(k, v, record["step"])
 
-    def _save(self, model, opt, method, extra: dict[str, Any]) -> None:
+    _log = log  # earlier name
+
+    def save_checkpoint(self) -> None:
+        method, extra = self.method, dict(self.state)
         rngs = all_gather_objects(ckpt.rng_state(), self.info)
         method.flush()
         if self.info.enabled:
             torch.distributed.barrier()  # every rank's bank rows are on disk
         if self.info.is_main:
-            ckpt.save(self.run_dir / "checkpoints", extra["step"], model, opt,
+            ckpt.save(self.run_dir / "checkpoints", extra["step"], self.model, self.opt,
                       extra={**extra, "rng_per_rank": rngs, "method": method.state_dict()},
                       meta={"epoch": extra["epoch"], "method": getattr(method, "name", "")}, files=method.save_files)
             ckpt.prune(self.run_dir / "checkpoints", self.cfg.keep_last)
@@ -171,51 +152,57 @@ class Trainer:
         return torch.autocast(device_type="cuda" if self.device.startswith("cuda") else "cpu",
                               dtype=torch.bfloat16, enabled=use)
 
-    # ------------------------------------------------------------------ main loop
-    def fit(self, resume: bool = True) -> dict[str, Any]:
+    # ------------------------------------------------------------------ 1. prepare
+    def prepare(self, resume: bool = True) -> None:
+        """Data, method, model and optimiser; restore the newest checkpoint when ``resume``; write
+        ``config.yaml``, ``label_split.json`` and ``env.json``."""
         cfg, info = self.cfg, self.info
         self.run_dir.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed)
         random.seed(cfg.seed)
 
-        ds = open_dataset(cfg.data)
+        ds = self.dataset = open_dataset(cfg.data)
         split = make_split(ds.name, ds.image_ids("train"), cfg.data.label_fraction, cfg.data.split_seed)
         labeled, unlabeled = train_records(ds, split)
-        method = build_method(cfg)
-        model = Segmenter(cfg.model).to(self.device)
+        method = self.method = build_method(cfg)
+        model = self.model = MODELS.get(method.model)(cfg.model).to(self.device)
         if cfg.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        if getattr(model.text, "frozen", False) and getattr(model.text, "use_cache", False):
+            model = self.model = model.to(memory_format=torch.channels_last)
+        text = getattr(model, "text", None)
+        if getattr(text, "frozen", False) and getattr(text, "use_cache", False):
             from ..data.text_augment import flip_directions
-            model.text.precompute([t for r in labeled for t in (r.sentence, flip_directions(r.sentence))])
-        semi = getattr(method, "needs_unlabeled", False)
-        store = self._prior_store(method, model, unlabeled) if semi else None
+            text.precompute([t for r in labeled for t in (r.sentence, flip_directions(r.sentence))])
+        semi = method.needs_unlabeled
+        store = self._prior_store(method, unlabeled) if semi else None
         aug = WeakAugConfig(size=cfg.data.size, hflip_prob=cfg.data.hflip_prob, scale_range=tuple(cfg.data.scale_range))
-        lab_lookup = store.get if (store is not None and model.uses_guidance) else None
+        lab_lookup = store.get if (store is not None and getattr(model, "uses_guidance", False)) else None
         train_ds = LabeledRefDataset(ds, labeled, aug, seed=cfg.seed, prior_lookup=lab_lookup)
         unl_ds = None
         if semi:
             unl_ds = UnlabeledRefDataset(ds, unlabeled, aug, seed=cfg.seed,
                                          prior_lookup=store.get if store is not None else None,
                                          text_strong=self._text_strong(ds, unlabeled))
-        b_u = cfg.semi.unlabeled_batch_size or cfg.batch_size
-        stream = StepStream(train_ds, unl_ds, cfg.batch_size, b_u, info, cfg.seed, collate_labeled, collate_unlabeled)
-        steps_per_epoch = stream.steps_per_epoch
+        b_u = method.unlabeled_batch_size or cfg.batch_size
+        self.stream = StepStream(train_ds, unl_ds, cfg.batch_size, b_u, info, cfg.seed, collate_labeled,
+                                 collate_unlabeled)
+        spe = self.steps_per_epoch = self.stream.steps_per_epoch
         if cfg.total_steps:
-            total, epochs = cfg.total_steps, -(-cfg.total_steps // steps_per_epoch)
+            self.total = cfg.total_steps
         else:
-            total, epochs = cfg.epochs * steps_per_epoch, cfg.epochs
-        opt = torch.optim.AdamW(param_groups(model, cfg.optim.visual_lr_scale), lr=cfg.optim.lr,
-                                weight_decay=cfg.optim.weight_decay)
+            self.total = cfg.epochs * spe
+        self.end = min(self.total, cfg.max_steps) if cfg.max_steps is not None else self.total
+        self.opt = torch.optim.AdamW(param_groups(model, cfg.optim.visual_lr_scale), lr=cfg.optim.lr,
+                                     weight_decay=cfg.optim.weight_decay)
 
-        state = {"step": 0, "epoch": 0, "best": -1.0}
+        self.state = {"step": 0, "epoch": 0, "best": -1.0}
         last = ckpt.latest(self.run_dir / "checkpoints") if resume else None
-        method.setup(self.run_dir, [r.sample_id for r in unlabeled], store, model, info, cfg.data.size, fresh=last is None)
+        method.setup(SetupContext(self.run_dir, [r.sample_id for r in unlabeled], store, model, info, cfg.data.size,
+                                  fresh=last is None))
         if last is not None:
-            loaded = ckpt.load(last, model, opt, restore_rng=False)
+            loaded = ckpt.load(last, model, self.opt, restore_rng=False)
             extra = loaded["extra"]
-            state.update({k: extra[k] for k in state})
+            self.state.update({k: extra[k] for k in self.state})
             ckpt.set_rng_state(extra["rng_per_rank"][info.rank])
             method.load_state_dict(extra.get("method", {}))
             if info.is_main:
@@ -230,8 +217,8 @@ class Trainer:
             split.save(self.run_dir / "label_split.json")
             env = {"torch": torch.__version__, "python": platform.python_version(), "device": self.device,
                    "world_size": info.world, "batch_per_process": cfg.batch_size,
-                   "global_batch": cfg.batch_size * info.world, "steps_per_epoch": steps_per_epoch,
-                   "total_steps": total, "labeled_samples": len(labeled), "unlabeled_samples": len(unlabeled),
+                   "global_batch": cfg.batch_size * info.world, "steps_per_epoch": spe,
+                   "total_steps": self.total, "labeled_samples": len(labeled), "unlabeled_samples": len(unlabeled),
                    "dataset": ds.name, "method": method.settings(), "resumed_from": str(last) if last else None}
             if semi:
                 env["unlabeled_batch_per_process"] = b_u
@@ -239,7 +226,7 @@ class Trainer:
             atomic_write_text(self.run_dir / "env.json", json.dumps(env, indent=2, default=str))
         from torch.utils.tensorboard import SummaryWriter
         self.tb = SummaryWriter(str(self.run_dir / "tb")) if info.is_main else None
-        tele = Telemetry(HiddenMasks(ds)) if semi else None
+        self.hooks: list[Hook] = [*method.hooks(self), EvalHook(), CheckpointHook()]
 
         net = model
         if info.enabled:
@@ -247,100 +234,90 @@ class Trainer:
                 model, device_ids=[info.local_rank] if self.device.startswith("cuda") else None)
         if cfg.compile:
             net = torch.compile(net)
+        self.net = net
 
-        model.train()
+    # ------------------------------------------------------------------ 2. one step
+    def train_step(self, lab, unl) -> tuple[StepOutput, float]:
+        """One update: the poly learning rate, the method's loss, backward, clipping, the optimiser step."""
+        cfg, state, info = self.cfg, self.state, self.info
+        state["epoch"] = state["step"] // self.steps_per_epoch
+        lr = cfg.optim.lr * (1 - state["step"] / self.total) ** cfg.optim.poly_power
+        for g in self.opt.param_groups:
+            g["lr"] = lr * g.get("lr_scale", 1.0)
+        ctx = StepContext(state["step"], state["epoch"], self.device, cfg.seed, info)
+        # every random draw of a step (prior dropout, …) is a function of (seed, step, rank), so a
+        # resumed run repeats it whatever else touched the global generator (e.g. loader start-up)
+        torch.manual_seed(step_seed(cfg.seed, state["step"], info.rank))
+        with self._amp():
+            out = self.method.loss(self.net, lab, unl, ctx)
+        self.opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        if cfg.optim.grad_clip > 0:
+            out.logs["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip))
+        self.opt.step()
+        return out, lr
+
+    # ------------------------------------------------------------------ 3. the loop
+    def fit(self, resume: bool = True) -> dict[str, Any]:
+        self.prepare(resume)
+        cfg, info, state = self.cfg, self.info, self.state
+        for h in self.hooks:
+            h.before_train(self)
+        self.model.train()
         t0, seen = time.perf_counter(), 0
-        bar = progress(None, total=total, desc=f"train {cfg.method}", disable=not (self.show_progress and info.is_main),
-                       initial=state["step"])
-        results: dict[str, Any] = {}
-        end = min(total, cfg.max_steps) if cfg.max_steps is not None else total
-        loader = DataLoader(stream, batch_size=None, sampler=range(state["step"], end), collate_fn=identity,
+        bar = progress(None, total=self.total, desc=f"train {cfg.method}",
+                       disable=not (self.show_progress and info.is_main), initial=state["step"])
+        self.results = {}
+        loader = DataLoader(self.stream, batch_size=None, sampler=range(state["step"], self.end), collate_fn=identity,
                             num_workers=cfg.data.workers, worker_init_fn=seed_worker,
                             persistent_workers=False, prefetch_factor=4 if cfg.data.workers > 0 else None)
         step_time = 0.0
         for lab, unl in loader:
             ts = time.perf_counter()
-            state["epoch"] = state["step"] // steps_per_epoch
-            lr = cfg.optim.lr * (1 - state["step"] / total) ** cfg.optim.poly_power
-            for g in opt.param_groups:
-                g["lr"] = lr * g.get("lr_scale", 1.0)
-            ctx = StepContext(state["step"], state["epoch"], self.device, cfg.seed, info)
-            # every random draw of a step (prior dropout, …) is a function of (seed, step, rank), so a
-            # resumed run repeats it whatever else touched the global generator (e.g. loader start-up)
-            torch.manual_seed((cfg.seed * 1_000_003 + state["step"]) * 1_009 + info.rank)
-            with self._amp():
-                loss, logs, visit = method.loss(net, lab, unl, ctx)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.optim.grad_clip > 0:
-                logs["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip))
-            opt.step()
+            out, lr = self.train_step(lab, unl)
             step_time += time.perf_counter() - ts
-            if tele is not None and visit is not None and cfg.telemetry_every > 0 \
-                    and state["step"] % cfg.telemetry_every == 0:
-                tele.add(visit)  # hidden masks: outside the loss, after the update
+            for h in self.hooks:
+                h.after_step(self, out)
             state["step"] += 1
             seen += (lab.images.shape[0] + (unl.images.shape[0] if unl is not None else 0)) * info.world
             bar.update(1)
-            bar.set_postfix(loss=f"{float(loss.detach()):.3f}", lr=f"{lr:.2e}", refresh=False)
+            bar.set_postfix(loss=f"{float(out.loss.detach()):.3f}", lr=f"{lr:.2e}", refresh=False)
             if state["step"] % cfg.log_every == 0:
                 dt = time.perf_counter() - t0
-                self._log({"step": state["step"], "epoch": state["epoch"], "lr": lr, "loss": float(loss.detach()),
-                           **logs, "samples_per_s": seen / dt if dt > 0 else 0.0,
-                           "step_seconds": step_time / cfg.log_every})
+                self.log({"step": state["step"], "epoch": state["epoch"], "lr": lr, "loss": float(out.loss.detach()),
+                          **out.logs, "samples_per_s": seen / dt if dt > 0 else 0.0,
+                          "step_seconds": step_time / cfg.log_every})
                 step_time = 0.0
-            epoch_end = state["step"] % steps_per_epoch == 0 or state["step"] >= total
-            tele_due = epoch_end if cfg.telemetry_log_every <= 0 else \
-                (state["step"] % cfg.telemetry_log_every == 0 or state["step"] >= total)
+            epoch_end = state["step"] % self.steps_per_epoch == 0 or state["step"] >= self.total
             if epoch_end:
-                state["epoch"] = -(-state["step"] // steps_per_epoch)
-            if tele_due and tele is not None:
-                summ = tele.summary(info)
-                if summ:
-                    self._log({"step": state["step"], "epoch": state["epoch"], "kind": "telemetry", **summ})
-                    if self.tb is not None:
-                        for k in ("tau_fg", "tau_bg"):
-                            if tele.values(k):
-                                self.tb.add_histogram(f"tele_{k}", torch.tensor(tele.values(k)), state["step"])
-                tele.reset()
-            if epoch_end:
-                final = state["step"] >= total
-                if final or (cfg.eval_every > 0 and state["epoch"] % cfg.eval_every == 0):
-                    results = self.evaluate(model, ds)
-                    score = results["oIoU"]
-                    self._log({"step": state["step"], "epoch": state["epoch"],
-                               **{f"val_{k}": v for k, v in results.items() if isinstance(v, float)}})
-                    if score > state["best"]:
-                        state["best"] = score
-                        if info.is_main:
-                            model.save_pretrained(self.run_dir / "best")
-                model.train()
-            if epoch_end or state["step"] % cfg.ckpt_every == 0 or state["step"] >= end:
-                self._save(model, opt, method, dict(state))
+                state["epoch"] = -(-state["step"] // self.steps_per_epoch)
+            for h in self.hooks:
+                h.after_interval(self, epoch_end)
         bar.close()
+        results = self.results
         eval_file = self.run_dir / f"eval_{cfg.data.eval_split}.json"
-        if not results and state["step"] >= total and not eval_file.exists():
-            results = self.evaluate(model, ds)  # the run ended before its final evaluation: do it now
+        if not results and state["step"] >= self.total and not eval_file.exists():
+            results = self.evaluate(self.model, self.dataset)  # the run ended before its final evaluation: do it now
         if info.is_main:
-            model.save_pretrained(self.run_dir / "last")
+            self.model.save_pretrained(self.run_dir / "last")
             if not (self.run_dir / "best").exists():
-                model.save_pretrained(self.run_dir / "best")
+                self.model.save_pretrained(self.run_dir / "best")
             if results:
                 atomic_write_text(eval_file, json.dumps(results, indent=2))
+        for h in self.hooks:
+            h.after_train(self)
         if self.tb is not None:
             self.tb.close()
-        self.model = model
         return {"state": state, "results": results, "train_seconds": time.perf_counter() - t0,
                 "samples_per_s": seen / max(time.perf_counter() - t0, 1e-9)}
 
-    def _prior_store(self, method, model, unlabeled):
-        """The prior store of ``semi.priors``; None when the method needs no prior."""
+    def _prior_store(self, method: Method, unlabeled):
+        """The prior store at ``method.priors_path``; None when there is none and the method needs none."""
         from ..priors.store import PriorStore
 
-        path = self.cfg.semi.priors
-        needs = method.cfg.uses_prior
+        path = method.priors_path
         if not path:
-            if needs:
+            if method.needs_priors:
                 raise ValueError(f"method {method.name!r} uses priors: set semi.priors=FOLDER, a store made with "
                                  f"`l2l priors generate --data {self.cfg.data.root} --out FOLDER`")
             return None

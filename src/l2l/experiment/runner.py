@@ -279,8 +279,8 @@ def check_paths(grid: Grid, cells: Sequence[Cell]) -> list[str]:
         from ..engine.trainer import build_method
         method = build_method(c.cfg)
         paths = []
-        if getattr(method, "needs_unlabeled", False) and method.cfg.uses_prior:
-            paths.append(("prior store (semi.priors)", c.cfg.semi.priors))
+        if method.needs_unlabeled and method.needs_priors:
+            paths.append(("prior store (semi.priors)", method.priors_path))
         paths += [("prior store for guided evaluation", e.priors) for e in c.evals if e.priors]
         paths += [(f"model.{k}.path", getattr(c.cfg.model, k).path) for k in ("visual", "text")]
         for what, p in paths:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-IGNORE = 255
+from ..data.augment import IGNORE_INDEX as IGNORE  # the one ignore index
 EPS = 1e-6
 
 

@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-IGNORE = 255
+from ..data.augment import IGNORE_INDEX as IGNORE  # the one ignore index
 
 
 @dataclass

@@ -19,20 +19,37 @@ Pixels where the weak view was padded are excluded. Under DDP the sums are gathe
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from ..data.dataset import HiddenMasks
 from ..engine.distributed import DistInfo, all_gather_objects
+from ..engine.method import Hook, StepOutput
 
-IGNORE = 255
+from ..data.augment import IGNORE_INDEX as IGNORE  # the one ignore index
 
 
 def _iou(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor) -> float:
     p, g = pred & valid, (gt == 1) & valid
     u = (p | g).sum().item()
     return (p & g).sum().item() / u if u else 0.0
+
+
+@dataclass
+class Visit:
+    """What one self-training step computed for its unlabeled samples (CPU tensors, view frame)."""
+
+    sample_ids: list[int]
+    geometries: list[Any]
+    prior: torch.Tensor | None  # (B, H, W) stored prior P† where the sample has one
+    has_prior: torch.Tensor  # (B,) bool
+    p_w: torch.Tensor  # (B, H, W) weak prediction
+    q: torch.Tensor  # (B, H, W) soft target (the calibrated prior P̃ under SPM)
+    labels: torch.Tensor  # (B, H, W) pseudo-labels, 255 = ignored
+    thr: torch.Tensor  # (B, 2) (τ_fg, τ_bg)
+    terms: dict[str, torch.Tensor] = field(default_factory=dict)  # RPLE reward terms (Eq. 8)
 
 
 class Telemetry:
@@ -44,18 +61,18 @@ class Telemetry:
         self.sums: dict[str, float] = defaultdict(float)
         self.lists: dict[str, list[float]] = defaultdict(list)
 
-    def add(self, visit: dict[str, Any]) -> None:
+    def add(self, visit: Visit) -> None:
         s = self.sums
-        for j, (sid, geo) in enumerate(zip(visit["sample_ids"], visit["geometries"])):
+        for j, (sid, geo) in enumerate(zip(visit.sample_ids, visit.geometries)):
             gt = self._hidden.get(sid, geo).long()
             valid = gt != IGNORE
             s["samples"] += 1
-            s["weak_iou"] += _iou(visit["p_w"][j] >= 0.5, gt, valid)
-            s["target_iou"] += _iou(visit["q"][j] >= 0.5, gt, valid)
-            if visit["prior"] is not None and bool(visit["has_prior"][j]):
+            s["weak_iou"] += _iou(visit.p_w[j] >= 0.5, gt, valid)
+            s["target_iou"] += _iou(visit.q[j] >= 0.5, gt, valid)
+            if visit.prior is not None and bool(visit.has_prior[j]):
                 s["prior_n"] += 1
-                s["prior_iou"] += _iou(visit["prior"][j] >= 0.5, gt, valid)
-            lab = visit["labels"][j]
+                s["prior_iou"] += _iou(visit.prior[j] >= 0.5, gt, valid)
+            lab = visit.labels[j]
             sel = (lab != IGNORE) & valid
             s["valid_px"] += valid.sum().item()
             s["selected_px"] += sel.sum().item()
@@ -64,8 +81,8 @@ class Telemetry:
             s["true_fg_px"] += ((gt == 1) & valid).sum().item()
             s["hit_fg_px"] += ((lab == 1) & (gt == 1)).sum().item()
         for i, name in enumerate(("tau_fg", "tau_bg")):
-            self.lists[name] += visit["thr"][:, i].tolist()
-        for k, v in visit.get("terms", {}).items():
+            self.lists[name] += visit.thr[:, i].tolist()
+        for k, v in visit.terms.items():
             self.lists[f"reward_{k}"] += v.tolist()
 
     def summary(self, info: DistInfo | None = None) -> dict[str, float]:
@@ -98,3 +115,34 @@ class Telemetry:
 
     def values(self, key: str) -> list[float]:
         return list(self.lists.get(key, []))
+
+
+class TelemetryHook(Hook):
+    """Adds every ``telemetry_every``-th visit after the update; logs a summary at each epoch end, or
+    every ``telemetry_log_every`` steps (the Fig. 9 curves), with τ histograms in TensorBoard."""
+
+    def __init__(self, trainer):
+        from ..data.dataset import HiddenMasks
+
+        self.tele = Telemetry(HiddenMasks(trainer.dataset))
+        self.every = trainer.cfg.telemetry_every
+        self.log_every = trainer.cfg.telemetry_log_every
+
+    def after_step(self, trainer, out: StepOutput) -> None:
+        # trainer.state["step"] is still the index of the step just taken
+        if out.visit is not None and self.every > 0 and trainer.state["step"] % self.every == 0:
+            self.tele.add(out.visit)  # hidden masks: outside the loss, after the update
+
+    def after_interval(self, trainer, epoch_end: bool) -> None:
+        step = trainer.state["step"]
+        due = epoch_end if self.log_every <= 0 else (step % self.log_every == 0 or step >= trainer.total)
+        if not due:
+            return
+        summ = self.tele.summary(trainer.info)
+        if summ:
+            trainer.log({"step": step, "epoch": trainer.state["epoch"], "kind": "telemetry", **summ})
+            if trainer.tb is not None:
+                for k in ("tau_fg", "tau_bg"):
+                    if self.tele.values(k):
+                        trainer.tb.add_histogram(f"tele_{k}", torch.tensor(self.tele.values(k)), step)
+        self.tele.reset()

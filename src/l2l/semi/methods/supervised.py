@@ -9,13 +9,17 @@ means).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 
 from ...data.augment import IGNORE_INDEX
 from ...data.dataset import LabeledBatch
+from ...engine.method import StepOutput
+
+if TYPE_CHECKING:
+    from ...schema import TrainConfig
 
 CLASS_WEIGHTS = (0.9, 1.1)
 
@@ -33,26 +37,37 @@ def weighted_ce_per_sample(logits: torch.Tensor, target: torch.Tensor,
 
 @dataclass
 class SupervisedMethod:
-    """Strategy object: the trainer calls ``loss(model, labeled, unlabeled)``."""
+    """The labeled loss alone (the :class:`~l2l.engine.method.Method` protocol)."""
 
     name: str = "supervised"
     needs_unlabeled: bool = False
+    needs_priors: bool = False
+    priors_path: str | None = None  # a SESM model trained supervised may read labeled priors from here
+    unlabeled_batch_size: int | None = None
+    model: str = "segmenter"
 
-    def loss(self, model, labeled: LabeledBatch, unlabeled=None, ctx=None) -> tuple[torch.Tensor, dict[str, Any], None]:
+    @classmethod
+    def from_config(cls, cfg: "TrainConfig", name: str = "supervised") -> "SupervisedMethod":
+        return cls(name=name)
+
+    def loss(self, model, labeled: LabeledBatch, unlabeled=None, ctx=None) -> StepOutput:
         device = ctx.device if ctx is not None else "cpu"
         images = labeled.images.to(device, non_blocking=True)
         masks = labeled.masks.to(device, non_blocking=True)
         priors = labeled.priors.to(device) if labeled.priors is not None else None
         logits = model(images, labeled.texts, priors, labeled.has_prior)
         loss = weighted_ce_per_sample(logits.float(), masks).mean()
-        return loss, {"loss_sup": float(loss.detach())}, None
+        return StepOutput(loss, {"loss_sup": float(loss.detach())})
 
     # no state besides the model's
     def settings(self) -> dict[str, Any]:
         return {"method": self.name}
 
-    def setup(self, *args, **kwargs) -> None:
+    def setup(self, ctx) -> None:
         pass
+
+    def hooks(self, trainer) -> list:
+        return []
 
     def flush(self) -> None:
         pass

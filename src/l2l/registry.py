@@ -1,0 +1,82 @@
+"""Registries: the names a config or a command line may use, mapped to the code that builds them.
+
+Every entry is a ``"module:attribute"`` string resolved on first use, so that looking a name up
+imports only the code of that entry (``l2l.engine`` never imports ``l2l.semi``; the trainer finds
+the semi-supervised methods through :data:`METHODS`). Third-party code adds its own::
+
+    from l2l.registry import METHODS
+    METHODS.register("my-method", "my_package.methods:MyMethod")   # or the class itself
+
+:data:`METHODS` — training methods (the :class:`l2l.engine.method.Method` protocol); each entry
+  is a class with ``from_config(cfg: TrainConfig, name: str)``.
+:data:`MODELS` — model families a method trains (``build(cfg.model)``).
+:data:`PRIOR_PROVIDERS` — prior providers for ``l2l priors generate`` (``from_args(argparse.Namespace)``).
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable, Generic, Iterator, TypeVar
+
+T = TypeVar("T")
+
+
+class UnknownName(ValueError):
+    """A name that no registry entry has; the message lists the names that exist."""
+
+
+class Registry(Generic[T]):
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._entries: dict[str, str | T] = {}
+
+    def register(self, name: str, target: str | T, replace: bool = False) -> None:
+        """Add ``name`` → ``target`` (an object, or ``"module:attribute"`` imported on first use)."""
+        if name in self._entries and not replace:
+            raise ValueError(f"{self.kind} {name!r} is already registered (pass replace=True to override)")
+        if isinstance(target, str) and ":" not in target:
+            raise ValueError(f"{self.kind} {name!r}: a lazy target is 'module:attribute', got {target!r}")
+        self._entries[name] = target
+
+    def get(self, name: str) -> T:
+        if name not in self._entries:
+            raise UnknownName(f"unknown {self.kind} {name!r}; available: {', '.join(self.names())}")
+        target = self._entries[name]
+        if isinstance(target, str):
+            module, attr = target.split(":")
+            target = getattr(importlib.import_module(module), attr)
+            self._entries[name] = target
+        return target  # type: ignore[return-value]
+
+    def names(self) -> list[str]:
+        return list(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+
+METHODS: Registry[Any] = Registry("method")
+for _name, _target in {
+    "supervised": "l2l.semi.methods.supervised:SupervisedMethod",
+    "fixmatch": "l2l.semi.methods.fixmatch:FixMatch",
+    "prior-fusion": "l2l.semi.methods.prior_fusion:PriorFusion",
+    "agreement-filter": "l2l.semi.methods.prior_fusion:PriorFusion",
+    "catm": "l2l.semi.methods.prior_fusion:PriorFusion",
+    "static-threshold": "l2l.semi.methods.l2l:L2L",
+    "l2l": "l2l.semi.methods.l2l:L2L",
+}.items():
+    METHODS.register(_name, _target)
+
+MODELS: Registry[Callable[..., Any]] = Registry("model")
+MODELS.register("segmenter", "l2l.models.segmenter:Segmenter")
+
+PRIOR_PROVIDERS: Registry[Any] = Registry("prior provider")
+for _name, _target in {
+    "simulated": "l2l.priors.simulated:SimulatedProvider",
+    "files": "l2l.priors.files:FileProvider",
+    "teacher": "l2l.priors.teacher:TeacherProvider",
+    "mllm-sam2": "l2l.priors.mllm_sam2:MLLMSAM2Provider",
+}.items():
+    PRIOR_PROVIDERS.register(_name, _target)

@@ -1,0 +1,66 @@
+"""The typed configuration of a training run (``l2l train --config FILE key=value …``).
+
+:class:`TrainConfig` composes each package's own settings — :class:`~l2l.models.segmenter.ModelConfig`,
+:class:`DataConfig`, :class:`OptimConfig`, :class:`~l2l.semi.config.SemiConfig` — and is the only
+module that sees all of them; the trainer reads ``model``/``data``/``optim`` and the run's own
+fields, and hands the whole config to the method it builds (``semi.*`` is the method's business).
+Values marked [paper] are the L2L paper's, [ours] are choices of this implementation.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .models.segmenter import ModelConfig
+from .semi.config import SemiConfig
+
+
+@dataclass
+class DataConfig:
+    root: str = "runs/data/synthref"  # a SynthRef folder, or the REFER data root with `dataset`
+    dataset: str | None = None  # None = SynthRef; refcoco | refcoco+ | refcocog
+    split_by: str | None = None
+    image_dir: str | None = None
+    label_fraction: str = "100%"  # share of training images that keep their masks
+    split_seed: int = 22
+    size: int = 128  # training resolution (the paper's: 480)
+    scale_range: tuple[float, float] = (1.0, 1.0)
+    hflip_prob: float = 0.5
+    workers: int = 2
+    eval_split: str = "val"
+    eval_resolution: str = "original"  # original | train
+    eval_max_samples: int | None = None  # evaluate on the first N samples only (quick runs)
+    strong_text: bool = True  # EDA strong sentence for unlabeled samples (spec §2)
+    eda_cache: str | None = None  # EDA pool cache file; None = <root>/cache/eda_pools_<dataset>.json
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 5e-5  # [ours: LAVT]
+    weight_decay: float = 1e-2  # [ours: LAVT]
+    poly_power: float = 0.9  # [paper: polynomial decay]
+    grad_clip: float = 0.0  # 0 = off
+    visual_lr_scale: float = 1.0  # [ours] lr of the visual encoder = lr × this (a pretrained encoder: < 1)
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    method: str = "supervised"
+    epochs: int = 40  # [paper]
+    total_steps: int | None = None  # a step budget instead of epochs (same updates at every label fraction)
+    batch_size: int = 4  # per process [paper: 4 per GPU on 4 GPUs]
+    seed: int = 22  # [paper]
+    device: str = "auto"  # auto | cpu | cuda
+    amp: str = "auto"  # auto (bf16 on GPU, off on CPU) | bf16 | off
+    channels_last: bool = False
+    compile: bool = False
+    eval_every: int = 1  # epochs; 0 = only at the end
+    ckpt_every: int = 500  # steps
+    keep_last: int = 2
+    log_every: int = 20  # steps
+    max_steps: int | None = None  # stop after this many steps (the schedule still spans all epochs)
+    telemetry_every: int = 1  # steps between telemetry visits (0 = off); hidden masks, never the loss
+    telemetry_log_every: int = 0  # steps between telemetry records; 0 = one per epoch (Fig. 9)
+    semi: SemiConfig = field(default_factory=SemiConfig)
