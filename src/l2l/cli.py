@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from .errors import MissingFileError, UsageError
 from . import __version__
 
 
@@ -201,7 +202,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     elif cfg is not None:
         ds = ReferDataset.open(cfg.data.root, cfg.data.dataset, cfg.data.split_by, cfg.data.image_dir)
     else:
-        raise FileNotFoundError(f"{run} has no config.yaml: pass --data")
+        raise MissingFileError(f"{run} has no config.yaml: pass --data")
     recs = ds.samples(args.split)[: args.max_samples] if args.max_samples else ds.samples(args.split)
     lookup = None
     if args.priors:
@@ -224,21 +225,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from PIL import Image, UnidentifiedImageError
 
     if not args.text.strip():
-        raise ValueError("the sentence (--text) is empty")
+        raise UsageError("the sentence (--text) is empty")
     img_path = Path(args.image)
     if not img_path.exists():
-        raise FileNotFoundError(f"image not found: {img_path}")
+        raise MissingFileError(f"image not found: {img_path}")
     try:
         with Image.open(img_path) as im:
             image = np.array(im.convert("RGB"))
     except (UnidentifiedImageError, OSError) as e:
-        raise ValueError(f"{img_path} is not a readable image ({e})") from None
+        raise UsageError(f"{img_path} is not a readable image ({e})") from None
     _, model, _ = _load_run(args.ckpt)
     prior = None
     if args.prior:
         prior = np.asarray(Image.open(args.prior).convert("L"), dtype=np.float32) / 255.0
         if prior.shape != image.shape[:2]:
-            raise ValueError(f"prior {args.prior} is {prior.shape[::-1]}, image is {image.shape[1::-1]}")
+            raise UsageError(f"prior {args.prior} is {prior.shape[::-1]}, image is {image.shape[1::-1]}")
     mask, prob = model.segment(image, args.text, prior=prior, guidance=args.guidance)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -277,7 +278,7 @@ def cmd_experiment_run(args: argparse.Namespace) -> int:
     grid = Grid(args.grid, args.out, args.set)
     cells = grid.select(args.only, args.shard)
     if not cells:
-        raise ValueError(f"{args.grid}: no cell matches --only {args.only} in shard {args.shard[0]}/{args.shard[1]}")
+        raise UsageError(f"{args.grid}: no cell matches --only {args.only} in shard {args.shard[0]}/{args.shard[1]}")
     print(f"grid {grid.name}: {len(grid.cells)} runs in {len(grid.sections)} sections -> {grid.out}"
           + (f"; this worker: {len(cells)}" if len(cells) != len(grid.cells) else ""))
     if args.dry_run:
@@ -328,7 +329,7 @@ def _prior_samples(args: argparse.Namespace, ds) -> list[int]:
     recs = ds.samples(args.split)
     if args.subset != "all":
         if args.split != "train":
-            raise ValueError("--subset labeled/unlabeled applies to the train split")
+            raise UsageError("--subset labeled/unlabeled applies to the train split")
         lab, unl = train_records(ds, make_split(ds.name, ds.image_ids("train"), args.label_fraction, args.split_seed))
         recs = lab if args.subset == "labeled" else unl
     return [r.sample_id for r in recs]
@@ -339,31 +340,9 @@ def cmd_priors_generate(args: argparse.Namespace) -> int:
     from .priors.store import PriorStore
 
     ds = _open_dataset(args)
-    if args.provider == "simulated":
-        from .priors.simulated import WARNING, SimulatedConfig, SimulatedProvider
-        provider = SimulatedProvider(ds, SimulatedConfig(seed=args.seed))
-        print(f"provider: simulated — {WARNING}")
-    elif args.provider == "teacher":
-        if not args.ckpt:
-            raise ValueError("--provider teacher needs --ckpt RUN (a trained l2l run or model folder)")
-        from .priors.teacher import TeacherProvider
-        provider = TeacherProvider(args.ckpt, args.guidance)
-    elif args.provider == "files":
-        if not args.folder:
-            raise ValueError("--provider files needs --folder DIR of <sample_id>.png/.npy maps")
-        from .priors.files import FilesProvider
-        provider = FilesProvider(args.folder, args.cues)
-    elif args.provider == "mllm-sam2":
-        if not (args.mllm and args.sam2):
-            raise ValueError("--provider mllm-sam2 needs --mllm QWEN_FOLDER and --sam2 SAM2_FOLDER (local HF folders)")
-        from .priors.mllm_sam2 import MLLMSam2Provider, Sam2BoxSegmenter
-        from .priors.qwen_grounder import QwenGrounder
-        import torch
-        dev = f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if torch.cuda.is_available() else "cpu"
-        provider = MLLMSam2Provider(QwenGrounder.from_pretrained(args.mllm, dev, args.max_new_tokens),
-                                    Sam2BoxSegmenter.from_pretrained(args.sam2, dev))
-    else:
-        raise ValueError(f"unknown provider {args.provider!r}; available: simulated, teacher, files, mllm-sam2")
+    from .registry import PRIOR_PROVIDERS
+
+    provider = PRIOR_PROVIDERS.get(args.provider)(args, ds)
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     ids = _prior_samples(args, ds)
     store = PriorStore(args.out)
@@ -416,7 +395,7 @@ def cmd_pretrain_visual(args: argparse.Namespace) -> int:
               f"{resolve_visual_path(args.check)}, tolerance {args.tolerance:g})")
         return 0 if ok else 1
     if not args.out:
-        raise ValueError("l2l pretrain visual: give --out FOLDER (or --check FOLDER)")
+        raise UsageError("l2l pretrain visual: give --out FOLDER (or --check FOLDER)")
     overrides = [*args.overrides]
     if args.steps is not None:
         overrides.append(f"steps={args.steps}")
@@ -601,14 +580,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .data.refer import DataError
+    from .errors import L2LError
 
     try:
         return int(args.func(args) or 0)
-    except (FileNotFoundError, FileExistsError, DataError, ValueError, KeyError, IsADirectoryError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"l2l: error: {msg}", file=sys.stderr)
+    except L2LError as e:  # the user's to fix; anything else is a bug and keeps its traceback
+        print(f"l2l: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("l2l: interrupted (finished work is kept; run the same command again to continue)", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

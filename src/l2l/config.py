@@ -14,10 +14,12 @@ from typing import Any, Sequence, TypeVar
 
 import yaml
 
+from .errors import MissingFileError, UsageError
+
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError):
     """A config file or override is invalid; the message names the key."""
 
 
@@ -110,7 +112,7 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequenc
     if path is not None:
         path = Path(path)
         if not path.exists():
-            raise FileNotFoundError(f"config file not found: {path}")
+            raise MissingFileError(f"config file not found: {path}")
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as e:

@@ -10,17 +10,19 @@ the semi-supervised methods through :data:`METHODS`). Third-party code adds its 
 :data:`METHODS` — training methods (the :class:`l2l.engine.method.Method` protocol); each entry
   is a class with ``from_config(cfg: TrainConfig, name: str)``.
 :data:`MODELS` — model families a method trains (``build(cfg.model)``).
-:data:`PRIOR_PROVIDERS` — prior providers for ``l2l priors generate`` (``from_args(argparse.Namespace)``).
+:data:`PRIOR_PROVIDERS` — prior providers for ``l2l priors generate``: factories ``(args, dataset) -> provider``.
 """
 from __future__ import annotations
 
 import importlib
 from typing import Any, Callable, Generic, Iterator, TypeVar
 
+from .errors import UsageError
+
 T = TypeVar("T")
 
 
-class UnknownName(ValueError):
+class UnknownName(UsageError):
     """A name that no registry entry has; the message lists the names that exist."""
 
 
@@ -32,9 +34,9 @@ class Registry(Generic[T]):
     def register(self, name: str, target: str | T, replace: bool = False) -> None:
         """Add ``name`` → ``target`` (an object, or ``"module:attribute"`` imported on first use)."""
         if name in self._entries and not replace:
-            raise ValueError(f"{self.kind} {name!r} is already registered (pass replace=True to override)")
+            raise UsageError(f"{self.kind} {name!r} is already registered (pass replace=True to override)")
         if isinstance(target, str) and ":" not in target:
-            raise ValueError(f"{self.kind} {name!r}: a lazy target is 'module:attribute', got {target!r}")
+            raise UsageError(f"{self.kind} {name!r}: a lazy target is 'module:attribute', got {target!r}")
         self._entries[name] = target
 
     def get(self, name: str) -> T:
@@ -74,9 +76,9 @@ MODELS.register("segmenter", "l2l.models.segmenter:Segmenter")
 
 PRIOR_PROVIDERS: Registry[Any] = Registry("prior provider")
 for _name, _target in {
-    "simulated": "l2l.priors.simulated:SimulatedProvider",
-    "files": "l2l.priors.files:FileProvider",
-    "teacher": "l2l.priors.teacher:TeacherProvider",
-    "mllm-sam2": "l2l.priors.mllm_sam2:MLLMSAM2Provider",
+    "simulated": "l2l.priors.providers:simulated",
+    "teacher": "l2l.priors.providers:teacher",
+    "files": "l2l.priors.providers:files",
+    "mllm-sam2": "l2l.priors.providers:mllm_sam2",
 }.items():
     PRIOR_PROVIDERS.register(_name, _target)

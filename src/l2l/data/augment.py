@@ -21,6 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import UsageError
+
 IGNORE_INDEX = 255
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -63,7 +65,7 @@ class Geometry:
     def apply(self, x: torch.Tensor, kind: str) -> torch.Tensor:
         """Transform a (C, H, W) or (H, W) tensor. ``kind``: 'image' | 'mask' | 'prior'."""
         if tuple(x.shape[-2:]) != tuple(self.in_size):
-            raise ValueError(f"{kind} of size {tuple(x.shape[-2:])} does not match the image size {self.in_size}")
+            raise UsageError(f"{kind} of size {tuple(x.shape[-2:])} does not match the image size {self.in_size}")
         squeeze = x.dim() == 2
         if squeeze:
             x = x[None]
@@ -72,7 +74,7 @@ class Geometry:
         elif kind in ("image", "prior"):
             y = self._fit(self._resize(x.float(), "bilinear"), 0.0)
         else:
-            raise ValueError(f"unknown map kind {kind!r}")
+            raise UsageError(f"unknown map kind {kind!r}")
         if self.flip:
             y = torch.flip(y, dims=[-1])
         return y[0] if squeeze else y
@@ -216,14 +218,14 @@ class StrongAugment:
     def __post_init__(self) -> None:
         bad = [o for o in self.cfg.ops if o not in STRONG_OPS]
         if bad:
-            raise ValueError(f"unknown strong ops {bad}; available: {list(STRONG_OPS)}")
+            raise UsageError(f"unknown strong ops {bad}; available: {list(STRONG_OPS)}")
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None,
                  ops: Sequence[str] | None = None) -> torch.Tensor:
         """``ops`` forces one op sequence for all images (tests); otherwise 2 random ops each."""
         if x.dim() != 4 or x.shape[1] != 3:
-            raise ValueError(f"expected a (B, 3, H, W) batch, got {tuple(x.shape)}")
+            raise UsageError(f"expected a (B, 3, H, W) batch, got {tuple(x.shape)}")
         b = x.shape[0]
         y = x.clone()
         if ops is not None:

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..errors import UsageError
 from .augment import IGNORE_INDEX, Geometry, WeakAugConfig, sample_geometry, to_tensor_image
 from .refer import ReferDataset, SampleRecord
 from .splits import LabelSplit
@@ -130,7 +131,7 @@ class _RefDatasetBase(Dataset):
             return None
         p = np.asarray(p, dtype=np.float32)
         if p.shape != shape:
-            raise ValueError(f"prior of sample {rec.sample_id} is {p.shape}, image {rec.image_id} is {shape}")
+            raise UsageError(f"prior of sample {rec.sample_id} is {p.shape}, image {rec.image_id} is {shape}")
         return torch.from_numpy(p)
 
 
@@ -235,7 +236,7 @@ def train_records(ds: ReferDataset, split: LabelSplit, train_split: str = "train
     ids = {r.image_id for r in recs}
     known = set(split.labeled) | set(split.unlabeled)
     if ids != known:
-        raise ValueError(f"label split ({split.dataset}, {len(known)} images) does not match the "
+        raise UsageError(f"label split ({split.dataset}, {len(known)} images) does not match the "
                          f"{len(ids)} {train_split} images of {ds.name}: make it with `l2l data split` for this dataset")
     lab = [r for r in recs if split.is_labeled(r.image_id)]
     unl = [r for r in recs if not split.is_labeled(r.image_id)]

@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from pycocotools import mask as mask_utils
 
+from ..errors import MissingFileError, NotFound, UsageError
 from ..utils.safe_pickle import restricted_load
 
 DATASETS: dict[str, tuple[str, ...]] = {
@@ -38,7 +39,7 @@ DATASETS: dict[str, tuple[str, ...]] = {
 LENGTH_BUCKETS: tuple[tuple[str, int, int], ...] = (("1-3", 1, 3), ("4-6", 4, 6), ("7-10", 7, 10), ("11+", 11, 10**9))
 
 
-class DataError(ValueError):
+class DataError(UsageError):
     """A dataset file is inconsistent or unreadable; the message names the culprit."""
 
 
@@ -69,7 +70,7 @@ class SampleRecord:
 
 def _require(path: Path, what: str) -> Path:
     if not path.exists():
-        raise FileNotFoundError(f"{what} not found: {path}")
+        raise MissingFileError(f"{what} not found: {path}")
     return path
 
 
@@ -128,10 +129,10 @@ class ReferDataset:
               image_dir: str | Path | None = None) -> "ReferDataset":
         """RefCOCO / RefCOCO+ / RefCOCOg in the REFER layout under ``data_root``."""
         if dataset not in DATASETS:
-            raise ValueError(f"unknown dataset {dataset!r}; choose one of {sorted(DATASETS)}")
+            raise UsageError(f"unknown dataset {dataset!r}; choose one of {sorted(DATASETS)}")
         split_by = split_by or DATASETS[dataset][0]
         if split_by not in DATASETS[dataset]:
-            raise ValueError(f"{dataset} has splits by {DATASETS[dataset]}, not {split_by!r}")
+            raise UsageError(f"{dataset} has splits by {DATASETS[dataset]}, not {split_by!r}")
         root = Path(data_root)
         image_dir = Path(image_dir) if image_dir else root / "images" / "mscoco" / "images" / "train2014"
         return cls(f"{dataset}({split_by})", root / dataset / "instances.json",
@@ -142,7 +143,7 @@ class ReferDataset:
         """A SynthRef folder written by ``l2l data synth``."""
         root = Path(root)
         if not (root / "meta.json").exists():
-            raise FileNotFoundError(f"{root} is not a finished SynthRef dataset (no meta.json); run `l2l data synth --out {root}`")
+            raise MissingFileError(f"{root} is not a finished SynthRef dataset (no meta.json); run `l2l data synth --out {root}`")
         return cls("synthref", root / "instances.json", root / "refs(synthref).json", root / "images")
 
     @classmethod
@@ -153,7 +154,7 @@ class ReferDataset:
         if dataset in (None, "synthref"):
             if (path / "refs(synthref).json").exists() or dataset == "synthref":
                 return cls.synthref(path)
-            raise FileNotFoundError(f"{path} holds no SynthRef dataset; for RefCOCO/+/g pass --dataset "
+            raise MissingFileError(f"{path} holds no SynthRef dataset; for RefCOCO/+/g pass --dataset "
                                     f"({', '.join(sorted(DATASETS))}) and the REFER data root")
         return cls.refer(path, dataset, split_by, image_dir)
 
@@ -166,7 +167,7 @@ class ReferDataset:
         if split is None:
             return list(self._samples)
         if split not in self._by_split:
-            raise KeyError(f"{self.name} has no split {split!r}; it has {self.splits}")
+            raise NotFound(f"{self.name} has no split {split!r}; it has {self.splits}")
         return list(self._by_split[split])
 
     def sample(self, sample_id: int) -> SampleRecord:
@@ -187,7 +188,7 @@ class ReferDataset:
             with Image.open(path) as im:
                 arr = np.array(im.convert("RGB"))
         except FileNotFoundError:
-            raise FileNotFoundError(f"image {image_id} of {self.name} is missing: {path}") from None
+            raise MissingFileError(f"image {image_id} of {self.name} is missing: {path}") from None
         except (UnidentifiedImageError, OSError) as e:
             raise DataError(f"image {image_id} of {self.name} cannot be read: {path} ({e})") from None
         info = self.images[image_id]

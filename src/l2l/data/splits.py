@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import MissingFileError, UsageError
 from ..utils.io import atomic_write_text
 
 SPLIT_FORMAT = 1
@@ -31,7 +32,7 @@ def parse_fraction(value: str | float) -> float:
     else:
         frac = float(value)
     if not 0 < frac <= 1:
-        raise ValueError(f"label fraction must be in (0, 1], got {value!r}")
+        raise UsageError(f"label fraction must be in (0, 1], got {value!r}")
     return frac
 
 
@@ -52,9 +53,9 @@ class LabelSplit:
     def __post_init__(self) -> None:
         both = set(self.labeled) & set(self.unlabeled)
         if both:
-            raise ValueError(f"label split of {self.dataset}: images on both sides: {sorted(both)[:10]}")
+            raise UsageError(f"label split of {self.dataset}: images on both sides: {sorted(both)[:10]}")
         if not self.labeled:
-            raise ValueError(f"label split of {self.dataset}: no labeled image")
+            raise UsageError(f"label split of {self.dataset}: no labeled image")
 
     def payload(self) -> dict[str, Any]:
         return {"format": SPLIT_FORMAT, "dataset": self.dataset, "fraction": self.fraction, "seed": self.seed,
@@ -86,14 +87,14 @@ class LabelSplit:
     def load(cls, path: str | Path) -> "LabelSplit":
         path = Path(path)
         if not path.exists():
-            raise FileNotFoundError(f"label split file not found: {path}")
+            raise MissingFileError(f"label split file not found: {path}")
         doc = json.loads(path.read_text())
         if doc.get("format") != SPLIT_FORMAT:
-            raise ValueError(f"{path}: split format {doc.get('format')!r}, this version reads {SPLIT_FORMAT}")
+            raise UsageError(f"{path}: split format {doc.get('format')!r}, this version reads {SPLIT_FORMAT}")
         split = cls(doc["dataset"], float(doc["fraction"]), int(doc["seed"]),
                     tuple(int(i) for i in doc["labeled"]), tuple(int(i) for i in doc["unlabeled"]))
         if split.content_hash != doc.get("sha256"):
-            raise ValueError(f"{path}: content hash mismatch (file edited or corrupt)")
+            raise UsageError(f"{path}: content hash mismatch (file edited or corrupt)")
         return split
 
 
@@ -102,7 +103,7 @@ def make_split(dataset: str, image_ids: list[int] | tuple[int, ...], fraction: f
     frac = parse_fraction(fraction)
     ids = sorted(set(int(i) for i in image_ids))
     if not ids:
-        raise ValueError(f"{dataset}: no training images to split")
+        raise UsageError(f"{dataset}: no training images to split")
     n_lab = min(len(ids), max(1, int(round(frac * len(ids)))))
     ranked = sorted(ids, key=lambda i: _rank_key(seed, i))
     return LabelSplit(dataset, frac, int(seed), tuple(sorted(ranked[:n_lab])), tuple(sorted(ranked[n_lab:])))

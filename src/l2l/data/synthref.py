@@ -34,6 +34,7 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from ..errors import ExistsError, UsageError
 from ..utils.io import atomic_write_text
 from ..utils.progress import progress
 from .synthref_lang import KINDS, SceneObject, build_program, parse, realise, resolve
@@ -77,18 +78,18 @@ class SynthRefConfig:
         from ..pretrain.pool import check_disjoint_seed
         check_disjoint_seed(self.seed)  # the pretraining pool's seed domain
         if self.images < 4:
-            raise ValueError(f"SynthRef needs at least 4 images (one per split), got {self.images}")
+            raise UsageError(f"SynthRef needs at least 4 images (one per split), got {self.images}")
         if not 32 <= self.image_size <= 1024:
-            raise ValueError(f"image_size must be in 32..1024, got {self.image_size}")
+            raise UsageError(f"image_size must be in 32..1024, got {self.image_size}")
         if set(self.split_fractions) != set(SPLITS) or any(v <= 0 for v in self.split_fractions.values()):
-            raise ValueError(f"split_fractions needs positive values for exactly {SPLITS}, got {self.split_fractions}")
+            raise UsageError(f"split_fractions needs positive values for exactly {SPLITS}, got {self.split_fractions}")
         bad = [s for s in self.shapes if s not in SHAPE_WORDS] + [c for c in self.colors if c not in COLORS]
         if bad:
-            raise ValueError(f"unknown vocabulary {bad}; shapes: {list(SHAPE_WORDS)}, colours: {list(COLORS)}")
+            raise UsageError(f"unknown vocabulary {bad}; shapes: {list(SHAPE_WORDS)}, colours: {list(COLORS)}")
         if len(self.shapes) < 2 or len(self.colors) < 2:
-            raise ValueError("need at least two shapes and two colours")
+            raise UsageError("need at least two shapes and two colours")
         if set(self.kind_weights) - set(KINDS) or sum(self.kind_weights.values()) <= 0:
-            raise ValueError(f"kind_weights must use kinds {KINDS}, got {self.kind_weights}")
+            raise UsageError(f"kind_weights must use kinds {KINDS}, got {self.kind_weights}")
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self)))
@@ -99,7 +100,7 @@ class SynthRefConfig:
         counts = [max(1, int(round(self.images * self.split_fractions[s] / total))) for s in SPLITS[1:]]
         n_train = self.images - sum(counts)
         if n_train < 1:
-            raise ValueError(f"{self.images} images leave no training image with {self.split_fractions}")
+            raise UsageError(f"{self.images} images leave no training image with {self.split_fractions}")
         bounds = np.cumsum([n_train] + counts)
         return SPLITS[int(np.searchsorted(bounds, index, side="right"))]
 
@@ -217,7 +218,7 @@ def generate(cfg: SynthRefConfig, out_dir: str | Path, workers: int | None = Non
         if meta.get("complete") and meta.get("config") == cfg.to_dict():
             return meta
         if meta.get("complete"):
-            raise FileExistsError(f"{out} already holds a SynthRef dataset made with another config; "
+            raise ExistsError(f"{out} already holds a SynthRef dataset made with another config; "
                                   "pass --force to overwrite it or choose another --out")
     if meta_path.exists():
         meta_path.unlink()

@@ -29,6 +29,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from ..errors import UsageError
 from .vocab import (
     COLORS,
     DIRECTIONS,
@@ -124,7 +125,7 @@ def resolve(program: Program, objects: Sequence[SceneObject], margin: float) -> 
         if any(abs(d) < margin for d in offsets):
             return cand  # someone stands on the border: ambiguous
         return [i for i, d in zip(cand, offsets) if d >= margin]
-    raise ValueError(f"unknown program kind {kind!r}")
+    raise UsageError(f"unknown program kind {kind!r}")
 
 
 # --------------------------------------------------------------------------- words
@@ -177,7 +178,7 @@ def realise(program: Program, rng: np.random.Generator) -> str:
     if kind == "relation":
         phrase = _pick(rng, [w for w, v in RELATIONS.items() if v == program["rel"]])
         return _det(rng) + np_text + " " + phrase + " " + _det(rng, 0.6) + realise_np(program["anchor"], rng)
-    raise ValueError(f"unknown program kind {kind!r}")
+    raise UsageError(f"unknown program kind {kind!r}")
 
 
 # --------------------------------------------------------------------------- parser
@@ -331,4 +332,4 @@ def build_program(kind: str, t: int, objects: Sequence[SceneObject], margin: flo
                     if resolve(prog, objects, margin) == [t]:
                         return prog
         return None
-    raise ValueError(f"unknown kind {kind!r}")
+    raise UsageError(f"unknown kind {kind!r}")

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ..errors import UsageError
 from .synthref_lang import SceneObject
 from .vocab import COLORS, SHAPE_WORDS, SIZES, TEXTURES
 
@@ -31,9 +32,9 @@ class SceneProfile:
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_objects <= self.max_objects:
-            raise ValueError(f"need 1 <= min_objects <= max_objects, got {self.min_objects}..{self.max_objects}")
+            raise UsageError(f"need 1 <= min_objects <= max_objects, got {self.min_objects}..{self.max_objects}")
         if not 0.0 <= self.distractor_prob <= 1.0:
-            raise ValueError(f"distractor_prob must be in [0, 1], got {self.distractor_prob}")
+            raise UsageError(f"distractor_prob must be in [0, 1], got {self.distractor_prob}")
 
 
 @dataclass
@@ -103,7 +104,7 @@ def rasterise(shape: str, cx: float, cy: float, radius: float, angle: float, siz
         r2 = radius * 0.85
         draw.ellipse([cx + ox - r2, cy + oy - r2, cx + ox + r2, cy + oy + r2], fill=0)
     else:
-        raise ValueError(f"unknown shape {shape!r}")
+        raise UsageError(f"unknown shape {shape!r}")
     return np.asarray(canvas) > 127
 
 
@@ -129,7 +130,7 @@ def _texture_pattern(texture: str, size: int, rng: np.random.Generator) -> np.nd
         du = np.mod(u, period) - period / 2
         dv = np.mod(v, period) - period / 2
         return du * du + dv * dv < (period * 0.3) ** 2
-    raise ValueError(f"unknown texture {texture!r}")
+    raise UsageError(f"unknown texture {texture!r}")
 
 
 def render_background(size: int, rng: np.random.Generator) -> np.ndarray:

@@ -28,6 +28,7 @@ from typing import Literal, Sequence
 
 import numpy as np
 
+from ..errors import MissingFileError
 from ..utils.io import atomic_write_text
 from ..utils.packages import require_package
 
@@ -99,7 +100,7 @@ class WordNet:
                 self.root = c
                 break
         else:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"WordNet database not found in {[str(c) for c in candidates]}: install Debian's wordnet-base "
                 "(apt-get install wordnet-base) or set L2L_WORDNET_DIR to a folder with index.noun/data.noun ...")
         self._index: dict[str, list[tuple[str, int]]] | None = None
@@ -201,7 +202,7 @@ class SentenceEncoder:
 
         self.path = Path(path) if path else default_text_model_path()
         if not (self.path / "config.json").exists():
-            raise FileNotFoundError(f"no model config.json in {self.path}")
+            raise MissingFileError(f"no model config.json in {self.path}")
         self.tokenizer = AutoTokenizer.from_pretrained(str(self.path), local_files_only=True)
         self.model = AutoModel.from_pretrained(str(self.path), local_files_only=True).to(device).eval()
         self.device, self.batch_size, self._torch = device, batch_size, torch

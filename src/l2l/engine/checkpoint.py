@@ -28,6 +28,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..errors import MissingFileError, UsageError
+
 _NAME = re.compile(r"^step_(\d{9})$")
 
 
@@ -102,21 +104,21 @@ def load(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimi
     path = Path(path)
     for f in ("model.safetensors", "state.pt", "meta.json"):
         if not (path / f).exists():
-            raise FileNotFoundError(f"checkpoint {path} is incomplete: {f} is missing")
+            raise MissingFileError(f"checkpoint {path} is incomplete: {f} is missing")
     meta = json.loads((path / "meta.json").read_text())
     frozen = tuple(meta.get("frozen", ()))
     missing, unexpected = model.load_state_dict(load_file(str(path / "model.safetensors")), strict=False)
     absent = [k for k in missing if not (frozen and k.startswith(frozen))]
     if absent or unexpected:
-        raise ValueError(f"checkpoint {path} does not fit the model: missing {absent[:5]}, unexpected {unexpected[:5]}"
+        raise UsageError(f"checkpoint {path} does not fit the model: missing {absent[:5]}, unexpected {unexpected[:5]}"
                          + (f" (left out as frozen: {list(frozen)})" if frozen else ""))
     if frozen and set(frozen) != set(frozen_prefixes(model)):
-        raise ValueError(f"checkpoint {path} left out {list(frozen)} as frozen, but in this model the frozen parts are "
+        raise UsageError(f"checkpoint {path} left out {list(frozen)} as frozen, but in this model the frozen parts are "
                          f"{frozen_prefixes(model)}: the run's config changed (model.text.freeze?)")
     state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
     if optimizer is not None:
         if state["optimizer"] is None:
-            raise ValueError(f"checkpoint {path} holds no optimizer state")
+            raise UsageError(f"checkpoint {path} holds no optimizer state")
         optimizer.load_state_dict(state["optimizer"])
     if scheduler is not None and state["scheduler"] is not None:
         scheduler.load_state_dict(state["scheduler"])

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from ..errors import UsageError
 from ..utils.seeding import mix_seed
 
 
@@ -67,7 +68,7 @@ class ResumableBatchSampler:
 
     def __init__(self, n: int, batch_size: int, info: DistInfo, seed: int, shuffle: bool = True):
         if n < batch_size * info.world:
-            raise ValueError(f"{n} samples cannot fill one global batch of {batch_size} × {info.world} processes")
+            raise UsageError(f"{n} samples cannot fill one global batch of {batch_size} × {info.world} processes")
         self.n, self.batch_size, self.info, self.seed, self.shuffle = n, batch_size, info, seed, shuffle
         self.epoch, self.start_step = 0, 0
 

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from ..errors import UsageError
 from ..data.augment import IGNORE_INDEX, WeakAugConfig
 from ..data.dataset import EvalRefDataset, PriorLookup, collate_eval
 from ..data.refer import ReferDataset, SampleRecord
@@ -30,9 +31,9 @@ def evaluate_records(model, ds: ReferDataset, records: Sequence[SampleRecord], s
                      show_progress: bool = True) -> dict[str, Any]:
     """Metrics of ``model`` on ``records`` (every rank evaluates its share; results gathered)."""
     if resolution not in RESOLUTIONS:
-        raise ValueError(f"resolution must be one of {RESOLUTIONS}, got {resolution!r}")
+        raise UsageError(f"resolution must be one of {RESOLUTIONS}, got {resolution!r}")
     if guidance == "prior" and prior_lookup is None:
-        raise ValueError("guidance 'prior' needs priors (a prior store: `l2l eval --priors DIR`)")
+        raise UsageError("guidance 'prior' needs priors (a prior store: `l2l eval --priors DIR`)")
     was_training = model.training
     model.eval()
     mine = [records[i] for i in shard(len(records), info)]

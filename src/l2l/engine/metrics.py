@@ -23,6 +23,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import torch
 
+from ..errors import UsageError
 from ..data.refer import LENGTH_BUCKETS, length_bucket
 
 PRECISION_THRESHOLDS: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9)
@@ -47,7 +48,7 @@ def intersection_union(pred: torch.Tensor, gt: torch.Tensor, ignore: torch.Tenso
                        ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sample (I, U) of boolean (B, H, W) masks; ``ignore`` pixels (bool) count for neither."""
     if pred.shape != gt.shape:
-        raise ValueError(f"prediction {tuple(pred.shape)} and ground truth {tuple(gt.shape)} differ in shape")
+        raise UsageError(f"prediction {tuple(pred.shape)} and ground truth {tuple(gt.shape)} differ in shape")
     pred, gt = pred.bool(), gt.bool()
     if ignore is not None:
         keep = ~ignore.bool()
@@ -111,7 +112,7 @@ class RESEvaluator:
         n_words = list(n_words) if n_words is not None else [0] * n
         kinds = list(kinds) if kinds is not None else [""] * n
         if not (len(inter) == len(n_words) == len(kinds) == n):
-            raise ValueError(f"batch of {n} sample ids but {len(inter)} masks / {len(n_words)} lengths / {len(kinds)} kinds")
+            raise UsageError(f"batch of {n} sample ids but {len(inter)} masks / {len(n_words)} lengths / {len(kinds)} kinds")
         for sid, i, u, w, k in zip(ids, inter, union, n_words, kinds):
             self._scores[int(sid)] = SampleScore(int(sid), int(i), int(u), int(w), str(k))
 

@@ -11,18 +11,20 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..errors import MissingFileError, UsageError
+
 
 def read_metrics(run: str | Path) -> list[dict[str, Any]]:
     f = Path(run) / "metrics.jsonl"
     if not f.exists():
-        raise FileNotFoundError(f"{run}: no metrics.jsonl (is this a run folder of `l2l train`?)")
+        raise MissingFileError(f"{run}: no metrics.jsonl (is this a run folder of `l2l train`?)")
     out = []
     for i, line in enumerate(f.read_text().splitlines(), 1):
         try:
             out.append(json.loads(line))
         except json.JSONDecodeError:
             if i != len(f.read_text().splitlines()):  # only a torn last line is expected
-                raise ValueError(f"{f}: line {i} is not JSON")
+                raise UsageError(f"{f}: line {i} is not JSON")
     return out
 
 

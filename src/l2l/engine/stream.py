@@ -19,6 +19,7 @@ from typing import Callable, Sequence
 
 from torch.utils.data import Dataset
 
+from ..errors import UsageError
 from .distributed import DistInfo, permutation
 
 
@@ -63,16 +64,16 @@ class StepStream(Dataset):
     def __init__(self, labeled: Dataset | None, unlabeled: Dataset | None, batch_labeled: int, batch_unlabeled: int,
                  info: DistInfo, seed: int, collate_labeled: Callable, collate_unlabeled: Callable):
         if labeled is None and unlabeled is None:
-            raise ValueError("the step stream needs at least one dataset")
+            raise UsageError("the step stream needs at least one dataset")
         self.labeled, self.unlabeled = labeled, unlabeled
         self.collate_l, self.collate_u = collate_labeled, collate_unlabeled
         drive_unl = unlabeled is not None
         for name, ds, b, driver in (("labeled", labeled, batch_labeled, not drive_unl),
                                     ("unlabeled", unlabeled, batch_unlabeled, drive_unl)):
             if ds is not None and driver and len(ds) < b * info.world:
-                raise ValueError(f"{len(ds)} {name} samples cannot fill one global batch of {b} × {info.world} processes")
+                raise UsageError(f"{len(ds)} {name} samples cannot fill one global batch of {b} × {info.world} processes")
             if ds is not None and len(ds) == 0:
-                raise ValueError(f"the {name} set is empty: check the label split (data.label_fraction)")
+                raise UsageError(f"the {name} set is empty: check the label split (data.label_fraction)")
         self.order_l = _Order(len(labeled), batch_labeled, info, seed, not drive_unl, 0) if labeled is not None else None
         self.order_u = _Order(len(unlabeled), batch_unlabeled, info, seed, True, 7919) if unlabeled is not None else None
 

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from ..errors import MissingFileError, UsageError
 from ..config import dump_config
 from ..data.augment import WeakAugConfig
 from ..data.dataset import (LabeledRefDataset, UnlabeledRefDataset, collate_labeled, collate_unlabeled, seed_worker,
@@ -75,7 +76,7 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("device cuda requested but no GPU is available")
+        raise UsageError("device cuda requested but no GPU is available")
     return device
 
 
@@ -318,11 +319,11 @@ class Trainer:
         path = method.priors_path
         if not path:
             if method.needs_priors:
-                raise ValueError(f"method {method.name!r} uses priors: set semi.priors=FOLDER, a store made with "
+                raise UsageError(f"method {method.name!r} uses priors: set semi.priors=FOLDER, a store made with "
                                  f"`l2l priors generate --data {self.cfg.data.root} --out FOLDER`")
             return None
         if not (Path(path) / "store.json").exists():
-            raise FileNotFoundError(f"semi.priors={path}: no prior store there; make one with "
+            raise MissingFileError(f"semi.priors={path}: no prior store there; make one with "
                                     f"`l2l priors generate --data {self.cfg.data.root} --out {path}`")
         store = PriorStore(path)
         missing = sum(1 for r in unlabeled if r.sample_id not in store.entries())

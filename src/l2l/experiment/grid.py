@@ -43,6 +43,7 @@ from typing import Any, Sequence
 
 import yaml
 
+from ..errors import MissingFileError, UsageError
 from ..config import ConfigError, load_config, to_dict
 
 KINDS = ("main", "ablation", "sweep")
@@ -52,7 +53,7 @@ PREPARE_COMMANDS = ("data", "priors")  # a grid may only run these l2l sub-comma
 IDENTITY_IGNORED = ("max_steps", "data.workers", "device")
 
 
-class GridError(ValueError):
+class GridError(UsageError):
     """A grid file is invalid; the message names the file and the entry."""
 
 
@@ -186,7 +187,7 @@ class Grid:
     def __init__(self, path: str | Path, out: str | Path | None = None, set_overrides: Sequence[str] = ()):
         self.path = Path(path)
         if not self.path.exists():
-            raise FileNotFoundError(f"grid file not found: {self.path}")
+            raise MissingFileError(f"grid file not found: {self.path}")
         try:
             raw = yaml.safe_load(self.path.read_text()) or {}
         except yaml.YAMLError as e:

@@ -34,6 +34,7 @@ from typing import Callable, Sequence
 
 import yaml
 
+from ..errors import UsageError
 from ..config import to_dict
 from ..utils.io import atomic_write_text
 from .grid import Cell, Grid, config_diff, config_identity
@@ -130,7 +131,7 @@ class Runner:
         self.grid, self.echo = grid, echo
         self.jobs = max(1, len(devices) if devices and jobs <= 1 else jobs)
         if devices and self.jobs > len(devices):
-            raise ValueError(f"--jobs {self.jobs} needs at least as many --devices groups, got {list(devices)}")
+            raise UsageError(f"--jobs {self.jobs} needs at least as many --devices groups, got {list(devices)}")
         self.cli = [python, "-m", "l2l.cli"]
         self.train_cli = shlex.split(launcher) + ["-m", "l2l.cli"] if launcher else self.cli
         self._lock = threading.Lock()
@@ -159,7 +160,7 @@ class Runner:
                 self._say(f"prepare {name}: l2l {shlex.join(cmd)}")
                 rc = subprocess.run(self.cli + list(cmd), env=self._env()).returncode
                 if rc != 0:
-                    raise ValueError(f"{self.grid.path}: prepare step of {name} failed (exit {rc}): "
+                    raise UsageError(f"{self.grid.path}: prepare step of {name} failed (exit {rc}): "
                                      f"l2l {shlex.join(cmd)}")
 
     def run_cell(self, cell: Cell) -> CellResult:

@@ -27,6 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..errors import MissingFileError, UsageError
 from .efficientnet_lite import FEATURE_BLOCKS, EfficientNetLite0
 
 
@@ -87,7 +88,7 @@ class ConvEncoder(VisualEncoder):
         enc = cls(tuple(doc["conv_channels"]))
         missing, unexpected = enc.load_state_dict(state, strict=False)
         if missing or unexpected:
-            raise ValueError(f"{path}: weights do not fit a conv encoder with channels {doc['conv_channels']} "
+            raise UsageError(f"{path}: weights do not fit a conv encoder with channels {doc['conv_channels']} "
                              f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
         return enc
 
@@ -154,7 +155,7 @@ class SwinEncoder(VisualEncoder):
         self.swin = model
         cfg = model.config
         if len(cfg.depths) != 4:
-            raise ValueError(f"need a 4-stage Swin, got depths {cfg.depths}")
+            raise UsageError(f"need a 4-stage Swin, got depths {cfg.depths}")
         self.channels = tuple(int(cfg.embed_dim * 2 ** i) for i in range(4))
         self.norms = nn.ModuleList([nn.LayerNorm(c) for c in self.channels])
         # not used: the classification-time final norm and pooler
@@ -167,7 +168,7 @@ class SwinEncoder(VisualEncoder):
 
         if cfg.pretrained:
             if not cfg.path or not (Path(cfg.path) / "config.json").exists():
-                raise FileNotFoundError(f"Swin: no local Hugging Face folder at {cfg.path!r} (config.json missing)")
+                raise MissingFileError(f"Swin: no local Hugging Face folder at {cfg.path!r} (config.json missing)")
             return cls(SwinModel.from_pretrained(cfg.path, local_files_only=True, add_pooling_layer=False))
         return cls(SwinModel(SwinConfig(**cfg.swin), add_pooling_layer=False))
 
@@ -202,4 +203,4 @@ def build_visual_encoder(cfg: VisualConfig) -> VisualEncoder:
         return EfficientNetEncoder(cfg.pretrained, cfg.path)
     if cfg.name == "swin":
         return SwinEncoder.build(cfg)
-    raise ValueError(f"unknown visual encoder {cfg.name!r}; choose conv, efficientnet_lite0 or swin")
+    raise UsageError(f"unknown visual encoder {cfg.name!r}; choose conv, efficientnet_lite0 or swin")

@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..errors import MissingFileError
 from ..utils.packages import require_package
 
 # (kernel, stride, expand, out_channels, repeats) of EfficientNet-B0/Lite0
@@ -121,7 +122,7 @@ class EfficientNetLite0(nn.Module):
         """The ImageNet-trained encoder (tensors only: ``weights_only=True``, strict keys)."""
         path = Path(path) if path else cls.default_weights()
         if not path.exists():
-            raise FileNotFoundError(f"EfficientNet-Lite0 weights not found: {path}")
+            raise MissingFileError(f"EfficientNet-Lite0 weights not found: {path}")
         model = cls()
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
         return model

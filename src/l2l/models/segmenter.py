@@ -25,6 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..errors import MissingFileError, UsageError
 from ..data.augment import normalize
 from .backbones import VisualConfig, build_visual_encoder
 from .decoder import Decoder
@@ -62,7 +63,7 @@ def build_text_encoder(cfg: TextConfig) -> nn.Module:
         enc = HFTextEncoder.from_pretrained(cfg.path, cfg.max_length)
     elif cfg.name == "bert":
         if not cfg.path:
-            raise FileNotFoundError("text encoder 'bert' needs model.text.path, a local Hugging Face folder")
+            raise MissingFileError("text encoder 'bert' needs model.text.path, a local Hugging Face folder")
         enc = HFTextEncoder.from_pretrained(cfg.path, cfg.max_length)
     elif cfg.name == "hf-config":
         from transformers import BertConfig
@@ -70,10 +71,10 @@ def build_text_encoder(cfg: TextConfig) -> nn.Module:
     if enc is not None:
         return enc.freeze(cfg.cache) if cfg.freeze else enc
     if cfg.freeze:
-        raise ValueError(f"model.text.freeze applies to BERT-type encoders, not {cfg.name!r}")
+        raise UsageError(f"model.text.freeze applies to BERT-type encoders, not {cfg.name!r}")
     if cfg.name == "tiny":
         return TinyTextEncoder(dim=cfg.tiny_dim, layers=cfg.tiny_layers, max_length=cfg.max_length)
-    raise ValueError(f"unknown text encoder {cfg.name!r}; choose minilm, bert, hf-config or tiny")
+    raise UsageError(f"unknown text encoder {cfg.name!r}; choose minilm, bert, hf-config or tiny")
 
 
 def _coord_grid(v: torch.Tensor) -> torch.Tensor:
@@ -117,7 +118,7 @@ class Segmenter(nn.Module):
         if guidance is None:
             return null
         if guidance.shape != (b, 1, *size):
-            raise ValueError(f"guidance must be (B, 1, H, W) = {(b, 1, *size)}, got {tuple(guidance.shape)}")
+            raise UsageError(f"guidance must be (B, 1, H, W) = {(b, 1, *size)}, got {tuple(guidance.shape)}")
         use = torch.ones(b, dtype=torch.bool, device=device) if has_guidance is None else has_guidance.to(device)
         if dropout and self.training and self.cfg.sesm.prior_dropout > 0:
             use = use & (torch.rand(b, device=device) >= self.cfg.sesm.prior_dropout)
@@ -130,7 +131,7 @@ class Segmenter(nn.Module):
         ``guidance_dropout=False``: no ``sesm.prior_dropout`` even in training mode (a teacher pass)."""
         b, _, h, w = images.shape
         if len(texts) != b:
-            raise ValueError(f"{b} images but {len(texts)} sentences")
+            raise UsageError(f"{b} images but {len(texts)} sentences")
         tokens, tmask = self.text.encode(texts, images.device)
         g = self._guidance(b, (h, w), guidance, has_guidance, images.device, guidance_dropout)
         x = self.visual.stem(normalize(images))
@@ -151,9 +152,9 @@ class Segmenter(nn.Module):
 
         With ``prior``, samples whose ``has_prior`` flag is false use the learned null map."""
         if guidance not in GUIDANCE_MODES:
-            raise ValueError(f"guidance must be one of {GUIDANCE_MODES}, got {guidance!r}")
+            raise UsageError(f"guidance must be one of {GUIDANCE_MODES}, got {guidance!r}")
         if guidance == "prior" and prior is None:
-            raise ValueError("guidance='prior' needs a prior map")
+            raise UsageError("guidance='prior' needs a prior map")
         g = prior if guidance == "prior" else None
         prob = self(images, texts, g, has_prior if g is not None else None).softmax(1)[:, 1]
         if guidance == "self" and self.uses_guidance:
@@ -205,7 +206,7 @@ class Segmenter(nn.Module):
                 path = path / sub
                 break
         else:
-            raise FileNotFoundError(f"no l2l checkpoint in {path} (expected config.json and model.safetensors)")
+            raise MissingFileError(f"no l2l checkpoint in {path} (expected config.json and model.safetensors)")
         doc = json.loads((path / "config.json").read_text())
         cfg = doc["model"]
         if cfg["text"].get("name") == "hf-config" and cfg["text"].get("path"):
@@ -229,9 +230,9 @@ class Segmenter(nn.Module):
         texts = list(text) if batch else [text]
         priors = (list(prior) if batch else [prior]) if prior is not None else [None] * len(images)
         if len(texts) != len(images) or len(priors) != len(images):
-            raise ValueError("segment(): give one sentence (and one prior) per image")
+            raise UsageError("segment(): give one sentence (and one prior) per image")
         if any(not isinstance(t, str) or not t.strip() for t in texts):
-            raise ValueError("segment(): the sentence is empty")
+            raise UsageError("segment(): the sentence is empty")
         mode = guidance or ("prior" if prior is not None else "none")
         dev = next(self.parameters()).device
         masks, probs = [], []
@@ -243,7 +244,7 @@ class Segmenter(nn.Module):
                 img = np.array(img.convert("RGB"))
             arr = np.asarray(img)
             if arr.ndim != 3 or arr.shape[2] != 3:
-                raise ValueError(f"segment(): expected an H×W×3 image, got shape {arr.shape}")
+                raise UsageError(f"segment(): expected an H×W×3 image, got shape {arr.shape}")
             h, w = arr.shape[:2]
             x = torch.from_numpy(arr).permute(2, 0, 1).float().div(255)[None].to(dev)
             x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False, antialias=True)

@@ -30,6 +30,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..errors import UsageError
+
 
 @dataclass
 class SESMConfig:
@@ -43,12 +45,12 @@ class SESMConfig:
 
     def __post_init__(self) -> None:
         if self.streams not in ("both", "semantic", "structural"):
-            raise ValueError(f"sesm.streams must be both | semantic | structural, got {self.streams!r}")
+            raise UsageError(f"sesm.streams must be both | semantic | structural, got {self.streams!r}")
         if self.gating not in ("learned", "fixed"):
-            raise ValueError(f"sesm.gating must be learned | fixed, got {self.gating!r}")
+            raise UsageError(f"sesm.gating must be learned | fixed, got {self.gating!r}")
         self.stage_modes = tuple(self.stage_modes)  # type: ignore[assignment]
         if len(self.stage_modes) != 4 or any(m not in ("local", "global") for m in self.stage_modes):
-            raise ValueError(f"sesm.stage_modes needs 4 of local | global, got {self.stage_modes}")
+            raise UsageError(f"sesm.stage_modes needs 4 of local | global, got {self.stage_modes}")
         if not self.enabled:
             self.streams = "semantic"
 
@@ -133,7 +135,7 @@ class StageFusion(nn.Module):
             z = z + alpha * s
         if hasattr(self, "structural"):
             if guidance is None:
-                raise ValueError("the structural stream needs a guidance map")
+                raise UsageError("the structural stream needs a guidance map")
             r = F.adaptive_avg_pool2d(guidance, (h, w))  # R_l: area-average resize
             z = z + beta * self.structural(vn, r)
         gate = torch.sigmoid(self.token_gate(vt)).transpose(1, 2).reshape(b, 1, h, w)  # one gate per token

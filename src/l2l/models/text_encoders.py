@@ -18,6 +18,8 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
+from ..errors import MissingFileError, UsageError
+
 
 def _no_pooler(build):
     """BERT-type models without the sentence pooler (unused here; DDP refuses unused parameters)."""
@@ -65,7 +67,7 @@ class HFTextEncoder(nn.Module):
             path = default_text_model_path()
         path = Path(path)
         if not (path / "config.json").exists():
-            raise FileNotFoundError(f"no Hugging Face model folder at {path} (config.json missing)")
+            raise MissingFileError(f"no Hugging Face model folder at {path} (config.json missing)")
         tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         return cls(_no_pooler(lambda **kw: AutoModel.from_pretrained(str(path), local_files_only=True, **kw)),
                    tok, max_length)
@@ -83,7 +85,7 @@ class HFTextEncoder(nn.Module):
             tokenizer_path = default_text_model_path()
         tok = AutoTokenizer.from_pretrained(str(tokenizer_path), local_files_only=True)
         if config.vocab_size < len(tok):
-            raise ValueError(f"config.vocab_size {config.vocab_size} < tokenizer vocabulary {len(tok)}")
+            raise UsageError(f"config.vocab_size {config.vocab_size} < tokenizer vocabulary {len(tok)}")
         return cls(_no_pooler(lambda **kw: AutoModel.from_config(config, **kw)), tok, max_length)
 
     def encode(self, texts: Sequence[str], device: torch.device | str | None = None

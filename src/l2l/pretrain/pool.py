@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from ..errors import UsageError
 from ..data.synthref_scene import SceneProfile, render_scene
 from ..data.vocab import COLORS, SHAPE_WORDS, TEXTURES
 
@@ -59,9 +60,9 @@ class PoolConfig:
     def __post_init__(self) -> None:
         self.zoom, self.gamma, self.contrast = tuple(self.zoom), tuple(self.gamma), tuple(self.contrast)
         if not 16 <= self.size <= 512:
-            raise ValueError(f"pool size must be in 16..512, got {self.size}")
+            raise UsageError(f"pool size must be in 16..512, got {self.size}")
         if not 0 < self.zoom[0] <= self.zoom[1] <= 1:
-            raise ValueError(f"pool zoom must satisfy 0 < lo <= hi <= 1, got {self.zoom}")
+            raise UsageError(f"pool zoom must satisfy 0 < lo <= hi <= 1, got {self.zoom}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -70,7 +71,7 @@ class PoolConfig:
 def check_disjoint_seed(synthref_seed: int) -> None:
     """SynthRef seeds must not collide with the pool's domain word (kept far apart by design)."""
     if synthref_seed == POOL_DOMAIN:
-        raise ValueError(f"SynthRef seed {synthref_seed} is reserved for the pretraining pool")
+        raise UsageError(f"SynthRef seed {synthref_seed} is reserved for the pretraining pool")
 
 
 def pool_rng(cfg: PoolConfig, index: int) -> np.random.Generator:

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import MissingFileError, UsageError
 from ..data.augment import normalize
 from ..models.backbones import ConvEncoder
 from ..models.decoder import Decoder
@@ -60,7 +61,7 @@ class VisualPretrainConfig:
             self.pool = PoolConfig(**self.pool)
         self.conv_channels = tuple(self.conv_channels)  # type: ignore[assignment]
         if self.steps < 1 or self.batch_size < 1 or self.train_images < 1 or self.eval_images < 1:
-            raise ValueError("steps, batch_size, train_images and eval_images must be positive")
+            raise UsageError("steps, batch_size, train_images and eval_images must be positive")
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self)))
@@ -263,13 +264,13 @@ def load_visual_folder(path: str | Path) -> tuple[dict[str, Any], dict[str, torc
     path = resolve_visual_path(path)
     cfg_file = path / "config.json"
     if not cfg_file.exists() or not (path / "model.safetensors").exists():
-        raise FileNotFoundError(f"no pretrained visual encoder in {path} (expected config.json and model.safetensors)")
+        raise MissingFileError(f"no pretrained visual encoder in {path} (expected config.json and model.safetensors)")
     try:
         doc = json.loads(cfg_file.read_text())
     except json.JSONDecodeError as e:
-        raise ValueError(f"{cfg_file}: not valid JSON ({e})") from None
+        raise UsageError(f"{cfg_file}: not valid JSON ({e})") from None
     if doc.get("format") != FORMAT:
-        raise ValueError(f"{cfg_file}: format {doc.get('format')!r}, expected {FORMAT!r}")
+        raise UsageError(f"{cfg_file}: format {doc.get('format')!r}, expected {FORMAT!r}")
     state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path / "model.safetensors")).items()}
     return doc, state
 
@@ -283,7 +284,7 @@ def resolve_visual_path(path: str | Path) -> Path:
     if s.startswith("builtin:"):
         name = s.split(":", 1)[1]
         if name not in BUILTIN:
-            raise FileNotFoundError(f"unknown builtin model {name!r}; available: {sorted(BUILTIN)}")
+            raise MissingFileError(f"unknown builtin model {name!r}; available: {sorted(BUILTIN)}")
         return BUILTIN[name]
     return Path(s)
 
@@ -312,6 +313,6 @@ def rebuild_check(folder: str | Path, steps: int, show_progress: bool = False) -
     ref = {r["step"]: r["loss"] for r in card["trajectory"]}
     pairs = [(r["step"], ref[r["step"]], r["loss"]) for r in traj if r["step"] in ref]
     if not pairs:
-        raise ValueError(f"rebuild of {steps} steps logged nothing the card has (log_every {cfg.log_every})")
+        raise UsageError(f"rebuild of {steps} steps logged nothing the card has (log_every {cfg.log_every})")
     rel = max(abs(a - b) / max(abs(a), 1e-8) for _, a, b in pairs)
     return {"compared": pairs, "max_rel_diff": rel}

@@ -14,6 +14,8 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
+from ..errors import UsageError
+
 
 @dataclass(frozen=True)
 class PriorInput:
@@ -33,9 +35,9 @@ class PriorRecord:
     def __post_init__(self) -> None:
         p = np.asarray(self.prob, dtype=np.float32)
         if p.ndim != 2:
-            raise ValueError(f"prior of sample {self.sample_id} must be H×W, got shape {p.shape}")
+            raise UsageError(f"prior of sample {self.sample_id} must be H×W, got shape {p.shape}")
         if not np.isfinite(p).all() or p.min() < 0 or p.max() > 1:
-            raise ValueError(f"prior of sample {self.sample_id} has values outside [0, 1]")
+            raise UsageError(f"prior of sample {self.sample_id} has values outside [0, 1]")
         self.prob = p
 
 

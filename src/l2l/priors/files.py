@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
+from ..errors import MissingFileError, UsageError
 from ..utils.io import sha256_file
 from .base import PriorInput, PriorRecord
 
@@ -25,7 +26,7 @@ class FilesProvider:
     def __init__(self, folder: str | Path, cues: str | Path | None = None):
         self.folder = Path(folder)
         if not self.folder.is_dir():
-            raise FileNotFoundError(f"prior folder not found: {self.folder}")
+            raise MissingFileError(f"prior folder not found: {self.folder}")
         self.cues_file = Path(cues) if cues else None
         self.cues: dict[str, Any] = json.loads(self.cues_file.read_text()) if self.cues_file else {}
 
@@ -42,20 +43,20 @@ class FilesProvider:
             with Image.open(png) as im:
                 arr = np.asarray(im)
             if arr.ndim != 2:
-                raise ValueError(f"prior of sample {sid}: {png} is not a single-channel image (shape {arr.shape})")
+                raise UsageError(f"prior of sample {sid}: {png} is not a single-channel image (shape {arr.shape})")
             top = 65535.0 if arr.dtype == np.uint16 or arr.max() > 255 else 255.0
             return arr.astype(np.float32) / top, png
-        raise FileNotFoundError(f"prior of sample {sid} not found: neither {npy.name} nor {png.name} in {self.folder}")
+        raise MissingFileError(f"prior of sample {sid} not found: neither {npy.name} nor {png.name} in {self.folder}")
 
     def __call__(self, batch: Sequence[PriorInput]) -> list[PriorRecord]:
         out = []
         for b in batch:
             p, path = self._load(b.sample_id)
             if p.shape != b.image.shape[:2]:
-                raise ValueError(f"prior of sample {b.sample_id}: {path} is {p.shape[::-1]} (w×h) but its image is "
+                raise UsageError(f"prior of sample {b.sample_id}: {path} is {p.shape[::-1]} (w×h) but its image is "
                                  f"{b.image.shape[1::-1]}")
             if not np.isfinite(p).all() or p.min() < 0 or p.max() > 1:
-                raise ValueError(f"prior of sample {b.sample_id}: {path} has values outside [0, 1] "
+                raise UsageError(f"prior of sample {b.sample_id}: {path} has values outside [0, 1] "
                                  f"(min {np.nanmin(p):.3g}, max {np.nanmax(p):.3g})")
             cue = dict(self.cues.get(str(b.sample_id), {}))
             conf = float(cue.pop("confidence", 1.0))

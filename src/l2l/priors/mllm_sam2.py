@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import MissingFileError
 from ..data.augment import normalize
 from .base import PriorInput, PriorRecord, config_hash
 from .grounding_parser import map_box, parse_boxes
@@ -49,7 +50,7 @@ class Sam2BoxSegmenter:
 
         path = Path(path)
         if not (path / "config.json").exists():
-            raise FileNotFoundError(f"SAM2: no local Hugging Face folder at {path} (config.json missing)")
+            raise MissingFileError(f"SAM2: no local Hugging Face folder at {path} (config.json missing)")
         dtype = dtype or (torch.bfloat16 if device.startswith("cuda") else torch.float32)
         return cls(Sam2Model.from_pretrained(str(path), local_files_only=True), device, dtype, str(path))
 

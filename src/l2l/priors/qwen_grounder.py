@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ..errors import MissingFileError
 from .base import PriorInput
 
 PROMPT = ('Locate "{sentence}" in the image and output its bounding box as JSON '
@@ -40,7 +41,7 @@ class QwenGrounder:
 
         path = Path(path)
         if not (path / "config.json").exists():
-            raise FileNotFoundError(f"Qwen2.5-VL: no local Hugging Face folder at {path} (config.json missing)")
+            raise MissingFileError(f"Qwen2.5-VL: no local Hugging Face folder at {path} (config.json missing)")
         dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
         model = Qwen2_5_VLForConditionalGeneration.from_pretrained(str(path), local_files_only=True, dtype=dtype)
         tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import UsageError
 from ..data.preview import overlay
 from ..data.refer import ReferDataset
 from ..utils.figures import save_panel_grid, wrap
@@ -14,7 +15,7 @@ from .store import PriorStore
 def save_prior_grid(store: PriorStore, ds: ReferDataset, out: str | Path, n: int = 8, seed: int = 0) -> Path:
     ids = list(store.sample_ids())
     if not ids:
-        raise ValueError(f"the prior store {store.root} is empty")
+        raise UsageError(f"the prior store {store.root} is empty")
     rng = np.random.default_rng(seed)
     pick = sorted(int(i) for i in rng.choice(ids, size=min(n, len(ids)), replace=False))
     provider = store.meta.get("provider", "?")

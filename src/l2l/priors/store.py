@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 from PIL import Image
 
+from ..errors import MissingFileError, UsageError
 from ..utils.io import atomic_write_bytes, atomic_write_text, sha256_bytes
 from ..utils.progress import progress
 from .base import PriorInput, PriorProvider, PriorRecord, config_hash
@@ -44,7 +45,7 @@ class PriorStore:
         if f.exists():
             old = json.loads(f.read_text())
             if old.get("hash") != meta["hash"]:
-                raise ValueError(f"{self.root} holds priors of {old.get('provider')} with another configuration "
+                raise UsageError(f"{self.root} holds priors of {old.get('provider')} with another configuration "
                                  f"(hash {old.get('hash')} vs {meta['hash']}); use another folder")
             return
         self.root.mkdir(parents=True, exist_ok=True)
@@ -54,7 +55,7 @@ class PriorStore:
     def meta(self) -> dict[str, Any]:
         f = self.root / "store.json"
         if not f.exists():
-            raise FileNotFoundError(f"no prior store at {self.root} (store.json missing)")
+            raise MissingFileError(f"no prior store at {self.root} (store.json missing)")
         return json.loads(f.read_text())
 
     # ------------------------------------------------------------------ entries
@@ -94,7 +95,7 @@ class PriorStore:
             return None
         data = self._valid(e)
         if data is None:
-            raise ValueError(f"prior of sample {sample_id} in {self.root} is missing or corrupt "
+            raise UsageError(f"prior of sample {sample_id} in {self.root} is missing or corrupt "
                              f"({e['file']}); run `l2l priors generate` again to regenerate it")
         return np.asarray(Image.open(io.BytesIO(data)), dtype=np.float32) / 255.0
 
@@ -133,7 +134,7 @@ class PriorStore:
             dt = (time.perf_counter() - t) / max(len(chunk), 1)
             for inp, rec in zip(chunk, recs):
                 if rec.sample_id != inp.sample_id or rec.prob.shape != inp.image.shape[:2]:
-                    raise ValueError(f"{provider.name} returned a prior of shape {rec.prob.shape} for sample "
+                    raise UsageError(f"{provider.name} returned a prior of shape {rec.prob.shape} for sample "
                                      f"{inp.sample_id} (image {inp.image.shape[:2]})")
                 self.put(rec, rank, dt)
                 done += 1

@@ -8,6 +8,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from ..errors import MissingFileError, UsageError
+
 
 @dataclass
 class CellData:
@@ -58,11 +60,11 @@ class GridData:
         self.root = Path(grid_dir)
         f = self.root / "grid.json"
         if not f.exists():
-            raise FileNotFoundError(f"{self.root} has no grid.json: is it the folder of `l2l experiment run`? "
+            raise MissingFileError(f"{self.root} has no grid.json: is it the folder of `l2l experiment run`? "
                                     f"(it is written when a grid starts)")
         self.manifest = json.loads(f.read_text())
         if self.manifest.get("format") != "l2l-grid/1":
-            raise ValueError(f"{f}: unknown format {self.manifest.get('format')!r}")
+            raise UsageError(f"{f}: unknown format {self.manifest.get('format')!r}")
         self.sections = self.manifest["sections"]
         self.datasets = self.manifest["datasets"]
         self.cells: dict[str, CellData] = {}

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import MissingFileError, UsageError
 from ..data.augment import Geometry
 
 BANK_FORMAT = 1
@@ -34,14 +35,14 @@ class GuidanceBank:
         if index.exists():
             doc = json.loads(index.read_text())
             if doc.get("format") != BANK_FORMAT:
-                raise ValueError(f"{index}: bank format {doc.get('format')}, this version reads {BANK_FORMAT}")
+                raise UsageError(f"{index}: bank format {doc.get('format')}, this version reads {BANK_FORMAT}")
             if sample_ids is not None and [int(i) for i in sample_ids] != doc["sample_ids"]:
-                raise ValueError(f"the bank in {self.root} was made for other samples; use another folder")
+                raise UsageError(f"the bank in {self.root} was made for other samples; use another folder")
             self.ids, self.size = doc["sample_ids"], int(doc["size"])
             mode = "r+"
         else:
             if sample_ids is None:
-                raise FileNotFoundError(f"no guidance bank in {self.root}")
+                raise MissingFileError(f"no guidance bank in {self.root}")
             self.ids, self.size = [int(i) for i in sample_ids], int(size)
             self.root.mkdir(parents=True, exist_ok=True)
             mode = "w+"
@@ -87,7 +88,7 @@ class GuidanceBank:
         folder = Path(folder)
         doc = json.loads((folder / "index.json").read_text())
         if doc["sample_ids"] != self.ids or int(doc["size"]) != self.size:
-            raise ValueError(f"bank snapshot in {folder} belongs to other samples or another size")
+            raise UsageError(f"bank snapshot in {folder} belongs to other samples or another size")
         self.maps[:] = np.fromfile(folder / "bank.u8", dtype=np.uint8).reshape(self.maps.shape)
         self.init[:] = np.fromfile(folder / "initialised.u8", dtype=np.uint8)
         self.flush()

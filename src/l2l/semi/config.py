@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ..errors import UsageError
 from ..data.augment import StrongAugConfig
 from . import selection
 from .rple import RPLEConfig
@@ -63,21 +64,21 @@ class SemiConfig:
         if isinstance(method, str):
             preset = presets().get(method)
             if preset is None:
-                raise ValueError(f"unknown semi-supervised method {method!r}; available: {sorted(presets())}")
+                raise UsageError(f"unknown semi-supervised method {method!r}; available: {sorted(presets())}")
         else:
             preset = method
         fill = {k: v for k, v in preset.items() if getattr(self, k) is None}
         out = replace(self, **fill)
         if out.source not in SOURCES:
-            raise ValueError(f"semi.source must be one of {SOURCES}, got {out.source!r}")
+            raise UsageError(f"semi.source must be one of {SOURCES}, got {out.source!r}")
         if out.selector not in SELECTORS:
-            raise ValueError(f"semi.selector must be one of {SELECTORS}, got {out.selector!r}")
+            raise UsageError(f"semi.selector must be one of {SELECTORS}, got {out.selector!r}")
         if out.loss not in ("ce", "ce_dice"):
-            raise ValueError(f"semi.loss must be ce or ce_dice, got {out.loss!r}")
+            raise UsageError(f"semi.loss must be ce or ce_dice, got {out.loss!r}")
         if out.strong_guidance not in ("bank", "none"):
-            raise ValueError(f"semi.strong_guidance must be bank or none, got {out.strong_guidance!r}")
+            raise UsageError(f"semi.strong_guidance must be bank or none, got {out.strong_guidance!r}")
         if not 0 <= out.fusion_weight <= 1:
-            raise ValueError(f"semi.fusion_weight must be in [0, 1], got {out.fusion_weight}")
+            raise UsageError(f"semi.fusion_weight must be in [0, 1], got {out.fusion_weight}")
         selection.static_thresholds(1, out.tau_fg, out.tau_bg)  # validates
         return out
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..errors import UsageError
 from ..data.augment import IGNORE_INDEX as IGNORE  # the one ignore index
 EPS = 1e-6
 
@@ -44,4 +45,4 @@ def unlabeled_loss(logits: torch.Tensor, labels: torch.Tensor, kind: str = "ce",
         return masked_ce(logits, labels)
     if kind == "ce_dice":
         return masked_ce(logits, labels) + dice_weight * dice_on_selected(logits, labels)
-    raise ValueError(f"unknown unlabeled loss {kind!r}; choose ce or ce_dice")
+    raise UsageError(f"unknown unlabeled loss {kind!r}; choose ce or ce_dice")

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import UsageError
 from .spm import agreement, certainty
 
 
 def static_thresholds(b: int, tau_fg: float, tau_bg: float, device=None) -> torch.Tensor:
     if not 0.0 <= tau_bg <= tau_fg <= 1.0:
-        raise ValueError(f"thresholds need 0 ≤ τ_bg ≤ τ_fg ≤ 1, got τ_fg={tau_fg}, τ_bg={tau_bg}")
+        raise UsageError(f"thresholds need 0 ≤ τ_bg ≤ τ_fg ≤ 1, got τ_fg={tau_fg}, τ_bg={tau_bg}")
     return torch.tensor([tau_fg, tau_bg], device=device).expand(b, 2).clone()
 
 

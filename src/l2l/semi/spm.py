@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..errors import UsageError
+
 EPS = 1e-6
 
 
@@ -57,7 +59,7 @@ def calibrate(p_w: torch.Tensor, prior: torch.Tensor, cfg: SPMConfig = SPMConfig
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Eqs. 4–6: (calibrated prior P̃, pixel weights w, agreement a)."""
     if p_w.shape != prior.shape:
-        raise ValueError(f"weak prediction {tuple(p_w.shape)} and prior {tuple(prior.shape)} differ in shape")
+        raise UsageError(f"weak prediction {tuple(p_w.shape)} and prior {tuple(prior.shape)} differ in shape")
     p_w, prior = p_w.float(), prior.float()
     a = agreement(p_w, prior)
     w = fusion_weight(p_w, prior, a, cfg)

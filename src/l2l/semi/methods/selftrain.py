@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
+from ...errors import MissingFileError, UsageError
 from ...data.augment import StrongAugment
 from ...data.dataset import LabeledBatch, UnlabeledBatch
 from ...engine.distributed import all_gather_objects
@@ -83,7 +84,7 @@ class SelfTrainingMethod:
 
     def __init__(self, name: str, cfg: SemiConfig, data_size: int | None = None):
         if name not in self.PRESETS:
-            raise ValueError(f"{type(self).__name__} has no preset {name!r}; its presets: {sorted(self.PRESETS)}")
+            raise UsageError(f"{type(self).__name__} has no preset {name!r}; its presets: {sorted(self.PRESETS)}")
         self.name = name
         self.cfg = cfg.resolved(self.PRESETS[name])
         self.needs_priors = self.cfg.uses_prior
@@ -118,7 +119,7 @@ class SelfTrainingMethod:
     def setup(self, ctx: SetupContext) -> None:
         """Create the per-sample state: bank (rank 0 initialises it from the priors) and the threshold table."""
         if self._band_pixels(ctx.data_size) != self.band_px:
-            raise ValueError(f"{self.name}: built for another data size than {ctx.data_size}")
+            raise UsageError(f"{self.name}: built for another data size than {ctx.data_size}")
         ids, info = list(ctx.unlabeled_ids), ctx.info
         self.row = {int(s): r for r, s in enumerate(ids)}
         self.prev_thr = torch.tensor(self.cfg.rple.init_thresholds).repeat(len(ids), 1)
@@ -169,7 +170,7 @@ class SelfTrainingMethod:
         if self.bank is not None:
             snap = Path(folder) / "bank"
             if not snap.exists():
-                raise FileNotFoundError(f"checkpoint {folder} has no guidance-bank snapshot; cannot resume {self.name}")
+                raise MissingFileError(f"checkpoint {folder} has no guidance-bank snapshot; cannot resume {self.name}")
             self.bank.load_from(snap)
 
     # ------------------------------------------------------------------ one step

@@ -1,0 +1,60 @@
+"""Factories of the prior providers that ``l2l priors generate --provider NAME`` can build.
+
+Each is registered in :data:`l2l.registry.PRIOR_PROVIDERS` and called as ``factory(args, ds)``
+with the command's parsed arguments and the opened dataset; a missing argument is a
+:class:`~l2l.errors.UsageError` naming the option. Adding a provider (CONTRIBUTING.md): a class
+with ``generate(inputs) -> records`` (:class:`~l2l.priors.base.PriorProvider`), a factory here or
+in your package, and ``PRIOR_PROVIDERS.register(name, "module:factory")``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+
+from ..data.refer import ReferDataset
+from ..errors import UsageError
+
+
+def best_device(device: str = "auto") -> str:
+    """``auto`` → this process's GPU (``LOCAL_RANK``) when there is one, else the CPU."""
+    import torch
+
+    if device != "auto":
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise UsageError(f"--device {device}: no GPU is available here")
+        return device
+    return f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if torch.cuda.is_available() else "cpu"
+
+
+def simulated(args: argparse.Namespace, ds: ReferDataset):
+    from .simulated import WARNING, SimulatedConfig, SimulatedProvider
+
+    print(f"provider: simulated — {WARNING}")
+    return SimulatedProvider(ds, SimulatedConfig(seed=args.seed))
+
+
+def teacher(args: argparse.Namespace, ds: ReferDataset):
+    if not args.ckpt:
+        raise UsageError("--provider teacher needs --ckpt RUN (a trained l2l run or model folder)")
+    from .teacher import TeacherProvider
+
+    return TeacherProvider(args.ckpt, args.guidance, best_device(getattr(args, "device", "auto")))
+
+
+def files(args: argparse.Namespace, ds: ReferDataset):
+    if not args.folder:
+        raise UsageError("--provider files needs --folder DIR of <sample_id>.png/.npy maps")
+    from .files import FilesProvider
+
+    return FilesProvider(args.folder, args.cues)
+
+
+def mllm_sam2(args: argparse.Namespace, ds: ReferDataset):
+    if not (args.mllm and args.sam2):
+        raise UsageError("--provider mllm-sam2 needs --mllm QWEN_FOLDER and --sam2 SAM2_FOLDER (local HF folders)")
+    from .mllm_sam2 import MLLMSam2Provider, Sam2BoxSegmenter
+    from .qwen_grounder import QwenGrounder
+
+    dev = best_device(getattr(args, "device", "auto"))
+    return MLLMSam2Provider(QwenGrounder.from_pretrained(args.mllm, dev, args.max_new_tokens),
+                            Sam2BoxSegmenter.from_pretrained(args.sam2, dev))
