@@ -136,10 +136,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"      loader preview -> {out}")
     priors = work / "priors"
     print(f"[4/7] priors P† of the training samples (simulated provider) -> {priors}")
-    cmd_priors_generate(argparse.Namespace(data=str(data_dir), dataset=None, split_by=None, image_dir=None,
-                                           split="train", subset="all", label_fraction=args.fraction,
-                                           split_seed=args.seed, provider="simulated", out=str(priors), seed=0,
-                                           batch_size=16))
+    from .priors.simulated import WARNING, SimulatedConfig, SimulatedProvider
+    print(f"      provider: simulated — {WARNING}")
+    train_ids = [r.sample_id for r in ds.samples("train")]
+    _generate_priors(ds, SimulatedProvider(ds, SimulatedConfig(seed=0)), train_ids, priors, batch_size=16)
     cfg = load_config(TrainConfig, args.config, [f"data.root={data_dir}", f"data.label_fraction={args.fraction}",
                                                 f"data.split_seed={args.seed}", f"semi.priors={priors}",
                                                 *args.overrides])
@@ -150,16 +150,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"[6/7] {cfg.data.eval_split}: oIoU {r['oIoU']:.4f}  mIoU {r['mIoU']:.4f}  P@0.5 {r['P@0.5']:.4f}")
     print(f"      curves (losses, prior quality, pseudo-labels, RPLE) -> {plot_run(run)}")
     rec = ds.samples("testB")[0]
-    pred_args = argparse.Namespace(ckpt=str(run), image=str(ds.image_path(rec.image_id)), text=rec.sentence,
-                                   out=str(work / "prediction_mask.png"), overlay=str(work / "prediction_overlay.png"),
-                                   prior=None, guidance=None)
     print(f"[7/7] prediction on a testB image: \"{rec.sentence}\"")
-    cmd_predict(pred_args)
-    from PIL import Image
-    pred = np.asarray(Image.open(pred_args.out)) > 127
+    from .models.segmenter import Segmenter
+    image = _read_image(ds.image_path(rec.image_id))
+    mask_png, overlay_png = work / "prediction_mask.png", work / "prediction_overlay.png"
+    mask = _predict_to_files(Segmenter.from_pretrained(run), image, rec.sentence, mask_png, overlay_png)
     gt = ds.mask(rec.ann_id).astype(bool)
-    iou = float((pred & gt).sum()) / max(float((pred | gt).sum()), 1.0)
-    print(f"      IoU with the ground-truth mask: {iou:.3f} (overlay: {pred_args.overlay})")
+    iou = float((mask & gt).sum()) / max(float((mask | gt).sum()), 1.0)
+    print(f"      IoU with the ground-truth mask: {iou:.3f} (overlay: {overlay_png})")
     print(f"done. Compare methods: docs/results.md; other methods: l2l train --config {args.config} --method NAME")
     return 0
 
@@ -180,23 +178,24 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_run(ckpt: str):
+def _load_run(ckpt: str, device: str = "cpu"):
     from .config import load_config
     from .engine.trainer import TrainConfig
     from .models.segmenter import Segmenter
 
     run = Path(ckpt)
     cfg_file = next((p / "config.yaml" for p in (run, run.parent) if (p / "config.yaml").exists()), None)
-    model = Segmenter.from_pretrained(run)
+    model = Segmenter.from_pretrained(run, device)
     cfg = load_config(TrainConfig, cfg_file) if cfg_file else None
     return run, model, cfg
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from .data.refer import ReferDataset
-    from .engine.evaluate import evaluate_records
+    from .engine.evaluate import best_device, inference_on_dataset
 
-    run, model, cfg = _load_run(args.ckpt)
+    device = best_device(args.device)
+    run, model, cfg = _load_run(args.ckpt, device)
     if args.data:
         ds = ReferDataset.open(args.data, args.dataset, args.split_by, args.image_dir)
     elif cfg is not None:
@@ -208,7 +207,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.priors:
         from .priors.store import PriorStore
         lookup = PriorStore(args.priors).get
-    res = evaluate_records(model, ds, recs, model.cfg.image_size, "cpu", guidance=args.guidance,
+    res = inference_on_dataset(model, ds, recs, model.cfg.image_size, device, guidance=args.guidance,
                            resolution=args.resolution, prior_lookup=lookup)
     res = {"checkpoint": str(run), "dataset": ds.name, "split": args.split, **res}
     folder = run if (run / "config.yaml").exists() else run.parent  # RUN, or RUN/best -> RUN
@@ -220,35 +219,55 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_predict(args: argparse.Namespace) -> int:
+def _read_image(path: str | Path):
+    """An RGB uint8 array of the image file, or a UsageError naming it."""
     import numpy as np
     from PIL import Image, UnidentifiedImageError
 
+    path = Path(path)
+    if not path.exists():
+        raise MissingFileError(f"image not found: {path}")
+    try:
+        with Image.open(path) as im:
+            return np.array(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as e:
+        raise UsageError(f"{path} is not a readable image ({e})") from None
+
+
+def _predict_to_files(model, image, text: str, out: str | Path, overlay: str | Path | None = None, prior=None,
+                      guidance: str | None = None):
+    """Segment ``text`` in ``image``, write the 0/255 mask PNG (and an overlay); returns the bool mask."""
+    import numpy as np
+    from PIL import Image
+
+    mask, prob = model.segment(image, text, prior=prior, guidance=guidance)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray((mask * 255).astype(np.uint8)).save(out)
+    if overlay:
+        from .data.preview import overlay as draw_overlay
+        Image.fromarray(draw_overlay(image, mask.astype(np.uint8))).save(overlay)
+    print(f"mask ({int(mask.sum())} px, mean p {float(prob.mean()):.3f}) -> {out}"
+          + (f"; overlay -> {overlay}" if overlay else ""))
+    return mask
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+    from PIL import Image
+
+    from .engine.evaluate import best_device
+
     if not args.text.strip():
         raise UsageError("the sentence (--text) is empty")
-    img_path = Path(args.image)
-    if not img_path.exists():
-        raise MissingFileError(f"image not found: {img_path}")
-    try:
-        with Image.open(img_path) as im:
-            image = np.array(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as e:
-        raise UsageError(f"{img_path} is not a readable image ({e})") from None
-    _, model, _ = _load_run(args.ckpt)
+    image = _read_image(args.image)
+    _, model, _ = _load_run(args.ckpt, best_device(args.device))
     prior = None
     if args.prior:
         prior = np.asarray(Image.open(args.prior).convert("L"), dtype=np.float32) / 255.0
         if prior.shape != image.shape[:2]:
             raise UsageError(f"prior {args.prior} is {prior.shape[::-1]}, image is {image.shape[1::-1]}")
-    mask, prob = model.segment(image, args.text, prior=prior, guidance=args.guidance)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray((mask * 255).astype(np.uint8)).save(out)
-    if args.overlay:
-        from .data.preview import overlay
-        Image.fromarray(overlay(image, mask.astype(np.uint8))).save(args.overlay)
-    print(f"mask ({int(mask.sum())} px, mean p {float(prob.mean()):.3f}) -> {out}"
-          + (f"; overlay -> {args.overlay}" if args.overlay else ""))
+    _predict_to_files(model, image, args.text, args.out, args.overlay, prior, args.guidance)
     return 0
 
 
@@ -316,8 +335,10 @@ def cmd_experiment_run(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from .report.build import build_report
 
+    from .engine.evaluate import best_device
+
     out = build_report(args.grid_dir, args.out, qualitative=args.qualitative, seed=args.seed,
-                       device=args.device)
+                       device=best_device(args.device))
     print(f"report -> {out}/report.md, {out}/report.html")
     return 0
 
@@ -336,25 +357,30 @@ def _prior_samples(args: argparse.Namespace, ds) -> list[int]:
 
 
 def cmd_priors_generate(args: argparse.Namespace) -> int:
+    from .registry import PRIOR_PROVIDERS
+
+    ds = _open_dataset(args)
+
+    provider = PRIOR_PROVIDERS.get(args.provider)(args, ds)
+    ids = _prior_samples(args, ds)
+    res = _generate_priors(ds, provider, ids, args.out, args.batch_size)
+    print(f"{args.out}: {res['generated']} generated, {res['skipped']} already present "
+          f"(rank {res['rank']}/{res['world']}, {res['assigned']} assigned of {len(ids)} {args.split}/{args.subset} samples)")
+    return 0
+
+
+def _generate_priors(ds, provider, ids: list[int], out: str | Path, batch_size: int = 16) -> dict:
+    """Fill the prior store ``out`` with ``provider``'s maps of samples ``ids`` (this rank's share)."""
     from .priors.base import PriorInput
     from .priors.store import PriorStore
 
-    ds = _open_dataset(args)
-    from .registry import PRIOR_PROVIDERS
-
-    provider = PRIOR_PROVIDERS.get(args.provider)(args, ds)
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-    ids = _prior_samples(args, ds)
-    store = PriorStore(args.out)
 
     def load(sid: int) -> PriorInput:
         rec = ds.sample(sid)
         return PriorInput(sid, ds.load_image(rec.image_id), rec.sentence)
 
-    res = store.generate(provider, ids, load, args.batch_size, rank, world)
-    print(f"{args.out}: {res['generated']} generated, {res['skipped']} already present "
-          f"(rank {rank}/{world}, {res['assigned']} assigned of {len(ids)} {args.split}/{args.subset} samples)")
-    return 0
+    return {**PriorStore(out).generate(provider, ids, load, batch_size, rank, world), "rank": rank, "world": world}
 
 
 def cmd_priors_eval(args: argparse.Namespace) -> int:
@@ -465,7 +491,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subset", default="unlabeled", choices=["unlabeled", "labeled", "all"])
     p.add_argument("--label-fraction", default="5%")
     p.add_argument("--split-seed", type=int, default=22)
-    p.add_argument("--provider", default="simulated", help="simulated | teacher | files | mllm-sam2")
+    from .registry import PRIOR_PROVIDERS
+
+    p.add_argument("--provider", default="simulated", help=" | ".join(PRIOR_PROVIDERS.names()))
+    p.add_argument("--device", default="auto", help="teacher, mllm-sam2: auto (a GPU when there is one) | cpu | cuda")
     p.add_argument("--mllm", default=None, help="mllm-sam2: local Qwen2.5-VL folder")
     p.add_argument("--sam2", default=None, help="mllm-sam2: local SAM2 folder (transformers format)")
     p.add_argument("--max-new-tokens", type=int, default=64, help="mllm-sam2: generation budget per answer")
@@ -505,6 +534,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resolution", default="original", choices=["original", "train"])
     p.add_argument("--max-samples", type=int, default=None)
     p.add_argument("--priors", default=None, help="prior store for --guidance prior (l2l priors generate)")
+    p.add_argument("--device", default="auto", help="auto (a GPU when there is one) | cpu | cuda | cuda:N")
     p.add_argument("--data", default=None, help="dataset (default: the one in the run's config.yaml)")
     p.add_argument("--dataset", default=None)
     p.add_argument("--split-by", default=None)
@@ -519,6 +549,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overlay", default=None, help="overlay PNG")
     p.add_argument("--prior", default=None, help="a prior map PNG (grey levels = probability)")
     p.add_argument("--guidance", default=None, choices=["none", "prior", "self"])
+    p.add_argument("--device", default="auto", help="auto (a GPU when there is one) | cpu | cuda | cuda:N")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("plot", help="PNG of a run's curves: losses, validation, prior quality, pseudo-labels, RPLE")
@@ -548,7 +579,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="report folder (default GRID_DIR/report)")
     p.add_argument("--qualitative", type=int, default=6, help="rows of the qualitative grid (0 = none)")
     p.add_argument("--seed", type=int, default=0, help="seed of the qualitative sample choice")
-    p.add_argument("--device", default="cpu", help="device for the qualitative predictions")
+    p.add_argument("--device", default="auto", help="device for the qualitative predictions (auto: a GPU if any)")
     p.set_defaults(func=cmd_report)
 
     pre = sub.add_parser("pretrain", help="the pretraining world: stand-in foundation components").add_subparsers(

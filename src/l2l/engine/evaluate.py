@@ -1,4 +1,9 @@
-"""Evaluate a segmenter on a split: the same code on 1 or N processes.
+"""Evaluate any predictor on a split: the same code on 1 or N processes.
+
+:func:`inference_on_dataset` (in the manner of detectron2's) runs a :class:`Predictor` — anything
+with ``predict(images, texts, guidance, prior, has_prior) -> (B, H, W) probabilities`` and
+``eval()``/``train()``, e.g. :class:`~l2l.models.segmenter.Segmenter` or a model another method
+trains — over dataset records and returns the RES metrics. ``evaluate_records`` is its old name.
 
 Resolution: ``original`` (default) upsamples each predicted probability map to the image's
 own size and compares with the full-resolution mask; ``train`` compares at the training
@@ -7,7 +12,7 @@ others use the model's learned "no guidance" map).
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Protocol, Sequence, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -24,8 +29,31 @@ from .metrics import RESEvaluator
 RESOLUTIONS = ("original", "train")
 
 
+@runtime_checkable
+class Predictor(Protocol):
+    """What the evaluator, ``l2l eval`` and ``l2l predict`` need of a model."""
+
+    training: bool
+
+    def predict(self, images: torch.Tensor, texts: Sequence[str], guidance: str = "none",
+                prior: torch.Tensor | None = None, has_prior: torch.Tensor | None = None) -> torch.Tensor: ...
+
+    def eval(self) -> Any: ...
+
+    def train(self, mode: bool = True) -> Any: ...
+
+
+def best_device(device: str = "auto") -> str:
+    """``auto`` → ``cuda`` when a GPU is visible, else ``cpu``; an explicit device is checked."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"device {device!r} requested but no GPU is available")
+    return device
+
+
 @torch.no_grad()
-def evaluate_records(model, ds: ReferDataset, records: Sequence[SampleRecord], size: int, device: str = "cpu",
+def inference_on_dataset(model: Predictor, ds: ReferDataset, records: Sequence[SampleRecord], size: int, device: str = "cpu",
                      info: DistInfo = DistInfo(), guidance: str = "none", resolution: str = "original",
                      prior_lookup: PriorLookup | None = None, batch_size: int = 16, workers: int = 0,
                      show_progress: bool = True) -> dict[str, Any]:
@@ -63,3 +91,6 @@ def evaluate_records(model, ds: ReferDataset, records: Sequence[SampleRecord], s
     with_prior = sum(all_gather_objects(with_prior, info))
     model.train(was_training)
     return {"resolution": resolution, "guidance": guidance, "samples_with_prior": with_prior, **out}
+
+
+evaluate_records = inference_on_dataset  # the name used before the predictor protocol

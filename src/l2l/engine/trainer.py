@@ -48,7 +48,7 @@ from ..utils.progress import progress
 from ..utils.seeding import step_seed
 from . import checkpoint as ckpt
 from .distributed import all_gather_objects, init_distributed
-from .evaluate import evaluate_records
+from .evaluate import best_device, evaluate_records
 from .method import Hook, Method, SetupContext, StepContext, StepOutput, check_method
 from .stream import StepStream, identity
 
@@ -72,12 +72,7 @@ def param_groups(model: torch.nn.Module, visual_lr_scale: float) -> list[dict[st
             {"params": [p for p in train if id(p) not in vis], "lr_scale": 1.0}]
 
 
-def resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError("device cuda requested but no GPU is available")
-    return device
+resolve_device = best_device
 
 
 def open_dataset(cfg: DataConfig) -> ReferDataset:
