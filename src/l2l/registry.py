@@ -39,6 +39,9 @@ class Registry(Generic[T]):
             raise UsageError(f"{self.kind} {name!r}: a lazy target is 'module:attribute', got {target!r}")
         self._entries[name] = target
 
+    def unregister(self, name: str) -> None:
+        self._entries.pop(name, None)
+
     def get(self, name: str) -> T:
         if name not in self._entries:
             raise UnknownName(f"unknown {self.kind} {name!r}; available: {', '.join(self.names())}")

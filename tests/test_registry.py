@@ -1,0 +1,197 @@
+"""Registries, the Method protocol, a method that trains a model that is not a Segmenter, checkpoints
+without frozen parts, and the package layering (which package may import which)."""
+from __future__ import annotations
+
+import ast
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn as nn
+from safetensors.torch import load_file, save_file
+
+from l2l.config import load_config
+from l2l.engine import checkpoint as ckpt
+from l2l.engine.method import StepOutput, check_method
+from l2l.engine.trainer import Trainer, build_method
+from l2l.errors import L2LError, UsageError
+from l2l.registry import METHODS, MODELS, Registry, UnknownName
+from l2l.schema import TrainConfig
+from l2l.semi.methods.supervised import weighted_ce_per_sample
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "l2l"
+
+
+def test_registry_lazy_entries_and_errors():
+    r: Registry = Registry("widget")
+    r.register("json-dumps", "json:dumps")
+    assert r.get("json-dumps") is json.dumps  # imported on first use
+    with pytest.raises(ValueError, match="already registered"):
+        r.register("json-dumps", "json:loads")
+    with pytest.raises(ValueError, match="module:attribute"):
+        r.register("bad", "json.dumps")
+    with pytest.raises(UnknownName, match=r"unknown widget 'nope'; available: json-dumps") as e:
+        r.get("nope")
+    assert isinstance(e.value, L2LError) and isinstance(e.value, ValueError)
+    r.unregister("json-dumps")
+    assert "json-dumps" not in r
+
+
+def test_every_registered_method_builds_and_keeps_the_protocol():
+    cfg = load_config(TrainConfig, None, ["semi.priors=x"])
+    families = {}
+    for name in METHODS:
+        cfg.method = name
+        m = build_method(cfg)  # check_method inside
+        assert m.name == name and m.model in MODELS
+        families.setdefault(type(m).__name__, []).append(name)
+    assert families == {"SupervisedMethod": ["supervised"], "FixMatch": ["fixmatch"],
+                        "PriorFusion": ["prior-fusion", "agreement-filter", "catm"],
+                        "L2L": ["static-threshold", "l2l"]}
+    with pytest.raises(UsageError, match="unknown method 'mean-teacher'"):
+        cfg.method = "mean-teacher"
+        build_method(cfg)
+    with pytest.raises(TypeError, match="lacks .*loss"):
+        check_method(object(), "nothing")
+
+
+class Blob(nn.Module):
+    """Not a Segmenter: one convolution, no text; enough for the trainer and the evaluator."""
+
+    def __init__(self, cfg=None):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 3, padding=1)
+        self.frozen_stem = nn.Conv2d(3, 3, 1)
+        self.frozen_stem.requires_grad_(False)
+
+    def forward(self, images, texts):
+        return self.conv(self.frozen_stem(images))
+
+    def predict(self, images, texts, guidance="none", prior=None, has_prior=None):
+        return self(images, texts).softmax(1)[:, 1]
+
+    def save_pretrained(self, path):
+        Path(path).mkdir(parents=True, exist_ok=True)
+        save_file(self.state_dict(), str(Path(path) / "model.safetensors"))
+
+
+@dataclass
+class BlobMethod:
+    name: str = "blob-test"
+    needs_unlabeled: bool = False
+    needs_priors: bool = False
+    priors_path: str | None = None
+    unlabeled_batch_size: int | None = None
+    model: str = "blob-test"
+
+    @classmethod
+    def from_config(cls, cfg, name):
+        return cls(name=name)
+
+    def setup(self, ctx):
+        self.setup_called = True
+
+    def loss(self, net, lab, unl, ctx):
+        logits = net(lab.images.to(ctx.device), lab.texts)
+        loss = weighted_ce_per_sample(logits, lab.masks.to(ctx.device)).mean()
+        return StepOutput(loss, {"loss_blob": float(loss.detach())})
+
+    def hooks(self, trainer):
+        return []
+
+    def settings(self):
+        return {"method": self.name}
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, d):
+        pass
+
+    def flush(self):
+        pass
+
+    def save_files(self, folder):
+        pass
+
+    def load_files(self, folder):
+        pass
+
+
+@pytest.fixture()
+def blob_registered():
+    METHODS.register("blob-test", BlobMethod)
+    MODELS.register("blob-test", Blob)
+    yield
+    METHODS.unregister("blob-test")
+    MODELS.unregister("blob-test")
+
+
+def test_trainer_trains_a_registered_method_on_a_model_that_is_not_a_segmenter(synthref_dir, tmp_path,
+                                                                              blob_registered):
+    cfg = load_config(TrainConfig, None, [f"data.root={synthref_dir}", "method=blob-test", "total_steps=4",
+                                          "batch_size=2", "data.workers=0", "data.size=32", "data.eval_max_samples=4",
+                                          "ckpt_every=2", "log_every=2", "optim.lr=1e-2"])
+    tr = Trainer(cfg, tmp_path / "run", show_progress=False)
+    before = tr.__dict__.copy()
+    out = tr.fit()
+    assert not before.get("model") and isinstance(tr.model, Blob) and tr.method.setup_called
+    assert set(out["results"]) >= {"oIoU", "mIoU", "P@0.5"}
+    logs = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert any("loss_blob" in r for r in logs)
+    # the checkpoint leaves the frozen child out and names it; resuming restores the rest exactly
+    last = ckpt.latest(tmp_path / "run" / "checkpoints")
+    saved = load_file(str(last / "model.safetensors"))
+    assert set(saved) == {"conv.weight", "conv.bias"}
+    assert json.loads((last / "meta.json").read_text())["frozen"] == ["frozen_stem."]
+    fresh = Blob()
+    fresh.frozen_stem.load_state_dict(tr.model.frozen_stem.state_dict())
+    ckpt.load(last, fresh, restore_rng=False)
+    assert torch.equal(fresh.conv.weight, tr.model.conv.weight)
+    # a model in which that child is trainable does not silently take the checkpoint
+    other = Blob()
+    other.frozen_stem.requires_grad_(True)
+    with pytest.raises(ValueError, match=r"left out \[.frozen_stem\..\] as frozen, but in this model"):
+        ckpt.load(last, other, restore_rng=False)
+
+
+def _imports(path: Path) -> set[str]:
+    """Top-level l2l packages that ``path`` imports directly (relative and absolute imports)."""
+    rel = path.relative_to(SRC)
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = list(rel.parts[:-1])
+                base = base[: len(base) - (node.level - 1)] if node.level > 1 else base
+                parts = base + (node.module.split(".") if node.module else [])
+                out.add(parts[0] if parts else node.names[0].name)
+            elif node.module and node.module.startswith("l2l."):
+                out.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            out |= {a.name.split(".")[1] for a in node.names if a.name.startswith("l2l.")}
+    return out
+
+
+# package -> packages it must never import (docs/architecture.md, "Layering")
+FORBIDDEN = {
+    "engine": {"semi", "experiment", "report", "cli"},
+    "models": {"engine", "semi", "priors", "experiment", "report", "cli"},
+    "data": {"engine", "semi", "models", "priors", "experiment", "report", "cli"},
+    "semi": {"experiment", "report", "cli", "priors"},
+    "priors": {"semi", "experiment", "report", "cli"},
+    "utils": {"engine", "semi", "models", "data", "priors", "experiment", "report", "cli"},
+    "registry": {"engine", "semi", "models", "data", "priors", "experiment", "report", "cli"},
+}
+
+
+def test_package_layering():
+    bad = []
+    for path in SRC.rglob("*.py"):
+        rel = path.relative_to(SRC)
+        pkg = rel.parts[0] if len(rel.parts) > 1 else rel.stem
+        for dep in _imports(path) & FORBIDDEN.get(pkg, set()):
+            bad.append(f"{rel} imports l2l.{dep}")
+    assert not bad, "layering broken:\n" + "\n".join(sorted(bad))
