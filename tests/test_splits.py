@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -20,9 +21,60 @@ def test_presets_and_at_least_one_labeled():
     assert parse_fraction("0.1%") == 0.001 and parse_fraction("10%") == 0.1 and parse_fraction("0.02") == 0.02
     s = make_split("d", range(1, 51), "0.1%", 0)
     assert len(s.labeled) == 1 and len(s.unlabeled) == 49
-    for bad in ("0", "150%", "-1", 2.0):
+    for bad in ("150%", "-1", 2.0, "abc"):
         with pytest.raises(ValueError):
             parse_fraction(bad)
+
+
+def test_zero_budget_is_a_split_with_no_labeled_image(tmp_path):
+    assert parse_fraction("0%") == 0.0 == parse_fraction("0")
+    s = make_split("d", range(1, 51), "0%", 22)
+    assert s.labeled == () and len(s.unlabeled) == 50
+    s.save(tmp_path / "z.json")
+    assert LabelSplit.load(tmp_path / "z.json") == s
+    with pytest.raises(ValueError, match="no labeled image"):
+        LabelSplit("d", 0.05, 0, (), (1, 2))
+
+
+def test_committed_synthref_split_files_are_valid():
+    root = Path(__file__).resolve().parents[1] / "configs" / "splits" / "synthref"
+    counts = {}
+    for f in sorted(root.glob("label_split_*pct_seed22.json")):
+        s = LabelSplit.load(f)  # format and content hash checked
+        assert s.dataset == "synthref" and s.seed == 22 and len(s.labeled) + len(s.unlabeled) == 1600
+        counts[f.name] = len(s.labeled)
+    assert counts == {"label_split_0pct_seed22.json": 0, "label_split_10pct_seed22.json": 160,
+                      "label_split_1pct_seed22.json": 16, "label_split_5pct_seed22.json": 80}
+
+
+def test_split_file_drives_training_and_is_checked(synthref_dir, tmp_path):
+    from l2l.config import load_config
+    from l2l.data.refer import ReferDataset
+    from l2l.data.splits import resolve_split
+    from l2l.engine.trainer import Trainer
+    from l2l.schema import TrainConfig
+
+    ds = ReferDataset.synthref(synthref_dir)
+    ids = ds.image_ids("train")
+    f = tmp_path / "split.json"
+    make_split(ds.name, ids, "20%", 7).save(f)
+    assert resolve_split(ds.name, ids, "20%", 22, f) == make_split(ds.name, ids, "20%", 7)  # the file wins over the seed
+    with pytest.raises(ValueError, match="set them alike"):
+        resolve_split(ds.name, ids, "5%", 22, f)
+    with pytest.raises(ValueError, match="is a split of 'synthref', the data is 'other'"):
+        resolve_split("other", ids, "20%", 22, f)
+    with pytest.raises(ValueError, match="missing from the file"):
+        resolve_split(ds.name, list(ids) + [10**9], "20%", 22, f)
+    cfg = load_config(TrainConfig, None, [f"data.root={synthref_dir}", "model.visual.path=null", "model.text.name=tiny",
+                                          "model.visual.name=conv", "model.visual.conv_channels=[8,8,8,8]",
+                                          "model.decoder_dim=8", "data.size=32", "data.workers=0", "total_steps=1",
+                                          "batch_size=2", "data.eval_max_samples=2", "data.label_fraction=20%",
+                                          f"data.split_file={f}"])
+    Trainer(cfg, tmp_path / "run", show_progress=False).fit()
+    assert LabelSplit.load(tmp_path / "run" / "label_split.json") == make_split(ds.name, ids, "20%", 7)
+    cfg.data.label_fraction, cfg.data.split_file = "0%", None
+    with pytest.raises(ValueError, match="no labeled image, and method 'supervised'"):
+        Trainer(cfg, tmp_path / "run0", show_progress=False).fit()
 
 
 def test_no_image_on_both_sides():

@@ -22,6 +22,7 @@ class DataConfig:
     image_dir: str | None = None
     label_fraction: str = "100%"  # share of training images that keep their masks
     split_seed: int = 22
+    split_file: str | None = None  # a split written by `l2l data split` (content-hashed); None = hash-ranked by seed
     size: int = 128  # training resolution (the paper's: 480)
     scale_range: tuple[float, float] = (1.0, 1.0)
     hflip_prob: float = 0.5

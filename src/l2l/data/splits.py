@@ -3,7 +3,7 @@
 Every ref of a labeled image is labeled; no image is on both sides. The partition is a
 pure function of (sorted image ids, fraction, seed): images are ranked by
 ``sha256(f"{seed}:{image_id}")`` and the first ``max(1, round(fraction × n))`` are
-labeled. Hash ranking (rather than a library RNG) keeps the files byte-identical across
+labeled (none at a 0 % budget: the zero-shot and weakly supervised settings). Hash ranking (rather than a library RNG) keeps the files byte-identical across
 numpy / Python versions. Split files are JSON with a format version and a content hash.
 """
 from __future__ import annotations
@@ -19,11 +19,11 @@ from ..utils.io import atomic_write_text
 
 SPLIT_FORMAT = 1
 # named label budgets of the paper (fractions of training images)
-PRESETS: dict[str, float] = {"0.1%": 0.001, "1%": 0.01, "5%": 0.05, "10%": 0.10, "100%": 1.0}
+PRESETS: dict[str, float] = {"0%": 0.0, "0.1%": 0.001, "1%": 0.01, "5%": 0.05, "10%": 0.10, "100%": 1.0}
 
 
 def parse_fraction(value: str | float) -> float:
-    """'5%', '0.05' or 0.05 → 0.05; a fraction must lie in (0, 1]."""
+    """'5%', '0.05' or 0.05 → 0.05; a fraction must lie in [0, 1]."""
     if isinstance(value, str):
         v = value.strip()
         if v in PRESETS:
@@ -31,8 +31,8 @@ def parse_fraction(value: str | float) -> float:
         frac = float(v[:-1]) / 100 if v.endswith("%") else float(v)
     else:
         frac = float(value)
-    if not 0 < frac <= 1:
-        raise UsageError(f"label fraction must be in (0, 1], got {value!r}")
+    if not 0 <= frac <= 1:
+        raise UsageError(f"label fraction must be in [0, 1] (e.g. 5%, 0.05, 0%), got {value!r}")
     return frac
 
 
@@ -54,8 +54,8 @@ class LabelSplit:
         both = set(self.labeled) & set(self.unlabeled)
         if both:
             raise UsageError(f"label split of {self.dataset}: images on both sides: {sorted(both)[:10]}")
-        if not self.labeled:
-            raise UsageError(f"label split of {self.dataset}: no labeled image")
+        if not self.labeled and self.fraction > 0:
+            raise UsageError(f"label split of {self.dataset}: no labeled image at fraction {self.fraction}")
 
     def payload(self) -> dict[str, Any]:
         return {"format": SPLIT_FORMAT, "dataset": self.dataset, "fraction": self.fraction, "seed": self.seed,
@@ -104,9 +104,29 @@ def make_split(dataset: str, image_ids: list[int] | tuple[int, ...], fraction: f
     ids = sorted(set(int(i) for i in image_ids))
     if not ids:
         raise UsageError(f"{dataset}: no training images to split")
-    n_lab = min(len(ids), max(1, int(round(frac * len(ids)))))
+    n_lab = 0 if frac == 0 else min(len(ids), max(1, int(round(frac * len(ids)))))
     ranked = sorted(ids, key=lambda i: _rank_key(seed, i))
     return LabelSplit(dataset, frac, int(seed), tuple(sorted(ranked[:n_lab])), tuple(sorted(ranked[n_lab:])))
+
+
+def resolve_split(dataset: str, image_ids: list[int] | tuple[int, ...], fraction: float | str, seed: int,
+                  split_file: str | Path | None = None) -> LabelSplit:
+    """The split a run uses: ``split_file`` when given (checked against the dataset, its training
+    images and the configured fraction), else the hash-ranked :func:`make_split`."""
+    if split_file is None:
+        return make_split(dataset, image_ids, fraction, seed)
+    split = LabelSplit.load(split_file)
+    if split.dataset != dataset:
+        raise UsageError(f"data.split_file {split_file} is a split of {split.dataset!r}, the data is {dataset!r}")
+    have = set(split.labeled) | set(split.unlabeled)
+    ids = set(int(i) for i in image_ids)
+    if have != ids:
+        raise UsageError(f"data.split_file {split_file} covers {len(have)} images, the training split has {len(ids)} "
+                         f"({len(ids - have)} missing from the file, {len(have - ids)} not in the data)")
+    if abs(parse_fraction(fraction) - split.fraction) > 1e-12:
+        raise UsageError(f"data.split_file {split_file} holds a {split.fraction:.4%} split, "
+                         f"data.label_fraction is {fraction}: set them alike")
+    return split
 
 
 def split_filename(fraction: float, seed: int) -> str:

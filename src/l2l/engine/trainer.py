@@ -40,7 +40,7 @@ from ..data.augment import WeakAugConfig
 from ..data.dataset import (LabeledRefDataset, UnlabeledRefDataset, collate_labeled, collate_unlabeled, seed_worker,
                             train_records)
 from ..data.refer import ReferDataset
-from ..data.splits import make_split
+from ..data.splits import resolve_split
 from ..registry import METHODS, MODELS
 from ..schema import DataConfig, OptimConfig, TrainConfig
 from ..utils.io import atomic_write_text
@@ -159,9 +159,13 @@ class Trainer:
         random.seed(cfg.seed)
 
         ds = self.dataset = open_dataset(cfg.data)
-        split = make_split(ds.name, ds.image_ids("train"), cfg.data.label_fraction, cfg.data.split_seed)
+        split = resolve_split(ds.name, ds.image_ids("train"), cfg.data.label_fraction, cfg.data.split_seed,
+                              cfg.data.split_file)
         labeled, unlabeled = train_records(ds, split)
         method = self.method = build_method(cfg)
+        if not labeled and getattr(method, "needs_labeled", True):
+            raise UsageError(f"data.label_fraction={cfg.data.label_fraction}: no labeled image, and method "
+                             f"{method.name!r} trains on labeled samples")
         model = self.model = MODELS.get(method.model)(cfg.model).to(self.device)
         if cfg.channels_last:
             model = self.model = model.to(memory_format=torch.channels_last)

@@ -43,14 +43,24 @@ LOCK = ".experiment.lock"
 CELL_FILE = "cell.json"
 
 
+def folder_identity(run: Path) -> dict[str, Any]:
+    """The identity of the config a run folder was made with, read through the current schema: a
+    key added to the schema later counts with its default (which, by this project's rule, is the
+    behaviour from before the key existed), so adding a key does not orphan finished runs."""
+    from ..config import load_config
+    from ..schema import TrainConfig
+
+    return config_identity(to_dict(load_config(TrainConfig, run / "config.yaml")))
+
+
 def cell_state(cell: Cell, ignore_lock: bool = False) -> str:
     from ..engine.checkpoint import latest
 
     run = cell.run_dir
     if (run / "config.yaml").exists():
         try:
-            have = config_identity(yaml.safe_load((run / "config.yaml").read_text()) or {})
-        except yaml.YAMLError:
+            have = folder_identity(run)
+        except (yaml.YAMLError, ValueError):
             return "conflict"
         if have != config_identity(to_dict(cell.cfg)):
             return "conflict"
@@ -71,9 +81,9 @@ def missing_evals(cell: Cell) -> list:
 
 def conflict_message(cell: Cell) -> str:
     try:
-        have = config_identity(yaml.safe_load((cell.run_dir / "config.yaml").read_text()) or {})
-    except yaml.YAMLError as e:
-        return f"{cell.run_dir}/config.yaml is not valid YAML ({e})"
+        have = folder_identity(cell.run_dir)
+    except (yaml.YAMLError, ValueError) as e:
+        return f"{cell.run_dir}/config.yaml cannot be read with this version's schema ({e})"
     diff = config_diff(have, config_identity(to_dict(cell.cfg)))
     return (f"{cell.run_dir} was made with another config (folder ≠ grid: " + "; ".join(diff[:6])
             + (f"; … {len(diff) - 6} more" if len(diff) > 6 else "") + "): delete it or use another --out")
