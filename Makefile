@@ -2,7 +2,7 @@
 VENV ?= .venv
 PYTEST_ARGS ?= -q
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test lint bench clean
 
 setup:
 	@bash scripts/setup.sh
@@ -13,6 +13,12 @@ demo: setup
 # pytest exits 5 when it collects no test: that is not a failure of the set-up
 test: setup
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS) || [ $$? -eq 5 ]
+
+# ruff (lint + format check) and mypy on src/ (pyproject.toml holds their settings); CI runs it
+lint: setup
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/mypy
 
 bench: setup
 	$(VENV)/bin/python benchmarks/bench_synthref.py

@@ -8,6 +8,7 @@ Measures samples/s for
 
     python benchmarks/bench_loader.py [--data DIR] [--workers 2] [--size 128]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,8 +21,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from l2l.data.augment import StrongAugment, WeakAugConfig
-from l2l.data.dataset import (LabeledRefDataset, UnlabeledRefDataset, collate_labeled, collate_unlabeled,
-                              train_records)
+from l2l.data.dataset import LabeledRefDataset, UnlabeledRefDataset, collate_labeled, collate_unlabeled, train_records
 from l2l.data.refer import ReferDataset
 from l2l.data.splits import make_split
 from l2l.data.synthref import SynthRefConfig, generate
@@ -54,8 +54,14 @@ def main() -> None:
     aug = WeakAugConfig(size=a.size, scale_range=(0.9, 1.1))
     res = {"benchmark": "data_loader", "workers": a.workers, "size": a.size, "batch": 8}
 
-    dl = DataLoader(LabeledRefDataset(ds, lab * 20, aug), batch_size=8, shuffle=True, num_workers=a.workers,
-                    collate_fn=collate_labeled, persistent_workers=a.workers > 0)
+    dl = DataLoader(
+        LabeledRefDataset(ds, lab * 20, aug),
+        batch_size=8,
+        shuffle=True,
+        num_workers=a.workers,
+        collate_fn=collate_labeled,
+        persistent_workers=a.workers > 0,
+    )
     res["labeled_samples_per_s"] = round(rate(dl, a.samples), 1)
 
     text_aug = TextStrongAugmenter(SentenceEncoder())
@@ -64,8 +70,14 @@ def main() -> None:
     text_aug.precompute(sents)
     res["eda_pool_sentences"] = len(sents)
     res["eda_pool_seconds"] = round(time.perf_counter() - t, 1)
-    dl = DataLoader(UnlabeledRefDataset(ds, unl, aug, text_strong=text_aug), batch_size=8, shuffle=True,
-                    num_workers=a.workers, collate_fn=collate_unlabeled, persistent_workers=a.workers > 0)
+    dl = DataLoader(
+        UnlabeledRefDataset(ds, unl, aug, text_strong=text_aug),
+        batch_size=8,
+        shuffle=True,
+        num_workers=a.workers,
+        collate_fn=collate_unlabeled,
+        persistent_workers=a.workers > 0,
+    )
     res["unlabeled_samples_per_s"] = round(rate(dl, a.samples), 1)
 
     sa, x, g = StrongAugment(), torch.rand(8, 3, a.size, a.size), torch.Generator().manual_seed(0)

@@ -8,6 +8,7 @@ grounding answer), 640×480 images. Compare with the paper's App. B.4 Table 16 (
 1.743 s/pair for Qwen2.5-VL-7B and 0.166 s/pair for SAM2. The SAM2 here is transformers'
 default ``Sam2Config`` (31 M parameters; the paper does not name its SAM2 size).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,21 +19,50 @@ import numpy as np
 import torch
 
 QWEN_7B = dict(
-    text_config=dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
-                     num_key_value_heads=4, vocab_size=152064, rope_scaling={"type": "mrope", "mrope_section": [16, 24, 24]},
-                     max_position_embeddings=128000),
-    vision_config=dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, out_hidden_size=3584,
-                       fullatt_block_indexes=[7, 15, 23, 31], window_size=112))
+    text_config=dict(
+        hidden_size=3584,
+        intermediate_size=18944,
+        num_hidden_layers=28,
+        num_attention_heads=28,
+        num_key_value_heads=4,
+        vocab_size=152064,
+        rope_scaling={"type": "mrope", "mrope_section": [16, 24, 24]},
+        max_position_embeddings=128000,
+    ),
+    vision_config=dict(
+        depth=32,
+        hidden_size=1280,
+        intermediate_size=3420,
+        num_heads=16,
+        out_hidden_size=3584,
+        fullatt_block_indexes=[7, 15, 23, 31],
+        window_size=112,
+    ),
+)
 QWEN_TINY = dict(
-    text_config=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                     num_key_value_heads=2, vocab_size=152064, rope_scaling={"type": "mrope", "mrope_section": [4, 2, 2]}),
-    vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64,
-                       fullatt_block_indexes=[1]))
+    text_config=dict(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=152064,
+        rope_scaling={"type": "mrope", "mrope_section": [4, 2, 2]},
+    ),
+    vision_config=dict(
+        depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64, fullatt_block_indexes=[1]
+    ),
+)
 
 
 def main() -> None:
-    from transformers import (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2VLImageProcessor,
-                              Sam2Config, Sam2Model)
+    from transformers import (
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2VLImageProcessor,
+        Sam2Config,
+        Sam2Model,
+    )
 
     from l2l.priors.mllm_sam2 import Sam2BoxSegmenter
 
@@ -67,8 +97,15 @@ def main() -> None:
 
     def ground():
         with torch.no_grad():
-            qwen.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), pixel_values=pix,
-                          image_grid_thw=grid, max_new_tokens=a.tokens, min_new_tokens=a.tokens, do_sample=False)
+            qwen.generate(
+                input_ids=input_ids,
+                attention_mask=torch.ones_like(input_ids),
+                pixel_values=pix,
+                image_grid_thw=grid,
+                max_new_tokens=a.tokens,
+                min_new_tokens=a.tokens,
+                do_sample=False,
+            )
 
     boxes = [(100.0, 80.0, 400.0, 360.0)] * a.batch
     ground(), sam(images, boxes)  # warm-up
@@ -84,11 +121,20 @@ def main() -> None:
         sam(images, boxes)
     sync()
     ts = (time.perf_counter() - t) / (steps * a.batch)
-    out = {"benchmark": "prior_generation", "device": str(dev), "tiny": a.tiny, "batch": a.batch,
-           "generated_tokens": a.tokens, "image": "640x480", "image_tokens": n_img,
-           "qwen_params_b": round(sum(p.numel() for p in qwen.parameters()) / 1e9, 3),
-           "qwen_s_per_pair": round(tq, 4), "sam2_s_per_pair": round(ts, 4), "total_s_per_pair": round(tq + ts, 4),
-           "paper_A6000_s_per_pair": {"qwen2.5-vl-7b": 1.743, "sam2": 0.166}}
+    out = {
+        "benchmark": "prior_generation",
+        "device": str(dev),
+        "tiny": a.tiny,
+        "batch": a.batch,
+        "generated_tokens": a.tokens,
+        "image": "640x480",
+        "image_tokens": n_img,
+        "qwen_params_b": round(sum(p.numel() for p in qwen.parameters()) / 1e9, 3),
+        "qwen_s_per_pair": round(tq, 4),
+        "sam2_s_per_pair": round(ts, 4),
+        "total_s_per_pair": round(tq + ts, 4),
+        "paper_A6000_s_per_pair": {"qwen2.5-vl-7b": 1.743, "sam2": 0.166},
+    }
     if dev.type == "cuda":
         out["gpu"] = torch.cuda.get_device_name()
         out["peak_gpu_mem_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)

@@ -10,6 +10,7 @@ the run's metrics.jsonl (the first log window, which includes start-up, is dropp
 form times RPLE alone (state, action, reward, replay, one DDPG update) on random maps, to set
 against a paper-scale step (benchmarks/bench_train.py --paper-scale).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,20 +31,39 @@ def run_method(method: str, steps: int, data: str, priors: str) -> dict:
     from l2l.config import load_config
     from l2l.engine.trainer import TrainConfig, Trainer
 
-    config = ROOT / ("configs/synthref_l2l.yaml" if method in ("l2l", "static-threshold") else "configs/synthref_semi.yaml")
+    config = ROOT / (
+        "configs/synthref_l2l.yaml" if method in ("l2l", "static-threshold") else "configs/synthref_semi.yaml"
+    )
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = load_config(TrainConfig, config, [f"method={method}", f"total_steps={steps}", "log_every=25",
-                                                "semi.warmup_steps=0", "data.eval_max_samples=8", f"data.root={data}",
-                                                f"semi.priors={priors}", "ckpt_every=100000"])
+        cfg = load_config(
+            TrainConfig,
+            config,
+            [
+                f"method={method}",
+                f"total_steps={steps}",
+                "log_every=25",
+                "semi.warmup_steps=0",
+                "data.eval_max_samples=8",
+                f"data.root={data}",
+                f"semi.priors={priors}",
+                "ckpt_every=100000",
+            ],
+        )
         t0 = time.perf_counter()
         Trainer(cfg, Path(tmp) / "run", show_progress=False).fit(resume=False)
         wall = time.perf_counter() - t0
         recs = [json.loads(x) for x in (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()]
     logs = [r for r in recs if "step_seconds" in r][1:]
     step_s = statistics.mean(r["step_seconds"] for r in logs)
-    out = {"method": method, "steps": steps, "step_seconds": step_s, "wall_seconds": wall,
-           "samples_per_s": logs[-1]["samples_per_s"], "labeled_batch": cfg.batch_size,
-           "unlabeled_batch": cfg.semi.unlabeled_batch_size if method != "supervised" else 0}
+    out = {
+        "method": method,
+        "steps": steps,
+        "step_seconds": step_s,
+        "wall_seconds": wall,
+        "samples_per_s": logs[-1]["samples_per_s"],
+        "labeled_batch": cfg.batch_size,
+        "unlabeled_batch": cfg.semi.unlabeled_batch_size if method != "supervised" else 0,
+    }
     if any("rple_seconds" in r for r in logs):
         rp = statistics.mean(r["rple_seconds"] for r in logs if "rple_seconds" in r)
         out.update(rple_seconds=rp, rple_share=rp / step_s)
@@ -88,7 +108,11 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=20)
     a = ap.parse_args()
     os.environ.setdefault("L2L_NO_PROGRESS", "1")
-    info = {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine()}
+    info = {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(),
+    }
     if a.rple_only:
         print(json.dumps({**info, **rple_only(a.size, a.batch, a.reps)}, indent=2))
         return
@@ -96,8 +120,10 @@ def main() -> None:
     print(json.dumps({**info, "rows": rows}, indent=2))
     print(f"{'method':<12}{'s/step':>9}{'samples/s':>11}{'RPLE s/step':>13}{'RPLE share':>12}")
     for r in rows:
-        print(f"{r['method']:<12}{r['step_seconds']:>9.4f}{r['samples_per_s']:>11.1f}"
-              f"{r.get('rple_seconds', float('nan')):>13.4f}{100 * r.get('rple_share', float('nan')):>11.1f}%")
+        print(
+            f"{r['method']:<12}{r['step_seconds']:>9.4f}{r['samples_per_s']:>11.1f}"
+            f"{r.get('rple_seconds', float('nan')):>13.4f}{100 * r.get('rple_share', float('nan')):>11.1f}%"
+        )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@
 Synthetic inputs (random images, masks and sentences) so that only the model is measured.
 FLOPs per step come from torch.utils.flop_counter on one forward+backward pass.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,8 +24,12 @@ from l2l.engine.trainer import TrainConfig
 from l2l.models.segmenter import Segmenter
 from l2l.semi.methods.supervised import weighted_ce_per_sample
 
-SENTS = ["the second red ball from the left", "big striped square", "the star above the blue heart",
-         "man in the red shirt on the left holding a bat"]
+SENTS = [
+    "the second red ball from the left",
+    "big striped square",
+    "the star above the blue heart",
+    "man in the red shirt on the left holding a bat",
+]
 
 
 def main() -> None:
@@ -38,6 +43,7 @@ def main() -> None:
     a = ap.parse_args()
     if a.paper_scale:
         from param_count import paper_config  # benchmarks/ is on sys.path when run as a script
+
         mcfg, size = paper_config(sesm=True), 480
         mcfg.sesm.prior_dropout = 0.0
     else:
@@ -73,12 +79,20 @@ def main() -> None:
     if dev.type == "cuda":
         torch.cuda.synchronize()
     dt = (time.perf_counter() - t) / a.steps
-    out = {"benchmark": "train_step", "paper_scale": a.paper_scale, "device": str(dev), "image_size": size,
-           "batch": a.batch, "step_s": round(dt, 4), "samples_per_s": round(a.batch / dt, 2),
-           "gflops_per_step": round(flops / 1e9, 1),
-           "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 3),
-           "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-           "torch": torch.__version__, "cpu": platform.machine()}
+    out = {
+        "benchmark": "train_step",
+        "paper_scale": a.paper_scale,
+        "device": str(dev),
+        "image_size": size,
+        "batch": a.batch,
+        "step_s": round(dt, 4),
+        "samples_per_s": round(a.batch / dt, 2),
+        "gflops_per_step": round(flops / 1e9, 1),
+        "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 3),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "torch": torch.__version__,
+        "cpu": platform.machine(),
+    }
     if dev.type == "cuda":
         out["peak_gpu_mem_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
         out["gpu"] = torch.cuda.get_device_name()

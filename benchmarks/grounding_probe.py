@@ -5,6 +5,7 @@
 Prints the mean foreground probability over the referred object's mask and over the masks of
 the image's other objects (objectness without grounding gives two similar numbers).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,14 +33,24 @@ def main() -> None:
     recs = ds.samples(a.split)[: a.n]
     b = collate_eval([EvalRefDataset(ds, recs, WeakAugConfig(m.cfg.image_size))[i] for i in range(len(recs))])
     with torch.no_grad():
-        p = torch.cat([m.predict(b.images[i:i + 50], b.texts[i:i + 50]) for i in range(0, len(recs), 50)])
+        p = torch.cat([m.predict(b.images[i : i + 50], b.texts[i : i + 50]) for i in range(0, len(recs), 50)])
     ref, other = [], []
     for j, r in enumerate(recs):
         pj = F.interpolate(p[j][None, None], size=b.masks_orig[j].shape, mode="bilinear", align_corners=False)[0, 0]
         for ann in ds.image_anns(r.image_id):
             (ref if ann == r.ann_id else other).append(pj[torch.from_numpy(ds.mask(ann))].mean().item())
-    print(json.dumps({"model": a.model, "split": a.split, "sentences": len(recs), "p_referred": round(float(np.mean(ref)), 3),
-                      "p_other_objects": round(float(np.mean(other)), 3), "max_p": round(float(p.max()), 3)}))
+    print(
+        json.dumps(
+            {
+                "model": a.model,
+                "split": a.split,
+                "sentences": len(recs),
+                "p_referred": round(float(np.mean(ref)), 3),
+                "p_other_objects": round(float(np.mean(other)), 3),
+                "max_p": round(float(p.max()), 3),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

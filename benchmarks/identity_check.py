@@ -12,6 +12,7 @@ model and of the method's state is printed and written as JSON::
 default configs (``l2l data synth --out runs/data/synthref --images 2000 --seed 0`` and
 ``l2l priors generate --data runs/data/synthref --subset all --out runs/data/synthref_priors``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,15 +60,29 @@ def fingerprint(obj) -> str:
 
 def run(method: str, steps: int, overrides: list[str]) -> dict[str, str]:
     from l2l.config import load_config
+
     try:
         from l2l.schema import TrainConfig
     except ImportError:  # before issue 12
         from l2l.engine.trainer import TrainConfig
 
-    cfg = load_config(TrainConfig, str(ROOT / "configs" / METHODS[method]), [
-        f"method={method}", f"total_steps={steps}", "batch_size=4", "semi.unlabeled_batch_size=4",
-        "semi.warmup_steps=5", "data.workers=0", "data.eval_max_samples=8", "ckpt_every=1000000",
-        "log_every=5", "device=cpu", *overrides])
+    cfg = load_config(
+        TrainConfig,
+        str(ROOT / "configs" / METHODS[method]),
+        [
+            f"method={method}",
+            f"total_steps={steps}",
+            "batch_size=4",
+            "semi.unlabeled_batch_size=4",
+            "semi.warmup_steps=5",
+            "data.workers=0",
+            "data.eval_max_samples=8",
+            "ckpt_every=1000000",
+            "log_every=5",
+            "device=cpu",
+            *overrides,
+        ],
+    )
     from l2l.engine.trainer import Trainer
 
     with tempfile.TemporaryDirectory() as d:

@@ -3,6 +3,7 @@
     python benchmarks/param_count.py
 Swin-B (embed 128, depths 2-2-18-2, heads 4-8-16-32, window 12) at 480² + BERT-base (12 layers, 768).
 """
+
 from __future__ import annotations
 
 import json
@@ -11,16 +12,37 @@ from l2l.config import load_config
 from l2l.models.segmenter import ModelConfig, Segmenter
 
 PAPER = {"baseline": 227.740, "sesm": 237.093}
-SWIN_B = {"image_size": 480, "patch_size": 4, "embed_dim": 128, "depths": [2, 2, 18, 2], "num_heads": [4, 8, 16, 32],
-          "window_size": 12}
-BERT_BASE = {"vocab_size": 30522, "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
-             "intermediate_size": 3072, "max_position_embeddings": 512}
+SWIN_B = {
+    "image_size": 480,
+    "patch_size": 4,
+    "embed_dim": 128,
+    "depths": [2, 2, 18, 2],
+    "num_heads": [4, 8, 16, 32],
+    "window_size": 12,
+}
+BERT_BASE = {
+    "vocab_size": 30522,
+    "hidden_size": 768,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "intermediate_size": 3072,
+    "max_position_embeddings": 512,
+}
 
 
 def paper_config(sesm: bool, decoder_dim: int = 256) -> ModelConfig:
-    cfg = load_config(ModelConfig, None, ["visual.name=swin", "visual.pretrained=false", "text.name=hf-config",
-                                          f"sesm.enabled={str(sesm).lower()}", f"decoder_dim={decoder_dim}",
-                                          "image_size=480"])
+    cfg = load_config(
+        ModelConfig,
+        None,
+        [
+            "visual.name=swin",
+            "visual.pretrained=false",
+            "text.name=hf-config",
+            f"sesm.enabled={str(sesm).lower()}",
+            f"decoder_dim={decoder_dim}",
+            "image_size=480",
+        ],
+    )
     cfg.visual.swin = dict(SWIN_B)
     cfg.text.hf_config = dict(BERT_BASE)
     return cfg

@@ -7,6 +7,7 @@ on the stored prior P† (what the bank holds at its first visit), and prints th
 ground truth (at the training resolution, threshold 0.5) of P†, p_w and P̃ for several SPM
 settings. An analysis of a finished run: the masks are read here, never by training.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,16 +59,29 @@ def main() -> None:
     gt = torch.stack([torch.from_numpy(ds.mask(r.ann_id).astype(np.float32)) for r in recs])[:, None]
     gt = F.interpolate(gt, size=(s, s), mode="nearest")
     with torch.no_grad():
-        pw = torch.cat([m.predict(b.images[i:i + 50], b.texts[i:i + 50], "prior", pri[i:i + 50])
-                        for i in range(0, len(recs), 50)])[:, None]
-    out = {"run": a.run, "samples": len(recs), "prior P†": np.mean([iou(pri[i], gt[i]) for i in range(len(recs))]),
-           "weak p_w": np.mean([iou(pw[i], gt[i]) for i in range(len(recs))])}
+        pw = torch.cat(
+            [
+                m.predict(b.images[i : i + 50], b.texts[i : i + 50], "prior", pri[i : i + 50])
+                for i in range(0, len(recs), 50)
+            ]
+        )[:, None]
+    out = {
+        "run": a.run,
+        "samples": len(recs),
+        "prior P†": np.mean([iou(pri[i], gt[i]) for i in range(len(recs))]),
+        "weak p_w": np.mean([iou(pw[i], gt[i]) for i in range(len(recs))]),
+    }
     for name, cfg in SETTINGS.items():
         fused, w, agree = calibrate(pw, pri, cfg)
         out[f"P̃ {name}"] = np.mean([iou(fused[i], gt[i]) for i in range(len(recs))])
         out[f"mean w, {name}"] = float(w.mean())
-    print(json.dumps({k: (round(float(v), 4) if not isinstance(v, str) else v) for k, v in out.items()}, indent=1,
-                     ensure_ascii=False))
+    print(
+        json.dumps(
+            {k: (round(float(v), 4) if not isinstance(v, str) else v) for k, v in out.items()},
+            indent=1,
+            ensure_ascii=False,
+        )
+    )
 
 
 if __name__ == "__main__":

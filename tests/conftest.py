@@ -1,4 +1,5 @@
 """Shared fixtures: a small SynthRef dataset and a tiny REFER-format (RefCOCO-shaped) dataset."""
+
 from __future__ import annotations
 
 import json
@@ -41,8 +42,12 @@ def real_expressions() -> list[dict]:
         return [json.loads(line) for line in f]
 
 
-def build_refer_fixture(root: Path, dataset: str = "refcoco", split_by: str = "unc",
-                        splits: tuple[str, ...] = ("train", "train", "train", "val", "testA", "testB")) -> dict:
+def build_refer_fixture(
+    root: Path,
+    dataset: str = "refcoco",
+    split_by: str = "unc",
+    splits: tuple[str, ...] = ("train", "train", "train", "val", "testA", "testB"),
+) -> dict:
     """Write a RefCOCO-shaped fixture: instances.json with polygon (one and two parts),
     uncompressed-RLE and compressed-RLE masks, a refs(unc).p pickle with REFER's fields,
     and COCO-named JPEG images (one per entry of ``splits``). Returns the expected masks by ann_id."""
@@ -86,15 +91,40 @@ def build_refer_fixture(root: Path, dataset: str = "refcoco", split_by: str = "u
             else:
                 exp = (m3 if j == 2 else m4).astype(bool)
             expected[ann_id] = exp
-            anns.append({"id": ann_id, "image_id": image_id, "category_id": 1 + j, "segmentation": seg,
-                         "area": float(exp.sum()), "bbox": [0.0, 0.0, 1.0, 1.0], "iscrowd": 0})
+            anns.append(
+                {
+                    "id": ann_id,
+                    "image_id": image_id,
+                    "category_id": 1 + j,
+                    "segmentation": seg,
+                    "area": float(exp.sum()),
+                    "bbox": [0.0, 0.0, 1.0, 1.0],
+                    "iscrowd": 0,
+                }
+            )
             sents = []
             for q in range(2):
-                sents.append({"tokens": ["thing", str(q)], "raw": f"Thing {j} {q}", "sent_id": sent_id, "sent": f"thing {j} number {q}"})
+                sents.append(
+                    {
+                        "tokens": ["thing", str(q)],
+                        "raw": f"Thing {j} {q}",
+                        "sent_id": sent_id,
+                        "sent": f"thing {j} number {q}",
+                    }
+                )
                 sent_id += 1
-            refs.append({"ref_id": len(refs), "ann_id": ann_id, "image_id": image_id, "category_id": 1 + j,
-                         "split": split, "sentences": sents, "sent_ids": [s["sent_id"] for s in sents],
-                         "file_name": fname.replace(".jpg", f"_{ann_id}.jpg")})
+            refs.append(
+                {
+                    "ref_id": len(refs),
+                    "ann_id": ann_id,
+                    "image_id": image_id,
+                    "category_id": 1 + j,
+                    "split": split,
+                    "sentences": sents,
+                    "sent_ids": [s["sent_id"] for s in sents],
+                    "file_name": fname.replace(".jpg", f"_{ann_id}.jpg"),
+                }
+            )
     cats = [{"id": i, "name": n, "supercategory": "x"} for i, n in enumerate(["person", "dog", "cup", "car"], 1)]
     (d / "instances.json").write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
     with open(d / f"refs({split_by}).p", "wb") as f:

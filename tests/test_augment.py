@@ -1,12 +1,12 @@
 """Weak-view geometry keeps image, mask and prior aligned; strong ops never move pixels."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from l2l.data.augment import (IGNORE_INDEX, STRONG_OPS, Geometry, StrongAugment, WeakAugConfig,
-                              sample_geometry)
+from l2l.data.augment import IGNORE_INDEX, STRONG_OPS, Geometry, StrongAugment, WeakAugConfig, sample_geometry
 
 
 def _scene(h=90, w=120):
@@ -22,7 +22,6 @@ def _scene(h=90, w=120):
 @pytest.mark.parametrize("flip", [False, True])
 def test_image_mask_prior_stay_aligned(scale, flip):
     img, mask, prior = _scene()
-    rng = np.random.default_rng(0)
     s = max(1, round(64 * scale))
     off = (0, 0) if s == 64 else ((5, 3) if s > 64 else (-4, -6))
     g = Geometry((90, 120), 64, scale, off, flip)

@@ -1,4 +1,5 @@
 """Guidance bank: initialisation from priors, round trips through weak views, persistence."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -26,8 +27,15 @@ def test_initialise_from_priors_and_uint8_storage(tmp_path):
     assert bank.initialise(priors.get) == 0  # nothing redone
 
 
-@pytest.mark.parametrize("geo", [Geometry((32, 32), 64), Geometry((32, 32), 64, flip=True),
-                                 Geometry((32, 32), 64, 1.25, (6, 10), True), Geometry((32, 32), 64, 0.75, (-5, -9), False)])
+@pytest.mark.parametrize(
+    "geo",
+    [
+        Geometry((32, 32), 64),
+        Geometry((32, 32), 64, flip=True),
+        Geometry((32, 32), 64, 1.25, (6, 10), True),
+        Geometry((32, 32), 64, 0.75, (-5, -9), False),
+    ],
+)
 def test_view_round_trip_restores_the_bank_frame(tmp_path, geo):
     bank = GuidanceBank(tmp_path, [7], size=32)
     m = _blob()[None]
@@ -36,7 +44,7 @@ def test_view_round_trip_restores_the_bank_frame(tmp_path, geo):
     if geo.flip:
         assert view[0, 0, :, 32:].sum() > view[0, 0, :, :32].sum()  # the blob moved to the right half
     back = bank.from_view(view, [geo], old=torch.full_like(m, 0.5))
-    covered = (back != 0.5)
+    covered = back != 0.5
     assert ((back - m).abs()[covered]).mean() < 0.08
     if geo.scale > 1:  # a crop leaves part of the image unseen: it keeps the old value
         assert (back == 0.5).any()
@@ -47,7 +55,10 @@ def test_put_persist_and_snapshot(tmp_path):
     bank.put([11], torch.full((1, 1, 8, 8), 0.8))
     bank.flush()
     again = GuidanceBank(tmp_path / "b")  # reopen after a restart
-    assert torch.allclose(again.get([11]), torch.full((1, 1, 8, 8), 204 / 255)) and again.has([10, 11]).tolist() == [False, True]
+    assert torch.allclose(again.get([11]), torch.full((1, 1, 8, 8), 204 / 255)) and again.has([10, 11]).tolist() == [
+        False,
+        True,
+    ]
     bank.save_to(tmp_path / "snap")
     bank.put([11], torch.zeros(1, 1, 8, 8))
     bank.load_from(tmp_path / "snap")

@@ -1,4 +1,5 @@
 """Checkpoints: safe formats, atomic folders, exact resume of weights, optimizer, scheduler and RNGs."""
+
 from __future__ import annotations
 
 import random

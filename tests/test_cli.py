@@ -1,4 +1,5 @@
 """The l2l command: synth + split + stats on SynthRef and on the REFER fixture, and clear errors."""
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,23 @@ def test_same_code_reads_the_refer_fixture(refer_root, capsys):
     assert main(["data", "stats", str(root), "--dataset", "refcoco"]) == 0
     out = capsys.readouterr().out
     assert "refcoco(unc)" in out and "testB" in out
-    assert main(["data", "split", "--data", str(root), "--dataset", "refcoco", "--fraction", "0.1%",
-                 "--out", str(root / "s.json")]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "split",
+                "--data",
+                str(root),
+                "--dataset",
+                "refcoco",
+                "--fraction",
+                "0.1%",
+                "--out",
+                str(root / "s.json"),
+            ]
+        )
+        == 0
+    )
     assert json.loads((root / "s.json").read_text())["n_labeled"] == 1
 
 
@@ -54,8 +70,21 @@ def test_train_eval_predict(synthref_dir, tmp_path, capsys):
     from .test_trainer import TINY
 
     run = tmp_path / "run"
-    assert main(["train", "--out", str(run), f"data.root={synthref_dir}", *TINY, "epochs=1", "batch_size=8",
-                 "total_steps=3"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--out",
+                str(run),
+                f"data.root={synthref_dir}",
+                *TINY,
+                "epochs=1",
+                "batch_size=8",
+                "total_steps=3",
+            ]
+        )
+        == 0
+    )
     assert "oIoU" in capsys.readouterr().out
     assert main(["eval", "--ckpt", str(run), "--split", "testB", "--max-samples", "5", "--resolution", "train"]) == 0
     res = json.loads((run / "eval_testB_none_train.json").read_text())
@@ -64,24 +93,75 @@ def test_train_eval_predict(synthref_dir, tmp_path, capsys):
     assert main(["eval", "--ckpt", str(run), "--split", "val", "--max-samples", "5", "--guidance", "prior"]) == 2
     assert "needs priors" in capsys.readouterr().err
     store = tmp_path / "val_priors"
-    assert main(["priors", "generate", "--data", str(synthref_dir), "--split", "val", "--subset", "all",
-                 "--out", str(store)]) == 0
-    assert main(["eval", "--ckpt", str(run), "--split", "val", "--max-samples", "5", "--guidance", "prior",
-                 "--priors", str(store)]) == 0
+    assert (
+        main(
+            [
+                "priors",
+                "generate",
+                "--data",
+                str(synthref_dir),
+                "--split",
+                "val",
+                "--subset",
+                "all",
+                "--out",
+                str(store),
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "eval",
+                "--ckpt",
+                str(run),
+                "--split",
+                "val",
+                "--max-samples",
+                "5",
+                "--guidance",
+                "prior",
+                "--priors",
+                str(store),
+            ]
+        )
+        == 0
+    )
     with_prior = json.loads((run / "eval_val_prior_original.json").read_text())
     assert with_prior["samples_with_prior"] == 5 and with_prior["guidance"] == "prior"
     assert main(["eval", "--ckpt", str(run / "best"), "--split", "val", "--max-samples", "5"]) == 0  # RUN/best -> RUN
     none = json.loads((run / "eval_val_none_original.json").read_text())
     assert none["samples_with_prior"] == 0
     img = next((synthref_dir / "images").glob("*.png"))
-    assert main(["predict", "--ckpt", str(run), "--image", str(img), "--text", "the red ball",
-                 "--out", str(tmp_path / "m.png"), "--overlay", str(tmp_path / "o.png")]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--ckpt",
+                str(run),
+                "--image",
+                str(img),
+                "--text",
+                "the red ball",
+                "--out",
+                str(tmp_path / "m.png"),
+                "--overlay",
+                str(tmp_path / "o.png"),
+            ]
+        )
+        == 0
+    )
     m = Image.open(tmp_path / "m.png")
     assert m.size == Image.open(img).size and set(np.unique(np.asarray(m)).tolist()) <= {0, 255}
     # errors: a non-image file, an empty sentence, a missing checkpoint
-    assert main(["predict", "--ckpt", str(run), "--image", str(run / "config.yaml"), "--text", "x", "--out", "m.png"]) == 2
+    assert (
+        main(["predict", "--ckpt", str(run), "--image", str(run / "config.yaml"), "--text", "x", "--out", "m.png"]) == 2
+    )
     assert main(["predict", "--ckpt", str(run), "--image", str(img), "--text", " ", "--out", "m.png"]) == 2
-    assert main(["predict", "--ckpt", str(tmp_path / "none"), "--image", str(img), "--text", "x", "--out", "m.png"]) == 2
+    assert (
+        main(["predict", "--ckpt", str(tmp_path / "none"), "--image", str(img), "--text", "x", "--out", "m.png"]) == 2
+    )
     assert main(["train", "--out", str(run), "optim.nope=1"]) == 2
     err = capsys.readouterr().err
     assert "not a readable image" in err and "empty" in err and "no l2l checkpoint" in err and "optim.nope" in err
@@ -89,8 +169,18 @@ def test_train_eval_predict(synthref_dir, tmp_path, capsys):
 
 def test_priors_generate_and_eval(synthref_dir, tmp_path, capsys):
     out = tmp_path / "priors"
-    args = ["priors", "generate", "--data", str(synthref_dir), "--subset", "unlabeled", "--label-fraction", "10%",
-            "--out", str(out)]
+    args = [
+        "priors",
+        "generate",
+        "--data",
+        str(synthref_dir),
+        "--subset",
+        "unlabeled",
+        "--label-fraction",
+        "10%",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     first = capsys.readouterr().out
     assert "SIMULATION" in first and "0 already present" in first
@@ -109,13 +199,32 @@ def test_demo_main_job_end_to_end(tmp_path, capsys, monkeypatch):
 
     monkeypatch.chdir(Path(__file__).resolve().parents[1])  # the demo's default config path is repo-relative
     work = tmp_path / "demo"
-    args = ["demo", "--workdir", str(work), "--images", "60", "--workers", "1",
-            *[o for o in TINY if not o.startswith("data.workers")], "total_steps=2", "data.eval_max_samples=5",
-            "semi.unlabeled_batch_size=2"]
+    args = [
+        "demo",
+        "--workdir",
+        str(work),
+        "--images",
+        "60",
+        "--workers",
+        "1",
+        *[o for o in TINY if not o.startswith("data.workers")],
+        "total_steps=2",
+        "data.eval_max_samples=5",
+        "semi.unlabeled_batch_size=2",
+    ]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "[7/7]" in out
-    for f in ("synthref/meta.json", "stats.json", "preview.png", "prediction_overlay.png", "priors/store.json",
-              "l2l_5pct/eval_val.json", "l2l_5pct/best/model.safetensors", "l2l_5pct/curves.png", "l2l_5pct/bank/bank.u8"):
+    for f in (
+        "synthref/meta.json",
+        "stats.json",
+        "preview.png",
+        "prediction_overlay.png",
+        "priors/store.json",
+        "l2l_5pct/eval_val.json",
+        "l2l_5pct/best/model.safetensors",
+        "l2l_5pct/curves.png",
+        "l2l_5pct/bank/bank.u8",
+    ):
         assert (work / f).exists(), f
     assert main(args) == 0  # resumable: a second run finds everything done

@@ -1,4 +1,5 @@
 """Every shipped config resolves to a valid TrainConfig (no unknown keys, right types)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -31,7 +32,11 @@ def test_shipped_configs_resolve(path):
 
 
 def test_overrides_types_and_errors(tmp_path):
-    cfg = load_config(TrainConfig, None, ["optim.lr=1e-4", "data.label_fraction=5%", "model.sesm.stage_modes=[local,local,local,local]"])
+    cfg = load_config(
+        TrainConfig,
+        None,
+        ["optim.lr=1e-4", "data.label_fraction=5%", "model.sesm.stage_modes=[local,local,local,local]"],
+    )
     assert cfg.optim.lr == 1e-4 and isinstance(cfg.optim.lr, float) and cfg.data.label_fraction == "5%"
     assert cfg.model.sesm.stage_modes == ("local",) * 4
     with pytest.raises(ConfigError, match="optim.nope"):

@@ -1,4 +1,5 @@
 """Typed samples: no ground truth on the unlabeled side, determinism, collate, eval resolution."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -9,9 +10,19 @@ import torch
 from torch.utils.data import DataLoader
 
 from l2l.data.augment import WeakAugConfig
-from l2l.data.dataset import (EvalRefDataset, HiddenMasks, LabeledRefDataset, UnlabeledBatch,
-                              UnlabeledRefDataset, UnlabeledSample, collate_eval, collate_labeled,
-                              collate_unlabeled, seed_worker, train_records)
+from l2l.data.dataset import (
+    EvalRefDataset,
+    HiddenMasks,
+    LabeledRefDataset,
+    UnlabeledBatch,
+    UnlabeledRefDataset,
+    UnlabeledSample,
+    collate_eval,
+    collate_labeled,
+    collate_unlabeled,
+    seed_worker,
+    train_records,
+)
 from l2l.data.splits import make_split
 
 
@@ -83,6 +94,7 @@ def test_flipped_samples_swap_their_words(synthref, parts):
     _, lab, _ = parts
     ds = LabeledRefDataset(synthref, lab, WeakAugConfig(size=64, hflip_prob=1.0))
     from l2l.data.text_augment import flip_directions
+
     for i in range(min(30, len(lab))):
         assert ds[i].text == flip_directions(lab[i].sentence)
 

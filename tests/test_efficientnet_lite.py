@@ -1,4 +1,5 @@
 """EfficientNet-Lite0: strict loading of the real ImageNet weights, feature strides, sanity on real photos."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -28,8 +29,9 @@ def test_real_weights_recognise_real_photos(model):
     if not folder.exists():
         pytest.skip("real COCO sample images not found")
     files = sorted(folder.glob("*.jpg"))[:12]
-    x = torch.stack([torch.from_numpy(np.array(Image.open(f).convert("RGB"))).permute(2, 0, 1).float() / 255
-                     for f in files])
+    x = torch.stack(
+        [torch.from_numpy(np.array(Image.open(f).convert("RGB"))).permute(2, 0, 1).float() / 255 for f in files]
+    )
     with torch.no_grad():
         p = model.classify(normalize(x)).softmax(-1)
         r = EfficientNetLite0().eval().classify(normalize(x)).softmax(-1)

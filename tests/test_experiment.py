@@ -1,6 +1,7 @@
 """Experiment grids and reports: a 2-cell miniature grid end to end (interruption, resume, skip,
 missing evaluation, conflicts, locks), grid validation, the shipped grids' dry runs (RefCOCO/+/g
 on the REFER fixture), and ``l2l report``."""
+
 from __future__ import annotations
 
 import json
@@ -18,12 +19,24 @@ from l2l.experiment.runner import LOCK, cell_state
 from .conftest import build_refer_fixture
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = {"method": "supervised", "total_steps": 4, "ckpt_every": 2, "log_every": 1, "batch_size": 2, "eval_every": 0,
-        "model": {"image_size": 32, "visual": {"name": "conv", "conv_channels": [8, 16, 16, 32]},
-                  "text": {"name": "tiny", "tiny_dim": 16, "tiny_layers": 1}, "sesm": {"enabled": False},
-                  "decoder_dim": 16},
-        "data": {"size": 32, "workers": 0, "eval_max_samples": 8, "strong_text": False},
-        "optim": {"lr": 1e-3}, "semi": {"unlabeled_batch_size": 2}}
+TINY = {
+    "method": "supervised",
+    "total_steps": 4,
+    "ckpt_every": 2,
+    "log_every": 1,
+    "batch_size": 2,
+    "eval_every": 0,
+    "model": {
+        "image_size": 32,
+        "visual": {"name": "conv", "conv_channels": [8, 16, 16, 32]},
+        "text": {"name": "tiny", "tiny_dim": 16, "tiny_layers": 1},
+        "sesm": {"enabled": False},
+        "decoder_dim": 16,
+    },
+    "data": {"size": 32, "workers": 0, "eval_max_samples": 8, "strong_text": False},
+    "optim": {"lr": 1e-3},
+    "semi": {"unlabeled_batch_size": 2},
+}
 
 
 @pytest.fixture()
@@ -31,11 +44,24 @@ def grid_file(tmp_path, synthref_dir):
     cfg_dir = tmp_path / "configs"
     cfg_dir.mkdir()
     (cfg_dir / "tiny.yaml").write_text(yaml.safe_dump(TINY))
-    grid = {"name": "mini", "out": str(tmp_path / "grid"), "budgets": ["25%"], "seeds": [5],
-            "datasets": {"synthref": {"overrides": [f"data.root={synthref_dir}"], "splits": ["val", "testB"]}},
-            "sections": [{"id": "table1", "kind": "main", "title": "mini", "rows": [
-                {"id": "sup", "label": "Supervised", "config": "tiny.yaml", "method": "supervised"},
-                {"id": "fm", "label": "FixMatch", "config": "tiny.yaml", "method": "fixmatch"}]}]}
+    grid = {
+        "name": "mini",
+        "out": str(tmp_path / "grid"),
+        "budgets": ["25%"],
+        "seeds": [5],
+        "datasets": {"synthref": {"overrides": [f"data.root={synthref_dir}"], "splits": ["val", "testB"]}},
+        "sections": [
+            {
+                "id": "table1",
+                "kind": "main",
+                "title": "mini",
+                "rows": [
+                    {"id": "sup", "label": "Supervised", "config": "tiny.yaml", "method": "supervised"},
+                    {"id": "fm", "label": "FixMatch", "config": "tiny.yaml", "method": "fixmatch"},
+                ],
+            }
+        ],
+    }
     f = cfg_dir / "mini.yaml"
     f.write_text(yaml.safe_dump(grid, sort_keys=False))
     return f
@@ -70,10 +96,23 @@ def test_mini_grid_interrupt_resume_skip_and_report(grid_file, tmp_path, synthre
         assert json.loads((c.run_dir / "cell.json").read_text())["sections"] == ["table1"]
     # the resumed cell equals a run that was never interrupted
     straight = tmp_path / "straight"
-    assert main(["train", "--config", str(grid_file.parent / "tiny.yaml"), "--out", str(straight),
-                 *g.cells["synthref/sup_25_s5"].overrides]) == 0
-    assert json.loads((straight / "eval_val.json").read_text())["oIoU"] == \
-        json.loads((sup / "eval_val.json").read_text())["oIoU"]
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                str(grid_file.parent / "tiny.yaml"),
+                "--out",
+                str(straight),
+                *g.cells["synthref/sup_25_s5"].overrides,
+            ]
+        )
+        == 0
+    )
+    assert (
+        json.loads((straight / "eval_val.json").read_text())["oIoU"]
+        == json.loads((sup / "eval_val.json").read_text())["oIoU"]
+    )
 
     # 3. a missing evaluation is redone alone (training is not repeated); finished cells are skipped
     fm = g.cells["synthref/fm_25_s5"].run_dir
@@ -147,8 +186,13 @@ def test_grid_errors_name_the_entry(grid_file):
     bad(lambda d: d["datasets"]["synthref"].update(prepare=[["train", "--config", "x"]]), "prepare")
 
     def twice(d):  # the same run id in two sections with different settings
-        d["sections"].append({"id": "t3", "rows": [{"id": "sup", "config": "tiny.yaml", "method": "supervised",
-                                                    "overrides": ["optim.lr=0.1"]}]})
+        d["sections"].append(
+            {
+                "id": "t3",
+                "rows": [{"id": "sup", "config": "tiny.yaml", "method": "supervised", "overrides": ["optim.lr=0.1"]}],
+            }
+        )
+
     bad(twice, "row sup of section t3 resolves to another config")
 
 
@@ -157,13 +201,22 @@ def test_shipped_synthref_grid_resolves():
     assert len(g.cells) == 37
     l2l = g.cells["synthref/l2l_5_s22"]
     assert l2l.sections == ["table1", "fig5", "ours_guidance"]
-    assert [e.filename for e in l2l.evals] == ["eval_val.json", "eval_testB_none_original.json",
-                                               "eval_val_prior_original.json", "eval_testB_prior_original.json"]
+    assert [e.filename for e in l2l.evals] == [
+        "eval_val.json",
+        "eval_testB_none_original.json",
+        "eval_val_prior_original.json",
+        "eval_testB_prior_original.json",
+    ]
     assert l2l.cfg.semi.priors == "runs/data/synthref_priors" and l2l.cfg.data.label_fraction == "5%"
     # the pretrained regime: shipped pool-pretrained encoder, frozen MiniLM, coordinates, 96 px
     m = l2l.cfg.model
-    assert (m.visual.path, m.text.name, m.text.freeze, m.coords, m.image_size) == \
-        ("builtin:synthpool-conv", "minilm", True, True, 96)
+    assert (m.visual.path, m.text.name, m.text.freeze, m.coords, m.image_size) == (
+        "builtin:synthpool-conv",
+        "minilm",
+        True,
+        True,
+        96,
+    )
     assert g.cells["synthref/sup_full_100_s22"].cfg.data.label_fraction == "100%"
     # the scratch regime's grid (the committed scratch report) still resolves, with random encoders
     old = Grid(REPO / "configs" / "synthref_table1_scratch.yaml")
@@ -180,8 +233,22 @@ def test_refcoco_grid_dry_run_on_the_refer_fixture(tmp_path, capsys):
     build_refer_fixture(tmp_path, "refcocog", "umd", ("train", "train", "train", "val", "test", "test"))
     grid = REPO / "configs" / "refcoco_table1.yaml"
     out = tmp_path / "grid"
-    assert main(["experiment", "run", str(grid), "--dry-run", "--commands", "--out", str(out),
-                 "--set", f"data.root={tmp_path}"]) == 0
+    assert (
+        main(
+            [
+                "experiment",
+                "run",
+                str(grid),
+                "--dry-run",
+                "--commands",
+                "--out",
+                str(out),
+                "--set",
+                f"data.root={tmp_path}",
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     g = Grid(grid, out, [f"data.root={tmp_path}"])
     assert len(g.cells) == 74 and "every config resolves (74 runs)" in text
@@ -189,12 +256,20 @@ def test_refcoco_grid_dry_run_on_the_refer_fixture(tmp_path, capsys):
     assert "data root" not in text and "has no split" not in text and "cannot open" not in text
     assert "model.visual.path /path/to/swin-base-patch4-window12-384 not found" in text
     l2l = g.cells["refcoco/l2l_5_s22"]
-    assert (l2l.cfg.optim.lr, l2l.cfg.epochs, l2l.cfg.batch_size, l2l.cfg.data.size, l2l.cfg.seed) == \
-        (5e-5, 40, 4, 480, 22)
+    assert (l2l.cfg.optim.lr, l2l.cfg.epochs, l2l.cfg.batch_size, l2l.cfg.data.size, l2l.cfg.seed) == (
+        5e-5,
+        40,
+        4,
+        480,
+        22,
+    )
     assert l2l.cfg.model.visual.name == "swin" and l2l.cfg.model.text.name == "bert"
     # per-epoch evaluation (eval_every 1): every split, val included, is evaluated from best/
     assert [e.filename for e in g.cells["refcocog/l2l_0.1_s22"].evals] == [
-        "eval_val.json", "eval_val_none_original.json", "eval_test_none_original.json"]
+        "eval_val.json",
+        "eval_val_none_original.json",
+        "eval_test_none_original.json",
+    ]
     assert g.cells["refcoco+/sup_10_s22"].cfg.data.dataset == "refcoco+"
     assert "l2l train --config" in text and "--split testB" in text
     assert not out.exists()  # a dry run writes nothing
@@ -222,20 +297,25 @@ def test_report_prints_the_papers_numbers_beside_ours(tmp_path):
     (g.out / "grid.json").write_text(json.dumps(g.manifest()))
     cell = g.cells["refcoco/l2l_5_s22"]
     cell.run_dir.mkdir(parents=True)
-    values = {"eval_val.json": 0.58, "eval_val_none_original.json": 0.61, "eval_testA_none_original.json": 0.66,
-              "eval_testB_none_original.json": 0.55}  # the last epoch's val (0.58) is not best/'s (0.61)
+    values = {
+        "eval_val.json": 0.58,
+        "eval_val_none_original.json": 0.61,
+        "eval_testA_none_original.json": 0.66,
+        "eval_testB_none_original.json": 0.55,
+    }  # the last epoch's val (0.58) is not best/'s (0.61)
     for e in cell.evals:
         v = values[e.filename]
-        (cell.run_dir / e.filename).write_text(json.dumps({"oIoU": v, "mIoU": v - 0.01, "P@0.5": 0.5,
-                                                           "P@0.7": 0.3, "P@0.9": 0.1}))
+        (cell.run_dir / e.filename).write_text(
+            json.dumps({"oIoU": v, "mIoU": v - 0.01, "P@0.5": 0.5, "P@0.7": 0.3, "P@0.9": 0.1})
+        )
     md = (build_report(g.out, qualitative=0) / "report.md").read_text()
-    table1 = md[md.index("**oIoU**"):md.index("**mIoU**")]
+    table1 = md[md.index("**oIoU**") : md.index("**mIoU**")]
     ours = next(ln for ln in table1.splitlines() if ln.startswith("| L2L |"))
     paper = next(ln for ln in table1.splitlines() if ln.startswith("| *paper: Ours* |"))
     assert ours.split(" | ")[7:10] == ["61.00", "66.00", "55.00"]  # 5 % val, testA, testB
     assert paper.split(" | ")[7:10] == ["*67.30*", "*71.46*", "*62.60*"]
     assert "**the paper's numbers**" in md and "1 of 74 runs finished" in md
-    t3 = md[md.index("Table 3: components"):]
+    t3 = md[md.index("Table 3: components") :]
     assert "| *paper: +SPM* | *65.73* | *69.66* | *61.03* |" in t3
 
 
@@ -294,8 +374,12 @@ def test_killed_grid_resumes(grid_file, tmp_path):
     cfg.update(total_steps=60, ckpt_every=2)
     (grid_file.parent / "tiny.yaml").write_text(yaml.safe_dump(cfg))
     run = Grid(grid_file).cells["synthref/sup_25_s5"].run_dir
-    p = subprocess.Popen([sys.executable, "-m", "l2l.cli", "experiment", "run", str(grid_file)],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "l2l.cli", "experiment", "run", str(grid_file)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not list((run / "checkpoints").glob("step_*")):
         time.sleep(0.05)
@@ -315,8 +399,13 @@ def test_failed_cell_is_reported_and_others_go_on(grid_file, capsys):
     """A cell whose training fails (here: its prior store does not exist) is named with its log;
     the other cell still runs; the command exits 1."""
     raw = yaml.safe_load(grid_file.read_text())
-    raw["sections"][0]["rows"][1] = {"id": "pf", "label": "fusion", "config": "tiny.yaml", "method": "prior-fusion",
-                                     "overrides": ["semi.priors=/nonexistent/priors"]}
+    raw["sections"][0]["rows"][1] = {
+        "id": "pf",
+        "label": "fusion",
+        "config": "tiny.yaml",
+        "method": "prior-fusion",
+        "overrides": ["semi.priors=/nonexistent/priors"],
+    }
     grid_file.write_text(yaml.safe_dump(raw))
     assert main(["experiment", "run", str(grid_file)]) == 1
     err = capsys.readouterr().err
@@ -337,16 +426,21 @@ def test_ctrl_c_with_two_jobs_starts_nothing_new(grid_file):
     import time
 
     raw = yaml.safe_load(grid_file.read_text())
-    raw["sections"][0]["rows"].append({"id": "sup2", "config": "tiny.yaml", "method": "supervised",
-                                       "overrides": ["optim.lr=2e-3"]})
+    raw["sections"][0]["rows"].append(
+        {"id": "sup2", "config": "tiny.yaml", "method": "supervised", "overrides": ["optim.lr=2e-3"]}
+    )
     grid_file.write_text(yaml.safe_dump(raw))
     cfg = yaml.safe_load((grid_file.parent / "tiny.yaml").read_text())
     cfg.update(total_steps=60, ckpt_every=2)
     (grid_file.parent / "tiny.yaml").write_text(yaml.safe_dump(cfg))
     cells = list(Grid(grid_file).cells.values())
-    p = subprocess.Popen([sys.executable, "-m", "l2l.cli", "experiment", "run", str(grid_file), "--jobs", "2"],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    p = subprocess.Popen(
+        [sys.executable, "-m", "l2l.cli", "experiment", "run", str(grid_file), "--jobs", "2"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not all(list((c.run_dir / "checkpoints").glob("step_*")) for c in cells[:2]):
         time.sleep(0.05)

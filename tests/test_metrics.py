@@ -1,4 +1,5 @@
 """RES metrics against hand-computed intersections and unions, empty masks, and exactly-once gathering."""
+
 from __future__ import annotations
 
 import os
@@ -23,8 +24,12 @@ def test_hand_computed_values():
     # sample 2: perfect 2x5: I = U = 10
     # sample 3: empty prediction of a 3x3 target: I = 0, U = 9
     # sample 4: empty prediction of an empty target: I = U = 0 -> IoU 0, adds nothing to oIoU
-    pred = torch.stack([_mask(8, 8, (0, 4, 0, 4)), _mask(8, 8, (1, 3, 1, 6)), _mask(8, 8, (0, 0, 0, 0)), _mask(8, 8, (0, 0, 0, 0))])
-    gt = torch.stack([_mask(8, 8, (2, 6, 2, 6)), _mask(8, 8, (1, 3, 1, 6)), _mask(8, 8, (5, 8, 5, 8)), _mask(8, 8, (0, 0, 0, 0))])
+    pred = torch.stack(
+        [_mask(8, 8, (0, 4, 0, 4)), _mask(8, 8, (1, 3, 1, 6)), _mask(8, 8, (0, 0, 0, 0)), _mask(8, 8, (0, 0, 0, 0))]
+    )
+    gt = torch.stack(
+        [_mask(8, 8, (2, 6, 2, 6)), _mask(8, 8, (1, 3, 1, 6)), _mask(8, 8, (5, 8, 5, 8)), _mask(8, 8, (0, 0, 0, 0))]
+    )
     inter, union = intersection_union(pred, gt)
     assert inter.tolist() == [4, 10, 0, 0] and union.tolist() == [28, 10, 9, 0]
     ev = RESEvaluator()
@@ -34,9 +39,12 @@ def test_hand_computed_values():
     assert r["oIoU"] == pytest.approx(14 / 47)
     assert r["mIoU"] == pytest.approx((4 / 28 + 1 + 0 + 0) / 4)
     assert r["P@0.5"] == 0.25 and r["P@0.9"] == 0.25
-    assert r["oIoU_by_length"] == {"1-3": {"oIoU": pytest.approx(4 / 28), "samples": 1},
-                                   "4-6": {"oIoU": 1.0, "samples": 1}, "7-10": {"oIoU": 0.0, "samples": 1},
-                                   "11+": {"oIoU": 0.0, "samples": 1}}
+    assert r["oIoU_by_length"] == {
+        "1-3": {"oIoU": pytest.approx(4 / 28), "samples": 1},
+        "4-6": {"oIoU": 1.0, "samples": 1},
+        "7-10": {"oIoU": 0.0, "samples": 1},
+        "11+": {"oIoU": 0.0, "samples": 1},
+    }
     assert r["oIoU_by_kind"]["a"]["oIoU"] == pytest.approx(14 / 38)
 
 
@@ -66,6 +74,7 @@ def test_repeated_samples_count_once_and_original_resolution():
 
 def _worker(rank, world, port, out):
     import torch.distributed as dist
+
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
     ev = RESEvaluator()

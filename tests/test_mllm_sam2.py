@@ -1,4 +1,5 @@
 """The mllm-sam2 path with a real-architecture SAM2 (random weights) and scripted grounding answers."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -34,9 +35,11 @@ def sam2():
 def test_boxes_become_soft_masks_and_failures_empty_priors(sam2, tmp_path):
     img = np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8)
     batch = [PriorInput(1, img, "the man on the left"), PriorInput(2, img, "the cup"), PriorInput(3, img, "a dog")]
-    answers = {1: 'Sure.\n```json\n[{"bbox_2d": [28, 28, 140, 112], "label": "man"}]\n```',
-               2: "I cannot find it.",
-               3: '```json\n[{"bbox_2d": [900, 900, 990, 990]}]\n```'}  # outside the processed image
+    answers = {
+        1: 'Sure.\n```json\n[{"bbox_2d": [28, 28, 140, 112], "label": "man"}]\n```',
+        2: "I cannot find it.",
+        3: '```json\n[{"bbox_2d": [900, 900, 990, 990]}]\n```',
+    }  # outside the processed image
     prov = MLLMSam2Provider(ScriptedGrounder(answers, (112, 168)), sam2)
     a, b, c = prov(batch)
     assert a.prob.shape == (120, 160) and a.prob.dtype == np.float32
@@ -61,23 +64,74 @@ def _tiny_qwen(tmp_path):
     from transformers import PreTrainedTokenizerFast, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>"]
-    words = ["system", "user", "assistant", "you", "are", "a", "helpful", "locate", "the", "in", "image", "and",
-             "output", "its", "bounding", "box", "as", "json", "bbox_2d", "label", "x1", "y1", "x2", "y2", "red",
-             "ball", "[", "]", "{", "}", '"', ":", ",", ".", "..."] + [str(i) for i in range(10)]
+    words = [
+        "system",
+        "user",
+        "assistant",
+        "you",
+        "are",
+        "a",
+        "helpful",
+        "locate",
+        "the",
+        "in",
+        "image",
+        "and",
+        "output",
+        "its",
+        "bounding",
+        "box",
+        "as",
+        "json",
+        "bbox_2d",
+        "label",
+        "x1",
+        "y1",
+        "x2",
+        "y2",
+        "red",
+        "ball",
+        "[",
+        "]",
+        "{",
+        "}",
+        '"',
+        ":",
+        ",",
+        ".",
+        "...",
+    ] + [str(i) for i in range(10)]
     vocab = {t: i for i, t in enumerate(special + ["[UNK]"] + words)}
     tk = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     tk.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace()])
-    tok = PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="[UNK]", eos_token="<|im_end|>",
-                                  pad_token="<|endoftext|>", additional_special_tokens=special[1:])
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=tk,
+        unk_token="[UNK]",
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        additional_special_tokens=special[1:],
+    )
     ids = {t: tok.convert_tokens_to_ids(t) for t in special}
     cfg = Qwen2_5_VLConfig(
-        text_config=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                         num_key_value_heads=2, vocab_size=len(vocab), rope_scaling={"type": "mrope", "mrope_section": [4, 2, 2]},
-                         bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"]),
-        vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64,
-                           fullatt_block_indexes=[1]),
-        image_token_id=ids["<|image_pad|>"], vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"])
+        text_config=dict(
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            vocab_size=len(vocab),
+            rope_scaling={"type": "mrope", "mrope_section": [4, 2, 2]},
+            bos_token_id=ids["<|endoftext|>"],
+            eos_token_id=ids["<|im_end|>"],
+            pad_token_id=ids["<|endoftext|>"],
+        ),
+        vision_config=dict(
+            depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64, fullatt_block_indexes=[1]
+        ),
+        image_token_id=ids["<|image_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+    )
     torch.manual_seed(0)
     return Qwen2_5_VLForConditionalGeneration(cfg), tok
 
@@ -88,7 +142,9 @@ def test_qwen_grounder_end_to_end_with_tiny_models(sam2, tmp_path):
     from l2l.priors.qwen_grounder import QwenGrounder
 
     model, tok = _tiny_qwen(tmp_path)
-    g = QwenGrounder(model, tok, Qwen2VLImageProcessor(min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 16), max_new_tokens=8)
+    g = QwenGrounder(
+        model, tok, Qwen2VLImageProcessor(min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 16), max_new_tokens=8
+    )
     img = np.random.default_rng(1).integers(0, 255, (120, 160, 3), dtype=np.uint8)
     batch = [PriorInput(1, img, "the red ball"), PriorInput(2, img[:100], "the ball")]
     answers = g(batch)

@@ -1,4 +1,5 @@
 """Segmenter: shapes for every encoder / text / SESM variant, the zero-init property, guidance, persistence."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,17 +19,20 @@ TEXTS = ["the red ball on the left", "second star from the top"]
 def _model(*overrides) -> Segmenter:
     cfg = load_config(ModelConfig, None, ["decoder_dim=16", "sesm.heads=2", *overrides])
     if cfg.visual.name == "swin":
-        cfg.visual.swin = dict(image_size=64, patch_size=4, embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 2, 2, 2],
-                               window_size=2)
+        cfg.visual.swin = dict(
+            image_size=64, patch_size=4, embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 2, 2, 2], window_size=2
+        )
     if cfg.text.name == "hf-config":
-        cfg.text.hf_config = dict(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                                  intermediate_size=64)
+        cfg.text.hf_config = dict(
+            vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64
+        )
     torch.manual_seed(0)
     return Segmenter(cfg)
 
 
-@pytest.mark.parametrize("visual", [["visual.name=conv", "visual.conv_channels=[8,16,16,32]"],
-                                    ["visual.name=efficientnet_lite0"], SWIN])
+@pytest.mark.parametrize(
+    "visual", [["visual.name=conv", "visual.conv_channels=[8,16,16,32]"], ["visual.name=efficientnet_lite0"], SWIN]
+)
 @pytest.mark.parametrize("text", [["text.name=tiny", "text.tiny_dim=16"], TINY_BERT, ["text.name=minilm"]])
 def test_every_encoder_pair_gives_logits_and_gradients(visual, text):
     m = _model(*visual, *text)
@@ -39,9 +43,17 @@ def test_every_encoder_pair_gives_logits_and_gradients(visual, text):
     assert m.decoder.head.weight.grad is not None and m.fusions[0].out.weight.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("sesm", [["sesm.enabled=false"], ["sesm.streams=semantic"], ["sesm.streams=structural"],
-                                  ["sesm.gating=fixed"], ["sesm.stage_modes=[global,global,local,local]"],
-                                  ["sesm.stage_modes=[local,local,local,local]"]])
+@pytest.mark.parametrize(
+    "sesm",
+    [
+        ["sesm.enabled=false"],
+        ["sesm.streams=semantic"],
+        ["sesm.streams=structural"],
+        ["sesm.gating=fixed"],
+        ["sesm.stage_modes=[global,global,local,local]"],
+        ["sesm.stage_modes=[local,local,local,local]"],
+    ],
+)
 def test_sesm_variants(sesm):
     m = _model("visual.name=conv", "visual.conv_channels=[8,16,16,32]", "text.name=tiny", "text.tiny_dim=16", *sesm)
     y = m(torch.rand(2, 3, 64, 64), TEXTS, torch.rand(2, 1, 64, 64))
@@ -51,8 +63,9 @@ def test_sesm_variants(sesm):
     w = m.fusions[0].stream_weights()
     expected = {"semantic": (1.0, 0.0), "structural": (0.0, 1.0)}.get(cfg.streams, (0.5, 0.5))
     assert w == pytest.approx(expected)
-    assert [f.structural.mode for f in m.fusions if hasattr(f, "structural")] == \
-        ([] if cfg.streams == "semantic" else list(cfg.stage_modes))
+    assert [f.structural.mode for f in m.fusions if hasattr(f, "structural")] == (
+        [] if cfg.streams == "semantic" else list(cfg.stage_modes)
+    )
 
 
 def test_zero_init_equals_the_plain_encoder():
@@ -61,6 +74,7 @@ def test_zero_init_equals_the_plain_encoder():
     m = _model("visual.name=efficientnet_lite0", "text.name=tiny", "text.tiny_dim=16").eval()
     x = torch.rand(2, 3, 64, 64)
     from l2l.data.augment import normalize
+
     plain = m.visual(normalize(x))
     tokens, tmask = m.text.encode(TEXTS)
     h = m.visual.stem(normalize(x))
@@ -79,8 +93,13 @@ def test_zero_init_equals_the_plain_encoder():
 
 
 def test_guidance_none_uses_the_learned_null_map_and_prior_dropout():
-    m = _model("visual.name=conv", "visual.conv_channels=[8,16,16,32]", "text.name=tiny", "text.tiny_dim=16",
-               "sesm.prior_dropout=1.0").eval()
+    m = _model(
+        "visual.name=conv",
+        "visual.conv_channels=[8,16,16,32]",
+        "text.name=tiny",
+        "text.tiny_dim=16",
+        "sesm.prior_dropout=1.0",
+    ).eval()
     x, prior = torch.rand(2, 3, 64, 64), torch.rand(2, 1, 64, 64)
     with torch.no_grad():
         torch.nn.init.normal_(m.fusions[2].out.weight)  # make guidance matter
@@ -103,7 +122,7 @@ def test_guidance_none_uses_the_learned_null_map_and_prior_dropout():
 def test_save_and_from_pretrained_round_trip(tmp_path):
     m = _model(*SWIN, *TINY_BERT).eval()
     x = torch.rand(1, 3, 64, 64)
-    path = m.save_pretrained(tmp_path / "model")
+    m.save_pretrained(tmp_path / "model")
     m2 = Segmenter.from_pretrained(tmp_path / "model")
     assert torch.allclose(m.predict(x, TEXTS[:1]), m2.predict(x, TEXTS[:1]), atol=1e-6)
     mask, prob = m2.segment(np.zeros((50, 70, 3), np.uint8), "a thing")
@@ -136,15 +155,25 @@ def test_swin_and_bert_load_from_local_folders(tmp_path):
 
     swin_dir, bert_dir = tmp_path / "swin", tmp_path / "bert"
     torch.manual_seed(0)
-    swin = SwinModel(SwinConfig(image_size=64, patch_size=4, embed_dim=16, depths=[1, 1, 1, 1],
-                                num_heads=[1, 2, 2, 2], window_size=2), add_pooling_layer=False)
+    swin = SwinModel(
+        SwinConfig(
+            image_size=64, patch_size=4, embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 2, 2, 2], window_size=2
+        ),
+        add_pooling_layer=False,
+    )
     swin.save_pretrained(swin_dir)
-    bert = BertModel(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                                intermediate_size=64))
+    bert = BertModel(
+        BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+    )
     bert.save_pretrained(bert_dir)
     AutoTokenizer.from_pretrained(str(default_text_model_path()), local_files_only=True).save_pretrained(bert_dir)
-    m = _model("visual.name=swin", "visual.pretrained=true", f"visual.path={swin_dir}",
-               "text.name=bert", f"text.path={bert_dir}")
+    m = _model(
+        "visual.name=swin",
+        "visual.pretrained=true",
+        f"visual.path={swin_dir}",
+        "text.name=bert",
+        f"text.path={bert_dir}",
+    )
     k = "embeddings.patch_embeddings.projection.weight"
     assert torch.equal(m.visual.swin.state_dict()[k], swin.state_dict()[k])
     assert torch.equal(m.text.model.embeddings.word_embeddings.weight, bert.embeddings.word_embeddings.weight)

@@ -1,5 +1,6 @@
 """The pretraining world: pool disjointness, dense targets, the model folder (card, loading by
 path), the shipped encoder against its card; frozen cached text; coordinate embedding."""
+
 from __future__ import annotations
 
 import hashlib
@@ -14,11 +15,28 @@ from PIL import Image
 from l2l.config import load_config
 from l2l.models.segmenter import ModelConfig, Segmenter
 from l2l.pretrain.pool import HEADS, POOL_DOMAIN, PoolConfig, check_disjoint_seed, make_pool, pool_scene
-from l2l.pretrain.visual import (BUILTIN, VisualPretrainConfig, dense_metrics, eval_pool, load_dense_heads,
-                                 load_visual_folder, pretrain_visual, rebuild_check)
+from l2l.pretrain.visual import (
+    BUILTIN,
+    VisualPretrainConfig,
+    dense_metrics,
+    eval_pool,
+    load_dense_heads,
+    load_visual_folder,
+    pretrain_visual,
+    rebuild_check,
+)
 
-TINY = dict(conv_channels=(8, 8, 16, 16), decoder_dim=8, train_images=24, eval_images=6, steps=6, batch_size=4,
-            log_every=2, workers=1, pool=PoolConfig(size=32))
+TINY = dict(
+    conv_channels=(8, 8, 16, 16),
+    decoder_dim=8,
+    train_images=24,
+    eval_images=6,
+    steps=6,
+    batch_size=4,
+    log_every=2,
+    workers=1,
+    pool=PoolConfig(size=32),
+)
 
 
 def _digest(a: np.ndarray) -> str:
@@ -69,8 +87,14 @@ def test_pretrain_writes_a_card_and_the_folder_loads_by_path(tmp_path):
     assert saved["training_data"]["pool"]["seed"] == 0 and saved["steps"] == 6 and saved["wall_seconds"] > 0
     assert saved["training_data"]["referring_expressions"] is False
     assert [r["step"] for r in saved["trajectory"]] == [2, 4, 6]
-    assert set(saved["metrics_eval_pool"]) == {"fg_iou", "shape_acc", "color_acc", "texture_acc", "size_acc",
-                                               "boundary_f1"}
+    assert set(saved["metrics_eval_pool"]) == {
+        "fg_iou",
+        "shape_acc",
+        "color_acc",
+        "texture_acc",
+        "size_acc",
+        "boundary_f1",
+    }
     assert "stand-in" in (tmp_path / "enc" / "README.md").read_text()
 
     # the card's metrics are those of the stored weights
@@ -79,8 +103,19 @@ def test_pretrain_writes_a_card_and_the_folder_loads_by_path(tmp_path):
     assert dense_metrics(heads, *eval_pool(cfg)) == saved["metrics_eval_pool"]
 
     # model.visual loads the folder by path, as a Swin folder would be; a saved segmenter no longer needs it
-    mc = load_config(ModelConfig, None, ["visual.name=conv", f"visual.path={tmp_path / 'enc'}", "text.name=tiny",
-                                         "text.tiny_dim=16", "decoder_dim=8", "sesm.enabled=false", "coords=true"])
+    mc = load_config(
+        ModelConfig,
+        None,
+        [
+            "visual.name=conv",
+            f"visual.path={tmp_path / 'enc'}",
+            "text.name=tiny",
+            "text.tiny_dim=16",
+            "decoder_dim=8",
+            "sesm.enabled=false",
+            "coords=true",
+        ],
+    )
     model = Segmenter(mc)
     assert model.visual.channels == (8, 8, 16, 16)
     for k, v in state.items():
@@ -126,6 +161,7 @@ def test_shipped_encoder_matches_its_card():
 def test_frozen_text_encoder_caches_per_sentence_features():
     mc = load_config(ModelConfig, None, ["text.name=minilm", "text.freeze=true"])
     from l2l.models.segmenter import build_text_encoder
+
     enc = build_text_encoder(mc.text)
     assert not any(p.requires_grad for p in enc.parameters())
     enc.train()
@@ -143,8 +179,18 @@ def test_frozen_text_encoder_caches_per_sentence_features():
 
 
 def test_coordinate_embedding_starts_at_zero_and_learns_position():
-    mc = load_config(ModelConfig, None, ["visual.name=conv", "visual.conv_channels=[8,8,16,16]", "text.name=tiny",
-                                         "text.tiny_dim=16", "decoder_dim=8", "sesm.enabled=false"])
+    mc = load_config(
+        ModelConfig,
+        None,
+        [
+            "visual.name=conv",
+            "visual.conv_channels=[8,8,16,16]",
+            "text.name=tiny",
+            "text.tiny_dim=16",
+            "decoder_dim=8",
+            "sesm.enabled=false",
+        ],
+    )
     torch.manual_seed(0)
     plain = Segmenter(mc).eval()
     mc.coords = True

@@ -1,4 +1,5 @@
 """Prior store (resume, corruption, sharding) and the simulated provider's failure model."""
+
 from __future__ import annotations
 
 import json
@@ -25,6 +26,7 @@ def _loader(ds, calls=None, fail_after=None):
                 raise KeyboardInterrupt("killed")
         rec = ds.sample(sid)
         return PriorInput(sid, ds.load_image(rec.image_id), rec.sentence)
+
     return load
 
 
@@ -70,8 +72,8 @@ def test_ranks_write_disjoint_shards(synthref, ids, tmp_path):
     prov = SimulatedProvider(synthref)
     for r in (0, 1):
         PriorStore(tmp_path).generate(prov, ids, _loader(synthref), rank=r, world=2, show_progress=False)
-    m0 = {json.loads(l)["sample_id"] for l in (tmp_path / "manifest.rank0.jsonl").read_text().splitlines()}
-    m1 = {json.loads(l)["sample_id"] for l in (tmp_path / "manifest.rank1.jsonl").read_text().splitlines()}
+    m0 = {json.loads(x)["sample_id"] for x in (tmp_path / "manifest.rank0.jsonl").read_text().splitlines()}
+    m1 = {json.loads(x)["sample_id"] for x in (tmp_path / "manifest.rank1.jsonl").read_text().splitlines()}
     assert not m0 & m1 and m0 | m1 == set(ids)
     with pytest.raises(ValueError, match="another configuration"):
         PriorStore(tmp_path).init(SimulatedProvider(synthref, SimulatedConfig(seed=1)))
@@ -94,7 +96,9 @@ def test_simulated_failure_model(synthref, ids):
 
     def iou(cfg):
         out = SimulatedProvider(synthref, cfg)(inp)
-        return np.array([((o.prob >= 0.5) & g).sum() / max(((o.prob >= 0.5) | g).sum(), 1) for o, g in zip(out, gt)]), out
+        return np.array(
+            [((o.prob >= 0.5) & g).sum() / max(((o.prob >= 0.5) | g).sum(), 1) for o, g in zip(out, gt)]
+        ), out
 
     clean, out = iou(SimulatedConfig(miss=0, drift=0, partial=0, bloat=0, box=0, noise=0))
     assert clean.mean() > 0.85
@@ -111,8 +115,12 @@ def test_simulated_failure_model(synthref, ids):
 
 def test_evaluate_priors(synthref, ids, tmp_path):
     st = PriorStore(tmp_path)
-    st.generate(SimulatedProvider(synthref, SimulatedConfig(miss=0, drift=0, partial=0, bloat=0, box=0, noise=0)),
-                ids[:10], _loader(synthref), show_progress=False)
+    st.generate(
+        SimulatedProvider(synthref, SimulatedConfig(miss=0, drift=0, partial=0, bloat=0, box=0, noise=0)),
+        ids[:10],
+        _loader(synthref),
+        show_progress=False,
+    )
     r = evaluate_priors(st, synthref, ids[:12])
     assert r["samples"] == 10 and r["missing"] == 2 and r["mean_IoU"] > 0.85 and r["provider"] == "simulated"
 
@@ -122,8 +130,19 @@ def test_teacher_provider_from_a_saved_model(synthref, ids, tmp_path):
     from l2l.models.segmenter import ModelConfig, Segmenter
     from l2l.priors.teacher import TeacherProvider
 
-    cfg = load_config(ModelConfig, None, ["visual.name=conv", "visual.conv_channels=[8,16,16,32]", "text.name=tiny",
-                                          "text.tiny_dim=16", "decoder_dim=16", "sesm.heads=2", "image_size=64"])
+    cfg = load_config(
+        ModelConfig,
+        None,
+        [
+            "visual.name=conv",
+            "visual.conv_channels=[8,16,16,32]",
+            "text.name=tiny",
+            "text.tiny_dim=16",
+            "decoder_dim=16",
+            "sesm.heads=2",
+            "image_size=64",
+        ],
+    )
     Segmenter(cfg).save_pretrained(tmp_path / "model")
     prov = TeacherProvider(tmp_path / "model")
     st = PriorStore(tmp_path / "store")
@@ -131,7 +150,10 @@ def test_teacher_provider_from_a_saved_model(synthref, ids, tmp_path):
     for i in ids[:5]:
         p = st.get(i)
         assert p.shape == synthref.load_image(synthref.sample(i).image_id).shape[:2] and 0 <= p.min() <= p.max() <= 1
-    assert st.meta["config"]["weights_sha256"] == prov.weights_sha and st.record(ids[0])["provenance"]["provider"] == "teacher"
+    assert (
+        st.meta["config"]["weights_sha256"] == prov.weights_sha
+        and st.record(ids[0])["provenance"]["provider"] == "teacher"
+    )
 
 
 def test_files_provider_validates(synthref, ids, tmp_path):

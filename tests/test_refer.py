@@ -1,4 +1,5 @@
 """The REFER loader on a RefCOCO-shaped fixture, the restricted unpickler, and clear errors."""
+
 from __future__ import annotations
 
 import json

@@ -1,5 +1,6 @@
 """Registries, the Method protocol, a method that trains a model that is not a Segmenter, checkpoints
 without frozen parts, and the package layering (which package may import which)."""
+
 from __future__ import annotations
 
 import ast
@@ -47,9 +48,12 @@ def test_every_registered_method_builds_and_keeps_the_protocol():
         m = build_method(cfg)  # check_method inside
         assert m.name == name and m.model in MODELS
         families.setdefault(type(m).__name__, []).append(name)
-    assert families == {"SupervisedMethod": ["supervised"], "FixMatch": ["fixmatch"],
-                        "PriorFusion": ["prior-fusion", "agreement-filter", "catm"],
-                        "L2L": ["static-threshold", "l2l"]}
+    assert families == {
+        "SupervisedMethod": ["supervised"],
+        "FixMatch": ["fixmatch"],
+        "PriorFusion": ["prior-fusion", "agreement-filter", "catm"],
+        "L2L": ["static-threshold", "l2l"],
+    }
     with pytest.raises(UsageError, match="unknown method 'mean-teacher'"):
         cfg.method = "mean-teacher"
         build_method(cfg)
@@ -129,11 +133,23 @@ def blob_registered():
     MODELS.unregister("blob-test")
 
 
-def test_trainer_trains_a_registered_method_on_a_model_that_is_not_a_segmenter(synthref_dir, tmp_path,
-                                                                              blob_registered):
-    cfg = load_config(TrainConfig, None, [f"data.root={synthref_dir}", "method=blob-test", "total_steps=4",
-                                          "batch_size=2", "data.workers=0", "data.size=32", "data.eval_max_samples=4",
-                                          "ckpt_every=2", "log_every=2", "optim.lr=1e-2"])
+def test_trainer_trains_a_registered_method_on_a_model_that_is_not_a_segmenter(synthref_dir, tmp_path, blob_registered):
+    cfg = load_config(
+        TrainConfig,
+        None,
+        [
+            f"data.root={synthref_dir}",
+            "method=blob-test",
+            "total_steps=4",
+            "batch_size=2",
+            "data.workers=0",
+            "data.size=32",
+            "data.eval_max_samples=4",
+            "ckpt_every=2",
+            "log_every=2",
+            "optim.lr=1e-2",
+        ],
+    )
     tr = Trainer(cfg, tmp_path / "run", show_progress=False)
     before = tr.__dict__.copy()
     out = tr.fit()

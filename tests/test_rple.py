@@ -1,11 +1,22 @@
 """RPLE: parameter count, action ranges, initial policy, boundary band, scores and reward arithmetic, DDPG."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 
-from l2l.semi.rple import (IGNORE, RPLE, RPLEConfig, ReplayBuffer, label_shares, pseudo_label, reward, scores,
-                           state, thresholds_from)
+from l2l.semi.rple import (
+    IGNORE,
+    RPLE,
+    ReplayBuffer,
+    RPLEConfig,
+    label_shares,
+    pseudo_label,
+    reward,
+    scores,
+    state,
+    thresholds_from,
+)
 
 
 def test_parameter_count_matches_the_paper():
@@ -49,13 +60,23 @@ def test_scores_and_reward_by_hand():
     # τ_fg 0.85 keeps only 0.9 as fg; τ_bg 0.05 drops 0.1 from bg → fewer pixels selected
     s_a = scores(p_w, p_cal, pseudo_label(p_cal, torch.tensor([[0.85, 0.05]]), 0))
     s_0 = scores(p_w, p_cal, pseudo_label(p_cal, torch.tensor([[0.70, 0.20]]), 0))
-    g = (s_a - s_0)[0] @ torch.tensor([1.0, 1.0, 0.5]) - 0.1 * (0.15 ** 2 + 0.15 ** 2)
+    g = (s_a - s_0)[0] @ torch.tensor([1.0, 1.0, 0.5]) - 0.1 * (0.15**2 + 0.15**2)
     assert r2.item() == pytest.approx(max(-1.0, min(1.0, g.item())), abs=1e-5)
-    r3, _ = reward(p_w, p_cal, torch.tensor([[0.85, 0.05]]), torch.tensor([[0.70, 0.20]]),
-                   RPLEConfig(band=0, terms=("sep", "con", "cov")))
+    r3, _ = reward(
+        p_w,
+        p_cal,
+        torch.tensor([[0.85, 0.05]]),
+        torch.tensor([[0.70, 0.20]]),
+        RPLEConfig(band=0, terms=("sep", "con", "cov")),
+    )
     assert r3.item() == pytest.approx(r2.item() + 0.1 * 0.045, abs=1e-5)  # stability term removed
-    big, _ = reward(p_w, p_cal, torch.tensor([[0.85, 0.05]]), torch.tensor([[0.70, 0.20]]),
-                    RPLEConfig(band=0, lambdas=(100.0, 100.0, 100.0, 0.0)))
+    big, _ = reward(
+        p_w,
+        p_cal,
+        torch.tensor([[0.85, 0.05]]),
+        torch.tensor([[0.70, 0.20]]),
+        RPLEConfig(band=0, lambdas=(100.0, 100.0, 100.0, 0.0)),
+    )
     assert abs(big.item()) == 1.0  # clipped (Eq. 12)
 
 

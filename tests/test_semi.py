@@ -1,17 +1,17 @@
 """Semi-supervised training: losses, selection rules, the step stream, every method end to end,
 the no-ground-truth-leak guarantee, exact resume of an l2l run, and a 2-process gloo l2l run."""
+
 from __future__ import annotations
 
 import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
-import yaml
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
 from l2l.config import load_config
@@ -20,17 +20,32 @@ from l2l.engine.distributed import DistInfo, ResumableBatchSampler
 from l2l.engine.stream import StepStream
 from l2l.engine.trainer import TrainConfig, Trainer
 from l2l.semi import selection
-from l2l.semi.losses import dice_on_selected, masked_ce, unlabeled_loss
 from l2l.semi.config import SemiConfig, presets
-
-PRESETS = presets()
+from l2l.semi.losses import dice_on_selected, masked_ce, unlabeled_loss
 from l2l.semi.telemetry import Telemetry, Visit
 
-TINY = ["model.visual.name=conv", "model.visual.conv_channels=[8,16,16,32]", "model.text.name=tiny",
-        "model.text.tiny_dim=16", "model.text.tiny_layers=1", "model.decoder_dim=16", "model.sesm.heads=2",
-        "data.size=32", "data.workers=0", "data.eval_max_samples=8", "optim.lr=1e-3", "log_every=1",
-        "batch_size=2", "semi.unlabeled_batch_size=3", "data.label_fraction=25%", "data.strong_text=false",
-        "ckpt_every=1000", "data.scale_range=[0.9,1.1]"]
+PRESETS = presets()
+
+TINY = [
+    "model.visual.name=conv",
+    "model.visual.conv_channels=[8,16,16,32]",
+    "model.text.name=tiny",
+    "model.text.tiny_dim=16",
+    "model.text.tiny_layers=1",
+    "model.decoder_dim=16",
+    "model.sesm.heads=2",
+    "data.size=32",
+    "data.workers=0",
+    "data.eval_max_samples=8",
+    "optim.lr=1e-3",
+    "log_every=1",
+    "batch_size=2",
+    "semi.unlabeled_batch_size=3",
+    "data.label_fraction=25%",
+    "data.strong_text=false",
+    "ckpt_every=1000",
+    "data.scale_range=[0.9,1.1]",
+]
 
 
 @pytest.fixture(scope="module")
@@ -43,15 +58,22 @@ def priors_dir(synthref_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("priors")
     store = PriorStore(out)
     ids = [r.sample_id for r in ds.samples("train")]
-    store.generate(SimulatedProvider(ds), ids,
-                   lambda s: PriorInput(s, ds.load_image(ds.sample(s).image_id), ds.sample(s).sentence), 32, 0, 1)
+    store.generate(
+        SimulatedProvider(ds),
+        ids,
+        lambda s: PriorInput(s, ds.load_image(ds.sample(s).image_id), ds.sample(s).sentence),
+        32,
+        0,
+        1,
+    )
     return out
 
 
 def _cfg(root, priors, method, *extra):
     sesm = "model.sesm.enabled=true" if method in ("l2l", "static-threshold") else "model.sesm.enabled=false"
-    return load_config(TrainConfig, None, [f"data.root={root}", f"semi.priors={priors}", f"method={method}",
-                                           sesm, *TINY, *extra])
+    return load_config(
+        TrainConfig, None, [f"data.root={root}", f"semi.priors={priors}", f"method={method}", sesm, *TINY, *extra]
+    )
 
 
 # ----------------------------------------------------------------------------- losses and selection
@@ -129,7 +151,7 @@ def test_step_stream_orders():
     # the labeled set is cycled without dropping: every cycle is a permutation of the 5 samples
     seq = [i for t in range(10) for i in one[t][0]]
     for c in range(4):
-        assert sorted(seq[5 * c:5 * c + 5]) == [i + 5 * c for i in range(5)]
+        assert sorted(seq[5 * c : 5 * c + 5]) == [i + 5 * c for i in range(5)]
     # 2 ranks with batch (1, 2) see what 1 rank sees with batch (2, 4)
     r0 = StepStream(lab, unl, 1, 2, DistInfo(0, 2), 7, list, list)
     r1 = StepStream(lab, unl, 1, 2, DistInfo(1, 2), 7, list, list)
@@ -143,8 +165,9 @@ def test_step_stream_orders():
 @pytest.mark.parametrize("method", ["fixmatch", "prior-fusion", "agreement-filter", "catm", "static-threshold", "l2l"])
 def test_every_method_trains(synthref_dir, priors_dir, tmp_path, method):
     run = tmp_path / method
-    out = Trainer(_cfg(synthref_dir, priors_dir, method, "total_steps=3", "telemetry_log_every=3"), run,
-                  show_progress=False).fit()
+    out = Trainer(
+        _cfg(synthref_dir, priors_dir, method, "total_steps=3", "telemetry_log_every=3"), run, show_progress=False
+    ).fit()
     assert 0 <= out["results"]["oIoU"] <= 1
     recs = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in recs if "loss_unsup" in r]
@@ -169,8 +192,11 @@ def test_every_method_trains(synthref_dir, priors_dir, tmp_path, method):
 
 def test_warmup_and_unscaled_band(synthref_dir, priors_dir, tmp_path):
     run = tmp_path / "w"
-    Trainer(_cfg(synthref_dir, priors_dir, "l2l", "total_steps=3", "semi.warmup_steps=2", "semi.band_at=null"), run,
-            show_progress=False).fit()
+    Trainer(
+        _cfg(synthref_dir, priors_dir, "l2l", "total_steps=3", "semi.warmup_steps=2", "semi.band_at=null"),
+        run,
+        show_progress=False,
+    ).fit()
     recs = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if '"loss"' in x]
     assert [("warmup" in r, "loss_unsup" in r) for r in recs] == [(True, False), (True, False), (False, True)]
     assert json.loads((run / "env.json").read_text())["method"]["band_pixels"] == 3
@@ -206,12 +232,16 @@ def test_unlabeled_ground_truth_never_reaches_training(synthref_dir, priors_dir,
 
     monkeypatch.setattr(ReferDataset, "mask", blank)
     Trainer(_cfg(synthref_dir, priors_dir, "l2l", *extra), tmp_path / "b", show_progress=False).fit()
-    wa, wb = load_file(str(tmp_path / "a" / "last" / "model.safetensors")), \
-        load_file(str(tmp_path / "b" / "last" / "model.safetensors"))
+    wa, wb = (
+        load_file(str(tmp_path / "a" / "last" / "model.safetensors")),
+        load_file(str(tmp_path / "b" / "last" / "model.safetensors")),
+    )
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     assert calls  # the hidden masks were read — by the telemetry only
-    ta, tb = ([json.loads(x) for x in (tmp_path / r / "metrics.jsonl").read_text().splitlines()
-               if "tele_weak_iou" in x][-1] for r in ("a", "b"))
+    ta, tb = (
+        [json.loads(x) for x in (tmp_path / r / "metrics.jsonl").read_text().splitlines() if "tele_weak_iou" in x][-1]
+        for r in ("a", "b")
+    )
     assert ta["tele_prior_iou"] > 0 and tb["tele_prior_iou"] == 0  # telemetry did see the blank masks
 
 
@@ -243,8 +273,10 @@ def test_l2l_resume_restores_bank_buffer_and_policy(synthref_dir, priors_dir, tm
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     ba, bb = (np.fromfile(tmp_path / r / "bank" / "bank.u8", dtype=np.uint8) for r in ("ref", "cut"))
     assert np.array_equal(ba, bb)
-    sa, sb = (torch.load(tmp_path / r / "checkpoints" / "step_000000005" / "state.pt", weights_only=True)["extra"]["method"]
-              for r in ("ref", "cut"))
+    sa, sb = (
+        torch.load(tmp_path / r / "checkpoints" / "step_000000005" / "state.pt", weights_only=True)["extra"]["method"]
+        for r in ("ref", "cut")
+    )
     assert sa["buffer"]["n"] == sb["buffer"]["n"] == 12  # 4 completed transitions × 3 samples
     assert torch.equal(sa["buffer"]["r"], sb["buffer"]["r"]) and torch.equal(sa["prev_thr"], sb["prev_thr"])
     assert all(torch.equal(sa["rple"][k], sb["rple"][k]) for k in sa["rple"])
@@ -260,8 +292,17 @@ def test_telemetry_by_hand(synthref):
     gt = HiddenMasks(synthref).get(rec.sample_id, geo).float()
     labels = torch.where(gt > 0, 1, 0)
     labels[:, :8] = 255  # half selected
-    visit = Visit([rec.sample_id], [geo], gt[None], torch.tensor([True]), torch.zeros(1, 16, 16), gt[None],
-                  labels[None], torch.tensor([[0.7, 0.2]]), {"sep": torch.tensor([0.5])})
+    visit = Visit(
+        [rec.sample_id],
+        [geo],
+        gt[None],
+        torch.tensor([True]),
+        torch.zeros(1, 16, 16),
+        gt[None],
+        labels[None],
+        torch.tensor([[0.7, 0.2]]),
+        {"sep": torch.tensor([0.5])},
+    )
     t = Telemetry(HiddenMasks(synthref))
     t.add(visit)
     s = t.summary()
@@ -276,10 +317,30 @@ def test_two_process_gloo_l2l(synthref_dir, priors_dir, tmp_path):
 
     run = tmp_path / "ddp"
     env = {**os.environ, "L2L_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
-    args = [f"data.root={synthref_dir}", f"semi.priors={priors_dir}", "method=l2l", "model.sesm.enabled=true",
-            *TINY, "total_steps=4", "semi.rple.update_batch=4", "telemetry_log_every=4"]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port", str(_free_port()),
-           "-m", "l2l.cli", "train", "--out", str(run), *args]
+    args = [
+        f"data.root={synthref_dir}",
+        f"semi.priors={priors_dir}",
+        "method=l2l",
+        "model.sesm.enabled=true",
+        *TINY,
+        "total_steps=4",
+        "semi.rple.update_batch=4",
+        "telemetry_log_every=4",
+    ]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_port",
+        str(_free_port()),
+        "-m",
+        "l2l.cli",
+        "train",
+        "--out",
+        str(run),
+        *args,
+    ]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert json.loads((run / "env.json").read_text())["world_size"] == 2
@@ -305,8 +366,9 @@ def test_weak_pass_keeps_its_guidance(synthref_dir, priors_dir, tmp_path, monkey
     def spy(self, b, size, guidance, has_guidance, device, dropout=True):
         g = real(self, b, size, guidance, has_guidance, device, dropout)
         if guidance is not None and not torch.is_grad_enabled():  # the weak pass runs under no_grad
-            null = torch.sigmoid(torch.nn.functional.interpolate(self.null_map, size=size, mode="bilinear",
-                                                                 align_corners=False))
+            null = torch.sigmoid(
+                torch.nn.functional.interpolate(self.null_map, size=size, mode="bilinear", align_corners=False)
+            )
             seen.append(bool(torch.isclose(g, null.expand_as(g)).flatten(1).all(1).any()))
         return g
 

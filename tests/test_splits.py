@@ -1,4 +1,5 @@
 """Image-level label splits: determinism, presets, no leakage, versioned files."""
+
 from __future__ import annotations
 
 import json
@@ -43,8 +44,12 @@ def test_committed_synthref_split_files_are_valid():
         s = LabelSplit.load(f)  # format and content hash checked
         assert s.dataset == "synthref" and s.seed == 22 and len(s.labeled) + len(s.unlabeled) == 1600
         counts[f.name] = len(s.labeled)
-    assert counts == {"label_split_0pct_seed22.json": 0, "label_split_10pct_seed22.json": 160,
-                      "label_split_1pct_seed22.json": 16, "label_split_5pct_seed22.json": 80}
+    assert counts == {
+        "label_split_0pct_seed22.json": 0,
+        "label_split_10pct_seed22.json": 160,
+        "label_split_1pct_seed22.json": 16,
+        "label_split_5pct_seed22.json": 80,
+    }
 
 
 def test_split_file_drives_training_and_is_checked(synthref_dir, tmp_path):
@@ -58,18 +63,34 @@ def test_split_file_drives_training_and_is_checked(synthref_dir, tmp_path):
     ids = ds.image_ids("train")
     f = tmp_path / "split.json"
     make_split(ds.name, ids, "20%", 7).save(f)
-    assert resolve_split(ds.name, ids, "20%", 22, f) == make_split(ds.name, ids, "20%", 7)  # the file wins over the seed
+    assert resolve_split(ds.name, ids, "20%", 22, f) == make_split(
+        ds.name, ids, "20%", 7
+    )  # the file wins over the seed
     with pytest.raises(ValueError, match="set them alike"):
         resolve_split(ds.name, ids, "5%", 22, f)
     with pytest.raises(ValueError, match="is a split of 'synthref', the data is 'other'"):
         resolve_split("other", ids, "20%", 22, f)
     with pytest.raises(ValueError, match="missing from the file"):
         resolve_split(ds.name, list(ids) + [10**9], "20%", 22, f)
-    cfg = load_config(TrainConfig, None, [f"data.root={synthref_dir}", "model.visual.path=null", "model.text.name=tiny",
-                                          "model.visual.name=conv", "model.visual.conv_channels=[8,8,8,8]",
-                                          "model.decoder_dim=8", "data.size=32", "data.workers=0", "total_steps=1",
-                                          "batch_size=2", "data.eval_max_samples=2", "data.label_fraction=20%",
-                                          f"data.split_file={f}"])
+    cfg = load_config(
+        TrainConfig,
+        None,
+        [
+            f"data.root={synthref_dir}",
+            "model.visual.path=null",
+            "model.text.name=tiny",
+            "model.visual.name=conv",
+            "model.visual.conv_channels=[8,8,8,8]",
+            "model.decoder_dim=8",
+            "data.size=32",
+            "data.workers=0",
+            "total_steps=1",
+            "batch_size=2",
+            "data.eval_max_samples=2",
+            "data.label_fraction=20%",
+            f"data.split_file={f}",
+        ],
+    )
     Trainer(cfg, tmp_path / "run", show_progress=False).fit()
     assert LabelSplit.load(tmp_path / "run" / "label_split.json") == make_split(ds.name, ids, "20%", 7)
     cfg.data.label_fraction, cfg.data.split_file = "0%", None

@@ -1,4 +1,5 @@
 """SPM (Eqs. 4–6) on hand-made inputs."""
+
 from __future__ import annotations
 
 import math
@@ -42,6 +43,8 @@ def test_calibrate_logit_space_and_extremes():
     fused, w, a = calibrate(ext, ext.flip(-1))
     assert torch.isfinite(fused).all() and torch.isfinite(w).all() and torch.isfinite(a).all()
     assert torch.isfinite(logit(torch.tensor([0.0, 1.0]))).all()
-    assert logit(torch.tensor([0.5])).item() == 0.0 and logit(torch.tensor([0.0])).item() == pytest.approx(math.log(1e-6), rel=1e-3)
+    assert logit(torch.tensor([0.5])).item() == 0.0 and logit(torch.tensor([0.0])).item() == pytest.approx(
+        math.log(1e-6), rel=1e-3
+    )
     with pytest.raises(ValueError):
         calibrate(torch.zeros(1, 2, 2), torch.zeros(1, 3, 3))

@@ -1,4 +1,5 @@
 """SynthRef: determinism, unique referents (checked from the files alone), splits, knobs."""
+
 from __future__ import annotations
 
 import json
@@ -7,10 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from l2l.data.refer import ReferDataset
+from l2l.data.stats import dataset_stats
 from l2l.data.synthref import SynthRefConfig, generate, generate_image, is_complete
 from l2l.data.synthref_lang import KINDS, SceneObject, parse, resolve
-from l2l.data.stats import dataset_stats
 from l2l.data.vocab import SHAPE_WORDS
 
 
@@ -41,7 +41,8 @@ def test_every_sentence_refers_to_exactly_its_object(synthref_dir):
     for a in inst["annotations"]:
         at = a["attributes"]
         scenes.setdefault(a["image_id"], []).append(
-            (a["id"], SceneObject(at["shape"], at["color"], at["size"], at["texture"], *a["center"])))
+            (a["id"], SceneObject(at["shape"], at["color"], at["size"], at["texture"], *a["center"]))
+        )
     n = 0
     for ref in refs:
         ids = [i for i, _ in scenes[ref["image_id"]]]

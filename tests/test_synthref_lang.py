@@ -1,4 +1,5 @@
 """Meaning of SynthRef programs on hand-made scenes, and the parser."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -13,8 +14,13 @@ def obj(shape, color, x, y, size="medium", texture="solid"):
     return SceneObject(shape, color, size, texture, float(x), float(y))
 
 
-SCENE = [obj("circle", "red", 10, 50), obj("circle", "blue", 50, 50), obj("circle", "red", 90, 50, "large"),
-         obj("star", "blue", 50, 10), obj("square", "green", 52, 95)]
+SCENE = [
+    obj("circle", "red", 10, 50),
+    obj("circle", "blue", 50, 50),
+    obj("circle", "red", 90, 50, "large"),
+    obj("star", "blue", 50, 10),
+    obj("square", "green", 52, 95),
+]
 
 
 def test_attribute_and_location():

@@ -1,11 +1,18 @@
 """Direction-word swap on the real RefCOCO expressions, WordNet, EDA and its similarity filter."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from l2l.data.text_augment import (TextAugConfig, TextStrongAugmenter, WordNet, eda_candidates,
-                                   flip_directions, is_direction_word)
+from l2l.data.text_augment import (
+    TextAugConfig,
+    TextStrongAugmenter,
+    WordNet,
+    eda_candidates,
+    flip_directions,
+    is_direction_word,
+)
 
 
 def test_flip_on_real_expressions(real_expressions):
@@ -66,7 +73,9 @@ def test_eda_operations(wordnet):
 
 class _FakeEncoder:
     """Embeds a sentence by its length, so similarities are known in advance."""
+
     from pathlib import Path
+
     path = Path("fake")
 
     def encode(self, sentences):

@@ -1,4 +1,5 @@
 """Text encoders: real MiniLM offline, a tiny random BERT from a config, the hashed tiny encoder."""
+
 from __future__ import annotations
 
 import pytest
@@ -23,16 +24,23 @@ def test_minilm_real_weights_token_features():
 def test_tiny_random_bert_from_config_and_gradients():
     from transformers import BertConfig
 
-    cfg = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=64)
+    cfg = BertConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
     enc = HFTextEncoder.from_config(cfg)
     tok, mask = enc.encode(TEXTS)
     assert tok.shape[-1] == 32 and enc.dim == 32
     tok[mask].sum().backward()
     assert enc.model.embeddings.word_embeddings.weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="vocab_size"):
-        HFTextEncoder.from_config(BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1,
-                                             num_attention_heads=2, intermediate_size=64))
+        HFTextEncoder.from_config(
+            BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+        )
 
 
 def test_missing_folder_is_named(tmp_path):

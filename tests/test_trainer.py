@@ -1,4 +1,5 @@
 """The trainer: exact resume after an interruption, 2-process DDP = 1 process, run folder contents."""
+
 from __future__ import annotations
 
 import json
@@ -15,10 +16,22 @@ from safetensors.torch import load_file
 from l2l.config import load_config
 from l2l.engine.trainer import TrainConfig, Trainer
 
-TINY = ["model.visual.name=conv", "model.visual.path=null", "model.visual.conv_channels=[8,16,16,32]",
-        "model.text.name=tiny", "model.text.freeze=false",
-        "model.text.tiny_dim=16", "model.text.tiny_layers=1", "model.decoder_dim=16", "model.sesm.heads=2",
-        "data.size=64", "data.workers=0", "data.eval_max_samples=16", "optim.lr=1e-3", "log_every=1"]
+TINY = [
+    "model.visual.name=conv",
+    "model.visual.path=null",
+    "model.visual.conv_channels=[8,16,16,32]",
+    "model.text.name=tiny",
+    "model.text.freeze=false",
+    "model.text.tiny_dim=16",
+    "model.text.tiny_layers=1",
+    "model.decoder_dim=16",
+    "model.sesm.heads=2",
+    "data.size=64",
+    "data.workers=0",
+    "data.eval_max_samples=16",
+    "optim.lr=1e-3",
+    "log_every=1",
+]
 
 
 def _cfg(root, *extra):
@@ -50,8 +63,15 @@ def test_resume_is_bit_exact(synthref_dir, tmp_path):
 def test_full_run_writes_everything(synthref_dir, tmp_path):
     run = tmp_path / "run"
     out = Trainer(_cfg(synthref_dir, "epochs=1", "batch_size=8"), run, show_progress=False).fit()
-    for f in ("config.yaml", "env.json", "label_split.json", "metrics.jsonl", "best/model.safetensors",
-              "last/config.json", "eval_val.json"):
+    for f in (
+        "config.yaml",
+        "env.json",
+        "label_split.json",
+        "metrics.jsonl",
+        "best/model.safetensors",
+        "last/config.json",
+        "eval_val.json",
+    ):
         assert (run / f).exists(), f
     assert list((run / "tb").iterdir())
     res = json.loads((run / "eval_val.json").read_text())
@@ -74,8 +94,23 @@ def test_two_process_gloo_matches_one_process(synthref_dir, tmp_path):
     Trainer(_cfg(synthref_dir, *common, "batch_size=8"), one, show_progress=False).fit()
     two = tmp_path / "two"
     env = {**os.environ, "L2L_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port", str(_free_port()),
-           "-m", "l2l.cli", "train", "--out", str(two), f"data.root={synthref_dir}", *TINY, *common, "batch_size=4"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_port",
+        str(_free_port()),
+        "-m",
+        "l2l.cli",
+        "train",
+        "--out",
+        str(two),
+        f"data.root={synthref_dir}",
+        *TINY,
+        *common,
+        "batch_size=4",
+    ]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert json.loads((two / "env.json").read_text())["world_size"] == 2

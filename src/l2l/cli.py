@@ -13,6 +13,7 @@
 
 Errors in user input (missing files, bad values) print one clear line and exit with 2.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,8 +24,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from .errors import MissingFileError, UsageError
 from . import __version__
+from .errors import MissingFileError, UsageError
 
 
 def _range(text: str) -> tuple[int, int]:
@@ -40,8 +41,10 @@ def _range(text: str) -> tuple[int, int]:
 
 def _open_dataset(args: argparse.Namespace):
     from .data.refer import ReferDataset
-    return ReferDataset.open(args.data, getattr(args, "dataset", None), getattr(args, "split_by", None),
-                             getattr(args, "image_dir", None))
+
+    return ReferDataset.open(
+        args.data, getattr(args, "dataset", None), getattr(args, "split_by", None), getattr(args, "image_dir", None)
+    )
 
 
 def _add_dataset_args(p: argparse.ArgumentParser, positional: bool = False) -> None:
@@ -60,7 +63,9 @@ def cmd_synth(args: argparse.Namespace) -> int:
     from .data.synthref_scene import SceneProfile
 
     cfg = SynthRefConfig(
-        images=args.images, image_size=args.size, seed=args.seed,
+        images=args.images,
+        image_size=args.size,
+        seed=args.seed,
         easy=SceneProfile(*args.objects, args.distractor_prob),
         hard=SceneProfile(*args.hard_objects, args.hard_distractor_prob),
         shapes=tuple(args.shapes.split(",")) if args.shapes else SynthRefConfig().shapes,
@@ -70,8 +75,11 @@ def cmd_synth(args: argparse.Namespace) -> int:
     meta = generate(cfg, args.out, workers=args.workers, force=args.force)
     dt = time.perf_counter() - t
     c = meta["counts"]
-    print(f"SynthRef in {args.out}: " + ", ".join(f"{s} {v['images']} images / {v['sentences']} sentences"
-                                                  for s, v in c.items()) + f" ({dt:.1f} s)")
+    print(
+        f"SynthRef in {args.out}: "
+        + ", ".join(f"{s} {v['images']} images / {v['sentences']} sentences" for s, v in c.items())
+        + f" ({dt:.1f} s)"
+    )
     return 0
 
 
@@ -82,8 +90,10 @@ def cmd_split(args: argparse.Namespace) -> int:
     split = make_split(ds.name, ds.image_ids(args.train_split), args.fraction, args.seed)
     out = Path(args.out) if args.out else Path(args.data) / "splits" / split_filename(split.fraction, split.seed)
     digest = split.save(out)
-    print(f"{ds.name}: {len(split.labeled)} labeled / {len(split.unlabeled)} unlabeled {args.train_split} images "
-          f"({split.fraction:.4%}, seed {split.seed}) -> {out} (sha256 {digest[:12]})")
+    print(
+        f"{ds.name}: {len(split.labeled)} labeled / {len(split.unlabeled)} unlabeled {args.train_split} images "
+        f"({split.fraction:.4%}, seed {split.seed}) -> {out} (sha256 {digest[:12]})"
+    )
     return 0
 
 
@@ -106,6 +116,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     """The main job on SynthRef: data, priors, L2L training, evaluation, plots. Every step skips
     work that is already done, and training resumes from its last checkpoint."""
+
     from .config import load_config
     from .data.preview import save_preview
     from .data.refer import ReferDataset
@@ -113,8 +124,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .data.stats import dataset_stats, format_stats
     from .data.synthref import SynthRefConfig, generate
     from .engine.plot_run import plot_run
-    import numpy as np
-
     from .engine.trainer import TrainConfig, Trainer
 
     work = Path(args.workdir)
@@ -137,12 +146,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     priors = work / "priors"
     print(f"[4/7] priors P† of the training samples (simulated provider) -> {priors}")
     from .priors.simulated import WARNING, SimulatedConfig, SimulatedProvider
+
     print(f"      provider: simulated — {WARNING}")
     train_ids = [r.sample_id for r in ds.samples("train")]
     _generate_priors(ds, SimulatedProvider(ds, SimulatedConfig(seed=0)), train_ids, priors, batch_size=16)
-    cfg = load_config(TrainConfig, args.config, [f"data.root={data_dir}", f"data.label_fraction={args.fraction}",
-                                                f"data.split_seed={args.seed}", f"semi.priors={priors}",
-                                                *args.overrides])
+    cfg = load_config(
+        TrainConfig,
+        args.config,
+        [
+            f"data.root={data_dir}",
+            f"data.label_fraction={args.fraction}",
+            f"data.split_seed={args.seed}",
+            f"semi.priors={priors}",
+            *args.overrides,
+        ],
+    )
     run = work / f"{cfg.method}_{split.fraction * 100:g}pct"
     print(f"[5/7] {cfg.method} training ({args.config}) -> {run}  (resumes if interrupted)")
     res = Trainer(cfg, run).fit()
@@ -150,8 +168,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"[6/7] {cfg.data.eval_split}: oIoU {r['oIoU']:.4f}  mIoU {r['mIoU']:.4f}  P@0.5 {r['P@0.5']:.4f}")
     print(f"      curves (losses, prior quality, pseudo-labels, RPLE) -> {plot_run(run)}")
     rec = ds.samples("testB")[0]
-    print(f"[7/7] prediction on a testB image: \"{rec.sentence}\"")
+    print(f'[7/7] prediction on a testB image: "{rec.sentence}"')
     from .models.segmenter import Segmenter
+
     image = _read_image(ds.image_path(rec.image_id))
     mask_png, overlay_png = work / "prediction_mask.png", work / "prediction_overlay.png"
     mask = _predict_to_files(Segmenter.from_pretrained(run), image, rec.sentence, mask_png, overlay_png)
@@ -173,8 +192,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     res = Trainer(cfg, out).fit(resume=not args.no_resume)
     r = res["results"]
     if r and int(os.environ.get("RANK", "0")) == 0:
-        print(f"{out}: {cfg.data.eval_split} oIoU {r['oIoU']:.4f}  mIoU {r['mIoU']:.4f}  P@0.5 {r['P@0.5']:.4f} "
-              f"({r['samples']} samples, {r['resolution']} resolution); {res['samples_per_s']:.1f} samples/s")
+        print(
+            f"{out}: {cfg.data.eval_split} oIoU {r['oIoU']:.4f}  mIoU {r['mIoU']:.4f}  P@0.5 {r['P@0.5']:.4f} "
+            f"({r['samples']} samples, {r['resolution']} resolution); {res['samples_per_s']:.1f} samples/s"
+        )
     return 0
 
 
@@ -206,16 +227,27 @@ def cmd_eval(args: argparse.Namespace) -> int:
     lookup = None
     if args.priors:
         from .priors.store import PriorStore
+
         lookup = PriorStore(args.priors).get
-    res = inference_on_dataset(model, ds, recs, model.cfg.image_size, device, guidance=args.guidance,
-                           resolution=args.resolution, prior_lookup=lookup)
+    res = inference_on_dataset(
+        model,
+        ds,
+        recs,
+        model.cfg.image_size,
+        device,
+        guidance=args.guidance,
+        resolution=args.resolution,
+        prior_lookup=lookup,
+    )
     res = {"checkpoint": str(run), "dataset": ds.name, "split": args.split, **res}
     folder = run if (run / "config.yaml").exists() else run.parent  # RUN, or RUN/best -> RUN
     out = folder / f"eval_{args.split}_{args.guidance}_{args.resolution}.json"
     out.write_text(json.dumps(res, indent=2))
-    print(f"{ds.name} {args.split}: oIoU {res['oIoU']:.4f}  mIoU {res['mIoU']:.4f}  "
-          + "  ".join(f"P@{t} {res[f'P@{t}']:.3f}" for t in (0.5, 0.7, 0.9))
-          + f"  ({res['samples']} samples, {args.resolution} resolution, guidance {args.guidance}) -> {out}")
+    print(
+        f"{ds.name} {args.split}: oIoU {res['oIoU']:.4f}  mIoU {res['mIoU']:.4f}  "
+        + "  ".join(f"P@{t} {res[f'P@{t}']:.3f}" for t in (0.5, 0.7, 0.9))
+        + f"  ({res['samples']} samples, {args.resolution} resolution, guidance {args.guidance}) -> {out}"
+    )
     return 0
 
 
@@ -234,8 +266,9 @@ def _read_image(path: str | Path):
         raise UsageError(f"{path} is not a readable image ({e})") from None
 
 
-def _predict_to_files(model, image, text: str, out: str | Path, overlay: str | Path | None = None, prior=None,
-                      guidance: str | None = None):
+def _predict_to_files(
+    model, image, text: str, out: str | Path, overlay: str | Path | None = None, prior=None, guidance: str | None = None
+):
     """Segment ``text`` in ``image``, write the 0/255 mask PNG (and an overlay); returns the bool mask."""
     import numpy as np
     from PIL import Image
@@ -246,9 +279,12 @@ def _predict_to_files(model, image, text: str, out: str | Path, overlay: str | P
     Image.fromarray((mask * 255).astype(np.uint8)).save(out)
     if overlay:
         from .data.preview import overlay as draw_overlay
+
         Image.fromarray(draw_overlay(image, mask.astype(np.uint8))).save(overlay)
-    print(f"mask ({int(mask.sum())} px, mean p {float(prob.mean()):.3f}) -> {out}"
-          + (f"; overlay -> {overlay}" if overlay else ""))
+    print(
+        f"mask ({int(mask.sum())} px, mean p {float(prob.mean()):.3f}) -> {out}"
+        + (f"; overlay -> {overlay}" if overlay else "")
+    )
     return mask
 
 
@@ -298,12 +334,15 @@ def cmd_experiment_run(args: argparse.Namespace) -> int:
     cells = grid.select(args.only, args.shard)
     if not cells:
         raise UsageError(f"{args.grid}: no cell matches --only {args.only} in shard {args.shard[0]}/{args.shard[1]}")
-    print(f"grid {grid.name}: {len(grid.cells)} runs in {len(grid.sections)} sections -> {grid.out}"
-          + (f"; this worker: {len(cells)}" if len(cells) != len(grid.cells) else ""))
+    print(
+        f"grid {grid.name}: {len(grid.cells)} runs in {len(grid.sections)} sections -> {grid.out}"
+        + (f"; this worker: {len(cells)}" if len(cells) != len(grid.cells) else "")
+    )
     if args.dry_run:
         print(describe(cells))
         if args.commands:
             from shlex import join
+
             for c in cells:
                 print(f"# {c.name}\nl2l {join(c.train_argv())}")
                 for e in c.evals[1:]:
@@ -311,7 +350,9 @@ def cmd_experiment_run(args: argparse.Namespace) -> int:
         warnings = check_paths(grid, cells)
         for w in warnings:
             print(f"warning: {w}")
-        print(f"every config resolves ({len(cells)} runs){'; ' + str(len(warnings)) + ' warning(s)' if warnings else ''}")
+        print(
+            f"every config resolves ({len(cells)} runs){'; ' + str(len(warnings)) + ' warning(s)' if warnings else ''}"
+        )
         return 0
     runner = Runner(grid, args.launcher, args.jobs, devices=args.devices)
     if not args.no_prepare:
@@ -324,8 +365,11 @@ def cmd_experiment_run(args: argparse.Namespace) -> int:
     counts: dict[str, int] = {}
     for r in results:
         counts[r.after] = counts.get(r.after, 0) + 1
-    print(f"grid {grid.name}: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
-          + f" -> {grid.out}; report: l2l report {grid.out}")
+    print(
+        f"grid {grid.name}: "
+        + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+        + f" -> {grid.out}; report: l2l report {grid.out}"
+    )
     bad = [r for r in results if r.after in ("failed", "conflict", "interrupted")]
     for r in bad:
         print(f"{r.after}: {r.name}: {r.message}", file=sys.stderr)
@@ -333,12 +377,12 @@ def cmd_experiment_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from .engine.evaluate import best_device
     from .report.build import build_report
 
-    from .engine.evaluate import best_device
-
-    out = build_report(args.grid_dir, args.out, qualitative=args.qualitative, seed=args.seed,
-                       device=best_device(args.device))
+    out = build_report(
+        args.grid_dir, args.out, qualitative=args.qualitative, seed=args.seed, device=best_device(args.device)
+    )
     print(f"report -> {out}/report.md, {out}/report.html")
     return 0
 
@@ -364,8 +408,10 @@ def cmd_priors_generate(args: argparse.Namespace) -> int:
     provider = PRIOR_PROVIDERS.get(args.provider)(args, ds)
     ids = _prior_samples(args, ds)
     res = _generate_priors(ds, provider, ids, args.out, args.batch_size)
-    print(f"{args.out}: {res['generated']} generated, {res['skipped']} already present "
-          f"(rank {res['rank']}/{res['world']}, {res['assigned']} assigned of {len(ids)} {args.split}/{args.subset} samples)")
+    print(
+        f"{args.out}: {res['generated']} generated, {res['skipped']} already present "
+        f"(rank {res['rank']}/{res['world']}, {res['assigned']} assigned of {len(ids)} {args.split}/{args.subset} samples)"
+    )
     return 0
 
 
@@ -393,8 +439,10 @@ def cmd_priors_eval(args: argparse.Namespace) -> int:
     out = Path(args.priors) / "eval.json"
     out.write_text(json.dumps(res, indent=2))
     note = " (SIMULATED prior)" if res["provider"] == "simulated" else ""
-    print(f"prior {res['provider']}{note}: mean IoU {res['mean_IoU']:.4f}  oIoU {res['oIoU']:.4f}  "
-          f"P@0.5 {res['P@0.5']:.4f}  ({res['samples']} samples, {res['missing']} missing) -> {out}")
+    print(
+        f"prior {res['provider']}{note}: mean IoU {res['mean_IoU']:.4f}  oIoU {res['oIoU']:.4f}  "
+        f"P@0.5 {res['P@0.5']:.4f}  ({res['samples']} samples, {res['missing']} missing) -> {out}"
+    )
     return 0
 
 
@@ -417,8 +465,10 @@ def cmd_pretrain_visual(args: argparse.Namespace) -> int:
         for step, card, new in res["compared"]:
             print(f"step {step:5d}: card loss {card:.5f}  rebuilt {new:.5f}")
         ok = res["max_rel_diff"] <= args.tolerance
-        print(f"max relative difference {res['max_rel_diff']:.2e} ({'matches' if ok else 'DIFFERS from'} the card of "
-              f"{resolve_visual_path(args.check)}, tolerance {args.tolerance:g})")
+        print(
+            f"max relative difference {res['max_rel_diff']:.2e} ({'matches' if ok else 'DIFFERS from'} the card of "
+            f"{resolve_visual_path(args.check)}, tolerance {args.tolerance:g})"
+        )
         return 0 if ok else 1
     if not args.out:
         raise UsageError("l2l pretrain visual: give --out FOLDER (or --check FOLDER)")
@@ -430,12 +480,17 @@ def cmd_pretrain_visual(args: argparse.Namespace) -> int:
     if (out / "card.json").exists() and not args.force:
         print(f"{out} already holds a pretrained encoder (card.json); --force trains it again")
         return 0
-    cmd = "l2l pretrain visual --out FOLDER" + (f" --config {args.config}" if args.config else "") + \
-        "".join(f" {o}" for o in overrides)
+    cmd = (
+        "l2l pretrain visual --out FOLDER"
+        + (f" --config {args.config}" if args.config else "")
+        + "".join(f" {o}" for o in overrides)
+    )
     card = pretrain_visual(cfg, out, show_progress=not args.quiet, command=cmd)
     m = card["metrics_eval_pool"]
-    print(f"pretrained encoder -> {out} ({card['parameters']:,} parameters, {card['wall_seconds']:.0f} s): "
-          + ", ".join(f"{k} {v:.3f}" for k, v in m.items()))
+    print(
+        f"pretrained encoder -> {out} ({card['parameters']:,} parameters, {card['wall_seconds']:.0f} s): "
+        + ", ".join(f"{k} {v:.3f}" for k, v in m.items())
+    )
     return 0
 
 
@@ -446,7 +501,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
 
     data = sub.add_parser("data", help="datasets: SynthRef, RefCOCO/+/g, label splits").add_subparsers(
-        dest="data_command", required=True)
+        dest="data_command", required=True
+    )
     p = data.add_parser("synth", help="generate SynthRef")
     p.add_argument("--out", required=True)
     p.add_argument("--images", type=int, default=2000)
@@ -484,7 +540,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_preview)
 
-    pri = sub.add_parser("priors", help="offline priors P† (spec §3)").add_subparsers(dest="priors_command", required=True)
+    pri = sub.add_parser("priors", help="offline priors P† (spec §3)").add_subparsers(
+        dest="priors_command", required=True
+    )
     p = pri.add_parser("generate", help="make and store priors (skips what is already there; torchrun shards)")
     _add_dataset_args(p)
     p.add_argument("--split", default="train")
@@ -558,7 +616,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_plot)
 
     exp = sub.add_parser("experiment", help="grids of runs (dataset × budget × method × seed)").add_subparsers(
-        dest="experiment_command", required=True)
+        dest="experiment_command", required=True
+    )
     p = exp.add_parser("run", help="train and evaluate every cell of a grid (skips finished cells, resumes the rest)")
     p.add_argument("grid", help="grid YAML (configs/*_table1.yaml)")
     p.add_argument("--out", default=None, help="grid folder (default: the grid's `out`)")
@@ -568,8 +627,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", type=_shard, default=(0, 1), help="i/n: this worker takes every n-th run from the i-th")
     p.add_argument("--only", nargs="*", default=[], help="run-name patterns (fnmatch), e.g. 'refcoco/l2l_*'")
     p.add_argument("--launcher", default=None, help='training launcher, e.g. "torchrun --nproc_per_node 4"')
-    p.add_argument("--devices", nargs="*", default=[],
-                   help="GPU groups, one per concurrent run: '0 1 2 3' (4 runs, 1 GPU each) or '0,1 2,3'")
+    p.add_argument(
+        "--devices",
+        nargs="*",
+        default=[],
+        help="GPU groups, one per concurrent run: '0 1 2 3' (4 runs, 1 GPU each) or '0,1 2,3'",
+    )
     p.add_argument("--set", nargs="*", default=[], help="overrides for every run, e.g. data.workers=8")
     p.add_argument("--no-prepare", action="store_true", help="skip the datasets' prepare commands")
     p.set_defaults(func=cmd_experiment_run)
@@ -583,14 +646,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_report)
 
     pre = sub.add_parser("pretrain", help="the pretraining world: stand-in foundation components").add_subparsers(
-        dest="pretrain_command", required=True)
+        dest="pretrain_command", required=True
+    )
     p = pre.add_parser("visual", help="train the conv encoder on the pretraining pool (dense labels, no sentences)")
     p.add_argument("--out", help="model folder to write (config.json, model.safetensors, card.json, README.md)")
     p.add_argument("--config", default=None, help="YAML of VisualPretrainConfig fields")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--force", action="store_true", help="train again into a folder that has a card")
-    p.add_argument("--check", metavar="FOLDER", help="re-run the first --check-steps steps of FOLDER's card config "
-                   "and compare the losses with its card (builtin:synthpool-conv is the shipped one)")
+    p.add_argument(
+        "--check",
+        metavar="FOLDER",
+        help="re-run the first --check-steps steps of FOLDER's card config "
+        "and compare the losses with its card (builtin:synthpool-conv is the shipped one)",
+    )
     p.add_argument("--check-steps", type=int, default=100)
     p.add_argument("--tolerance", type=float, default=1e-3, help="largest relative loss difference accepted")
     p.add_argument("--quiet", action="store_true")

@@ -5,6 +5,7 @@
 Unknown keys are errors (naming the key and the file), values are parsed as YAML scalars,
 and nested dataclasses and tuples are rebuilt from their type hints.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -32,14 +33,18 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ConfigError(f"unknown config key(s) {', '.join((where + '.' if where else '') + k for k in unknown)}; "
-                          f"{cls.__name__} has {sorted(names)}")
+        raise ConfigError(
+            f"unknown config key(s) {', '.join((where + '.' if where else '') + k for k in unknown)}; "
+            f"{cls.__name__} has {sorted(names)}"
+        )
     kwargs = {}
     for k, v in data.items():
         tp = hints[k]
         origin = typing.get_origin(tp)
         args = [a for a in typing.get_args(tp) if a is not type(None)]
-        target = tp if dataclasses.is_dataclass(tp) else (args[0] if origin is typing.Union and len(args) == 1 else None)
+        target = (
+            tp if dataclasses.is_dataclass(tp) else (args[0] if origin is typing.Union and len(args) == 1 else None)
+        )
         if target is not None and dataclasses.is_dataclass(target) and isinstance(v, dict):
             kwargs[k] = from_dict(target, v, f"{where}.{k}" if where else k)
         elif origin is tuple and isinstance(v, list):
@@ -75,6 +80,7 @@ def _coerce(v: Any, tp: Any, key: str) -> Any:
 
 def to_dict(obj: Any) -> dict[str, Any]:
     """A dataclass as plain YAML-able data (tuples become lists)."""
+
     def conv(x):
         if dataclasses.is_dataclass(x):
             return {f.name: conv(getattr(x, f.name)) for f in dataclasses.fields(x)}
@@ -83,6 +89,7 @@ def to_dict(obj: Any) -> dict[str, Any]:
         if isinstance(x, dict):
             return {k: conv(v) for k, v in x.items()}
         return x
+
     return conv(obj)
 
 

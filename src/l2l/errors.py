@@ -4,6 +4,7 @@ The command line (:func:`l2l.cli.main`) turns exactly these into one line ``l2l:
 code 2; any other exception is a bug and keeps its traceback. Each also derives from the builtin
 it refines (``ValueError``, ``FileNotFoundError``, …), so ``except ValueError`` still catches it.
 """
+
 from __future__ import annotations
 
 

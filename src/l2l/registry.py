@@ -12,6 +12,7 @@ the semi-supervised methods through :data:`METHODS`). Third-party code adds its 
 :data:`MODELS` — model families a method trains (``build(cfg.model)``).
 :data:`PRIOR_PROVIDERS` — prior providers for ``l2l priors generate``: factories ``(args, dataset) -> provider``.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -6,6 +6,7 @@ module that sees all of them; the trainer reads ``model``/``data``/``optim`` and
 fields, and hands the whole config to the method it builds (``semi.*`` is the method's business).
 Values marked [paper] are the L2L paper's, [ours] are choices of this implementation.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

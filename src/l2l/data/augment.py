@@ -12,6 +12,7 @@ Sharpness, Color, Brightness, Posterize; 2 ops per image [ours], magnitudes unif
 each op's range. No op moves a pixel, so the weak prediction stays aligned with the
 strong input.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -57,9 +58,9 @@ class Geometry:
             return x
         dy, dx = self.offset
         if s > o:  # crop
-            return x[..., dy:dy + o, dx:dx + o]
+            return x[..., dy : dy + o, dx : dx + o]
         out = torch.full((*x.shape[:-2], o, o), fill, dtype=x.dtype)  # pad
-        out[..., -dy:-dy + s, -dx:-dx + s] = x
+        out[..., -dy : -dy + s, -dx : -dx + s] = x
         return out
 
     def apply(self, x: torch.Tensor, kind: str) -> torch.Tensor:
@@ -117,7 +118,7 @@ def normalize(x: torch.Tensor) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------- strong ops
 def _gray(x: torch.Tensor) -> torch.Tensor:
-    return (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
+    return 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
 
 
 def _blend(a: torch.Tensor, b: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
@@ -197,8 +198,14 @@ def op_posterize(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
 
 
 STRONG_OPS = {
-    "identity": op_identity, "autocontrast": op_autocontrast, "equalize": op_equalize, "blur": op_blur,
-    "contrast": op_contrast, "sharpness": op_sharpness, "color": op_color, "brightness": op_brightness,
+    "identity": op_identity,
+    "autocontrast": op_autocontrast,
+    "equalize": op_equalize,
+    "blur": op_blur,
+    "contrast": op_contrast,
+    "sharpness": op_sharpness,
+    "color": op_color,
+    "brightness": op_brightness,
     "posterize": op_posterize,
 }
 
@@ -221,8 +228,9 @@ class StrongAugment:
             raise UsageError(f"unknown strong ops {bad}; available: {list(STRONG_OPS)}")
 
     @torch.no_grad()
-    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None,
-                 ops: Sequence[str] | None = None) -> torch.Tensor:
+    def __call__(
+        self, x: torch.Tensor, generator: torch.Generator | None = None, ops: Sequence[str] | None = None
+    ) -> torch.Tensor:
         """``ops`` forces one op sequence for all images (tests); otherwise 2 random ops each."""
         if x.dim() != 4 or x.shape[1] != 3:
             raise UsageError(f"expected a (B, 3, H, W) batch, got {tuple(x.shape)}")

@@ -17,6 +17,7 @@ gives the same samples whatever the number of loader workers or their scheduling
 The strong *image* view is not made here: it is batched on the training device
 (:class:`~l2l.data.augment.StrongAugment`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -101,8 +102,14 @@ def _sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
 
 
 class _RefDatasetBase(Dataset):
-    def __init__(self, ds: ReferDataset, records: Sequence[SampleRecord], aug: WeakAugConfig,
-                 seed: int = 0, prior_lookup: PriorLookup | None = None):
+    def __init__(
+        self,
+        ds: ReferDataset,
+        records: Sequence[SampleRecord],
+        aug: WeakAugConfig,
+        seed: int = 0,
+        prior_lookup: PriorLookup | None = None,
+    ):
         self.ds, self.records, self.aug, self.seed = ds, list(records), aug, int(seed)
         self.prior_lookup = prior_lookup
         self.epoch = 0
@@ -143,17 +150,27 @@ class LabeledRefDataset(_RefDatasetBase):
         geo = sample_geometry(img.shape[:2], self.aug, rng)
         mask = torch.from_numpy(self.ds.mask(rec.ann_id).astype(np.uint8))
         prior = self._prior(rec, img.shape[:2])
-        return LabeledSample(rec.sample_id, geo.apply(to_tensor_image(img), "image"),
-                             flip_directions(rec.sentence) if geo.flip else rec.sentence,
-                             geo.apply(mask, "mask"), None if prior is None else geo.apply(prior, "prior"))
+        return LabeledSample(
+            rec.sample_id,
+            geo.apply(to_tensor_image(img), "image"),
+            flip_directions(rec.sentence) if geo.flip else rec.sentence,
+            geo.apply(mask, "mask"),
+            None if prior is None else geo.apply(prior, "prior"),
+        )
 
 
 class UnlabeledRefDataset(_RefDatasetBase):
     """Unlabeled samples: never touches a mask (see the module docstring)."""
 
-    def __init__(self, ds: ReferDataset, records: Sequence[SampleRecord], aug: WeakAugConfig,
-                 seed: int = 0, prior_lookup: PriorLookup | None = None,
-                 text_strong: Callable[[str, np.random.Generator], str] | None = None):
+    def __init__(
+        self,
+        ds: ReferDataset,
+        records: Sequence[SampleRecord],
+        aug: WeakAugConfig,
+        seed: int = 0,
+        prior_lookup: PriorLookup | None = None,
+        text_strong: Callable[[str, np.random.Generator], str] | None = None,
+    ):
         super().__init__(ds, records, aug, seed, prior_lookup)
         self.text_strong = text_strong
 
@@ -168,8 +185,14 @@ class UnlabeledRefDataset(_RefDatasetBase):
         text_s = self.text_strong(rec.sentence, rng) if self.text_strong else rec.sentence
         text_s = flip_directions(text_s) if geo.flip else text_s
         prior = self._prior(rec, img.shape[:2])
-        return UnlabeledSample(rec.sample_id, geo.apply(to_tensor_image(img), "image"), text_w, text_s,
-                               None if prior is None else geo.apply(prior, "prior"), geo)
+        return UnlabeledSample(
+            rec.sample_id,
+            geo.apply(to_tensor_image(img), "image"),
+            text_w,
+            text_s,
+            None if prior is None else geo.apply(prior, "prior"),
+            geo,
+        )
 
 
 class EvalRefDataset(_RefDatasetBase):
@@ -181,9 +204,14 @@ class EvalRefDataset(_RefDatasetBase):
         geo = sample_geometry(img.shape[:2], self.aug, None)
         m = self.ds.mask(rec.ann_id)
         prior = self._prior(rec, img.shape[:2])
-        return EvalSample(rec.sample_id, geo.apply(to_tensor_image(img), "image"), rec.sentence,
-                          geo.apply(torch.from_numpy(m.astype(np.uint8)), "mask"), torch.from_numpy(m),
-                          None if prior is None else geo.apply(prior, "prior"))
+        return EvalSample(
+            rec.sample_id,
+            geo.apply(to_tensor_image(img), "image"),
+            rec.sentence,
+            geo.apply(torch.from_numpy(m.astype(np.uint8)), "mask"),
+            torch.from_numpy(m),
+            None if prior is None else geo.apply(prior, "prior"),
+        )
 
 
 def _stack_priors(items: Sequence, size: tuple[int, int]) -> tuple[torch.Tensor | None, torch.Tensor]:
@@ -197,22 +225,42 @@ def _stack_priors(items: Sequence, size: tuple[int, int]) -> tuple[torch.Tensor 
 def collate_labeled(items: Sequence[LabeledSample]) -> LabeledBatch:
     images = torch.stack([it.image for it in items])
     priors, has = _stack_priors(items, tuple(images.shape[-2:]))
-    return LabeledBatch([it.sample_id for it in items], images, [it.text for it in items],
-                        torch.stack([it.mask for it in items]).long(), priors, has)
+    return LabeledBatch(
+        [it.sample_id for it in items],
+        images,
+        [it.text for it in items],
+        torch.stack([it.mask for it in items]).long(),
+        priors,
+        has,
+    )
 
 
 def collate_unlabeled(items: Sequence[UnlabeledSample]) -> UnlabeledBatch:
     images = torch.stack([it.image for it in items])
     priors, has = _stack_priors(items, tuple(images.shape[-2:]))
-    return UnlabeledBatch([it.sample_id for it in items], images, [it.text for it in items],
-                          [it.text_strong for it in items], priors, has, [it.geometry for it in items])
+    return UnlabeledBatch(
+        [it.sample_id for it in items],
+        images,
+        [it.text for it in items],
+        [it.text_strong for it in items],
+        priors,
+        has,
+        [it.geometry for it in items],
+    )
 
 
 def collate_eval(items: Sequence[EvalSample]) -> EvalBatch:
     images = torch.stack([it.image for it in items])
     priors, has = _stack_priors(items, tuple(images.shape[-2:]))
-    return EvalBatch([it.sample_id for it in items], images, [it.text for it in items],
-                     torch.stack([it.mask for it in items]).long(), [it.mask_orig for it in items], priors, has)
+    return EvalBatch(
+        [it.sample_id for it in items],
+        images,
+        [it.text for it in items],
+        torch.stack([it.mask for it in items]).long(),
+        [it.mask_orig for it in items],
+        priors,
+        has,
+    )
 
 
 def seed_worker(worker_id: int) -> None:
@@ -222,13 +270,15 @@ def seed_worker(worker_id: int) -> None:
     but user code and third-party transforms may.
     """
     import random
+
     s = torch.initial_seed() % 2**32
     np.random.seed(s)
     random.seed(s)
 
 
-def train_records(ds: ReferDataset, split: LabelSplit, train_split: str = "train"
-                  ) -> tuple[list[SampleRecord], list[SampleRecord]]:
+def train_records(
+    ds: ReferDataset, split: LabelSplit, train_split: str = "train"
+) -> tuple[list[SampleRecord], list[SampleRecord]]:
     """(labeled, unlabeled) sample records of the training split under a label split.
 
     Raises if the label split does not cover exactly the training images of ``ds``."""
@@ -236,8 +286,10 @@ def train_records(ds: ReferDataset, split: LabelSplit, train_split: str = "train
     ids = {r.image_id for r in recs}
     known = set(split.labeled) | set(split.unlabeled)
     if ids != known:
-        raise UsageError(f"label split ({split.dataset}, {len(known)} images) does not match the "
-                         f"{len(ids)} {train_split} images of {ds.name}: make it with `l2l data split` for this dataset")
+        raise UsageError(
+            f"label split ({split.dataset}, {len(known)} images) does not match the "
+            f"{len(ids)} {train_split} images of {ds.name}: make it with `l2l data split` for this dataset"
+        )
     lab = [r for r in recs if split.is_labeled(r.image_id)]
     unl = [r for r in recs if not split.is_labeled(r.image_id)]
     return lab, unl
@@ -261,7 +313,20 @@ class HiddenMasks:
 
 
 __all__ = [
-    "LabeledSample", "UnlabeledSample", "EvalSample", "LabeledBatch", "UnlabeledBatch", "EvalBatch",
-    "LabeledRefDataset", "UnlabeledRefDataset", "EvalRefDataset", "collate_labeled", "collate_unlabeled",
-    "collate_eval", "seed_worker", "train_records", "HiddenMasks", "IGNORE_INDEX",
+    "LabeledSample",
+    "UnlabeledSample",
+    "EvalSample",
+    "LabeledBatch",
+    "UnlabeledBatch",
+    "EvalBatch",
+    "LabeledRefDataset",
+    "UnlabeledRefDataset",
+    "EvalRefDataset",
+    "collate_labeled",
+    "collate_unlabeled",
+    "collate_eval",
+    "seed_worker",
+    "train_records",
+    "HiddenMasks",
+    "IGNORE_INDEX",
 ]

@@ -1,4 +1,5 @@
 """A picture of what the loader feeds the model: original + mask, weak view, strong view."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..utils.figures import save_panel_grid, wrap
 from .augment import StrongAugment, WeakAugConfig
 from .dataset import LabeledRefDataset, collate_labeled
 from .refer import ReferDataset
-from ..utils.figures import save_panel_grid, wrap
 
 
 def overlay(img: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -26,8 +27,9 @@ def overlay(img: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return out.clip(0, 255).astype(np.uint8)
 
 
-def save_preview(ds: ReferDataset, out: str | Path, split: str = "train", n: int = 6, size: int = 128,
-                 seed: int = 0) -> Path:
+def save_preview(
+    ds: ReferDataset, out: str | Path, split: str = "train", n: int = 6, size: int = 128, seed: int = 0
+) -> Path:
     """Write a PNG grid: one row per sample (original+GT, weak view+mask, strong view)."""
     recs = ds.samples(split)
     rng = np.random.default_rng(seed)
@@ -39,7 +41,15 @@ def save_preview(ds: ReferDataset, out: str | Path, split: str = "train", n: int
     for r, rec in enumerate(pick):
         img = ds.load_image(rec.image_id)
         weak = (batch.images[r].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
-        rows.append([(overlay(img, ds.mask(rec.ann_id).astype(np.uint8)), f"original [{rec.kind or ds.name}]\n{wrap(rec.sentence, 30)}", {}),
-                     (overlay(weak, batch.masks[r].numpy()), f"weak view + mask\n{wrap(batch.texts[r], 30)}", {}),
-                     ((strong[r].permute(1, 2, 0).numpy() * 255).astype(np.uint8), "strong view (appearance only)", {})])
+        rows.append(
+            [
+                (
+                    overlay(img, ds.mask(rec.ann_id).astype(np.uint8)),
+                    f"original [{rec.kind or ds.name}]\n{wrap(rec.sentence, 30)}",
+                    {},
+                ),
+                (overlay(weak, batch.masks[r].numpy()), f"weak view + mask\n{wrap(batch.texts[r], 30)}", {}),
+                ((strong[r].permute(1, 2, 0).numpy() * 255).astype(np.uint8), "strong view (appearance only)", {}),
+            ]
+        )
     return save_panel_grid(rows, out, 3.0, 3.1)

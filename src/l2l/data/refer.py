@@ -15,6 +15,7 @@ The index holds one :class:`SampleRecord` per (ref, sentence), as in LAVT's eval
 Masks are decoded on demand from polygons (possibly several parts), uncompressed RLE or
 compressed RLE with pycocotools.
 """
+
 from __future__ import annotations
 
 import json
@@ -107,15 +108,22 @@ class ReferDataset:
             except (KeyError, TypeError, ValueError) as e:
                 raise DataError(f"{self.refs_file}: malformed ref {str(ref)[:200]} ({e!r})") from None
             if ann_id not in self.anns:
-                raise DataError(f"{self.refs_file}: ref {ref_id} points to annotation {ann_id}, "
-                                f"which {self.instances_file} does not contain")
+                raise DataError(
+                    f"{self.refs_file}: ref {ref_id} points to annotation {ann_id}, "
+                    f"which {self.instances_file} does not contain"
+                )
             if image_id not in self.images:
-                raise DataError(f"{self.refs_file}: ref {ref_id} points to image {image_id}, "
-                                f"which {self.instances_file} does not contain")
+                raise DataError(
+                    f"{self.refs_file}: ref {ref_id} points to image {image_id}, "
+                    f"which {self.instances_file} does not contain"
+                )
             self.refs[ref_id] = ref
             for s in sentences:
-                self._samples.append(SampleRecord(int(s["sent_id"]), ref_id, ann_id, image_id, split,
-                                                  str(s["sent"]), str(ref.get("kind", ""))))
+                self._samples.append(
+                    SampleRecord(
+                        int(s["sent_id"]), ref_id, ann_id, image_id, split, str(s["sent"]), str(ref.get("kind", ""))
+                    )
+                )
         self._by_id = {s.sample_id: s for s in self._samples}
         if len(self._by_id) != len(self._samples):
             raise DataError(f"{self.refs_file}: sent_id values are not unique")
@@ -125,8 +133,13 @@ class ReferDataset:
 
     # ------------------------------------------------------------------ constructors
     @classmethod
-    def refer(cls, data_root: str | Path, dataset: str = "refcoco", split_by: str | None = None,
-              image_dir: str | Path | None = None) -> "ReferDataset":
+    def refer(
+        cls,
+        data_root: str | Path,
+        dataset: str = "refcoco",
+        split_by: str | None = None,
+        image_dir: str | Path | None = None,
+    ) -> "ReferDataset":
         """RefCOCO / RefCOCO+ / RefCOCOg in the REFER layout under ``data_root``."""
         if dataset not in DATASETS:
             raise UsageError(f"unknown dataset {dataset!r}; choose one of {sorted(DATASETS)}")
@@ -135,27 +148,40 @@ class ReferDataset:
             raise UsageError(f"{dataset} has splits by {DATASETS[dataset]}, not {split_by!r}")
         root = Path(data_root)
         image_dir = Path(image_dir) if image_dir else root / "images" / "mscoco" / "images" / "train2014"
-        return cls(f"{dataset}({split_by})", root / dataset / "instances.json",
-                   root / dataset / f"refs({split_by}).p", image_dir)
+        return cls(
+            f"{dataset}({split_by})",
+            root / dataset / "instances.json",
+            root / dataset / f"refs({split_by}).p",
+            image_dir,
+        )
 
     @classmethod
     def synthref(cls, root: str | Path) -> "ReferDataset":
         """A SynthRef folder written by ``l2l data synth``."""
         root = Path(root)
         if not (root / "meta.json").exists():
-            raise MissingFileError(f"{root} is not a finished SynthRef dataset (no meta.json); run `l2l data synth --out {root}`")
+            raise MissingFileError(
+                f"{root} is not a finished SynthRef dataset (no meta.json); run `l2l data synth --out {root}`"
+            )
         return cls("synthref", root / "instances.json", root / "refs(synthref).json", root / "images")
 
     @classmethod
-    def open(cls, path: str | Path, dataset: str | None = None, split_by: str | None = None,
-             image_dir: str | Path | None = None) -> "ReferDataset":
+    def open(
+        cls,
+        path: str | Path,
+        dataset: str | None = None,
+        split_by: str | None = None,
+        image_dir: str | Path | None = None,
+    ) -> "ReferDataset":
         """SynthRef when ``path`` holds one, else the REFER layout (``dataset`` required)."""
         path = Path(path)
         if dataset in (None, "synthref"):
             if (path / "refs(synthref).json").exists() or dataset == "synthref":
                 return cls.synthref(path)
-            raise MissingFileError(f"{path} holds no SynthRef dataset; for RefCOCO/+/g pass --dataset "
-                                    f"({', '.join(sorted(DATASETS))}) and the REFER data root")
+            raise MissingFileError(
+                f"{path} holds no SynthRef dataset; for RefCOCO/+/g pass --dataset "
+                f"({', '.join(sorted(DATASETS))}) and the REFER data root"
+            )
         return cls.refer(path, dataset, split_by, image_dir)
 
     # ------------------------------------------------------------------ index
@@ -193,8 +219,10 @@ class ReferDataset:
             raise DataError(f"image {image_id} of {self.name} cannot be read: {path} ({e})") from None
         info = self.images[image_id]
         if arr.shape[:2] != (int(info["height"]), int(info["width"])):
-            raise DataError(f"image {path} is {arr.shape[1]}x{arr.shape[0]} but {self.instances_file} "
-                            f"says {info['width']}x{info['height']}")
+            raise DataError(
+                f"image {path} is {arr.shape[1]}x{arr.shape[0]} but {self.instances_file} "
+                f"says {info['width']}x{info['height']}"
+            )
         return arr
 
     def mask(self, ann_id: int) -> np.ndarray:
@@ -233,7 +261,10 @@ class ReferDataset:
                 rle = mask_utils.frPyObjects(seg, *seg["size"])
             elif isinstance(seg, dict):  # compressed RLE
                 counts = seg["counts"]
-                rle = {"size": list(seg["size"]), "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+                rle = {
+                    "size": list(seg["size"]),
+                    "counts": counts.encode("ascii") if isinstance(counts, str) else counts,
+                }
             else:
                 raise DataError(f"{self.name}: annotation {ann_id} has no usable segmentation ({type(seg).__name__})")
             m = mask_utils.decode(rle)
@@ -257,4 +288,3 @@ def _decode_cached(ds: ReferDataset, ann_id: int) -> np.ndarray:
     m = ds._decode(ann_id)
     m.setflags(write=False)
     return m
-

@@ -6,6 +6,7 @@ pure function of (sorted image ids, fraction, seed): images are ranked by
 labeled (none at a 0 % budget: the zero-shot and weakly supervised settings). Hash ranking (rather than a library RNG) keeps the files byte-identical across
 numpy / Python versions. Split files are JSON with a format version and a content hash.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -58,9 +59,16 @@ class LabelSplit:
             raise UsageError(f"label split of {self.dataset}: no labeled image at fraction {self.fraction}")
 
     def payload(self) -> dict[str, Any]:
-        return {"format": SPLIT_FORMAT, "dataset": self.dataset, "fraction": self.fraction, "seed": self.seed,
-                "n_labeled": len(self.labeled), "n_unlabeled": len(self.unlabeled),
-                "labeled": list(self.labeled), "unlabeled": list(self.unlabeled)}
+        return {
+            "format": SPLIT_FORMAT,
+            "dataset": self.dataset,
+            "fraction": self.fraction,
+            "seed": self.seed,
+            "n_labeled": len(self.labeled),
+            "n_unlabeled": len(self.unlabeled),
+            "labeled": list(self.labeled),
+            "unlabeled": list(self.unlabeled),
+        }
 
     @property
     def content_hash(self) -> str:
@@ -91,8 +99,13 @@ class LabelSplit:
         doc = json.loads(path.read_text())
         if doc.get("format") != SPLIT_FORMAT:
             raise UsageError(f"{path}: split format {doc.get('format')!r}, this version reads {SPLIT_FORMAT}")
-        split = cls(doc["dataset"], float(doc["fraction"]), int(doc["seed"]),
-                    tuple(int(i) for i in doc["labeled"]), tuple(int(i) for i in doc["unlabeled"]))
+        split = cls(
+            doc["dataset"],
+            float(doc["fraction"]),
+            int(doc["seed"]),
+            tuple(int(i) for i in doc["labeled"]),
+            tuple(int(i) for i in doc["unlabeled"]),
+        )
         if split.content_hash != doc.get("sha256"):
             raise UsageError(f"{path}: content hash mismatch (file edited or corrupt)")
         return split
@@ -109,8 +122,13 @@ def make_split(dataset: str, image_ids: list[int] | tuple[int, ...], fraction: f
     return LabelSplit(dataset, frac, int(seed), tuple(sorted(ranked[:n_lab])), tuple(sorted(ranked[n_lab:])))
 
 
-def resolve_split(dataset: str, image_ids: list[int] | tuple[int, ...], fraction: float | str, seed: int,
-                  split_file: str | Path | None = None) -> LabelSplit:
+def resolve_split(
+    dataset: str,
+    image_ids: list[int] | tuple[int, ...],
+    fraction: float | str,
+    seed: int,
+    split_file: str | Path | None = None,
+) -> LabelSplit:
     """The split a run uses: ``split_file`` when given (checked against the dataset, its training
     images and the configured fraction), else the hash-ranked :func:`make_split`."""
     if split_file is None:
@@ -121,11 +139,15 @@ def resolve_split(dataset: str, image_ids: list[int] | tuple[int, ...], fraction
     have = set(split.labeled) | set(split.unlabeled)
     ids = set(int(i) for i in image_ids)
     if have != ids:
-        raise UsageError(f"data.split_file {split_file} covers {len(have)} images, the training split has {len(ids)} "
-                         f"({len(ids - have)} missing from the file, {len(have - ids)} not in the data)")
+        raise UsageError(
+            f"data.split_file {split_file} covers {len(have)} images, the training split has {len(ids)} "
+            f"({len(ids - have)} missing from the file, {len(have - ids)} not in the data)"
+        )
     if abs(parse_fraction(fraction) - split.fraction) > 1e-12:
-        raise UsageError(f"data.split_file {split_file} holds a {split.fraction:.4%} split, "
-                         f"data.label_fraction is {fraction}: set them alike")
+        raise UsageError(
+            f"data.split_file {split_file} holds a {split.fraction:.4%} split, "
+            f"data.label_fraction is {fraction}: set them alike"
+        )
     return split
 
 

@@ -18,6 +18,7 @@ Splits mirror RefCOCO: ``train`` and ``val`` mix easy and hard scenes, ``testA``
 scenes (2–5 objects, fewer look-alikes) and ``testB`` hard ones (5–8 objects, many
 look-alikes); the splits share no image.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -37,7 +38,7 @@ from pycocotools import mask as mask_utils
 from ..errors import ExistsError, UsageError
 from ..utils.io import atomic_write_text
 from ..utils.progress import progress
-from .synthref_lang import KINDS, SceneObject, build_program, parse, realise, resolve
+from .synthref_lang import KINDS, build_program, parse, realise, resolve
 from .synthref_scene import SceneProfile, render_scene
 from .vocab import COLORS, SHAPE_WORDS
 
@@ -54,14 +55,22 @@ class SynthRefConfig:
     image_size: int = 128
     seed: int = 0
     split_fractions: dict[str, float] = field(
-        default_factory=lambda: {"train": 0.8, "val": 0.1, "testA": 0.05, "testB": 0.05})
+        default_factory=lambda: {"train": 0.8, "val": 0.1, "testA": 0.05, "testB": 0.05}
+    )
     easy: SceneProfile = field(default_factory=lambda: SceneProfile(2, 5, 0.35))
     hard: SceneProfile = field(default_factory=lambda: SceneProfile(5, 8, 0.8))
     hard_share: float = 0.5  # share of hard scenes in train and val
     refs_per_image: tuple[int, int] = (1, 4)
     sentences_per_ref: tuple[int, int] = (1, 4)
-    kind_weights: dict[str, float] = field(default_factory=lambda: {
-        "attribute": 0.25, "attribute_only": 0.15, "location": 0.25, "relation": 0.22, "ordinal": 0.13})
+    kind_weights: dict[str, float] = field(
+        default_factory=lambda: {
+            "attribute": 0.25,
+            "attribute_only": 0.15,
+            "location": 0.25,
+            "relation": 0.22,
+            "ordinal": 0.13,
+        }
+    )
     margin: float = 0.06  # spatial judgements need gaps of margin × image side
     min_visible: float = 0.6
     shapes: tuple[str, ...] = tuple(SHAPE_WORDS)
@@ -76,6 +85,7 @@ class SynthRefConfig:
         self.sentences_per_ref = tuple(self.sentences_per_ref)  # type: ignore[assignment]
         self.shapes, self.colors = tuple(self.shapes), tuple(self.colors)
         from ..pretrain.pool import check_disjoint_seed
+
         check_disjoint_seed(self.seed)  # the pretraining pool's seed domain
         if self.images < 4:
             raise UsageError(f"SynthRef needs at least 4 images (one per split), got {self.images}")
@@ -125,21 +135,33 @@ def generate_image(cfg: SynthRefConfig, index: int) -> dict[str, Any]:
     rng = np.random.default_rng([cfg.seed, index])
     split = cfg.split_of(index)
     hard = split == "testB" or (split in ("train", "val") and rng.random() < cfg.hard_share)
-    image, objs = render_scene(rng, cfg.image_size, cfg.hard if hard else cfg.easy,
-                               cfg.shapes, cfg.colors, cfg.min_visible)
+    image, objs = render_scene(
+        rng, cfg.image_size, cfg.hard if hard else cfg.easy, cfg.shapes, cfg.colors, cfg.min_visible
+    )
     scene = [o.obj for o in objs]
     margin = cfg.margin * cfg.image_size
     image_id = index + 1
     anns = []
     for k, o in enumerate(objs):
-        anns.append({
-            "id": image_id * 100 + k, "image_id": image_id,
-            "category_id": cfg.shapes.index(o.obj.shape) + 1,
-            "segmentation": _rle(o.visible), "area": int(o.visible.sum()), "bbox": _bbox(o.visible),
-            "iscrowd": 0,
-            "attributes": {"shape": o.obj.shape, "color": o.obj.color, "size": o.obj.size, "texture": o.obj.texture},
-            "center": [round(o.obj.cx, 3), round(o.obj.cy, 3)], "depth": k,
-        })
+        anns.append(
+            {
+                "id": image_id * 100 + k,
+                "image_id": image_id,
+                "category_id": cfg.shapes.index(o.obj.shape) + 1,
+                "segmentation": _rle(o.visible),
+                "area": int(o.visible.sum()),
+                "bbox": _bbox(o.visible),
+                "iscrowd": 0,
+                "attributes": {
+                    "shape": o.obj.shape,
+                    "color": o.obj.color,
+                    "size": o.obj.size,
+                    "texture": o.obj.texture,
+                },
+                "center": [round(o.obj.cx, 3), round(o.obj.cy, 3)],
+                "depth": k,
+            }
+        )
     kinds = [k for k in KINDS if cfg.kind_weights.get(k, 0) > 0]
     weights = np.array([cfg.kind_weights[k] for k in kinds], dtype=np.float64)
     weights /= weights.sum()
@@ -167,15 +189,32 @@ def generate_image(cfg: SynthRefConfig, index: int) -> dict[str, Any]:
                 if len(sentences) >= n_sent:
                     break
             if sentences:
-                refs.append({"ann_id": image_id * 100 + t, "image_id": image_id,
-                             "category_id": cfg.shapes.index(scene[t].shape) + 1, "split": split,
-                             "kind": kind, "sentences": sentences})
+                refs.append(
+                    {
+                        "ann_id": image_id * 100 + t,
+                        "image_id": image_id,
+                        "category_id": cfg.shapes.index(scene[t].shape) + 1,
+                        "split": split,
+                        "kind": kind,
+                        "sentences": sentences,
+                    }
+                )
                 break
     buf = io.BytesIO()
     Image.fromarray(image).save(buf, format="PNG", compress_level=4)
-    return {"image": {"id": image_id, "file_name": f"{image_id:06d}.png", "height": cfg.image_size,
-                      "width": cfg.image_size, "split": split, "hard": bool(hard)},
-            "png": buf.getvalue(), "anns": anns, "refs": refs}
+    return {
+        "image": {
+            "id": image_id,
+            "file_name": f"{image_id:06d}.png",
+            "height": cfg.image_size,
+            "width": cfg.image_size,
+            "split": split,
+            "hard": bool(hard),
+        },
+        "png": buf.getvalue(),
+        "anns": anns,
+        "refs": refs,
+    }
 
 
 def _work(args: tuple[SynthRefConfig, int, str]) -> dict[str, Any]:
@@ -188,10 +227,17 @@ def _work(args: tuple[SynthRefConfig, int, str]) -> dict[str, Any]:
 
 
 def _versions() -> dict[str, str]:
-    import PIL
     import zlib
-    return {"numpy": np.__version__, "pillow": PIL.__version__, "zlib": zlib.ZLIB_VERSION,
-            "python": platform.python_version(), "format": str(FORMAT_VERSION)}
+
+    import PIL
+
+    return {
+        "numpy": np.__version__,
+        "pillow": PIL.__version__,
+        "zlib": zlib.ZLIB_VERSION,
+        "python": platform.python_version(),
+        "format": str(FORMAT_VERSION),
+    }
 
 
 def is_complete(out_dir: str | Path, cfg: SynthRefConfig | None = None) -> bool:
@@ -203,8 +249,13 @@ def is_complete(out_dir: str | Path, cfg: SynthRefConfig | None = None) -> bool:
     return bool(m.get("complete")) and (cfg is None or m.get("config") == cfg.to_dict())
 
 
-def generate(cfg: SynthRefConfig, out_dir: str | Path, workers: int | None = None,
-             force: bool = False, show_progress: bool = True) -> dict[str, Any]:
+def generate(
+    cfg: SynthRefConfig,
+    out_dir: str | Path,
+    workers: int | None = None,
+    force: bool = False,
+    show_progress: bool = True,
+) -> dict[str, Any]:
     """Write a SynthRef dataset to ``out_dir``; returns the meta record.
 
     A finished dataset with the same config is left as it is (returns its meta); a
@@ -218,8 +269,10 @@ def generate(cfg: SynthRefConfig, out_dir: str | Path, workers: int | None = Non
         if meta.get("complete") and meta.get("config") == cfg.to_dict():
             return meta
         if meta.get("complete"):
-            raise ExistsError(f"{out} already holds a SynthRef dataset made with another config; "
-                                  "pass --force to overwrite it or choose another --out")
+            raise ExistsError(
+                f"{out} already holds a SynthRef dataset made with another config; "
+                "pass --force to overwrite it or choose another --out"
+            )
     if meta_path.exists():
         meta_path.unlink()
     image_dir = out / "images"
@@ -228,8 +281,11 @@ def generate(cfg: SynthRefConfig, out_dir: str | Path, workers: int | None = Non
     jobs = [(cfg, i, str(image_dir)) for i in range(cfg.images)]
     if workers > 1:
         with mp.get_context("fork").Pool(workers) as pool:
-            recs = list(progress(pool.imap(_work, jobs, chunksize=32), total=len(jobs),
-                                 desc="SynthRef", disable=not show_progress))
+            recs = list(
+                progress(
+                    pool.imap(_work, jobs, chunksize=32), total=len(jobs), desc="SynthRef", disable=not show_progress
+                )
+            )
     else:
         recs = [_work(j) for j in progress(jobs, desc="SynthRef", disable=not show_progress)]
 
@@ -239,9 +295,17 @@ def generate(cfg: SynthRefConfig, out_dir: str | Path, workers: int | None = Non
         images.append(rec["image"])
         anns.extend(rec["anns"])
         for r in rec["refs"]:
-            ref = {"ref_id": ref_id, "ann_id": r["ann_id"], "image_id": r["image_id"],
-                   "category_id": r["category_id"], "split": r["split"], "kind": r["kind"],
-                   "file_name": f"{r['image_id']:06d}.png", "sentences": [], "sent_ids": []}
+            ref = {
+                "ref_id": ref_id,
+                "ann_id": r["ann_id"],
+                "image_id": r["image_id"],
+                "category_id": r["category_id"],
+                "split": r["split"],
+                "kind": r["kind"],
+                "file_name": f"{r['image_id']:06d}.png",
+                "sentences": [],
+                "sent_ids": [],
+            }
             for s in r["sentences"]:
                 ref["sentences"].append({"sent_id": sent_id, **s})
                 ref["sent_ids"].append(sent_id)
@@ -249,14 +313,27 @@ def generate(cfg: SynthRefConfig, out_dir: str | Path, workers: int | None = Non
             refs.append(ref)
             ref_id += 1
     categories = [{"id": i + 1, "name": s, "supercategory": "shape"} for i, s in enumerate(cfg.shapes)]
-    atomic_write_text(out / "instances.json", json.dumps(
-        {"info": {"description": "SynthRef", "version": FORMAT_VERSION}, "images": images,
-         "annotations": anns, "categories": categories}, separators=(",", ":")))
+    atomic_write_text(
+        out / "instances.json",
+        json.dumps(
+            {
+                "info": {"description": "SynthRef", "version": FORMAT_VERSION},
+                "images": images,
+                "annotations": anns,
+                "categories": categories,
+            },
+            separators=(",", ":"),
+        ),
+    )
     atomic_write_text(out / REFS_FILE, json.dumps(refs, separators=(",", ":")))
-    counts = {s: {"images": sum(1 for im in images if im["split"] == s),
-                  "refs": sum(1 for r in refs if r["split"] == s),
-                  "sentences": sum(len(r["sentences"]) for r in refs if r["split"] == s)} for s in SPLITS}
-    meta = {"dataset": "synthref", "complete": True, "config": cfg.to_dict(), "counts": counts,
-            "versions": _versions()}
+    counts = {
+        s: {
+            "images": sum(1 for im in images if im["split"] == s),
+            "refs": sum(1 for r in refs if r["split"] == s),
+            "sentences": sum(len(r["sentences"]) for r in refs if r["split"] == s),
+        }
+        for s in SPLITS
+    }
+    meta = {"dataset": "synthref", "complete": True, "config": cfg.to_dict(), "counts": counts, "versions": _versions()}
     atomic_write_text(meta_path, json.dumps(meta, indent=2, sort_keys=True))
     return meta

@@ -21,6 +21,7 @@ Spatial semantics use object centres in image coordinates (x right, y down). A s
 judgement is only accepted when the gap between the competing objects is at least
 ``margin`` pixels; anything closer counts as ambiguous, so the generator never emits it.
 """
+
 from __future__ import annotations
 
 import math
@@ -241,7 +242,7 @@ def parse_np(tokens: Sequence[str]) -> Filter:
 
 def _ends_with(tokens: Sequence[str], phrase: str) -> bool:
     p = phrase.split()
-    return len(tokens) > len(p) and list(tokens[-len(p):]) == p
+    return len(tokens) > len(p) and list(tokens[-len(p) :]) == p
 
 
 def parse(text: str) -> Program:
@@ -264,7 +265,7 @@ def parse(text: str) -> Program:
                     "kind": "relation",
                     "rel": RELATIONS[p],
                     "np": parse_np(tokens[:i]),
-                    "anchor": parse_np(tokens[i + len(pt):]),
+                    "anchor": parse_np(tokens[i + len(pt) :]),
                 }
     # location: "<adj> NP" or "NP <phrase>"
     if tokens[0] in LOCATION_ADJ and len(tokens) >= 2:
@@ -280,7 +281,9 @@ def parse(text: str) -> Program:
 _ATTRS = ("shape", "color", "size", "texture")
 
 
-def _subsets(rng: np.random.Generator, target: SceneObject, must: Iterable[str] = (), exclude: Iterable[str] = ()) -> list[Filter]:
+def _subsets(
+    rng: np.random.Generator, target: SceneObject, must: Iterable[str] = (), exclude: Iterable[str] = ()
+) -> list[Filter]:
     must, exclude = set(must), set(exclude)
     free = [a for a in _ATTRS if a not in must and a not in exclude]
     out: list[Filter] = []
@@ -293,8 +296,9 @@ def _subsets(rng: np.random.Generator, target: SceneObject, must: Iterable[str] 
     return [out[j] for j in np.argsort(keys, kind="stable")]
 
 
-def build_program(kind: str, t: int, objects: Sequence[SceneObject], margin: float,
-                  rng: np.random.Generator) -> Program | None:
+def build_program(
+    kind: str, t: int, objects: Sequence[SceneObject], margin: float, rng: np.random.Generator
+) -> Program | None:
     """A random program of ``kind`` that refers to exactly object ``t``, or None."""
     target = objects[t]
     if kind == "attribute":

@@ -9,6 +9,7 @@ of it are painted, and placement is rejected when any object would keep less tha
 Similar distractors are made on purpose: with probability ``distractor_prob`` a new
 object copies the shape or the colour (sometimes both) of an object already placed.
 """
+
 from __future__ import annotations
 
 import math
@@ -49,6 +50,7 @@ class RenderedObject:
 
 def _polygon(shape: str, rng: np.random.Generator) -> np.ndarray | None:
     """Unit-radius outline (K, 2) of a polygonal shape, or None for curved shapes."""
+
     def ngon(k: int, start: float = -math.pi / 2) -> np.ndarray:
         a = start + np.arange(k) * 2 * math.pi / k
         return np.stack([np.cos(a), np.sin(a)], 1)
@@ -69,8 +71,23 @@ def _polygon(shape: str, rng: np.random.Generator) -> np.ndarray | None:
         return np.stack([r * np.cos(a), r * np.sin(a)], 1)
     if shape == "cross":
         w = 0.34
-        return np.array([[-w, -1], [w, -1], [w, -w], [1, -w], [1, w], [w, w], [w, 1], [-w, 1],
-                         [-w, w], [-1, w], [-1, -w], [-w, -w]], dtype=np.float64)
+        return np.array(
+            [
+                [-w, -1],
+                [w, -1],
+                [w, -w],
+                [1, -w],
+                [1, w],
+                [w, w],
+                [w, 1],
+                [-w, 1],
+                [-w, w],
+                [-1, w],
+                [-1, -w],
+                [-w, -w],
+            ],
+            dtype=np.float64,
+        )
     if shape == "diamond":
         return np.array([[0, -1.05], [0.62, 0], [0, 1.05], [-0.62, 0]], dtype=np.float64)
     if shape == "heart":
@@ -81,8 +98,9 @@ def _polygon(shape: str, rng: np.random.Generator) -> np.ndarray | None:
     return None
 
 
-def rasterise(shape: str, cx: float, cy: float, radius: float, angle: float, size: int,
-              rng: np.random.Generator) -> np.ndarray:
+def rasterise(
+    shape: str, cx: float, cy: float, radius: float, angle: float, size: int, rng: np.random.Generator
+) -> np.ndarray:
     """Boolean silhouette of one object on a size×size canvas."""
     canvas = Image.new("L", (size, size), 0)
     draw = ImageDraw.Draw(canvas)
@@ -143,8 +161,9 @@ def render_background(size: int, rng: np.random.Generator) -> np.ndarray:
     kind = int(rng.integers(4))
     if kind == 0:  # low-frequency blobs
         small = rng.normal(0, 18, size=(5, 5, 3)).astype(np.float32)
-        blobs = np.stack([np.asarray(Image.fromarray(small[..., c]).resize((size, size), Image.BILINEAR))
-                          for c in range(3)], -1)
+        blobs = np.stack(
+            [np.asarray(Image.fromarray(small[..., c]).resize((size, size), Image.BILINEAR)) for c in range(3)], -1
+        )
         img = img + blobs
     elif kind == 1:  # faint stripes
         theta = rng.uniform(0, math.pi)
@@ -159,15 +178,20 @@ def render_background(size: int, rng: np.random.Generator) -> np.ndarray:
     return img
 
 
-def sample_objects(rng: np.random.Generator, profile: SceneProfile, shapes: tuple[str, ...],
-                   colors: tuple[str, ...]) -> list[tuple[str, str, str, str]]:
+def sample_objects(
+    rng: np.random.Generator, profile: SceneProfile, shapes: tuple[str, ...], colors: tuple[str, ...]
+) -> list[tuple[str, str, str, str]]:
     """Attribute tuples (shape, colour, size, texture); distractors copy earlier objects."""
     n = int(rng.integers(profile.min_objects, profile.max_objects + 1))
     sizes, textures = tuple(SIZES), tuple(TEXTURES)
     out: list[tuple[str, str, str, str]] = []
     for _ in range(n):
-        attrs = [shapes[int(rng.integers(len(shapes)))], colors[int(rng.integers(len(colors)))],
-                 sizes[int(rng.integers(len(sizes)))], textures[int(rng.integers(len(textures)))]]
+        attrs = [
+            shapes[int(rng.integers(len(shapes)))],
+            colors[int(rng.integers(len(colors)))],
+            sizes[int(rng.integers(len(sizes)))],
+            textures[int(rng.integers(len(textures)))],
+        ]
         if out and rng.random() < profile.distractor_prob:
             ref = out[int(rng.integers(len(out)))]
             mode = rng.random()
@@ -181,9 +205,15 @@ def sample_objects(rng: np.random.Generator, profile: SceneProfile, shapes: tupl
     return out
 
 
-def render_scene(rng: np.random.Generator, size: int, profile: SceneProfile,
-                 shapes: tuple[str, ...] = tuple(SHAPE_WORDS), colors: tuple[str, ...] = tuple(COLORS),
-                 min_visible: float = 0.6, max_tries: int = 25) -> tuple[np.ndarray, list[RenderedObject]]:
+def render_scene(
+    rng: np.random.Generator,
+    size: int,
+    profile: SceneProfile,
+    shapes: tuple[str, ...] = tuple(SHAPE_WORDS),
+    colors: tuple[str, ...] = tuple(COLORS),
+    min_visible: float = 0.6,
+    max_tries: int = 25,
+) -> tuple[np.ndarray, list[RenderedObject]]:
     """Sample and paint a scene. Returns (uint8 H×W×3 image, objects back to front)."""
     img = render_background(size, rng)
     placed: list[RenderedObject] = []
@@ -193,7 +223,11 @@ def render_scene(rng: np.random.Generator, size: int, profile: SceneProfile,
         for _ in range(max_tries):
             cx = rng.uniform(radius, size - radius)
             cy = rng.uniform(radius, size - radius)
-            angle = rng.uniform(-0.35, 0.35) if shape in ("square", "rectangle", "diamond", "heart") else rng.uniform(0, 2 * math.pi)
+            angle = (
+                rng.uniform(-0.35, 0.35)
+                if shape in ("square", "rectangle", "diamond", "heart")
+                else rng.uniform(0, 2 * math.pi)
+            )
             full = rasterise(shape, cx, cy, radius, angle, size, rng)
             area = int(full.sum())
             if area < 12:
@@ -212,8 +246,16 @@ def render_scene(rng: np.random.Generator, size: int, profile: SceneProfile,
                 p.visible = v
             base = np.array(COLORS[color][0], dtype=np.float32)
             rgb = np.clip(base + rng.uniform(-18, 18, size=3), 0, 255).astype(np.float32)
-            placed.append(RenderedObject(SceneObject(shape, color, sz, texture, float(cx), float(cy)),
-                                         float(radius), float(angle), rgb, full, full.copy()))
+            placed.append(
+                RenderedObject(
+                    SceneObject(shape, color, sz, texture, float(cx), float(cy)),
+                    float(radius),
+                    float(angle),
+                    rgb,
+                    full,
+                    full.copy(),
+                )
+            )
             break
     # paint back to front, each object inside its bounding box only
     for p in placed:

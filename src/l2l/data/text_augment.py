@@ -16,6 +16,7 @@
   the seed) and cached, in memory and optionally on disk, so it never slows training;
   ``refresh="always"`` rebuilds it at every call (embeddings stay cached).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -34,22 +35,74 @@ from ..utils.packages import require_package
 
 # ----------------------------------------------------------------------------- flipping
 _PAIRS = {
-    "left": "right", "leftmost": "rightmost", "leftest": "rightest", "leftside": "rightside",
-    "leftish": "rightish", "lefthand": "righthand", "leftward": "rightward", "leftwards": "rightwards",
-    "lefter": "righter", "west": "east", "western": "eastern", "westernmost": "easternmost",
-    "southwest": "southeast", "northwest": "northeast",
+    "left": "right",
+    "leftmost": "rightmost",
+    "leftest": "rightest",
+    "leftside": "rightside",
+    "leftish": "rightish",
+    "lefthand": "righthand",
+    "leftward": "rightward",
+    "leftwards": "rightwards",
+    "lefter": "righter",
+    "west": "east",
+    "western": "eastern",
+    "westernmost": "easternmost",
+    "southwest": "southeast",
+    "northwest": "northeast",
 }
 _SWAP: dict[str, str] = {**_PAIRS, **{v: k for k, v in _PAIRS.items()}}
 # frequent misspellings in RefCOCO: mapped to the corrected opposite word
-_TYPOS = {"rigth": "left", "righ": "left", "rigt": "left", "rght": "left", "irght": "left",
-          "lef": "right", "lft": "right", "leftt": "right", "lefft": "right"}
+_TYPOS = {
+    "rigth": "left",
+    "righ": "left",
+    "rigt": "left",
+    "rght": "left",
+    "irght": "left",
+    "lef": "right",
+    "lft": "right",
+    "leftt": "right",
+    "lefft": "right",
+}
 _SWAP.update(_TYPOS)
 # words that merely contain left/right
-_NOT_DIRECTION_SUFFIX = {"bright", "upright", "copyright", "fright", "wright", "playwright", "downright",
-                         "outright", "forthright", "birthright", "alright", "allright", "aright", "cartwright",
-                         "shipwright", "wheelwright", "brights", "frighten"}
-_NOT_DIRECTION_PREFIX_TAILS = {"over", "overs", "ist", "ists", "y", "ies", "eous", "eously", "ly", "ful", "fully",
-                               "ness", "s", "ed", "ing", "en"}
+_NOT_DIRECTION_SUFFIX = {
+    "bright",
+    "upright",
+    "copyright",
+    "fright",
+    "wright",
+    "playwright",
+    "downright",
+    "outright",
+    "forthright",
+    "birthright",
+    "alright",
+    "allright",
+    "aright",
+    "cartwright",
+    "shipwright",
+    "wheelwright",
+    "brights",
+    "frighten",
+}
+_NOT_DIRECTION_PREFIX_TAILS = {
+    "over",
+    "overs",
+    "ist",
+    "ists",
+    "y",
+    "ies",
+    "eous",
+    "eously",
+    "ly",
+    "ful",
+    "fully",
+    "ness",
+    "s",
+    "ed",
+    "ing",
+    "en",
+}
 _TOKEN = re.compile(r"[A-Za-z0-9']+")
 
 
@@ -66,8 +119,12 @@ def _swap_token(tok: str) -> str | None:
             if low.endswith(core) and len(low) > len(core) + 1:  # 'bottomleft', 'farright'
                 out = low[: -len(core)] + _SWAP[core]
                 break
-            if low.startswith(core) and len(low) > len(core) + 1 and low[len(core):] not in _NOT_DIRECTION_PREFIX_TAILS:
-                tail = low[len(core):]  # 'leftguy', 'rightbottom'
+            if (
+                low.startswith(core)
+                and len(low) > len(core) + 1
+                and low[len(core) :] not in _NOT_DIRECTION_PREFIX_TAILS
+            ):
+                tail = low[len(core) :]  # 'leftguy', 'rightbottom'
                 out = _SWAP[core] + tail
                 break
         if out is None:
@@ -93,8 +150,15 @@ class WordNet:
     """Synonym lookup over the WordNet 3.0 database files (``index.*`` / ``data.*``)."""
 
     def __init__(self, root: str | Path | None = None):
-        candidates = [Path(root)] if root else [Path(p) for p in ([os.environ["L2L_WORDNET_DIR"]]
-                                                                   if "L2L_WORDNET_DIR" in os.environ else []) + list(WORDNET_DIRS)]
+        candidates = (
+            [Path(root)]
+            if root
+            else [
+                Path(p)
+                for p in ([os.environ["L2L_WORDNET_DIR"]] if "L2L_WORDNET_DIR" in os.environ else [])
+                + list(WORDNET_DIRS)
+            ]
+        )
         for c in candidates:
             if all((c / f"index.{p}").exists() and (c / f"data.{p}").exists() for p in _POS):
                 self.root = c
@@ -102,7 +166,8 @@ class WordNet:
         else:
             raise MissingFileError(
                 f"WordNet database not found in {[str(c) for c in candidates]}: install Debian's wordnet-base "
-                "(apt-get install wordnet-base) or set L2L_WORDNET_DIR to a folder with index.noun/data.noun ...")
+                "(apt-get install wordnet-base) or set L2L_WORDNET_DIR to a folder with index.noun/data.noun ..."
+            )
         self._index: dict[str, list[tuple[str, int]]] | None = None
         self._cache: dict[str, tuple[str, ...]] = {}
 
@@ -115,7 +180,7 @@ class WordNet:
                         continue
                     parts = line.split()
                     n_syn, n_ptr = int(parts[2]), int(parts[3])
-                    offsets = parts[4 + n_ptr + 2:4 + n_ptr + 2 + n_syn]
+                    offsets = parts[4 + n_ptr + 2 : 4 + n_ptr + 2 + n_syn]
                     idx.setdefault(parts[0], []).extend((pos, int(o)) for o in offsets)
         return idx
 
@@ -124,7 +189,7 @@ class WordNet:
             f.seek(offset)
             parts = f.readline().decode("latin-1").split()
         n = int(parts[3], 16)
-        words = parts[4:4 + 2 * n:2]
+        words = parts[4 : 4 + 2 * n : 2]
         return [re.sub(r"\([a-z]+\)$", "", w).replace("_", " ").lower() for w in words]
 
     def synonyms(self, word: str) -> tuple[str, ...]:
@@ -142,17 +207,20 @@ class WordNet:
 
 
 # ----------------------------------------------------------------------------- EDA
-STOP_WORDS = frozenset("""a an the of to in on at by for with from and or but is are was were be been this that
+STOP_WORDS = frozenset(
+    """a an the of to in on at by for with from and or but is are was were be been this that
 these those it its his her their there here which who whom whose what than then as into onto over under near
-next behind front back up down very just only one ones""".split())
+next behind front back up down very just only one ones""".split()
+)
 
 
 def _replaceable(w: str) -> bool:
     return w not in STOP_WORDS and not is_direction_word(w) and w.isalpha()
 
 
-def eda_candidates(sentence: str, wordnet: WordNet, rng: np.random.Generator, n: int = 9,
-                   alpha: float = 0.1) -> list[str]:
+def eda_candidates(
+    sentence: str, wordnet: WordNet, rng: np.random.Generator, n: int = 9, alpha: float = 0.1
+) -> list[str]:
     """``n`` EDA variants of ``sentence``; the four operations take turns."""
     words = sentence.split()
     if not words:
@@ -213,8 +281,10 @@ class SentenceEncoder:
         torch = self._torch
         todo = sorted({s for s in sentences if s not in self._cache})
         for i in range(0, len(todo), self.batch_size):
-            chunk = todo[i:i + self.batch_size]
-            tok = self.tokenizer(chunk, padding=True, truncation=True, max_length=64, return_tensors="pt").to(self.device)
+            chunk = todo[i : i + self.batch_size]
+            tok = self.tokenizer(chunk, padding=True, truncation=True, max_length=64, return_tensors="pt").to(
+                self.device
+            )
             with torch.inference_mode():
                 h = self.model(**tok).last_hidden_state
             m = tok["attention_mask"].unsqueeze(-1).to(h.dtype)
@@ -239,8 +309,13 @@ class TextAugConfig:
 class TextStrongAugmenter:
     """The strong text view ``t_s = A_s(t_w)`` of spec §2."""
 
-    def __init__(self, encoder: SentenceEncoder, wordnet: WordNet | None = None, cfg: TextAugConfig | None = None,
-                 cache_file: str | Path | None = None):
+    def __init__(
+        self,
+        encoder: SentenceEncoder,
+        wordnet: WordNet | None = None,
+        cfg: TextAugConfig | None = None,
+        cache_file: str | Path | None = None,
+    ):
         self.encoder, self.wordnet, self.cfg = encoder, wordnet or WordNet(), cfg or TextAugConfig()
         self.cache_file = Path(cache_file) if cache_file else None
         self._pools: dict[str, list[str]] = {}
@@ -251,16 +326,23 @@ class TextStrongAugmenter:
 
     def _cfg_key(self) -> dict:
         c = self.cfg
-        return {"n": c.n_candidates, "alpha": c.alpha, "min_sim": c.min_similarity, "seed": c.seed,
-                "encoder": str(self.encoder.path.name)}
+        return {
+            "n": c.n_candidates,
+            "alpha": c.alpha,
+            "min_sim": c.min_similarity,
+            "seed": c.seed,
+            "encoder": str(self.encoder.path.name),
+        }
 
     def _rng_for(self, sentence: str, salt: int = 0) -> np.random.Generator:
         h = int.from_bytes(hashlib.sha256(f"{self.cfg.seed}:{salt}:{sentence}".encode()).digest()[:8], "little")
         return np.random.default_rng(h)
 
     def _build(self, sentences: Sequence[str], salt: int = 0) -> dict[str, list[str]]:
-        cands = {s: eda_candidates(s, self.wordnet, self._rng_for(s, salt), self.cfg.n_candidates, self.cfg.alpha)
-                 for s in sentences}
+        cands = {
+            s: eda_candidates(s, self.wordnet, self._rng_for(s, salt), self.cfg.n_candidates, self.cfg.alpha)
+            for s in sentences
+        }
         flat = list(dict.fromkeys([s for s in sentences] + [c for cs in cands.values() for c in cs]))
         emb = dict(zip(flat, self.encoder.encode(flat)))
         pools: dict[str, list[str]] = {}
@@ -283,7 +365,7 @@ class TextStrongAugmenter:
         """Build (batched) and cache the pools of many sentences; saves the disk cache if set."""
         todo = [s for s in dict.fromkeys(sentences) if s not in self._pools]
         for i in range(0, len(todo), 512):
-            self._pools.update(self._build(todo[i:i + 512]))
+            self._pools.update(self._build(todo[i : i + 512]))
         if self.cache_file:
             atomic_write_text(self.cache_file, json.dumps({"config": self._cfg_key(), "pools": self._pools}))
 

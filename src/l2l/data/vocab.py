@@ -5,6 +5,7 @@ words may name it) and the parser (which attribute a word names), so the three c
 drift apart. Vocabulary subsets are a generator knob (``SynthRefConfig.shapes`` /
 ``colors``).
 """
+
 from __future__ import annotations
 
 # canonical shape -> words that name it (first = canonical). Multi-word names are allowed.
@@ -66,22 +67,45 @@ DIRECTIONS: dict[str, tuple[str, int]] = {
 }
 # prenominal location words -> direction
 LOCATION_ADJ: dict[str, str] = {
-    "leftmost": "left", "rightmost": "right", "topmost": "top", "highest": "top",
-    "bottommost": "bottom", "lowest": "bottom",
-    "left": "left", "right": "right", "top": "top", "bottom": "bottom",
+    "leftmost": "left",
+    "rightmost": "right",
+    "topmost": "top",
+    "highest": "top",
+    "bottommost": "bottom",
+    "lowest": "bottom",
+    "left": "left",
+    "right": "right",
+    "top": "top",
+    "bottom": "bottom",
 }
 # postnominal location phrases -> direction
 LOCATION_PHRASES: dict[str, str] = {
-    "on the left": "left", "on the right": "right", "at the top": "top", "at the bottom": "bottom",
-    "furthest to the left": "left", "furthest to the right": "right",
-    "on the far left": "left", "on the far right": "right",
+    "on the left": "left",
+    "on the right": "right",
+    "at the top": "top",
+    "at the bottom": "bottom",
+    "furthest to the left": "left",
+    "furthest to the right": "right",
+    "on the far left": "left",
+    "on the far right": "right",
 }
 ORDINALS: dict[str, int] = {"first": 1, "second": 2, "third": 3, "1st": 1, "2nd": 2, "3rd": 3}
 # relation phrases -> relation
 RELATIONS: dict[str, str] = {
-    "left of": "left_of", "to the left of": "left_of", "on the left of": "left_of",
-    "right of": "right_of", "to the right of": "right_of", "on the right of": "right_of",
-    "above": "above", "over": "above", "below": "below", "under": "below", "beneath": "below",
-    "underneath": "below", "next to": "nearest", "closest to": "nearest", "nearest to": "nearest",
+    "left of": "left_of",
+    "to the left of": "left_of",
+    "on the left of": "left_of",
+    "right of": "right_of",
+    "to the right of": "right_of",
+    "on the right of": "right_of",
+    "above": "above",
+    "over": "above",
+    "below": "below",
+    "under": "below",
+    "beneath": "below",
+    "underneath": "below",
+    "next to": "nearest",
+    "closest to": "nearest",
+    "nearest to": "nearest",
     "near": "nearest",
 }

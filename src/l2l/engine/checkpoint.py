@@ -14,6 +14,7 @@ It is written to a temporary folder and renamed into place, so a crash never lea
 half-written checkpoint under a valid name. :func:`latest` finds the newest complete one;
 :func:`prune` keeps the last K (plus any listed as protected, e.g. the best on val).
 """
+
 from __future__ import annotations
 
 import json
@@ -39,8 +40,13 @@ def rng_state() -> dict[str, Any]:
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
-        "numpy": {"kind": kind, "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached": float(cached),
+        },
         "python": {"version": py[0], "state": list(py[1]), "gauss": py[2]},
     }
     if torch.cuda.is_available():
@@ -60,13 +66,23 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def frozen_prefixes(model: torch.nn.Module) -> list[str]:
     """State-dict prefixes (``"text."``) of the model's direct children whose parameters are all frozen."""
-    return [f"{name}." for name, child in model.named_children()
-            if any(True for _ in child.parameters()) and not any(p.requires_grad for p in child.parameters())]
+    return [
+        f"{name}."
+        for name, child in model.named_children()
+        if any(True for _ in child.parameters()) and not any(p.requires_grad for p in child.parameters())
+    ]
 
 
-def save(root: str | Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None,
-         scheduler: Any | None = None, extra: dict[str, Any] | None = None,
-         meta: dict[str, Any] | None = None, files: Any | None = None) -> Path:
+def save(
+    root: str | Path,
+    step: int,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any | None = None,
+    extra: dict[str, Any] | None = None,
+    meta: dict[str, Any] | None = None,
+    files: Any | None = None,
+) -> Path:
     """Write checkpoint ``root/step_{step:09d}`` atomically; returns its folder.
 
     ``files(folder)`` may add files (e.g. a guidance-bank snapshot) before the folder is renamed."""
@@ -77,16 +93,22 @@ def save(root: str | Path, step: int, model: torch.nn.Module, optimizer: torch.o
     tmp.mkdir()
     try:
         frozen = frozen_prefixes(model)
-        weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()
-                   if not k.startswith(tuple(frozen))}
+        weights = {
+            k: v.detach().contiguous().cpu() for k, v in model.state_dict().items() if not k.startswith(tuple(frozen))
+        }
         save_file(weights, str(tmp / "model.safetensors"))
         meta = {**(meta or {}), "frozen": frozen}
-        state = {"step": int(step), "rng": rng_state(), "extra": extra or {},
-                 "optimizer": optimizer.state_dict() if optimizer is not None else None,
-                 "scheduler": scheduler.state_dict() if scheduler is not None else None}
+        state = {
+            "step": int(step),
+            "rng": rng_state(),
+            "extra": extra or {},
+            "optimizer": optimizer.state_dict() if optimizer is not None else None,
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        }
         torch.save(state, tmp / "state.pt")
-        (tmp / "meta.json").write_text(json.dumps({"step": int(step), "time": time.time(), **(meta or {})},
-                                                  indent=2, sort_keys=True, default=str))
+        (tmp / "meta.json").write_text(
+            json.dumps({"step": int(step), "time": time.time(), **(meta or {})}, indent=2, sort_keys=True, default=str)
+        )
         if files is not None:
             files(tmp)
         if final.exists():
@@ -98,8 +120,13 @@ def save(root: str | Path, step: int, model: torch.nn.Module, optimizer: torch.o
     return final
 
 
-def load(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None,
-         scheduler: Any | None = None, restore_rng: bool = True) -> dict[str, Any]:
+def load(
+    path: str | Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any | None = None,
+    restore_rng: bool = True,
+) -> dict[str, Any]:
     """Restore a checkpoint folder into the given objects; returns ``{"step", "extra", "meta"}``."""
     path = Path(path)
     for f in ("model.safetensors", "state.pt", "meta.json"):
@@ -110,11 +137,15 @@ def load(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimi
     missing, unexpected = model.load_state_dict(load_file(str(path / "model.safetensors")), strict=False)
     absent = [k for k in missing if not (frozen and k.startswith(frozen))]
     if absent or unexpected:
-        raise UsageError(f"checkpoint {path} does not fit the model: missing {absent[:5]}, unexpected {unexpected[:5]}"
-                         + (f" (left out as frozen: {list(frozen)})" if frozen else ""))
+        raise UsageError(
+            f"checkpoint {path} does not fit the model: missing {absent[:5]}, unexpected {unexpected[:5]}"
+            + (f" (left out as frozen: {list(frozen)})" if frozen else "")
+        )
     if frozen and set(frozen) != set(frozen_prefixes(model)):
-        raise UsageError(f"checkpoint {path} left out {list(frozen)} as frozen, but in this model the frozen parts are "
-                         f"{frozen_prefixes(model)}: the run's config changed (model.text.freeze?)")
+        raise UsageError(
+            f"checkpoint {path} left out {list(frozen)} as frozen, but in this model the frozen parts are "
+            f"{frozen_prefixes(model)}: the run's config changed (model.text.freeze?)"
+        )
     state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
     if optimizer is not None:
         if state["optimizer"] is None:

@@ -9,6 +9,7 @@ and gives rank r the r-th slice of every global batch, so N processes see exactl
 samples one process sees with an N× larger batch, and a run resumed at step k of an epoch
 continues with the very same batches.
 """
+
 from __future__ import annotations
 
 import os
@@ -90,7 +91,7 @@ class ResumableBatchSampler:
         gb = self.batch_size * self.info.world
         for step in range(self.start_step, self.steps_per_epoch):
             start = step * gb + self.info.rank * self.batch_size
-            yield perm[start:start + self.batch_size]
+            yield perm[start : start + self.batch_size]
 
 
 def shard(n: int, info: DistInfo) -> list[int]:

@@ -10,6 +10,7 @@ own size and compares with the full-resolution mask; ``train`` compares at the t
 resolution with the resized mask (the LAVT code's protocol). The output names which, and with ``guidance="prior"`` how many samples had a prior (the
 others use the model's learned "no guidance" map).
 """
+
 from __future__ import annotations
 
 from typing import Any, Protocol, Sequence, runtime_checkable
@@ -18,10 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from ..errors import UsageError
 from ..data.augment import IGNORE_INDEX, WeakAugConfig
 from ..data.dataset import EvalRefDataset, PriorLookup, collate_eval
 from ..data.refer import ReferDataset, SampleRecord
+from ..errors import UsageError
 from ..utils.progress import progress
 from .distributed import DistInfo, all_gather_objects, shard
 from .metrics import RESEvaluator
@@ -35,8 +36,14 @@ class Predictor(Protocol):
 
     training: bool
 
-    def predict(self, images: torch.Tensor, texts: Sequence[str], guidance: str = "none",
-                prior: torch.Tensor | None = None, has_prior: torch.Tensor | None = None) -> torch.Tensor: ...
+    def predict(
+        self,
+        images: torch.Tensor,
+        texts: Sequence[str],
+        guidance: str = "none",
+        prior: torch.Tensor | None = None,
+        has_prior: torch.Tensor | None = None,
+    ) -> torch.Tensor: ...
 
     def eval(self) -> Any: ...
 
@@ -53,10 +60,20 @@ def best_device(device: str = "auto") -> str:
 
 
 @torch.no_grad()
-def inference_on_dataset(model: Predictor, ds: ReferDataset, records: Sequence[SampleRecord], size: int, device: str = "cpu",
-                     info: DistInfo = DistInfo(), guidance: str = "none", resolution: str = "original",
-                     prior_lookup: PriorLookup | None = None, batch_size: int = 16, workers: int = 0,
-                     show_progress: bool = True) -> dict[str, Any]:
+def inference_on_dataset(
+    model: Predictor,
+    ds: ReferDataset,
+    records: Sequence[SampleRecord],
+    size: int,
+    device: str = "cpu",
+    info: DistInfo = DistInfo(),
+    guidance: str = "none",
+    resolution: str = "original",
+    prior_lookup: PriorLookup | None = None,
+    batch_size: int = 16,
+    workers: int = 0,
+    show_progress: bool = True,
+) -> dict[str, Any]:
     """Metrics of ``model`` on ``records`` (every rank evaluates its share; results gathered)."""
     if resolution not in RESOLUTIONS:
         raise UsageError(f"resolution must be one of {RESOLUTIONS}, got {resolution!r}")
@@ -80,8 +97,14 @@ def inference_on_dataset(model: Predictor, ds: ReferDataset, records: Sequence[S
         recs = [by_id[i] for i in batch.sample_ids]
         if resolution == "train":
             m = batch.masks
-            ev.process(batch.sample_ids, (prob >= 0.5).cpu(), m == 1, [r.n_words for r in recs],
-                       [r.kind for r in recs], ignore=m == IGNORE_INDEX)
+            ev.process(
+                batch.sample_ids,
+                (prob >= 0.5).cpu(),
+                m == 1,
+                [r.n_words for r in recs],
+                [r.kind for r in recs],
+                ignore=m == IGNORE_INDEX,
+            )
         else:
             for j, r in enumerate(recs):
                 gt = batch.masks_orig[j]

@@ -10,6 +10,7 @@ method's module. A method decides which data it needs (``needs_unlabeled``, ``ne
 Adding a method (CONTRIBUTING.md): a class with the attributes and methods below and a
 ``from_config(cfg, name)`` class method, registered with ``METHODS.register(name, "module:Class")``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -115,8 +116,23 @@ def unwrap(net: torch.nn.Module) -> torch.nn.Module:
 
 def check_method(method: Any, name: str) -> Any:
     """``method`` if it has every attribute of :class:`Method`, else a TypeError naming what is missing."""
-    want = ["name", "needs_unlabeled", "needs_priors", "priors_path", "unlabeled_batch_size", "model", "setup",
-            "loss", "hooks", "settings", "state_dict", "load_state_dict", "flush", "save_files", "load_files"]
+    want = [
+        "name",
+        "needs_unlabeled",
+        "needs_priors",
+        "priors_path",
+        "unlabeled_batch_size",
+        "model",
+        "setup",
+        "loss",
+        "hooks",
+        "settings",
+        "state_dict",
+        "load_state_dict",
+        "flush",
+        "save_files",
+        "load_files",
+    ]
     missing = [a for a in want if not hasattr(method, a)]
     if missing:
         raise TypeError(f"method {name!r} ({type(method).__name__}) lacks {', '.join(missing)} of the Method protocol")

@@ -15,6 +15,7 @@ Results are keyed by sample id, so a sample seen twice (a distributed sampler pa
 batch with repeats) is counted once; ``evaluate`` gathers every rank's records with
 ``all_gather_object`` when ``torch.distributed`` is initialised.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,8 +24,8 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import torch
 
-from ..errors import UsageError
 from ..data.refer import LENGTH_BUCKETS, length_bucket
+from ..errors import UsageError
 
 PRECISION_THRESHOLDS: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9)
 
@@ -44,8 +45,9 @@ class SampleScore:
         return self.intersection / self.union if self.union > 0 else 0.0
 
 
-def intersection_union(pred: torch.Tensor, gt: torch.Tensor, ignore: torch.Tensor | None = None
-                       ) -> tuple[torch.Tensor, torch.Tensor]:
+def intersection_union(
+    pred: torch.Tensor, gt: torch.Tensor, ignore: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sample (I, U) of boolean (B, H, W) masks; ``ignore`` pixels (bool) count for neither."""
     if pred.shape != gt.shape:
         raise UsageError(f"prediction {tuple(pred.shape)} and ground truth {tuple(gt.shape)} differ in shape")
@@ -75,8 +77,13 @@ def summarize(scores: Iterable[SampleScore]) -> dict[str, Any]:
         groups: dict[str, list[SampleScore]] = {}
         for s in scores:
             groups.setdefault(key(s), []).append(s)
-        return {g: {"oIoU": (sum(s.intersection for s in v) / u) if (u := sum(s.union for s in v)) else 0.0,
-                    "samples": len(v)} for g, v in groups.items()}
+        return {
+            g: {
+                "oIoU": (sum(s.intersection for s in v) / u) if (u := sum(s.union for s in v)) else 0.0,
+                "samples": len(v),
+            }
+            for g, v in groups.items()
+        }
 
     by_len = group_oiou(lambda s: length_bucket(s.n_words))
     out["oIoU_by_length"] = {b: by_len[b] for b, _, _ in LENGTH_BUCKETS if b in by_len}
@@ -94,15 +101,22 @@ class RESEvaluator:
     def reset(self) -> None:
         self._scores: dict[int, SampleScore] = {}
 
-    def process(self, sample_ids: Sequence[int], pred: torch.Tensor, gt: torch.Tensor,
-                n_words: Sequence[int] | None = None, kinds: Sequence[str] | None = None,
-                ignore: torch.Tensor | None = None) -> None:
+    def process(
+        self,
+        sample_ids: Sequence[int],
+        pred: torch.Tensor,
+        gt: torch.Tensor,
+        n_words: Sequence[int] | None = None,
+        kinds: Sequence[str] | None = None,
+        ignore: torch.Tensor | None = None,
+    ) -> None:
         """Add a batch of boolean masks (B, H, W), all at one resolution."""
         inter, union = intersection_union(pred, gt, ignore)
         self._add(sample_ids, inter.tolist(), union.tolist(), n_words, kinds)
 
-    def process_one(self, sample_id: int, pred: torch.Tensor, gt: torch.Tensor, n_words: int = 0,
-                    kind: str = "") -> None:
+    def process_one(
+        self, sample_id: int, pred: torch.Tensor, gt: torch.Tensor, n_words: int = 0, kind: str = ""
+    ) -> None:
         """Add one sample (for evaluation at each image's own original resolution)."""
         inter, union = intersection_union(pred[None], gt[None])
         self._add([sample_id], inter.tolist(), union.tolist(), [n_words], [kind])
@@ -112,7 +126,9 @@ class RESEvaluator:
         n_words = list(n_words) if n_words is not None else [0] * n
         kinds = list(kinds) if kinds is not None else [""] * n
         if not (len(inter) == len(n_words) == len(kinds) == n):
-            raise UsageError(f"batch of {n} sample ids but {len(inter)} masks / {len(n_words)} lengths / {len(kinds)} kinds")
+            raise UsageError(
+                f"batch of {n} sample ids but {len(inter)} masks / {len(n_words)} lengths / {len(kinds)} kinds"
+            )
         for sid, i, u, w, k in zip(ids, inter, union, n_words, kinds):
             self._scores[int(sid)] = SampleScore(int(sid), int(i), int(u), int(w), str(k))
 

@@ -5,6 +5,7 @@ Panels (those with data): training losses; validation oIoU/mIoU; prior quality o
 coverage of the selected pseudo-label pixels; RPLE's thresholds (mean and 10–90 % band); the
 reward terms of Eq. 8.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,7 +25,7 @@ def read_metrics(run: str | Path) -> list[dict[str, Any]]:
             out.append(json.loads(line))
         except json.JSONDecodeError:
             if i != len(f.read_text().splitlines()):  # only a torn last line is expected
-                raise UsageError(f"{f}: line {i} is not JSON")
+                raise UsageError(f"{f}: line {i} is not JSON") from None
     return out
 
 
@@ -35,6 +36,7 @@ def _series(recs, key):
 
 def plot_run(run: str | Path, out: str | Path | None = None) -> Path:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -43,22 +45,50 @@ def plot_run(run: str | Path, out: str | Path | None = None) -> Path:
     tele = [r for r in recs if r.get("kind") == "telemetry"]
     train = [r for r in recs if "loss" in r]
     panels = []
-    panels.append(("training loss (smoothed)", [("loss", train, "loss"), ("labeled", train, "loss_sup"),
-                                                 ("unlabeled", train, "loss_unsup")], None))
+    panels.append(
+        (
+            "training loss (smoothed)",
+            [("loss", train, "loss"), ("labeled", train, "loss_sup"), ("unlabeled", train, "loss_unsup")],
+            None,
+        )
+    )
     panels.append(("validation", [("oIoU", recs, "val_oIoU"), ("mIoU", recs, "val_mIoU")], (0, 1)))
     if tele:
-        panels.append(("quality on unlabeled samples (mean IoU vs hidden GT)",
-                       [("raw prior P†", tele, "tele_prior_iou"), ("target q (P̃ under SPM)", tele, "tele_target_iou"),
-                        ("weak prediction p_w", tele, "tele_weak_iou")], (0, 1)))
-        panels.append(("selected pseudo-label pixels", [("accuracy", tele, "tele_sel_acc"),
-                                                        ("coverage", tele, "tele_sel_cov"),
-                                                        ("fg precision", tele, "tele_fg_precision"),
-                                                        ("fg recall", tele, "tele_fg_recall")], (0, 1.02)))
-        panels.append(("thresholds (mean, 10–90 % band)", [("τ_fg", tele, "tele_tau_fg"), ("τ_bg", tele, "tele_tau_bg")],
-                       (0, 1)))
-        terms = [k[len("tele_reward_"):-len("_mean")] for k in tele[-1] if k.startswith("tele_reward_") and k.endswith("_mean")]
+        panels.append(
+            (
+                "quality on unlabeled samples (mean IoU vs hidden GT)",
+                [
+                    ("raw prior P†", tele, "tele_prior_iou"),
+                    ("target q (P̃ under SPM)", tele, "tele_target_iou"),
+                    ("weak prediction p_w", tele, "tele_weak_iou"),
+                ],
+                (0, 1),
+            )
+        )
+        panels.append(
+            (
+                "selected pseudo-label pixels",
+                [
+                    ("accuracy", tele, "tele_sel_acc"),
+                    ("coverage", tele, "tele_sel_cov"),
+                    ("fg precision", tele, "tele_fg_precision"),
+                    ("fg recall", tele, "tele_fg_recall"),
+                ],
+                (0, 1.02),
+            )
+        )
+        panels.append(
+            ("thresholds (mean, 10–90 % band)", [("τ_fg", tele, "tele_tau_fg"), ("τ_bg", tele, "tele_tau_bg")], (0, 1))
+        )
+        terms = [
+            k[len("tele_reward_") : -len("_mean")]
+            for k in tele[-1]
+            if k.startswith("tele_reward_") and k.endswith("_mean")
+        ]
         if terms:
-            panels.append(("reward terms of Eq. 8 (mean per visit)", [(t, tele, f"tele_reward_{t}_mean") for t in terms], None))
+            panels.append(
+                ("reward terms of Eq. 8 (mean per visit)", [(t, tele, f"tele_reward_{t}_mean") for t in terms], None)
+            )
     fig, axes = plt.subplots(2, 3, figsize=(15, 8.5))
     axes = axes.ravel()
     for ax, (title, lines, ylim) in zip(axes, panels):
@@ -76,7 +106,7 @@ def plot_run(run: str | Path, out: str | Path | None = None) -> Path:
                 continue
             if src is train and len(y) > 10:  # running mean over ~5 % of the points
                 k = max(1, len(y) // 20)
-                y = [sum(y[max(0, i - k + 1):i + 1]) / len(y[max(0, i - k + 1):i + 1]) for i in range(len(y))]
+                y = [sum(y[max(0, i - k + 1) : i + 1]) / len(y[max(0, i - k + 1) : i + 1]) for i in range(len(y))]
             ax.plot(x, y, marker="o" if len(x) < 30 else None, ms=3, label=label)
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("step")
@@ -87,7 +117,7 @@ def plot_run(run: str | Path, out: str | Path | None = None) -> Path:
             ax.legend(fontsize=8)
         else:
             ax.text(0.5, 0.5, "no data yet", ha="center", va="center", transform=ax.transAxes)
-    for ax in axes[len(panels):]:
+    for ax in axes[len(panels) :]:
         ax.axis("off")
     env = run / "env.json"
     method = json.loads(env.read_text()).get("method", {}).get("method", "?") if env.exists() else "?"

@@ -13,6 +13,7 @@ Augmentation is keyed by (seed, epoch or cycle, sample index) through the datase
 indexing. A resumed run therefore needs only the step number to continue with identical batches,
 whatever the number of loader workers.
 """
+
 from __future__ import annotations
 
 from typing import Callable, Sequence
@@ -46,7 +47,7 @@ class _Order:
         if self.driver:  # epoch-aligned, last incomplete global batch dropped
             e, s = divmod(step, self.steps_per_epoch)
             start = s * gb + self.info.rank * self.batch
-            return [i + e * self.n for i in self._perm(e)[start:start + self.batch]]
+            return [i + e * self.n for i in self._perm(e)[start : start + self.batch]]
         out = []
         for j in range(self.batch):
             c, k = divmod(step * gb + self.info.rank * self.batch + j, self.n)
@@ -61,21 +62,38 @@ class StepStream(Dataset):
     The datasets must index epochs/cycles as ``i + c·N`` (see :mod:`l2l.data.dataset`) and have
     ``set_epoch(0)``."""
 
-    def __init__(self, labeled: Dataset | None, unlabeled: Dataset | None, batch_labeled: int, batch_unlabeled: int,
-                 info: DistInfo, seed: int, collate_labeled: Callable, collate_unlabeled: Callable):
+    def __init__(
+        self,
+        labeled: Dataset | None,
+        unlabeled: Dataset | None,
+        batch_labeled: int,
+        batch_unlabeled: int,
+        info: DistInfo,
+        seed: int,
+        collate_labeled: Callable,
+        collate_unlabeled: Callable,
+    ):
         if labeled is None and unlabeled is None:
             raise UsageError("the step stream needs at least one dataset")
         self.labeled, self.unlabeled = labeled, unlabeled
         self.collate_l, self.collate_u = collate_labeled, collate_unlabeled
         drive_unl = unlabeled is not None
-        for name, ds, b, driver in (("labeled", labeled, batch_labeled, not drive_unl),
-                                    ("unlabeled", unlabeled, batch_unlabeled, drive_unl)):
+        for name, ds, b, driver in (
+            ("labeled", labeled, batch_labeled, not drive_unl),
+            ("unlabeled", unlabeled, batch_unlabeled, drive_unl),
+        ):
             if ds is not None and driver and len(ds) < b * info.world:
-                raise UsageError(f"{len(ds)} {name} samples cannot fill one global batch of {b} × {info.world} processes")
+                raise UsageError(
+                    f"{len(ds)} {name} samples cannot fill one global batch of {b} × {info.world} processes"
+                )
             if ds is not None and len(ds) == 0:
                 raise UsageError(f"the {name} set is empty: check the label split (data.label_fraction)")
-        self.order_l = _Order(len(labeled), batch_labeled, info, seed, not drive_unl, 0) if labeled is not None else None
-        self.order_u = _Order(len(unlabeled), batch_unlabeled, info, seed, True, 7919) if unlabeled is not None else None
+        self.order_l = (
+            _Order(len(labeled), batch_labeled, info, seed, not drive_unl, 0) if labeled is not None else None
+        )
+        self.order_u = (
+            _Order(len(unlabeled), batch_unlabeled, info, seed, True, 7919) if unlabeled is not None else None
+        )
 
     @property
     def steps_per_epoch(self) -> int:
@@ -85,8 +103,10 @@ class StepStream(Dataset):
         return 1 << 40
 
     def indices(self, step: int) -> tuple[Sequence[int] | None, Sequence[int] | None]:
-        return (self.order_l.indices(step) if self.order_l else None,
-                self.order_u.indices(step) if self.order_u else None)
+        return (
+            self.order_l.indices(step) if self.order_l else None,
+            self.order_u.indices(step) if self.order_u else None,
+        )
 
     def __getitem__(self, step: int):
         il, iu = self.indices(int(step))

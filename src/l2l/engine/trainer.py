@@ -21,6 +21,7 @@ A run directory holds: ``config.yaml`` (resolved), ``env.json``, ``label_split.j
 ``checkpoints/``, ``metrics.jsonl``, ``tb/`` (TensorBoard), ``best/`` and ``last/``
 (``Segmenter.save_pretrained`` folders) and ``eval_<split>.json``.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,13 +35,19 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ..errors import MissingFileError, UsageError
 from ..config import dump_config
 from ..data.augment import WeakAugConfig
-from ..data.dataset import (LabeledRefDataset, UnlabeledRefDataset, collate_labeled, collate_unlabeled, seed_worker,
-                            train_records)
+from ..data.dataset import (
+    LabeledRefDataset,
+    UnlabeledRefDataset,
+    collate_labeled,
+    collate_unlabeled,
+    seed_worker,
+    train_records,
+)
 from ..data.refer import ReferDataset
 from ..data.splits import resolve_split
+from ..errors import MissingFileError, UsageError
 from ..registry import METHODS, MODELS
 from ..schema import DataConfig, OptimConfig, TrainConfig
 from ..utils.io import atomic_write_text
@@ -52,8 +59,18 @@ from .evaluate import best_device, evaluate_records
 from .method import Hook, Method, SetupContext, StepContext, StepOutput, check_method
 from .stream import StepStream, identity
 
-__all__ = ["Trainer", "TrainConfig", "DataConfig", "OptimConfig", "build_method", "param_groups", "resolve_device",
-           "open_dataset", "EvalHook", "CheckpointHook"]
+__all__ = [
+    "Trainer",
+    "TrainConfig",
+    "DataConfig",
+    "OptimConfig",
+    "build_method",
+    "param_groups",
+    "resolve_device",
+    "open_dataset",
+    "EvalHook",
+    "CheckpointHook",
+]
 
 
 def build_method(cfg: TrainConfig) -> Method:
@@ -67,9 +84,12 @@ def param_groups(model: torch.nn.Module, visual_lr_scale: float) -> list[dict[st
     train = [p for p in model.parameters() if p.requires_grad]
     if visual_lr_scale == 1.0 or not hasattr(model, "visual"):
         return [{"params": train}]
-    vis = {id(p) for p in model.visual.parameters()}
-    return [{"params": [p for p in train if id(p) in vis], "lr_scale": visual_lr_scale},
-            {"params": [p for p in train if id(p) not in vis], "lr_scale": 1.0}]
+    visual: torch.nn.Module = getattr(model, "visual")  # noqa: B009 (a typed attribute of any model)
+    vis = {id(p) for p in visual.parameters()}
+    return [
+        {"params": [p for p in train if id(p) in vis], "lr_scale": visual_lr_scale},
+        {"params": [p for p in train if id(p) not in vis], "lr_scale": 1.0},
+    ]
 
 
 resolve_device = best_device
@@ -89,8 +109,13 @@ class EvalHook(Hook):
             return
         if state["step"] >= trainer.total or (cfg.eval_every > 0 and state["epoch"] % cfg.eval_every == 0):
             trainer.results = trainer.evaluate(trainer.model, trainer.dataset)
-            trainer.log({"step": state["step"], "epoch": state["epoch"],
-                         **{f"val_{k}": v for k, v in trainer.results.items() if isinstance(v, float)}})
+            trainer.log(
+                {
+                    "step": state["step"],
+                    "epoch": state["epoch"],
+                    **{f"val_{k}": v for k, v in trainer.results.items() if isinstance(v, float)},
+                }
+            )
             if trainer.results["oIoU"] > state["best"]:
                 state["best"] = trainer.results["oIoU"]
                 if trainer.info.is_main:
@@ -112,7 +137,7 @@ class Trainer:
         self.cfg, self.run_dir, self.show_progress = cfg, Path(run_dir), show_progress
         self.device = resolve_device(cfg.device)
         self.info = init_distributed(self.device)
-        self.tb = None
+        self.tb: Any = None  # SummaryWriter on the main process
         self.results: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ helpers
@@ -136,17 +161,24 @@ class Trainer:
         if self.info.enabled:
             torch.distributed.barrier()  # every rank's bank rows are on disk
         if self.info.is_main:
-            ckpt.save(self.run_dir / "checkpoints", extra["step"], self.model, self.opt,
-                      extra={**extra, "rng_per_rank": rngs, "method": method.state_dict()},
-                      meta={"epoch": extra["epoch"], "method": getattr(method, "name", "")}, files=method.save_files)
+            ckpt.save(
+                self.run_dir / "checkpoints",
+                extra["step"],
+                self.model,
+                self.opt,
+                extra={**extra, "rng_per_rank": rngs, "method": method.state_dict()},
+                meta={"epoch": extra["epoch"], "method": getattr(method, "name", "")},
+                files=method.save_files,
+            )
             ckpt.prune(self.run_dir / "checkpoints", self.cfg.keep_last)
         if self.info.enabled:
             torch.distributed.barrier()
 
     def _amp(self):
         use = self.cfg.amp == "bf16" or (self.cfg.amp == "auto" and self.device.startswith("cuda"))
-        return torch.autocast(device_type="cuda" if self.device.startswith("cuda") else "cpu",
-                              dtype=torch.bfloat16, enabled=use)
+        return torch.autocast(
+            device_type="cuda" if self.device.startswith("cuda") else "cpu", dtype=torch.bfloat16, enabled=use
+        )
 
     # ------------------------------------------------------------------ 1. prepare
     def prepare(self, resume: bool = True) -> None:
@@ -159,46 +191,64 @@ class Trainer:
         random.seed(cfg.seed)
 
         ds = self.dataset = open_dataset(cfg.data)
-        split = resolve_split(ds.name, ds.image_ids("train"), cfg.data.label_fraction, cfg.data.split_seed,
-                              cfg.data.split_file)
+        split = resolve_split(
+            ds.name, ds.image_ids("train"), cfg.data.label_fraction, cfg.data.split_seed, cfg.data.split_file
+        )
         labeled, unlabeled = train_records(ds, split)
         method = self.method = build_method(cfg)
         if not labeled and getattr(method, "needs_labeled", True):
-            raise UsageError(f"data.label_fraction={cfg.data.label_fraction}: no labeled image, and method "
-                             f"{method.name!r} trains on labeled samples")
+            raise UsageError(
+                f"data.label_fraction={cfg.data.label_fraction}: no labeled image, and method "
+                f"{method.name!r} trains on labeled samples"
+            )
         model = self.model = MODELS.get(method.model)(cfg.model).to(self.device)
         if cfg.channels_last:
             model = self.model = model.to(memory_format=torch.channels_last)
-        text = getattr(model, "text", None)
+        text: Any = getattr(model, "text", None)
         if getattr(text, "frozen", False) and getattr(text, "use_cache", False):
             from ..data.text_augment import flip_directions
+
             text.precompute([t for r in labeled for t in (r.sentence, flip_directions(r.sentence))])
         semi = method.needs_unlabeled
         store = self._prior_store(method, unlabeled) if semi else None
-        aug = WeakAugConfig(size=cfg.data.size, hflip_prob=cfg.data.hflip_prob, scale_range=tuple(cfg.data.scale_range))
+        aug = WeakAugConfig(
+            size=cfg.data.size,
+            hflip_prob=cfg.data.hflip_prob,
+            scale_range=(float(cfg.data.scale_range[0]), float(cfg.data.scale_range[1])),
+        )
         lab_lookup = store.get if (store is not None and getattr(model, "uses_guidance", False)) else None
         train_ds = LabeledRefDataset(ds, labeled, aug, seed=cfg.seed, prior_lookup=lab_lookup)
         unl_ds = None
         if semi:
-            unl_ds = UnlabeledRefDataset(ds, unlabeled, aug, seed=cfg.seed,
-                                         prior_lookup=store.get if store is not None else None,
-                                         text_strong=self._text_strong(ds, unlabeled))
+            unl_ds = UnlabeledRefDataset(
+                ds,
+                unlabeled,
+                aug,
+                seed=cfg.seed,
+                prior_lookup=store.get if store is not None else None,
+                text_strong=self._text_strong(ds, unlabeled),
+            )
         b_u = method.unlabeled_batch_size or cfg.batch_size
-        self.stream = StepStream(train_ds, unl_ds, cfg.batch_size, b_u, info, cfg.seed, collate_labeled,
-                                 collate_unlabeled)
+        self.stream = StepStream(
+            train_ds, unl_ds, cfg.batch_size, b_u, info, cfg.seed, collate_labeled, collate_unlabeled
+        )
         spe = self.steps_per_epoch = self.stream.steps_per_epoch
         if cfg.total_steps:
             self.total = cfg.total_steps
         else:
             self.total = cfg.epochs * spe
         self.end = min(self.total, cfg.max_steps) if cfg.max_steps is not None else self.total
-        self.opt = torch.optim.AdamW(param_groups(model, cfg.optim.visual_lr_scale), lr=cfg.optim.lr,
-                                     weight_decay=cfg.optim.weight_decay)
+        self.opt = torch.optim.AdamW(
+            param_groups(model, cfg.optim.visual_lr_scale), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay
+        )
 
-        self.state = {"step": 0, "epoch": 0, "best": -1.0}
+        self.state: dict[str, Any] = {"step": 0, "epoch": 0, "best": -1.0}
         last = ckpt.latest(self.run_dir / "checkpoints") if resume else None
-        method.setup(SetupContext(self.run_dir, [r.sample_id for r in unlabeled], store, model, info, cfg.data.size,
-                                  fresh=last is None))
+        method.setup(
+            SetupContext(
+                self.run_dir, [r.sample_id for r in unlabeled], store, model, info, cfg.data.size, fresh=last is None
+            )
+        )
         if last is not None:
             loaded = ckpt.load(last, model, self.opt, restore_rng=False)
             extra = loaded["extra"]
@@ -215,23 +265,35 @@ class Trainer:
         if info.is_main:
             atomic_write_text(self.run_dir / "config.yaml", dump_config(cfg))
             split.save(self.run_dir / "label_split.json")
-            env = {"torch": torch.__version__, "python": platform.python_version(), "device": self.device,
-                   "world_size": info.world, "batch_per_process": cfg.batch_size,
-                   "global_batch": cfg.batch_size * info.world, "steps_per_epoch": spe,
-                   "total_steps": self.total, "labeled_samples": len(labeled), "unlabeled_samples": len(unlabeled),
-                   "dataset": ds.name, "method": method.settings(), "resumed_from": str(last) if last else None}
+            env = {
+                "torch": torch.__version__,
+                "python": platform.python_version(),
+                "device": self.device,
+                "world_size": info.world,
+                "batch_per_process": cfg.batch_size,
+                "global_batch": cfg.batch_size * info.world,
+                "steps_per_epoch": spe,
+                "total_steps": self.total,
+                "labeled_samples": len(labeled),
+                "unlabeled_samples": len(unlabeled),
+                "dataset": ds.name,
+                "method": method.settings(),
+                "resumed_from": str(last) if last else None,
+            }
             if semi:
                 env["unlabeled_batch_per_process"] = b_u
                 env["priors"] = str(store.root) if store is not None else None
             atomic_write_text(self.run_dir / "env.json", json.dumps(env, indent=2, default=str))
         from torch.utils.tensorboard import SummaryWriter
+
         self.tb = SummaryWriter(str(self.run_dir / "tb")) if info.is_main else None
         self.hooks: list[Hook] = [*method.hooks(self), EvalHook(), CheckpointHook()]
 
         net = model
         if info.enabled:
             net = torch.nn.parallel.DistributedDataParallel(
-                model, device_ids=[info.local_rank] if self.device.startswith("cuda") else None)
+                model, device_ids=[info.local_rank] if self.device.startswith("cuda") else None
+            )
         if cfg.compile:
             net = torch.compile(net)
         self.net = net
@@ -265,12 +327,24 @@ class Trainer:
             h.before_train(self)
         self.model.train()
         t0, seen = time.perf_counter(), 0
-        bar = progress(None, total=self.total, desc=f"train {cfg.method}",
-                       disable=not (self.show_progress and info.is_main), initial=state["step"])
+        bar = progress(
+            None,
+            total=self.total,
+            desc=f"train {cfg.method}",
+            disable=not (self.show_progress and info.is_main),
+            initial=state["step"],
+        )
         self.results = {}
-        loader = DataLoader(self.stream, batch_size=None, sampler=range(state["step"], self.end), collate_fn=identity,
-                            num_workers=cfg.data.workers, worker_init_fn=seed_worker,
-                            persistent_workers=False, prefetch_factor=4 if cfg.data.workers > 0 else None)
+        loader = DataLoader(
+            self.stream,
+            batch_size=None,
+            sampler=range(state["step"], self.end),
+            collate_fn=identity,
+            num_workers=cfg.data.workers,
+            worker_init_fn=seed_worker,
+            persistent_workers=False,
+            prefetch_factor=4 if cfg.data.workers > 0 else None,
+        )
         step_time = 0.0
         for lab, unl in loader:
             ts = time.perf_counter()
@@ -284,9 +358,17 @@ class Trainer:
             bar.set_postfix(loss=f"{float(out.loss.detach()):.3f}", lr=f"{lr:.2e}", refresh=False)
             if state["step"] % cfg.log_every == 0:
                 dt = time.perf_counter() - t0
-                self.log({"step": state["step"], "epoch": state["epoch"], "lr": lr, "loss": float(out.loss.detach()),
-                          **out.logs, "samples_per_s": seen / dt if dt > 0 else 0.0,
-                          "step_seconds": step_time / cfg.log_every})
+                self.log(
+                    {
+                        "step": state["step"],
+                        "epoch": state["epoch"],
+                        "lr": lr,
+                        "loss": float(out.loss.detach()),
+                        **out.logs,
+                        "samples_per_s": seen / dt if dt > 0 else 0.0,
+                        "step_seconds": step_time / cfg.log_every,
+                    }
+                )
                 step_time = 0.0
             epoch_end = state["step"] % self.steps_per_epoch == 0 or state["step"] >= self.total
             if epoch_end:
@@ -308,8 +390,12 @@ class Trainer:
             h.after_train(self)
         if self.tb is not None:
             self.tb.close()
-        return {"state": state, "results": results, "train_seconds": time.perf_counter() - t0,
-                "samples_per_s": seen / max(time.perf_counter() - t0, 1e-9)}
+        return {
+            "state": state,
+            "results": results,
+            "train_seconds": time.perf_counter() - t0,
+            "samples_per_s": seen / max(time.perf_counter() - t0, 1e-9),
+        }
 
     def _prior_store(self, method: Method, unlabeled):
         """The prior store at ``method.priors_path``; None when there is none and the method needs none."""
@@ -318,18 +404,26 @@ class Trainer:
         path = method.priors_path
         if not path:
             if method.needs_priors:
-                raise UsageError(f"method {method.name!r} uses priors: set semi.priors=FOLDER, a store made with "
-                                 f"`l2l priors generate --data {self.cfg.data.root} --out FOLDER`")
+                raise UsageError(
+                    f"method {method.name!r} uses priors: set semi.priors=FOLDER, a store made with "
+                    f"`l2l priors generate --data {self.cfg.data.root} --out FOLDER`"
+                )
             return None
         if not (Path(path) / "store.json").exists():
-            raise MissingFileError(f"semi.priors={path}: no prior store there; make one with "
-                                    f"`l2l priors generate --data {self.cfg.data.root} --out {path}`")
+            raise MissingFileError(
+                f"semi.priors={path}: no prior store there; make one with "
+                f"`l2l priors generate --data {self.cfg.data.root} --out {path}`"
+            )
         store = PriorStore(path)
         missing = sum(1 for r in unlabeled if r.sample_id not in store.entries())
         if missing and self.info.is_main:
             import warnings
-            warnings.warn(f"{missing} of {len(unlabeled)} unlabeled samples have no prior in {path}; "
-                          "they train on the weak prediction alone")
+
+            warnings.warn(
+                f"{missing} of {len(unlabeled)} unlabeled samples have no prior in {path}; "
+                "they train on the weak prediction alone",
+                stacklevel=2,
+            )
         return store
 
     def _text_strong(self, ds: ReferDataset, unlabeled):
@@ -338,8 +432,11 @@ class Trainer:
             return None
         from ..data.text_augment import SentenceEncoder, TextStrongAugmenter
 
-        cache = Path(self.cfg.data.eda_cache) if self.cfg.data.eda_cache else \
-            Path(self.cfg.data.root) / "cache" / f"eda_pools_{ds.name.replace('/', '_')}.json"
+        cache = (
+            Path(self.cfg.data.eda_cache)
+            if self.cfg.data.eda_cache
+            else Path(self.cfg.data.root) / "cache" / f"eda_pools_{ds.name.replace('/', '_')}.json"
+        )
         aug = TextStrongAugmenter(SentenceEncoder(), cache_file=cache)
         todo = [r.sentence for r in unlabeled]
         missing = aug.missing(todo)
@@ -353,5 +450,13 @@ class Trainer:
         recs = ds.samples(self.cfg.data.eval_split)
         if self.cfg.data.eval_max_samples:
             recs = recs[: self.cfg.data.eval_max_samples]
-        return evaluate_records(model, ds, recs, self.cfg.data.size, self.device, self.info,
-                                resolution=self.cfg.data.eval_resolution, show_progress=self.show_progress)
+        return evaluate_records(
+            model,
+            ds,
+            recs,
+            self.cfg.data.size,
+            self.device,
+            self.info,
+            resolution=self.cfg.data.eval_resolution,
+            show_progress=self.show_progress,
+        )

@@ -33,6 +33,7 @@ overrides ← ``--set`` overrides. A row id that appears in several sections is 
 sections must then resolve it to the same config (checked). Paths inside overrides are relative
 to the working directory, as for every ``l2l`` command.
 """
+
 from __future__ import annotations
 
 import re
@@ -43,8 +44,8 @@ from typing import Any, Sequence
 
 import yaml
 
-from ..errors import MissingFileError, UsageError
 from ..config import ConfigError, load_config, to_dict
+from ..errors import MissingFileError, UsageError
 
 KINDS = ("main", "ablation", "sweep")
 ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -103,12 +104,24 @@ class EvalSpec:
 
     @property
     def filename(self) -> str:
-        return f"eval_{self.split}.json" if self.by_training else \
-            f"eval_{self.split}_{self.guidance}_{self.resolution}.json"
+        return (
+            f"eval_{self.split}.json"
+            if self.by_training
+            else f"eval_{self.split}_{self.guidance}_{self.resolution}.json"
+        )
 
     def argv(self, run: Path) -> list[str]:
-        out = ["eval", "--ckpt", str(run), "--split", self.split, "--guidance", self.guidance,
-               "--resolution", self.resolution]
+        out = [
+            "eval",
+            "--ckpt",
+            str(run),
+            "--split",
+            self.split,
+            "--guidance",
+            self.guidance,
+            "--resolution",
+            self.resolution,
+        ]
         return out + (["--priors", self.priors] if self.priors else [])
 
 
@@ -131,11 +144,23 @@ class Cell:
         return ["train", "--config", str(self.row.config), "--out", str(self.run_dir), *self.overrides]
 
     def manifest(self) -> dict[str, Any]:
-        return {"name": self.name, "dataset": self.dataset, "row": self.row.id, "label": self.row.label,
-                "method": self.cfg.method, "budget": self.budget, "seed": self.seed, "run": self.run_dir.name,
-                "sections": self.sections, "paper": self.row.paper, "reference": self.row.reference,
-                "config": str(self.row.config), "overrides": self.overrides,
-                "evals": [e.filename for e in self.evals], "sesm": bool(self.cfg.model.sesm.enabled)}
+        return {
+            "name": self.name,
+            "dataset": self.dataset,
+            "row": self.row.id,
+            "label": self.row.label,
+            "method": self.cfg.method,
+            "budget": self.budget,
+            "seed": self.seed,
+            "run": self.run_dir.name,
+            "sections": self.sections,
+            "paper": self.row.paper,
+            "reference": self.row.reference,
+            "config": str(self.row.config),
+            "overrides": self.overrides,
+            "evals": [e.filename for e in self.evals],
+            "sesm": bool(self.cfg.model.sesm.enabled),
+        }
 
 
 def budget_tag(budget: str) -> str:
@@ -237,8 +262,10 @@ class Grid:
             prep = []
             for cmd in self._list(d.get("prepare"), f"dataset {name}.prepare"):
                 if not isinstance(cmd, list) or not cmd or str(cmd[0]) not in PREPARE_COMMANDS:
-                    raise self._fail(f"dataset {name}.prepare: each entry is an l2l command as a list starting with "
-                                     f"one of {PREPARE_COMMANDS}, got {cmd!r}")
+                    raise self._fail(
+                        f"dataset {name}.prepare: each entry is an l2l command as a list starting with "
+                        f"one of {PREPARE_COMMANDS}, got {cmd!r}"
+                    )
                 prep.append(tuple(str(c) for c in cmd))
             splits = tuple(str(s) for s in self._list(d.get("splits"), f"dataset {name}.splits")) or ("val",)
             gp = d.get("guided_priors") or {}
@@ -247,17 +274,25 @@ class Grid:
             paper = d.get("paper")
             if paper is not None:
                 from ..report.paper import PAPER_DATASETS
+
                 if paper not in PAPER_DATASETS:
                     raise self._fail(f"dataset {name}.paper: {paper!r} is not one of {PAPER_DATASETS}")
-            out[str(name)] = DatasetSpec(str(name), tuple(str(o) for o in self._list(d.get("overrides"), name)),
-                                         splits, {str(k): str(p) for k, p in gp.items()}, paper, tuple(prep))
+            out[str(name)] = DatasetSpec(
+                str(name),
+                tuple(str(o) for o in self._list(d.get("overrides"), name)),
+                splits,
+                {str(k): str(p) for k, p in gp.items()},
+                paper,
+                tuple(prep),
+            )
         return out
 
     def _section(self, s: Any, i: int, top: dict) -> Section:
         if not isinstance(s, dict):
             raise self._fail(f"sections[{i}]: expected a mapping")
-        self._check_keys(s, {"id", "kind", "title", "rows", "budgets", "seeds", "datasets", "x", "note"},
-                         f"sections[{i}]")
+        self._check_keys(
+            s, {"id", "kind", "title", "rows", "budgets", "seeds", "datasets", "x", "note"}, f"sections[{i}]"
+        )
         sid = str(s.get("id") or "")
         if not ID.match(sid):
             raise self._fail(f"sections[{i}]: id {sid!r} missing or not a plain name")
@@ -283,8 +318,9 @@ class Grid:
         for j, r in enumerate(self._list(s.get("rows"), f"section {sid}.rows")):
             if not isinstance(r, dict):
                 raise self._fail(f"section {sid}.rows[{j}]: expected a mapping")
-            self._check_keys(r, {"id", "label", "config", "method", "overrides", "paper", "reference"},
-                             f"section {sid}.rows[{j}]")
+            self._check_keys(
+                r, {"id", "label", "config", "method", "overrides", "paper", "reference"}, f"section {sid}.rows[{j}]"
+            )
             rid = str(r.get("id") or "")
             if not ID.match(rid):
                 raise self._fail(f"section {sid}.rows[{j}]: id {rid!r} missing or not a plain name")
@@ -294,15 +330,32 @@ class Grid:
             cfg = cfg if cfg.is_absolute() else self.path.parent / cfg
             if not cfg.exists():
                 raise self._fail(f"section {sid}, row {rid}: config file not found: {cfg}")
-            rows.append(Row(rid, str(r.get("label") or rid), cfg, r.get("method"),
-                            tuple(str(o) for o in self._list(r.get("overrides"), f"row {rid}.overrides")),
-                            r.get("paper"), bool(r.get("reference", False))))
+            rows.append(
+                Row(
+                    rid,
+                    str(r.get("label") or rid),
+                    cfg,
+                    r.get("method"),
+                    tuple(str(o) for o in self._list(r.get("overrides"), f"row {rid}.overrides")),
+                    r.get("paper"),
+                    bool(r.get("reference", False)),
+                )
+            )
         if not rows:
             raise self._fail(f"section {sid}: no rows")
         if len({r.id for r in rows}) != len(rows):
             raise self._fail(f"section {sid}: row ids repeat")
-        return Section(sid, kind, str(s.get("title") or sid), tuple(rows), budgets, seeds, datasets,
-                       s.get("x"), str(s.get("note") or ""))
+        return Section(
+            sid,
+            kind,
+            str(s.get("title") or sid),
+            tuple(rows),
+            budgets,
+            seeds,
+            datasets,
+            s.get("x"),
+            str(s.get("note") or ""),
+        )
 
     # ------------------------------------------------------------------ cells
     def _cells(self) -> dict[str, Cell]:
@@ -316,15 +369,21 @@ class Grid:
                     for budget in sec.budgets:
                         for seed in sec.seeds:
                             name = f"{ds_name}/{row.id}_{budget_tag(budget)}_s{seed}"
-                            ov = ([f"method={row.method}"] if row.method else []) + list(ds.overrides) + \
-                                [f"data.label_fraction={budget}", f"seed={seed}", *row.overrides, *self.set_overrides]
+                            ov = (
+                                ([f"method={row.method}"] if row.method else [])
+                                + list(ds.overrides)
+                                + [f"data.label_fraction={budget}", f"seed={seed}", *row.overrides, *self.set_overrides]
+                            )
                             if name in cells:
                                 prev = cells[name]
                                 if config_identity(to_dict(prev.cfg)) != config_identity(
-                                        to_dict(self._resolve(row, ov, sec, name))):
-                                    raise self._fail(f"row {row.id} of section {sec.id} resolves to another config "
-                                                     f"than in section {prev.sections[0]} (same run {name}); "
-                                                     f"give one of them another id")
+                                    to_dict(self._resolve(row, ov, sec, name))
+                                ):
+                                    raise self._fail(
+                                        f"row {row.id} of section {sec.id} resolves to another config "
+                                        f"than in section {prev.sections[0]} (same run {name}); "
+                                        f"give one of them another id"
+                                    )
                                 if sec.id not in prev.sections:
                                     prev.sections.append(sec.id)
                                 continue
@@ -334,18 +393,23 @@ class Grid:
                             except ValueError as e:
                                 raise self._fail(f"section {sec.id}, row {row.id} ({name}): {e}") from None
                             if cfg.data.eval_split != ds.splits[0]:
-                                raise self._fail(f"{name}: data.eval_split is {cfg.data.eval_split!r} but the dataset "
-                                                 f"{ds_name}'s first split is {ds.splits[0]!r}")
+                                raise self._fail(
+                                    f"{name}: data.eval_split is {cfg.data.eval_split!r} but the dataset "
+                                    f"{ds_name}'s first split is {ds.splits[0]!r}"
+                                )
                             res = cfg.data.eval_resolution
                             # the training's own evaluation marks a finished run; every split is then evaluated
                             # from best/ — with per-epoch evaluations (eval_every > 0) best/ is the epoch best
                             # on the first split, and its first-split numbers are re-evaluated from it too
                             evals = [EvalSpec(ds.splits[0], "none", None, res, by_training=True)]
-                            evals += [EvalSpec(s, "none", None, res) for s in ds.splits[1 if cfg.eval_every <= 0 else 0:]]
+                            evals += [
+                                EvalSpec(s, "none", None, res) for s in ds.splits[1 if cfg.eval_every <= 0 else 0 :]
+                            ]
                             if cfg.model.sesm.uses_guidance:
                                 evals += [EvalSpec(s, "prior", p, res) for s, p in ds.guided_priors.items()]
-                            cells[name] = Cell(name, ds_name, row, budget, seed, self.out / name, ov, cfg, evals,
-                                               [sec.id])
+                            cells[name] = Cell(
+                                name, ds_name, row, budget, seed, self.out / name, ov, cfg, evals, [sec.id]
+                            )
         return cells
 
     def _resolve(self, row: Row, overrides: list[str], sec: Section, name: str):
@@ -365,15 +429,35 @@ class Grid:
     # ------------------------------------------------------------------ manifest
     def manifest(self) -> dict[str, Any]:
         """What ``l2l report`` needs, written to ``<out>/grid.json`` by every ``experiment run``."""
-        return {"format": "l2l-grid/1", "name": self.name, "description": self.description, "grid_file": str(self.path),
-                "host": socket.gethostname(), "set_overrides": self.set_overrides,
-                "datasets": {k: {"splits": list(d.splits), "paper": d.paper, "guided": sorted(d.guided_priors)}
-                             for k, d in self.datasets.items()},
-                "sections": [{"id": s.id, "kind": s.kind, "title": s.title, "x": s.x, "note": s.note,
-                              "budgets": list(s.budgets), "seeds": list(s.seeds), "datasets": list(s.datasets),
-                              "rows": [{"id": r.id, "label": r.label, "paper": r.paper, "reference": r.reference}
-                                       for r in s.rows]} for s in self.sections],
-                "cells": {n: c.manifest() for n, c in self.cells.items()}}
+        return {
+            "format": "l2l-grid/1",
+            "name": self.name,
+            "description": self.description,
+            "grid_file": str(self.path),
+            "host": socket.gethostname(),
+            "set_overrides": self.set_overrides,
+            "datasets": {
+                k: {"splits": list(d.splits), "paper": d.paper, "guided": sorted(d.guided_priors)}
+                for k, d in self.datasets.items()
+            },
+            "sections": [
+                {
+                    "id": s.id,
+                    "kind": s.kind,
+                    "title": s.title,
+                    "x": s.x,
+                    "note": s.note,
+                    "budgets": list(s.budgets),
+                    "seeds": list(s.seeds),
+                    "datasets": list(s.datasets),
+                    "rows": [
+                        {"id": r.id, "label": r.label, "paper": r.paper, "reference": r.reference} for r in s.rows
+                    ],
+                }
+                for s in self.sections
+            ],
+            "cells": {n: c.manifest() for n, c in self.cells.items()},
+        }
 
     def select(self, only: Sequence[str] = (), shard: tuple[int, int] = (0, 1)) -> list[Cell]:
         """The cells this worker runs: those matching any ``only`` pattern (fnmatch on the name),

@@ -16,6 +16,7 @@ Several workers can share a grid folder (``--shard i/n`` on a cluster, or ``--jo
 a lock file per cell keeps two workers off the same cell; a lock left by a dead process on the
 same host is taken over, one from another host must be removed by hand (the message names it).
 """
+
 from __future__ import annotations
 
 import json
@@ -30,12 +31,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import yaml
 
-from ..errors import UsageError
 from ..config import to_dict
+from ..errors import UsageError
 from ..utils.io import atomic_write_text
 from .grid import Cell, Grid, config_diff, config_identity
 
@@ -75,8 +76,11 @@ def missing_evals(cell: Cell) -> list:
     """The evaluations still to run after training: absent, or older than the training's own
     evaluation (made from an earlier model, e.g. before a resume)."""
     trained = (cell.run_dir / cell.evals[0].filename).stat().st_mtime
-    return [e for e in cell.evals[1:] if not (cell.run_dir / e.filename).exists()
-            or (cell.run_dir / e.filename).stat().st_mtime < trained]
+    return [
+        e
+        for e in cell.evals[1:]
+        if not (cell.run_dir / e.filename).exists() or (cell.run_dir / e.filename).stat().st_mtime < trained
+    ]
 
 
 def conflict_message(cell: Cell) -> str:
@@ -85,8 +89,12 @@ def conflict_message(cell: Cell) -> str:
     except (yaml.YAMLError, ValueError) as e:
         return f"{cell.run_dir}/config.yaml cannot be read with this version's schema ({e})"
     diff = config_diff(have, config_identity(to_dict(cell.cfg)))
-    return (f"{cell.run_dir} was made with another config (folder ≠ grid: " + "; ".join(diff[:6])
-            + (f"; … {len(diff) - 6} more" if len(diff) > 6 else "") + "): delete it or use another --out")
+    return (
+        f"{cell.run_dir} was made with another config (folder ≠ grid: "
+        + "; ".join(diff[:6])
+        + (f"; … {len(diff) - 6} more" if len(diff) > 6 else "")
+        + "): delete it or use another --out"
+    )
 
 
 def _stale(lock: Path) -> bool:
@@ -118,7 +126,9 @@ def _acquire(run: Path) -> bool:
                 continue
             return False
         with os.fdopen(fd, "w") as f:
-            json.dump({"host": socket.gethostname(), "pid": os.getpid(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}, f)
+            json.dump(
+                {"host": socket.gethostname(), "pid": os.getpid(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}, f
+            )
         return True
     return False
 
@@ -133,8 +143,15 @@ class CellResult:
 
 
 class Runner:
-    def __init__(self, grid: Grid, launcher: str | None = None, jobs: int = 1, python: str = sys.executable,
-                 echo: Callable[[str], None] = print, devices: Sequence[str] = ()):
+    def __init__(
+        self,
+        grid: Grid,
+        launcher: str | None = None,
+        jobs: int = 1,
+        python: str = sys.executable,
+        echo: Callable[[str], None] = print,
+        devices: Sequence[str] = (),
+    ):
         """``devices``: GPU groups, one per concurrent cell (``["0", "1"]``: two cells, one GPU each;
         ``["0,1", "2,3"]``: two cells of two GPUs, e.g. under ``torchrun --standalone``); each cell's
         processes see only their group (``CUDA_VISIBLE_DEVICES``). Default jobs = number of groups."""
@@ -170,8 +187,9 @@ class Runner:
                 self._say(f"prepare {name}: l2l {shlex.join(cmd)}")
                 rc = subprocess.run(self.cli + list(cmd), env=self._env()).returncode
                 if rc != 0:
-                    raise UsageError(f"{self.grid.path}: prepare step of {name} failed (exit {rc}): "
-                                     f"l2l {shlex.join(cmd)}")
+                    raise UsageError(
+                        f"{self.grid.path}: prepare step of {name} failed (exit {rc}): l2l {shlex.join(cmd)}"
+                    )
 
     def run_cell(self, cell: Cell) -> CellResult:
         before = cell_state(cell)
@@ -188,22 +206,29 @@ class Runner:
                 if before in ("new", "partial"):
                     err = self._step(f, "train", self.train_cli + cell.train_argv(), device)
                     if err:
-                        return CellResult(cell.name, before, _failure(err), time.perf_counter() - t0,
-                                          f"{err} (log: {log})")
+                        return CellResult(
+                            cell.name, before, _failure(err), time.perf_counter() - t0, f"{err} (log: {log})"
+                        )
                 # evaluations only of a finished training (a session budget, max_steps, may have stopped it)
                 if (cell.run_dir / cell.evals[0].filename).exists():
                     for e in missing_evals(cell):
-                        err = self._step(f, f"eval {e.split} (guidance {e.guidance})", self.cli + e.argv(cell.run_dir),
-                                         device)
+                        err = self._step(
+                            f, f"eval {e.split} (guidance {e.guidance})", self.cli + e.argv(cell.run_dir), device
+                        )
                         if err:
-                            return CellResult(cell.name, before, _failure(err), time.perf_counter() - t0,
-                                              f"{err} (log: {log})")
+                            return CellResult(
+                                cell.name, before, _failure(err), time.perf_counter() - t0, f"{err} (log: {log})"
+                            )
             after = cell_state(cell, ignore_lock=True)
             dt = time.perf_counter() - t0
             if after == "done":
-                atomic_write_text(cell.run_dir / CELL_FILE, json.dumps(
-                    {**cell.manifest(), "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "seconds_last_session": dt},
-                    indent=2))
+                atomic_write_text(
+                    cell.run_dir / CELL_FILE,
+                    json.dumps(
+                        {**cell.manifest(), "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "seconds_last_session": dt},
+                        indent=2,
+                    ),
+                )
             return CellResult(cell.name, before, after, dt)
         finally:
             self._free.put(device)
@@ -237,8 +262,11 @@ class Runner:
                 extra = f": {cell.evals[0].split} oIoU {100 * v['oIoU']:.2f}"
             tag = {"done": "done " if r.before == "done" else "end  "}.get(r.after, r.after)
             if not (r.before == "done" and r.after == "done"):
-                self._say(f"{tag} {cell.name}{extra}" + (f" ({r.seconds:.0f} s)" if r.seconds else "")
-                          + (f" — {r.message}" if r.message else ""))
+                self._say(
+                    f"{tag} {cell.name}{extra}"
+                    + (f" ({r.seconds:.0f} s)" if r.seconds else "")
+                    + (f" — {r.message}" if r.message else "")
+                )
             with self._lock:
                 bar.update(1)
             return r
@@ -284,10 +312,13 @@ def check_paths(grid: Grid, cells: Sequence[Cell]) -> list[str]:
                     need = ["train", *grid.datasets[c.dataset].splits]
                     missing = [s for s in need if s not in ds.splits]
                     if missing:
-                        warnings.append(f"{c.dataset}: {ds.name} at {d.root} has no split(s) {missing} (has {ds.splits})")
+                        warnings.append(
+                            f"{c.dataset}: {ds.name} at {d.root} has no split(s) {missing} (has {ds.splits})"
+                        )
                 except Exception as e:  # noqa: BLE001 — reported, not raised: this is a check
                     warnings.append(f"{c.dataset}: cannot open {d.root} ({type(e).__name__}: {e})")
         from ..engine.trainer import build_method
+
         method = build_method(c.cfg)
         paths = []
         if method.needs_unlabeled and method.needs_priors:
@@ -309,8 +340,7 @@ def describe(cells: Sequence[Cell]) -> str:
     lines = []
     for c in cells:
         st = cell_state(c)
-        lines.append(f"{st:9s} {c.name:42s} {c.cfg.method:17s} {','.join(c.sections):22s} "
-                     f"{len(c.evals)} eval(s)")
+        lines.append(f"{st:9s} {c.name:42s} {c.cfg.method:17s} {','.join(c.sections):22s} {len(c.evals)} eval(s)")
     return "\n".join(lines)
 
 
@@ -318,6 +348,7 @@ def _model_path(p: str) -> Path:
     """A path as the model builders read it (``builtin:NAME`` is a folder shipped in the package)."""
     if str(p).startswith("builtin:"):
         from ..pretrain.visual import resolve_visual_path
+
         try:
             return resolve_visual_path(p)
         except FileNotFoundError:

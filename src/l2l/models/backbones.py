@@ -18,6 +18,7 @@ and ``enc.channels`` = (C_1, …, C_4).
 * ``conv`` — a small GroupNorm CNN for CPU experiments and tests; random, or from a folder
   written by ``l2l pretrain visual`` (``path``; ``builtin:synthpool-conv`` is shipped).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -66,8 +67,14 @@ class VisualEncoder(nn.Module):
 
 # ----------------------------------------------------------------------------- conv
 def _conv_block(cin: int, cout: int, stride: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.GroupNorm(8, cout), nn.GELU(),
-                         nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.GroupNorm(8, cout), nn.GELU())
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride, 1, bias=False),
+        nn.GroupNorm(8, cout),
+        nn.GELU(),
+        nn.Conv2d(cout, cout, 3, 1, 1, bias=False),
+        nn.GroupNorm(8, cout),
+        nn.GELU(),
+    )
 
 
 class ConvEncoder(VisualEncoder):
@@ -76,8 +83,14 @@ class ConvEncoder(VisualEncoder):
         self.channels = tuple(channels)
         c = self.channels
         self._stem = nn.Sequential(nn.Conv2d(3, c[0], 3, 2, 1, bias=False), nn.GroupNorm(8, c[0]), nn.GELU())
-        self.stages = nn.ModuleList([_conv_block(c[0], c[0], 2), _conv_block(c[0], c[1], 2),
-                                     _conv_block(c[1], c[2], 2), _conv_block(c[2], c[3], 2)])
+        self.stages = nn.ModuleList(
+            [
+                _conv_block(c[0], c[0], 2),
+                _conv_block(c[0], c[1], 2),
+                _conv_block(c[1], c[2], 2),
+                _conv_block(c[2], c[3], 2),
+            ]
+        )
 
     @classmethod
     def from_folder(cls, path: str) -> "ConvEncoder":
@@ -88,8 +101,10 @@ class ConvEncoder(VisualEncoder):
         enc = cls(tuple(doc["conv_channels"]))
         missing, unexpected = enc.load_state_dict(state, strict=False)
         if missing or unexpected:
-            raise UsageError(f"{path}: weights do not fit a conv encoder with channels {doc['conv_channels']} "
-                             f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+            raise UsageError(
+                f"{path}: weights do not fit a conv encoder with channels {doc['conv_channels']} "
+                f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
+            )
         return enc
 
     def stem(self, x):
@@ -156,7 +171,7 @@ class SwinEncoder(VisualEncoder):
         cfg = model.config
         if len(cfg.depths) != 4:
             raise UsageError(f"need a 4-stage Swin, got depths {cfg.depths}")
-        self.channels = tuple(int(cfg.embed_dim * 2 ** i) for i in range(4))
+        self.channels = tuple(int(cfg.embed_dim * 2**i) for i in range(4))
         self.norms = nn.ModuleList([nn.LayerNorm(c) for c in self.channels])
         # not used: the classification-time final norm and pooler
         self.swin.layernorm = nn.Identity()

@@ -1,5 +1,6 @@
 """A light LAVT-style decoder: fuse stages top-down with 3×3 convs, 2-class logits at 1/4
 (``out_channels`` other than 2: the dense heads of visual pretraining, ``l2l.pretrain.visual``)."""
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -10,8 +11,11 @@ import torch.nn.functional as F
 
 
 def _conv(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.GroupNorm(8 if cout % 8 == 0 else 1, cout),
-                         nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+        nn.GroupNorm(8 if cout % 8 == 0 else 1, cout),
+        nn.ReLU(inplace=True),
+    )
 
 
 class Decoder(nn.Module):

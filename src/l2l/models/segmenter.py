@@ -12,6 +12,7 @@ API::
     model = Segmenter.from_pretrained("runs/x/best")      # a folder written by save_pretrained
     mask, prob = model.segment(image, "the red ball on the left", prior=None)
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -25,8 +26,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..errors import MissingFileError, UsageError
 from ..data.augment import normalize
+from ..errors import MissingFileError, UsageError
 from .backbones import VisualConfig, build_visual_encoder
 from .decoder import Decoder
 from .sesm import SESMConfig, StageFusion
@@ -67,6 +68,7 @@ def build_text_encoder(cfg: TextConfig) -> nn.Module:
         enc = HFTextEncoder.from_pretrained(cfg.path, cfg.max_length)
     elif cfg.name == "hf-config":
         from transformers import BertConfig
+
         enc = HFTextEncoder.from_config(BertConfig(**cfg.hf_config), cfg.path, cfg.max_length)
     if enc is not None:
         return enc.freeze(cfg.cache) if cfg.freeze else enc
@@ -92,8 +94,9 @@ class Segmenter(nn.Module):
         self.visual = build_visual_encoder(cfg.visual)
         self.text = build_text_encoder(cfg.text)
         c = self.visual.channels
-        self.fusions = nn.ModuleList([StageFusion(c[i], self.text.dim, cfg.sesm.stage_modes[i], cfg.sesm)
-                                      for i in range(4)])
+        self.fusions = nn.ModuleList(
+            [StageFusion(c[i], self.text.dim, cfg.sesm.stage_modes[i], cfg.sesm) for i in range(4)]
+        )
         self.decoder = Decoder(c, cfg.decoder_dim)
         # [ours] position for location / ordinal / relation words: V_l + W_l [x; y], W_l zero at start
         self.coords = nn.ModuleList([nn.Conv2d(2, ch, 1) for ch in c]) if cfg.coords else None
@@ -109,8 +112,15 @@ class Segmenter(nn.Module):
     def uses_guidance(self) -> bool:
         return self.null_map is not None
 
-    def _guidance(self, b: int, size: tuple[int, int], guidance: torch.Tensor | None,
-                  has_guidance: torch.Tensor | None, device, dropout: bool = True) -> torch.Tensor | None:
+    def _guidance(
+        self,
+        b: int,
+        size: tuple[int, int],
+        guidance: torch.Tensor | None,
+        has_guidance: torch.Tensor | None,
+        device,
+        dropout: bool = True,
+    ) -> torch.Tensor | None:
         if not self.uses_guidance:
             return None
         null = torch.sigmoid(F.interpolate(self.null_map, size=size, mode="bilinear", align_corners=False))
@@ -124,8 +134,14 @@ class Segmenter(nn.Module):
             use = use & (torch.rand(b, device=device) >= self.cfg.sesm.prior_dropout)
         return torch.where(use.view(b, 1, 1, 1), guidance.to(null.dtype).clamp(0, 1), null)
 
-    def forward(self, images: torch.Tensor, texts: Sequence[str], guidance: torch.Tensor | None = None,
-                has_guidance: torch.Tensor | None = None, guidance_dropout: bool = True) -> torch.Tensor:
+    def forward(
+        self,
+        images: torch.Tensor,
+        texts: Sequence[str],
+        guidance: torch.Tensor | None = None,
+        has_guidance: torch.Tensor | None = None,
+        guidance_dropout: bool = True,
+    ) -> torch.Tensor:
         """2-class logits (B, 2, H, W) for images (B, 3, H, W) in [0, 1].
 
         ``guidance_dropout=False``: no ``sesm.prior_dropout`` even in training mode (a teacher pass)."""
@@ -146,8 +162,14 @@ class Segmenter(nn.Module):
         return self.decoder(feats, (h, w))
 
     @torch.no_grad()
-    def predict(self, images: torch.Tensor, texts: Sequence[str], guidance: str = "none",
-                prior: torch.Tensor | None = None, has_prior: torch.Tensor | None = None) -> torch.Tensor:
+    def predict(
+        self,
+        images: torch.Tensor,
+        texts: Sequence[str],
+        guidance: str = "none",
+        prior: torch.Tensor | None = None,
+        has_prior: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Foreground probability (B, H, W) with a guidance mode: none | prior | self.
 
         With ``prior``, samples whose ``has_prior`` flag is false use the learned null map."""
@@ -180,19 +202,27 @@ class Segmenter(nn.Module):
         if cfg["visual"]["name"] == "efficientnet_lite0":
             cfg["visual"]["pretrained"] = False
         if cfg["visual"]["name"] == "conv":  # the weights are in this folder; keep where they came from
-            cfg["visual"].update(conv_channels=list(self.visual.channels), pretrained=False,
-                                 init_from=cfg["visual"].get("path") or cfg["visual"].get("init_from"), path=None)
+            cfg["visual"].update(
+                conv_channels=list(self.visual.channels),
+                pretrained=False,
+                init_from=cfg["visual"].get("path") or cfg["visual"].get("init_from"),
+                path=None,
+            )
         if isinstance(self.text, HFTextEncoder):
             self.text.tokenizer.save_pretrained(str(path / "tokenizer"))
-            cfg["text"].update(name="hf-config", path=str(path / "tokenizer"),
-                               hf_config=self.text.model.config.to_dict())
-        save_file({k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}, str(path / "model.safetensors"))
+            cfg["text"].update(
+                name="hf-config", path=str(path / "tokenizer"), hf_config=self.text.model.config.to_dict()
+            )
+        save_file(
+            {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}, str(path / "model.safetensors")
+        )
         atomic_write_text(path / "config.json", json.dumps({"format": "l2l-segmenter/1", "model": cfg}, indent=2))
         return path
 
     @classmethod
     def from_config_dict(cls, cfg: dict[str, Any]) -> "Segmenter":
         from ..config import from_dict
+
         return cls(from_dict(ModelConfig, cfg, "model"))
 
     @classmethod
@@ -217,8 +247,9 @@ class Segmenter(nn.Module):
 
     # ------------------------------------------------------------------ convenience
     @torch.no_grad()
-    def segment(self, image, text: str | Sequence[str], prior=None, guidance: str | None = None,
-                threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    def segment(
+        self, image, text: str | Sequence[str], prior=None, guidance: str | None = None, threshold: float = 0.5
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Mask (bool) and foreground probability at the image's own resolution.
 
         ``image``: a path, a PIL image, an H×W×3 uint8 array, or a list of those (then

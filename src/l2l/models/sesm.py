@@ -21,10 +21,11 @@ saturated the attention softmax (LAVT normalises its query path too).
 The baseline without SESM is the same stage fusion with ``streams="semantic"`` and no
 guidance input (LAVT-style language fusion).
 """
+
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -95,8 +96,9 @@ class StageFusion(nn.Module):
         super().__init__()
         self.streams, self.gating = cfg.streams, cfg.gating
         if self.streams in ("both", "semantic"):
-            self.semantic = nn.MultiheadAttention(c, _heads_for(c, cfg.heads), kdim=text_dim, vdim=text_dim,
-                                                  batch_first=True)
+            self.semantic = nn.MultiheadAttention(
+                c, _heads_for(c, cfg.heads), kdim=text_dim, vdim=text_dim, batch_first=True
+            )
             self.sem_vis = nn.Sequential(nn.Conv2d(c, c, 1), nn.GELU())  # W_vis
             self.sem_mm = nn.Sequential(nn.Conv2d(c, c, 1), nn.GELU())  # W_mm
         if self.streams in ("both", "structural"):
@@ -119,8 +121,9 @@ class StageFusion(nn.Module):
         a, b = torch.softmax(self.gate_logits, 0).tolist()
         return a, b
 
-    def forward(self, v: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor,
-                guidance: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self, v: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor, guidance: torch.Tensor | None
+    ) -> torch.Tensor:
         b, c, h, w = v.shape
         vt = self.norm(v.flatten(2).transpose(1, 2))  # (B, N, C), normalised: encoder features are large
         vn = vt.transpose(1, 2).reshape(b, c, h, w)

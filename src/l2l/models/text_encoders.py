@@ -9,6 +9,7 @@
 
 Nothing is downloaded: ``local_files_only=True`` everywhere.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -64,13 +65,15 @@ class HFTextEncoder(nn.Module):
 
         if path is None:
             from ..data.text_augment import default_text_model_path
+
             path = default_text_model_path()
         path = Path(path)
         if not (path / "config.json").exists():
             raise MissingFileError(f"no Hugging Face model folder at {path} (config.json missing)")
         tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-        return cls(_no_pooler(lambda **kw: AutoModel.from_pretrained(str(path), local_files_only=True, **kw)),
-                   tok, max_length)
+        return cls(
+            _no_pooler(lambda **kw: AutoModel.from_pretrained(str(path), local_files_only=True, **kw)), tok, max_length
+        )
 
     @classmethod
     def from_config(cls, config, tokenizer_path: str | Path | None = None, max_length: int = 32) -> "HFTextEncoder":
@@ -82,19 +85,22 @@ class HFTextEncoder(nn.Module):
 
         if tokenizer_path is None:
             from ..data.text_augment import default_text_model_path
+
             tokenizer_path = default_text_model_path()
         tok = AutoTokenizer.from_pretrained(str(tokenizer_path), local_files_only=True)
         if config.vocab_size < len(tok):
             raise UsageError(f"config.vocab_size {config.vocab_size} < tokenizer vocabulary {len(tok)}")
         return cls(_no_pooler(lambda **kw: AutoModel.from_config(config, **kw)), tok, max_length)
 
-    def encode(self, texts: Sequence[str], device: torch.device | str | None = None
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(
+        self, texts: Sequence[str], device: torch.device | str | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         device = device or next(self.model.parameters()).device
         if self.frozen and self.use_cache:
             return self._encode_cached(list(texts), device)
-        tok = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
-                             return_tensors="pt").to(device)
+        tok = self.tokenizer(
+            list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        ).to(device)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
             out = self.model(input_ids=tok["input_ids"], attention_mask=tok["attention_mask"])
         return out.last_hidden_state, tok["attention_mask"].bool()
@@ -111,9 +117,9 @@ class HFTextEncoder(nn.Module):
         by_len: dict[int, list[int]] = {}
         for i, seq in enumerate(ids):
             by_len.setdefault(len(seq), []).append(i)
-        for n, rows in by_len.items():
+        for rows in by_len.values():
             for a in range(0, len(rows), batch_size):
-                chunk = rows[a:a + batch_size]
+                chunk = rows[a : a + batch_size]
                 x = torch.tensor([ids[i] for i in chunk], device=dev)
                 out = self.model(input_ids=x, attention_mask=torch.ones_like(x)).last_hidden_state.float().cpu()
                 for j, i in enumerate(chunk):
@@ -151,11 +157,14 @@ class TinyTextEncoder(nn.Module):
 
     def _ids(self, text: str) -> list[int]:
         # stable across processes and Python runs (unlike hash())
-        return [1 + int.from_bytes(hashlib.blake2b(w.encode(), digest_size=4).digest(), "little") % self.buckets
-                for w in text.lower().split()[: self.max_length]] or [0]
+        return [
+            1 + int.from_bytes(hashlib.blake2b(w.encode(), digest_size=4).digest(), "little") % self.buckets
+            for w in text.lower().split()[: self.max_length]
+        ] or [0]
 
-    def encode(self, texts: Sequence[str], device: torch.device | str | None = None
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(
+        self, texts: Sequence[str], device: torch.device | str | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         device = device or self.embed.weight.device
         ids = [self._ids(t) for t in texts]
         n = max(len(i) for i in ids)

@@ -22,6 +22,7 @@ Dense targets per pixel (0 = background everywhere): ``shape`` (1..12), ``color`
 at SynthRef's class boundaries 0.095 and 0.1325), and ``boundary`` (1 where the visible
 instance id changes between 4-neighbours).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -30,9 +31,9 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from ..errors import UsageError
 from ..data.synthref_scene import SceneProfile, render_scene
 from ..data.vocab import COLORS, SHAPE_WORDS, TEXTURES
+from ..errors import UsageError
 
 POOL_DOMAIN = 0x504F4F4C  # "POOL": the first word of every pool seed sequence
 CANVAS = 128  # the renderer's canvas (SynthRef's native image size)
@@ -40,8 +41,13 @@ SHAPES = tuple(SHAPE_WORDS)
 COLOR_NAMES = tuple(COLORS)
 TEXTURE_NAMES = tuple(TEXTURES)
 SIZE_BINS = (0.095, 0.1325)  # apparent radius / image side: small | medium | large
-HEADS = {"shape": len(SHAPES) + 1, "color": len(COLOR_NAMES) + 1, "texture": len(TEXTURE_NAMES) + 1,
-         "size": len(SIZE_BINS) + 2, "boundary": 2}
+HEADS = {
+    "shape": len(SHAPES) + 1,
+    "color": len(COLOR_NAMES) + 1,
+    "texture": len(TEXTURE_NAMES) + 1,
+    "size": len(SIZE_BINS) + 2,
+    "boundary": 2,
+}
 
 
 @dataclass
@@ -91,8 +97,8 @@ def pool_scene(cfg: PoolConfig, index: int) -> tuple[np.ndarray, dict[str, np.nd
     side = int(round(CANVAS * rng.uniform(*cfg.zoom)))
     x0, y0 = (int(rng.integers(0, CANVAS - side + 1)) for _ in range(2))
     scale = cfg.size / side
-    img = Image.fromarray(image[y0:y0 + side, x0:x0 + side]).resize((cfg.size, cfg.size), Image.BILINEAR)
-    ids = np.asarray(Image.fromarray(ids[y0:y0 + side, x0:x0 + side]).resize((cfg.size, cfg.size), Image.NEAREST))
+    img = Image.fromarray(image[y0 : y0 + side, x0 : x0 + side]).resize((cfg.size, cfg.size), Image.BILINEAR)
+    ids = np.asarray(Image.fromarray(ids[y0 : y0 + side, x0 : x0 + side]).resize((cfg.size, cfg.size), Image.NEAREST))
     # photometric shift
     x = np.asarray(img, np.float32) / 255.0
     x = x ** rng.uniform(*cfg.gamma)
@@ -119,8 +125,9 @@ def _work(args: tuple[PoolConfig, int]) -> tuple[np.ndarray, dict[str, np.ndarra
     return pool_scene(*args)
 
 
-def make_pool(cfg: PoolConfig, start: int, count: int, workers: int = 1,
-              show_progress: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def make_pool(
+    cfg: PoolConfig, start: int, count: int, workers: int = 1, show_progress: bool = False
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Images (N, H, W, 3) uint8 and targets {name: (N, H, W) uint8} of pool images start..start+count-1."""
     import multiprocessing as mp
 
@@ -129,8 +136,9 @@ def make_pool(cfg: PoolConfig, start: int, count: int, workers: int = 1,
     jobs = [(cfg, i) for i in range(start, start + count)]
     if workers > 1:
         with mp.get_context("fork").Pool(workers) as pool:
-            recs = list(progress(pool.imap(_work, jobs, chunksize=64), total=count, desc="pool",
-                                 disable=not show_progress))
+            recs = list(
+                progress(pool.imap(_work, jobs, chunksize=64), total=count, desc="pool", disable=not show_progress)
+            )
     else:
         recs = [_work(j) for j in progress(jobs, desc="pool", disable=not show_progress)]
     images = np.stack([r[0] for r in recs])

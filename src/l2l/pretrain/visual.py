@@ -15,6 +15,7 @@ and ``model.visual: {name: conv, path: FOLDER}`` builds the segmenter on it. The
 pure function of the config (torch's generator is seeded; the pool is deterministic), so the
 loss trajectory recorded in the card is what ``rebuild_check`` reproduces.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -29,8 +30,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import MissingFileError, UsageError
 from ..data.augment import normalize
+from ..errors import MissingFileError, UsageError
 from ..models.backbones import ConvEncoder
 from ..models.decoder import Decoder
 from ..utils.io import atomic_write_text
@@ -99,8 +100,9 @@ def _loss(out: dict[str, torch.Tensor], tgt: dict[str, torch.Tensor]) -> tuple[t
 
 
 @torch.no_grad()
-def dense_metrics(model: DenseHeads, images: np.ndarray, targets: dict[str, np.ndarray],
-                  batch_size: int = 64) -> dict[str, float]:
+def dense_metrics(
+    model: DenseHeads, images: np.ndarray, targets: dict[str, np.ndarray], batch_size: int = 64
+) -> dict[str, float]:
     """Foreground IoU (shape head ≠ background), per-head accuracy on foreground pixels, boundary F1."""
     model.eval()
     inter = union = 0
@@ -108,7 +110,7 @@ def dense_metrics(model: DenseHeads, images: np.ndarray, targets: dict[str, np.n
     fg_total = 0
     tp = fp = fn = 0
     for i in range(0, len(images), batch_size):
-        x, t = _to_tensors(images[i:i + batch_size], {k: v[i:i + batch_size] for k, v in targets.items()})
+        x, t = _to_tensors(images[i : i + batch_size], {k: v[i : i + batch_size] for k, v in targets.items()})
         pred = {k: v.argmax(1) for k, v in model(x).items()}
         fg_t, fg_p = t["shape"] > 0, pred["shape"] > 0
         inter += int((fg_t & fg_p).sum())
@@ -126,8 +128,9 @@ def dense_metrics(model: DenseHeads, images: np.ndarray, targets: dict[str, np.n
     return {k: round(v, 5) for k, v in out.items()}
 
 
-def train_dense(cfg: VisualPretrainConfig, max_steps: int | None = None, show_progress: bool = True
-                ) -> tuple[DenseHeads, list[dict[str, float]], float]:
+def train_dense(
+    cfg: VisualPretrainConfig, max_steps: int | None = None, show_progress: bool = True
+) -> tuple[DenseHeads, list[dict[str, float]], float]:
     """Train the encoder + dense heads; returns (model, loss trajectory, wall seconds).
 
     ``max_steps`` stops early on the same schedule (the trajectory's prefix is the full run's)."""
@@ -140,8 +143,11 @@ def train_dense(cfg: VisualPretrainConfig, max_steps: int | None = None, show_pr
         end = min(cfg.steps, max_steps or cfg.steps)
         order = _batch_order(cfg, cfg.steps)[:end]
         used = np.unique(order)
-        images, targets = make_pool(cfg.pool, 0, cfg.train_images, cfg.workers, show_progress) \
-            if len(used) == cfg.train_images else _subset_pool(cfg, used, show_progress)
+        images, targets = (
+            make_pool(cfg.pool, 0, cfg.train_images, cfg.workers, show_progress)
+            if len(used) == cfg.train_images
+            else _subset_pool(cfg, used, show_progress)
+        )
         torch.manual_seed(cfg.seed)
         model = DenseHeads(cfg.conv_channels, cfg.decoder_dim)
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -190,8 +196,9 @@ def eval_pool(cfg: VisualPretrainConfig, workers: int | None = None):
     return make_pool(cfg.pool, cfg.train_images, cfg.eval_images, workers or cfg.workers)
 
 
-def pretrain_visual(cfg: VisualPretrainConfig, out: str | Path, show_progress: bool = True,
-                    command: str = "") -> dict[str, Any]:
+def pretrain_visual(
+    cfg: VisualPretrainConfig, out: str | Path, show_progress: bool = True, command: str = ""
+) -> dict[str, Any]:
     """Train and write the model folder; returns the card."""
     from safetensors.torch import save_file
 
@@ -211,22 +218,45 @@ def pretrain_visual(cfg: VisualPretrainConfig, out: str | Path, show_progress: b
     save_file(stored["model"], str(out / "model.safetensors"))
     # the dense heads are not part of the encoder, but keeping them lets anyone re-measure the card
     save_file(stored["heads"], str(out / "heads.safetensors"))
-    atomic_write_text(out / "config.json", json.dumps(
-        {"format": FORMAT, "name": "conv", "conv_channels": list(cfg.conv_channels),
-         "input": "RGB in [0, 1], ImageNet mean/std normalisation inside the model",
-         "trained_at": cfg.pool.size}, indent=2))
-    card = {"format": FORMAT, "model": "ConvEncoder (l2l.models.backbones) + dense heads, encoder kept",
-            "stand_in_for": "an ImageNet-pretrained visual backbone (Swin-B in the paper)",
-            "training_data": {"pool": cfg.pool.to_dict(), "domain_word": "POOL (0x504F4F4C)",
-                              "train_indices": [0, cfg.train_images - 1],
-                              "eval_indices": [cfg.train_images, cfg.train_images + cfg.eval_images - 1],
-                              "referring_expressions": False},
-            "config": cfg.to_dict(), "steps": cfg.steps, "wall_seconds": round(wall, 1),
-            "parameters": sum(p.numel() for p in enc.parameters()),
-            "metrics_eval_pool": metrics, "trajectory": trajectory,
-            "machine": {"torch": torch.__version__, "python": platform.python_version(),
-                        "threads": cfg.threads, "processor": platform.processor() or platform.machine()},
-            "date": time.strftime("%Y-%m-%d"), "command": command}
+    atomic_write_text(
+        out / "config.json",
+        json.dumps(
+            {
+                "format": FORMAT,
+                "name": "conv",
+                "conv_channels": list(cfg.conv_channels),
+                "input": "RGB in [0, 1], ImageNet mean/std normalisation inside the model",
+                "trained_at": cfg.pool.size,
+            },
+            indent=2,
+        ),
+    )
+    card = {
+        "format": FORMAT,
+        "model": "ConvEncoder (l2l.models.backbones) + dense heads, encoder kept",
+        "stand_in_for": "an ImageNet-pretrained visual backbone (Swin-B in the paper)",
+        "training_data": {
+            "pool": cfg.pool.to_dict(),
+            "domain_word": "POOL (0x504F4F4C)",
+            "train_indices": [0, cfg.train_images - 1],
+            "eval_indices": [cfg.train_images, cfg.train_images + cfg.eval_images - 1],
+            "referring_expressions": False,
+        },
+        "config": cfg.to_dict(),
+        "steps": cfg.steps,
+        "wall_seconds": round(wall, 1),
+        "parameters": sum(p.numel() for p in enc.parameters()),
+        "metrics_eval_pool": metrics,
+        "trajectory": trajectory,
+        "machine": {
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "threads": cfg.threads,
+            "processor": platform.processor() or platform.machine(),
+        },
+        "date": time.strftime("%Y-%m-%d"),
+        "command": command,
+    }
     atomic_write_text(out / "card.json", json.dumps(card, indent=2))
     atomic_write_text(out / "README.md", _card_markdown(card))
     return card
@@ -236,20 +266,20 @@ def _card_markdown(card: dict[str, Any]) -> str:
     m = card["metrics_eval_pool"]
     pool = card["training_data"]["pool"]
     rows = "\n".join(f"| {k} | {v:.4f} |" for k, v in m.items())
-    return f"""# Model card: SynthRef pool-pretrained conv encoder ({card['format']})
+    return f"""# Model card: SynthRef pool-pretrained conv encoder ({card["format"]})
 
-A **stand-in**, not a real foundation model: a {card['parameters']:,}-parameter GroupNorm CNN trained in
+A **stand-in**, not a real foundation model: a {card["parameters"]:,}-parameter GroupNorm CNN trained in
 the pretraining world (`l2l.pretrain`) to stand where the paper's ImageNet-pretrained Swin-B stands.
 
-- Training data: {card['training_data']['train_indices'][1] + 1:,} generated pool scenes (pool seed {pool['seed']},
-  domain word {card['training_data']['domain_word']}), disjoint from every SynthRef split; shifted distribution
-  (1–9 objects, zoom {pool['zoom']}, gamma {pool['gamma']}, contrast {pool['contrast']}); {pool['size']} px.
+- Training data: {card["training_data"]["train_indices"][1] + 1:,} generated pool scenes (pool seed {pool["seed"]},
+  domain word {card["training_data"]["domain_word"]}), disjoint from every SynthRef split; shifted distribution
+  (1–9 objects, zoom {pool["zoom"]}, gamma {pool["gamma"]}, contrast {pool["contrast"]}); {pool["size"]} px.
 - Targets: dense per-pixel shape / colour / texture / size / instance boundary; **no referring expressions**.
-- Steps: {card['steps']:,} × batch {card['config']['batch_size']}; wall time {card['wall_seconds']:.0f} s
-  ({card['machine']['threads']} threads, torch {card['machine']['torch']}, {card['date']}).
-- Rebuild: `{card['command'] or 'l2l pretrain visual'}`
+- Steps: {card["steps"]:,} × batch {card["config"]["batch_size"]}; wall time {card["wall_seconds"]:.0f} s
+  ({card["machine"]["threads"]} threads, torch {card["machine"]["torch"]}, {card["date"]}).
+- Rebuild: `{card["command"] or "l2l pretrain visual"}`
 
-## Metrics on {card['config']['eval_images']} held-out pool scenes (indices {card['training_data']['eval_indices']})
+## Metrics on {card["config"]["eval_images"]} held-out pool scenes (indices {card["training_data"]["eval_indices"]})
 
 | metric | value |
 | --- | --- |
@@ -271,7 +301,9 @@ def load_visual_folder(path: str | Path) -> tuple[dict[str, Any], dict[str, torc
         raise UsageError(f"{cfg_file}: not valid JSON ({e})") from None
     if doc.get("format") != FORMAT:
         raise UsageError(f"{cfg_file}: format {doc.get('format')!r}, expected {FORMAT!r}")
-    state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path / "model.safetensors")).items()}
+    state = {
+        k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path / "model.safetensors")).items()
+    }
     return doc, state
 
 

@@ -5,6 +5,7 @@ resolution, plus the grounding cue it used (a box and/or points), a confidence, 
 provenance (provider name, model ids or paths, a hash of its configuration). Priors are made
 once, offline, stored by :class:`~l2l.priors.store.PriorStore`, and never updated.
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -6,6 +6,7 @@ optional JSON ``{"<sample_id>": {"box": [x, y, w, h], "points": [[x, y], ...], "
 Every map is validated: it must exist, match its image's size and lie in [0, 1]; the error
 names the sample id and the file.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,9 +32,12 @@ class FilesProvider:
         self.cues: dict[str, Any] = json.loads(self.cues_file.read_text()) if self.cues_file else {}
 
     def config(self) -> dict[str, Any]:
-        return {"provider": self.name, "folder": str(self.folder.resolve()),
-                "cues": str(self.cues_file) if self.cues_file else None,
-                "cues_sha256": sha256_file(self.cues_file)[:16] if self.cues_file else None}
+        return {
+            "provider": self.name,
+            "folder": str(self.folder.resolve()),
+            "cues": str(self.cues_file) if self.cues_file else None,
+            "cues_sha256": sha256_file(self.cues_file)[:16] if self.cues_file else None,
+        }
 
     def _load(self, sid: int) -> tuple[np.ndarray, Path]:
         npy, png = self.folder / f"{sid}.npy", self.folder / f"{sid}.png"
@@ -53,11 +57,15 @@ class FilesProvider:
         for b in batch:
             p, path = self._load(b.sample_id)
             if p.shape != b.image.shape[:2]:
-                raise UsageError(f"prior of sample {b.sample_id}: {path} is {p.shape[::-1]} (w×h) but its image is "
-                                 f"{b.image.shape[1::-1]}")
+                raise UsageError(
+                    f"prior of sample {b.sample_id}: {path} is {p.shape[::-1]} (w×h) but its image is "
+                    f"{b.image.shape[1::-1]}"
+                )
             if not np.isfinite(p).all() or p.min() < 0 or p.max() > 1:
-                raise UsageError(f"prior of sample {b.sample_id}: {path} has values outside [0, 1] "
-                                 f"(min {np.nanmin(p):.3g}, max {np.nanmax(p):.3g})")
+                raise UsageError(
+                    f"prior of sample {b.sample_id}: {path} has values outside [0, 1] "
+                    f"(min {np.nanmin(p):.3g}, max {np.nanmax(p):.3g})"
+                )
             cue = dict(self.cues.get(str(b.sample_id), {}))
             conf = float(cue.pop("confidence", 1.0))
             out.append(PriorRecord(b.sample_id, p, cue, conf, {"provider": self.name, "file": str(path)}))

@@ -15,6 +15,7 @@ several boxes, swapped corners, coordinates outside the image, Qwen2-VL's
 image. An answer without a usable box yields no box (the provider then stores an empty,
 low-confidence prior and logs it).
 """
+
 from __future__ import annotations
 
 import ast
@@ -26,8 +27,12 @@ from typing import Any
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1
 
 _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.S)
-_QWEN2_BOX = re.compile(r"<\|box_start\|>\s*\(\s*(-?[\d.]+)\s*,\s*(-?[\d.]+)\s*\)\s*,\s*\(\s*(-?[\d.]+)\s*,\s*(-?[\d.]+)\s*\)\s*<\|box_end\|>")
-_FOUR = re.compile(r"\[\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*\]")
+_QWEN2_BOX = re.compile(
+    r"<\|box_start\|>\s*\(\s*(-?[\d.]+)\s*,\s*(-?[\d.]+)\s*\)\s*,\s*\(\s*(-?[\d.]+)\s*,\s*(-?[\d.]+)\s*\)\s*<\|box_end\|>"
+)
+_FOUR = re.compile(
+    r"\[\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*\]"
+)
 _BOX_KEYS = ("bbox_2d", "bbox", "box", "box_2d", "bounding_box")
 
 
@@ -65,7 +70,7 @@ def _json_candidates(text: str) -> list[str]:
         start = text.find(open_)
         end = text.rfind(close)
         if 0 <= start < end:
-            out.append(text[start:end + 1])
+            out.append(text[start : end + 1])
     return out
 
 
@@ -91,7 +96,11 @@ def _collect(obj: Any, res: ParseResult) -> None:
 
 
 def _is_four(v: Any) -> bool:
-    return isinstance(v, (list, tuple)) and len(v) == 4 and all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in v)
+    return (
+        isinstance(v, (list, tuple))
+        and len(v) == 4
+        and all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in v)
+    )
 
 
 def _add_box(v: Any, res: ParseResult) -> None:

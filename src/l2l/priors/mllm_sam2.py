@@ -11,6 +11,7 @@ and the reason in its provenance.
 needs torchvision, which has no CPU build here): images are resized to the model's square
 input (1024² for SAM2), ImageNet-normalised, and boxes scaled to that frame.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,8 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import MissingFileError
 from ..data.augment import normalize
+from ..errors import MissingFileError
 from .base import PriorInput, PriorRecord, config_hash
 from .grounding_parser import map_box, parse_boxes
 
@@ -41,11 +42,15 @@ class Sam2BoxSegmenter:
         self.model = model.to(device=device, dtype=dtype).eval()
         self.device, self.dtype, self.source = device, dtype, source
         vc = model.config.vision_config
-        size = getattr(vc, "image_size", None) or getattr(getattr(vc, "backbone_config", None), "image_size", None) or 1024
+        size = (
+            getattr(vc, "image_size", None) or getattr(getattr(vc, "backbone_config", None), "image_size", None) or 1024
+        )
         self.size = int(size[0] if isinstance(size, (list, tuple)) else size)  # square input (1024 for SAM2)
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: str = "cpu", dtype: torch.dtype | None = None) -> "Sam2BoxSegmenter":
+    def from_pretrained(
+        cls, path: str | Path, device: str = "cpu", dtype: torch.dtype | None = None
+    ) -> "Sam2BoxSegmenter":
         from transformers import Sam2Model
 
         path = Path(path)
@@ -58,20 +63,40 @@ class Sam2BoxSegmenter:
         return {"sam2": self.source, "input_size": self.size, "dtype": str(self.dtype)}
 
     @torch.no_grad()
-    def __call__(self, images: Sequence[np.ndarray], boxes: Sequence[tuple[float, float, float, float]]
-                 ) -> list[tuple[np.ndarray, float]]:
+    def __call__(
+        self, images: Sequence[np.ndarray], boxes: Sequence[tuple[float, float, float, float]]
+    ) -> list[tuple[np.ndarray, float]]:
         """(probability map at the image's size, SAM2's predicted IoU) per (image, box in image pixels)."""
         s = self.size
-        x = torch.stack([F.interpolate(torch.from_numpy(im).permute(2, 0, 1).float()[None] / 255, size=(s, s),
-                                       mode="bilinear", align_corners=False, antialias=True)[0] for im in images])
-        b = torch.tensor([[[x0 * s / im.shape[1], y0 * s / im.shape[0], x1 * s / im.shape[1], y1 * s / im.shape[0]]]
-                          for im, (x0, y0, x1, y1) in zip(images, boxes)], dtype=torch.float32)
-        out = self.model(pixel_values=normalize(x).to(self.device, self.dtype), input_boxes=b.to(self.device, self.dtype),
-                         multimask_output=False)
+        x = torch.stack(
+            [
+                F.interpolate(
+                    torch.from_numpy(im).permute(2, 0, 1).float()[None] / 255,
+                    size=(s, s),
+                    mode="bilinear",
+                    align_corners=False,
+                    antialias=True,
+                )[0]
+                for im in images
+            ]
+        )
+        b = torch.tensor(
+            [
+                [[x0 * s / im.shape[1], y0 * s / im.shape[0], x1 * s / im.shape[1], y1 * s / im.shape[0]]]
+                for im, (x0, y0, x1, y1) in zip(images, boxes)
+            ],
+            dtype=torch.float32,
+        )
+        out = self.model(
+            pixel_values=normalize(x).to(self.device, self.dtype),
+            input_boxes=b.to(self.device, self.dtype),
+            multimask_output=False,
+        )
         res = []
         for im, logits, iou in zip(images, out.pred_masks[:, 0, 0], out.iou_scores[:, 0, 0]):
-            p = torch.sigmoid(F.interpolate(logits[None, None].float(), size=im.shape[:2], mode="bilinear",
-                                            align_corners=False))[0, 0]
+            p = torch.sigmoid(
+                F.interpolate(logits[None, None].float(), size=im.shape[:2], mode="bilinear", align_corners=False)
+            )[0, 0]
             res.append((p.cpu().numpy().astype(np.float32), float(iou)))
         return res
 
@@ -96,12 +121,15 @@ class MLLMSam2Provider:
             prov = {"provider": self.name, "answer": text[:500], "parse_issues": parsed.issues, "config_hash": h_cfg}
             if box is None:  # no usable box: an empty, low-confidence prior, with the reason
                 prov["empty_reason"] = "; ".join(parsed.issues) or "box outside the image"
-                out[i] = PriorRecord(inp.sample_id, np.zeros(inp.image.shape[:2], np.float32), {}, EMPTY_CONFIDENCE, prov)
+                out[i] = PriorRecord(
+                    inp.sample_id, np.zeros(inp.image.shape[:2], np.float32), {}, EMPTY_CONFIDENCE, prov
+                )
             else:
                 todo.append((i, box, prov))
         if todo:
             masks = self.segmenter([batch[i].image for i, _, _ in todo], [b for _, b, _ in todo])
             for (i, (x0, y0, x1, y1), prov), (prob, iou) in zip(todo, masks):
-                out[i] = PriorRecord(batch[i].sample_id, prob, {"box": [x0, y0, x1 - x0, y1 - y0]},
-                                     float(np.clip(iou, 0, 1)), prov)
+                out[i] = PriorRecord(
+                    batch[i].sample_id, prob, {"box": [x0, y0, x1 - x0, y1 - y0]}, float(np.clip(iou, 0, 1)), prov
+                )
         return out  # type: ignore[return-value]

@@ -6,6 +6,7 @@ with the command's parsed arguments and the opened dataset; a missing argument i
 with ``generate(inputs) -> records`` (:class:`~l2l.priors.base.PriorProvider`), a factory here or
 in your package, and ``PRIOR_PROVIDERS.register(name, "module:factory")``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,5 +57,7 @@ def mllm_sam2(args: argparse.Namespace, ds: ReferDataset):
     from .qwen_grounder import QwenGrounder
 
     dev = best_device(getattr(args, "device", "auto"))
-    return MLLMSam2Provider(QwenGrounder.from_pretrained(args.mllm, dev, args.max_new_tokens),
-                            Sam2BoxSegmenter.from_pretrained(args.sam2, dev))
+    return MLLMSam2Provider(
+        QwenGrounder.from_pretrained(args.mllm, dev, args.max_new_tokens),
+        Sam2BoxSegmenter.from_pretrained(args.sam2, dev),
+    )

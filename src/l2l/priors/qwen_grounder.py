@@ -7,25 +7,35 @@ from Qwen's template — ``<|im_start|>`` turns, the image as ``<|vision_start|>
 ``Qwen2VLImageProcessor`` (numpy/PIL) and the model's tokenizer are needed (the fast processor
 stack wants torchvision). Generation is greedy, batched with left padding, bf16 on GPU.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 import torch
 
 from ..errors import MissingFileError
 from .base import PriorInput
 
-PROMPT = ('Locate "{sentence}" in the image and output its bounding box as JSON '
-          '[{{"bbox_2d": [x1, y1, x2, y2], "label": "..."}}].')
+PROMPT = (
+    'Locate "{sentence}" in the image and output its bounding box as JSON '
+    '[{{"bbox_2d": [x1, y1, x2, y2], "label": "..."}}].'
+)
 SYSTEM = "You are a helpful assistant."
 
 
 class QwenGrounder:
-    def __init__(self, model, tokenizer, image_processor, max_new_tokens: int = 64, device: str = "cpu",
-                 source: str = "config", prompt: str = PROMPT):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        image_processor,
+        max_new_tokens: int = 64,
+        device: str = "cpu",
+        source: str = "config",
+        prompt: str = PROMPT,
+    ):
         self.model, self.tokenizer, self.ip = model.to(device).eval(), tokenizer, image_processor
         self.max_new_tokens, self.device, self.source, self.prompt = max_new_tokens, device, source, prompt
         self.merge = int(getattr(image_processor, "merge_size", 2))
@@ -35,8 +45,9 @@ class QwenGrounder:
         self.tokenizer.padding_side = "left"
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: str = "cpu", max_new_tokens: int = 64,
-                        max_pixels: int = 1280 * 28 * 28) -> "QwenGrounder":
+    def from_pretrained(
+        cls, path: str | Path, device: str = "cpu", max_new_tokens: int = 64, max_pixels: int = 1280 * 28 * 28
+    ) -> "QwenGrounder":
         from transformers import AutoTokenizer, Qwen2_5_VLForConditionalGeneration, Qwen2VLImageProcessor
 
         path = Path(path)
@@ -49,27 +60,37 @@ class QwenGrounder:
         return cls(model, tok, ip, max_new_tokens, device, str(path))
 
     def config(self) -> dict[str, Any]:
-        return {"grounder": "qwen2.5-vl", "model": self.source, "max_new_tokens": self.max_new_tokens,
-                "prompt": self.prompt, "max_pixels": getattr(self.ip, "max_pixels", None)}
+        return {
+            "grounder": "qwen2.5-vl",
+            "model": self.source,
+            "max_new_tokens": self.max_new_tokens,
+            "prompt": self.prompt,
+            "max_pixels": getattr(self.ip, "max_pixels", None),
+        }
 
     def _text(self, sentence: str, n_image_tokens: int) -> str:
-        return (f"<|im_start|>system\n{SYSTEM}<|im_end|>\n<|im_start|>user\n<|vision_start|>"
-                + "<|image_pad|>" * n_image_tokens
-                + f"<|vision_end|>{self.prompt.format(sentence=sentence)}<|im_end|>\n<|im_start|>assistant\n")
+        return (
+            f"<|im_start|>system\n{SYSTEM}<|im_end|>\n<|im_start|>user\n<|vision_start|>"
+            + "<|image_pad|>" * n_image_tokens
+            + f"<|vision_end|>{self.prompt.format(sentence=sentence)}<|im_end|>\n<|im_start|>assistant\n"
+        )
 
     @torch.no_grad()
     def __call__(self, batch: Sequence[PriorInput]) -> list[tuple[str, tuple[int, int]]]:
         vis = self.ip(images=[b.image for b in batch], return_tensors="pt")
         grid = vis["image_grid_thw"]  # (B, 3): t, h, w in patches
-        n_tok = (grid.prod(-1) // (self.merge ** 2)).tolist()
+        n_tok = (grid.prod(-1) // (self.merge**2)).tolist()
         texts = [self._text(b.sentence, n) for b, n in zip(batch, n_tok)]
         enc = self.tokenizer(texts, return_tensors="pt", padding=True)
-        gen = self.model.generate(input_ids=enc["input_ids"].to(self.device),
-                                  attention_mask=enc["attention_mask"].to(self.device),
-                                  pixel_values=vis["pixel_values"].to(self.device, self.model.dtype),
-                                  image_grid_thw=grid.to(self.device), max_new_tokens=self.max_new_tokens,
-                                  do_sample=False)
-        new = gen[:, enc["input_ids"].shape[1]:]
+        gen = self.model.generate(
+            input_ids=enc["input_ids"].to(self.device),
+            attention_mask=enc["attention_mask"].to(self.device),
+            pixel_values=vis["pixel_values"].to(self.device, self.model.dtype),
+            image_grid_thw=grid.to(self.device),
+            max_new_tokens=self.max_new_tokens,
+            do_sample=False,
+        )
+        new = gen[:, enc["input_ids"].shape[1] :]
         answers = self.tokenizer.batch_decode(new, skip_special_tokens=True)
         sizes = [(int(g[1]) * self.patch, int(g[2]) * self.patch) for g in grid]  # processed image (H, W)
         return list(zip(answers, sizes))

@@ -1,13 +1,14 @@
 """An overlay grid of stored priors: image + sentence, the prior as a heat map, the ground truth."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import UsageError
 from ..data.preview import overlay
 from ..data.refer import ReferDataset
+from ..errors import UsageError
 from ..utils.figures import save_panel_grid, wrap
 from .store import PriorStore
 
@@ -26,7 +27,11 @@ def save_prior_grid(store: PriorStore, ds: ReferDataset, out: str | Path, n: int
         img, gt, p = ds.load_image(rec.image_id), ds.mask(rec.ann_id), store.get(sid)
         iou = ((p >= 0.5) & gt).sum() / max(((p >= 0.5) | gt).sum(), 1)
         events = ", ".join(store.record(sid)["provenance"].get("events", [])) or "-"
-        rows.append([(img, wrap(rec.sentence), {}),
-                     (p, f"{label}\nIoU {iou:.2f}; {events}", {"cmap": "magma", "vmin": 0, "vmax": 1}),
-                     (overlay(img, gt.astype(np.uint8)), "ground truth", {})])
+        rows.append(
+            [
+                (img, wrap(rec.sentence), {}),
+                (p, f"{label}\nIoU {iou:.2f}; {events}", {"cmap": "magma", "vmin": 0, "vmax": 1}),
+                (overlay(img, gt.astype(np.uint8)), "ground truth", {}),
+            ]
+        )
     return save_panel_grid(rows, out)

@@ -24,6 +24,7 @@ The defaults are calibrated so that the mean IoU (prior ≥ 0.5 vs ground truth)
 training split is close to the 68.48 % that the paper reports for its raw prior (Fig. 9):
 ``l2l priors eval`` reports it.
 """
+
 from __future__ import annotations
 
 import math
@@ -75,8 +76,9 @@ class SimulatedProvider:
         for a in others:
             o = self.ds.anns[a]
             same_cat = o["category_id"] == t["category_id"]
-            same_col = (o.get("attributes") or {}).get("color") is not None and \
-                (o.get("attributes") or {}).get("color") == (t.get("attributes") or {}).get("color")
+            same_col = (o.get("attributes") or {}).get("color") is not None and (o.get("attributes") or {}).get(
+                "color"
+            ) == (t.get("attributes") or {}).get("color")
             w.append(1.0 + self.cfg.lookalike_weight * (same_cat + same_col))
         w = np.array(w) / sum(w)
         return int(others[int(rng.choice(len(others), p=w))])
@@ -101,8 +103,13 @@ class SimulatedProvider:
         events: list[str] = []
         if rng.random() < cfg.miss:
             prob = np.clip(0.02 + 0.02 * rng.random((h, w)), 0, 1).astype(np.float32)
-            return PriorRecord(inp.sample_id, prob, {}, 0.05, {"provider": NAME, "warning": WARNING, "events": ["miss"],
-                                                            "config_hash": config_hash(self.config())})
+            return PriorRecord(
+                inp.sample_id,
+                prob,
+                {},
+                0.05,
+                {"provider": NAME, "warning": WARNING, "events": ["miss"], "config_hash": config_hash(self.config())},
+            )
         ann = rec.ann_id
         factor = cfg.drift_relational if rec.kind in ("relation", "ordinal") else 1.0
         drifted = False
@@ -136,9 +143,13 @@ class SimulatedProvider:
             prob = prob + F.interpolate(grid, size=(h, w), mode="bilinear", align_corners=False)[0, 0].numpy()
         prob = np.clip(prob, 0, 1).astype(np.float32)
         x, y, bw, bh = self.ds.box(ann)
-        return PriorRecord(inp.sample_id, prob, {"box": [x, y, bw, bh]}, float(hi),
-                           {"provider": NAME, "warning": WARNING, "events": events,
-                            "config_hash": config_hash(self.config())})
+        return PriorRecord(
+            inp.sample_id,
+            prob,
+            {"box": [x, y, bw, bh]},
+            float(hi),
+            {"provider": NAME, "warning": WARNING, "events": events, "config_hash": config_hash(self.config())},
+        )
 
     def __call__(self, batch: Sequence[PriorInput]) -> list[PriorRecord]:
         return [self._one(inp) for inp in batch]

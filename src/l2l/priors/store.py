@@ -14,6 +14,7 @@ a killed run resumes without redoing or losing work; each rank of a ``torchrun``
 ``samples[rank::world]`` and writes its own manifest, so outputs are disjoint.
 8-bit storage costs ~1–3 kB per RefCOCO-size map as PNG and quantises p by ≤ 1/510.
 """
+
 from __future__ import annotations
 
 import io
@@ -45,8 +46,10 @@ class PriorStore:
         if f.exists():
             old = json.loads(f.read_text())
             if old.get("hash") != meta["hash"]:
-                raise UsageError(f"{self.root} holds priors of {old.get('provider')} with another configuration "
-                                 f"(hash {old.get('hash')} vs {meta['hash']}); use another folder")
+                raise UsageError(
+                    f"{self.root} holds priors of {old.get('provider')} with another configuration "
+                    f"(hash {old.get('hash')} vs {meta['hash']}); use another folder"
+                )
             return
         self.root.mkdir(parents=True, exist_ok=True)
         atomic_write_text(f, json.dumps(meta, indent=2, sort_keys=True, default=str))
@@ -95,8 +98,10 @@ class PriorStore:
             return None
         data = self._valid(e)
         if data is None:
-            raise UsageError(f"prior of sample {sample_id} in {self.root} is missing or corrupt "
-                             f"({e['file']}); run `l2l priors generate` again to regenerate it")
+            raise UsageError(
+                f"prior of sample {sample_id} in {self.root} is missing or corrupt "
+                f"({e['file']}); run `l2l priors generate` again to regenerate it"
+            )
         return np.asarray(Image.open(io.BytesIO(data)), dtype=np.float32) / 255.0
 
     def record(self, sample_id: int) -> dict[str, Any] | None:
@@ -108,9 +113,15 @@ class PriorStore:
         data = buf.getvalue()
         path = self._path(rec.sample_id)
         atomic_write_bytes(path, data)
-        line = {"sample_id": rec.sample_id, "file": str(path.relative_to(self.root)), "sha256": sha256_bytes(data),
-                "cue": rec.cue, "confidence": float(rec.confidence), "provenance": rec.provenance,
-                "seconds": round(seconds, 4)}
+        line = {
+            "sample_id": rec.sample_id,
+            "file": str(path.relative_to(self.root)),
+            "sha256": sha256_bytes(data),
+            "cue": rec.cue,
+            "confidence": float(rec.confidence),
+            "provenance": rec.provenance,
+            "seconds": round(seconds, 4),
+        }
         with open(self.root / f"manifest.rank{rank}.jsonl", "a") as f:
             f.write(json.dumps(line, default=float) + "\n")
             f.flush()
@@ -119,8 +130,16 @@ class PriorStore:
             self._entries[rec.sample_id] = line
 
     # ------------------------------------------------------------------ generation
-    def generate(self, provider: PriorProvider, samples: Sequence[int], load: Callable[[int], PriorInput],
-                 batch_size: int = 8, rank: int = 0, world: int = 1, show_progress: bool = True) -> dict[str, int]:
+    def generate(
+        self,
+        provider: PriorProvider,
+        samples: Sequence[int],
+        load: Callable[[int], PriorInput],
+        batch_size: int = 8,
+        rank: int = 0,
+        world: int = 1,
+        show_progress: bool = True,
+    ) -> dict[str, int]:
         """Make the priors of ``samples`` that are not present yet (this rank's share)."""
         self.init(provider)
         mine = list(samples)[rank::world]
@@ -128,14 +147,16 @@ class PriorStore:
         done = 0
         bar = progress(None, total=len(todo), desc=f"priors {provider.name}", disable=not show_progress)
         for i in range(0, len(todo), batch_size):
-            chunk = [load(s) for s in todo[i:i + batch_size]]
+            chunk = [load(s) for s in todo[i : i + batch_size]]
             t = time.perf_counter()
             recs = provider(chunk)
             dt = (time.perf_counter() - t) / max(len(chunk), 1)
             for inp, rec in zip(chunk, recs):
                 if rec.sample_id != inp.sample_id or rec.prob.shape != inp.image.shape[:2]:
-                    raise UsageError(f"{provider.name} returned a prior of shape {rec.prob.shape} for sample "
-                                     f"{inp.sample_id} (image {inp.image.shape[:2]})")
+                    raise UsageError(
+                        f"{provider.name} returned a prior of shape {rec.prob.shape} for sample "
+                        f"{inp.sample_id} (image {inp.image.shape[:2]})"
+                    )
                 self.put(rec, rank, dt)
                 done += 1
             bar.update(len(chunk))

@@ -1,6 +1,7 @@
 """``teacher`` — soft masks from a trained l2l checkpoint (App. B.4: L2L also works with
 non-MLLM teachers such as CARIS or CGFormer). The teacher runs at its training resolution and
 its foreground probability is resized back to each image's size."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -28,19 +29,36 @@ class TeacherProvider:
     def __init__(self, ckpt: str | Path, guidance: str = "none", device: str = "cpu"):
         self.model = Segmenter.from_pretrained(ckpt, device)
         self.ckpt, self.guidance, self.device = Path(ckpt), guidance, device
-        weights = next(p / "model.safetensors" for p in (self.ckpt, self.ckpt / "best", self.ckpt / "last")
-                       if (p / "model.safetensors").exists())
+        weights = next(
+            p / "model.safetensors"
+            for p in (self.ckpt, self.ckpt / "best", self.ckpt / "last")
+            if (p / "model.safetensors").exists()
+        )
         self.weights_sha = sha256_file(weights)[:16]
 
     def config(self) -> dict[str, Any]:
-        return {"provider": self.name, "checkpoint": str(self.ckpt.resolve()), "weights_sha256": self.weights_sha,
-                "guidance": self.guidance}
+        return {
+            "provider": self.name,
+            "checkpoint": str(self.ckpt.resolve()),
+            "weights_sha256": self.weights_sha,
+            "guidance": self.guidance,
+        }
 
     @torch.no_grad()
     def __call__(self, batch: Sequence[PriorInput]) -> list[PriorRecord]:
         s = self.model.cfg.image_size
-        x = torch.stack([F.interpolate(torch.from_numpy(b.image).permute(2, 0, 1).float()[None] / 255, size=(s, s),
-                                       mode="bilinear", align_corners=False, antialias=True)[0] for b in batch])
+        x = torch.stack(
+            [
+                F.interpolate(
+                    torch.from_numpy(b.image).permute(2, 0, 1).float()[None] / 255,
+                    size=(s, s),
+                    mode="bilinear",
+                    align_corners=False,
+                    antialias=True,
+                )[0]
+                for b in batch
+            ]
+        )
         prob = self.model.predict(x.to(self.device), [b.sentence for b in batch], self.guidance)
         out = []
         h_cfg = config_hash(self.config())
@@ -51,6 +69,13 @@ class TeacherProvider:
             fg = pm >= 0.5
             conf = float(np.abs(2 * pm[fg] - 1).mean()) if fg.any() else 0.0
             box = box_of(fg)
-            out.append(PriorRecord(b.sample_id, pm, {"box": box} if box else {}, conf,
-                                   {"provider": self.name, "checkpoint": str(self.ckpt), "config_hash": h_cfg}))
+            out.append(
+                PriorRecord(
+                    b.sample_id,
+                    pm,
+                    {"box": box} if box else {},
+                    conf,
+                    {"provider": self.name, "checkpoint": str(self.ckpt), "config_hash": h_cfg},
+                )
+            )
         return out

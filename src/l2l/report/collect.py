@@ -1,4 +1,5 @@
 """Read a grid folder (``grid.json`` + run folders) into what the report tables and figures need."""
+
 from __future__ import annotations
 
 import json
@@ -60,8 +61,10 @@ class GridData:
         self.root = Path(grid_dir)
         f = self.root / "grid.json"
         if not f.exists():
-            raise MissingFileError(f"{self.root} has no grid.json: is it the folder of `l2l experiment run`? "
-                                    f"(it is written when a grid starts)")
+            raise MissingFileError(
+                f"{self.root} has no grid.json: is it the folder of `l2l experiment run`? "
+                f"(it is written when a grid starts)"
+            )
         self.manifest = json.loads(f.read_text())
         if self.manifest.get("format") != "l2l-grid/1":
             raise UsageError(f"{f}: unknown format {self.manifest.get('format')!r}")
@@ -85,8 +88,16 @@ class GridData:
     def runs(self, section: dict, dataset: str, row: str, budget: str) -> list[CellData]:
         return [c for s in section["seeds"] if (c := self.cell(dataset, row, budget, s)) is not None]
 
-    def values(self, section: dict, dataset: str, row: str, budget: str, split: str, metric: str = "oIoU",
-               guidance: str = "none") -> list[float]:
+    def values(
+        self,
+        section: dict,
+        dataset: str,
+        row: str,
+        budget: str,
+        split: str,
+        metric: str = "oIoU",
+        guidance: str = "none",
+    ) -> list[float]:
         out = []
         for c in self.runs(section, dataset, row, budget):
             r = c.result(split, guidance)

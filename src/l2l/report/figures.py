@@ -1,5 +1,6 @@
 """The report's plots: methods × budgets (Table 1 at a glance), Fig. 5 (static τ_fg sweep with
 RPLE as a line), Fig. 9 (prior quality and selected pixels over training), Table 10 bars."""
+
 from __future__ import annotations
 
 import statistics
@@ -13,8 +14,10 @@ DPI = 100
 
 def _plt():
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     return plt
 
 
@@ -26,8 +29,9 @@ def _save(fig, out: Path) -> Path:
     return out
 
 
-def bars(groups: Sequence[str], series: dict[str, list[list[float]]], out: Path, title: str, ylabel: str,
-         xlabel: str = "") -> Path:
+def bars(
+    groups: Sequence[str], series: dict[str, list[list[float]]], out: Path, title: str, ylabel: str, xlabel: str = ""
+) -> Path:
     """Grouped bars: ``series[name][g]`` = values (over seeds, %) of group g; mean with a min–max whisker."""
     plt = _plt()
     import numpy as np
@@ -53,13 +57,19 @@ def bars(groups: Sequence[str], series: dict[str, list[list[float]]], out: Path,
         ax.set_xlabel(xlabel)
     ax.set_title(wrap(title, 90), fontsize=10)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, ncol=min(3, n), loc="upper center", bbox_to_anchor=(0.5, -0.16 if xlabel else -0.12),
-              frameon=False)
+    ax.legend(
+        fontsize=8, ncol=min(3, n), loc="upper center", bbox_to_anchor=(0.5, -0.16 if xlabel else -0.12), frameon=False
+    )
     return _save(fig, out)
 
 
-def sweep(points: dict[str, list[tuple[float, list[float]]]], refs: dict[str, dict[str, list[float]]], x_label: str,
-          out: Path, title: str) -> Path:
+def sweep(
+    points: dict[str, list[tuple[float, list[float]]]],
+    refs: dict[str, dict[str, list[float]]],
+    x_label: str,
+    out: Path,
+    title: str,
+) -> Path:
     """Fig. 5: one panel per split; ``points[split]`` = [(x, values over seeds)], ``refs[split][label]``
     = values of a reference row (horizontal line, ±std band when several seeds)."""
     plt = _plt()
@@ -92,10 +102,17 @@ def sweep(points: dict[str, list[tuple[float, list[float]]]], refs: dict[str, di
     return _save(fig, out)
 
 
-TELE_TOP = (("raw prior P†", "tele_prior_iou"), ("calibrated prior P̃ (target)", "tele_target_iou"),
-            ("weak prediction p_w", "tele_weak_iou"))
-TELE_BOTTOM = (("selected-pixel accuracy", "tele_sel_acc"), ("selected-pixel coverage", "tele_sel_cov"),
-               ("pseudo-fg precision", "tele_fg_precision"), ("pseudo-fg recall", "tele_fg_recall"))
+TELE_TOP = (
+    ("raw prior P†", "tele_prior_iou"),
+    ("calibrated prior P̃ (target)", "tele_target_iou"),
+    ("weak prediction p_w", "tele_weak_iou"),
+)
+TELE_BOTTOM = (
+    ("selected-pixel accuracy", "tele_sel_acc"),
+    ("selected-pixel coverage", "tele_sel_cov"),
+    ("pseudo-fg precision", "tele_fg_precision"),
+    ("pseudo-fg recall", "tele_fg_recall"),
+)
 
 
 def _curve(cells: Sequence[CellData], key: str):
@@ -127,8 +144,9 @@ def telemetry(panels: dict[str, Sequence[CellData]], out: Path, title: str) -> P
                 ax.fill_between(xs, lo, hi, alpha=0.15, color=f"C{k}")
             ax.set_xlabel("epoch (unlabeled set)")
             ax.set_ylabel("mean IoU (%)" if i == 0 else "%")
-            ax.set_title(f"{col}: " + ("quality vs hidden masks" if i == 0 else "selected pseudo-label pixels"),
-                         fontsize=10)
+            ax.set_title(
+                f"{col}: " + ("quality vs hidden masks" if i == 0 else "selected pseudo-label pixels"), fontsize=10
+            )
             ax.set_ylim(0, 102)
             ax.grid(alpha=0.3)
             if ax.lines:

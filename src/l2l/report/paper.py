@@ -9,14 +9,24 @@ the sentence that lists the terms (separability, consistency, coverage) and agre
 [consistency] leads to the largest drop"; Table 4's two single-stream rows are given in the
 spec's order (semantic, structural), which the text cannot confirm.
 """
+
 from __future__ import annotations
 
 PAPER_DATASETS = ("refcoco", "refcoco+", "refcocog")
 SPLITS = {"refcoco": ("val", "testA", "testB"), "refcoco+": ("val", "testA", "testB"), "refcocog": ("val", "test")}
 BUDGETS = ("0.1%", "1%", "5%", "10%")
 
-_T1_ROWS = ("Supervised", "Fixmatch", "AugSeg", "CCVC", "RESMatch", "SemiRES", "Baseline (w/o MLLM)",
-            "Baseline (w/ MLLM)", "Ours")
+_T1_ROWS = (
+    "Supervised",
+    "Fixmatch",
+    "AugSeg",
+    "CCVC",
+    "RESMatch",
+    "SemiRES",
+    "Baseline (w/o MLLM)",
+    "Baseline (w/ MLLM)",
+    "Ours",
+)
 _T1 = {  # per row: the four budgets' splits in a row, None = "-" in the paper
     "refcoco": """
 16.91 19.22 14.72 28.02 31.32 24.35 43.58 48.16 39.55 51.81 55.35 48.38
@@ -52,20 +62,41 @@ _T1 = {  # per row: the four budgets' splits in a row, None = "-" in the paper
 
 # RefCOCO 5 %: val, testA, testB
 _ABLATIONS = {
-    "table3": {"Baseline": (58.23, 64.24, 52.46), "+SPM": (65.73, 69.66, 61.03), "+SPM+SESM": (66.99, 70.73, 61.92),
-               "+SPM+RPLE": (66.71, 70.39, 61.66), "Ours": (67.30, 71.46, 62.60)},
-    "table4": {"semantic stream only": (66.33, 70.23, 62.54), "structural stream only": (66.70, 70.09, 62.55),
-               "fixed weighting": (67.04, 70.74, 62.15), "Ours": (67.30, 71.46, 62.60)},
-    "table6": {"α 0.25, β 0.25, γ 0.20": (66.92, 71.26, 63.02), "α 0.40, β 0.25, γ 0.20": (67.30, 71.46, 62.60),
-               "α 0.40, β 0.40, γ 0.20": (66.45, 70.21, 62.33), "α 0.40, β 0.40, γ 0.40": (65.96, 69.82, 60.89),
-               "α 0.40, β 0.40, γ 0.60": (66.61, 71.04, 61.78)},
-    "table7": {"w/o separability": (66.35, 70.21, 62.54), "w/o consistency": (65.36, 69.12, 60.88),
-               "w/o coverage": (65.95, 69.64, 61.56), "Ours": (67.30, 71.46, 62.60)},
+    "table3": {
+        "Baseline": (58.23, 64.24, 52.46),
+        "+SPM": (65.73, 69.66, 61.03),
+        "+SPM+SESM": (66.99, 70.73, 61.92),
+        "+SPM+RPLE": (66.71, 70.39, 61.66),
+        "Ours": (67.30, 71.46, 62.60),
+    },
+    "table4": {
+        "semantic stream only": (66.33, 70.23, 62.54),
+        "structural stream only": (66.70, 70.09, 62.55),
+        "fixed weighting": (67.04, 70.74, 62.15),
+        "Ours": (67.30, 71.46, 62.60),
+    },
+    "table6": {
+        "α 0.25, β 0.25, γ 0.20": (66.92, 71.26, 63.02),
+        "α 0.40, β 0.25, γ 0.20": (67.30, 71.46, 62.60),
+        "α 0.40, β 0.40, γ 0.20": (66.45, 70.21, 62.33),
+        "α 0.40, β 0.40, γ 0.40": (65.96, 69.82, 60.89),
+        "α 0.40, β 0.40, γ 0.60": (66.61, 71.04, 61.78),
+    },
+    "table7": {
+        "w/o separability": (66.35, 70.21, 62.54),
+        "w/o consistency": (65.36, 69.12, 60.88),
+        "w/o coverage": (65.95, 69.64, 61.56),
+        "Ours": (67.30, 71.46, 62.60),
+    },
 }
 
 # Fig. 9 (RefCOCO 5 %, quoted in the text; spec §8): start → end of training
-FIG9 = {"raw prior IoU": (68.48, 68.48), "calibrated prior IoU": (73.19, 91.10),
-        "selected-pixel accuracy": (95.10, 99.68), "selected-pixel coverage": (96.50, 97.25)}
+FIG9 = {
+    "raw prior IoU": (68.48, 68.48),
+    "calibrated prior IoU": (73.19, 91.10),
+    "selected-pixel accuracy": (95.10, 99.68),
+    "selected-pixel coverage": (96.50, 97.25),
+}
 
 
 def _parse() -> dict[str, dict[str, dict[str, dict[str, float]]]]:
@@ -76,8 +107,10 @@ def _parse() -> dict[str, dict[str, dict[str, dict[str, float]]]]:
         out[ds] = {}
         for row, vals in zip(_T1_ROWS, lines):
             assert len(vals) == len(sp) * len(BUDGETS), (ds, row)
-            out[ds][row] = {b: {s: float(v) for s, v in zip(sp, vals[k * len(sp):(k + 1) * len(sp)]) if v != "-"}
-                            for k, b in enumerate(BUDGETS)}
+            out[ds][row] = {
+                b: {s: float(v) for s, v in zip(sp, vals[k * len(sp) : (k + 1) * len(sp)]) if v != "-"}
+                for k, b in enumerate(BUDGETS)
+            }
     return out
 
 

@@ -6,6 +6,7 @@ Choice: ``pool`` samples of the evaluation split drawn with ``seed``; every meth
 samples where the reference method (the paper's "Ours" row, else the last) beats the best other
 method by the widest margin, then — a third of the rows, at least one — its worst samples (failures).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,8 +22,16 @@ def _iou(pred: np.ndarray, gt: np.ndarray) -> float:
     return float(np.logical_and(pred, gt).sum() / u) if u else 0.0
 
 
-def qualitative_grid(cells: list[tuple[str, CellData]], reference: str, split: str, out: Path, rows: int = 6,
-                     seed: int = 0, pool: int = 48, device: str = "cpu") -> list[dict[str, Any]]:
+def qualitative_grid(
+    cells: list[tuple[str, CellData]],
+    reference: str,
+    split: str,
+    out: Path,
+    rows: int = 6,
+    seed: int = 0,
+    pool: int = 48,
+    device: str = "cpu",
+) -> list[dict[str, Any]]:
     """``cells``: (label, finished run) per method; ``reference``: the label of the method the rows
     are chosen for. Writes the PNG and returns one record per shown sample."""
     from ..config import load_config
@@ -62,8 +71,7 @@ def qualitative_grid(cells: list[tuple[str, CellData]], reference: str, split: s
         for r in group:
             img = ds.load_image(r.image_id)
             gt = ds.mask(r.ann_id).astype(np.uint8)
-            row = [(img, wrap(f'#{r.sample_id}: "{r.sentence}"', 30), {}),
-                   (overlay(img, gt), "ground truth", {})]
+            row = [(img, wrap(f'#{r.sample_id}: "{r.sentence}"', 30), {}), (overlay(img, gt), "ground truth", {})]
             rec = {"sample_id": r.sample_id, "sentence": r.sentence, "why": why}
             for label, _ in cells:
                 mask, iou = preds[r.sample_id][label]

@@ -1,5 +1,6 @@
 """A report as a list of blocks, written as Markdown (PNG beside it) and as one HTML page that
 embeds the PNGs (base64), so the folder can be mailed or the page opened anywhere."""
+
 from __future__ import annotations
 
 import base64
@@ -63,11 +64,16 @@ class Doc:
             elif b[0] == "img":
                 _, path, caption = b
                 data = base64.b64encode(Path(path).read_bytes()).decode()
-                body.append(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(caption)}">'
-                            f"<figcaption>{_inline(caption)}</figcaption></figure>")
-        return ("<!doctype html><html><head><meta charset='utf-8'>"
-                f"<title>{html.escape(self.title)}</title><style>{_CSS}</style></head><body>"
-                + "\n".join(body) + "</body></html>")
+                body.append(
+                    f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(caption)}">'
+                    f"<figcaption>{_inline(caption)}</figcaption></figure>"
+                )
+        return (
+            "<!doctype html><html><head><meta charset='utf-8'>"
+            f"<title>{html.escape(self.title)}</title><style>{_CSS}</style></head><body>"
+            + "\n".join(body)
+            + "</body></html>"
+        )
 
     def write(self, folder: Path) -> tuple[Path, Path]:
         folder.mkdir(parents=True, exist_ok=True)
@@ -77,12 +83,14 @@ class Doc:
         return md, page
 
 
-_CSS = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
-        "table{border-collapse:collapse;margin:1em 0;font-size:14px}td,th{border:1px solid #ccc;padding:3px 8px;"
-        "text-align:right}td:first-child,th:first-child{text-align:left}th{background:#f3f3f3}"
-        "caption{caption-side:top;text-align:left;padding:4px 0;color:#444}figure{margin:1.5em 0}"
-        "img{max-width:100%;border:1px solid #ddd}figcaption{color:#555;font-size:14px}code{background:#f3f3f3;"
-        "padding:0 3px}em{color:#666}")
+_CSS = (
+    "body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
+    "table{border-collapse:collapse;margin:1em 0;font-size:14px}td,th{border:1px solid #ccc;padding:3px 8px;"
+    "text-align:right}td:first-child,th:first-child{text-align:left}th{background:#f3f3f3}"
+    "caption{caption-side:top;text-align:left;padding:4px 0;color:#444}figure{margin:1.5em 0}"
+    "img{max-width:100%;border:1px solid #ddd}figcaption{color:#555;font-size:14px}code{background:#f3f3f3;"
+    "padding:0 3px}em{color:#666}"
+)
 
 
 def _inline(text: str) -> str:

@@ -11,6 +11,7 @@ as the weak view's first step does). :meth:`to_view` applies a sample's weak-vie
 :meth:`from_view` inverts it when writing back: pixels the view did not cover (a crop) keep
 their old values. Under DDP every rank writes only the rows of its own samples (disjoint).
 """
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import MissingFileError, UsageError
 from ..data.augment import Geometry
+from ..errors import MissingFileError, UsageError
 
 BANK_FORMAT = 1
 
@@ -57,7 +58,7 @@ class GuidanceBank:
     def initialise(self, prior: Callable[[int], np.ndarray | None], ids: Sequence[int] | None = None) -> int:
         """G_i ← P†_i (resized by area to the bank size) for samples not yet initialised; returns how many."""
         done = 0
-        for sid in (ids if ids is not None else self.ids):
+        for sid in ids if ids is not None else self.ids:
             r = self.row[int(sid)]
             if self.init[r]:
                 continue
@@ -65,8 +66,11 @@ class GuidanceBank:
             if p is None:
                 continue
             t = torch.as_tensor(np.asarray(p, dtype=np.float32))[None, None]
-            m = F.adaptive_avg_pool2d(t, (self.size, self.size)) if min(t.shape[-2:]) >= self.size else \
-                F.interpolate(t, size=(self.size, self.size), mode="bilinear", align_corners=False)
+            m = (
+                F.adaptive_avg_pool2d(t, (self.size, self.size))
+                if min(t.shape[-2:]) >= self.size
+                else F.interpolate(t, size=(self.size, self.size), mode="bilinear", align_corners=False)
+            )
             self.maps[r] = np.round(m[0, 0].clamp(0, 1).numpy() * 255).astype(np.uint8)
             self.init[r] = 1
             done += 1
@@ -130,10 +134,10 @@ class GuidanceBank:
             canvas = torch.zeros(1, s, s)
             cover = torch.zeros(1, s, s)
             if s > n:  # the view was a crop of the scaled image
-                canvas[:, dy:dy + n, dx:dx + n] = m
-                cover[:, dy:dy + n, dx:dx + n] = 1
+                canvas[:, dy : dy + n, dx : dx + n] = m
+                cover[:, dy : dy + n, dx : dx + n] = 1
             elif s < n:  # the view padded the scaled image
-                canvas = m[:, -dy:-dy + s, -dx:-dx + s]
+                canvas = m[:, -dy : -dy + s, -dx : -dx + s]
                 cover = torch.ones(1, s, s)
             else:
                 canvas, cover = m, torch.ones(1, s, s)

@@ -4,13 +4,14 @@ A field left at ``None`` takes the value of the method's preset (the table in
 :mod:`l2l.semi.methods.selftrain`); every field can be set to build the ablations of
 Tables 3–7, 14, 15 and Fig. 5. Plain dataclasses: importing this module imports no method.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..errors import UsageError
 from ..data.augment import StrongAugConfig
+from ..errors import UsageError
 from . import selection
 from .rple import RPLEConfig
 from .spm import SPMConfig

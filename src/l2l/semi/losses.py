@@ -10,13 +10,15 @@
 Per-sample values (B,) are averaged over the batch by the caller, so N processes with batch B
 give the gradient of one process with batch N·B.
 """
+
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from ..errors import UsageError
 from ..data.augment import IGNORE_INDEX as IGNORE  # the one ignore index
+from ..errors import UsageError
+
 EPS = 1e-6
 
 
@@ -39,7 +41,9 @@ def dice_on_selected(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor
     return torch.where(y.sum(1) > 0, d, torch.zeros_like(d))
 
 
-def unlabeled_loss(logits: torch.Tensor, labels: torch.Tensor, kind: str = "ce", dice_weight: float = 0.5) -> torch.Tensor:
+def unlabeled_loss(
+    logits: torch.Tensor, labels: torch.Tensor, kind: str = "ce", dice_weight: float = 0.5
+) -> torch.Tensor:
     """(B,) ``ce`` (spec §2) or ``ce_dice`` (Eq. 22)."""
     if kind == "ce":
         return masked_ce(logits, labels)

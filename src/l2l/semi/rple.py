@@ -17,6 +17,7 @@ One RL step is one unlabeled sample's visit. Sizes follow the paper's parameter 
 * DDPG (Eqs. 13–14): ``y = r + γ Q'(s', μ'(s'))``, critic loss ``(Q(s, a) − y)²``, actor loss
   ``−Q(s, μ(s))``, soft target updates with τ = 0.005, Adam 1e-4 / 1e-3 [ours].
 """
+
 from __future__ import annotations
 
 import copy
@@ -110,8 +111,12 @@ def pseudo_label(p: torch.Tensor, thr: torch.Tensor, band: int = 3) -> torch.Ten
 def label_shares(lab: torch.Tensor) -> torch.Tensor:
     """(B, 3): shares of foreground, background and ignored pixels."""
     n = lab[0].numel()
-    return torch.stack([(lab == 1).flatten(1).sum(1), (lab == 0).flatten(1).sum(1),
-                        (lab == IGNORE).flatten(1).sum(1)], -1).float() / n
+    return (
+        torch.stack(
+            [(lab == 1).flatten(1).sum(1), (lab == 0).flatten(1).sum(1), (lab == IGNORE).flatten(1).sum(1)], -1
+        ).float()
+        / n
+    )
 
 
 def scores(p_w: torch.Tensor, p_cal: torch.Tensor, lab: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
@@ -124,21 +129,28 @@ def scores(p_w: torch.Tensor, p_cal: torch.Tensor, lab: torch.Tensor, temperatur
     mu_bg = torch.where(bg.sum(1) > 0, (pw * bg).sum(1) / bg.sum(1).clamp_min(1), torch.full_like(pw[:, 0], 0.5))
     sep = torch.sigmoid((mu_fg - mu_bg) / temperature)
     sel = fg + bg
-    con = torch.where(sel.sum(1) > 0, 1 - ((pw - pc).abs() * sel).sum(1) / sel.sum(1).clamp_min(1), torch.zeros_like(sep))
+    con = torch.where(
+        sel.sum(1) > 0, 1 - ((pw - pc).abs() * sel).sum(1) / sel.sum(1).clamp_min(1), torch.zeros_like(sep)
+    )
     cov = sel.sum(1) / sel.shape[1]
     return torch.stack([sep, con, cov], -1)
 
 
-def reward(p_w: torch.Tensor, p_cal: torch.Tensor, thr: torch.Tensor, prev_thr: torch.Tensor, cfg: RPLEConfig
-           ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def reward(
+    p_w: torch.Tensor, p_cal: torch.Tensor, thr: torch.Tensor, prev_thr: torch.Tensor, cfg: RPLEConfig
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Eqs. 8 and 12: clipped instructional gain of the chosen thresholds over the static default."""
     default = torch.tensor(cfg.init_thresholds, device=thr.device).expand_as(thr)
     s_a = scores(p_w, p_cal, pseudo_label(p_cal, thr, cfg.band), cfg.temperature)
     s_0 = scores(p_w, p_cal, pseudo_label(p_cal, default, cfg.band), cfg.temperature)
     d = s_a - s_0
     ls, lc, lv, lt = cfg.lambdas
-    terms = {"sep": ls * d[:, 0], "con": lc * d[:, 1], "cov": lv * d[:, 2],
-             "stab": -lt * (thr - prev_thr).pow(2).sum(-1)}
+    terms = {
+        "sep": ls * d[:, 0],
+        "con": lc * d[:, 1],
+        "cov": lv * d[:, 2],
+        "stab": -lt * (thr - prev_thr).pow(2).sum(-1),
+    }
     g = sum(v for k, v in terms.items() if k in cfg.terms)
     return g.clamp(-1.0, 1.0), terms
 
@@ -176,8 +188,14 @@ class ReplayBuffer:
         return self.s[idx], self.a[idx], self.r[idx], self.s2[idx]
 
     def state_dict(self) -> dict[str, Any]:
-        return {"s": self.s[: self.n].clone(), "a": self.a[: self.n].clone(), "r": self.r[: self.n].clone(),
-                "s2": self.s2[: self.n].clone(), "pos": self.pos, "n": self.n}
+        return {
+            "s": self.s[: self.n].clone(),
+            "a": self.a[: self.n].clone(),
+            "r": self.r[: self.n].clone(),
+            "s2": self.s2[: self.n].clone(),
+            "pos": self.pos,
+            "n": self.n,
+        }
 
     def load_state_dict(self, d: dict[str, Any]) -> None:
         n = int(d["n"])

@@ -16,6 +16,7 @@ Every rule turns a soft target ``q`` (B, H, W) into per-sample thresholds ``(τ_
   certainty ``|2p − 1|`` ≥ 0.6 each [ours]) and their agreement (Eq. 4, soft IoU) exceeds 0.7
   [paper]; otherwise the whole sample is ignored.
 """
+
 from __future__ import annotations
 
 import torch
@@ -36,8 +37,13 @@ def catm_thresholds(q: torch.Tensor, lo: float = 0.60, hi: float = 0.95) -> torc
     return torch.stack([conf, 1 - conf], -1)
 
 
-def agreement_keep(p_w: torch.Tensor, prior: torch.Tensor, has_prior: torch.Tensor,
-                   min_agreement: float = 0.7, min_confidence: float = 0.6) -> torch.Tensor:
+def agreement_keep(
+    p_w: torch.Tensor,
+    prior: torch.Tensor,
+    has_prior: torch.Tensor,
+    min_agreement: float = 0.7,
+    min_confidence: float = 0.6,
+) -> torch.Tensor:
     """(B,) bool: keep the sample's pseudo-label (both sources confident and in agreement)."""
     a = agreement(p_w, prior)
     cw = certainty(p_w).flatten(1).mean(1)

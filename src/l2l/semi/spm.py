@@ -12,6 +12,7 @@ Defaults α = 0.40, β = 0.25, γ = 0.20, κ = 1.0, w_max = 0.95 [ours; the pape
 Table 6 / App. B.3 lost its numbers]. All maps are (B, 1, H, W) or (B, H, W); sums run over
 everything but the batch. Probabilities of exactly 0 or 1 are safe (clamped before the logit).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -43,7 +44,9 @@ def agreement(p_w: torch.Tensor, prior: torch.Tensor, eps: float = EPS) -> torch
     return torch.minimum(p_w, prior).sum(dims) / (torch.maximum(p_w, prior).sum(dims) + eps)
 
 
-def fusion_weight(p_w: torch.Tensor, prior: torch.Tensor, a: torch.Tensor, cfg: SPMConfig = SPMConfig()) -> torch.Tensor:
+def fusion_weight(
+    p_w: torch.Tensor, prior: torch.Tensor, a: torch.Tensor, cfg: SPMConfig = SPMConfig()
+) -> torch.Tensor:
     """Eq. 5: the prior's per-pixel weight."""
     a = a.clamp(0, 1).view(-1, *([1] * (p_w.dim() - 1)))
     w = a.pow(cfg.kappa) * (cfg.gamma + cfg.alpha * (1 - certainty(p_w)) + cfg.beta * certainty(prior))
@@ -55,8 +58,9 @@ def logit(p: torch.Tensor, eps: float = EPS) -> torch.Tensor:
     return torch.log(p) - torch.log1p(-p)
 
 
-def calibrate(p_w: torch.Tensor, prior: torch.Tensor, cfg: SPMConfig = SPMConfig()
-              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def calibrate(
+    p_w: torch.Tensor, prior: torch.Tensor, cfg: SPMConfig = SPMConfig()
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Eqs. 4–6: (calibrated prior P̃, pixel weights w, agreement a)."""
     if p_w.shape != prior.shape:
         raise UsageError(f"weak prediction {tuple(p_w.shape)} and prior {tuple(prior.shape)} differ in shape")

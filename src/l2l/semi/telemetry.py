@@ -16,6 +16,7 @@ terms). :class:`Telemetry` compares them with the **hidden** ground truth throug
 
 Pixels where the weak view was padded are excluded. Under DDP the sums are gathered.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -24,11 +25,10 @@ from typing import Any
 
 import torch
 
+from ..data.augment import IGNORE_INDEX as IGNORE  # the one ignore index
 from ..data.dataset import HiddenMasks
 from ..engine.distributed import DistInfo, all_gather_objects
 from ..engine.method import Hook, StepOutput
-
-from ..data.augment import IGNORE_INDEX as IGNORE  # the one ignore index
 
 
 def _iou(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor) -> float:
@@ -98,19 +98,24 @@ class Telemetry:
         n = sums.get("samples", 0)
         if not n:
             return {}
-        out = {"tele_samples": n, "tele_weak_iou": sums["weak_iou"] / n, "tele_target_iou": sums["target_iou"] / n,
-               "tele_sel_cov": sums["selected_px"] / max(sums["valid_px"], 1),
-               "tele_ignored": 1 - sums["selected_px"] / max(sums["valid_px"], 1),
-               "tele_sel_acc": sums["correct_px"] / max(sums["selected_px"], 1),
-               "tele_fg_precision": sums["hit_fg_px"] / max(sums["pseudo_fg_px"], 1),
-               "tele_fg_recall": sums["hit_fg_px"] / max(sums["true_fg_px"], 1)}
+        out = {
+            "tele_samples": n,
+            "tele_weak_iou": sums["weak_iou"] / n,
+            "tele_target_iou": sums["target_iou"] / n,
+            "tele_sel_cov": sums["selected_px"] / max(sums["valid_px"], 1),
+            "tele_ignored": 1 - sums["selected_px"] / max(sums["valid_px"], 1),
+            "tele_sel_acc": sums["correct_px"] / max(sums["selected_px"], 1),
+            "tele_fg_precision": sums["hit_fg_px"] / max(sums["pseudo_fg_px"], 1),
+            "tele_fg_recall": sums["hit_fg_px"] / max(sums["true_fg_px"], 1),
+        }
         if sums.get("prior_n"):
             out["tele_prior_iou"] = sums["prior_iou"] / sums["prior_n"]
         for k, v in lists.items():
             t = torch.tensor(v, dtype=torch.float64)
             q = torch.quantile(t, torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64)).tolist()
-            out.update({f"tele_{k}_mean": float(t.mean()), f"tele_{k}_p10": q[0], f"tele_{k}_p50": q[1],
-                        f"tele_{k}_p90": q[2]})
+            out.update(
+                {f"tele_{k}_mean": float(t.mean()), f"tele_{k}_p10": q[0], f"tele_{k}_p50": q[1], f"tele_{k}_p90": q[2]}
+            )
         return out
 
     def values(self, key: str) -> list[float]:

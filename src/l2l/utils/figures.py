@@ -1,4 +1,5 @@
 """Grids of image panels with titles, saved as PNG (used by every figure-making command)."""
+
 from __future__ import annotations
 
 import textwrap
@@ -12,9 +13,11 @@ def wrap(text: str, width: int = 32) -> str:
     return "\n".join(textwrap.wrap(text, width)) or text
 
 
-def save_panel_grid(rows: Sequence[Sequence[Panel]], out: str | Path, panel_w: float = 2.8, panel_h: float = 3.0,
-                    dpi: int = 90) -> Path:
+def save_panel_grid(
+    rows: Sequence[Sequence[Panel]], out: str | Path, panel_w: float = 2.8, panel_h: float = 3.0, dpi: int = 90
+) -> Path:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -1,4 +1,5 @@
 """Locating model files that PyPI packages ship (no download, ever)."""
+
 from __future__ import annotations
 
 import importlib
@@ -12,5 +13,6 @@ def require_package(module: str, pip_name: str, what: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as e:
-        raise MissingFileError(f"{what}: the {pip_name} package is not installed (scripts/setup.sh installs it); "
-                                "or pass a local path") from e
+        raise MissingFileError(
+            f"{what}: the {pip_name} package is not installed (scripts/setup.sh installs it); or pass a local path"
+        ) from e

@@ -1,4 +1,5 @@
 """Progress bars (tqdm) that stay quiet when asked to or when output is not a terminal in CI."""
+
 from __future__ import annotations
 
 import os
@@ -9,8 +10,9 @@ from tqdm.auto import tqdm
 T = TypeVar("T")
 
 
-def progress(it: Iterable[T] | None, total: int | None = None, desc: str = "", disable: bool = False,
-             initial: int = 0) -> tqdm:
+def progress(
+    it: Iterable[T] | None, total: int | None = None, desc: str = "", disable: bool = False, initial: int = 0
+) -> tqdm:
     """A bar with rate and ETA (over an iterable, or updated by hand when ``it`` is None);
     ``L2L_NO_PROGRESS=1`` silences all bars."""
     disable = disable or os.environ.get("L2L_NO_PROGRESS") == "1"

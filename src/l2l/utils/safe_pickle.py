@@ -5,6 +5,7 @@ callable, and plain ``pickle.load`` would call it. This unpickler admits no glob
 except a few plain container types, so a malicious file raises ``UnpicklingError``
 before anything in it runs.
 """
+
 from __future__ import annotations
 
 import io
@@ -13,12 +14,17 @@ from pathlib import Path
 from typing import Any
 
 # (module, name) pairs a REFER refs file may legitimately need: plain containers only.
-_ALLOWED: frozenset[tuple[str, str]] = frozenset({
-    ("builtins", "set"), ("builtins", "frozenset"), ("__builtin__", "set"), ("__builtin__", "frozenset"),
-    ("collections", "OrderedDict"),
-    # protocol 0-2 pickles rebuild byte strings with _codecs.encode(str, "latin1"): a pure function
-    ("_codecs", "encode"),
-})
+_ALLOWED: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("builtins", "set"),
+        ("builtins", "frozenset"),
+        ("__builtin__", "set"),
+        ("__builtin__", "frozenset"),
+        ("collections", "OrderedDict"),
+        # protocol 0-2 pickles rebuild byte strings with _codecs.encode(str, "latin1"): a pure function
+        ("_codecs", "encode"),
+    }
+)
 
 
 class RestrictedUnpickler(pickle.Unpickler):
@@ -28,7 +34,8 @@ class RestrictedUnpickler(pickle.Unpickler):
         if (module, name) in _ALLOWED:
             return super().find_class(module, name)
         raise pickle.UnpicklingError(
-            f"refusing to load {module}.{name}: only plain containers and scalars are allowed in this file")
+            f"refusing to load {module}.{name}: only plain containers and scalars are allowed in this file"
+        )
 
 
 def restricted_loads(data: bytes, source: str = "<bytes>") -> Any:

@@ -5,6 +5,7 @@ give distinct seeds for every value range used here, and a resumed run re-derive
 from the same tuple. :func:`step_seed` is the seed the trainer sets at every step; its second
 multiplier (1,009) predates this module and is kept so that earlier runs reproduce bit for bit.
 """
+
 from __future__ import annotations
 
 P = 1_000_003

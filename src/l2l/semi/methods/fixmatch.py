@@ -4,6 +4,7 @@ The weak prediction is its own target (``source = weak``); pixels whose confiden
 static thresholds (τ_fg, τ_bg) = (0.95, 0.05) become pseudo-labels for the strong view; masked
 cross-entropy. The step is :class:`~l2l.semi.methods.selftrain.SelfTrainingMethod`'s.
 """
+
 from __future__ import annotations
 
 from typing import Any, ClassVar

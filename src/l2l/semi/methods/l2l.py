@@ -10,6 +10,7 @@ Presets:
 With a SESM segmenter the guidance bank conditions both passes (spec §4). The step is
 :class:`~l2l.semi.methods.selftrain.SelfTrainingMethod`'s.
 """
+
 from __future__ import annotations
 
 from typing import Any, ClassVar

@@ -10,6 +10,7 @@ how pseudo-label pixels are selected:
 
 The step is :class:`~l2l.semi.methods.selftrain.SelfTrainingMethod`'s.
 """
+
 from __future__ import annotations
 
 from typing import Any, ClassVar

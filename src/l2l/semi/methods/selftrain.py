@@ -43,6 +43,7 @@ the method computed (``p_w``, ``q``, labels, thresholds, reward terms) is return
 :class:`~l2l.semi.telemetry.Visit` for the telemetry hook, which compares it with the hidden
 masks outside the loss.
 """
+
 from __future__ import annotations
 
 import time
@@ -52,11 +53,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
-from ...errors import MissingFileError, UsageError
 from ...data.augment import StrongAugment
 from ...data.dataset import LabeledBatch, UnlabeledBatch
 from ...engine.distributed import all_gather_objects
 from ...engine.method import Hook, SetupContext, StepContext, StepOutput, unwrap
+from ...errors import MissingFileError, UsageError
 from ...utils.seeding import mix_seed
 from .. import rple as R
 from .. import selection
@@ -94,8 +95,9 @@ class SelfTrainingMethod:
         self.bank: GuidanceBank | None = None
         # the band is a length in pixels: 3 px at 480² is 0.4 px at 64², i.e. none [ours: scale it]
         self.band_px = self._band_pixels(data_size)
-        self.rple: R.RPLE | None = (R.RPLE(replace(self.cfg.rple, band=self.band_px))
-                                    if self.cfg.selector == "rple" else None)
+        self.rple: R.RPLE | None = (
+            R.RPLE(replace(self.cfg.rple, band=self.band_px)) if self.cfg.selector == "rple" else None
+        )
         self.row: dict[int, int] = {}
         self.prev_thr: torch.Tensor | None = None
         self.pending: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
@@ -129,6 +131,7 @@ class SelfTrainingMethod:
             if info.is_main:
                 if ctx.fresh and root.exists():
                     import shutil
+
                     shutil.rmtree(root)
                 bank = GuidanceBank(root, ids, size)
                 if self.cfg.uses_prior and ctx.prior_store is not None:
@@ -182,19 +185,32 @@ class SelfTrainingMethod:
         b_u = unl.images.shape[0]
         prior = unl.priors.to(dev)[:, 0].float() if (cfg.uses_prior and unl.priors is not None) else None
         has_prior = unl.has_prior.to(dev) if prior is not None else torch.zeros(b_u, dtype=torch.bool, device=dev)
-        p_w, old = self.weak_pass(net, unl, dev)                                     # 1
-        q, a = self.soft_target(p_w, prior, has_prior)                               # 2
-        g_s, has_s = self.update_bank(unl, q, old, has_prior, dev)                   # 3
+        p_w, old = self.weak_pass(net, unl, dev)  # 1
+        q, a = self.soft_target(p_w, prior, has_prior)  # 2
+        g_s, has_s = self.update_bank(unl, q, old, has_prior, dev)  # 3
         thr, keep, logs, terms = self.thresholds(q, p_w, a, prior, has_prior, unl.sample_ids, ctx)  # 4
         labels = R.pseudo_label(q, thr, self.band_px)
         labels[~keep] = R.IGNORE
         loss, l_s, l_u = self.strong_pass(net, lab, unl, labels, g_s, has_s, prior, has_prior, ctx)  # 5
         sel = (labels != R.IGNORE).float()
-        logs.update(loss_sup=float(l_s.detach()), loss_unsup=float(l_u.detach()),
-                    selected=float(sel.mean()), tau_fg=float(thr[:, 0].mean()), tau_bg=float(thr[:, 1].mean()))
-        visit = Visit(list(unl.sample_ids), list(unl.geometries),
-                      prior.detach().cpu() if prior is not None else None, has_prior.cpu(), p_w.detach().cpu(),
-                      q.detach().cpu(), labels.cpu(), thr.detach().cpu(), {k: v.detach().cpu() for k, v in terms.items()})
+        logs.update(
+            loss_sup=float(l_s.detach()),
+            loss_unsup=float(l_u.detach()),
+            selected=float(sel.mean()),
+            tau_fg=float(thr[:, 0].mean()),
+            tau_bg=float(thr[:, 1].mean()),
+        )
+        visit = Visit(
+            list(unl.sample_ids),
+            list(unl.geometries),
+            prior.detach().cpu() if prior is not None else None,
+            has_prior.cpu(),
+            p_w.detach().cpu(),
+            q.detach().cpu(),
+            labels.cpu(),
+            thr.detach().cpu(),
+            {k: v.detach().cpu() for k, v in terms.items()},
+        )
         return StepOutput(loss, logs, visit)
 
     def weak_pass(self, net, unl: UnlabeledBatch, dev: str) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -207,12 +223,18 @@ class SelfTrainingMethod:
             has_w = self.bank.has(unl.sample_ids)
             g_w = self.bank.to_view(old, unl.geometries).to(dev)
         with torch.no_grad():
-            logits = model(unl.images.to(dev, non_blocking=True), unl.texts, g_w, has_w,
-                           guidance_dropout=self.cfg.weak_prior_dropout)
+            logits = model(
+                unl.images.to(dev, non_blocking=True),
+                unl.texts,
+                g_w,
+                has_w,
+                guidance_dropout=self.cfg.weak_prior_dropout,
+            )
         return logits.float().softmax(1)[:, 1], old
 
-    def soft_target(self, p_w: torch.Tensor, prior: torch.Tensor | None, has_prior: torch.Tensor
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def soft_target(
+        self, p_w: torch.Tensor, prior: torch.Tensor | None, has_prior: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """2. The soft target ``q`` of the source (weak / linear / spm: Eqs. 4–6) and the agreement ``a``."""
         cfg = self.cfg
         a = torch.ones(p_w.shape[0], device=p_w.device)
@@ -224,8 +246,9 @@ class SelfTrainingMethod:
         cal, _, a_spm = calibrate(p_w, prior, cfg.spm)
         return torch.where(has_prior.view(-1, 1, 1), cal, p_w), torch.where(has_prior, a_spm, a)
 
-    def update_bank(self, unl: UnlabeledBatch, q: torch.Tensor, old: torch.Tensor | None, has_prior: torch.Tensor,
-                    dev: str) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    def update_bank(
+        self, unl: UnlabeledBatch, q: torch.Tensor, old: torch.Tensor | None, has_prior: torch.Tensor, dev: str
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """3. ``G_i ← q`` (in the bank's frame); returns the updated guidance in the view's frame."""
         if old is None or self.bank is None:
             return None, None
@@ -265,20 +288,31 @@ class SelfTrainingMethod:
             self.prev_thr[rows] = thr.cpu()
         return thr, keep, logs, terms
 
-    def strong_pass(self, net, lab: LabeledBatch, unl: UnlabeledBatch, labels, g_s, has_s, prior, has_prior,
-                    ctx: StepContext):
+    def strong_pass(
+        self, net, lab: LabeledBatch, unl: UnlabeledBatch, labels, g_s, has_s, prior, has_prior, ctx: StepContext
+    ):
         """5. One pass with gradient over [labeled; strong views]; ``L = L_s + λ_u L_u`` (spec §2, Eq. 22)."""
         cfg, dev = self.cfg, ctx.device
         b_l, b_u = lab.images.shape[0], unl.images.shape[0]
-        imgs_s = self.strong(unl.images.to(dev, non_blocking=True), generator=_gen(ctx.seed, ctx.step, ctx.info.rank, 1))
+        imgs_s = self.strong(
+            unl.images.to(dev, non_blocking=True), generator=_gen(ctx.seed, ctx.step, ctx.info.rank, 1)
+        )
         images = torch.cat([lab.images.to(dev, non_blocking=True), imgs_s])
         texts = list(lab.texts) + list(unl.texts_strong)
         g = has = None
         if unwrap(net).uses_guidance:
             size = images.shape[-2:]
             g_l = lab.priors.to(dev).float() if lab.priors is not None else torch.zeros(b_l, 1, *size, device=dev)
-            g_u = g_s if g_s is not None else (prior[:, None] if prior is not None else torch.zeros(b_u, 1, *size, device=dev))
-            h_u = has_s if has_s is not None else (has_prior.cpu() if prior is not None else torch.zeros(b_u, dtype=torch.bool))
+            g_u = (
+                g_s
+                if g_s is not None
+                else (prior[:, None] if prior is not None else torch.zeros(b_u, 1, *size, device=dev))
+            )
+            h_u = (
+                has_s
+                if has_s is not None
+                else (has_prior.cpu() if prior is not None else torch.zeros(b_u, dtype=torch.bool))
+            )
             if cfg.strong_guidance == "none":
                 h_u = torch.zeros(b_u, dtype=torch.bool)
             g = torch.cat([g_l, g_u])
@@ -291,7 +325,9 @@ class SelfTrainingMethod:
     # ------------------------------------------------------------------ RPLE (Eqs. 7–14)
     def _rple_step(self, q, p_w, a, prev, rows, ctx):
         assert self.rple is not None and self.prev_thr is not None
-        s = R.state(q, prev, a, self.band_px).cpu()  # Eq. 7 under the sample's previous thresholds (maps stay on device)
+        s = R.state(
+            q, prev, a, self.band_px
+        ).cpu()  # Eq. 7 under the sample's previous thresholds (maps stay on device)
         thr = self.rple.act(s, explore=True, generator=_gen(ctx.seed, ctx.step, ctx.info.rank, 2)).to(q.device)
         r, terms = R.reward(p_w, q, thr, prev, self.rple.cfg)  # Eqs. 8–12
         # every rank holds the same replay buffer and threshold table, so the policies stay identical

@@ -6,6 +6,7 @@ its own pixels, and the batch loss is the mean over samples [ours], so that N pr
 batch B give exactly the gradient of one process with batch N·B (DDP averages per-process
 means).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -24,8 +25,9 @@ if TYPE_CHECKING:
 CLASS_WEIGHTS = (0.9, 1.1)
 
 
-def weighted_ce_per_sample(logits: torch.Tensor, target: torch.Tensor,
-                           weights: tuple[float, float] = CLASS_WEIGHTS) -> torch.Tensor:
+def weighted_ce_per_sample(
+    logits: torch.Tensor, target: torch.Tensor, weights: tuple[float, float] = CLASS_WEIGHTS
+) -> torch.Tensor:
     """(B,) weighted CE per sample; ignored pixels excluded; a sample with no valid pixel gives 0."""
     w = torch.tensor(weights, device=logits.device, dtype=logits.dtype)
     valid = target != IGNORE_INDEX
