@@ -540,7 +540,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_preview)
 
-    pri = sub.add_parser("priors", help="offline priors P† (spec §3)").add_subparsers(
+    pri = sub.add_parser("priors", help="offline priors P† (docs/spec.md §3)").add_subparsers(
         dest="priors_command", required=True
     )
     p = pri.add_parser("generate", help="make and store priors (skips what is already there; torchrun shards)")

@@ -1,4 +1,4 @@
-"""Image views (spec §2).
+"""Image views (docs/spec.md §2).
 
 Weak view ``A_w``: resize to the training size (optionally with scale jitter: resize by
 ``s`` then crop or pad back) and a random horizontal flip. A :class:`Geometry` record

@@ -1,4 +1,4 @@
-"""Image-level labeled / unlabeled partition of a training split (spec §1).
+"""Image-level labeled / unlabeled partition of a training split (docs/spec.md §1).
 
 Every ref of a labeled image is labeled; no image is on both sides. The partition is a
 pure function of (sorted image ids, fraction, seed): images are ranked by

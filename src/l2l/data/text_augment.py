@@ -1,4 +1,4 @@
-"""Text views (spec §2): direction-word swap for flipped images, and EDA strong views.
+"""Text views (docs/spec.md §2): direction-word swap for flipped images, and EDA strong views.
 
 * :func:`flip_directions` — when the weak view flips the image horizontally, left and
   right swap in the sentence: ``left↔right``, ``leftmost↔rightmost``, ``top-left↔top-right``,
@@ -299,7 +299,7 @@ class SentenceEncoder:
 
 @dataclass
 class TextAugConfig:
-    n_candidates: int = 9  # + the original = 10 [spec §2]
+    n_candidates: int = 9  # + the original = 10 [docs/spec.md §2]
     alpha: float = 0.1  # EDA rate [ours]
     min_similarity: float = 0.8  # cosine threshold [ours]
     refresh: Literal["once", "always"] = "once"
@@ -307,7 +307,7 @@ class TextAugConfig:
 
 
 class TextStrongAugmenter:
-    """The strong text view ``t_s = A_s(t_w)`` of spec §2."""
+    """The strong text view ``t_s = A_s(t_w)`` of docs/spec.md §2."""
 
     def __init__(
         self,

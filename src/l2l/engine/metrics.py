@@ -1,4 +1,4 @@
-"""Referring-segmentation metrics (spec §1), the same code on 1 or N processes.
+"""Referring-segmentation metrics (docs/spec.md §1), the same code on 1 or N processes.
 
 Per sample ``i`` with prediction ``P_i`` and ground truth ``G_i`` (boolean masks):
 ``I_i = |P_i ∧ G_i|``, ``U_i = |P_i ∨ G_i|``.

@@ -1,4 +1,4 @@
-"""The one trainer (spec §6). It knows methods only through the :class:`~l2l.engine.method.Method`
+"""The one trainer (docs/spec.md §6). It knows methods only through the :class:`~l2l.engine.method.Method`
 protocol (built by name from :data:`l2l.registry.METHODS`) and models only through
 :data:`l2l.registry.MODELS`; it imports no method. ``fit`` is three steps — :meth:`Trainer.prepare`
 (data, method, model, optimiser, resume), :meth:`Trainer.train_step` per batch, and the hooks

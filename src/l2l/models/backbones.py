@@ -1,4 +1,4 @@
-"""Hierarchical visual encoders with a stage-wise interface (spec §4).
+"""Hierarchical visual encoders with a stage-wise interface (docs/spec.md §4).
 
 Language fusion (and SESM) sits *between* stages, as in LAVT: stage l's output is fused,
 and the fused map feeds stage l+1. Every encoder here therefore exposes

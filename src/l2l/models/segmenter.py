@@ -1,6 +1,6 @@
-"""The language-aware segmenter ``f_θ(x, t, g)`` (spec §4): encoder + fusion/SESM + decoder.
+"""The language-aware segmenter ``f_θ(x, t, g)`` (docs/spec.md §4): encoder + fusion/SESM + decoder.
 
-Guidance ``g`` per sample [ours, spec §4]:
+Guidance ``g`` per sample [ours, docs/spec.md §4]:
 * a map in [0, 1] (a prior, a bank entry, or the model's own previous prediction);
 * "none": a learned constant map (``null_map``) — used for samples without a prior, for a
   share ``prior_dropout`` of training samples, and for ``guidance="none"`` at inference.

@@ -1,4 +1,4 @@
-"""SESM — the Self-Evolving Segmentation Module (spec §4; paper §3.2, Eqs. 1–3).
+"""SESM — the Self-Evolving Segmentation Module (docs/spec.md §4; paper §3.2, Eqs. 1–3).
 
 At encoder stage l with visual features ``V_l`` (B, C, H, W), text tokens ``T`` (B, L, C_t)
 and a guidance map ``G`` (B, 1, H0, W0) in [0, 1]:

@@ -1,1 +1,1 @@
-"""Priors (spec §3): the provider interface, the offline store, and the providers."""
+"""Priors (docs/spec.md §3): the provider interface, the offline store, and the providers."""

@@ -1,4 +1,4 @@
-"""The prior-provider interface (spec §3: the semantic-spatial prior ``P†``).
+"""The prior-provider interface (docs/spec.md §3: the semantic-spatial prior ``P†``).
 
 A provider turns (image, sentence, sample id) into a soft mask in [0, 1] at the image's
 resolution, plus the grounding cue it used (a box and/or points), a confidence, and its

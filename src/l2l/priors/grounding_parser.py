@@ -1,4 +1,4 @@
-"""Parse an MLLM's grounding answer into boxes (for the ``mllm-sam2`` provider, spec §3).
+"""Parse an MLLM's grounding answer into boxes (for the ``mllm-sam2`` provider, docs/spec.md §3).
 
 Qwen2.5-VL answers a grounding prompt with JSON such as::
 

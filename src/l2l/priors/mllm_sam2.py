@@ -1,5 +1,5 @@
 """``mllm-sam2`` — the paper's prior: an MLLM grounds the sentence to a box, SAM2 turns the box
-into a soft mask (spec §3). Both are frozen and run once, offline.
+into a soft mask (docs/spec.md §3). Both are frozen and run once, offline.
 
 Composition: ``grounder`` (answers a grounding prompt; Qwen2.5-VL in the paper) → parser
 (:mod:`~l2l.priors.grounding_parser`) → box mapped back to the original image → SAM2 prompted

@@ -1,4 +1,4 @@
-"""Qwen2.5-VL as the grounder of the ``mllm-sam2`` prior (spec §3; the paper uses Qwen2.5-VL-7B).
+"""Qwen2.5-VL as the grounder of the ``mllm-sam2`` prior (docs/spec.md §3; the paper uses Qwen2.5-VL-7B).
 
 For each (image, sentence) the model is asked for the referred object's box in its grounding
 format (JSON with ``bbox_2d`` in pixels of the processed image). The chat prompt is built here

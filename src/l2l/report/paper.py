@@ -90,7 +90,7 @@ _ABLATIONS = {
     },
 }
 
-# Fig. 9 (RefCOCO 5 %, quoted in the text; spec §8): start → end of training
+# Fig. 9 (RefCOCO 5 %, quoted in the text; docs/spec.md §8): start → end of training
 FIG9 = {
     "raw prior IoU": (68.48, 68.48),
     "calibrated prior IoU": (73.19, 91.10),

@@ -1,4 +1,4 @@
-"""The guidance bank ``G_i`` (spec §3): one evolving guidance map per unlabeled sample.
+"""The guidance bank ``G_i`` (docs/spec.md §3): one evolving guidance map per unlabeled sample.
 
 Initialised to the stored prior ``P†_i``, read at every visit to condition the weak pass,
 overwritten with the calibrated prior ``P̃_i``. Stored as uint8 at a reduced square resolution

@@ -1,6 +1,6 @@
-"""Unlabeled losses (spec §2 and Eq. 22), one value per sample.
+"""Unlabeled losses (docs/spec.md §2 and Eq. 22), one value per sample.
 
-* ``masked_ce`` (spec §2): ``L_u = Σ_k m_k CE(p_s,k, ŷ_k) / (Σ_k m_k + ε)``, the mask ``m`` being the
+* ``masked_ce`` (docs/spec.md §2): ``L_u = Σ_k m_k CE(p_s,k, ŷ_k) / (Σ_k m_k + ε)``, the mask ``m`` being the
   selected (non-ignored) pixels of the pseudo-label.
 * ``dice_on_selected`` (Eq. 22's second term) [ours: the paper's exact form was lost]:
   ``1 − (2 Σ_{k∈S} p_s,k ŷ_k + ε) / (Σ_{k∈S} p_s,k + Σ_{k∈S} ŷ_k + ε)`` over the selected pixels S,
@@ -44,7 +44,7 @@ def dice_on_selected(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor
 def unlabeled_loss(
     logits: torch.Tensor, labels: torch.Tensor, kind: str = "ce", dice_weight: float = 0.5
 ) -> torch.Tensor:
-    """(B,) ``ce`` (spec §2) or ``ce_dice`` (Eq. 22)."""
+    """(B,) ``ce`` (docs/spec.md §2) or ``ce_dice`` (Eq. 22)."""
     if kind == "ce":
         return masked_ce(logits, labels)
     if kind == "ce_dice":

@@ -1,4 +1,4 @@
-"""RPLE — Reinforced Pseudo-Label Exploration (spec §5; paper §3.4, App. B.3).
+"""RPLE — Reinforced Pseudo-Label Exploration (docs/spec.md §5; paper §3.4, App. B.3).
 
 One RL step is one unlabeled sample's visit. Sizes follow the paper's parameter count
 (0.009539 M for actor + critic): actor 6→64→64→2, critic 8→64→64→1, ReLU, plus target copies.

@@ -1,4 +1,4 @@
-"""Pseudo-label selection rules other than RPLE (spec §2, §7; paper Tables 14–15, Fig. 5).
+"""Pseudo-label selection rules other than RPLE (docs/spec.md §2, §7; paper Tables 14–15, Fig. 5).
 
 Every rule turns a soft target ``q`` (B, H, W) into per-sample thresholds ``(τ_fg, τ_bg)`` (B, 2);
 :func:`l2l.semi.rple.pseudo_label` then labels foreground where ``q ≥ τ_fg``, background where

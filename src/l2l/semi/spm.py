@@ -1,4 +1,4 @@
-"""SPM — calibration of the semantic-spatial prior with the model's weak prediction (spec §3).
+"""SPM — calibration of the semantic-spatial prior with the model's weak prediction (docs/spec.md §3).
 
 For one unlabeled sample with weak prediction ``p_w`` and stored prior ``P†`` (maps in [0, 1]):
 

@@ -1,4 +1,4 @@
-"""L2L (spec §3–§5): the prior calibrated by SPM (Eqs. 4–6) and thresholds learned by RPLE (Eqs. 7–14).
+"""L2L (docs/spec.md §3–§5): the prior calibrated by SPM (Eqs. 4–6) and thresholds learned by RPLE (Eqs. 7–14).
 
 Presets:
 
@@ -7,7 +7,7 @@ Presets:
 * ``static-threshold`` — the same with RPLE replaced by static (τ_fg, τ_bg) = (0.70, 0.20):
   Fig. 5's sweep and Table 3's "w/o RPLE" row.
 
-With a SESM segmenter the guidance bank conditions both passes (spec §4). The step is
+With a SESM segmenter the guidance bank conditions both passes (docs/spec.md §4). The step is
 :class:`~l2l.semi.methods.selftrain.SelfTrainingMethod`'s.
 """
 

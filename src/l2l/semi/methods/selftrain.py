@@ -1,4 +1,4 @@
-"""Weak-to-strong self-training (spec §2, §3, §5, §7): the base class of three method families.
+"""Weak-to-strong self-training (docs/spec.md §2, §3, §5, §7): the base class of three method families.
 
 The families are classes of their own, each registered under its presets' names
 (:data:`l2l.registry.METHODS`): :class:`~l2l.semi.methods.fixmatch.FixMatch` (no prior),
@@ -21,7 +21,7 @@ Per step, with a labeled batch (x, t, y) and an unlabeled batch (u_w, t_w, t_s, 
    or ``rple`` (Eqs. 7–14: state, action with exploration, reward, replay, one DDPG update per
    mini-batch) — and the pseudo-label of :func:`l2l.semi.rple.pseudo_label`;
 5. one forward pass with gradient over [labeled; strong view ``u_s = A_s(u_w)``, ``t_s``], the strong
-   view conditioned on the *updated* ``G_i``; ``L = L_s + λ_u L_u`` with ``L_u`` = masked CE (spec §2)
+   view conditioned on the *updated* ``G_i``; ``L = L_s + λ_u L_u`` with ``L_u`` = masked CE (docs/spec.md §2)
    or CE + Dice (Eq. 22).
 
 Method presets (``semi.*`` fields left at ``null`` take the method's value; every field can be set
@@ -291,7 +291,7 @@ class SelfTrainingMethod:
     def strong_pass(
         self, net, lab: LabeledBatch, unl: UnlabeledBatch, labels, g_s, has_s, prior, has_prior, ctx: StepContext
     ):
-        """5. One pass with gradient over [labeled; strong views]; ``L = L_s + λ_u L_u`` (spec §2, Eq. 22)."""
+        """5. One pass with gradient over [labeled; strong views]; ``L = L_s + λ_u L_u`` (docs/spec.md §2, Eq. 22)."""
         cfg, dev = self.cfg, ctx.device
         b_l, b_u = lab.images.shape[0], unl.images.shape[0]
         imgs_s = self.strong(

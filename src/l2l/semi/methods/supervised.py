@@ -1,4 +1,4 @@
-"""The ``supervised`` method: labeled loss only (spec §2, ``L_s``).
+"""The ``supervised`` method: labeled loss only (docs/spec.md §2, ``L_s``).
 
 ``L_s = CE_w(f(x, t, g), y)``: 2-class cross-entropy with class weights (0.9, 1.1) [ours: the
 LAVT values], pixels with label 255 ignored. Each sample's loss is the weighted mean over
