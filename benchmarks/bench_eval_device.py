@@ -41,9 +41,16 @@ def bench(model: Segmenter, device: str, batch: int, iters: int, amp: bool) -> d
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         dt = (time.perf_counter() - t) / iters
-    return {"device": device, "amp_bf16": amp, "batch": batch, "threads": torch.get_num_threads(),
-            "cpus": os.cpu_count(), "seconds_per_batch": round(dt, 4), "images_per_s": round(batch / dt, 2),
-            "gpu": torch.cuda.get_device_name(0) if device.startswith("cuda") else None}
+    return {
+        "device": device,
+        "amp_bf16": amp,
+        "batch": batch,
+        "threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
+        "seconds_per_batch": round(dt, 4),
+        "images_per_s": round(batch / dt, 2),
+        "gpu": torch.cuda.get_device_name(0) if device.startswith("cuda") else None,
+    }
 
 
 def main() -> None:

@@ -4,9 +4,6 @@ the no-ground-truth-leak guarantee, exact resume of an l2l run, and a 2-process 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -313,10 +310,9 @@ def test_telemetry_by_hand(synthref):
 
 @pytest.mark.slow
 def test_two_process_gloo_l2l(synthref_dir, priors_dir, tmp_path):
-    from tests.test_trainer import _free_port
+    from tests.test_trainer import torchrun_train
 
     run = tmp_path / "ddp"
-    env = {**os.environ, "L2L_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
     args = [
         f"data.root={synthref_dir}",
         f"semi.priors={priors_dir}",
@@ -327,21 +323,7 @@ def test_two_process_gloo_l2l(synthref_dir, priors_dir, tmp_path):
         "semi.rple.update_batch=4",
         "telemetry_log_every=4",
     ]
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node=2",
-        "--master_port",
-        str(_free_port()),
-        "-m",
-        "l2l.cli",
-        "train",
-        "--out",
-        str(run),
-        *args,
-    ]
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    r = torchrun_train(run, args)
     assert r.returncode == 0, r.stderr[-3000:]
     assert json.loads((run / "env.json").read_text())["world_size"] == 2
     st = torch.load(run / "checkpoints" / "step_000000004" / "state.pt", weights_only=True)["extra"]["method"]

@@ -87,31 +87,21 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def torchrun_train(out, overrides, timeout=600):
+    """``l2l train`` on two gloo processes (torch.distributed.run) into ``out``; returns the finished process."""
+    env = {**os.environ, "L2L_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port", str(_free_port()),
+           "-m", "l2l.cli", "train", "--out", str(out), *overrides]  # fmt: skip
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
 @pytest.mark.slow
 def test_two_process_gloo_matches_one_process(synthref_dir, tmp_path):
     common = ["total_steps=4", "ckpt_every=1000", "model.sesm.prior_dropout=0.0", "data.eval_max_samples=15"]
     one = tmp_path / "one"
     Trainer(_cfg(synthref_dir, *common, "batch_size=8"), one, show_progress=False).fit()
     two = tmp_path / "two"
-    env = {**os.environ, "L2L_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node=2",
-        "--master_port",
-        str(_free_port()),
-        "-m",
-        "l2l.cli",
-        "train",
-        "--out",
-        str(two),
-        f"data.root={synthref_dir}",
-        *TINY,
-        *common,
-        "batch_size=4",
-    ]
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    r = torchrun_train(two, [f"data.root={synthref_dir}", *TINY, *common, "batch_size=4"])
     assert r.returncode == 0, r.stderr[-3000:]
     assert json.loads((two / "env.json").read_text())["world_size"] == 2
     a, b = _weights(one), _weights(two)

@@ -63,26 +63,35 @@ class Registry(Generic[T]):
         return iter(self._entries)
 
 
+def _register_all(registry: Registry[Any], entries: dict[str, str]) -> None:
+    for name, target in entries.items():
+        registry.register(name, target)
+
+
 METHODS: Registry[Any] = Registry("method")
-for _name, _target in {
-    "supervised": "l2l.semi.methods.supervised:SupervisedMethod",
-    "fixmatch": "l2l.semi.methods.fixmatch:FixMatch",
-    "prior-fusion": "l2l.semi.methods.prior_fusion:PriorFusion",
-    "agreement-filter": "l2l.semi.methods.prior_fusion:PriorFusion",
-    "catm": "l2l.semi.methods.prior_fusion:PriorFusion",
-    "static-threshold": "l2l.semi.methods.l2l:L2L",
-    "l2l": "l2l.semi.methods.l2l:L2L",
-}.items():
-    METHODS.register(_name, _target)
+_register_all(
+    METHODS,
+    {
+        "supervised": "l2l.semi.methods.supervised:SupervisedMethod",
+        "fixmatch": "l2l.semi.methods.fixmatch:FixMatch",
+        "prior-fusion": "l2l.semi.methods.prior_fusion:PriorFusion",
+        "agreement-filter": "l2l.semi.methods.prior_fusion:PriorFusion",
+        "catm": "l2l.semi.methods.prior_fusion:PriorFusion",
+        "static-threshold": "l2l.semi.methods.l2l:L2L",
+        "l2l": "l2l.semi.methods.l2l:L2L",
+    },
+)
 
 MODELS: Registry[Callable[..., Any]] = Registry("model")
 MODELS.register("segmenter", "l2l.models.segmenter:Segmenter")
 
 PRIOR_PROVIDERS: Registry[Any] = Registry("prior provider")
-for _name, _target in {
-    "simulated": "l2l.priors.providers:simulated",
-    "teacher": "l2l.priors.providers:teacher",
-    "files": "l2l.priors.providers:files",
-    "mllm-sam2": "l2l.priors.providers:mllm_sam2",
-}.items():
-    PRIOR_PROVIDERS.register(_name, _target)
+_register_all(
+    PRIOR_PROVIDERS,
+    {
+        "simulated": "l2l.priors.providers:simulated",
+        "teacher": "l2l.priors.providers:teacher",
+        "files": "l2l.priors.providers:files",
+        "mllm-sam2": "l2l.priors.providers:mllm_sam2",
+    },
+)
