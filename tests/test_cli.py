@@ -87,7 +87,7 @@ def test_train_eval_predict(synthref_dir, tmp_path, capsys):
     )
     assert "oIoU" in capsys.readouterr().out
     assert main(["eval", "--ckpt", str(run), "--split", "testB", "--max-samples", "5", "--resolution", "train"]) == 0
-    res = json.loads((run / "eval_testB_none_train.json").read_text())
+    res = json.loads((run / "eval_testB_none_train_n5.json").read_text())  # a subset is named as one
     assert res["samples"] == 5 and res["resolution"] == "train" and res["split"] == "testB"
     # --guidance prior needs priors; with a store it uses them and says how many samples had one
     assert main(["eval", "--ckpt", str(run), "--split", "val", "--max-samples", "5", "--guidance", "prior"]) == 2
@@ -128,10 +128,10 @@ def test_train_eval_predict(synthref_dir, tmp_path, capsys):
         )
         == 0
     )
-    with_prior = json.loads((run / "eval_val_prior_original.json").read_text())
+    with_prior = json.loads((run / "eval_val_prior_original_n5.json").read_text())
     assert with_prior["samples_with_prior"] == 5 and with_prior["guidance"] == "prior"
     assert main(["eval", "--ckpt", str(run / "best"), "--split", "val", "--max-samples", "5"]) == 0  # RUN/best -> RUN
-    none = json.loads((run / "eval_val_none_original.json").read_text())
+    none = json.loads((run / "eval_val_none_original_n5.json").read_text())
     assert none["samples_with_prior"] == 0
     img = next((synthref_dir / "images").glob("*.png"))
     assert (

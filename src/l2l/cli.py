@@ -28,6 +28,16 @@ from . import __version__
 from .errors import MissingFileError, UsageError
 
 
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be ≥ 1, got {v}")
+    return v
+
+
 def _range(text: str) -> tuple[int, int]:
     try:
         a, _, b = text.partition("-")
@@ -211,6 +221,24 @@ def _load_run(ckpt: str, device: str = "cpu"):
     return run, model, cfg
 
 
+def _eval_file(run: Path, cfg, dataset: str, args: argparse.Namespace) -> Path:
+    """Where ``l2l eval`` writes: in the run folder (RUN or RUN/best → RUN; a standalone model folder
+    → that folder, never its parent), named by split, guidance and resolution, and — when they differ
+    from the run's own data or cover a subset — by dataset and sample count, so that no evaluation
+    overwrites another one."""
+    folder = run if (run / "config.yaml").exists() else run.parent
+    if not (folder / "config.yaml").exists():
+        folder = run if (run / "config.json").exists() else next(p for p in (run / "best", run / "last", run)
+                                                                  if (p / "config.json").exists())  # fmt: skip
+    name = f"eval_{args.split}_{args.guidance}_{args.resolution}"
+    own = cfg is not None and not args.data
+    if not own:
+        name += f"_{dataset.replace('/', '_')}"
+    if args.max_samples:
+        name += f"_n{args.max_samples}"
+    return folder / f"{name}.json"
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from .data.refer import ReferDataset
     from .engine.evaluate import best_device, inference_on_dataset
@@ -240,9 +268,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         prior_lookup=lookup,
     )
     res = {"checkpoint": str(run), "dataset": ds.name, "split": args.split, **res}
-    folder = run if (run / "config.yaml").exists() else run.parent  # RUN, or RUN/best -> RUN
-    out = folder / f"eval_{args.split}_{args.guidance}_{args.resolution}.json"
-    out.write_text(json.dumps(res, indent=2))
+    out = Path(args.out) if args.out else _eval_file(run, cfg, ds.name, args)
+    res["max_samples"] = args.max_samples
+    from .utils.io import atomic_write_text
+
+    atomic_write_text(out, json.dumps(res, indent=2))
     print(
         f"{ds.name} {args.split}: oIoU {res['oIoU']:.4f}  mIoU {res['mIoU']:.4f}  "
         + "  ".join(f"P@{t} {res[f'P@{t}']:.3f}" for t in (0.5, 0.7, 0.9))
@@ -252,18 +282,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _read_image(path: str | Path):
-    """An RGB uint8 array of the image file, or a UsageError naming it."""
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
+    """An RGB uint8 array of the image file (EXIF orientation applied), or an error naming it."""
+    from .data.images import to_rgb_uint8
 
-    path = Path(path)
-    if not path.exists():
-        raise MissingFileError(f"image not found: {path}")
-    try:
-        with Image.open(path) as im:
-            return np.array(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as e:
-        raise UsageError(f"{path} is not a readable image ({e})") from None
+    return to_rgb_uint8(path, str(path), exif=True)
 
 
 def _predict_to_files(
@@ -289,9 +311,6 @@ def _predict_to_files(
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    import numpy as np
-    from PIL import Image
-
     from .engine.evaluate import best_device
 
     if not args.text.strip():
@@ -300,9 +319,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     _, model, _ = _load_run(args.ckpt, best_device(args.device))
     prior = None
     if args.prior:
-        prior = np.asarray(Image.open(args.prior).convert("L"), dtype=np.float32) / 255.0
-        if prior.shape != image.shape[:2]:
-            raise UsageError(f"prior {args.prior} is {prior.shape[::-1]}, image is {image.shape[1::-1]}")
+        from .data.images import check_prior
+
+        prior = check_prior(_read_image(args.prior)[:, :, 0] / 255.0, image.shape[:2], f"prior {args.prior}")
     _predict_to_files(model, image, args.text, args.out, args.overlay, prior, args.guidance)
     return 0
 
@@ -590,7 +609,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="val")
     p.add_argument("--guidance", default="none", choices=["none", "prior", "self"])
     p.add_argument("--resolution", default="original", choices=["original", "train"])
-    p.add_argument("--max-samples", type=int, default=None)
+    p.add_argument("--max-samples", type=_positive_int, default=None, help="evaluate the first N samples only")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="result JSON (default: eval_<split>_<guidance>_<resolution>[…].json in the run or model folder)",
+    )
     p.add_argument("--priors", default=None, help="prior store for --guidance prior (l2l priors generate)")
     p.add_argument("--device", default="auto", help="auto (a GPU when there is one) | cpu | cuda | cuda:N")
     p.add_argument("--data", default=None, help="dataset (default: the one in the run's config.yaml)")

@@ -73,6 +73,10 @@ def _coerce(v: Any, tp: Any, key: str) -> Any:
             return int(v)
         except ValueError:
             raise ConfigError(f"{key}: expected an integer, got {v!r}") from None
+    if scalar is int and isinstance(v, float):
+        if not v.is_integer():
+            raise ConfigError(f"{key}: expected an integer, got {v!r}")
+        return int(v)
     if scalar is str and isinstance(v, (int, float)) and not isinstance(v, bool):
         return str(v)
     return v
@@ -142,3 +146,35 @@ def _merge(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
 
 def dump_config(obj: Any) -> str:
     return yaml.safe_dump(to_dict(obj), sort_keys=False)
+
+
+# config keys that do not change what a run computes: a run made with other values is the same run
+IDENTITY_IGNORED = ("max_steps", "data.workers", "device")
+
+
+def _drop(d: dict[str, Any], key: str) -> None:
+    *head, last = key.split(".")
+    for part in head:
+        d = d.get(part, {})
+    if isinstance(d, dict):
+        d.pop(last, None)
+
+
+def config_identity(cfg_dict: dict[str, Any]) -> dict[str, Any]:
+    """The config without the keys that do not change results (``IDENTITY_IGNORED``)."""
+    import copy
+
+    out = copy.deepcopy(cfg_dict)
+    for k in IDENTITY_IGNORED:
+        _drop(out, k)
+    return out
+
+
+def config_diff(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested dicts."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b)):
+            out += config_diff(a.get(k, "<missing>"), b.get(k, "<missing>"), f"{prefix}{k}.")
+        return out
+    return [] if a == b else [f"{prefix[:-1]}: {a!r} ≠ {b!r}"]

@@ -66,3 +66,29 @@ class TrainConfig:
     telemetry_every: int = 1  # steps between telemetry visits (0 = off); hidden masks, never the loss
     telemetry_log_every: int = 0  # steps between telemetry records; 0 = one per epoch (Fig. 9)
     semi: SemiConfig = field(default_factory=SemiConfig)
+
+    def validate(self) -> "TrainConfig":
+        """Refuse values that would run but compute nonsense (a negative step budget, an empty batch…)."""
+        from .errors import UsageError
+
+        def need(ok: bool, what: str) -> None:
+            if not ok:
+                raise UsageError(what)
+
+        need(self.batch_size >= 1, f"batch_size must be ≥ 1, got {self.batch_size}")
+        need(
+            self.total_steps is None or self.total_steps >= 1,
+            f"total_steps must be ≥ 1 (or null), got {self.total_steps}",
+        )
+        need(self.epochs >= 1, f"epochs must be ≥ 1, got {self.epochs}")
+        need(self.max_steps is None or self.max_steps >= 0, f"max_steps must be ≥ 0 (or null), got {self.max_steps}")
+        for key in ("log_every", "ckpt_every", "keep_last"):
+            need(getattr(self, key) >= 1, f"{key} must be ≥ 1, got {getattr(self, key)}")
+        need(self.eval_every >= 0, f"eval_every must be ≥ 0, got {self.eval_every}")
+        need(self.optim.lr > 0, f"optim.lr must be > 0, got {self.optim.lr}")
+        need(self.data.size >= 16, f"data.size must be ≥ 16 pixels, got {self.data.size}")
+        need(self.data.workers >= 0, f"data.workers must be ≥ 0, got {self.data.workers}")
+        need(self.data.eval_max_samples is None or self.data.eval_max_samples >= 1,
+             f"data.eval_max_samples must be ≥ 1 (or null for all), got {self.data.eval_max_samples}")  # fmt: skip
+        need(self.amp in ("auto", "bf16", "off"), f"amp must be auto, bf16 or off, got {self.amp!r}")
+        return self

@@ -31,6 +31,7 @@ from pycocotools import mask as mask_utils
 
 from ..errors import MissingFileError, NotFound, UsageError
 from ..utils.safe_pickle import restricted_load
+from .images import _from_pil
 
 DATASETS: dict[str, tuple[str, ...]] = {
     "refcoco": ("unc", "google"),
@@ -212,7 +213,8 @@ class ReferDataset:
         path = self.image_path(image_id)
         try:
             with Image.open(path) as im:
-                arr = np.array(im.convert("RGB"))
+                im.load()
+                arr = _from_pil(im, False, str(path))  # 16-bit scaled; stored pixel order (no EXIF turn)
         except FileNotFoundError:
             raise MissingFileError(f"image {image_id} of {self.name} is missing: {path}") from None
         except (UnidentifiedImageError, OSError) as e:

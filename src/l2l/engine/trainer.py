@@ -134,7 +134,7 @@ class CheckpointHook(Hook):
 
 class Trainer:
     def __init__(self, cfg: TrainConfig, run_dir: str | Path, show_progress: bool = True):
-        self.cfg, self.run_dir, self.show_progress = cfg, Path(run_dir), show_progress
+        self.cfg, self.run_dir, self.show_progress = cfg.validate(), Path(run_dir), show_progress
         self.device = resolve_device(cfg.device)
         self.info = init_distributed(self.device)
         self.tb: Any = None  # SummaryWriter on the main process
@@ -243,14 +243,17 @@ class Trainer:
         )
 
         self.state: dict[str, Any] = {"step": 0, "epoch": 0, "best": -1.0}
-        last = ckpt.latest(self.run_dir / "checkpoints") if resume else None
+        last = self._checkpoint_to_resume() if resume else None
+        if last is None and info.is_main:
+            self._clear_stale_results()
         method.setup(
             SetupContext(
                 self.run_dir, [r.sample_id for r in unlabeled], store, model, info, cfg.data.size, fresh=last is None
             )
         )
         if last is not None:
-            loaded = ckpt.load(last, model, self.opt, restore_rng=False)
+            loaded = self._load_checkpoint(last, model)
+            last = loaded["path"]
             extra = loaded["extra"]
             self.state.update({k: extra[k] for k in self.state})
             ckpt.set_rng_state(extra["rng_per_rank"][info.rank])
@@ -396,6 +399,52 @@ class Trainer:
             "train_seconds": time.perf_counter() - t0,
             "samples_per_s": seen / max(time.perf_counter() - t0, 1e-9),
         }
+
+    def _checkpoint_to_resume(self) -> Path | None:
+        """The newest checkpoint, after checking that the folder's config is this run's (a resume under
+        another config would continue silently as if the new values had held from step 0)."""
+        from ..config import config_diff, config_identity, load_config, to_dict
+
+        last = ckpt.latest(self.run_dir / "checkpoints")
+        saved = self.run_dir / "config.yaml"
+        if last is None or not saved.exists():
+            return last
+        try:
+            have = config_identity(to_dict(load_config(TrainConfig, saved)))
+        except ValueError as e:
+            raise UsageError(f"{saved} cannot be read ({e}): use another run folder, or --no-resume") from None
+        diff = config_diff(have, config_identity(to_dict(self.cfg)))
+        if diff:
+            raise UsageError(
+                f"{self.run_dir} holds a run made with another config ({'; '.join(diff[:6])}"
+                f"{'; …' if len(diff) > 6 else ''}): resuming would mix the two. Use another --out, or "
+                f"--no-resume to start this folder over (its checkpoints and results are replaced)"
+            )
+        return last
+
+    def _load_checkpoint(self, last: Path, model: torch.nn.Module) -> dict[str, Any]:
+        """Load ``last``; when it is damaged (e.g. a truncated file after a crash), the one before it."""
+        import warnings
+
+        tried = []
+        for path in reversed(ckpt.list_checkpoints(self.run_dir / "checkpoints")):
+            if path > last:
+                continue
+            try:
+                return {**ckpt.load(path, model, self.opt, restore_rng=False), "path": path}
+            except Exception as e:  # noqa: BLE001 — a damaged checkpoint of any kind: try the previous one
+                tried.append(f"{path.name}: {type(e).__name__}: {e}")
+                if self.info.is_main:
+                    warnings.warn(f"checkpoint {path} cannot be loaded ({e}); trying the previous one", stacklevel=2)
+        raise UsageError(
+            f"no checkpoint of {self.run_dir} can be loaded: " + "; ".join(tried) + " — use --no-resume to start over"
+        )
+
+    def _clear_stale_results(self) -> None:
+        """A fresh start in a used folder: results of the earlier run would sit beside the new ones."""
+        for f in [*self.run_dir.glob("eval_*.json"), self.run_dir / "metrics.jsonl"]:
+            if f.exists():
+                f.unlink()
 
     def _prior_store(self, method: Method, unlabeled):
         """The prior store at ``method.priors_path``; None when there is none and the method needs none."""

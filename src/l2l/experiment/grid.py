@@ -44,14 +44,12 @@ from typing import Any, Sequence
 
 import yaml
 
-from ..config import ConfigError, load_config, to_dict
+from ..config import IDENTITY_IGNORED, ConfigError, config_diff, config_identity, load_config, to_dict  # noqa: F401
 from ..errors import MissingFileError, UsageError
 
 KINDS = ("main", "ablation", "sweep")
 ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 PREPARE_COMMANDS = ("data", "priors")  # a grid may only run these l2l sub-commands before training
-# config keys that do not change what a run computes: a finished run made with other values is reused
-IDENTITY_IGNORED = ("max_steps", "data.workers", "device")
 
 
 class GridError(UsageError):
@@ -176,34 +174,6 @@ def dotted(d: dict[str, Any], key: str) -> Any:
             raise KeyError(key)
         d = d[part]
     return d
-
-
-def _drop(d: dict[str, Any], key: str) -> None:
-    *head, last = key.split(".")
-    for part in head:
-        d = d.get(part, {})
-    if isinstance(d, dict):
-        d.pop(last, None)
-
-
-def config_identity(cfg_dict: dict[str, Any]) -> dict[str, Any]:
-    """The config without the keys that do not change results (``IDENTITY_IGNORED``)."""
-    import copy
-
-    out = copy.deepcopy(cfg_dict)
-    for k in IDENTITY_IGNORED:
-        _drop(out, k)
-    return out
-
-
-def config_diff(a: Any, b: Any, prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two nested dicts."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        out = []
-        for k in sorted(set(a) | set(b)):
-            out += config_diff(a.get(k, "<missing>"), b.get(k, "<missing>"), f"{prefix}{k}.")
-        return out
-    return [] if a == b else [f"{prefix[:-1]}: {a!r} ≠ {b!r}"]
 
 
 class Grid:

@@ -237,12 +237,22 @@ class Segmenter(nn.Module):
                 break
         else:
             raise MissingFileError(f"no l2l checkpoint in {path} (expected config.json and model.safetensors)")
-        doc = json.loads((path / "config.json").read_text())
-        cfg = doc["model"]
+        try:
+            doc = json.loads((path / "config.json").read_text())
+            cfg = doc["model"]
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise UsageError(f"{path / 'config.json'} is not an l2l model config ({type(e).__name__}: {e})") from None
         if cfg["text"].get("name") == "hf-config" and cfg["text"].get("path"):
             cfg["text"]["path"] = str(path / "tokenizer")  # the folder may have moved
         model = cls.from_config_dict(cfg)
-        model.load_state_dict(load_file(str(path / "model.safetensors")), strict=True)
+        try:
+            weights = load_file(str(path / "model.safetensors"))
+        except Exception as e:  # noqa: BLE001 — safetensors raises its own error type for damaged files
+            raise UsageError(f"{path / 'model.safetensors'} cannot be read (truncated or damaged? {e})") from None
+        try:
+            model.load_state_dict(weights, strict=True)
+        except RuntimeError as e:
+            raise UsageError(f"{path / 'model.safetensors'} does not fit {path / 'config.json'}: {e}") from None
         return model.to(device).eval()
 
     # ------------------------------------------------------------------ convenience
@@ -252,9 +262,11 @@ class Segmenter(nn.Module):
     ) -> tuple[np.ndarray, np.ndarray]:
         """Mask (bool) and foreground probability at the image's own resolution.
 
-        ``image``: a path, a PIL image, an H×W×3 uint8 array, or a list of those (then
-        ``text`` is a list too and lists come back). ``prior``: H×W map in [0, 1] (or a list)."""
-        from PIL import Image
+        ``image``: a path, a PIL image, an array (uint8 / uint16 / float in [0, 1]; H×W, H×W×3 or
+        H×W×4 — :mod:`l2l.data.images`), or a list of those (then ``text`` is a list too and lists
+        come back); photos are turned by their EXIF orientation. ``prior``: H×W map in [0, 1] (or a
+        list), which needs a model with guidance (SESM). ``threshold`` in [0, 1]."""
+        from ..data.images import check_prior, to_rgb_uint8
 
         batch = isinstance(image, (list, tuple))
         images = list(image) if batch else [image]
@@ -265,23 +277,24 @@ class Segmenter(nn.Module):
         if any(not isinstance(t, str) or not t.strip() for t in texts):
             raise UsageError("segment(): the sentence is empty")
         mode = guidance or ("prior" if prior is not None else "none")
+        if not 0.0 <= float(threshold) <= 1.0:
+            raise UsageError(f"segment(): threshold must lie in [0, 1], got {threshold}")
+        if mode != "none" and not self.uses_guidance:
+            raise UsageError(f"segment(): guidance {mode!r} needs a model with SESM (model.sesm.enabled); this one "
+                             "takes no guidance")  # fmt: skip
+        if mode == "prior" and any(p is None for p in priors):
+            raise UsageError("segment(): guidance 'prior' needs a prior map for every image")
         dev = next(self.parameters()).device
         masks, probs = [], []
         s = self.cfg.image_size
         for img, txt, pri in zip(images, texts, priors):
-            if isinstance(img, (str, Path)):
-                img = Image.open(img)
-            if isinstance(img, Image.Image):
-                img = np.array(img.convert("RGB"))
-            arr = np.asarray(img)
-            if arr.ndim != 3 or arr.shape[2] != 3:
-                raise UsageError(f"segment(): expected an H×W×3 image, got shape {arr.shape}")
+            arr = to_rgb_uint8(img, "segment() image", exif=True)
             h, w = arr.shape[:2]
             x = torch.from_numpy(arr).permute(2, 0, 1).float().div(255)[None].to(dev)
             x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
             g = None
             if pri is not None:
-                g = torch.as_tensor(np.asarray(pri, dtype=np.float32))[None, None].to(dev)
+                g = torch.as_tensor(check_prior(pri, (h, w), "segment() prior"))[None, None].to(dev)
                 g = F.interpolate(g, size=(s, s), mode="bilinear", align_corners=False)
             p = self.predict(x, [txt], mode, g)[None]
             p = F.interpolate(p, size=(h, w), mode="bilinear", align_corners=False)[0, 0].cpu().numpy()
