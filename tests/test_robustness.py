@@ -50,7 +50,17 @@ def test_eval_files_never_overwrite_each_other(synthref_dir, tmp_path, capsys):
     models = tmp_path / "models"
     for name in ("a", "b"):  # two standalone model folders side by side
         shutil.copytree(run / "best", models / name)
-        argv = ["eval", "--ckpt", str(models / name), "--split", "val", "--max-samples", "3", "--data", str(synthref_dir)]
+        argv = [
+            "eval",
+            "--ckpt",
+            str(models / name),
+            "--split",
+            "val",
+            "--max-samples",
+            "3",
+            "--data",
+            str(synthref_dir),
+        ]
         assert main(argv) == 0
         assert (models / name / "eval_val_none_original_synthref_n3.json").exists()
     assert not list(models.glob("*.json"))  # nothing in the shared parent
