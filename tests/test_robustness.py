@@ -96,3 +96,106 @@ def test_damaged_files_are_named_and_resume_falls_back(synthref_dir, tmp_path, c
     (run / "last" / "config.json").write_text("{not json")
     assert main(["eval", "--ckpt", str(run / "last"), "--split", "val"]) == 2
     assert "config.json is not an l2l model config" in capsys.readouterr().err
+
+
+def _gen(store_dir, ds, ids, provider=None):
+    from l2l.priors.base import PriorInput
+    from l2l.priors.simulated import SimulatedProvider
+    from l2l.priors.store import PriorStore
+
+    store = PriorStore(store_dir)
+    res = store.generate(provider or SimulatedProvider(ds), ids,
+                         lambda s: PriorInput(s, ds.load_image(ds.sample(s).image_id), ds.sample(s).sentence),
+                         8, show_progress=False, dataset={"name": ds.name, "fingerprint": ds.fingerprint()})  # fmt: skip
+    return store, res
+
+
+def test_prior_stores_know_their_dataset(synthref_dir, refer_root, tmp_path, capsys):
+    from l2l.data.refer import ReferDataset
+
+    syn = ReferDataset.synthref(synthref_dir)
+    ref = ReferDataset.open(refer_root[0], "refcoco")
+    store, _ = _gen(tmp_path / "p", syn, [r.sample_id for r in syn.samples("val")])
+    store.check_dataset(syn)
+    with pytest.raises(ValueError, match="holds priors of dataset 'synthref'"):
+        store.check_dataset(ref)
+    assert main(["priors", "eval", "--data", str(refer_root[0]), "--dataset", "refcoco", "--priors",
+                 str(tmp_path / "p")]) == 2  # fmt: skip
+    assert "holds priors of dataset" in capsys.readouterr().err
+    with pytest.raises(KeyError, match="has no sample 987654"):
+        syn.sample(987654)
+    # a store covering none of the unlabeled training samples (made for val) is refused, not warned about
+    run = tmp_path / "run"
+    argv = ["train", "--out", str(run), f"data.root={synthref_dir}", *TINY, "method=prior-fusion",
+            f"semi.priors={tmp_path / 'p'}", "total_steps=1", "data.label_fraction=20%"]  # fmt: skip
+    assert main(argv) == 2
+    assert "holds no prior of any of the" in capsys.readouterr().err
+
+
+def test_files_provider_notices_edited_sources_and_nan(synthref_dir, tmp_path):
+    import numpy as np
+
+    from l2l.data.refer import ReferDataset
+    from l2l.priors.files import FilesProvider
+
+    ds = ReferDataset.synthref(synthref_dir)
+    recs = ds.samples("val")[:3]
+    src = tmp_path / "src"
+    src.mkdir()
+    for r in recs:
+        h, w = ds.mask(r.ann_id).shape
+        np.save(src / f"{r.sample_id}.npy", np.full((h, w), 0.25, np.float32))
+    ids = [r.sample_id for r in recs]
+    store, res = _gen(tmp_path / "p", ds, ids, FilesProvider(src))
+    assert res["generated"] == 3
+    _, res = _gen(tmp_path / "p", ds, ids, FilesProvider(src))
+    assert res["generated"] == 0
+    h, w = ds.mask(recs[0].ann_id).shape
+    np.save(src / f"{recs[0].sample_id}.npy", np.full((h, w), 0.75, np.float32))  # edited at the source
+    store, res = _gen(tmp_path / "p", ds, ids, FilesProvider(src))
+    assert res["generated"] == 1
+    store.entries(refresh=True)
+    assert abs(float(store.get(recs[0].sample_id).mean()) - 0.75) < 0.01
+    bad = np.full((h, w), 0.3, np.float32)
+    bad[0, 0] = np.nan
+    np.save(src / f"{recs[1].sample_id}.npy", bad)
+    with pytest.raises(ValueError, match="holds 1 NaN"):
+        _gen(tmp_path / "p", ds, ids, FilesProvider(src))
+
+
+def test_one_writer_per_store_and_rank(synthref_dir, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from l2l.data.refer import ReferDataset
+
+    ds = ReferDataset.synthref(synthref_dir)
+    ids = [r.sample_id for r in ds.samples("val")[:2]]
+    (tmp_path / "p").mkdir()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (tmp_path / "p" / ".lock.rank0").write_text(str(sleeper.pid))  # a live writer
+        with pytest.raises(ValueError, match=f"pid {sleeper.pid}"):
+            _gen(tmp_path / "p", ds, ids)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    _, res = _gen(tmp_path / "p", ds, ids)  # its process is gone: the stale lock is taken over
+    assert res["generated"] == 2 and not (tmp_path / "p" / ".lock.rank0").exists()
+    assert os.getpid()  # (the lock holds this process's pid while it writes)
+
+
+def test_options_and_long_sentences(capsys):
+    from transformers import BertConfig
+
+    from l2l.models.text_encoders import HFTextEncoder
+
+    with pytest.raises(SystemExit):
+        main(["data", "split", "--data", "x", "--fraction", "abc"])
+    err = capsys.readouterr().err
+    assert "--fraction" in err and "not a number" in err
+    enc = HFTextEncoder.from_config(BertConfig(vocab_size=30522, hidden_size=16, num_hidden_layers=1,
+                                               num_attention_heads=2, intermediate_size=32), max_length=8)  # fmt: skip
+    with pytest.warns(UserWarning, match="cut to model.text.max_length=8"):
+        enc.encode(["the man " * 20])

@@ -62,6 +62,7 @@ def priors_dir(synthref_dir, tmp_path_factory):
         32,
         0,
         1,
+        dataset={"name": ds.name, "fingerprint": ds.fingerprint()},
     )
     return out
 

@@ -28,6 +28,17 @@ from . import __version__
 from .errors import MissingFileError, UsageError
 
 
+def _fraction(text: str) -> str:
+    """argparse type of --fraction: checked now, so that the error names the option."""
+    from .data.splits import parse_fraction
+
+    try:
+        parse_fraction(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
 def _positive_int(text: str) -> int:
     try:
         v = int(text)
@@ -256,7 +267,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.priors:
         from .priors.store import PriorStore
 
-        lookup = PriorStore(args.priors).get
+        store = PriorStore(args.priors)
+        store.check_dataset(ds)
+        lookup = store.get
     res = inference_on_dataset(
         model,
         ds,
@@ -445,7 +458,9 @@ def _generate_priors(ds, provider, ids: list[int], out: str | Path, batch_size: 
         rec = ds.sample(sid)
         return PriorInput(sid, ds.load_image(rec.image_id), rec.sentence)
 
-    return {**PriorStore(out).generate(provider, ids, load, batch_size, rank, world), "rank": rank, "world": world}
+    res = PriorStore(out).generate(provider, ids, load, batch_size, rank, world,
+                                   dataset={"name": ds.name, "fingerprint": ds.fingerprint()})  # fmt: skip
+    return {**res, "rank": rank, "world": world}
 
 
 def cmd_priors_eval(args: argparse.Namespace) -> int:
@@ -454,6 +469,7 @@ def cmd_priors_eval(args: argparse.Namespace) -> int:
 
     ds = _open_dataset(args)
     store = PriorStore(args.priors)
+    store.check_dataset(ds)
     res = evaluate_priors(store, ds, threshold=args.threshold)
     out = Path(args.priors) / "eval.json"
     out.write_text(json.dumps(res, indent=2))
@@ -469,7 +485,10 @@ def cmd_priors_show(args: argparse.Namespace) -> int:
     from .priors.show import save_prior_grid
     from .priors.store import PriorStore
 
-    out = save_prior_grid(PriorStore(args.priors), _open_dataset(args), args.out, args.n, args.seed)
+    ds = _open_dataset(args)
+    store = PriorStore(args.priors)
+    store.check_dataset(ds)
+    out = save_prior_grid(store, ds, args.out, args.n, args.seed)
     print(f"prior grid -> {out}")
     return 0
 
@@ -539,7 +558,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = data.add_parser("split", help="image-level labeled/unlabeled split of the training images")
     _add_dataset_args(p)
-    p.add_argument("--fraction", default="5%", help="0.1%% | 1%% | 5%% | 10%% | any fraction such as 0.02")
+    p.add_argument(
+        "--fraction", type=_fraction, default="5%", help="0%% | 0.1%% | 1%% | 5%% | 10%% | any fraction such as 0.02"
+    )
     p.add_argument("--seed", type=int, default=22)
     p.add_argument("--train-split", default="train")
     p.add_argument("--out", default=None, help="split file (default: DATA/splits/label_split_<pct>pct_seed<S>.json)")
@@ -692,7 +713,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the main job on SynthRef (resumable)")
     p.add_argument("--workdir", default="runs/demo")
     p.add_argument("--images", type=int, default=2000)
-    p.add_argument("--fraction", default="5%")
+    p.add_argument("--fraction", type=_fraction, default="5%")
     p.add_argument("--seed", type=int, default=22)
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--config", default="configs/synthref_l2l.yaml")

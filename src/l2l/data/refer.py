@@ -198,7 +198,23 @@ class ReferDataset:
         return list(self._by_split[split])
 
     def sample(self, sample_id: int) -> SampleRecord:
-        return self._by_id[sample_id]
+        try:
+            return self._by_id[sample_id]
+        except KeyError:
+            raise NotFound(
+                f"{self.name} has no sample {sample_id} (a prior store or id list of another dataset?)"
+            ) from None
+
+    def fingerprint(self) -> str:
+        """A hash of what the sample ids mean here (id → image, sentence): stores keyed by sample id
+        (priors) check it, so that one made for another dataset is not used by mistake."""
+        import hashlib
+
+        h = hashlib.sha256(self.name.encode())
+        for sid in sorted(self._by_id):
+            r = self._by_id[sid]
+            h.update(f"\n{sid}:{r.image_id}:{r.sentence}".encode())
+        return h.hexdigest()[:16]
 
     def image_ids(self, split: str) -> list[int]:
         """Sorted ids of the images that have refs in ``split``."""

@@ -29,7 +29,10 @@ def parse_fraction(value: str | float) -> float:
         v = value.strip()
         if v in PRESETS:
             return PRESETS[v]
-        frac = float(v[:-1]) / 100 if v.endswith("%") else float(v)
+        try:
+            frac = float(v[:-1]) / 100 if v.endswith("%") else float(v)
+        except ValueError:
+            raise UsageError(f"label fraction {value!r} is not a number: write 5%, 0.05 or 0%") from None
     else:
         frac = float(value)
     if not 0 <= frac <= 1:

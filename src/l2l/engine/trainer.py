@@ -464,7 +464,14 @@ class Trainer:
                 f"`l2l priors generate --data {self.cfg.data.root} --out {path}`"
             )
         store = PriorStore(path)
+        store.check_dataset(self.dataset)
         missing = sum(1 for r in unlabeled if r.sample_id not in store.entries())
+        if unlabeled and missing == len(unlabeled) and method.needs_priors:
+            raise UsageError(
+                f"semi.priors={path} holds no prior of any of the {len(unlabeled)} unlabeled samples "
+                f"(made for another split?): make them with `l2l priors generate --data {self.cfg.data.root} "
+                f"--subset all --out {path}`"
+            )
         if missing and self.info.is_main:
             import warnings
 

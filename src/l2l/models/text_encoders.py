@@ -96,6 +96,7 @@ class HFTextEncoder(nn.Module):
         self, texts: Sequence[str], device: torch.device | str | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         device = device or next(self.model.parameters()).device
+        self._warn_if_truncated(texts)
         if self.frozen and self.use_cache:
             return self._encode_cached(list(texts), device)
         tok = self.tokenizer(
@@ -105,11 +106,30 @@ class HFTextEncoder(nn.Module):
             out = self.model(input_ids=tok["input_ids"], attention_mask=tok["attention_mask"])
         return out.last_hidden_state, tok["attention_mask"].bool()
 
+    def _warn_if_truncated(self, texts: Sequence[str]) -> None:
+        """Say once per encoder that sentences longer than ``max_length`` tokens are cut (the model
+        then sees their beginning only)."""
+        if getattr(self, "_warned_truncation", False):
+            return
+        long = [t for t in texts if len(t.split()) > self.max_length // 3]  # cheap filter before tokenizing
+        if not long:
+            return
+        n = [len(x) for x in self.tokenizer(long, truncation=False)["input_ids"]]
+        over = [k for k in n if k > self.max_length]
+        if over:
+            import warnings
+
+            self._warned_truncation = True
+            warnings.warn(f"a sentence of {max(over)} tokens is cut to model.text.max_length={self.max_length} tokens "
+                          "(the model reads its beginning only); raise max_length for long expressions",
+                          stacklevel=3)  # fmt: skip
+
     @torch.no_grad()
     def precompute(self, texts: Sequence[str], batch_size: int = 256) -> None:
         """Fill the cache: sentences of equal token length go through in one batch (no padding, so
         each sentence's features are what it gets alone)."""
         dev = next(self.model.parameters()).device
+        self._warn_if_truncated(texts)
         todo = [t for t in dict.fromkeys(texts) if t not in self._cache]
         if not todo:
             return

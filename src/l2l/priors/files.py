@@ -39,6 +39,13 @@ class FilesProvider:
             "cues_sha256": sha256_file(self.cues_file)[:16] if self.cues_file else None,
         }
 
+    def source_digest(self, sid: int) -> str | None:
+        """The hash of the file a sample's prior comes from: a store regenerates an entry whose source changed."""
+        for f in (self.folder / f"{sid}.npy", self.folder / f"{sid}.png"):
+            if f.exists():
+                return sha256_file(f)
+        return None
+
     def _load(self, sid: int) -> tuple[np.ndarray, Path]:
         npy, png = self.folder / f"{sid}.npy", self.folder / f"{sid}.png"
         if npy.exists():
@@ -61,12 +68,17 @@ class FilesProvider:
                     f"prior of sample {b.sample_id}: {path} is {p.shape[::-1]} (w×h) but its image is "
                     f"{b.image.shape[1::-1]}"
                 )
-            if not np.isfinite(p).all() or p.min() < 0 or p.max() > 1:
+            if not np.isfinite(p).all():
+                raise UsageError(
+                    f"prior of sample {b.sample_id}: {path} holds {int((~np.isfinite(p)).sum())} NaN or infinite values"
+                )
+            if p.min() < 0 or p.max() > 1:
                 raise UsageError(
                     f"prior of sample {b.sample_id}: {path} has values outside [0, 1] "
                     f"(min {np.nanmin(p):.3g}, max {np.nanmax(p):.3g})"
                 )
             cue = dict(self.cues.get(str(b.sample_id), {}))
             conf = float(cue.pop("confidence", 1.0))
-            out.append(PriorRecord(b.sample_id, p, cue, conf, {"provider": self.name, "file": str(path)}))
+            prov = {"provider": self.name, "file": str(path), "source_sha256": sha256_file(path)}
+            out.append(PriorRecord(b.sample_id, p, cue, conf, prov))
         return out

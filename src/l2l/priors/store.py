@@ -2,7 +2,8 @@
 
 Layout of a store folder::
 
-    store.json                      provider name, config and hash (a store holds one provider's priors)
+    store.json                      provider name, config and hash (a store holds one provider's priors),
+                                    and the dataset it was made for (name + fingerprint of its sample ids)
     maps/<id mod 1000>/<id>.png     8-bit grey soft mask (value = round(255 · p)), written atomically
     manifest.rank<R>.jsonl          one line per finished entry: sample id, file, sha256 of the PNG,
                                     cue, confidence, provenance, seconds
@@ -13,6 +14,11 @@ bytes changed are all regenerated, never silently used. ``generate`` skips prese
 a killed run resumes without redoing or losing work; each rank of a ``torchrun`` job takes
 ``samples[rank::world]`` and writes its own manifest, so outputs are disjoint.
 8-bit storage costs ~1–3 kB per RefCOCO-size map as PNG and quantises p by ≤ 1/510.
+
+Sample ids mean something only in their dataset: :meth:`PriorStore.check_dataset` refuses a store
+made for another one (its fingerprint differs). A provider with ``source_digest(sample_id)`` (the
+``files`` provider) has entries regenerated when their source changed. One writer per rank at a
+time: a second ``generate`` on the same store and rank stops with a message (``.lock.rank<R>``).
 """
 
 from __future__ import annotations
@@ -39,9 +45,12 @@ class PriorStore:
         self._entries: dict[int, dict[str, Any]] | None = None
 
     # ------------------------------------------------------------------ metadata
-    def init(self, provider: PriorProvider) -> None:
-        """Create the store for ``provider``, or check that it already holds the same provider's priors."""
+    def init(self, provider: PriorProvider, dataset: dict[str, str] | None = None) -> None:
+        """Create the store for ``provider`` (and ``dataset``: ``{"name", "fingerprint"}``), or check that it
+        already holds the same provider's priors of the same dataset."""
         meta = {"provider": provider.name, "config": provider.config(), "hash": config_hash(provider.config())}
+        if dataset is not None:
+            meta["dataset"] = dict(dataset)
         f = self.root / "store.json"
         if f.exists():
             old = json.loads(f.read_text())
@@ -50,9 +59,34 @@ class PriorStore:
                     f"{self.root} holds priors of {old.get('provider')} with another configuration "
                     f"(hash {old.get('hash')} vs {meta['hash']}); use another folder"
                 )
+            if dataset is not None:
+                self._check_meta_dataset(old, dataset)
+                if "dataset" not in old:  # a store from before dataset fingerprints: record it now
+                    atomic_write_text(f, json.dumps({**old, "dataset": dict(dataset)}, indent=2, sort_keys=True))
             return
         self.root.mkdir(parents=True, exist_ok=True)
         atomic_write_text(f, json.dumps(meta, indent=2, sort_keys=True, default=str))
+
+    def _check_meta_dataset(self, meta: dict[str, Any], dataset: dict[str, str]) -> None:
+        have = meta.get("dataset")
+        if have is not None and have.get("fingerprint") != dataset.get("fingerprint"):
+            raise UsageError(
+                f"{self.root} holds priors of dataset {have.get('name')!r} (fingerprint {have.get('fingerprint')}), "
+                f"not of {dataset.get('name')!r} (fingerprint {dataset.get('fingerprint')}): its sample ids mean "
+                "other sentences here; use the store made for this dataset"
+            )
+
+    def check_dataset(self, ds: Any) -> None:
+        """Refuse a store made for another dataset (``ds``: a ReferDataset). A store made before
+        fingerprints were recorded cannot be checked: a warning says so."""
+        meta = self.meta
+        if "dataset" not in meta:
+            import warnings
+
+            warnings.warn(f"{self.root} records no dataset (made by an older version): cannot check that it belongs "
+                          f"to {ds.name}; `l2l priors generate` on it records one", stacklevel=2)  # fmt: skip
+            return
+        self._check_meta_dataset(meta, {"name": ds.name, "fingerprint": ds.fingerprint()})
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -139,13 +173,54 @@ class PriorStore:
         rank: int = 0,
         world: int = 1,
         show_progress: bool = True,
+        dataset: dict[str, str] | None = None,
     ) -> dict[str, int]:
         """Make the priors of ``samples`` that are not present yet (this rank's share)."""
-        self.init(provider)
+        self.init(provider, dataset)
         mine = list(samples)[rank::world]
-        todo = [s for s in mine if not self.has(s)]
+        digest = getattr(provider, "source_digest", None)
+        todo = [s for s in mine if not self.has(s) or (digest is not None and self._source_changed(s, digest))]
         done = 0
+        lock = self._lock(rank)
         bar = progress(None, total=len(todo), desc=f"priors {provider.name}", disable=not show_progress)
+        try:
+            self._generate(provider, todo, load, batch_size, rank, bar)
+            done = len(todo)
+        finally:
+            bar.close()
+            lock.unlink(missing_ok=True)
+        return {"assigned": len(mine), "skipped": len(mine) - len(todo), "generated": done}
+
+    def _source_changed(self, sample_id: int, digest: Callable[[int], str | None]) -> bool:
+        e = self.entries().get(sample_id) or {}
+        old = (e.get("provenance") or {}).get("source_sha256")
+        return old is not None and old != digest(sample_id)
+
+    def _lock(self, rank: int) -> Path:
+        """Take this rank's writer lock (O_EXCL); a lock of a process that no longer runs is taken over."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        lock = self.root / f".lock.rank{rank}"
+        for _ in range(2):
+            try:
+                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                try:
+                    pid = int(lock.read_text().strip() or 0)
+                except (OSError, ValueError):
+                    pid = 0
+                if pid and _alive(pid):
+                    raise UsageError(
+                        f"another `l2l priors generate` (pid {pid}) is writing {self.root} as rank {rank}: wait for it, "
+                        "or split the work between processes with torchrun (each rank writes its own share)"
+                    ) from None
+                lock.unlink(missing_ok=True)  # stale: its process is gone
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(str(os.getpid()))
+            return lock
+        raise UsageError(f"cannot take the writer lock {lock}")
+
+    def _generate(self, provider, todo, load, batch_size, rank, bar) -> None:
         for i in range(0, len(todo), batch_size):
             chunk = [load(s) for s in todo[i : i + batch_size]]
             t = time.perf_counter()
@@ -158,13 +233,20 @@ class PriorStore:
                         f"{inp.sample_id} (image {inp.image.shape[:2]})"
                     )
                 self.put(rec, rank, dt)
-                done += 1
             bar.update(len(chunk))
-        bar.close()
-        return {"assigned": len(mine), "skipped": len(mine) - len(todo), "generated": done}
 
     def __len__(self) -> int:
         return len(self.entries())
 
     def sample_ids(self) -> Iterable[int]:
         return sorted(self.entries())
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
