@@ -199,3 +199,15 @@ def test_options_and_long_sentences(capsys):
                                                num_attention_heads=2, intermediate_size=32), max_length=8)  # fmt: skip
     with pytest.warns(UserWarning, match="cut to model.text.max_length=8"):
         enc.encode(["the man " * 20])
+
+
+def test_no_progress_silences_library_bars():
+    import os
+    import subprocess
+    import sys
+
+    code = "from l2l.models.text_encoders import HFTextEncoder; HFTextEncoder.from_pretrained(None, 32)"
+    env = {**os.environ, "L2L_NO_PROGRESS": "1"}
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "Loading weights" not in r.stderr + r.stdout

@@ -533,6 +533,21 @@ def cmd_pretrain_visual(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------- parser
+_EXAMPLES = {
+    "train": """examples:
+  l2l train --config configs/synthref_supervised.yaml data.label_fraction=5% --out runs/sup_5
+  l2l train --config configs/synthref_l2l.yaml --method l2l --out runs/l2l_5     # resumes when run again
+  l2l train --config configs/synthref_l2l.yaml --out runs/l2l_5 --no-resume     # start that folder over""",
+    "eval": """examples:
+  l2l eval --ckpt runs/sup_5 --split testB                    # -> runs/sup_5/eval_testB_none_original.json
+  l2l eval --ckpt runs/l2l_5 --split val --guidance prior --priors runs/data/synthref_priors_val
+  l2l eval --ckpt models/a --data runs/data/synthref --split val --max-samples 100 --device cpu""",
+    "predict": """examples:
+  l2l predict --ckpt runs/sup_5 --image photo.jpg --text "the red ball on the left" --out mask.png
+  l2l predict --ckpt runs/l2l_5 --image img.png --text "second cup" --prior prior.png --out m.png --overlay o.png""",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="l2l", description="Label-efficient referring expression segmentation.")
     ap.add_argument("--version", action="version", version=f"l2l {__version__}")
@@ -542,9 +557,11 @@ def build_parser() -> argparse.ArgumentParser:
         dest="data_command", required=True
     )
     p = data.add_parser("synth", help="generate SynthRef")
-    p.add_argument("--out", required=True)
-    p.add_argument("--images", type=int, default=2000)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="dataset folder to write (REFER layout)")
+    p.add_argument("--images", type=int, default=2000, help="number of images (default 2000)")
+    p.add_argument(
+        "--seed", type=int, default=0, help="generator seed: the same seed gives the same dataset, byte for byte"
+    )
     p.add_argument("--size", type=int, default=128, help="image side in pixels")
     p.add_argument("--objects", type=_range, default=(2, 5), help="objects per easy scene (train/val/testA)")
     p.add_argument("--hard-objects", type=_range, default=(5, 8), help="objects per hard scene (train/val/testB)")
@@ -561,23 +578,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--fraction", type=_fraction, default="5%", help="0%% | 0.1%% | 1%% | 5%% | 10%% | any fraction such as 0.02"
     )
-    p.add_argument("--seed", type=int, default=22)
-    p.add_argument("--train-split", default="train")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=22,
+        help="seed of the hash ranking that picks the labeled images (default 22, the paper's)",
+    )
+    p.add_argument("--train-split", default="train", help="split whose images are partitioned (default train)")
     p.add_argument("--out", default=None, help="split file (default: DATA/splits/label_split_<pct>pct_seed<S>.json)")
     p.set_defaults(func=cmd_split)
 
     p = data.add_parser("stats", help="counts per split, expression lengths, objects per image")
     _add_dataset_args(p, positional=True)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the statistics as JSON")
     p.set_defaults(func=cmd_stats)
 
     p = data.add_parser("preview", help="PNG of samples as the loader produces them")
     _add_dataset_args(p, positional=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--split", default="train")
-    p.add_argument("--n", type=int, default=6)
-    p.add_argument("--size", type=int, default=128)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="PNG to write")
+    p.add_argument("--split", default="train", help="split to sample from")
+    p.add_argument("--n", type=int, default=6, help="number of samples")
+    p.add_argument("--size", type=int, default=128, help="training resolution of the shown views")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sample choice and augmentations")
     p.set_defaults(func=cmd_preview)
 
     pri = sub.add_parser("priors", help="offline priors P† (docs/spec.md §3)").add_subparsers(
@@ -585,10 +607,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = pri.add_parser("generate", help="make and store priors (skips what is already there; torchrun shards)")
     _add_dataset_args(p)
-    p.add_argument("--split", default="train")
-    p.add_argument("--subset", default="unlabeled", choices=["unlabeled", "labeled", "all"])
-    p.add_argument("--label-fraction", default="5%")
-    p.add_argument("--split-seed", type=int, default=22)
+    p.add_argument("--split", default="train", help="split of the samples to make priors for (default train)")
+    p.add_argument(
+        "--subset",
+        default="unlabeled",
+        choices=["unlabeled", "labeled", "all"],
+        help="train split only: the unlabeled or labeled samples of --label-fraction, or all",
+    )
+    p.add_argument("--label-fraction", default="5%", help="label budget that defines --subset (default 5%%)")
+    p.add_argument("--split-seed", type=int, default=22, help="seed of that label split (default 22)")
     from .registry import PRIOR_PROVIDERS
 
     p.add_argument("--provider", default="simulated", help=" | ".join(PRIOR_PROVIDERS.names()))
@@ -601,23 +628,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--folder", default=None, help="files: folder of <sample_id>.png / .npy maps")
     p.add_argument("--cues", default=None, help="files: optional JSON of cues by sample id")
     p.add_argument("--out", required=True, help="prior store folder")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0, help="simulated: seed of the noise model")
+    p.add_argument("--batch-size", type=int, default=16, help="samples per provider call")
     p.set_defaults(func=cmd_priors_generate)
     p = pri.add_parser("eval", help="IoU of stored priors against the ground truth")
     _add_dataset_args(p)
-    p.add_argument("--priors", required=True)
-    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--priors", required=True, help="prior store folder (l2l priors generate --out)")
+    p.add_argument(
+        "--threshold", type=float, default=0.5, help="probability at which a prior counts as foreground (default 0.5)"
+    )
     p.set_defaults(func=cmd_priors_eval)
     p = pri.add_parser("show", help="PNG grid: image and sentence, prior, ground truth")
     _add_dataset_args(p)
-    p.add_argument("--priors", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--n", type=int, default=8)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--priors", required=True, help="prior store folder")
+    p.add_argument("--out", required=True, help="PNG to write")
+    p.add_argument("--n", type=int, default=8, help="number of samples shown")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sample choice")
     p.set_defaults(func=cmd_priors_show)
 
-    p = sub.add_parser("train", help="train a segmenter (resumes from the run folder's last checkpoint)")
+    p = sub.add_parser(
+        "train",
+        help="train a segmenter (resumes from the run folder's last checkpoint)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_EXAMPLES["train"],
+    )
     p.add_argument("--config", default=None, help="YAML config (configs/*.yaml)")
     p.add_argument("--method", default=None, help="shorthand for method=NAME")
     p.add_argument("--out", default=None, help="run folder (default runs/<config>_<method>)")
@@ -625,11 +659,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. optim.lr=1e-4 data.label_fraction=5%%")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("eval", help="evaluate a trained run on a split")
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a trained run on a split",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_EXAMPLES["eval"],
+    )
     p.add_argument("--ckpt", required=True, help="run folder (uses best/) or a saved model folder")
-    p.add_argument("--split", default="val")
-    p.add_argument("--guidance", default="none", choices=["none", "prior", "self"])
-    p.add_argument("--resolution", default="original", choices=["original", "train"])
+    p.add_argument("--split", default="val", help="split to evaluate (default val)")
+    p.add_argument(
+        "--guidance",
+        default="none",
+        choices=["none", "prior", "self"],
+        help="none: the plain model; prior: conditioned on stored priors (--priors); self: two passes (SESM models)",
+    )
+    p.add_argument(
+        "--resolution",
+        default="original",
+        choices=["original", "train"],
+        help="original: masks at each image's own size (default); train: at the training size (LAVT's protocol)",
+    )
     p.add_argument("--max-samples", type=_positive_int, default=None, help="evaluate the first N samples only")
     p.add_argument(
         "--out",
@@ -639,19 +688,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--priors", default=None, help="prior store for --guidance prior (l2l priors generate)")
     p.add_argument("--device", default="auto", help="auto (a GPU when there is one) | cpu | cuda | cuda:N")
     p.add_argument("--data", default=None, help="dataset (default: the one in the run's config.yaml)")
-    p.add_argument("--dataset", default=None)
-    p.add_argument("--split-by", default=None)
-    p.add_argument("--image-dir", default=None)
+    p.add_argument("--dataset", default=None, help="with --data: refcoco | refcoco+ | refcocog (REFER layout)")
+    p.add_argument("--split-by", default=None, help="with --data: unc | google | umd")
+    p.add_argument("--image-dir", default=None, help="with --data: image folder (default: DATA/images/train2014)")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("predict", help="segment what a sentence refers to in one image")
-    p.add_argument("--ckpt", required=True)
-    p.add_argument("--image", required=True)
-    p.add_argument("--text", required=True)
+    p = sub.add_parser(
+        "predict",
+        help="segment what a sentence refers to in one image",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_EXAMPLES["predict"],
+    )
+    p.add_argument("--ckpt", required=True, help="run folder (uses best/) or a saved model folder")
+    p.add_argument("--image", required=True, help="image file (photos are turned by their EXIF orientation)")
+    p.add_argument("--text", required=True, help="the referring expression")
     p.add_argument("--out", required=True, help="mask PNG (0/255)")
     p.add_argument("--overlay", default=None, help="overlay PNG")
     p.add_argument("--prior", default=None, help="a prior map PNG (grey levels = probability)")
-    p.add_argument("--guidance", default=None, choices=["none", "prior", "self"])
+    p.add_argument(
+        "--guidance",
+        default=None,
+        choices=["none", "prior", "self"],
+        help="none | prior (needs --prior) | self; default: prior when --prior is given, else none",
+    )
     p.add_argument("--device", default="auto", help="auto (a GPU when there is one) | cpu | cuda | cuda:N")
     p.set_defaults(func=cmd_predict)
 
@@ -696,7 +755,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = pre.add_parser("visual", help="train the conv encoder on the pretraining pool (dense labels, no sentences)")
     p.add_argument("--out", help="model folder to write (config.json, model.safetensors, card.json, README.md)")
     p.add_argument("--config", default=None, help="YAML of VisualPretrainConfig fields")
-    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--steps", type=int, default=None, help="training steps (default: the config's)")
     p.add_argument("--force", action="store_true", help="train again into a folder that has a card")
     p.add_argument(
         "--check",
@@ -704,19 +763,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="re-run the first --check-steps steps of FOLDER's card config "
         "and compare the losses with its card (builtin:synthpool-conv is the shipped one)",
     )
-    p.add_argument("--check-steps", type=int, default=100)
+    p.add_argument("--check-steps", type=int, default=100, help="steps re-run by --check")
     p.add_argument("--tolerance", type=float, default=1e-3, help="largest relative loss difference accepted")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. pool.size=128 conv_channels=[32,64,128,256]")
     p.set_defaults(func=cmd_pretrain_visual)
 
     p = sub.add_parser("demo", help="the main job on SynthRef (resumable)")
-    p.add_argument("--workdir", default="runs/demo")
-    p.add_argument("--images", type=int, default=2000)
-    p.add_argument("--fraction", type=_fraction, default="5%")
-    p.add_argument("--seed", type=int, default=22)
-    p.add_argument("--workers", type=int, default=None)
-    p.add_argument("--config", default="configs/synthref_l2l.yaml")
+    p.add_argument(
+        "--workdir", default="runs/demo", help="folder for the data, priors, run and prediction (default runs/demo)"
+    )
+    p.add_argument("--images", type=int, default=2000, help="SynthRef images to generate (default 2000)")
+    p.add_argument("--fraction", type=_fraction, default="5%", help="label budget (default 5%%)")
+    p.add_argument("--seed", type=int, default=22, help="seed of the label split (default 22)")
+    p.add_argument("--workers", type=int, default=None, help="generator worker processes (default: the CPU count)")
+    p.add_argument(
+        "--config", default="configs/synthref_l2l.yaml", help="training config (default configs/synthref_l2l.yaml)"
+    )
     p.add_argument("overrides", nargs="*", help="dotted overrides of the training config")
     p.set_defaults(func=cmd_demo)
     return ap
@@ -724,6 +787,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from .utils.progress import quiet_libraries
+
+    quiet_libraries()
     from .errors import L2LError
 
     try:

@@ -271,6 +271,9 @@ class SentenceEncoder:
         self.path = Path(path) if path else default_text_model_path()
         if not (self.path / "config.json").exists():
             raise MissingFileError(f"no model config.json in {self.path}")
+        from ..utils.progress import quiet_libraries
+
+        quiet_libraries()
         self.tokenizer = AutoTokenizer.from_pretrained(str(self.path), local_files_only=True)
         self.model = AutoModel.from_pretrained(str(self.path), local_files_only=True).to(device).eval()
         self.device, self.batch_size, self._torch = device, batch_size, torch

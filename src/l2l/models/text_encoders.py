@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import MissingFileError, UsageError
+from ..utils.progress import quiet_libraries
 
 
 def _no_pooler(build):
@@ -70,6 +71,7 @@ class HFTextEncoder(nn.Module):
         path = Path(path)
         if not (path / "config.json").exists():
             raise MissingFileError(f"no Hugging Face model folder at {path} (config.json missing)")
+        quiet_libraries()
         tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         return cls(
             _no_pooler(lambda **kw: AutoModel.from_pretrained(str(path), local_files_only=True, **kw)), tok, max_length
