@@ -31,6 +31,29 @@ def test_resume_under_another_config_is_refused_and_no_resume_starts_clean(synth
     assert not (run / "eval_testB_none_original.json").exists()  # stale: made from the earlier model
     assert "lr: 0.5" in (run / "config.yaml").read_text()
     assert _train(run, synthref_dir, "total_steps=2", "optim.lr=0.5", "data.workers=0") == 0  # workers: same run
+    # a named change is accepted on resume and recorded
+    assert (
+        main(
+            [
+                "train",
+                "--out",
+                str(run),
+                "--allow-change",
+                "optim",
+                f"data.root={synthref_dir}",
+                *TINY,
+                "batch_size=4",
+                "data.eval_max_samples=4",
+                "total_steps=3",
+                "optim.lr=0.1",
+            ]
+        )
+        == 2
+    )  # total_steps not allowed
+    assert "total_steps" in capsys.readouterr().err
+    assert main(["train", "--out", str(run), "--allow-change", "optim", f"data.root={synthref_dir}", *TINY,
+                 "batch_size=4", "data.eval_max_samples=4", "total_steps=2", "optim.lr=0.1"]) == 0  # fmt: skip
+    assert json.loads((run / "env.json").read_text())["changes_on_resume"] == ["optim.lr: 0.5 ≠ 0.1"]
 
 
 @pytest.mark.parametrize(

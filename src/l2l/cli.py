@@ -210,7 +210,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = load_config(TrainConfig, args.config, overrides)
     stem = Path(args.config).stem if args.config else "run"
     out = Path(args.out) if args.out else Path("runs") / f"{stem}_{cfg.method}"
-    res = Trainer(cfg, out).fit(resume=not args.no_resume)
+    res = Trainer(cfg, out, allow_changes=args.allow_change).fit(resume=not args.no_resume)
     r = res["results"]
     if r and int(os.environ.get("RANK", "0")) == 0:
         print(
@@ -656,6 +656,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default=None, help="shorthand for method=NAME")
     p.add_argument("--out", default=None, help="run folder (default runs/<config>_<method>)")
     p.add_argument("--no-resume", action="store_true", help="ignore checkpoints already in the run folder")
+    p.add_argument("--allow-change", action="append", default=[], metavar="KEY",
+                   help="resume although this config key changed (e.g. optim.lr, or optim for all its fields); "
+                   "repeat for several; recorded in env.json")  # fmt: skip
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. optim.lr=1e-4 data.label_fraction=5%%")
     p.set_defaults(func=cmd_train)
 

@@ -29,7 +29,7 @@ import platform
 import random
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -133,8 +133,14 @@ class CheckpointHook(Hook):
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, run_dir: str | Path, show_progress: bool = True):
+    def __init__(
+        self, cfg: TrainConfig, run_dir: str | Path, show_progress: bool = True, allow_changes: Sequence[str] = ()
+    ):
+        """``allow_changes``: config keys (dotted; a prefix such as ``optim`` covers its fields) whose
+        value may differ from the run folder's on resume — the change is recorded in ``env.json``."""
         self.cfg, self.run_dir, self.show_progress = cfg.validate(), Path(run_dir), show_progress
+        self.allow_changes = tuple(allow_changes)
+        self.changes_on_resume: list[str] = []
         self.device = resolve_device(cfg.device)
         self.info = init_distributed(self.device)
         self.tb: Any = None  # SummaryWriter on the main process
@@ -282,6 +288,7 @@ class Trainer:
                 "dataset": ds.name,
                 "method": method.settings(),
                 "resumed_from": str(last) if last else None,
+                "changes_on_resume": self.changes_on_resume,
             }
             if semi:
                 env["unlabeled_batch_per_process"] = b_u
@@ -414,11 +421,15 @@ class Trainer:
         except ValueError as e:
             raise UsageError(f"{saved} cannot be read ({e}): use another run folder, or --no-resume") from None
         diff = config_diff(have, config_identity(to_dict(self.cfg)))
+        allowed = [d for d in diff if any(d.split(":")[0] == k or d.startswith(k + ".") for k in self.allow_changes)]
+        self.changes_on_resume = allowed
+        diff = [d for d in diff if d not in allowed]
         if diff:
             raise UsageError(
                 f"{self.run_dir} holds a run made with another config ({'; '.join(diff[:6])}"
                 f"{'; …' if len(diff) > 6 else ''}): resuming would mix the two. Use another --out, or "
-                f"--no-resume to start this folder over (its checkpoints and results are replaced)"
+                f"--no-resume to start this folder over (its checkpoints and results are replaced), or "
+                f"--allow-change KEY to continue with the new value from here"
             )
         return last
 
