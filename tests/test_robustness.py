@@ -186,27 +186,30 @@ def test_files_provider_notices_edited_sources_and_nan(synthref_dir, tmp_path):
         _gen(tmp_path / "p", ds, ids, FilesProvider(src))
 
 
-def test_one_writer_per_store_and_rank(synthref_dir, tmp_path):
-    import os
+def test_concurrent_generators_share_the_work(synthref_dir, tmp_path):
     import subprocess
     import sys
 
     from l2l.data.refer import ReferDataset
 
     ds = ReferDataset.synthref(synthref_dir)
-    ids = [r.sample_id for r in ds.samples("val")[:2]]
-    (tmp_path / "p").mkdir()
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    ids = [r.sample_id for r in ds.samples("val")[:4]]
+    claims = tmp_path / "p" / "claims"
+    claims.mkdir(parents=True)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # another live generator
     try:
-        (tmp_path / "p" / ".lock.rank0").write_text(str(sleeper.pid))  # a live writer
-        with pytest.raises(ValueError, match=f"pid {sleeper.pid}"):
-            _gen(tmp_path / "p", ds, ids)
+        for sid in ids[:2]:
+            (claims / str(sid)).write_text(str(other.pid))
+        store, res = _gen(tmp_path / "p", ds, ids)
+        assert res["generated"] == 2 and res["by_others"] == 2  # the claimed ones are left to the other process
+        assert list((tmp_path / "p").glob("manifest.rank0.p*.jsonl"))  # its own manifest while others write
     finally:
-        sleeper.kill()
-        sleeper.wait()
-    _, res = _gen(tmp_path / "p", ds, ids)  # its process is gone: the stale lock is taken over
-    assert res["generated"] == 2 and not (tmp_path / "p" / ".lock.rank0").exists()
-    assert os.getpid()  # (the lock holds this process's pid while it writes)
+        other.kill()
+        other.wait()
+    store, res = _gen(tmp_path / "p", ds, ids)  # the other process died: its claims are taken over
+    assert res["generated"] == 2 and res["by_others"] == 0
+    store.entries(refresh=True)
+    assert all(store.has(s) for s in ids) and not list(claims.iterdir())
 
 
 def test_options_and_long_sentences(capsys):

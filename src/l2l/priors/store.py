@@ -17,8 +17,9 @@ a killed run resumes without redoing or losing work; each rank of a ``torchrun``
 
 Sample ids mean something only in their dataset: :meth:`PriorStore.check_dataset` refuses a store
 made for another one (its fingerprint differs). A provider with ``source_digest(sample_id)`` (the
-``files`` provider) has entries regenerated when their source changed. One writer per rank at a
-time: a second ``generate`` on the same store and rank stops with a message (``.lock.rank<R>``).
+``files`` provider) has entries regenerated when their source changed. No lock is needed:
+concurrent ``generate`` calls on one store share the work through per-sample
+claims (``claims/<id>``, taken over when their process is gone), each writing its own manifest.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import io
 import json
 import os
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -141,7 +143,8 @@ class PriorStore:
     def record(self, sample_id: int) -> dict[str, Any] | None:
         return self.entries().get(sample_id)
 
-    def put(self, rec: PriorRecord, rank: int = 0, seconds: float = 0.0) -> None:
+    def put(self, rec: PriorRecord, rank: int | str = 0, seconds: float = 0.0) -> None:
+        """Store one prior and append its manifest line (``manifest.rank<R>.jsonl``; a str names the file part)."""
         buf = io.BytesIO()
         Image.fromarray(np.round(rec.prob * 255).astype(np.uint8)).save(buf, format="PNG", compress_level=6)
         data = buf.getvalue()
@@ -156,7 +159,8 @@ class PriorStore:
             "provenance": rec.provenance,
             "seconds": round(seconds, 4),
         }
-        with open(self.root / f"manifest.rank{rank}.jsonl", "a") as f:
+        name = rank if isinstance(rank, str) else f"rank{rank}"
+        with open(self.root / f"manifest.{name}.jsonl", "a") as f:
             f.write(json.dumps(line, default=float) + "\n")
             f.flush()
             os.fsync(f.fileno())
@@ -175,65 +179,96 @@ class PriorStore:
         show_progress: bool = True,
         dataset: dict[str, str] | None = None,
     ) -> dict[str, int]:
-        """Make the priors of ``samples`` that are not present yet (this rank's share)."""
+        """Make the priors of ``samples`` that are not present yet (this rank's share). Several processes
+        may work on one store at once: each claims the samples it generates (``claims/<id>``), skips
+        those another live process has claimed, and writes its own manifest file."""
         self.init(provider, dataset)
         mine = list(samples)[rank::world]
         digest = getattr(provider, "source_digest", None)
-        todo = [s for s in mine if not self.has(s) or (digest is not None and self._source_changed(s, digest))]
-        done = 0
-        lock = self._lock(rank)
+        stale = {s for s in mine if digest is not None and self.has(s) and self._source_changed(s, digest)}
+        todo = [s for s in mine if s in stale or not self.has(s)]
         bar = progress(None, total=len(todo), desc=f"priors {provider.name}", disable=not show_progress)
+        manifest = f"rank{rank}" if not self._other_writers(rank) else f"rank{rank}.p{os.getpid()}"
         try:
-            self._generate(provider, todo, load, batch_size, rank, bar)
-            done = len(todo)
+            done, others = self._generate(provider, todo, load, batch_size, manifest, bar)
         finally:
             bar.close()
-            lock.unlink(missing_ok=True)
-        return {"assigned": len(mine), "skipped": len(mine) - len(todo), "generated": done}
+        return {"assigned": len(mine), "skipped": len(mine) - len(todo), "generated": done, "by_others": others}
 
     def _source_changed(self, sample_id: int, digest: Callable[[int], str | None]) -> bool:
         e = self.entries().get(sample_id) or {}
         old = (e.get("provenance") or {}).get("source_sha256")
         return old is not None and old != digest(sample_id)
 
-    def _lock(self, rank: int) -> Path:
-        """Take this rank's writer lock (O_EXCL); a lock of a process that no longer runs is taken over."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        lock = self.root / f".lock.rank{rank}"
+    def _other_writers(self, rank: int) -> bool:
+        """True when a live process holds claims in this store (then this one writes its own manifest)."""
+        claims = self.root / "claims"
+        return claims.exists() and any(_alive(_pid_of(c)) for c in claims.iterdir())
+
+    def _claim(self, sample_id: int) -> bool:
+        """Claim ``sample_id`` for this process (O_EXCL); a claim of a process that no longer runs is taken over."""
+        c = self.root / "claims" / str(sample_id)
+        c.parent.mkdir(parents=True, exist_ok=True)
         for _ in range(2):
             try:
-                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+                fd = os.open(c, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
             except FileExistsError:
-                try:
-                    pid = int(lock.read_text().strip() or 0)
-                except (OSError, ValueError):
-                    pid = 0
+                pid = _pid_of(c)
+                if pid == os.getpid():
+                    return True
                 if pid and _alive(pid):
-                    raise UsageError(
-                        f"another `l2l priors generate` (pid {pid}) is writing {self.root} as rank {rank}: wait for it, "
-                        "or split the work between processes with torchrun (each rank writes its own share)"
-                    ) from None
-                lock.unlink(missing_ok=True)  # stale: its process is gone
+                    return False
+                c.unlink(missing_ok=True)  # stale
                 continue
             with os.fdopen(fd, "w") as f:
                 f.write(str(os.getpid()))
-            return lock
-        raise UsageError(f"cannot take the writer lock {lock}")
+            return True
+        return False
 
-    def _generate(self, provider, todo, load, batch_size, rank, bar) -> None:
-        for i in range(0, len(todo), batch_size):
-            chunk = [load(s) for s in todo[i : i + batch_size]]
+    def _mtime(self, sample_id: int) -> float | None:
+        try:
+            return self._path(sample_id).stat().st_mtime_ns
+        except FileNotFoundError:
+            return None
+
+    def _generate(self, provider, todo, load, batch_size, manifest, bar) -> tuple[int, int]:
+        done = others = 0
+        queue = deque(todo)
+        seen = {sid: self._mtime(sid) for sid in todo}  # a map written after this by another process = done
+        while queue:
+            chunk_ids: list[int] = []
+            while queue and len(chunk_ids) < batch_size:
+                sid = queue.popleft()
+                if self._claim(sid):
+                    if self._mtime(sid) != seen[sid] and self.entries(refresh=True) and self.has(sid):
+                        (self.root / "claims" / str(sid)).unlink(missing_ok=True)
+                        others += 1
+                        bar.update(1)
+                        continue
+                    chunk_ids.append(sid)
+                else:
+                    others += 1
+                    bar.update(1)
+            if not chunk_ids:
+                continue
+            chunk = [load(s) for s in chunk_ids]
             t = time.perf_counter()
             recs = provider(chunk)
             dt = (time.perf_counter() - t) / max(len(chunk), 1)
-            for inp, rec in zip(chunk, recs):
-                if rec.sample_id != inp.sample_id or rec.prob.shape != inp.image.shape[:2]:
-                    raise UsageError(
-                        f"{provider.name} returned a prior of shape {rec.prob.shape} for sample "
-                        f"{inp.sample_id} (image {inp.image.shape[:2]})"
-                    )
-                self.put(rec, rank, dt)
+            try:
+                for inp, rec in zip(chunk, recs):
+                    if rec.sample_id != inp.sample_id or rec.prob.shape != inp.image.shape[:2]:
+                        raise UsageError(
+                            f"{provider.name} returned a prior of shape {rec.prob.shape} for sample "
+                            f"{inp.sample_id} (image {inp.image.shape[:2]})"
+                        )
+                    self.put(rec, manifest, dt)
+                    done += 1
+            finally:
+                for sid in chunk_ids:
+                    (self.root / "claims" / str(sid)).unlink(missing_ok=True)
             bar.update(len(chunk))
+        return done, others
 
     def __len__(self) -> int:
         return len(self.entries())
@@ -242,7 +277,16 @@ class PriorStore:
         return sorted(self.entries())
 
 
+def _pid_of(path: Path) -> int:
+    try:
+        return int(path.read_text().strip() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
 def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
