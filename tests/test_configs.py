@@ -50,3 +50,14 @@ def test_overrides_types_and_errors(tmp_path):
     assert load_config(TrainConfig, p) == cfg
     with pytest.raises(FileNotFoundError):
         load_config(TrainConfig, tmp_path / "missing.yaml")
+
+
+def test_configs_ship_inside_the_package(tmp_path, monkeypatch):
+    from l2l.config import shipped_config
+
+    monkeypatch.chdir(tmp_path)  # far from the repository: the packaged configs are found
+    assert load_config(TrainConfig, "configs/synthref_l2l.yaml").method == "l2l"
+    assert load_config(TrainConfig, "synthref_supervised.yaml").method == "supervised"
+    assert shipped_config("configs/splits/synthref/label_split_5pct_seed22.json").exists()
+    with pytest.raises(FileNotFoundError, match="nor among the configs shipped with l2l"):
+        load_config(TrainConfig, "configs/nope.yaml")

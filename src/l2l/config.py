@@ -117,13 +117,26 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
     return data
 
 
+def shipped_config(path: str | Path) -> Path:
+    """``path`` when it exists; else the config of that name shipped inside the package
+    (``configs/x.yaml`` or ``x.yaml`` → ``l2l/configs/x.yaml``), so that an installed ``l2l`` finds
+    its configs from any working directory; else a MissingFileError naming both places."""
+    path = Path(path)
+    if path.exists():
+        return path
+    rel = path.parts[1:] if path.parts and path.parts[0] == "configs" else path.parts
+    packaged = Path(__file__).resolve().parent / "configs" / Path(*rel) if rel else None
+    if packaged is not None and not path.is_absolute() and packaged.exists():
+        return packaged
+    raise MissingFileError(f"config file not found: {path} (nor among the configs shipped with l2l: "
+                           f"{Path(__file__).resolve().parent / 'configs'})")  # fmt: skip
+
+
 def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
-    """Defaults of ``cls`` ← YAML file ← overrides."""
+    """Defaults of ``cls`` ← YAML file (a path, or a config shipped with l2l) ← overrides."""
     data: dict[str, Any] = {}
     if path is not None:
-        path = Path(path)
-        if not path.exists():
-            raise MissingFileError(f"config file not found: {path}")
+        path = shipped_config(path)
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as e:

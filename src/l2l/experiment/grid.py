@@ -180,9 +180,12 @@ class Grid:
     """A parsed, validated grid: ``cells`` in order (deduplicated by run name)."""
 
     def __init__(self, path: str | Path, out: str | Path | None = None, set_overrides: Sequence[str] = ()):
-        self.path = Path(path)
-        if not self.path.exists():
-            raise MissingFileError(f"grid file not found: {self.path}")
+        from ..config import shipped_config
+
+        try:
+            self.path = shipped_config(path)
+        except MissingFileError:
+            raise MissingFileError(f"grid file not found: {path}") from None
         try:
             raw = yaml.safe_load(self.path.read_text()) or {}
         except yaml.YAMLError as e:
