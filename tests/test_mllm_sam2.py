@@ -154,3 +154,23 @@ def test_qwen_grounder_end_to_end_with_tiny_models(sam2, tmp_path):
     assert [r.prob.shape for r in recs] == [(120, 160), (100, 160)]
     assert all(r.confidence == EMPTY_CONFIDENCE or r.prob.max() > 0 for r in recs)
     assert "qwen2.5-vl" == MLLMSam2Provider(g, sam2).config()["grounder"]["grounder"]
+
+
+def test_qwen_prompt_uses_the_tokenizers_chat_template(tmp_path):
+    from transformers import Qwen2VLImageProcessor
+
+    from l2l.priors.qwen_grounder import QwenGrounder
+
+    model, tok = _tiny_qwen(tmp_path)
+    g = QwenGrounder(model, tok, Qwen2VLImageProcessor(min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 16))
+    tok.chat_template = None
+    written_out = g._text("the red ball", 3)
+    # the shape of Qwen2.5-VL's template: system turn, user turn with the image then the text, assistant prompt
+    tok.chat_template = (
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n"
+        "{% if m['content'] is string %}{{ m['content'] }}{% else %}{% for c in m['content'] %}"
+        "{% if c['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>{% else %}{{ c['text'] }}{% endif %}"
+        "{% endfor %}{% endif %}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+    assert g._text("the red ball", 3) == written_out
+    assert written_out.count("<|image_pad|>") == 3

@@ -218,7 +218,13 @@ class StrongAugConfig:
 
 @dataclass
 class StrongAugment:
-    """Batched appearance-only augmentation ``u_s = A_s(u_w)`` of a (B, 3, H, W) batch in [0, 1]."""
+    """Batched appearance-only augmentation ``u_s = A_s(u_w)`` of a (B, 3, H, W) batch in [0, 1].
+
+    Not kornia (its wheel installs here): every draw here comes from the ``generator`` the method
+    passes, derived from (seed, step, rank), which is what makes a resumed run bit-identical to an
+    uninterrupted one; kornia's augmentation modules draw their parameters from the global torch
+    RNG. The ops are five short tensor expressions; switching would also change every committed
+    semi-supervised result (benchmarks/identity_check.py)."""
 
     cfg: StrongAugConfig = field(default_factory=StrongAugConfig)
 

@@ -69,6 +69,16 @@ class QwenGrounder:
         }
 
     def _text(self, sentence: str, n_image_tokens: int) -> str:
+        """The prompt: the tokenizer's own chat template when it has one (real Qwen2.5-VL folders do),
+        with the image placeholder expanded to ``n_image_tokens`` pads; else Qwen's format written out."""
+        if getattr(self.tokenizer, "chat_template", None):
+            messages = [
+                {"role": "system", "content": SYSTEM},
+                {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": self.prompt.format(sentence=sentence)}]},
+            ]  # fmt: skip
+            text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            if isinstance(text, str) and text.count("<|image_pad|>") == 1:
+                return text.replace("<|image_pad|>", "<|image_pad|>" * n_image_tokens)
         return (
             f"<|im_start|>system\n{SYSTEM}<|im_end|>\n<|im_start|>user\n<|vision_start|>"
             + "<|image_pad|>" * n_image_tokens

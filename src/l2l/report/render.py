@@ -94,7 +94,11 @@ _CSS = (
 
 
 def _inline(text: str) -> str:
-    """HTML of a line of our Markdown: `code`, *emphasis*, **strong** only."""
+    """HTML of a line of our Markdown: `code`, *emphasis*, **strong** only.
+
+    Not python-markdown (installed here, with tensorboard): it passes inline HTML through unescaped,
+    and report lines quote dataset sentences and file names, which must show as text; the three
+    constructs the report writes are converted after escaping everything."""
     t = html.escape(text)
     t = re.sub(r"`([^`]+)`", r"<code>\1</code>", t)
     t = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", t)
