@@ -8,7 +8,13 @@ model and of the method's state is printed and written as JSON::
     python benchmarks/identity_check.py --out before.json            # on the old commit
     python benchmarks/identity_check.py --out after.json --against before.json
 
-``--against`` exits 1 when a fingerprint differs. Needs the SynthRef data and priors of the
+``--against`` exits 1 when a fingerprint differs.
+
+``--cells RUN [RUN …]`` is the full check on finished grid cells: each cell is trained again from
+its own ``config.yaml`` (one thread, as the grid runs them) into a temporary folder and its final
+weights are compared tensor by tensor with the cell's ``last/model.safetensors``::
+
+    OMP_NUM_THREADS=1 python benchmarks/identity_check.py --cells runs/synthref_table1/synthref/l2l_1_s22 Needs the SynthRef data and priors of the
 default configs (``l2l data synth --out runs/data/synthref --images 2000 --seed 0`` and
 ``l2l priors generate --data runs/data/synthref --subset all --out runs/data/synthref_priors``).
 """
@@ -94,6 +100,23 @@ def run(method: str, steps: int, overrides: list[str]) -> dict[str, str]:
     return {"model": model_fp, "losses": json.dumps(losses), "oIoU": f"{out['results'].get('oIoU', float('nan')):.6f}"}
 
 
+def rerun_cell(run: Path) -> bool:
+    from safetensors.torch import load_file
+
+    from l2l.config import load_config
+    from l2l.engine.trainer import Trainer
+    from l2l.schema import TrainConfig
+
+    cfg = load_config(TrainConfig, run / "config.yaml")
+    with tempfile.TemporaryDirectory() as d:
+        Trainer(cfg, d, show_progress=False).fit(resume=False)
+        new = load_file(str(Path(d) / "last" / "model.safetensors"))
+    old = load_file(str(run / "last" / "model.safetensors"))
+    same = set(old) == set(new) and all(torch.equal(old[k], new[k]) for k in old)
+    print(f"{run}: {len(old)} tensors, {'byte-identical' if same else 'DIFFERENT'}", flush=True)
+    return same
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=20)
@@ -101,7 +124,10 @@ def main() -> int:
     ap.add_argument("--set", nargs="*", default=[], help="extra config overrides for every run")
     ap.add_argument("--out", default=None, help="write the fingerprints here (JSON)")
     ap.add_argument("--against", default=None, help="compare with fingerprints written earlier")
+    ap.add_argument("--cells", nargs="*", default=[], help="finished run folders to train again and compare")
     args = ap.parse_args()
+    if args.cells:
+        return 0 if all([rerun_cell(Path(c)) for c in args.cells]) else 1
     torch.set_num_threads(1)
     res = {}
     for m in args.methods:
