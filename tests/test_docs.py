@@ -109,3 +109,16 @@ def test_model_md_parameter_counts_are_what_param_count_prints():
         got = count(Segmenter(paper_config(sesm)))
         want = [f"{got[k]:.3f} M" for k in ("visual", "text", "fusion", "decoder", "total")]
         assert cells[1:6] == want, f"docs/model.md row {label!r}: {cells[1:6]} but param_count.py gives {want}"
+
+
+def test_architecture_module_map_names_every_module():
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    src = ROOT / "src" / "l2l"
+    missing = []
+    for p in sorted(src.rglob("*.py")):
+        rel = p.relative_to(src)
+        if p.name == "__init__.py":
+            continue
+        if f"l2l/{rel}" not in text and f"`{p.name}`" not in text and f"{p.name}`" not in text:
+            missing.append(f"l2l/{rel}")
+    assert not missing, "docs/architecture.md's module map misses: " + ", ".join(missing)

@@ -237,3 +237,24 @@ def test_no_progress_silences_library_bars():
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "Loading weights" not in r.stderr + r.stdout
+
+
+def test_more_refusals_and_ctrl_c(synthref_dir, tmp_path, capsys, monkeypatch):
+    import l2l.cli as cli
+
+    run = tmp_path / "run"
+    assert _train(run, synthref_dir, "total_steps=1", "model.sesm.enabled=false") == 0  # a model without SESM
+    img = next((synthref_dir / "images").glob("*.png"))
+    argv = ["predict", "--ckpt", str(run), "--image", str(img), "--text", "x", "--out", str(tmp_path / "m.png")]
+    assert main([*argv, "--prior", str(run / "config.yaml")]) == 2  # not an image
+    assert "not a readable image" in capsys.readouterr().err
+    assert main(["eval", "--ckpt", str(run), "--split", "val", "--guidance", "self"]) == 2
+    assert "needs a model with SESM" in capsys.readouterr().err
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "cmd_priors_generate", interrupted)
+    assert main(["priors", "generate", "--data", str(synthref_dir), "--out", str(tmp_path / "p")]) == 130
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "interrupted" in err and "Traceback" not in err

@@ -175,6 +175,8 @@ class Segmenter(nn.Module):
         With ``prior``, samples whose ``has_prior`` flag is false use the learned null map."""
         if guidance not in GUIDANCE_MODES:
             raise UsageError(f"guidance must be one of {GUIDANCE_MODES}, got {guidance!r}")
+        if guidance != "none" and not self.uses_guidance:
+            raise UsageError(f"guidance {guidance!r} needs a model with SESM (model.sesm.enabled); this one takes none")
         if guidance == "prior" and prior is None:
             raise UsageError("guidance='prior' needs a prior map")
         g = prior if guidance == "prior" else None
