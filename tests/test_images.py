@@ -21,6 +21,16 @@ def test_16_bit_png_is_scaled_not_clipped(tmp_path):
     assert rgb.shape == (8, 10, 3) and rgb.dtype == np.uint8 and abs(int(rgb[0, 0, 0]) - 128) <= 1
 
 
+def test_palette_and_cmyk_files(tmp_path):
+    rgb = np.zeros((5, 6, 3), np.uint8)
+    rgb[:, :3] = (200, 30, 30)
+    Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE).save(tmp_path / "p.png")
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "c.jpg", quality=100)
+    for f in ("p.png", "c.jpg"):
+        out = to_rgb_uint8(tmp_path / f)
+        assert out.shape == (5, 6, 3) and abs(int(out[0, 0, 0]) - 200) < 12 and out[0, 5].max() < 12
+
+
 def test_arrays_of_every_kind():
     base = np.random.default_rng(0).integers(0, 256, (6, 7, 3)).astype(np.uint8)
     assert np.array_equal(to_rgb_uint8(base.astype(np.float32) / 255.0), base)  # float in [0, 1]

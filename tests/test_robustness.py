@@ -60,7 +60,8 @@ def test_resume_under_another_config_is_refused_and_no_resume_starts_clean(synth
     "bad, says",
     [("total_steps=-1", "total_steps must be ≥ 1"), ("batch_size=0", "batch_size must be ≥ 1"),
      ("batch_size=2.7", "expected an integer"), ("optim.lr=0", "optim.lr must be > 0"),
-     ("data.eval_max_samples=0", "eval_max_samples must be ≥ 1")],
+     ("data.eval_max_samples=0", "eval_max_samples must be ≥ 1"), ("semi.tau_fg=1.5", "semi.tau_fg must lie in"),
+     ("data.scale_range=[1.2,0.8]", "data.scale_range must be"), ("model.sesm.prior_dropout=2", "prior_dropout")],
 )  # fmt: skip
 def test_nonsense_values_are_refused(synthref_dir, tmp_path, capsys, bad, says):
     assert _train(tmp_path / "r", synthref_dir, bad) == 2
@@ -68,6 +69,8 @@ def test_nonsense_values_are_refused(synthref_dir, tmp_path, capsys, bad, says):
 
 
 def test_eval_files_never_overwrite_each_other(synthref_dir, tmp_path, capsys):
+    from l2l.data.refer import ReferDataset
+
     run = tmp_path / "run"
     assert _train(run, synthref_dir, "total_steps=1") == 0
     models = tmp_path / "models"
@@ -85,10 +88,11 @@ def test_eval_files_never_overwrite_each_other(synthref_dir, tmp_path, capsys):
             str(synthref_dir),
         ]
         assert main(argv) == 0
-        assert (models / name / "eval_val_none_original_synthref_n3.json").exists()
+        assert len(list((models / name).glob("eval_val_none_original_synthref-*_n3.json"))) == 1
     assert not list(models.glob("*.json"))  # nothing in the shared parent
     assert main(["eval", "--ckpt", str(run), "--split", "val", "--data", str(synthref_dir)]) == 0
-    assert (run / "eval_val_none_original_synthref.json").exists()  # another --data is named as such
+    fp = ReferDataset.synthref(synthref_dir).fingerprint()[:8]
+    assert (run / f"eval_val_none_original_synthref-{fp}.json").exists()  # another --data: name + fingerprint
     assert (
         main(["eval", "--ckpt", str(run), "--split", "val", "--max-samples", "2", "--out", str(tmp_path / "x.json")])
         == 0

@@ -232,7 +232,7 @@ def _load_run(ckpt: str, device: str = "cpu"):
     return run, model, cfg
 
 
-def _eval_file(run: Path, cfg, dataset: str, args: argparse.Namespace) -> Path:
+def _eval_file(run: Path, cfg, dataset: str, args: argparse.Namespace, fingerprint: str = "") -> Path:
     """Where ``l2l eval`` writes: in the run folder (RUN or RUN/best → RUN; a standalone model folder
     → that folder, never its parent), named by split, guidance and resolution, and — when they differ
     from the run's own data or cover a subset — by dataset and sample count, so that no evaluation
@@ -244,7 +244,7 @@ def _eval_file(run: Path, cfg, dataset: str, args: argparse.Namespace) -> Path:
     name = f"eval_{args.split}_{args.guidance}_{args.resolution}"
     own = cfg is not None and not args.data
     if not own:
-        name += f"_{dataset.replace('/', '_')}"
+        name += f"_{dataset.replace('/', '_')}-{fingerprint}"
     if args.max_samples:
         name += f"_n{args.max_samples}"
     return folder / f"{name}.json"
@@ -281,7 +281,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         prior_lookup=lookup,
     )
     res = {"checkpoint": str(run), "dataset": ds.name, "split": args.split, **res}
-    out = Path(args.out) if args.out else _eval_file(run, cfg, ds.name, args)
+    out = Path(args.out) if args.out else _eval_file(run, cfg, ds.name, args, ds.fingerprint()[:8])
     res["max_samples"] = args.max_samples
     from .utils.io import atomic_write_text
 
@@ -686,7 +686,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out",
         default=None,
-        help="result JSON (default: eval_<split>_<guidance>_<resolution>[…].json in the run or model folder)",
+        help="result JSON (default: eval_<split>_<guidance>_<resolution>[_<data>-<fingerprint>][_n<N>].json in the run or model folder)",
     )
     p.add_argument("--priors", default=None, help="prior store for --guidance prior (l2l priors generate)")
     p.add_argument("--device", default="auto", help="auto (a GPU when there is one) | cpu | cuda | cuda:N")

@@ -91,4 +91,21 @@ class TrainConfig:
         need(self.data.eval_max_samples is None or self.data.eval_max_samples >= 1,
              f"data.eval_max_samples must be ≥ 1 (or null for all), got {self.data.eval_max_samples}")  # fmt: skip
         need(self.amp in ("auto", "bf16", "off"), f"amp must be auto, bf16 or off, got {self.amp!r}")
+        m, s = self.model, self.semi
+        need(m.image_size >= 16, f"model.image_size must be ≥ 16, got {m.image_size}")
+        need(m.decoder_dim >= 1, f"model.decoder_dim must be ≥ 1, got {m.decoder_dim}")
+        need(0 <= m.sesm.prior_dropout <= 1, f"model.sesm.prior_dropout must lie in [0, 1], got {m.sesm.prior_dropout}")
+        need(m.text.max_length >= 2, f"model.text.max_length must be ≥ 2, got {m.text.max_length}")
+        need(0 <= self.optim.weight_decay, f"optim.weight_decay must be ≥ 0, got {self.optim.weight_decay}")
+        need(0 <= self.optim.visual_lr_scale, f"optim.visual_lr_scale must be ≥ 0, got {self.optim.visual_lr_scale}")
+        need(s.lambda_u >= 0, f"semi.lambda_u must be ≥ 0, got {s.lambda_u}")
+        need(s.warmup_steps >= 0, f"semi.warmup_steps must be ≥ 0, got {s.warmup_steps}")
+        need(s.unlabeled_batch_size is None or s.unlabeled_batch_size >= 1,
+             f"semi.unlabeled_batch_size must be ≥ 1 (or null), got {s.unlabeled_batch_size}")  # fmt: skip
+        for key in ("tau_fg", "tau_bg"):
+            v = getattr(s, key)
+            need(v is None or 0 <= v <= 1, f"semi.{key} must lie in [0, 1], got {v}")
+        lo, hi = self.data.scale_range
+        need(0 < lo <= hi, f"data.scale_range must be (low, high) with 0 < low ≤ high, got {self.data.scale_range}")
+        need(0 <= self.data.hflip_prob <= 1, f"data.hflip_prob must lie in [0, 1], got {self.data.hflip_prob}")
         return self
