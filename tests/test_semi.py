@@ -42,6 +42,7 @@ TINY = [
     "data.strong_text=false",
     "ckpt_every=1000",
     "data.scale_range=[0.9,1.1]",
+    "device=cpu",  # bit-exactness is asserted: pinned to the CPU also on GPU machines
 ]
 
 

@@ -31,6 +31,7 @@ TINY = [
     "data.eval_max_samples=16",
     "optim.lr=1e-3",
     "log_every=1",
+    "device=cpu",  # bit-exactness is asserted: pinned to the CPU also on GPU machines
 ]
 
 
