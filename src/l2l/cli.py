@@ -302,13 +302,20 @@ def _read_image(path: str | Path):
 
 
 def _predict_to_files(
-    model, image, text: str, out: str | Path, overlay: str | Path | None = None, prior=None, guidance: str | None = None
+    model,
+    image,
+    text: str,
+    out: str | Path,
+    overlay: str | Path | None = None,
+    prior=None,
+    guidance: str | None = None,
+    threshold: float = 0.5,
 ):
     """Segment ``text`` in ``image``, write the 0/255 mask PNG (and an overlay); returns the bool mask."""
     import numpy as np
     from PIL import Image
 
-    mask, prob = model.segment(image, text, prior=prior, guidance=guidance)
+    mask, prob = model.segment(image, text, prior=prior, guidance=guidance, threshold=threshold)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray((mask * 255).astype(np.uint8)).save(out)
@@ -316,9 +323,11 @@ def _predict_to_files(
         from .data.preview import overlay as draw_overlay
 
         Image.fromarray(draw_overlay(image, mask.astype(np.uint8))).save(overlay)
+    note = "  (EMPTY: no pixel reached the threshold)" if not mask.any() else ""
     print(
         f"mask ({int(mask.sum())} px, mean p {float(prob.mean()):.3f}) -> {out}"
         + (f"; overlay -> {overlay}" if overlay else "")
+        + note
     )
     return mask
 
@@ -326,6 +335,12 @@ def _predict_to_files(
 def cmd_predict(args: argparse.Namespace) -> int:
     from .engine.evaluate import best_device
 
+    if args.manifest or args.images:
+        return _predict_batch(args)
+    if not (args.image and args.text is not None and args.out):
+        raise UsageError("l2l predict needs --image, --text and --out (or --manifest / --images with --out-dir)")
+    if not 0.0 <= args.threshold <= 1.0:
+        raise UsageError(f"--threshold must lie in [0, 1], got {args.threshold}")
     if not args.text.strip():
         raise UsageError("the sentence (--text) is empty")
     image = _read_image(args.image)
@@ -335,7 +350,31 @@ def cmd_predict(args: argparse.Namespace) -> int:
         from .data.images import check_prior
 
         prior = check_prior(_read_image(args.prior)[:, :, 0] / 255.0, image.shape[:2], f"prior {args.prior}")
-    _predict_to_files(model, image, args.text, args.out, args.overlay, prior, args.guidance)
+    _predict_to_files(model, image, args.text, args.out, args.overlay, prior, args.guidance, args.threshold)
+    if args.save_probs:
+        import numpy as np
+
+        np.save(
+            Path(args.out).with_suffix(".npy"), model.segment(image, args.text, prior=prior, guidance=args.guidance)[1]
+        )
+    return 0
+
+
+def _predict_batch(args: argparse.Namespace) -> int:
+    from .models.batch_predict import pairs_from_folder, predict_pairs, read_manifest
+    from .models.predictor import SegmenterPredictor
+
+    if args.manifest and args.images:
+        raise UsageError("give --manifest or --images, not both")
+    if not args.out_dir:
+        raise UsageError("--manifest / --images write into --out-dir DIR")
+    if args.image or args.prior or args.overlay:
+        raise UsageError("--image, --prior and --overlay are for one image; batch mode takes --manifest or --images")
+    pairs = read_manifest(args.manifest) if args.manifest else pairs_from_folder(args.images, args.texts or [])
+    predictor = SegmenterPredictor.from_pretrained(args.ckpt, args.device)
+    res = predict_pairs(predictor, pairs, args.out_dir, args.threshold, args.guidance, args.save_probs)
+    print(f"{args.out_dir}: {res['predicted']} pairs predicted, {res['skipped']} already done, {res['empty']} empty "
+          f"masks of {res['pairs']} -> results.json (COCO RLE), masks/")  # fmt: skip
     return 0
 
 
@@ -544,7 +583,9 @@ _EXAMPLES = {
   l2l eval --ckpt models/a --data runs/data/synthref --split val --max-samples 100 --device cpu""",
     "predict": """examples:
   l2l predict --ckpt runs/sup_5 --image photo.jpg --text "the red ball on the left" --out mask.png
-  l2l predict --ckpt runs/l2l_5 --image img.png --text "second cup" --prior prior.png --out m.png --overlay o.png""",
+  l2l predict --ckpt runs/l2l_5 --image img.png --text "second cup" --prior prior.png --out m.png --overlay o.png
+  l2l predict --ckpt runs/sup_5 --manifest pairs.jsonl --out-dir preds --device cuda   # resumable; COCO RLE
+  l2l predict --ckpt runs/sup_5 --images photos/ --texts "the dog" "the cup" --out-dir preds""",
 }
 
 
@@ -703,9 +744,17 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EXAMPLES["predict"],
     )
     p.add_argument("--ckpt", required=True, help="run folder (uses best/) or a saved model folder")
-    p.add_argument("--image", required=True, help="image file (photos are turned by their EXIF orientation)")
-    p.add_argument("--text", required=True, help="the referring expression")
-    p.add_argument("--out", required=True, help="mask PNG (0/255)")
+    p.add_argument("--image", default=None, help="image file (photos are turned by their EXIF orientation)")
+    p.add_argument("--text", default=None, help="the referring expression")
+    p.add_argument("--out", default=None, help="mask PNG (0/255)")
+    p.add_argument("--manifest", default=None, help='batch: JSON lines {"image": path, "text": str, "id": opt.}')
+    p.add_argument("--images", default=None, help="batch: every image of this folder with every --texts sentence")
+    p.add_argument("--texts", nargs="+", default=None, help="batch with --images: the sentences")
+    p.add_argument(
+        "--out-dir", default=None, help="batch: folder for masks/, results.jsonl and results.json (COCO RLE)"
+    )
+    p.add_argument("--threshold", type=float, default=0.5, help="foreground probability threshold (default 0.5)")
+    p.add_argument("--save-probs", action="store_true", help="also write the probability map (.npy, float16 in batch)")
     p.add_argument("--overlay", default=None, help="overlay PNG")
     p.add_argument("--prior", default=None, help="a prior map PNG (grey levels = probability)")
     p.add_argument(

@@ -23,6 +23,7 @@ from ..data.augment import IGNORE_INDEX, WeakAugConfig
 from ..data.dataset import EvalRefDataset, PriorLookup, collate_eval
 from ..data.refer import ReferDataset, SampleRecord
 from ..errors import UsageError
+from ..utils.devices import best_device  # noqa: F401  (re-exported: the device rule lives in utils)
 from ..utils.progress import progress
 from .distributed import DistInfo, all_gather_objects, shard
 from .metrics import RESEvaluator
@@ -48,15 +49,6 @@ class Predictor(Protocol):
     def eval(self) -> Any: ...
 
     def train(self, mode: bool = True) -> Any: ...
-
-
-def best_device(device: str = "auto") -> str:
-    """``auto`` → ``cuda`` when a GPU is visible, else ``cpu``; an explicit device is checked."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"device {device!r} requested but no GPU is available")
-    return device
 
 
 @torch.no_grad()

@@ -148,9 +148,29 @@ class Segmenter(nn.Module):
         b, _, h, w = images.shape
         if len(texts) != b:
             raise UsageError(f"{b} images but {len(texts)} sentences")
-        tokens, tmask = self.text.encode(texts, images.device)
-        g = self._guidance(b, (h, w), guidance, has_guidance, images.device, guidance_dropout)
-        x = self.visual.stem(normalize(images))
+        return self.forward_from_stem(self.stem(images), (h, w), texts, guidance, has_guidance, guidance_dropout)
+
+    def stem(self, images: torch.Tensor) -> torch.Tensor:
+        """The part of the forward pass that depends on the image alone (normalisation and the visual
+        stem): language is fused inside every later stage (LAVT), so this is what a predictor can
+        compute once per image and reuse for every sentence."""
+        return self.visual.stem(normalize(images))
+
+    def forward_from_stem(
+        self,
+        x: torch.Tensor,
+        size: tuple[int, int],
+        texts: Sequence[str],
+        guidance: torch.Tensor | None = None,
+        has_guidance: torch.Tensor | None = None,
+        guidance_dropout: bool = True,
+    ) -> torch.Tensor:
+        """2-class logits (B, 2, H, W) from the stem output ``x`` (what :meth:`stem` returned for B images
+        of ``size`` (H, W); a tensor, or the encoder's tuple) and one sentence per image."""
+        b, (h, w) = len(texts), size
+        dev = next(self.parameters()).device
+        tokens, tmask = self.text.encode(texts, dev)
+        g = self._guidance(b, (h, w), guidance, has_guidance, dev, guidance_dropout)
         feats = []
         for i in range(4):
             v = self.visual.stage(i, x)

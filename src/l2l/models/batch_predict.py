@@ -1,0 +1,134 @@
+"""Prediction at scale: many (image, sentence) pairs → mask PNGs and COCO-style RLE results.
+
+``l2l predict --manifest pairs.jsonl --out-dir DIR`` (or ``--images DIR --texts …``). The model is
+loaded once; pairs are grouped by image so that each image is read and encoded once
+(:class:`~l2l.models.predictor.SegmenterPredictor`). Written under ``DIR``:
+
+* ``masks/<id>.png`` — 0/255 mask at the image's size; ``probs/<id>.npy`` with ``--save-probs``;
+* ``results.jsonl`` — one line per finished pair (id, image, text, ``segmentation`` as COCO RLE
+  ``{"size": [h, w], "counts": str}`` from pycocotools, area, score = mean probability inside
+  the mask), appended as pairs finish: a rerun skips the ids already there (resumable);
+* ``results.json`` — the same records as one JSON list, written at the end.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from ..errors import MissingFileError, UsageError
+from ..utils.io import atomic_write_text
+from ..utils.progress import progress
+
+IMAGE_EXT = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+@dataclass(frozen=True)
+class Pair:
+    id: str
+    image: str
+    text: str
+
+
+def read_manifest(path: str | Path) -> list[Pair]:
+    """Pairs of a JSON-lines manifest: ``{"image": path, "text": str, "id": optional}`` per line; image
+    paths are relative to the manifest's folder unless absolute."""
+    path = Path(path)
+    if not path.exists():
+        raise MissingFileError(f"manifest not found: {path}")
+    pairs = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            d = json.loads(line)
+            img, text = str(d["image"]), str(d["text"])
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise UsageError(f'{path}: line {n} is not {{"image": …, "text": …}} ({type(e).__name__}: {e})') from None
+        if not text.strip():
+            raise UsageError(f"{path}: line {n} has an empty text")
+        full = img if Path(img).is_absolute() else str(path.parent / img)
+        pairs.append(Pair(str(d.get("id", n)), full, text))
+    return _unique(pairs, str(path))
+
+
+def pairs_from_folder(folder: str | Path, texts: Iterable[str]) -> list[Pair]:
+    """Every image of ``folder`` with every sentence of ``texts`` (ids ``<image stem>__<k>``)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise MissingFileError(f"image folder not found: {folder}")
+    texts = [t for t in texts if t.strip()]
+    if not texts:
+        raise UsageError("--images needs --texts with at least one sentence")
+    images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXT)
+    if not images:
+        raise UsageError(f"{folder} holds no image ({', '.join(IMAGE_EXT)})")
+    return _unique([Pair(f"{im.stem}__{k}", str(im), t) for im in images for k, t in enumerate(texts)], str(folder))
+
+
+def _unique(pairs: list[Pair], where: str) -> list[Pair]:
+    seen: dict[str, Pair] = {}
+    for p in pairs:
+        if p.id in seen:
+            raise UsageError(f"{where}: id {p.id!r} is used twice (ids name the output files)")
+        if any(c in p.id for c in "/\\") or p.id in (".", ".."):
+            raise UsageError(f"{where}: id {p.id!r} cannot name a file")
+        seen[p.id] = p
+    return pairs
+
+
+def rle(mask: np.ndarray) -> dict[str, Any]:
+    """COCO run-length encoding of a bool mask (pycocotools), JSON-ready."""
+    from pycocotools import mask as mask_utils
+
+    r = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": [int(r["size"][0]), int(r["size"][1])], "counts": r["counts"].decode("ascii")}
+
+
+def predict_pairs(predictor, pairs: list[Pair], out_dir: str | Path, threshold: float = 0.5,
+                  guidance: str | None = None, save_probs: bool = False, show_progress: bool = True) -> dict[str, int]:  # fmt: skip
+    """Run ``predictor`` over ``pairs`` into ``out_dir`` (module docstring); returns counts."""
+    from PIL import Image
+
+    out = Path(out_dir)
+    (out / "masks").mkdir(parents=True, exist_ok=True)
+    if save_probs:
+        (out / "probs").mkdir(exist_ok=True)
+    log = out / "results.jsonl"
+    done: dict[str, dict[str, Any]] = {}
+    if log.exists():
+        for line in log.read_text().splitlines():
+            try:
+                r = json.loads(line)
+                done[str(r["id"])] = r
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue  # a torn last line: that pair is done again
+    todo = [p for p in pairs if p.id not in done or not (out / "masks" / f"{p.id}.png").exists()]
+    by_image: dict[str, list[Pair]] = {}
+    for p in todo:
+        by_image.setdefault(p.image, []).append(p)
+    bar = progress(None, total=len(todo), desc="predict", disable=not show_progress)
+    with open(log, "a") as f:
+        for image, group in by_image.items():
+            predictor.set_image(image)
+            masks, probs = predictor.predict([p.text for p in group], guidance=guidance, threshold=threshold)
+            for p, m, pr in zip(group, masks, probs):
+                Image.fromarray(m.astype(np.uint8) * 255).save(out / "masks" / f"{p.id}.png")
+                if save_probs:
+                    np.save(out / "probs" / f"{p.id}.npy", pr.astype(np.float16))
+                rec = {"id": p.id, "image": p.image, "text": p.text, "segmentation": rle(m), "area": int(m.sum()),
+                       "score": float(pr[m].mean()) if m.any() else 0.0, "empty": not bool(m.any())}  # fmt: skip
+                f.write(json.dumps(rec) + "\n")
+                f.flush()
+                done[p.id] = rec
+                bar.update(1)
+    bar.close()
+    order = {p.id: i for i, p in enumerate(pairs)}
+    records = sorted((r for i, r in done.items() if i in order), key=lambda r: order[r["id"]])
+    atomic_write_text(out / "results.json", json.dumps(records, indent=1))
+    return {"pairs": len(pairs), "predicted": len(todo), "skipped": len(pairs) - len(todo),
+            "empty": sum(r["empty"] for r in records)}  # fmt: skip

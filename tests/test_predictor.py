@@ -1,0 +1,108 @@
+"""SegmenterPredictor: set_image once, predict many sentences; the same answers as segment()."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from l2l.config import load_config
+from l2l.models.predictor import SegmenterPredictor
+from l2l.models.segmenter import ModelConfig, Segmenter
+
+SENTENCES = ["the red circle", "the left one", "a small blue square on the right", "the striped ring"]
+
+
+def _model(sesm: bool) -> Segmenter:
+    cfg = load_config(ModelConfig, None, ["visual.name=conv", "visual.path=null", "visual.conv_channels=[8,8,8,8]",
+                                          "text.name=tiny", "decoder_dim=8", "image_size=64",
+                                          f"sesm.enabled={str(sesm).lower()}"])  # fmt: skip
+    torch.manual_seed(0)
+    return Segmenter(cfg).eval()
+
+
+@pytest.mark.parametrize("sesm", [False, True])
+def test_predictor_matches_segment_and_batches_sentences(sesm, monkeypatch):
+    m = _model(sesm)
+    img = np.random.default_rng(2).integers(0, 256, (30, 40, 3)).astype(np.uint8)
+    p = SegmenterPredictor(m, device="cpu", batch_size=3)
+    stems = []
+    real = m.stem
+    monkeypatch.setattr(m, "stem", lambda x: stems.append(1) or real(x))
+    p.set_image(img)
+    masks, probs = p.predict(SENTENCES)
+    assert len(stems) == 1  # the image went through the stem once for four sentences
+    assert len(masks) == 4 and masks[0].shape == (30, 40) and masks[0].dtype == bool
+    for t, pr in zip(SENTENCES, probs):
+        _, ref = m.segment(img, t)
+        assert np.allclose(pr, ref, atol=1e-5)
+    mask, prob = p.predict(SENTENCES[1], threshold=0.0)
+    assert mask.all() and prob.shape == (30, 40)
+    if sesm:
+        prior = np.zeros((30, 40), np.float32)
+        prior[5:15, 5:20] = 1
+        _, pp = p.predict(SENTENCES[0], prior=prior)
+        assert np.allclose(pp, m.segment(img, SENTENCES[0], prior=prior)[1], atol=1e-5)
+        _, ps = p.predict(SENTENCES[0], guidance="self")
+        assert np.allclose(ps, m.segment(img, SENTENCES[0], guidance="self")[1], atol=1e-5)
+    else:
+        with pytest.raises(ValueError, match="needs a model with SESM"):
+            p.predict(SENTENCES[0], guidance="self")
+
+
+def test_predictor_refuses_misuse():
+    p = SegmenterPredictor(_model(False), device="cpu")
+    with pytest.raises(ValueError, match="before set_image"):
+        p.predict("x")
+    p.set_image(np.zeros((8, 8, 3), np.uint8))
+    for bad in ([], [""], [None]):
+        with pytest.raises(ValueError, match="non-empty sentences"):
+            p.predict(bad)
+    with pytest.raises(ValueError, match="threshold"):
+        p.predict("x", threshold=1.5)
+
+
+def test_batch_prediction_writes_masks_and_coco_rle_and_resumes(synthref_dir, tmp_path, capsys):
+    import json
+
+    from pycocotools import mask as mask_utils
+
+    from l2l.cli import main
+    from l2l.data.refer import ReferDataset
+
+    model_dir = tmp_path / "model"
+    _model(False).save_pretrained(model_dir)
+    ds = ReferDataset.synthref(synthref_dir)
+    recs = ds.samples("val")[:5]
+    man = tmp_path / "pairs.jsonl"
+    man.write_text("".join(json.dumps({"image": str(ds.image_path(r.image_id)), "text": r.sentence,
+                                       "id": f"s{r.sample_id}"}) + "\n" for r in recs))  # fmt: skip
+    out = tmp_path / "preds"
+    argv = ["predict", "--ckpt", str(model_dir), "--manifest", str(man), "--out-dir", str(out), "--device", "cpu"]
+    assert main(argv) == 0
+    assert "5 pairs predicted" in capsys.readouterr().out
+    res = json.loads((out / "results.json").read_text())
+    assert [r["id"] for r in res] == [f"s{r.sample_id}" for r in recs]
+    for r in res:  # the RLE decodes to the PNG mask
+        png = np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(out / "masks" / f"{r['id']}.png")) > 127
+        rle = {"size": r["segmentation"]["size"], "counts": r["segmentation"]["counts"].encode()}
+        assert np.array_equal(mask_utils.decode(rle).astype(bool), png) and r["area"] == int(png.sum())
+    assert main(argv) == 0  # resumable: nothing left to do
+    assert "0 pairs predicted, 5 already done" in capsys.readouterr().out
+    man.write_text(man.read_text() + '{"image": "x.png"}\n')
+    assert main(argv) == 2 and "line 6" in capsys.readouterr().err
+    assert main(["predict", "--ckpt", str(model_dir), "--image", "x.png"]) == 2  # single mode needs --text, --out
+    assert "needs --image, --text and --out" in capsys.readouterr().err
+
+
+def test_predictor_with_a_swin_encoder_whose_stem_is_a_tuple():
+    from .test_models import SWIN, TINY_BERT
+    from .test_models import _model as paper_like
+
+    m = paper_like(*SWIN, *TINY_BERT, "image_size=64").eval()
+    img = np.random.default_rng(3).integers(0, 256, (40, 50, 3)).astype(np.uint8)
+    p = SegmenterPredictor(m, device="cpu")
+    p.set_image(img)
+    _, probs = p.predict(SENTENCES[:2])
+    for t, pr in zip(SENTENCES[:2], probs):
+        assert np.allclose(pr, m.segment(img, t)[1], atol=1e-5)
