@@ -16,7 +16,7 @@ whatever the number of loader workers.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from torch.utils.data import Dataset
 
@@ -64,8 +64,8 @@ class StepStream(Dataset):
 
     def __init__(
         self,
-        labeled: Dataset | None,
-        unlabeled: Dataset | None,
+        labeled: Any,
+        unlabeled: Any,
         batch_labeled: int,
         batch_unlabeled: int,
         info: DistInfo,

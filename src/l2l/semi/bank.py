@@ -49,8 +49,8 @@ class GuidanceBank:
             mode = "w+"
         self.row = {sid: r for r, sid in enumerate(self.ids)}
         shape = (len(self.ids), self.size, self.size)
-        self.maps = np.memmap(self.root / "bank.u8", dtype=np.uint8, mode=mode, shape=shape)
-        self.init = np.memmap(self.root / "initialised.u8", dtype=np.uint8, mode=mode, shape=(len(self.ids),))
+        self.maps = np.memmap(str(self.root / "bank.u8"), dtype=np.uint8, mode=mode, shape=shape)  # type: ignore[call-overload]
+        self.init = np.memmap(str(self.root / "initialised.u8"), dtype=np.uint8, mode=mode, shape=(len(self.ids),))  # type: ignore[call-overload]
         if mode == "w+":
             index.write_text(json.dumps({"format": BANK_FORMAT, "size": self.size, "sample_ids": self.ids}))
 

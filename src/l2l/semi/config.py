@@ -80,6 +80,8 @@ class SemiConfig:
             raise UsageError(f"semi.strong_guidance must be bank or none, got {out.strong_guidance!r}")
         if not 0 <= out.fusion_weight <= 1:
             raise UsageError(f"semi.fusion_weight must be in [0, 1], got {out.fusion_weight}")
+        if out.tau_fg is None or out.tau_bg is None:
+            raise UsageError("semi.tau_fg and semi.tau_bg must be set (the preset gives them)")
         selection.static_thresholds(1, out.tau_fg, out.tau_bg)  # validates
         return out
 

@@ -151,7 +151,12 @@ def reward(
         "cov": lv * d[:, 2],
         "stab": -lt * (thr - prev_thr).pow(2).sum(-1),
     }
-    g = sum(v for k, v in terms.items() if k in cfg.terms)
+    parts = [v for k, v in terms.items() if k in cfg.terms]
+    g = torch.zeros_like(d[:, 0])
+    if parts:  # summed left to right, as Python's sum() did: the same rounding, the same runs
+        g = parts[0]
+        for v in parts[1:]:
+            g = g + v
     return g.clamp(-1.0, 1.0), terms
 
 

@@ -49,7 +49,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import torch
 
@@ -70,6 +70,16 @@ from .supervised import SupervisedMethod, weighted_ce_per_sample
 
 if TYPE_CHECKING:
     from ...schema import TrainConfig
+
+
+T = TypeVar("T")
+
+
+def _set(value: T | None, key: str) -> T:
+    """A ``semi.*`` value that the preset resolution has filled (``None`` only before ``resolved``)."""
+    if value is None:
+        raise UsageError(f"semi.{key} is unset: the method's preset should have filled it")
+    return value
 
 
 def _gen(*key: int) -> torch.Generator:
@@ -107,9 +117,10 @@ class SelfTrainingMethod:
         return cls(name, cfg.semi, cfg.data.size)
 
     def _band_pixels(self, data_size: int | None) -> int:
+        band = _set(self.cfg.band, "band")
         if data_size is None or not self.cfg.band_at:
-            return int(self.cfg.band)
-        return int(round(self.cfg.band * data_size / self.cfg.band_at))
+            return int(band)
+        return int(round(band * data_size / self.cfg.band_at))
 
     # ------------------------------------------------------------------ lifecycle
     def settings(self) -> dict[str, Any]:
@@ -270,11 +281,11 @@ class SelfTrainingMethod:
         rows = torch.tensor([self.row[int(s)] for s in ids])
         prev = self.prev_thr[rows].to(dev)
         if cfg.selector == "static":
-            thr = selection.static_thresholds(b_u, cfg.tau_fg, cfg.tau_bg, dev)
+            thr = selection.static_thresholds(b_u, _set(cfg.tau_fg, "tau_fg"), _set(cfg.tau_bg, "tau_bg"), dev)
         elif cfg.selector == "catm":
             thr = selection.catm_thresholds(q, *cfg.catm_range)
         elif cfg.selector == "agreement":
-            thr = selection.static_thresholds(b_u, cfg.tau_fg, cfg.tau_bg, dev)
+            thr = selection.static_thresholds(b_u, _set(cfg.tau_fg, "tau_fg"), _set(cfg.tau_bg, "tau_bg"), dev)
             if prior is not None:
                 keep = selection.agreement_keep(p_w, prior, has_prior, cfg.agreement_min, cfg.confidence_min)
             else:
@@ -319,7 +330,7 @@ class SelfTrainingMethod:
             has = torch.cat([lab.has_prior.cpu(), h_u.cpu()])
         logits = net(images, texts, g, has).float()
         l_s = weighted_ce_per_sample(logits[:b_l], lab.masks.to(dev)).mean()
-        l_u = unlabeled_loss(logits[b_l:], labels, cfg.loss, cfg.dice_weight).mean()
+        l_u = unlabeled_loss(logits[b_l:], labels, _set(cfg.loss, "loss"), cfg.dice_weight).mean()
         return l_s + cfg.lambda_u * l_u, l_s, l_u
 
     # ------------------------------------------------------------------ RPLE (Eqs. 7–14)
