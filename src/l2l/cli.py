@@ -589,6 +589,13 @@ _EXAMPLES = {
 }
 
 
+def _with_examples(sub, name: str, help_text: str) -> argparse.ArgumentParser:
+    """A sub-command whose --help ends with the examples of ``_EXAMPLES[name]``."""
+    return sub.add_parser(
+        name, help=help_text, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_EXAMPLES[name]
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="l2l", description="Label-efficient referring expression segmentation.")
     ap.add_argument("--version", action="version", version=f"l2l {__version__}")
@@ -687,12 +694,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the sample choice")
     p.set_defaults(func=cmd_priors_show)
 
-    p = sub.add_parser(
-        "train",
-        help="train a segmenter (resumes from the run folder's last checkpoint)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=_EXAMPLES["train"],
-    )
+    p = _with_examples(sub, "train", "train a segmenter (resumes from the run folder's last checkpoint)")
     p.add_argument("--config", default=None, help="YAML config (configs/*.yaml)")
     p.add_argument("--method", default=None, help="shorthand for method=NAME")
     p.add_argument("--out", default=None, help="run folder (default runs/<config>_<method>)")
@@ -703,12 +705,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. optim.lr=1e-4 data.label_fraction=5%%")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser(
-        "eval",
-        help="evaluate a trained run on a split",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=_EXAMPLES["eval"],
-    )
+    p = _with_examples(sub, "eval", "evaluate a trained run on a split")
     p.add_argument("--ckpt", required=True, help="run folder (uses best/) or a saved model folder")
     p.add_argument("--split", default="val", help="split to evaluate (default val)")
     p.add_argument(
@@ -737,11 +734,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-dir", default=None, help="with --data: image folder (default: DATA/images/train2014)")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser(
-        "predict",
-        help="segment what a sentence refers to in one image",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=_EXAMPLES["predict"],
+    p = _with_examples(
+        sub, "predict", "segment what a sentence refers to: one image, or many pairs (--manifest / --images)"
     )
     p.add_argument("--ckpt", required=True, help="run folder (uses best/) or a saved model folder")
     p.add_argument("--image", default=None, help="image file (photos are turned by their EXIF orientation)")
