@@ -106,3 +106,20 @@ def test_predictor_with_a_swin_encoder_whose_stem_is_a_tuple():
     _, probs = p.predict(SENTENCES[:2])
     for t, pr in zip(SENTENCES[:2], probs):
         assert np.allclose(pr, m.segment(img, t)[1], atol=1e-5)
+
+
+def test_manifest_paths_beside_the_manifest_or_in_the_working_directory(tmp_path, monkeypatch):
+    import json
+
+    from l2l.models.batch_predict import read_manifest
+
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "a.png").write_bytes(b"")
+    (tmp_path / "b.png").write_bytes(b"")
+    man = tmp_path / "m" / "pairs.jsonl"
+    man.write_text(
+        json.dumps({"image": "a.png", "text": "x"}) + "\n" + json.dumps({"image": "b.png", "text": "y"}) + "\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    a, b = read_manifest(man)
+    assert a.image == str(tmp_path / "m" / "a.png") and b.image == "b.png"

@@ -35,8 +35,8 @@ class Pair:
 
 
 def read_manifest(path: str | Path) -> list[Pair]:
-    """Pairs of a JSON-lines manifest: ``{"image": path, "text": str, "id": optional}`` per line; image
-    paths are relative to the manifest's folder unless absolute."""
+    """Pairs of a JSON-lines manifest: ``{"image": path, "text": str, "id": optional}`` per line; a relative
+    image path is looked up beside the manifest first, then in the working directory."""
     path = Path(path)
     if not path.exists():
         raise MissingFileError(f"manifest not found: {path}")
@@ -51,7 +51,8 @@ def read_manifest(path: str | Path) -> list[Pair]:
             raise UsageError(f'{path}: line {n} is not {{"image": …, "text": …}} ({type(e).__name__}: {e})') from None
         if not text.strip():
             raise UsageError(f"{path}: line {n} has an empty text")
-        full = img if Path(img).is_absolute() else str(path.parent / img)
+        full = img if Path(img).is_absolute() or not (path.parent / img).exists() and Path(img).exists() \
+            else str(path.parent / img)  # fmt: skip
         pairs.append(Pair(str(d.get("id", n)), full, text))
     return _unique(pairs, str(path))
 

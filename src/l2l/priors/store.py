@@ -188,7 +188,7 @@ class PriorStore:
         stale = {s for s in mine if digest is not None and self.has(s) and self._source_changed(s, digest)}
         todo = [s for s in mine if s in stale or not self.has(s)]
         bar = progress(None, total=len(todo), desc=f"priors {provider.name}", disable=not show_progress)
-        manifest = f"rank{rank}" if not self._other_writers(rank) else f"rank{rank}.p{os.getpid()}"
+        manifest = f"rank{rank}" if not self._other_writers() else f"rank{rank}.p{os.getpid()}"
         try:
             done, others = self._generate(provider, todo, load, batch_size, manifest, bar)
         finally:
@@ -200,7 +200,7 @@ class PriorStore:
         old = (e.get("provenance") or {}).get("source_sha256")
         return old is not None and old != digest(sample_id)
 
-    def _other_writers(self, rank: int) -> bool:
+    def _other_writers(self) -> bool:
         """True when a live process holds claims in this store (then this one writes its own manifest)."""
         claims = self.root / "claims"
         return claims.exists() and any(_alive(_pid_of(c)) for c in claims.iterdir())
