@@ -13,10 +13,10 @@ import torch
 from PIL import Image
 
 from l2l.config import load_config
+from l2l.foundation.folders import BUILTIN
 from l2l.models.segmenter import ModelConfig, Segmenter
 from l2l.pretrain.pool import HEADS, POOL_DOMAIN, PoolConfig, check_disjoint_seed, make_pool, pool_scene
 from l2l.pretrain.visual import (
-    BUILTIN,
     VisualPretrainConfig,
     dense_metrics,
     eval_pool,

@@ -93,5 +93,6 @@ _register_all(
         "teacher": "l2l.priors.providers:teacher",
         "files": "l2l.priors.providers:files",
         "mllm-sam2": "l2l.priors.providers:mllm_sam2",
+        "standin": "l2l.priors.providers:standin",
     },
 )

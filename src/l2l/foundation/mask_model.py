@@ -1,0 +1,632 @@
+"""The promptable mask model: our stand-in for SAM / SAM2 (``l2l pretrain mask-model``).
+
+Class-agnostic, as SAM is: an image and prompts (positive / negative points, a box) give a
+few soft mask hypotheses with predicted IoU scores. Trained on the *instance masks* of the
+pretraining pool (``l2l.pretrain.pool``) only — no SynthRef image, no sentence.
+
+Architecture (SAM's split into a heavy image encoder run once and a light prompt decoder run
+per prompt):
+
+* image encoder: the pool-pretrained conv encoder (``builtin:synthpool-conv`` initialises it)
+  + a top-down neck → the **image embedding** (``dim`` channels at 1/4 of the input side) and a
+  high-resolution skip (1/2). :meth:`MaskPredictor.set_image` computes both once.
+* prompt encoder: prompts are drawn as maps at 1/4 — the box's inside, Gaussian blobs at
+  positive and at negative points — concatenated with the embedding and coordinate channels.
+* mask decoder: dilated convolutions at 1/4 (receptive field over the whole 128-px image), a
+  2× up-sampling fused with the skip, ``hypotheses`` mask logits at 1/2 (bilinear to the
+  input); an IoU head predicts each hypothesis's IoU.
+
+Training (SAM's recipe, scaled down): prompts simulated from the ground truth — a jittered box,
+1–3 positive points, points with negatives, box + points —; the loss is the best hypothesis's
+BCE + dice (the others are free to cover other readings of an ambiguous prompt) plus the MSE
+of every predicted IoU to its actual IoU.
+
+The real path: :class:`Sam2MaskPredictor` — ``transformers.Sam2Model`` from a local folder
+behind the same ``set_image`` / ``predict`` interface. :func:`automatic_masks` is SAM's
+automatic mask generator for either: a grid of point prompts, masks kept by predicted IoU and
+stability, then mask NMS.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..data.augment import normalize
+from ..errors import MissingFileError, UsageError
+from ..models.backbones import ConvEncoder
+from ..models.decoder import Decoder
+from ..pretrain.pool import PoolConfig, render_pool_scene
+from .folders import folder_digest, load_folder, metrics_table, round_trip_half, write_folder
+
+FORMAT = "l2l-mask-model/1"
+
+
+@dataclass
+class MaskModelConfig:
+    image_size: int = 128  # square input: the longest side is resized to it, the rest padded
+    conv_channels: tuple[int, int, int, int] = (32, 64, 128, 192)
+    dim: int = 48
+    hypotheses: int = 3
+    init: str | None = "builtin:synthpool-conv"  # visual encoder to start from (None: random)
+
+    def __post_init__(self) -> None:
+        self.conv_channels = tuple(self.conv_channels)  # type: ignore[assignment]
+        if self.image_size % 32 or self.hypotheses < 1:
+            raise UsageError(f"image_size must be a multiple of 32 and hypotheses ≥ 1, got {self}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+
+def _block(cin: int, cout: int, dilation: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=dilation, dilation=dilation, bias=False), nn.GroupNorm(8, cout), nn.GELU()
+    )
+
+
+class PromptableMaskModel(nn.Module):
+    """Image encoder (run once per image) + prompt encoder and mask decoder (per prompt)."""
+
+    PROMPT_CHANNELS = 5  # box inside, positive points, negative points, x, y
+
+    def __init__(self, cfg: MaskModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.dim
+        self.encoder = ConvEncoder(cfg.conv_channels)
+        self.neck = Decoder(self.encoder.channels, d, out_channels=d)
+        self.skip = _block(cfg.conv_channels[0], 16)
+        self.prompt_in = _block(d + self.PROMPT_CHANNELS, d)
+        self.body = nn.Sequential(_block(d, d, 2), _block(d, d, 4), _block(d, d, 8))
+        self.up = _block(d + 16 + 1, 16)
+        self.mask_head = nn.Conv2d(16, cfg.hypotheses, 1)
+        self.iou_head = nn.Sequential(nn.Linear(2 * d, d), nn.GELU(), nn.Linear(d, cfg.hypotheses))
+
+    # ---------------------------------------------------------------- image
+    def embed(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(embedding B×dim×S/4×S/4, skip B×16×S/2×S/2) of images B×3×S×S in [0, 1]."""
+        x = normalize(images)
+        stem = self.encoder.stem(x)
+        feats, h = [], stem
+        for i in range(4):
+            h = self.encoder.stage(i, h)
+            feats.append(h)
+        s = images.shape[-1] // 4
+        return self.neck(feats, (s, s)), self.skip(stem)
+
+    # ---------------------------------------------------------------- prompts
+    @staticmethod
+    def prompt_maps(
+        boxes: torch.Tensor, box_valid: torch.Tensor, points: torch.Tensor, labels: torch.Tensor, side: int,
+        image_size: int,
+    ) -> torch.Tensor:  # fmt: skip
+        """Prompt maps P×5×side×side: box inside (soft edges), positive and negative point blobs,
+        x and y coordinates. ``boxes`` P×4 xyxy and ``points`` P×N×2 xy in input pixels;
+        ``labels`` P×N (1 positive, 0 negative, -1 padding)."""
+        p = boxes.shape[0]
+        dev = boxes.device
+        c = (torch.arange(side, device=dev, dtype=torch.float32) + 0.5) * (image_size / side)  # cell centres
+        xs, ys = c.view(1, 1, side), c.view(1, side, 1)
+        soft = image_size / side / 2
+        inside = (
+            torch.sigmoid((xs - boxes[:, 0, None, None]) / soft)
+            * torch.sigmoid((boxes[:, 2, None, None] - xs) / soft)
+            * torch.sigmoid((ys - boxes[:, 1, None, None]) / soft)
+            * torch.sigmoid((boxes[:, 3, None, None] - ys) / soft)
+        ) * box_valid.view(p, 1, 1).float()
+        sigma = 1.5 * image_size / side
+        d2 = (xs[..., None] - points[:, None, None, :, 0]) ** 2 + (ys[..., None] - points[:, None, None, :, 1]) ** 2
+        blob = torch.exp(-d2 / (2 * sigma**2))  # P×side×side×N
+        pos = (blob * (labels == 1)[:, None, None, :].float()).amax(-1) if points.shape[1] else inside * 0
+        neg = (blob * (labels == 0)[:, None, None, :].float()).amax(-1) if points.shape[1] else inside * 0
+        grid_x = (xs / image_size * 2 - 1).expand(p, side, side)
+        grid_y = (ys / image_size * 2 - 1).expand(p, side, side)
+        return torch.stack([inside, pos, neg, grid_x, grid_y], 1)
+
+    def decode(
+        self, emb: torch.Tensor, skip: torch.Tensor, image_index: torch.Tensor, boxes: torch.Tensor,
+        box_valid: torch.Tensor, points: torch.Tensor, labels: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        """Mask logits P×K×S×S and predicted IoU P×K for P prompts on images ``image_index``."""
+        s = self.cfg.image_size
+        e, k = emb[image_index], skip[image_index]
+        maps = self.prompt_maps(boxes, box_valid, points, labels, e.shape[-1], s)
+        h = self.body(self.prompt_in(torch.cat([e, maps], 1)))
+        pooled = torch.cat([h.mean((2, 3)), h.amax((2, 3))], 1)
+        iou = self.iou_head(pooled)
+        box_half = F.interpolate(maps[:, :1], size=k.shape[-2:], mode="bilinear", align_corners=False)
+        up = F.interpolate(h, size=k.shape[-2:], mode="bilinear", align_corners=False)
+        logits = self.mask_head(self.up(torch.cat([up, k, box_half], 1)))
+        return F.interpolate(logits, size=(s, s), mode="bilinear", align_corners=False), iou
+
+
+# ---------------------------------------------------------------------------- the predictor interface
+class MaskPredictorProtocol(Protocol):
+    """SAM2's image-predictor shape: ``set_image`` once, then cheap ``predict`` calls."""
+
+    def set_image(self, image: np.ndarray) -> None: ...
+
+    def predict(
+        self, point_coords: np.ndarray | None = None, point_labels: np.ndarray | None = None,
+        box: np.ndarray | None = None, multimask_output: bool = True,
+    ) -> tuple[np.ndarray, np.ndarray]: ...  # fmt: skip
+
+    def config(self) -> dict[str, Any]: ...
+
+
+def _square(image: np.ndarray, size: int) -> tuple[torch.Tensor, float]:
+    """Longest side resized to ``size``, bottom/right zero-padded (SAM's preprocessing): (1×3×S×S, scale)."""
+    h, w = image.shape[:2]
+    scale = size / max(h, w)
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    x = torch.from_numpy(np.ascontiguousarray(image[..., :3])).permute(2, 0, 1).float()[None] / 255
+    x = F.interpolate(x, size=(nh, nw), mode="bilinear", align_corners=False, antialias=True)
+    return F.pad(x, (0, size - nw, 0, size - nh)), scale
+
+
+class MaskPredictor:
+    """The stand-in behind SAM2's predictor interface. Coordinates are in the original image's pixels."""
+
+    def __init__(self, model: PromptableMaskModel, device: str = "cpu", source: str = "memory"):
+        self.model = model.to(device).eval()
+        self.device, self.source = device, source
+        self._emb: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.embeddings_computed = 0  # how many times the image encoder ran (tests check reuse)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str = "cpu") -> "MaskPredictor":
+        doc, states = load_folder(path, FORMAT)
+        cfg = MaskModelConfig(**{**doc["model"], "init": None})
+        model = PromptableMaskModel(cfg)
+        model.load_state_dict(states["model"])
+        return cls(model, device, f"{path} ({folder_digest(path)})")
+
+    def config(self) -> dict[str, Any]:
+        return {"mask_model": self.source, "format": FORMAT, "image_size": self.model.cfg.image_size}
+
+    @torch.no_grad()
+    def set_image(self, image: np.ndarray) -> None:
+        x, self._scale = _square(image, self.model.cfg.image_size)
+        self._hw = image.shape[:2]
+        self._emb = self.model.embed(x.to(self.device))
+        self.embeddings_computed += 1
+
+    @torch.no_grad()
+    def predict_logits(
+        self, boxes: Sequence[Sequence[float] | None], points: Sequence[np.ndarray | None] = (),
+        labels: Sequence[np.ndarray | None] = (),
+    ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        """Batched prompts on the current image: logits P×K×H×W (original size) and IoU P×K."""
+        if self._emb is None:
+            raise UsageError("call set_image(image) before predict")
+        n = len(boxes)
+        pts = [np.zeros((0, 2)) if i >= len(points) or points[i] is None else np.asarray(points[i]) for i in range(n)]
+        lab = [np.zeros(0) if i >= len(labels) or labels[i] is None else np.asarray(labels[i]) for i in range(n)]
+        m = max((len(p) for p in pts), default=0)
+        P = torch.zeros(n, m, 2)
+        L = torch.full((n, m), -1, dtype=torch.long)
+        for i, (p, q) in enumerate(zip(pts, lab)):
+            if len(p) != len(q):
+                raise UsageError(f"prompt {i}: {len(p)} points but {len(q)} labels")
+            P[i, : len(p)] = torch.as_tensor(p, dtype=torch.float32) * self._scale
+            L[i, : len(q)] = torch.as_tensor(q, dtype=torch.long)
+        B = torch.tensor([[0, 0, 0, 0] if b is None else list(b) for b in boxes], dtype=torch.float32).view(n, 4)
+        B = B * self._scale
+        valid = torch.tensor([b is not None for b in boxes])
+        emb, skip = self._emb
+        logits, iou = self.model.decode(
+            emb, skip, torch.zeros(n, dtype=torch.long), B.to(self.device), valid.to(self.device),
+            P.to(self.device), L.to(self.device),
+        )  # fmt: skip
+        h, w = self._hw
+        nh, nw = max(1, round(h * self._scale)), max(1, round(w * self._scale))
+        logits = F.interpolate(logits[..., :nh, :nw], size=(h, w), mode="bilinear", align_corners=False)
+        return logits.cpu(), iou.clamp(0, 1).cpu()
+
+    def predict(
+        self, point_coords: np.ndarray | None = None, point_labels: np.ndarray | None = None,
+        box: np.ndarray | None = None, multimask_output: bool = True,
+    ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        """SAM2-style: masks K×H×W (bool) and their predicted IoU (K,); one mask (the best predicted)
+        without ``multimask_output``. Points xy (N×2) with labels (1 positive, 0 negative), box xyxy."""
+        if point_coords is None and box is None:
+            raise UsageError("predict needs point_coords or a box")
+        logits, iou = self.predict_logits([box], [point_coords], [point_labels])
+        logits, iou = logits[0], iou[0]
+        if not multimask_output:
+            k = int(iou.argmax())
+            logits, iou = logits[k : k + 1], iou[k : k + 1]
+        return (logits > 0).numpy(), iou.numpy()
+
+    def box_probabilities(self, image: np.ndarray, boxes: Sequence[Sequence[float]]) -> list[tuple[np.ndarray, float]]:
+        """(probability map of the best hypothesis, its predicted IoU) per xyxy box on ``image``."""
+        if not len(boxes):
+            return []
+        self.set_image(image)
+        logits, iou = self.predict_logits(list(boxes))
+        k = iou.argmax(1)
+        out = []
+        for i in range(len(boxes)):
+            out.append((torch.sigmoid(logits[i, k[i]]).numpy().astype(np.float32), float(iou[i, k[i]])))
+        return out
+
+    def __call__(self, images: Sequence[np.ndarray], boxes: Sequence[Sequence[float]]):
+        """The box-segmenter interface of ``l2l.priors.mllm_sam2`` (one image per box; the embedding of
+        consecutive equal images is computed once)."""
+        out, last = [], None
+        for im, b in zip(images, boxes):
+            if last is None or (last is not im and not np.array_equal(last, im)):
+                self.set_image(im)
+                last = im
+            logits, iou = self.predict_logits([b])
+            k = int(iou[0].argmax())
+            out.append((torch.sigmoid(logits[0, k]).numpy().astype(np.float32), float(iou[0, k])))
+        return out
+
+
+class Sam2MaskPredictor:
+    """The real model: ``transformers.Sam2Model`` from a local folder, behind the same interface."""
+
+    def __init__(self, model, device: str = "cpu", source: str = "config"):
+        self.model = model.to(device).eval()
+        self.device, self.source = device, source
+        vc = model.config.vision_config
+        size = getattr(vc, "image_size", None) or getattr(getattr(vc, "backbone_config", None), "image_size", 1024)
+        self.size = int(size[0] if isinstance(size, (list, tuple)) else size)
+        self._emb = None
+        self.embeddings_computed = 0
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str = "cpu") -> "Sam2MaskPredictor":
+        from transformers import Sam2Model
+
+        if not (Path(path) / "config.json").exists():
+            raise MissingFileError(f"SAM2: no local Hugging Face folder at {path} (config.json missing)")
+        return cls(Sam2Model.from_pretrained(str(path), local_files_only=True), device, str(path))
+
+    def config(self) -> dict[str, Any]:
+        return {"mask_model": self.source, "format": "transformers-sam2", "image_size": self.size}
+
+    @torch.no_grad()
+    def set_image(self, image: np.ndarray) -> None:
+        h, w = image.shape[:2]
+        x = torch.from_numpy(np.ascontiguousarray(image[..., :3])).permute(2, 0, 1).float()[None] / 255
+        x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)
+        self._emb = self.model.get_image_embeddings(normalize(x).to(self.device))
+        self._hw = (h, w)
+        self.embeddings_computed += 1
+
+    @torch.no_grad()
+    def predict(
+        self, point_coords: np.ndarray | None = None, point_labels: np.ndarray | None = None,
+        box: np.ndarray | None = None, multimask_output: bool = True,
+    ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        if self._emb is None:
+            raise UsageError("call set_image(image) before predict")
+        h, w = self._hw
+        sx, sy = self.size / w, self.size / h
+        kw: dict[str, Any] = {}
+        if point_coords is not None:
+            pts = np.asarray(point_coords, np.float32) * [sx, sy]
+            kw["input_points"] = torch.tensor(pts)[None, None].to(self.device)
+            kw["input_labels"] = torch.as_tensor(np.asarray(point_labels), dtype=torch.long)[None, None].to(self.device)
+        if box is not None:
+            b = np.asarray(box, np.float32) * [sx, sy, sx, sy]
+            kw["input_boxes"] = torch.tensor(b)[None, None].to(self.device)
+        out = self.model(image_embeddings=self._emb, multimask_output=multimask_output, **kw)
+        logits = F.interpolate(out.pred_masks[0, 0][None].float(), size=(h, w), mode="bilinear", align_corners=False)
+        return (logits[0] > 0).cpu().numpy(), out.iou_scores[0, 0].float().cpu().numpy()
+
+
+# ---------------------------------------------------------------------------- automatic mode
+def automatic_masks(
+    predictor: MaskPredictor, image: np.ndarray, points_per_side: int = 12, pred_iou_thresh: float = 0.75,
+    stability_thresh: float = 0.85, nms_thresh: float = 0.7, min_area: int = 10, batch: int = 64,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """SAM's automatic mask generator: one positive point at each cell of a ``points_per_side``²
+    grid, every hypothesis kept when its predicted IoU ≥ ``pred_iou_thresh`` and its stability
+    (IoU of the masks at logit +1 and −1) ≥ ``stability_thresh``, then greedy mask NMS at
+    ``nms_thresh``. Returns SAM-style records (segmentation, area, bbox xywh, predicted_iou,
+    stability_score, point_coords), best first."""
+    h, w = image.shape[:2]
+    predictor.set_image(image)
+    g = (np.arange(points_per_side) + 0.5) / points_per_side
+    pts = np.stack(np.meshgrid(g * w, g * h), -1).reshape(-1, 2)
+    cands: list[tuple[float, float, np.ndarray, np.ndarray]] = []
+    for a in range(0, len(pts), batch):
+        chunk = pts[a : a + batch]
+        logits, iou = predictor.predict_logits([None] * len(chunk), [p[None] for p in chunk], [np.ones(1)] * len(chunk))
+        hi, lo = logits > 1.0, logits > -1.0
+        stab = (hi.flatten(2).sum(-1).float() / lo.flatten(2).sum(-1).clamp(min=1).float()).numpy()
+        for i in range(len(chunk)):
+            for k in range(logits.shape[1]):
+                m = (logits[i, k] > 0).numpy()
+                if iou[i, k] >= pred_iou_thresh and stab[i, k] >= stability_thresh and m.sum() >= min_area:
+                    cands.append((float(iou[i, k]), float(stab[i, k]), m, chunk[i]))
+    cands.sort(key=lambda c: -c[0] * c[1])
+    kept: list[tuple[float, float, np.ndarray, np.ndarray]] = []
+    for c in cands:
+        if all(_mask_iou(c[2], k[2]) < nms_thresh for k in kept):
+            kept.append(c)
+    out = []
+    for iou_, stab_, m, p in kept:
+        ys, xs = np.nonzero(m)
+        out.append({
+            "segmentation": m, "area": int(m.sum()),
+            "bbox": [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)],
+            "predicted_iou": iou_, "stability_score": stab_, "point_coords": [p.tolist()],
+        })  # fmt: skip
+    return out
+
+
+def _mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    inter = np.logical_and(a, b).sum()
+    return float(inter / max(np.logical_or(a, b).sum(), 1))
+
+
+# ---------------------------------------------------------------------------- training
+@dataclass
+class MaskTrainConfig:
+    model: MaskModelConfig = field(default_factory=MaskModelConfig)
+    pool: PoolConfig = field(default_factory=lambda: PoolConfig(size=128))
+    train_images: int = 4000  # pool indices 0..train_images-1
+    eval_images: int = 200
+    steps: int = 1500
+    batch_images: int = 8
+    prompts_per_image: int = 3
+    lr: float = 1e-3
+    encoder_lr_scale: float = 0.3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    threads: int = 2
+    workers: int = 2
+    log_every: int = 25
+
+    def __post_init__(self) -> None:
+        if isinstance(self.model, dict):
+            self.model = MaskModelConfig(**self.model)
+        if isinstance(self.pool, dict):
+            self.pool = PoolConfig(**self.pool)
+        if self.pool.size != self.model.image_size:
+            raise UsageError(f"pool size {self.pool.size} must equal the model's image_size {self.model.image_size}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+
+def _scene_job(args: tuple[PoolConfig, int]) -> tuple[np.ndarray, np.ndarray]:
+    sc = render_pool_scene(*args)
+    return sc.image, sc.ids.astype(np.uint8)
+
+
+def pool_instances(cfg: PoolConfig, start: int, count: int, workers: int = 1, show_progress: bool = False):
+    """Images (N×S×S×3) and visible-instance maps (N×S×S, 0 = background) of pool images start.."""
+    import multiprocessing as mp
+
+    from ..utils.progress import progress
+
+    jobs = [(cfg, i) for i in range(start, start + count)]
+    if workers > 1:
+        with mp.get_context("fork").Pool(workers) as pool:
+            recs = list(progress(pool.imap(_scene_job, jobs, chunksize=32), total=count, desc="pool",
+                                 disable=not show_progress))  # fmt: skip
+    else:
+        recs = [_scene_job(j) for j in progress(jobs, desc="pool", disable=not show_progress)]
+    return np.stack([r[0] for r in recs]), np.stack([r[1] for r in recs])
+
+
+def sample_prompts(mask: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """A simulated prompt for one instance mask: (box xyxy or None, points N×2, labels N)."""
+    ys, xs = np.nonzero(mask)
+    x0, x1, y0, y1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
+    kind = rng.random()
+    box = None
+    if kind < 0.5 or kind >= 0.85:  # box (alone, or with points)
+        wj, hj = (x1 - x0) * 0.08, (y1 - y0) * 0.08
+        box = np.array([x0, y0, x1, y1], np.float32) + rng.normal(0, 1, 4) * [wj, hj, wj, hj]
+    n_pos = 0 if 0.5 > kind else int(rng.integers(1, 4))
+    if box is None and n_pos == 0:
+        n_pos = 1
+    pick = rng.integers(0, len(xs), n_pos)
+    pts = [np.stack([xs[pick], ys[pick]], 1).astype(np.float32) + 0.5]
+    labels = [np.ones(n_pos)]
+    if 0.7 <= kind < 0.85:  # negatives outside the instance
+        bg = np.nonzero(~mask)
+        q = rng.integers(0, len(bg[0]), int(rng.integers(1, 3)))
+        pts.append(np.stack([bg[1][q], bg[0][q]], 1).astype(np.float32) + 0.5)
+        labels.append(np.zeros(len(q)))
+    return box, np.concatenate(pts), np.concatenate(labels)
+
+
+def _batch_prompts(ids: np.ndarray, per_image: int, rng: np.random.Generator):
+    index, boxes, valid, points, labels, targets = [], [], [], [], [], []
+    for b in range(len(ids)):
+        present = [k for k in np.unique(ids[b]) if k > 0 and (ids[b] == k).sum() >= 12]
+        if not present:
+            continue
+        for k in rng.choice(present, per_image):
+            m = ids[b] == k
+            box, pts, lab = sample_prompts(m, rng)
+            index.append(b)
+            boxes.append(box if box is not None else np.zeros(4, np.float32))
+            valid.append(box is not None)
+            points.append(pts)
+            labels.append(lab)
+            targets.append(m)
+    n = max(len(p) for p in points)
+    P = torch.zeros(len(points), n, 2)
+    L = torch.full((len(points), n), -1, dtype=torch.long)
+    for i, (p, q) in enumerate(zip(points, labels)):
+        P[i, : len(p)] = torch.from_numpy(p)
+        L[i, : len(q)] = torch.from_numpy(q).long()
+    return (
+        torch.tensor(index), torch.from_numpy(np.stack(boxes)).float(), torch.tensor(valid), P, L,
+        torch.from_numpy(np.stack(targets)).float(),
+    )  # fmt: skip
+
+
+def mask_loss(logits: torch.Tensor, iou_pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """Best hypothesis's BCE + dice, plus MSE of all predicted IoUs (SAM's multi-mask loss)."""
+    t = target[:, None].expand_as(logits)
+    bce = F.binary_cross_entropy_with_logits(logits, t, reduction="none").mean((2, 3))
+    p = torch.sigmoid(logits)
+    dice = 1 - (2 * (p * t).sum((2, 3)) + 1) / (p.sum((2, 3)) + t.sum((2, 3)) + 1)
+    per = bce + dice
+    best = per.min(1).values.mean()
+    with torch.no_grad():
+        hard = logits > 0
+        inter = (hard & (t > 0.5)).sum((2, 3)).float()
+        union = (hard | (t > 0.5)).sum((2, 3)).float().clamp(min=1)
+        actual = inter / union
+    iou_loss = F.mse_loss(iou_pred, actual)
+    return best + iou_loss, {"mask": float(best.detach()), "iou_mse": float(iou_loss.detach()),
+                             "best_iou": float(actual.max(1).values.mean())}  # fmt: skip
+
+
+def train_mask_model(
+    cfg: MaskTrainConfig, max_steps: int | None = None, show_progress: bool = True
+) -> tuple[PromptableMaskModel, list[dict[str, float]], float]:
+    from ..utils.progress import progress
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads)
+    try:
+        t0 = time.perf_counter()
+        images, ids = pool_instances(cfg.pool, 0, cfg.train_images, cfg.workers, show_progress)
+        torch.manual_seed(cfg.seed)
+        model = PromptableMaskModel(cfg.model)
+        if cfg.model.init:
+            model.encoder = ConvEncoder.from_folder(cfg.model.init)
+        enc = set(id(p) for p in model.encoder.parameters())
+        groups = [
+            {"params": [p for p in model.parameters() if id(p) in enc], "scale": cfg.encoder_lr_scale},
+            {"params": [p for p in model.parameters() if id(p) not in enc], "scale": 1.0},
+        ]
+        opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        rng = np.random.default_rng([cfg.seed, 7])
+        end = min(cfg.steps, max_steps or cfg.steps)
+        traj: list[dict[str, float]] = []
+        bar = progress(range(end), desc="pretrain mask-model", disable=not show_progress)
+        model.train()
+        for step in bar:
+            pick = rng.choice(cfg.train_images, cfg.batch_images, replace=False)
+            x = torch.from_numpy(images[pick]).permute(0, 3, 1, 2).float() / 255
+            idx, boxes, valid, pts, labels, target = _batch_prompts(ids[pick], cfg.prompts_per_image, rng)
+            lr = cfg.lr * 0.5 * (1 + np.cos(np.pi * step / cfg.steps))
+            for g in opt.param_groups:
+                g["lr"] = lr * g["scale"]
+            emb, skip = model.embed(x)
+            logits, iou = model.decode(emb, skip, idx, boxes, valid, pts, labels)
+            loss, parts = mask_loss(logits, iou, target)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if (step + 1) % cfg.log_every == 0:
+                traj.append({"step": step + 1, "loss": round(float(loss.detach()), 5),
+                             "best_iou": round(parts["best_iou"], 4)})  # fmt: skip
+                bar.set_postfix(loss=f"{float(loss.detach()):.3f}", iou=f"{parts['best_iou']:.3f}", refresh=False)
+        return model, traj, time.perf_counter() - t0
+    finally:
+        torch.set_num_threads(threads)
+
+
+@torch.no_grad()
+def pool_box_iou(model: PromptableMaskModel, cfg: MaskTrainConfig) -> float:
+    """Mean IoU with a perfect box prompt on the held-out pool images (every instance ≥ 12 px)."""
+    pred = MaskPredictor(model)
+    images, ids = pool_instances(cfg.pool, cfg.train_images, cfg.eval_images, 1)
+    ious = []
+    for im, m in zip(images, ids):
+        ks = [k for k in np.unique(m) if k > 0 and (m == k).sum() >= 12]
+        boxes = [_box_of(m == k) for k in ks]
+        for k, (p, _) in zip(ks, pred.box_probabilities(im, boxes)):
+            ious.append(_mask_iou(p >= 0.5, m == k))
+    return float(np.mean(ious))
+
+
+def synthref_box_iou(pred: MaskPredictor, ds, split: str = "train", limit: int | None = None) -> float:
+    """Mean IoU on a REFER dataset's referred objects with a perfect box prompt (the mask's box)."""
+    ious = []
+    by_image: dict[int, set[int]] = {}
+    for r in ds.samples(split):
+        by_image.setdefault(r.image_id, set()).add(r.ann_id)
+    for n, (image_id, anns) in enumerate(sorted(by_image.items())):
+        if limit and n >= limit:
+            break
+        image = ds.load_image(image_id)
+        anns_ = sorted(anns)
+        masks = [ds.mask(a) > 0 for a in anns_]
+        for m, (p, _) in zip(masks, pred.box_probabilities(image, [_box_of(m) for m in masks])):
+            ious.append(_mask_iou(p >= 0.5, m))
+    return float(np.mean(ious))
+
+
+def synthref_auto_recall(pred: MaskPredictor, ds, split: str = "train", images: int = 100, iou: float = 0.5,
+                         **kw: Any) -> float:  # fmt: skip
+    """Share of a REFER dataset's objects (every annotation of the first ``images`` images of
+    ``split``) that some automatic-mode mask covers at IoU ≥ ``iou``."""
+    found = []
+    for image_id in ds.image_ids(split)[:images]:
+        image = ds.load_image(image_id)
+        masks = [r["segmentation"] for r in automatic_masks(pred, image, **kw)]
+        for a in ds.image_anns(image_id):
+            gt = ds.mask(a) > 0
+            found.append(float(any(_mask_iou(m, gt) >= iou for m in masks)))
+    return float(np.mean(found))
+
+
+def _box_of(mask: np.ndarray) -> list[float]:
+    ys, xs = np.nonzero(mask)
+    return [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
+
+
+def pretrain_mask_model(cfg: MaskTrainConfig, out: str | Path, show_progress: bool = True, command: str = "") -> dict:
+    model, traj, wall = train_mask_model(cfg, show_progress=show_progress)
+    state = round_trip_half(model)
+    metrics = {"pool_box_iou": round(pool_box_iou(model, cfg), 4)}
+    card = {
+        "format": FORMAT,
+        "stand_in_for": "SAM / SAM2 (a promptable, class-agnostic mask model)",
+        "training_data": {
+            "pool": cfg.pool.to_dict(),
+            "train_indices": [0, cfg.train_images - 1],
+            "eval_indices": [cfg.train_images, cfg.train_images + cfg.eval_images - 1],
+            "targets": "visible instance masks; no sentences, no SynthRef image",
+        },  # fmt: skip
+        "config": cfg.to_dict(),
+        "steps": cfg.steps,
+        "wall_seconds": round(wall, 1),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "metrics_eval_pool": metrics,
+        "trajectory": traj,
+        "command": command,
+    }
+    readme = f"""# Model card: promptable mask model, a SAM stand-in ({FORMAT})
+
+A **stand-in**, not SAM: a {card["parameters"]:,}-parameter conv net trained in the pretraining world
+(`l2l.foundation.mask_model`) on the visible instance masks of {cfg.train_images:,} pool scenes
+({cfg.pool.size} px, pool seed {cfg.pool.seed}; disjoint from every SynthRef split). Prompts: boxes, points, negatives.
+
+- Steps: {cfg.steps:,} × {cfg.batch_images} images × {cfg.prompts_per_image} prompts; wall time {wall:.0f} s.
+- Rebuild: `{command or "l2l pretrain mask-model --out FOLDER"}`
+
+## Metrics on {cfg.eval_images} held-out pool scenes
+
+| metric | value |
+| --- | --- |
+{metrics_table(metrics)}
+"""
+    write_folder(
+        out, {"format": FORMAT, "model": {**cfg.model.to_dict(), "init": None}}, {"model": state}, card, readme
+    )
+    return card
