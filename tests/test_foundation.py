@@ -171,16 +171,22 @@ def test_real_sam2_behind_the_same_interface():
 
 
 # ----------------------------------------------------------------------------- grounder
-def _tiny_grounder_cfg():
-    model = gr.GrounderConfig(image_size=64, conv_channels=TINY_CONV, dim=16, layers=1, heads=2, text_dim=16, init=None)
-    return gr.GrounderTrainConfig(model=model, pool=PoolConfig(size=64), train_images=10, eval_images=4, steps=3,
+def _tiny_grounder_cfg(body: str = "film", freeze: bool = True):
+    model = gr.GrounderConfig(image_size=64, conv_channels=TINY_CONV, dim=16, layers=1, heads=2, text_dim=16,
+                              init=None, body=body, dilations=(1, 2))  # fmt: skip
+    return gr.GrounderTrainConfig(freeze_encoder=freeze, model=model, pool=PoolConfig(size=64), train_images=10, eval_images=4, steps=3,
                                   batch_size=4, workers=1, log_every=1)  # fmt: skip
 
 
-def test_grounder_trains_grounds_and_answers_in_qwen_format(tiny_text, tmp_path):
-    cfg = _tiny_grounder_cfg()
+@pytest.mark.parametrize("body,freeze", [("film", True), ("transformer", False)])
+def test_grounder_trains_grounds_and_answers_in_qwen_format(tiny_text, body, freeze):
+    cfg = _tiny_grounder_cfg(body, freeze)
+    torch.manual_seed(cfg.seed)  # train_grounder builds the same initial weights
+    before = {k: v.clone() for k, v in gr.GrounderNet(cfg.model).encoder.state_dict().items()}
     net, traj, _ = gr.train_grounder(cfg, tiny_text, show_progress=False)
     assert len(traj) == 3 and all(np.isfinite(t["loss"]) for t in traj)
+    same = all(torch.equal(before[k], v) for k, v in net.encoder.state_dict().items())
+    assert same == freeze  # a frozen vision tower is not trained
     pred = gr.GrounderPredictor(net, tiny_text)
     img = np.random.default_rng(0).integers(0, 255, (40, 90, 3), dtype=np.uint8)
     (box, conf), _ = pred.ground([img, img], ["the red star", "a ring"])

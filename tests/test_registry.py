@@ -198,6 +198,8 @@ FORBIDDEN = {
     "data": {"engine", "semi", "models", "priors", "experiment", "report", "cli"},
     "semi": {"experiment", "report", "cli", "priors"},
     "priors": {"semi", "experiment", "report", "cli"},
+    "pretrain": {"engine", "semi", "priors", "experiment", "report", "cli"},
+    "foundation": {"engine", "semi", "experiment", "report", "cli"},
     "utils": {"engine", "semi", "models", "data", "priors", "experiment", "report", "cli"},
     "registry": {"engine", "semi", "models", "data", "priors", "experiment", "report", "cli"},
 }

@@ -164,13 +164,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(format_stats(stats))
     out = save_preview(ds, work / "preview.png", seed=args.seed)
     print(f"      loader preview -> {out}")
-    priors = work / "priors"
-    print(f"[4/7] priors P† of the training samples (simulated provider) -> {priors}")
-    from .priors.simulated import WARNING, SimulatedConfig, SimulatedProvider
+    priors = work / ("priors" if args.prior == "standin" else f"priors_{args.prior}")
+    print(f"[4/7] priors P† of the training samples ({args.prior} provider) -> {priors}")
+    if args.prior == "standin":
+        from .foundation.prior import build
 
-    print(f"      provider: simulated — {WARNING}")
+        print("      provider: standin — the pretraining world's grounder → box → mask model (stand-ins for an "
+              "MLLM and SAM2, docs/foundation.md)")  # fmt: skip
+        provider = build()
+    else:
+        from .priors.simulated import WARNING, SimulatedConfig, SimulatedProvider
+
+        print(f"      provider: simulated — {WARNING}")
+        provider = SimulatedProvider(ds, SimulatedConfig(seed=0))
     train_ids = [r.sample_id for r in ds.samples("train")]
-    _generate_priors(ds, SimulatedProvider(ds, SimulatedConfig(seed=0)), train_ids, priors, batch_size=16)
+    _generate_priors(ds, provider, train_ids, priors, batch_size=32)
     cfg = load_config(
         TrainConfig,
         args.config,
@@ -476,7 +484,10 @@ def cmd_priors_generate(args: argparse.Namespace) -> int:
 
     ds = _open_dataset(args)
 
-    provider = PRIOR_PROVIDERS.get(args.provider)(args, ds)
+    name = args.provider
+    if name == "auto":  # SynthRef: the learned prior of the pretraining world; elsewhere the labelled simulation
+        name = "standin" if ds.name == "synthref" else "simulated"
+    provider = PRIOR_PROVIDERS.get(name)(args, ds)
     ids = _prior_samples(args, ds)
     res = _generate_priors(ds, provider, ids, args.out, args.batch_size)
     print(
@@ -497,6 +508,7 @@ def _generate_priors(ds, provider, ids: list[int], out: str | Path, batch_size: 
         rec = ds.sample(sid)
         return PriorInput(sid, ds.load_image(rec.image_id), rec.sentence)
 
+    ids = sorted(ids, key=lambda sid: ds.sample(sid).image_id)  # one image's sentences together: one encoding
     res = PriorStore(out).generate(provider, ids, load, batch_size, rank, world,
                                    dataset={"name": ds.name, "fingerprint": ds.fingerprint()})  # fmt: skip
     return {**res, "rank": rank, "world": world}
@@ -695,7 +707,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split-seed", type=int, default=22, help="seed of that label split (default 22)")
     from .registry import PRIOR_PROVIDERS
 
-    p.add_argument("--provider", default="simulated", help=" | ".join(PRIOR_PROVIDERS.names()))
+    p.add_argument(
+        "--provider",
+        default="auto",
+        help="auto (standin on SynthRef, simulated elsewhere) | " + " | ".join(PRIOR_PROVIDERS.names()),
+    )
     p.add_argument("--device", default="auto", help="teacher, mllm-sam2: auto (a GPU when there is one) | cpu | cuda")
     p.add_argument("--mllm", default=None, help="mllm-sam2: local Qwen2.5-VL folder")
     p.add_argument("--sam2", default=None, help="mllm-sam2: local SAM2 folder (transformers format)")
@@ -860,6 +876,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--workdir", default="runs/demo", help="folder for the data, priors, run and prediction (default runs/demo)"
     )
     p.add_argument("--images", type=int, default=2000, help="SynthRef images to generate (default 2000)")
+    p.add_argument(
+        "--prior",
+        default="standin",
+        choices=["standin", "simulated"],
+        help="prior P†: standin (learned: grounder → mask model, the default) or simulated (a noise model of the "
+        "ground truth, for controlled studies)",
+    )
     p.add_argument("--fraction", type=_fraction, default="5%", help="label budget (default 5%%)")
     p.add_argument("--seed", type=int, default=22, help="seed of the label split (default 22)")
     p.add_argument("--workers", type=int, default=None, help="generator worker processes (default: the CPU count)")

@@ -318,7 +318,10 @@ def train_dual_encoder(
 
 def synthref_retrieval(enc, ds, split: str = "val", limit: int | None = None) -> dict[str, float]:
     """Text → crop retrieval among a scene's objects with SynthRef's own sentences: top-1 accuracy,
-    overall and by expression kind (a shifted-domain transfer: the encoder never read these templates)."""
+    overall, by expression kind and over the appearance kinds (attribute, attribute_only: a crop
+    cannot show where its object stands, so spatial sentences are guesses among look-alikes); and
+    image → text: each referred crop picks one of its image's sentences (images with ≥ 2 referred
+    objects). A shifted-domain transfer: the encoder never read these templates."""
     from ..data.synthref_lang import KINDS
 
     samples = ds.samples(split)[:limit] if limit else ds.samples(split)
@@ -326,17 +329,24 @@ def synthref_retrieval(enc, ds, split: str = "val", limit: int | None = None) ->
     for r in samples:
         by_image.setdefault(r.image_id, []).append(r)
     hits: dict[str, list[float]] = {k: [] for k in KINDS}
+    back: list[float] = []
     for image_id, recs in by_image.items():
         image = ds.load_image(image_id)
         anns = ds.image_anns(image_id)
         crops = [crop_box(image, _xyxy(ds.box(a))) for a in anns]
         img = enc.encode_image(crops)
         txt = enc.encode_text([r.sentence for r in recs])
-        best = (txt @ img.t()).argmax(1).tolist()
-        for r, b in zip(recs, best):
+        sim = txt @ img.t()
+        for r, b in zip(recs, sim.argmax(1).tolist()):
             hits.setdefault(r.kind or "attribute", []).append(float(anns[b] == r.ann_id))
+        if len({r.ann_id for r in recs}) > 1:  # image → text: each referred crop picks one of the image's sentences
+            for a in {r.ann_id for r in recs}:
+                back.append(float(recs[int(sim[:, anns.index(a)].argmax())].ann_id == a))
     out = {"top1": round(float(np.mean([h for v in hits.values() for h in v])), 4)}
     out.update({f"top1_{k}": round(float(np.mean(v)), 4) for k, v in hits.items() if v})
+    attr = hits["attribute"] + hits["attribute_only"]
+    out["top1_appearance_kinds"] = round(float(np.mean(attr)), 4) if attr else float("nan")
+    out["image_to_text_top1"] = round(float(np.mean(back)), 4) if back else float("nan")
     return out
 
 

@@ -9,7 +9,9 @@ Architecture: the pool-pretrained conv encoder (``builtin:synthpool-conv`` initi
 image tokens at 1/8 (12×12 at 96 px; stages 1/8, 1/16 and 1/32 concatenated) with a learned
 position embedding; the sentence's frozen MiniLM-L6 token features (real pretrained weights,
 cached per sentence) are projected to the same width; a transformer encoder reads the joint
-sequence (relations and ordinals need every object and every word at once). Each image token
+sequence (relations and ordinals need every object and every word at once); before it, the
+mean-pooled sentence modulates every image token (FiLM), and a direct match of each token with
+the sentence is added to its score (attributes are learned fast through these two paths). Each image token
 predicts a score (is the referred object's centre in my cell?) and a box (centre offset, log
 width and height, in cells). Training: soft cross-entropy of the scores against a Gaussian
 around the true centre, L1 of the boxes weighted by the same Gaussian. Inference: the box of
@@ -51,14 +53,19 @@ FORMAT = "l2l-grounder/1"
 class GrounderConfig:
     image_size: int = 96
     conv_channels: tuple[int, int, int, int] = (32, 64, 128, 192)
-    dim: int = 128
-    layers: int = 3
+    dim: int = 96
+    body: str = "film"  # film: FiLM residual blocks at 1/8 | transformer: image and word tokens together
+    dilations: tuple[int, ...] = (1, 2, 4, 1)  # film: one block per entry
+    layers: int = 2  # transformer
     heads: int = 4
     text_dim: int = 384  # MiniLM-L6's hidden size
     init: str | None = "builtin:synthpool-conv"
 
     def __post_init__(self) -> None:
         self.conv_channels = tuple(self.conv_channels)  # type: ignore[assignment]
+        self.dilations = tuple(self.dilations)
+        if self.body not in ("film", "transformer"):
+            raise UsageError(f"grounder body must be film or transformer, got {self.body!r}")
         if self.image_size % 32:
             raise UsageError(f"grounder image_size must be a multiple of 32, got {self.image_size}")
 
@@ -70,6 +77,29 @@ class GrounderConfig:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
 
+class FiLMBlock(nn.Module):
+    """A residual block at 1/8 whose features are modulated by the sentence (FiLM, Perez et al. 2018):
+    each block attends over the words with its own learned query, so successive blocks can read
+    different parts of the sentence (the noun, then the anchor, then the relation)."""
+
+    def __init__(self, dim: int, text_dim: int, dilation: int):
+        super().__init__()
+        self.query = nn.Parameter(torch.randn(text_dim) * 0.02)
+        self.film = nn.Linear(2 * text_dim, 2 * dim)
+        self.conv1 = nn.Conv2d(2 * dim + 2, dim, 1)
+        self.conv2 = nn.Conv2d(dim, dim, 3, padding=dilation, dilation=dilation)
+        self.norm = nn.GroupNorm(8, dim, affine=False)
+
+    def forward(self, x, words, word_mask, sentence, coords):
+        a = (words @ self.query).masked_fill(~word_mask, float("-inf")).softmax(-1)
+        picked = (a.unsqueeze(-1) * words).sum(1)
+        gamma, beta = self.film(torch.cat([picked, sentence], -1))[..., None, None].chunk(2, 1)
+        glob = x.amax((2, 3), keepdim=True).expand_as(x)  # what is elsewhere in the image
+        h = F.relu(self.conv1(torch.cat([x, glob, coords], 1)))
+        h = self.norm(self.conv2(h)) * (1 + gamma) + beta
+        return x + F.relu(h)
+
+
 class GrounderNet(nn.Module):
     def __init__(self, cfg: GrounderConfig):
         super().__init__()
@@ -78,26 +108,49 @@ class GrounderNet(nn.Module):
         self.encoder = ConvEncoder(c)
         self.img_proj = nn.Conv2d(c[1] + c[2] + c[3], cfg.dim, 1)
         self.pos = nn.Parameter(torch.randn(cfg.grid * cfg.grid, cfg.dim) * 0.02)
-        self.text_proj = nn.Linear(cfg.text_dim, cfg.dim)
-        self.kind = nn.Parameter(torch.zeros(2, cfg.dim))
-        layer = nn.TransformerEncoderLayer(cfg.dim, cfg.heads, 2 * cfg.dim, dropout=0.0, batch_first=True,
-                                           norm_first=True)  # fmt: skip
-        self.body = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
+        self.match_txt = nn.Linear(cfg.text_dim, cfg.dim)  # a direct cell–sentence match added to the score
+        if cfg.body == "film":
+            self.blocks = nn.ModuleList([FiLMBlock(cfg.dim, cfg.text_dim, d) for d in cfg.dilations])
+        else:
+            self.text_proj = nn.Linear(cfg.text_dim, cfg.dim)
+            self.film = nn.Linear(cfg.text_dim, 2 * cfg.dim)  # the sentence modulates every image token
+            self.kind = nn.Parameter(torch.zeros(2, cfg.dim))
+            layer = nn.TransformerEncoderLayer(cfg.dim, cfg.heads, 2 * cfg.dim, dropout=0.0, batch_first=True,
+                                               norm_first=True)  # fmt: skip
+            self.body = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
         self.head = nn.Sequential(nn.LayerNorm(cfg.dim), nn.Linear(cfg.dim, 5))
 
     def forward(
         self, images: torch.Tensor, words: torch.Tensor, word_mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Cell scores B×G² and boxes B×G²×4 (dx, dy, log w, log h in cells) of images B×3×S×S."""
-        feats = self.encoder(normalize(images))
+        return self.fuse(self.encoder(normalize(images)), words, word_mask)
+
+    def fuse(
+        self, feats: list[torch.Tensor], words: torch.Tensor, word_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scores and boxes from the encoder's stage features (precomputed when the encoder is frozen)."""
         g = self.cfg.grid
         up = [F.interpolate(f, size=(g, g), mode="bilinear", align_corners=False) for f in feats[1:]]
-        img = self.img_proj(torch.cat(up, 1)).flatten(2).transpose(1, 2) + self.pos + self.kind[0]
-        txt = self.text_proj(words) + self.kind[1]
-        seq = torch.cat([img, txt], 1)
-        pad = torch.cat([torch.zeros(img.shape[:2], dtype=torch.bool, device=img.device), ~word_mask], 1)
-        out = self.head(self.body(seq, src_key_padding_mask=pad)[:, : g * g])
-        return out[..., 0], out[..., 1:]
+        m = word_mask.unsqueeze(-1).float()
+        sentence = (words * m).sum(1) / m.sum(1).clamp(min=1)
+        img = self.img_proj(torch.cat(up, 1))
+        if self.cfg.body == "film":
+            c = (torch.arange(g, dtype=img.dtype, device=img.device) + 0.5) / g * 2 - 1
+            coords = torch.stack(torch.meshgrid(c, c, indexing="ij")[::-1]).expand(img.shape[0], 2, g, g)
+            h = img + self.pos.t().reshape(1, -1, g, g)
+            for blk in self.blocks:
+                h = blk(h, words, word_mask, sentence, coords)
+            h = h.flatten(2).transpose(1, 2)
+        else:
+            gamma, beta = self.film(sentence).unsqueeze(1).chunk(2, -1)
+            img = img.flatten(2).transpose(1, 2) * (1 + gamma) + beta + self.pos + self.kind[0]
+            seq = torch.cat([img, self.text_proj(words) + self.kind[1]], 1)
+            pad = torch.cat([torch.zeros(img.shape[:2], dtype=torch.bool, device=img.device), ~word_mask], 1)
+            h = self.body(seq, src_key_padding_mask=pad)[:, : g * g]
+        out = self.head(h)
+        match = (h * self.match_txt(sentence).unsqueeze(1)).sum(-1) / self.cfg.dim**0.5
+        return out[..., 0] + match, out[..., 1:]
 
 
 def cell_centres(grid: int) -> torch.Tensor:
@@ -191,10 +244,11 @@ class GrounderTrainConfig:
     eval_images: int = 300
     expressions_per_image: int = 3
     margin: float = 0.06  # spatial judgements need gaps of margin × image side (SynthRef's)
-    steps: int = 2500
+    steps: int = 4500
     batch_size: int = 32
-    lr: float = 6e-4
+    lr: float = 1e-3
     encoder_lr_scale: float = 0.3
+    freeze_encoder: bool = True  # the pool-pretrained encoder as a fixed vision tower: its features are computed once
     weight_decay: float = 1e-2
     sigma: float = 0.75  # cells: the score target's Gaussian
     box_weight: float = 1.0
@@ -282,10 +336,13 @@ def train_grounder(
         if cfg.model.init:
             net.encoder = ConvEncoder.from_folder(cfg.model.init)
         enc = {id(p) for p in net.encoder.parameters()}
-        groups = [
-            {"params": [p for p in net.parameters() if id(p) in enc], "scale": cfg.encoder_lr_scale},
-            {"params": [p for p in net.parameters() if id(p) not in enc], "scale": 1.0},
-        ]
+        groups = [{"params": [p for p in net.parameters() if id(p) not in enc], "scale": 1.0}]
+        feats: list[torch.Tensor] | None = None
+        if cfg.freeze_encoder:
+            net.encoder.requires_grad_(False).eval()
+            feats = _encode_all(net.encoder, images)
+        else:
+            groups.append({"params": list(net.encoder.parameters()), "scale": cfg.encoder_lr_scale})
         opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
         rng = np.random.default_rng([cfg.seed, 5])
         g, s = cfg.model.grid, cfg.model.image_size
@@ -296,14 +353,18 @@ def train_grounder(
         for step in bar:
             pick = rng.choice(len(exprs), cfg.batch_size, replace=False)
             batch = [exprs[i] for i in pick]
-            x = torch.from_numpy(images[[e[0] for e in batch]]).permute(0, 3, 1, 2).float() / 255
+            rows = [e[0] for e in batch]
             words, mask = text.encode([e[2] for e in batch], "cpu")
             target = torch.tensor([_to_cells(e[3], s, g) for e in batch])
             warm = min(1.0, (step + 1) / 100)
             lr = cfg.lr * warm * 0.5 * (1 + np.cos(np.pi * step / cfg.steps))
             for grp in opt.param_groups:
                 grp["lr"] = lr * grp["scale"]
-            score, raw = net(x, words, mask)
+            if feats is not None:
+                score, raw = net.fuse([f[rows].float() for f in feats], words, mask)
+            else:
+                x = torch.from_numpy(images[rows]).permute(0, 3, 1, 2).float() / 255
+                score, raw = net(x, words, mask)
             loss, parts = grounder_loss(score, raw, target, g, cfg.sigma, cfg.box_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -315,6 +376,16 @@ def train_grounder(
         return net, traj, time.perf_counter() - t0
     finally:
         torch.set_num_threads(threads)
+
+
+@torch.no_grad()
+def _encode_all(encoder: ConvEncoder, images: np.ndarray, batch: int = 128) -> list[torch.Tensor]:
+    """Stage features of every training image through the frozen encoder (float16 to save memory)."""
+    out: list[list[torch.Tensor]] = []
+    for a in range(0, len(images), batch):
+        x = torch.from_numpy(images[a : a + batch]).permute(0, 3, 1, 2).float() / 255
+        out.append([f.half() for f in encoder(normalize(x))])
+    return [torch.cat([o[i] for o in out]) for i in range(len(out[0]))]
 
 
 def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
