@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from l2l.cli import main
 
@@ -178,6 +179,8 @@ def test_priors_generate_and_eval(synthref_dir, tmp_path, capsys):
         "unlabeled",
         "--label-fraction",
         "10%",
+        "--provider",
+        "simulated",
         "--out",
         str(out),
     ]
@@ -192,6 +195,20 @@ def test_priors_generate_and_eval(synthref_dir, tmp_path, capsys):
     assert res["missing"] == 0 and 0.3 < res["mean_IoU"] < 0.95
     assert main(["priors", "generate", "--data", str(synthref_dir), "--provider", "mllm-sam2", "--out", str(out)]) == 2
     assert "--mllm" in capsys.readouterr().err
+
+
+def test_priors_default_provider_is_the_learned_prior_on_synthref(synthref_dir, tmp_path, capsys):
+    from l2l.foundation.folders import BUILTIN
+
+    if not (BUILTIN["synthpool-grounder"] / "card.json").exists():
+        pytest.skip("shipped grounder not built")
+    out = tmp_path / "p"
+    args = ["priors", "generate", "--data", str(synthref_dir), "--subset", "labeled", "--label-fraction", "5%"]
+    assert main([*args, "--out", str(out)]) == 0
+    assert "standin" in capsys.readouterr().out
+    meta = json.loads((out / "store.json").read_text())
+    assert meta["provider"] == "standin" and meta["config"]["stand_ins"] is True
+    assert "synthpool_grounder" in meta["config"]["grounder"]["grounder"]
 
 
 def test_demo_main_job_end_to_end(tmp_path, capsys, monkeypatch):

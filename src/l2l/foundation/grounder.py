@@ -53,8 +53,8 @@ FORMAT = "l2l-grounder/1"
 class GrounderConfig:
     image_size: int = 96
     conv_channels: tuple[int, int, int, int] = (32, 64, 128, 192)
-    dim: int = 96
-    body: str = "film"  # film: FiLM residual blocks at 1/8 | transformer: image and word tokens together
+    dim: int = 128
+    body: str = "transformer"  # transformer: image and word tokens together | film: FiLM residual blocks at 1/8
     dilations: tuple[int, ...] = (1, 2, 4, 1)  # film: one block per entry
     layers: int = 2  # transformer
     heads: int = 4
@@ -108,12 +108,13 @@ class GrounderNet(nn.Module):
         self.encoder = ConvEncoder(c)
         self.img_proj = nn.Conv2d(c[1] + c[2] + c[3], cfg.dim, 1)
         self.pos = nn.Parameter(torch.randn(cfg.grid * cfg.grid, cfg.dim) * 0.02)
+        if cfg.body == "transformer":
+            self.text_proj = nn.Linear(cfg.text_dim, cfg.dim)
+            self.film = nn.Linear(cfg.text_dim, 2 * cfg.dim)  # the sentence modulates every image token
         self.match_txt = nn.Linear(cfg.text_dim, cfg.dim)  # a direct cell–sentence match added to the score
         if cfg.body == "film":
             self.blocks = nn.ModuleList([FiLMBlock(cfg.dim, cfg.text_dim, d) for d in cfg.dilations])
         else:
-            self.text_proj = nn.Linear(cfg.text_dim, cfg.dim)
-            self.film = nn.Linear(cfg.text_dim, 2 * cfg.dim)  # the sentence modulates every image token
             self.kind = nn.Parameter(torch.zeros(2, cfg.dim))
             layer = nn.TransformerEncoderLayer(cfg.dim, cfg.heads, 2 * cfg.dim, dropout=0.0, batch_first=True,
                                                norm_first=True)  # fmt: skip
@@ -244,11 +245,11 @@ class GrounderTrainConfig:
     eval_images: int = 300
     expressions_per_image: int = 3
     margin: float = 0.06  # spatial judgements need gaps of margin × image side (SynthRef's)
-    steps: int = 4500
+    steps: int = 2400
     batch_size: int = 32
-    lr: float = 1e-3
+    lr: float = 8e-4
     encoder_lr_scale: float = 0.3
-    freeze_encoder: bool = True  # the pool-pretrained encoder as a fixed vision tower: its features are computed once
+    freeze_encoder: bool = False  # True: the pool-pretrained encoder as a fixed vision tower (features computed once)
     weight_decay: float = 1e-2
     sigma: float = 0.75  # cells: the score target's Gaussian
     box_weight: float = 1.0
