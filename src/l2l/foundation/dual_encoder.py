@@ -231,7 +231,7 @@ def _pairs_job(args: tuple[PoolConfig, int, int]) -> list[tuple[np.ndarray, str]
 def _np_resize(im: np.ndarray, size: int) -> np.ndarray:
     from PIL import Image
 
-    return np.asarray(Image.fromarray(im).resize((size, size), Image.BILINEAR))
+    return np.asarray(Image.fromarray(im).resize((size, size), Image.Resampling.BILINEAR))
 
 
 def contrastive_pairs(cfg: DualEncoderTrainConfig, show_progress: bool = False):

@@ -241,7 +241,8 @@ class MaskPredictor:
         without ``multimask_output``. Points xy (N×2) with labels (1 positive, 0 negative), box xyxy."""
         if point_coords is None and box is None:
             raise UsageError("predict needs point_coords or a box")
-        logits, iou = self.predict_logits([box], [point_coords], [point_labels])
+        b = None if box is None else [float(v) for v in np.asarray(box, np.float64).reshape(4)]
+        logits, iou = self.predict_logits([b], [point_coords], [point_labels])
         logits, iou = logits[0], iou[0]
         if not multimask_output:
             k = int(iou.argmax())
@@ -281,7 +282,7 @@ class Sam2MaskPredictor:
         self.model = model.to(device).eval()
         self.device, self.source = device, source
         vc = model.config.vision_config
-        size = getattr(vc, "image_size", None) or getattr(getattr(vc, "backbone_config", None), "image_size", 1024)
+        size: Any = getattr(vc, "image_size", None) or getattr(getattr(vc, "backbone_config", None), "image_size", 1024)
         self.size = int(size[0] if isinstance(size, (list, tuple)) else size)
         self._emb = None
         self.embeddings_computed = 0

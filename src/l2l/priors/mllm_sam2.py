@@ -37,6 +37,17 @@ class Grounder(Protocol):
     def __call__(self, batch: Sequence[PriorInput]) -> list[tuple[str, tuple[int, int]]]: ...
 
 
+class BoxSegmenter(Protocol):
+    """A box → soft mask model: SAM2 (:class:`Sam2BoxSegmenter`) or a stand-in
+    (``l2l.foundation.mask_model.MaskPredictor``)."""
+
+    def config(self) -> dict[str, Any]: ...
+
+    def __call__(
+        self, images: Sequence[np.ndarray], boxes: Sequence[tuple[float, float, float, float]]
+    ) -> list[tuple[np.ndarray, float]]: ...
+
+
 class Sam2BoxSegmenter:
     def __init__(self, model, device: str = "cpu", dtype: torch.dtype = torch.float32, source: str = "config"):
         self.model = model.to(device=device, dtype=dtype).eval()
@@ -104,7 +115,7 @@ class Sam2BoxSegmenter:
 class MLLMSam2Provider:
     name = "mllm-sam2"
 
-    def __init__(self, grounder: Grounder, segmenter: Sam2BoxSegmenter):
+    def __init__(self, grounder: Grounder, segmenter: BoxSegmenter):
         self.grounder, self.segmenter = grounder, segmenter
 
     def config(self) -> dict[str, Any]:
