@@ -208,7 +208,7 @@ def test_priors_default_provider_is_the_learned_prior_on_synthref(synthref_dir, 
     assert "standin" in capsys.readouterr().out
     meta = json.loads((out / "store.json").read_text())
     assert meta["provider"] == "standin" and meta["config"]["stand_ins"] is True
-    assert "synthpool_grounder" in meta["config"]["grounder"]["grounder"]
+    assert meta["config"]["grounder"]["grounder"].startswith("builtin:synthpool-grounder (")
 
 
 def test_demo_main_job_end_to_end(tmp_path, capsys, monkeypatch):

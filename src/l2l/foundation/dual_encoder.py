@@ -33,8 +33,9 @@ import torch.nn.functional as F
 from ..data.augment import normalize
 from ..errors import MissingFileError, UsageError
 from ..models.backbones import ConvEncoder
-from ..pretrain.pool import PoolConfig, render_pool_scene
-from .folders import folder_digest, load_folder, metrics_table, round_trip_half, write_folder
+from ..pretrain.pool import PoolConfig, pool_map, render_pool_scene
+from .common import adamw, cosine_step, image_batch, load_net
+from .folders import metrics_table, round_trip_half, write_folder
 from .language import generic_caption, scene_caption
 
 FORMAT = "l2l-dual-encoder/1"
@@ -78,14 +79,6 @@ class DualEncoderNet(nn.Module):
         return F.normalize(self.text_proj(pooled), dim=-1)
 
 
-def _resize(images: Sequence[np.ndarray], size: int) -> torch.Tensor:
-    return torch.stack([
-        F.interpolate(torch.from_numpy(np.ascontiguousarray(im[..., :3])).permute(2, 0, 1).float()[None] / 255,
-                      size=(size, size), mode="bilinear", align_corners=False, antialias=True)[0]
-        for im in images
-    ])  # fmt: skip
-
-
 class DualEncoder:
     """The stand-in behind CLIP's interface: ``encode_image``, ``encode_text``, ``logit_scale``."""
 
@@ -98,10 +91,8 @@ class DualEncoder:
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str = "cpu", text=None) -> "DualEncoder":
-        doc, states = load_folder(path, FORMAT)
-        net = DualEncoderNet(DualEncoderConfig(**{**doc["model"], "init": None}))
-        net.load_state_dict(states["model"])
-        return cls(net, text, device, f"{path} ({folder_digest(path)})")
+        net, source = load_net(path, FORMAT, lambda m: DualEncoderNet(DualEncoderConfig(**m)))
+        return cls(net, text, device, source)
 
     def config(self) -> dict[str, Any]:
         return {"dual_encoder": self.source, "format": FORMAT}
@@ -113,7 +104,7 @@ class DualEncoder:
     @torch.no_grad()
     def encode_image(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         """Unit vectors N×D of uint8 H×W×3 images (any size: resized to ``crop_size``)."""
-        return self.net.image_features(_resize(images, self.net.cfg.crop_size).to(self.device)).cpu()
+        return self.net.image_features(image_batch(images, self.net.cfg.crop_size).to(self.device)).cpu()
 
     @torch.no_grad()
     def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
@@ -154,7 +145,7 @@ class ClipDualEncoder:
 
     @torch.no_grad()
     def encode_image(self, images: Sequence[np.ndarray]) -> torch.Tensor:
-        x = _resize(images, self.size)
+        x = image_batch(images, self.size)
         mean, std = torch.tensor(self.MEAN).view(1, 3, 1, 1), torch.tensor(self.STD).view(1, 3, 1, 1)
         feats = self._features(self.model.get_image_features(pixel_values=((x - mean) / std).to(self.device)))
         return F.normalize(feats.float(), dim=-1).cpu()
@@ -223,12 +214,12 @@ def _pairs_job(args: tuple[PoolConfig, int, int]) -> list[tuple[np.ndarray, str]
             continue
         ys, xs = np.nonzero(m)
         c = crop_box(sc.image, [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
-        out.append((_np_resize(c, crop), generic_caption(o, rng)))
-    out.append((_np_resize(sc.image, crop), scene_caption(sc.objects, rng)))  # the whole scene last
+        out.append((_npimage_batch(c, crop), generic_caption(o, rng)))
+    out.append((_npimage_batch(sc.image, crop), scene_caption(sc.objects, rng)))  # the whole scene last
     return out
 
 
-def _np_resize(im: np.ndarray, size: int) -> np.ndarray:
+def _npimage_batch(im: np.ndarray, size: int) -> np.ndarray:
     from PIL import Image
 
     return np.asarray(Image.fromarray(im).resize((size, size), Image.Resampling.BILINEAR))
@@ -236,17 +227,8 @@ def _np_resize(im: np.ndarray, size: int) -> np.ndarray:
 
 def contrastive_pairs(cfg: DualEncoderTrainConfig, show_progress: bool = False):
     """Crops N×c×c×3, captions [str], is_scene [bool] of the training pool images."""
-    import multiprocessing as mp
-
-    from ..utils.progress import progress
-
     jobs = [(cfg.pool, i, cfg.model.crop_size) for i in range(cfg.train_images)]
-    if cfg.workers > 1:
-        with mp.get_context("fork").Pool(cfg.workers) as pool:
-            recs = list(progress(pool.imap(_pairs_job, jobs, chunksize=32), total=len(jobs), desc="pool",
-                                 disable=not show_progress))  # fmt: skip
-    else:
-        recs = [_pairs_job(j) for j in progress(jobs, desc="pool", disable=not show_progress)]
+    recs = pool_map(_pairs_job, jobs, cfg.workers, show_progress)
     crops = np.stack([c for r in recs for c, _ in r])
     caps = [t for r in recs for _, t in r]
     scene = np.array([j == len(r) - 1 for r in recs for j in range(len(r))])
@@ -280,12 +262,7 @@ def train_dual_encoder(
         net = DualEncoderNet(cfg.model)
         if cfg.model.init:
             net.encoder = ConvEncoder.from_folder(cfg.model.init)
-        enc = {id(p) for p in net.encoder.parameters()}
-        groups = [
-            {"params": [p for p in net.parameters() if id(p) in enc], "scale": cfg.encoder_lr_scale},
-            {"params": [p for p in net.parameters() if id(p) not in enc], "scale": 1.0},
-        ]
-        opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        opt = adamw(net, cfg.lr, cfg.weight_decay, cfg.encoder_lr_scale)
         rng = np.random.default_rng([cfg.seed, 3])
         objects, scenes = np.nonzero(~scene)[0], np.nonzero(scene)[0]
         n_scene = int(round(cfg.batch_size * cfg.scene_share))
@@ -301,9 +278,7 @@ def train_dual_encoder(
             x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)  # captions name no side: flips are safe
             batch_caps = [caps[i] for i in pick]
             words, mask = text.encode(batch_caps, "cpu")
-            lr = cfg.lr * 0.5 * (1 + np.cos(np.pi * step / cfg.steps))
-            for g in opt.param_groups:
-                g["lr"] = lr * g["scale"]
+            cosine_step(opt, cfg.lr, step, cfg.steps)
             loss = clip_loss(net.image_features(x), net.text_features(words, mask), net.logit_scale, batch_caps)
             opt.zero_grad(set_to_none=True)
             loss.backward()

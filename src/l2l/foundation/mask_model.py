@@ -45,8 +45,9 @@ from ..data.augment import normalize
 from ..errors import MissingFileError, UsageError
 from ..models.backbones import ConvEncoder
 from ..models.decoder import Decoder
-from ..pretrain.pool import PoolConfig, render_pool_scene
-from .folders import folder_digest, load_folder, metrics_table, round_trip_half, write_folder
+from ..pretrain.pool import PoolConfig, pool_map, render_pool_scene
+from .common import adamw, cosine_step, load_net
+from .folders import metrics_table, round_trip_half, write_folder
 
 FORMAT = "l2l-mask-model/1"
 
@@ -185,11 +186,8 @@ class MaskPredictor:
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str = "cpu") -> "MaskPredictor":
-        doc, states = load_folder(path, FORMAT)
-        cfg = MaskModelConfig(**{**doc["model"], "init": None})
-        model = PromptableMaskModel(cfg)
-        model.load_state_dict(states["model"])
-        return cls(model, device, f"{path} ({folder_digest(path)})")
+        model, source = load_net(path, FORMAT, lambda m: PromptableMaskModel(MaskModelConfig(**m)))
+        return cls(model, device, source)
 
     def config(self) -> dict[str, Any]:
         return {"mask_model": self.source, "format": FORMAT, "image_size": self.model.cfg.image_size}
@@ -412,17 +410,7 @@ def _scene_job(args: tuple[PoolConfig, int]) -> tuple[np.ndarray, np.ndarray]:
 
 def pool_instances(cfg: PoolConfig, start: int, count: int, workers: int = 1, show_progress: bool = False):
     """Images (N×S×S×3) and visible-instance maps (N×S×S, 0 = background) of pool images start.."""
-    import multiprocessing as mp
-
-    from ..utils.progress import progress
-
-    jobs = [(cfg, i) for i in range(start, start + count)]
-    if workers > 1:
-        with mp.get_context("fork").Pool(workers) as pool:
-            recs = list(progress(pool.imap(_scene_job, jobs, chunksize=32), total=count, desc="pool",
-                                 disable=not show_progress))  # fmt: skip
-    else:
-        recs = [_scene_job(j) for j in progress(jobs, desc="pool", disable=not show_progress)]
+    recs = pool_map(_scene_job, [(cfg, i) for i in range(start, start + count)], workers, show_progress)
     return np.stack([r[0] for r in recs]), np.stack([r[1] for r in recs])
 
 
@@ -508,12 +496,7 @@ def train_mask_model(
         model = PromptableMaskModel(cfg.model)
         if cfg.model.init:
             model.encoder = ConvEncoder.from_folder(cfg.model.init)
-        enc = set(id(p) for p in model.encoder.parameters())
-        groups = [
-            {"params": [p for p in model.parameters() if id(p) in enc], "scale": cfg.encoder_lr_scale},
-            {"params": [p for p in model.parameters() if id(p) not in enc], "scale": 1.0},
-        ]
-        opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        opt = adamw(model, cfg.lr, cfg.weight_decay, cfg.encoder_lr_scale)
         rng = np.random.default_rng([cfg.seed, 7])
         end = min(cfg.steps, max_steps or cfg.steps)
         traj: list[dict[str, float]] = []
@@ -523,9 +506,7 @@ def train_mask_model(
             pick = rng.choice(cfg.train_images, cfg.batch_images, replace=False)
             x = torch.from_numpy(images[pick]).permute(0, 3, 1, 2).float() / 255
             idx, boxes, valid, pts, labels, target = _batch_prompts(ids[pick], cfg.prompts_per_image, rng)
-            lr = cfg.lr * 0.5 * (1 + np.cos(np.pi * step / cfg.steps))
-            for g in opt.param_groups:
-                g["lr"] = lr * g["scale"]
+            cosine_step(opt, cfg.lr, step, cfg.steps)
             emb, skip = model.embed(x)
             logits, iou = model.decode(emb, skip, idx, boxes, valid, pts, labels)
             loss, parts = mask_loss(logits, iou, target)

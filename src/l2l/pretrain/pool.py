@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any, Callable, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -36,6 +37,7 @@ from ..data.synthref_scene import SceneProfile, render_scene
 from ..data.vocab import COLORS, SHAPE_WORDS, TEXTURES
 from ..errors import UsageError
 
+T = TypeVar("T")
 POOL_DOMAIN = 0x504F4F4C  # "POOL": the first word of every pool seed sequence
 CANVAS = 128  # the renderer's canvas (SynthRef's native image size)
 SHAPES = tuple(SHAPE_WORDS)
@@ -160,22 +162,25 @@ def _work(args: tuple[PoolConfig, int]) -> tuple[np.ndarray, dict[str, np.ndarra
     return pool_scene(*args)
 
 
-def make_pool(
-    cfg: PoolConfig, start: int, count: int, workers: int = 1, show_progress: bool = False
-) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Images (N, H, W, 3) uint8 and targets {name: (N, H, W) uint8} of pool images start..start+count-1."""
+def pool_map(fn: Callable[[Any], T], jobs: list, workers: int = 1, show_progress: bool = False,
+             chunksize: int = 32) -> list[T]:  # fmt: skip
+    """``[fn(job) for job in jobs]``, in order, over ``workers`` forked processes when more than one."""
     import multiprocessing as mp
 
     from ..utils.progress import progress
 
-    jobs = [(cfg, i) for i in range(start, start + count)]
     if workers > 1:
         with mp.get_context("fork").Pool(workers) as pool:
-            recs = list(
-                progress(pool.imap(_work, jobs, chunksize=64), total=count, desc="pool", disable=not show_progress)
-            )
-    else:
-        recs = [_work(j) for j in progress(jobs, desc="pool", disable=not show_progress)]
+            it = pool.imap(fn, jobs, chunksize=chunksize)
+            return list(progress(it, total=len(jobs), desc="pool", disable=not show_progress))
+    return [fn(j) for j in progress(jobs, desc="pool", disable=not show_progress)]
+
+
+def make_pool(
+    cfg: PoolConfig, start: int, count: int, workers: int = 1, show_progress: bool = False
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Images (N, H, W, 3) uint8 and targets {name: (N, H, W) uint8} of pool images start..start+count-1."""
+    recs = pool_map(_work, [(cfg, i) for i in range(start, start + count)], workers, show_progress, chunksize=64)
     images = np.stack([r[0] for r in recs])
     targets = {k: np.stack([r[1][k] for r in recs]) for k in HEADS}
     return images, targets

@@ -1,0 +1,51 @@
+"""What the stand-ins' training and predictors share: image batches, the encoder-scaled optimizer,
+the cosine schedule, and loading a network from its folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Sequence, TypeVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .folders import folder_digest, load_folder
+
+N = TypeVar("N", bound=torch.nn.Module)
+
+
+def image_batch(images: Sequence[np.ndarray], size: int) -> torch.Tensor:
+    """uint8 H×W×3 images (any sizes) → float B×3×size×size in [0, 1] (antialiased bilinear)."""
+    return torch.stack([
+        F.interpolate(torch.from_numpy(np.ascontiguousarray(im[..., :3])).permute(2, 0, 1).float()[None] / 255,
+                      size=(size, size), mode="bilinear", align_corners=False, antialias=True)[0]
+        for im in images
+    ])  # fmt: skip
+
+
+def adamw(net: torch.nn.Module, lr: float, weight_decay: float, encoder_scale: float | None) -> torch.optim.AdamW:
+    """AdamW over ``net``; the parameters of ``net.encoder`` at ``encoder_scale`` × the learning rate
+    (left out when ``encoder_scale`` is None: a frozen encoder). Each group's ``scale`` is kept."""
+    enc = {id(p) for p in net.encoder.parameters()}  # type: ignore[union-attr]
+    groups = [{"params": [p for p in net.parameters() if id(p) not in enc], "scale": 1.0}]
+    if encoder_scale is not None:
+        groups.append({"params": [p for p in net.parameters() if id(p) in enc], "scale": encoder_scale})
+    return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
+
+
+def cosine_step(opt: torch.optim.Optimizer, base_lr: float, step: int, steps: int, warmup: int = 0) -> None:
+    """Set every group's learning rate: linear warm-up over ``warmup`` steps, then cosine decay to 0."""
+    warm = min(1.0, (step + 1) / warmup) if warmup else 1.0
+    lr = base_lr * warm * 0.5 * (1 + np.cos(np.pi * step / steps))
+    for g in opt.param_groups:
+        g["lr"] = lr * g["scale"]
+
+
+def load_net(path: str | Path, fmt: str, build: Callable[[dict[str, Any]], N]) -> tuple[N, str]:
+    """The network of a stand-in folder (``build`` makes it from config.json's ``model`` section) and
+    its provenance string (path and weight digest)."""
+    doc, states = load_folder(path, fmt)
+    net = build({**doc["model"], "init": None})
+    net.load_state_dict(states["model"])
+    return net, f"{path} ({folder_digest(path)})"
