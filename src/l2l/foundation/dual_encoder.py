@@ -137,7 +137,7 @@ class ClipDualEncoder:
 
     @property
     def logit_scale(self) -> float:
-        return float(self.model.logit_scale.exp())
+        return float(self.model.logit_scale.detach().exp())
 
     @staticmethod
     def _features(out) -> torch.Tensor:
