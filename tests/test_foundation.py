@@ -325,3 +325,15 @@ def test_shipped_learned_prior_grounds_synthref(synthref):
         gt = synthref.mask(r.ann_id) > 0
         ious.append(((p.prob >= 0.5) & gt).sum() / max(((p.prob >= 0.5) | gt).sum(), 1))
     assert np.mean(ious) > 0.3  # a model that grounds; the measured value on all of train is in docs/foundation.md
+
+
+def test_shipped_mask_model_card_rebuilds():
+    """The first 25 steps of the shipped mask model's own config give its card's first logged loss."""
+    root = BUILTIN["synthpool-sam"]
+    if not (root / "card.json").exists():
+        pytest.skip("shipped mask model not built")
+    card = json.loads((root / "card.json").read_text())
+    cfg = mm.MaskTrainConfig(**card["config"])
+    _, traj, _ = mm.train_mask_model(cfg, max_steps=cfg.log_every, show_progress=False)
+    assert traj[0]["step"] == card["trajectory"][0]["step"]
+    assert traj[0]["loss"] == pytest.approx(card["trajectory"][0]["loss"], rel=1e-3)
