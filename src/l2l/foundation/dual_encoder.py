@@ -34,7 +34,7 @@ from ..data.augment import normalize
 from ..errors import MissingFileError, UsageError
 from ..models.backbones import ConvEncoder
 from ..pretrain.pool import PoolConfig, pool_map, render_pool_scene
-from .common import adamw, cosine_step, image_batch, load_net
+from .common import TextStandIn, adamw, cosine_step, image_batch, text_encoder, torch_threads
 from .folders import metrics_table, round_trip_half, write_folder
 from .language import generic_caption, scene_caption
 
@@ -79,20 +79,15 @@ class DualEncoderNet(nn.Module):
         return F.normalize(self.text_proj(pooled), dim=-1)
 
 
-class DualEncoder:
+class DualEncoder(TextStandIn):
     """The stand-in behind CLIP's interface: ``encode_image``, ``encode_text``, ``logit_scale``."""
 
-    def __init__(self, net: DualEncoderNet, text=None, device: str = "cpu", source: str = "memory"):
-        from .grounder import text_encoder
-
-        self.net = net.to(device).eval()
-        self.text = text if text is not None else text_encoder()
-        self.device, self.source = device, source
+    FORMAT = FORMAT
+    net: DualEncoderNet
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str = "cpu", text=None) -> "DualEncoder":
-        net, source = load_net(path, FORMAT, lambda m: DualEncoderNet(DualEncoderConfig(**m)))
-        return cls(net, text, device, source)
+        return cls._from_folder(path, lambda m: DualEncoderNet(DualEncoderConfig(**m)), device, text)
 
     def config(self) -> dict[str, Any]:
         return {"dual_encoder": self.source, "format": FORMAT}
@@ -249,11 +244,8 @@ def train_dual_encoder(
     cfg: DualEncoderTrainConfig, text=None, max_steps: int | None = None, show_progress: bool = True
 ) -> tuple[DualEncoderNet, list[dict[str, float]], float]:
     from ..utils.progress import progress
-    from .grounder import text_encoder
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads)
-    try:
+    with torch_threads(cfg.threads):
         t0 = time.perf_counter()
         crops, caps, scene = contrastive_pairs(cfg, show_progress)
         text = text if text is not None else text_encoder()
@@ -287,8 +279,6 @@ def train_dual_encoder(
                 traj.append({"step": step + 1, "loss": round(float(loss.detach()), 5)})
                 bar.set_postfix(loss=f"{float(loss.detach()):.3f}", refresh=False)
         return net, traj, time.perf_counter() - t0
-    finally:
-        torch.set_num_threads(threads)
 
 
 def synthref_retrieval(enc, ds, split: str = "val", limit: int | None = None) -> dict[str, float]:
@@ -350,8 +340,6 @@ def pool_retrieval(enc: "DualEncoder", cfg: DualEncoderTrainConfig, images: int 
 
 def pretrain_dual_encoder(cfg: DualEncoderTrainConfig, out: str | Path, show_progress: bool = True,
                           command: str = "") -> dict:  # fmt: skip
-    from .grounder import text_encoder
-
     text = text_encoder()
     net, traj, wall = train_dual_encoder(cfg, text, show_progress=show_progress)
     state = round_trip_half(net)

