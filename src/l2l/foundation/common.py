@@ -3,14 +3,18 @@ the cosine schedule, and loading a network from its folder."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, Sequence, TypeVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import UsageError
+from ..pretrain.pool import PoolConfig
 from .folders import folder_digest, load_folder
 
 N = TypeVar("N", bound=torch.nn.Module)
@@ -85,3 +89,34 @@ class TextStandIn:
     def _from_folder(cls, path: str | Path, build: Callable[[dict[str, Any]], torch.nn.Module], device: str, text: Any):
         net, source = load_net(path, cls.FORMAT, build)
         return cls(net, text, device, source)
+
+
+@dataclasses.dataclass
+class StandInTrainConfig:
+    """What every stand-in's training config has: ``model`` (a ``MODEL`` config) and ``pool`` (both
+    rebuilt from dicts, as YAML and cards give them), ``steps``, and the fields below."""
+
+    MODEL: ClassVar[type] = object
+    if TYPE_CHECKING:  # declared by every subclass, with its own defaults
+        model: Any
+        pool: PoolConfig
+        steps: int
+    seed: int = 0
+    threads: int = 2  # fixed, so that the loss trajectory is reproducible on this kind of machine
+    workers: int = 2  # pool generation processes
+    log_every: int = 25
+
+    def __post_init__(self) -> None:
+        model, pool = self.model, self.pool
+        if isinstance(model, dict):
+            self.model = self.MODEL(**model)
+        if isinstance(pool, dict):
+            self.pool = PoolConfig(**pool)
+        size = getattr(self.model, "image_size", None)
+        if size is not None and self.pool.size != size:
+            raise UsageError(f"pool size {self.pool.size} must equal the model's image_size {size}")
+        if self.steps < 1:
+            raise UsageError("steps must be positive")
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self)))

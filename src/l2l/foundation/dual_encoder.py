@@ -34,7 +34,7 @@ from ..data.augment import normalize
 from ..errors import MissingFileError, UsageError
 from ..models.backbones import ConvEncoder
 from ..pretrain.pool import PoolConfig, pool_map, render_pool_scene
-from .common import TextStandIn, adamw, cosine_step, image_batch, text_encoder, torch_threads
+from .common import StandInTrainConfig, TextStandIn, adamw, cosine_step, image_batch, text_encoder, torch_threads
 from .folders import round_trip_half, save_stand_in
 from .language import generic_caption, scene_caption
 
@@ -173,7 +173,9 @@ def crop_box(image: np.ndarray, box: Sequence[float], margin: float = 0.15) -> n
 
 
 @dataclass
-class DualEncoderTrainConfig:
+class DualEncoderTrainConfig(StandInTrainConfig):
+    MODEL = DualEncoderConfig
+
     model: DualEncoderConfig = field(default_factory=DualEncoderConfig)
     pool: PoolConfig = field(default_factory=lambda: PoolConfig(size=128))
     train_images: int = 3000
@@ -183,21 +185,11 @@ class DualEncoderTrainConfig:
     lr: float = 1e-3
     encoder_lr_scale: float = 0.3
     weight_decay: float = 1e-2
-    seed: int = 0
-    threads: int = 2
-    workers: int = 2
-    log_every: int = 25
 
     def __post_init__(self) -> None:
-        if isinstance(self.model, dict):
-            self.model = DualEncoderConfig(**self.model)
-        if isinstance(self.pool, dict):
-            self.pool = PoolConfig(**self.pool)
-        if self.steps < 1 or self.batch_size < 2 or not 0 <= self.scene_share < 1:
-            raise UsageError("dual encoder: steps ≥ 1, batch_size ≥ 2 and 0 ≤ scene_share < 1 are needed")
-
-    def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        super().__post_init__()
+        if self.batch_size < 2 or not 0 <= self.scene_share < 1:
+            raise UsageError("dual encoder: batch_size ≥ 2 and 0 ≤ scene_share < 1 are needed")
 
 
 def _pairs_job(args: tuple[PoolConfig, int, int]) -> list[tuple[np.ndarray, str]]:

@@ -43,7 +43,7 @@ from ..data.synthref_lang import KINDS
 from ..errors import UsageError
 from ..models.backbones import ConvEncoder
 from ..pretrain.pool import PoolConfig, pool_map, render_pool_scene
-from .common import TextStandIn, adamw, cosine_step, image_batch, text_encoder, torch_threads
+from .common import StandInTrainConfig, TextStandIn, adamw, cosine_step, image_batch, text_encoder, torch_threads
 from .folders import round_trip_half, save_stand_in
 from .language import expressions
 
@@ -223,7 +223,9 @@ def _boxes_from(score: torch.Tensor, raw: torch.Tensor, grid: int, sizes) -> lis
 
 # ---------------------------------------------------------------------------- data and training
 @dataclass
-class GrounderTrainConfig:
+class GrounderTrainConfig(StandInTrainConfig):
+    MODEL = GrounderConfig
+
     model: GrounderConfig = field(default_factory=GrounderConfig)
     pool: PoolConfig = field(default_factory=lambda: PoolConfig(size=96))
     train_images: int = 6000
@@ -238,21 +240,6 @@ class GrounderTrainConfig:
     weight_decay: float = 1e-2
     sigma: float = 0.75  # cells: the score target's Gaussian
     box_weight: float = 1.0
-    seed: int = 0
-    threads: int = 2
-    workers: int = 2
-    log_every: int = 25
-
-    def __post_init__(self) -> None:
-        if isinstance(self.model, dict):
-            self.model = GrounderConfig(**self.model)
-        if isinstance(self.pool, dict):
-            self.pool = PoolConfig(**self.pool)
-        if self.pool.size != self.model.image_size:
-            raise UsageError(f"pool size {self.pool.size} must equal the grounder's image_size")
-
-    def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(dataclasses.asdict(self)))
 
 
 def _grounding_job(args: tuple[PoolConfig, int, int, float]) -> tuple[np.ndarray, list[tuple[str, str, list[float]]]]:

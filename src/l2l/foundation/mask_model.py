@@ -46,7 +46,7 @@ from ..errors import MissingFileError, UsageError
 from ..models.backbones import ConvEncoder
 from ..models.decoder import Decoder
 from ..pretrain.pool import PoolConfig, pool_map, render_pool_scene
-from .common import adamw, cosine_step, load_net, torch_threads
+from .common import StandInTrainConfig, adamw, cosine_step, load_net, torch_threads
 from .folders import round_trip_half, save_stand_in
 
 FORMAT = "l2l-mask-model/1"
@@ -375,7 +375,9 @@ def _mask_iou(a: np.ndarray, b: np.ndarray) -> float:
 
 # ---------------------------------------------------------------------------- training
 @dataclass
-class MaskTrainConfig:
+class MaskTrainConfig(StandInTrainConfig):
+    MODEL = MaskModelConfig
+
     model: MaskModelConfig = field(default_factory=MaskModelConfig)
     pool: PoolConfig = field(default_factory=lambda: PoolConfig(size=128))
     train_images: int = 4000  # pool indices 0..train_images-1
@@ -386,21 +388,6 @@ class MaskTrainConfig:
     lr: float = 1e-3
     encoder_lr_scale: float = 0.3
     weight_decay: float = 1e-4
-    seed: int = 0
-    threads: int = 2
-    workers: int = 2
-    log_every: int = 25
-
-    def __post_init__(self) -> None:
-        if isinstance(self.model, dict):
-            self.model = MaskModelConfig(**self.model)
-        if isinstance(self.pool, dict):
-            self.pool = PoolConfig(**self.pool)
-        if self.pool.size != self.model.image_size:
-            raise UsageError(f"pool size {self.pool.size} must equal the model's image_size {self.model.image_size}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(dataclasses.asdict(self)))
 
 
 def _scene_job(args: tuple[PoolConfig, int]) -> tuple[np.ndarray, np.ndarray]:
