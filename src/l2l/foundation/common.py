@@ -23,7 +23,7 @@ N = TypeVar("N", bound=torch.nn.Module)
 def image_batch(images: Sequence[np.ndarray], size: int) -> torch.Tensor:
     """uint8 H×W×3 images (any sizes) → float B×3×size×size in [0, 1] (antialiased bilinear)."""
     return torch.stack([
-        F.interpolate(torch.from_numpy(np.ascontiguousarray(im[..., :3])).permute(2, 0, 1).float()[None] / 255,
+        F.interpolate(torch.from_numpy(np.array(im[..., :3])).permute(2, 0, 1).float()[None] / 255,
                       size=(size, size), mode="bilinear", align_corners=False, antialias=True)[0]
         for im in images
     ])  # fmt: skip
