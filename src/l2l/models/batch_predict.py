@@ -8,7 +8,9 @@ loaded once; pairs are grouped by image so that each image is read and encoded o
 * ``results.jsonl`` — one line per finished pair (id, image, text, ``segmentation`` as COCO RLE
   ``{"size": [h, w], "counts": str}`` from pycocotools, area, score = mean probability inside
   the mask), appended as pairs finish: a rerun skips the ids already there (resumable);
-* ``results.json`` — the same records as one JSON list, written at the end.
+* ``results.json`` — the same records as one JSON list, written at the end;
+* ``failed.json`` — the pairs that could not be predicted (an unreadable or missing image, …) with
+  their reasons: the other pairs are finished all the same, and a rerun tries the failed ones again.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from ..errors import MissingFileError, UsageError
+from ..errors import L2LError, MissingFileError, UsageError
 from ..utils.io import atomic_write_text
 from ..utils.progress import progress
 
@@ -49,8 +51,6 @@ def read_manifest(path: str | Path) -> list[Pair]:
             img, text = str(d["image"]), str(d["text"])
         except (json.JSONDecodeError, KeyError, TypeError) as e:
             raise UsageError(f'{path}: line {n} is not {{"image": …, "text": …}} ({type(e).__name__}: {e})') from None
-        if not text.strip():
-            raise UsageError(f"{path}: line {n} has an empty text")
         full = img if Path(img).is_absolute() or not (path.parent / img).exists() and Path(img).exists() \
             else str(path.parent / img)  # fmt: skip
         pairs.append(Pair(str(d.get("id", n)), full, text))
@@ -91,7 +91,7 @@ def rle(mask: np.ndarray) -> dict[str, Any]:
 
 
 def predict_pairs(predictor, pairs: list[Pair], out_dir: str | Path, threshold: float = 0.5,
-                  guidance: str | None = None, save_probs: bool = False, show_progress: bool = True) -> dict[str, int]:  # fmt: skip
+                  guidance: str | None = None, save_probs: bool = False, show_progress: bool = True) -> dict[str, Any]:  # fmt: skip
     """Run ``predictor`` over ``pairs`` into ``out_dir`` (module docstring); returns counts."""
     from PIL import Image
 
@@ -113,10 +113,22 @@ def predict_pairs(predictor, pairs: list[Pair], out_dir: str | Path, threshold: 
     for p in todo:
         by_image.setdefault(p.image, []).append(p)
     bar = progress(None, total=len(todo), desc="predict", disable=not show_progress)
+    failed: list[dict[str, str]] = []
+    for p in [p for p in todo if not p.text.strip()]:
+        failed.append({"id": p.id, "image": p.image, "text": p.text, "reason": "the sentence is empty"})
+        by_image[p.image].remove(p)
+        bar.update(1)
     with open(log, "a") as f:
         for image, group in by_image.items():
-            predictor.set_image(image)
-            masks, probs = predictor.predict([p.text for p in group], guidance=guidance, threshold=threshold)
+            if not group:
+                continue
+            try:
+                predictor.set_image(image)
+                masks, probs = predictor.predict([p.text for p in group], guidance=guidance, threshold=threshold)
+            except L2LError as e:  # this image's pairs fail with the reason; the others go on
+                failed += [{"id": p.id, "image": p.image, "text": p.text, "reason": str(e)} for p in group]
+                bar.update(len(group))
+                continue
             for p, m, pr in zip(group, masks, probs):
                 Image.fromarray(m.astype(np.uint8) * 255).save(out / "masks" / f"{p.id}.png")
                 if save_probs:
@@ -131,5 +143,6 @@ def predict_pairs(predictor, pairs: list[Pair], out_dir: str | Path, threshold: 
     order = {p.id: i for i, p in enumerate(pairs)}
     records = sorted((r for i, r in done.items() if i in order), key=lambda r: order[r["id"]])
     atomic_write_text(out / "results.json", json.dumps(records, indent=1))
-    return {"pairs": len(pairs), "predicted": len(todo), "skipped": len(pairs) - len(todo),
-            "empty": sum(r["empty"] for r in records)}  # fmt: skip
+    atomic_write_text(out / "failed.json", json.dumps(failed, indent=1))
+    return {"pairs": len(pairs), "predicted": len(todo) - len(failed), "skipped": len(pairs) - len(todo),
+            "empty": sum(r["empty"] for r in records), "failed": failed}  # fmt: skip

@@ -1,0 +1,179 @@
+"""``l2l serve``: a Gradio page to try one or two trained models on an image and a sentence.
+
+Upload an image (any file: it is read by :func:`l2l.data.images.read_photo`, so a bad one gets a
+reason, not a crash) or pick an example (SynthRef images of the model's own data, and real COCO
+photos with real RefCOCO sentences when ``../shared/data`` is there), type a sentence, and each
+model shows its overlay, its probability heat map, its mask, its time, and a notice when the mask
+is empty or the image is far from its training domain; its model card sits beside it. Requests are
+queued (one at a time): two users never see each other's answers.
+
+The page's element ids (``upload``, ``sentence``, ``segment``, ``status``, ``overlay-K``,
+``mask-K``, ``heat-K``, ``notice-K``, ``time-K``) are what the browser test drives.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..data.images import read_photo
+from ..errors import L2LError
+from .session import Response, Session
+
+SHARED_DATA_ENV = "L2L_SHARED_DATA"  # where ../shared/data lies when it is not beside the working directory
+COCO_EXAMPLES = {716: "person in bottom right corner", 154: None, 605: "cup of coffee"}
+
+
+def shared_data_dir() -> Path | None:
+    for p in (
+        os.environ.get(SHARED_DATA_ENV),
+        Path.cwd().parent / "shared" / "data",
+        Path(__file__).resolve().parents[4] / "shared" / "data",
+    ):
+        if p and (Path(p) / "coco_train2014_sample_224").is_dir():
+            return Path(p)
+    return None
+
+
+def default_examples(session: Session, n_synthref: int = 4) -> list[list[str]]:
+    """[image path, sentence] pairs: testB images of the first model's dataset (when it is on disk),
+    then the COCO photos of ``../shared/data`` that carry RefCOCO sentences."""
+    examples: list[list[str]] = []
+    root = session.models[0].card.data_root
+    if root and Path(root).exists():
+        from ..data.refer import ReferDataset
+
+        try:
+            ds = ReferDataset.open(root)
+            seen: set[int] = set()
+            for r in ds.samples("testB"):
+                if r.image_id not in seen:
+                    seen.add(r.image_id)
+                    examples.append([str(ds.image_path(r.image_id)), r.sentence])
+                if len(examples) >= n_synthref:
+                    break
+        except Exception:  # noqa: BLE001 — examples are a convenience; the page works without them
+            pass
+    shared = shared_data_dir()
+    if shared is not None:
+        sents: dict[int, str] = {}
+        with open(shared / "refcoco_unc_eval_expressions" / "expressions.jsonl") as f:
+            for line in f:
+                d = json.loads(line)
+                if d["image_id"] in COCO_EXAMPLES and d["image_id"] not in sents:
+                    sents[d["image_id"]] = d["sent"]
+        for i, s in COCO_EXAMPLES.items():
+            p = shared / "coco_train2014_sample_224" / f"COCO_train2014_{i:012d}.jpg"
+            if p.exists():
+                examples.append([str(p), s or sents.get(i, "the object in the middle")])
+    return examples
+
+
+def enlarge(img: np.ndarray, min_side: int = 256) -> np.ndarray:
+    """A small picture repeated pixel by pixel (nearest neighbour) to be seen on the page; the mask
+    output is left at the image's own size, so that what the page returns is the predictor's mask."""
+    k = int(np.ceil(min_side / max(1, min(img.shape[:2]))))
+    return img if k <= 1 else np.repeat(np.repeat(img, k, 0), k, 1)
+
+
+def render(session: Session, r: Response) -> list[Any]:
+    """The page's outputs for one response, in the order of :func:`build_app`'s ``outputs``."""
+    status = []
+    if r.error:
+        status.append(f"**Refused: {r.error}**")
+    if r.notes:
+        status.append("Input: " + "; ".join(r.notes) + ".")
+    if r.prior is not None:
+        status.append(
+            f"Prior from the `{getattr(session.provider, 'name', 'configured')}` provider in {r.prior_seconds:.2f} s."
+        )
+    out: list[Any] = [None if r.image is None else enlarge(r.image), "\n\n".join(status) or "Ready."]
+    by_name = {a.model: a for a in r.answers}
+    for m in session.models:
+        a = by_name.get(m.name)
+        if a is None or r.image is None:
+            out += [None, None, None, "", ""]
+            continue
+        ok = "OK: non-empty mask; " + ("image within the training domain" if m.domain is not None else m.domain_note)
+        notice = "\n\n".join(f"**Warning: {n}**" for n in a.notices) or ok
+        out += [enlarge(a.overlay(r.image)), enlarge(a.heat()), a.mask_png(), notice,
+                f"{a.seconds * 1000:.0f} ms · {int(a.mask.sum()):,} px · guidance {a.guidance}"]  # fmt: skip
+    return out
+
+
+def build_app(session: Session, examples: list[list[str]] | None = None):
+    import gradio as gr
+
+    examples = default_examples(session) if examples is None else examples
+    with gr.Blocks(title="l2l — referring expression segmentation", analytics_enabled=False) as app:
+        gr.Markdown("## l2l — referring expression segmentation\nUpload an image, type what to segment, press "
+                    "**Segment**. Models trained on SynthRef know SynthRef's shapes and words, not photos.")  # fmt: skip
+        with gr.Row():
+            with gr.Column(scale=1, min_width=280):
+                upload = gr.File(label="image (PNG, JPEG, WebP, TIFF …)", type="filepath", elem_id="upload")
+                view = gr.Image(
+                    label="input, as read", interactive=False, format="png", elem_id="input-view", height=240
+                )
+                text = gr.Textbox(label="sentence", placeholder="the red ring on the left", elem_id="sentence")
+                modes = session.guidance_modes
+                guidance = gr.Radio(modes, value="none", label="guidance (SESM models)", visible=len(modes) > 1,
+                                    elem_id="guidance")  # fmt: skip
+                threshold = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="threshold", elem_id="threshold")
+                button = gr.Button("Segment", variant="primary", elem_id="segment")
+                status = gr.Markdown("Ready.", elem_id="status")
+                if examples:
+                    gr.Examples(
+                        examples, [upload, text], label="examples (SynthRef; real COCO photos + RefCOCO sentences)"
+                    )
+            outputs: list[Any] = [view, status]
+            for k, m in enumerate(session.models):
+                with gr.Column(scale=1, min_width=280):
+                    gr.Markdown(f"### {m.name}")
+                    notice = gr.Markdown("", elem_id=f"notice-{k}")
+                    overlay = gr.Image(
+                        label="overlay", format="png", interactive=False, elem_id=f"overlay-{k}", height=240
+                    )
+                    with gr.Row():
+                        heat = gr.Image(
+                            label="probability", format="png", interactive=False, elem_id=f"heat-{k}", height=160
+                        )
+                        mask = gr.Image(label="mask", format="png", interactive=False, elem_id=f"mask-{k}", height=160)
+                    took = gr.Markdown("", elem_id=f"time-{k}")
+                    with gr.Accordion("model card", open=len(session.models) == 1):
+                        gr.Markdown(m.card.markdown() + f"\n\n_{m.domain_note}_")
+                outputs += [overlay, heat, mask, notice, took]
+
+        def on_upload(path: str | None):
+            if not path:
+                return None, "Ready."
+            try:
+                img, notes = read_photo(path, session.max_side)
+            except L2LError as e:
+                return None, f"**Refused: {e}**"
+            return enlarge(img), (
+                "Input: " + "; ".join(notes) + "."
+            ) if notes else f"{img.shape[1]}×{img.shape[0]} image read."
+
+        def on_segment(path: str | None, sentence: str, mode: str, thr: float):
+            return render(session, session.respond(path, sentence, mode or "none", thr))
+
+        upload.change(on_upload, [upload], [view, status])
+        button.click(on_segment, [upload, text, guidance, threshold], outputs)
+        text.submit(on_segment, [upload, text, guidance, threshold], outputs)
+    return app
+
+
+def serve(session: Session, host: str = "127.0.0.1", port: int = 7860, share: bool = False, block: bool = True):
+    """Start the page (queued: one request at a time); returns the Gradio app (running) when ``block`` is False."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    examples = default_examples(session)
+    app = build_app(session, examples)
+    allowed = sorted({str(Path(e[0]).resolve().parent) for e in examples})
+    app.queue(default_concurrency_limit=1)
+    app.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=not block, quiet=not block,
+               allowed_paths=allowed, show_error=True)  # fmt: skip
+    return app

@@ -1,0 +1,80 @@
+"""The model card shown beside a served model: what it was trained on, how, and how well it did.
+
+Read from the run folder around the checkpoint (``config.yaml``: data, method, steps, resolution,
+encoders; ``eval_*.json``: the evaluations made by ``l2l train`` / ``l2l eval``). A bare model
+folder (``config.json`` + weights only) gives a card that says its training data is unknown.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .domain import _run_config
+
+
+@dataclass
+class ModelCard:
+    name: str
+    path: str
+    dataset: str = "unknown"
+    data_root: str | None = None
+    label_fraction: str | None = None
+    method: str | None = None
+    steps: int | None = None
+    image_size: int | None = None
+    visual: str | None = None
+    text: str | None = None
+    guidance: bool = False
+    metrics: list[dict[str, Any]] = field(default_factory=list)  # one per eval file
+
+    def markdown(self) -> str:
+        rows = [
+            ("trained on", self.dataset + (f" (`{self.data_root}`)" if self.data_root else "")),
+            ("labels", self.label_fraction or "unknown"),
+            ("method", self.method or "unknown"),
+            ("steps", f"{self.steps:,}" if self.steps is not None else "unknown"),
+            ("resolution", f"{self.image_size} px" if self.image_size else "unknown"),
+            ("encoders", f"{self.visual} + {self.text}"),
+            ("guidance (SESM)", "yes: none / self / prior" if self.guidance else "no"),
+        ]
+        out = [f"**{self.name}** — `{self.path}`", "", "| | |", "| --- | --- |"]
+        out += [f"| {k} | {v} |" for k, v in rows]
+        for m in self.metrics:
+            out.append(f"| {m['file']} | oIoU {m['oIoU']:.1%} · mIoU {m['mIoU']:.1%} · `P@0.5` {m['P@0.5']:.1%} "
+                       f"({m['samples']} samples) |")  # fmt: skip
+        if not self.metrics:
+            out.append("| evaluation | none found beside the checkpoint |")
+        return "\n".join(out)
+
+
+def model_card(ckpt: str | Path, model: Any, name: str | None = None) -> ModelCard:
+    """The card of the checkpoint ``ckpt`` (a run folder or a model folder) whose loaded ``model`` is given."""
+    ckpt = Path(ckpt)
+    cfg = _run_config(ckpt) or {}
+    data = cfg.get("data") or {}
+    mcfg = model.cfg
+    card = ModelCard(
+        name=name or ckpt.name,
+        path=str(ckpt),
+        dataset=(data.get("dataset") or "SynthRef") if data else "unknown",
+        data_root=data.get("root"),
+        label_fraction=str(data["label_fraction"]) if data.get("label_fraction") is not None else None,
+        method=cfg.get("method"),
+        steps=cfg.get("total_steps") if isinstance(cfg.get("total_steps"), int) else None,
+        image_size=mcfg.image_size,
+        visual=mcfg.visual.name
+        + (f" (from {mcfg.visual.init_from})" if getattr(mcfg.visual, "init_from", None) else ""),
+        text=mcfg.text.name,
+        guidance=bool(model.uses_guidance),
+    )
+    run = next((p for p in (ckpt, ckpt.parent) if (p / "config.yaml").exists()), None)
+    for f in sorted(run.glob("eval_*.json")) if run else []:
+        try:
+            r = json.loads(f.read_text())
+            card.metrics.append({"file": f.stem, **{k: r[k] for k in ("oIoU", "mIoU", "P@0.5", "samples")}})
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue  # a damaged or foreign file is left out of the card
+    return card
