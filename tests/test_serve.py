@@ -122,7 +122,7 @@ def test_session_answers_like_the_predictor_and_refuses_bad_requests(served, tmp
     img = _scene(5, 80)
     path = _save(Image.fromarray(img), tmp_path / "x.png")
     r = s.respond(path, "the red circle", threshold=0.5)
-    assert r.error is None and len(r.answers) == 1 and np.array_equal(r.image, img)
+    assert r.error is None and len(r.answers) == 1 and np.array_equal(r.image, img) and r.number == 1
     p = SegmenterPredictor.from_pretrained(run, "cpu")
     p.set_image(img)
     mask, prob = p.predict("the red circle")
@@ -304,3 +304,37 @@ def test_server_queues_two_requests_at_once(served, tmp_path):
     for k, (path, text) in enumerate(jobs):
         r = respond(path, text)
         assert got[k].shape == r.answers[0].mask.shape and np.array_equal(got[k], r.answers[0].mask)
+
+
+def test_prior_guidance_goes_through_the_provider_and_a_model_without_sesm_says_so(served, tmp_path):
+    from l2l.models.predictor import SegmenterPredictor
+    from l2l.priors.base import PriorRecord
+    from l2l.serve.session import ServedModel, Session
+
+    _, run, refs = served
+    _model(True).save_pretrained(tmp_path / "sesm")
+    calls = []
+
+    class Box:  # a provider: the left half of the image
+        name = "box"
+
+        def __call__(self, batch):
+            calls.append(batch[0].sentence)
+            prob = np.zeros(batch[0].image.shape[:2], np.float32)
+            prob[:, : prob.shape[1] // 2] = 1
+            return [PriorRecord(b.sample_id, prob) for b in batch]
+
+    s = Session(
+        [ServedModel(tmp_path / "sesm", "cpu", name="sesm", domain_check=False), ServedModel(run, "cpu")], Box()
+    )
+    assert s.guidance_modes == ["none", "self", "prior"]
+    img = _scene(9, 64)
+    path = _save(Image.fromarray(img), tmp_path / "x.png")
+    r = s.respond(path, "the left one", guidance="prior")
+    assert r.error is None and calls == ["the left one"] and r.prior is not None
+    p = SegmenterPredictor.from_pretrained(tmp_path / "sesm", "cpu")
+    p.set_image(img)
+    assert np.allclose(r.answers[0].prob, p.predict("the left one", prior=r.prior)[1], atol=1e-6)
+    assert r.answers[0].guidance == "prior" and r.answers[1].guidance == "none"
+    assert any("has no SESM" in n for n in r.answers[1].notices)
+    assert "off" in s.models[0].domain_note

@@ -207,7 +207,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     gt = ds.mask(rec.ann_id).astype(bool)
     iou = float((mask & gt).sum()) / max(float((mask | gt).sum()), 1.0)
     print(f"      IoU with the ground-truth mask: {iou:.3f} (overlay: {overlay_png})")
-    print(f"done. Compare methods: docs/results.md; other methods: l2l train --config {args.config} --method NAME")
+    print(f"done. Try the model on a web page: l2l serve --ckpt {run}  (docs/predict.md)")
+    print(f"      compare methods: docs/results.md; other methods: l2l train --config {args.config} --method NAME")
     return 0
 
 

@@ -101,7 +101,7 @@ def render(session: Session, r: Response) -> list[Any]:
         ok = "OK: non-empty mask; " + ("image within the training domain" if m.domain is not None else m.domain_note)
         notice = "\n\n".join(f"**Warning: {n}**" for n in a.notices) or ok
         out += [enlarge(a.overlay(r.image)), enlarge(a.heat()), a.mask_png(), notice,
-                f"{a.seconds * 1000:.0f} ms · {int(a.mask.sum()):,} px · guidance {a.guidance}"]  # fmt: skip
+                f"request {r.number} · {a.seconds * 1000:.0f} ms · {int(a.mask.sum()):,} px · guidance {a.guidance}"]  # fmt: skip
     return out
 
 

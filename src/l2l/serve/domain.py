@@ -2,18 +2,25 @@
 
 A model trained on SynthRef answers nonsense on a COCO photo, and nothing in its output says so:
 the probability map of a wrong answer can be as confident as a right one. The check compares the
-image with images of the training domain in the model's own eyes: the visual encoder is run
-without language (stem, then each stage; :func:`image_features`), each stage's channels are
-pooled to their mean and standard deviation, and the image's distance to the reference set is the
-mean squared z-score of those statistics (a diagonal Mahalanobis distance) against the mean and
-spread of the reference images, per stage. Each stage's alarm threshold is ``margin`` × the
-``quantile`` of the reference images' own distances, each measured against the statistics of the
-other ``folds`` (cross-validated, so the threshold is not fitted to itself), and the image is
-far when any stage exceeds its threshold (the shallow stages tell SynthRef from photos best: the
-deeper ones of a pool-pretrained encoder generalise — measured in docs/predict.md).
+image, resized to the model's input size, with images of the training domain, in three groups of
+statistics (:func:`image_features`):
+
+* ``pixels`` — how the picture is made: the histogram of local colour differences (flat regions
+  and sharp edges versus texture), how concentrated its colours are (the share of the 1, 3 and 8
+  commonest of 512 colour bins, the number of bins used) and the spread of each channel;
+* ``stage1``, ``stage2`` — the model's own eyes: the first two stages of its visual encoder run
+  without language, each channel pooled to its mean and standard deviation.
+
+Per group, the distance is the mean squared z-score against the reference images (a diagonal
+Mahalanobis distance); its alarm threshold is ``margin`` × the ``quantile`` of the reference
+images' own distances, each measured against the statistics of the other ``folds``
+(cross-validated, so the threshold is not fitted to itself). The image is far when any group
+exceeds its threshold. Deeper stages are left out: they generalise (a pool-pretrained encoder's
+deep features of a photo look like SynthRef's) and only added false alarms — measured in
+docs/predict.md, with the alarm rates on SynthRef and on COCO photos.
 
 References come from the run's training data (``config.yaml`` → ``data.root``, training split) or
-from a folder of images given by the user. Measured rates: docs/predict.md.
+from a folder of images given by the user.
 """
 
 from __future__ import annotations
@@ -30,33 +37,49 @@ import torch.nn.functional as F
 from ..data.images import to_rgb_uint8
 from ..errors import UsageError
 
+GROUPS = ("pixels", "stage1", "stage2")
+_DIFF_BINS = np.array([0.0, 0.004, 0.02, 0.05, 0.1, 0.2, 0.4, 1.01])
+
+
+def pixel_statistics(x: np.ndarray) -> np.ndarray:
+    """The ``pixels`` group of one image (H×W×3 float in [0, 1]; module docstring)."""
+    gx, gy = np.abs(np.diff(x, axis=1)).max(2), np.abs(np.diff(x, axis=0)).max(2)
+    g = np.concatenate([gx.ravel(), gy.ravel()])
+    diffs = np.histogram(g, bins=_DIFF_BINS)[0] / g.size
+    q = np.minimum((x * 8).astype(np.int64), 7).reshape(-1, 3)
+    share = np.bincount(q[:, 0] * 64 + q[:, 1] * 8 + q[:, 2], minlength=512) / len(q)
+    top = np.sort(share)[::-1]
+    colours = [top[:1].sum(), top[:3].sum(), top[:8].sum(), (share > 0.001).sum() / 512]
+    return np.concatenate([diffs, colours, x.reshape(-1, 3).std(0)]).astype(np.float32)
+
 
 @torch.no_grad()
-def image_features(model: Any, images: Sequence[np.ndarray], device: str | torch.device = "cpu") -> list[np.ndarray]:
-    """Language-free feature statistics of ``images`` (H×W×3 uint8) under ``model``'s visual encoder at
-    its training resolution: one (N, 2·C_k) array per stage k, the channel means and standard deviations."""
+def image_features(
+    model: Any, images: Sequence[np.ndarray], device: str | torch.device = "cpu"
+) -> dict[str, np.ndarray]:
+    """The three groups of statistics (module docstring) of ``images`` (H×W×3 uint8), each (N, D),
+    computed on the image resized to ``model``'s input size."""
     s = model.cfg.image_size
-    out: list[list[np.ndarray]] = []
+    out: dict[str, list[np.ndarray]] = {g: [] for g in GROUPS}
     for img in images:
         x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div(255)[None].to(device)
-        x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
+        x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
+        out["pixels"].append(pixel_statistics(x[0].permute(1, 2, 0).cpu().numpy()))
         h = model.stem(x)
-        stats = []
-        for i in range(4):
+        for i in range(2):
             v = model.visual.stage(i, h)
             t = v if isinstance(v, torch.Tensor) else v[0]
             t = t.flatten(2) if t.dim() == 4 else t.transpose(1, 2)  # (B, C, HW) for maps and token sequences
-            stats.append(torch.cat([t.mean(2), t.std(2)], 1)[0].float().cpu().numpy())
+            out[f"stage{i + 1}"].append(torch.cat([t.mean(2), t.std(2)], 1)[0].float().cpu().numpy())
             h = model.visual.to_next(i, v)
-        out.append(stats)
-    return [np.stack([o[k] for o in out]) for k in range(4)]
+    return {g: np.stack(v) for g, v in out.items()}
 
 
 @dataclass
 class DomainCheck:
-    mean: list[np.ndarray]  # per stage
-    std: list[np.ndarray]
-    thresholds: list[float]  # per stage
+    mean: dict[str, np.ndarray]  # per group
+    std: dict[str, np.ndarray]
+    thresholds: dict[str, float]
     source: str  # where the references came from (said on the page)
     references: int
 
@@ -71,7 +94,7 @@ class DomainCheck:
         margin: float = 1.0,
         device: str | torch.device = "cpu",
     ) -> "DomainCheck":
-        """Statistics of ``images`` (the training domain); each stage's threshold from the distances of
+        """Statistics of ``images`` (the training domain); each group's threshold from the distances of
         every reference image to the statistics of the other folds (module docstring)."""
         if len(images) < 2 * folds:
             raise UsageError(
@@ -79,24 +102,26 @@ class DomainCheck:
             )
         feats = image_features(model, images, device)
         fold = np.arange(len(images)) % folds
-        means, stds, thresholds = [], [], []
-        for f in feats:
+        means, stds, thresholds = {}, {}, {}
+        for g, f in feats.items():
             held = np.concatenate([_distance(f[fold == k], f[fold != k].mean(0), f[fold != k].std(0) + 1e-6)
                                    for k in range(folds)])  # fmt: skip
-            means.append(f.mean(0))
-            stds.append(f.std(0) + 1e-6)
-            thresholds.append(float(np.quantile(held, quantile) * margin))
+            means[g], stds[g] = f.mean(0), f.std(0) + 1e-6
+            thresholds[g] = float(np.quantile(held, quantile) * margin)
         return cls(means, stds, thresholds, source, len(images))
 
     def distance(self, model: Any, image: np.ndarray, device: str | torch.device = "cpu") -> float:
-        """How far ``image`` lies, in units of the alarm threshold: the largest over stages of the
-        stage's distance divided by its threshold (> 1: far)."""
+        """How far ``image`` lies, in units of the alarm threshold: the largest over the groups of the
+        group's distance divided by its threshold (> 1: far)."""
         return float(self.distances(model, [image], device)[0])
 
     def distances(self, model: Any, images: Sequence[np.ndarray], device: str | torch.device = "cpu") -> np.ndarray:
+        return self.by_group(model, images, device).max(1)
+
+    def by_group(self, model: Any, images: Sequence[np.ndarray], device: str | torch.device = "cpu") -> np.ndarray:
+        """(N, groups) distances in units of each group's threshold, in the order of :data:`GROUPS`."""
         feats = image_features(model, images, device)
-        per_stage = [_distance(f, m, s) / t for f, m, s, t in zip(feats, self.mean, self.std, self.thresholds)]
-        return np.max(np.stack(per_stage), 0)
+        return np.stack([_distance(feats[g], self.mean[g], self.std[g]) / self.thresholds[g] for g in GROUPS], 1)
 
     @staticmethod
     def is_far(distance: float) -> bool:

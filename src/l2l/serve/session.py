@@ -120,6 +120,7 @@ class Response:
     error: str | None = None  # a refused request: the reason, and no answers
     prior: np.ndarray | None = None
     prior_seconds: float = 0.0
+    number: int = 0  # the request's number since the server started (shown with the answer)
 
 
 class Session:
@@ -132,6 +133,8 @@ class Session:
         self.provider = prior_provider
         self.max_side = max_side
         self._prior_lock = threading.Lock()
+        self._count = 0
+        self._count_lock = threading.Lock()
 
     @property
     def guidance_modes(self) -> list[str]:
@@ -142,6 +145,15 @@ class Session:
     def respond(
         self, upload: str | Path | None, text: str | None, guidance: str = "none", threshold: float = 0.5
     ) -> Response:
+        """One click of the page: the upload read (or refused), then every model's answer."""
+        with self._count_lock:
+            self._count += 1
+            number = self._count
+        r = self._respond(upload, text, guidance, threshold)
+        r.number = number
+        return r
+
+    def _respond(self, upload: str | Path | None, text: str | None, guidance: str, threshold: float) -> Response:
         if upload is None or str(upload) == "":
             return Response(None, [], [], "no image: upload one or pick an example")
         try:
