@@ -338,3 +338,25 @@ def test_prior_guidance_goes_through_the_provider_and_a_model_without_sesm_says_
     assert r.answers[0].guidance == "prior" and r.answers[1].guidance == "none"
     assert any("has no SESM" in n for n in r.answers[1].notices)
     assert "off" in s.models[0].domain_note
+
+
+def test_serve_command_builds_the_session_and_refuses_bad_arguments(served, tmp_path, monkeypatch, capsys):
+    import l2l.serve.app as app_mod
+    from l2l.cli import main
+
+    _, run, refs = served
+    seen = {}
+    monkeypatch.setattr(app_mod, "serve", lambda session, host, port: seen.update(session=session, port=port))
+    argv = ["serve", "--ckpt", str(run), "--device", "cpu", "--port", "7999", "--domain-images", str(refs)]
+    assert main(argv) == 0
+    s = seen["session"]
+    assert seen["port"] == 7999 and [m.name for m in s.models] == ["run"] and s.provider is None
+    assert "domain check against 16 images" in capsys.readouterr().out
+    assert main(argv + ["--ckpt", str(run)]) == 2  # two models of one name
+    assert "same name" in capsys.readouterr().err
+    assert main(argv + ["--ckpt", str(run), "--name", "a", "--name", "b"]) == 0
+    assert [m.name for m in seen["session"].models] == ["a", "b"]
+    assert main(argv + ["--ckpt", str(run)] * 2) == 2 and "one or two checkpoints" in capsys.readouterr().err
+    _model(True).save_pretrained(tmp_path / "sesm")
+    assert main(["serve", "--ckpt", str(tmp_path / "sesm"), "--prior", "simulated", "--device", "cpu"]) == 2
+    assert "reads any image" in capsys.readouterr().err
