@@ -394,6 +394,50 @@ def _predict_batch(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pseudo_ris_generate(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .pseudoris.config import PseudoRISConfig
+    from .pseudoris.generate import build_dataset, generate, load_models
+    from .utils.devices import best_device
+
+    ds = _open_dataset(args)
+    cfg = load_config(PseudoRISConfig, args.config, list(args.overrides))
+    labeled: list[int] = []
+    if args.setting == "semi":
+        from .data.splits import make_split
+
+        if not args.label_fraction:
+            raise UsageError("--setting semi needs --label-fraction (e.g. 1%) and --split-seed")
+        labeled = sorted(make_split(ds.name, ds.image_ids("train"), args.label_fraction, args.split_seed).labeled)
+    device = best_device(args.device)
+    mask_model = None if cfg.masks.source == "gt" else args.mask_model
+    models = load_models(mask_model, args.captioner, args.dual_encoder, device)
+    print(f"pseudo-ris: {ds.name} -> {args.out}: masks {cfg.masks.source}"
+          + (f" ({args.mask_model})" if mask_model else " (ground truth: an upper bound, not zero-shot)")
+          + f", captioner {args.captioner}, dual encoder {args.dual_encoder}; {cfg.candidates_per_mask} candidates "
+          f"per mask, {'distinctive' if cfg.captions.distinctive else 'naive'} sampling, filter "
+          + (f"{cfg.filter.score} ≥ {cfg.filter.tau}" if cfg.filter.enabled else "off"))  # fmt: skip
+    counts = generate(ds, args.out, models, cfg, max_images=args.max_images, shard=args.shard,
+                      show_progress=not args.quiet)  # fmt: skip
+    print("images: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    if int(os.environ.get("RANK", "0")) == 0 and (args.shard is None or args.shard[1] == 1):
+        meta = build_dataset(ds, args.out, args.setting, labeled)
+        st = meta["pseudo"]
+        print(f"{args.out}: {st['refs']} pseudo refs with {st['sentences']} sentences on {st['images']} images "
+              f"({st['masks']} masks, {st['candidates']} distinct candidates; by status {st['status']})"
+              + (f"; + ground truth of {len(labeled)} labeled images" if labeled else "")
+              + f" — train on it: l2l train --config configs/synthref_supervised.yaml data.root={args.out} "
+              "data.label_fraction=100%")  # fmt: skip
+    return 0
+
+
+def cmd_pseudo_ris_show(args: argparse.Namespace) -> int:
+    from .pseudoris.show import save_show
+
+    print(f"-> {save_show(args.folder, args.out, args.images, args.seed)}")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from .serve.session import ServedModel, Session
 
@@ -623,6 +667,7 @@ def cmd_pretrain_visual(args: argparse.Namespace) -> int:
 FOUNDATION = {  # l2l pretrain TARGET: (module, train config class, pretrain function, what it stands for)
     "mask-model": ("mask_model", "MaskTrainConfig", "pretrain_mask_model", "promptable mask model (SAM stand-in)"),
     "dual-encoder": ("dual_encoder", "DualEncoderTrainConfig", "pretrain_dual_encoder", "dual encoder (CLIP stand-in)"),
+    "captioner": ("captioner", "CaptionerTrainConfig", "pretrain_captioner", "captioner (CoCa / BLIP stand-in)"),
     "grounder": ("grounder", "GrounderTrainConfig", "pretrain_grounder", "grounder (MLLM stand-in)"),
 }
 
@@ -847,6 +892,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--device", default="auto", help="auto (a GPU when there is one) | cpu | cuda | cuda:N")
     p.set_defaults(func=cmd_predict)
+
+    pris = sub.add_parser(
+        "pseudo-ris", help="Pseudo-RIS: pseudo (mask, caption) supervision without labels"
+    ).add_subparsers(dest="pseudo_ris_command", required=True)
+    p = pris.add_parser("generate", help="masks → distinctive captions → filter → a REFER-format dataset (resumable)")
+    _add_dataset_args(p)
+    p.add_argument("--out", required=True, help="folder: records/ (resumable), then instances.json, refs, meta.json")
+    p.add_argument("--config", default=None, help="YAML of PseudoRISConfig fields (masks, captions, filter)")
+    p.add_argument("--mask-model", default="builtin:synthpool-sam", help="mask model folder (stand-in or SAM2)")
+    p.add_argument("--captioner", default="builtin:synthpool-captioner", help="captioner folder (stand-in or BLIP)")
+    p.add_argument("--dual-encoder", default="builtin:synthpool-clip", help="dual encoder folder (stand-in or CLIP)")
+    p.add_argument(
+        "--setting", default="zero-shot", choices=["zero-shot", "semi"], help="zero-shot | semi (+ a label split)"
+    )
+    p.add_argument("--label-fraction", default=None, help="semi: share of training images with their ground truth")
+    p.add_argument("--split-seed", type=int, default=22, help="semi: label split seed (default 22)")
+    p.add_argument("--max-images", type=_positive_int, default=None, help="the first N training images only")
+    p.add_argument("--shard", type=_shard, default=None, help="i/n: this process takes every n-th image (or torchrun)")
+    p.add_argument("--device", default="auto", help="auto (a GPU when there is one) | cpu | cuda | cuda:N")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "overrides", nargs="*", help="dotted overrides, e.g. filter.enabled=false captions.distinctive=false"
+    )
+    p.set_defaults(func=cmd_pseudo_ris_generate)
+    p = pris.add_parser("show", help="PNG: masks with their kept and rejected captions and scores")
+    p.add_argument("folder", help="a pseudo-ris generate --out folder")
+    p.add_argument("--out", required=True, help="PNG to write")
+    p.add_argument("--images", type=_positive_int, default=4, help="images shown (default 4)")
+    p.add_argument("--seed", type=int, default=0, help="which images (seeded choice)")
+    p.set_defaults(func=cmd_pseudo_ris_show)
 
     p = _with_examples(sub, "serve", "a web page to try one or two models on an image and a sentence (Gradio)")
     p.add_argument("--ckpt", action="append", required=True, help="run folder or model folder; twice: side by side")

@@ -167,6 +167,17 @@ class ReferDataset:
         return cls("synthref", root / "instances.json", root / "refs(synthref).json", root / "images")
 
     @classmethod
+    def pseudo_ris(cls, root: str | Path) -> "ReferDataset":
+        """A dataset written by ``l2l pseudo-ris generate`` (its images stay in the source's folder)."""
+        root = Path(root)
+        meta_file = root / "meta.json"
+        if not meta_file.exists():
+            raise MissingFileError(f"{root} is not a finished Pseudo-RIS dataset (no meta.json)")
+        meta = json.loads(meta_file.read_text())
+        return cls(f"pseudo-ris({meta.get('source', '?')})", root / "instances.json", root / "refs(pseudo-ris).json",
+                   meta["image_dir"])  # fmt: skip
+
+    @classmethod
     def open(
         cls,
         path: str | Path,
@@ -176,6 +187,8 @@ class ReferDataset:
     ) -> "ReferDataset":
         """SynthRef when ``path`` holds one, else the REFER layout (``dataset`` required)."""
         path = Path(path)
+        if dataset in (None, "pseudo-ris") and (path / "refs(pseudo-ris).json").exists():
+            return cls.pseudo_ris(path)
         if dataset in (None, "synthref"):
             if (path / "refs(synthref).json").exists() or dataset == "synthref":
                 return cls.synthref(path)

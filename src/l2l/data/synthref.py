@@ -33,11 +33,11 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from pycocotools import mask as mask_utils
 
 from ..errors import ExistsError, UsageError
 from ..utils.io import atomic_write_text
 from ..utils.progress import progress
+from ..utils.rle import rle_encode
 from .synthref_lang import KINDS, build_program, parse, realise, resolve
 from .synthref_scene import SceneProfile, render_scene
 from .vocab import COLORS, SHAPE_WORDS
@@ -115,9 +115,7 @@ class SynthRefConfig:
         return SPLITS[int(np.searchsorted(bounds, index, side="right"))]
 
 
-def _rle(mask: np.ndarray) -> dict[str, Any]:
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("ascii")}
+_rle = rle_encode
 
 
 def _bbox(mask: np.ndarray) -> list[float]:

@@ -30,6 +30,7 @@ BUILTIN = {
     "synthpool-sam": ASSETS / "synthpool_sam",  # l2l pretrain mask-model
     "synthpool-clip": ASSETS / "synthpool_clip",  # l2l pretrain dual-encoder
     "synthpool-grounder": ASSETS / "synthpool_grounder",  # l2l pretrain grounder
+    "synthpool-captioner": ASSETS / "synthpool_captioner",  # l2l pretrain captioner
 }
 
 

@@ -25,6 +25,7 @@ import numpy as np
 from ..errors import L2LError, MissingFileError, UsageError
 from ..utils.io import atomic_write_text
 from ..utils.progress import progress
+from ..utils.rle import rle_encode
 
 IMAGE_EXT = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -82,12 +83,7 @@ def _unique(pairs: list[Pair], where: str) -> list[Pair]:
     return pairs
 
 
-def rle(mask: np.ndarray) -> dict[str, Any]:
-    """COCO run-length encoding of a bool mask (pycocotools), JSON-ready."""
-    from pycocotools import mask as mask_utils
-
-    r = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    return {"size": [int(r["size"][0]), int(r["size"][1])], "counts": r["counts"].decode("ascii")}
+rle = rle_encode  # COCO run-length encoding of a bool mask, JSON-ready
 
 
 def predict_pairs(predictor, pairs: list[Pair], out_dir: str | Path, threshold: float = 0.5,

@@ -1,0 +1,263 @@
+"""Pseudo-RIS: Eq. 2 (distinctive sampling) on a captioner with known distributions, the decoders,
+Eqs. 4–6 on a dual encoder with known embeddings, the noun-phrase extractor, the captioner
+stand-in and the real (BLIP) path with tiny random configs, and the pipeline: generate (resumable,
+statuses counted) → a REFER dataset the loader opens → train → eval."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from l2l.errors import UsageError
+from l2l.pseudoris import sampling
+from l2l.pseudoris.config import PseudoRISConfig
+from l2l.pseudoris.filtering import distinctiveness, noun_phrase
+
+VOCAB = ["<pad>", "<bos>", "<eos>", "<unk>", "ring", "red", "blue"]
+
+
+class ToyCaptioner:
+    """Patch k is a colour (0 red, 1 blue): first word ring 0.6, own colour 0.3, other colour 0.1; then eos."""
+
+    bos, eos, vocab_size, max_words, forbidden = 1, 2, len(VOCAB), 3, (0, 1, 3)
+
+    def embed(self, patches, scales):
+        colour = torch.tensor([int(p[0, 0, 2] > p[0, 0, 0]) for p in patches])
+        return torch.ones(len(patches), 2) / 2**0.5, colour  # identical embeddings: s_ij = 1
+
+    def start(self, context, index):
+        return context[index], torch.zeros(len(index), dtype=torch.long)
+
+    def step(self, state, tokens):
+        colour, t = state
+        p = torch.full((len(colour), len(VOCAB)), 1e-9)
+        first = t == 0
+        p[first, 4] = 0.6
+        p[first, 5] = torch.where(colour[first] == 0, 0.3, 0.1)
+        p[first, 6] = torch.where(colour[first] == 0, 0.1, 0.3)
+        p[~first, 2] = 1.0
+        return p.log(), (colour, t + 1)
+
+    def reorder(self, state, index):
+        return state[0][index], state[1][index]
+
+    def decode(self, ids):
+        out = []
+        for i in ids:
+            if i == self.eos:
+                break
+            out.append(VOCAB[i])
+        return " ".join(out)
+
+    def config(self):
+        return {"captioner": "toy"}
+
+
+def _patches():
+    red = np.zeros((8, 8, 3), np.uint8)
+    red[..., 0] = 255
+    blue = np.zeros((8, 8, 3), np.uint8)
+    blue[..., 2] = 255
+    return [red, blue], [0.5, 0.5]
+
+
+def test_distinctive_sampling_prefers_the_word_that_tells_the_patches_apart():
+    patches, scales = _patches()
+    cap = ToyCaptioner()
+    plain = sampling.sample_captions(cap, patches, scales, top_k=[1], top_p=[], distinctive=False, beams=2)
+    dist = sampling.sample_captions(cap, patches, scales, top_k=[1], top_p=[], distinctive=True, beams=2)
+    assert [c.text for c in plain[0]] == ["ring", "ring"]  # beam and naive top-1: the generic word
+    assert [c.text for c in dist[0]] == ["ring", "red"] and [c.text for c in dist[1]] == ["ring", "blue"]
+    assert dist[0][1].decoder == "top_k=1" and dist[0][0].decoder == "beam"
+    assert dist[0][1].log_prob == pytest.approx(np.log(0.3), abs=1e-4)  # Eq. 1 under the target alone
+    # Eq. 2 by hand: z = P_i − 1/n Σ s_ij P_j, softmax(z / T)
+    p = torch.tensor([[0.6, 0.3, 0.1], [0.6, 0.1, 0.3]])
+    got = sampling.calibrated(p, 0, torch.tensor([1.0, 1.0]), 0.1)
+    want = torch.softmax(torch.tensor([0.0, 0.2, -0.2]) / 0.1, -1)
+    assert torch.allclose(got, want)
+    rows = sampling.calibrated_rows(p[None].expand(2, -1, -1), torch.tensor([0, 1]), torch.eye(2) * 0 + 1, 0.1)
+    assert torch.allclose(rows[0], want) and torch.allclose(rows[1], sampling.calibrated(p, 1, torch.ones(2), 0.1))
+
+
+def test_cut_and_determinism():
+    d = torch.tensor([[0.5, 0.3, 0.15, 0.05]])
+    assert torch.allclose(sampling.cut(d, top_k=2), torch.tensor([[0.625, 0.375, 0, 0]]))
+    assert torch.allclose(sampling.cut(d, top_p=0.4), torch.tensor([[1.0, 0, 0, 0]]))  # at least one word
+    assert torch.allclose(sampling.cut(d, top_p=0.7), torch.tensor([[0.625, 0.375, 0, 0]]))
+    patches, scales = _patches()
+    a = sampling.sample_captions(ToyCaptioner(), patches, scales, seed=3)
+    b = sampling.sample_captions(ToyCaptioner(), patches, scales, seed=3)
+    assert a == b and len(a[0]) == 11  # beam + 5 top-k + 5 top-p, the paper's 11 per crop
+
+
+def test_noun_phrase():
+    assert noun_phrase("a photo of a small red striped ring") == "a small red striped ring"
+    assert noun_phrase("the red ring to the left of the blue star") == "the red ring"
+    assert noun_phrase("An image of a disc on a background") == "a disc"
+    assert noun_phrase("man wearing a red tie") == "man"
+
+
+class ToyDual:
+    """Images: the colour of pixel (0, 0) one-hot; texts: a colour word one-hot (cosines 1 or 0)."""
+
+    logit_scale = 10.0
+
+    def encode_image(self, images):
+        return torch.tensor([[float(im[0, 0, 0] > 127), float(im[0, 0, 2] > 127)] for im in images])
+
+    def encode_text(self, texts):
+        return torch.tensor([[float("red" in t), float("blue" in t)] for t in texts]) + 1e-9
+
+
+def test_uniqueness_correctness_distinctiveness_by_hand():
+    (red, blue), _ = _patches()
+    caps = [(0, "a red ring"), (0, "a blue ring"), (1, "a blue ring"), (0, "a ring")]
+    s = distinctiveness(ToyDual(), [red, blue], [red, blue], caps)
+    floor = 1e-3 * 10
+    assert s["uos"][0] == pytest.approx(10 / floor) and s["uos"][1] == pytest.approx(floor / 10)
+    assert s["uos"][2] == pytest.approx(10 / floor) and s["uos"][3] == pytest.approx(1.0)  # ties with the other mask
+    assert s["dos"][0] == pytest.approx(s["cos"][0] * 10 / (floor * floor))
+    single = distinctiveness(ToyDual(), [red], [red], [(0, "a ring")])
+    assert np.isinf(single["dos"][0])  # one mask: nothing to be confused with
+
+
+def test_config_validation():
+    assert PseudoRISConfig().candidates_per_mask == 44  # the paper's 4 crops × 11
+    for bad in ({"masks": {"source": "x"}}, {"captions": {"margins": [1.5]}}, {"captions": {"top_p": [0]}},
+                {"filter": {"score": "cos"}}, {"captions": {"temperature": 0}}):  # fmt: skip
+        with pytest.raises(UsageError):
+            PseudoRISConfig(**bad)
+
+
+# ----------------------------------------------------------------------------- stand-in and real captioner
+def _tiny_captioner():
+    from l2l.foundation.captioner import SPECIALS, Captioner, CaptionerConfig, CaptionerNet
+
+    torch.manual_seed(0)
+    cfg = CaptionerConfig(conv_channels=(8, 8, 8, 8), embed_dim=16, word_dim=8, hidden=16, max_words=5, init=None,
+                          vocab=list(SPECIALS) + ["a", "red", "blue", "ring", "star", "photo", "of"])  # fmt: skip
+    return Captioner(CaptionerNet(cfg))
+
+
+def test_captioner_stand_in_steps_match_teacher_forcing_and_beam1_is_greedy():
+    from l2l.foundation.captioner import greedy_captions
+
+    cap = _tiny_captioner()
+    rng = np.random.default_rng(0)
+    patches = [rng.integers(0, 255, (20, 30, 3)).astype(np.uint8) for _ in range(3)]
+    _, ctx = cap.embed(patches, [0.2, 0.5, 1.0])
+    tok = torch.tensor([[1, 4, 6, 7], [1, 5, 5, 8], [1, 9, 4, 6]])
+    full = cap.net.logits(ctx, tok)
+    state = cap.start(ctx, torch.arange(3))
+    for t in range(4):
+        lg, state = cap.step(state, tok[:, t])
+        assert torch.allclose(lg, full[:, t], atol=1e-5)
+    texts, _ = sampling.beam_search(cap, patches, [0.2, 0.5, 1.0], beams=1)
+    assert texts == greedy_captions(cap, patches, [0.2, 0.5, 1.0])
+    assert cap.decode(cap.encode("A photo of a red zebra")[1:]) == "a photo of a red"  # unknown words dropped
+
+
+def test_real_captioner_path_with_a_tiny_random_blip():
+    from transformers import AutoTokenizer, BlipConfig, BlipForConditionalGeneration
+
+    from l2l.data.text_augment import default_text_model_path
+    from l2l.foundation.captioner import HFCaptioner
+
+    tok = AutoTokenizer.from_pretrained(str(default_text_model_path()), local_files_only=True)
+    cfg = BlipConfig(
+        vision_config={"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+                       "image_size": 32, "patch_size": 8},
+        text_config={"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+                     "vocab_size": tok.vocab_size, "encoder_hidden_size": 16, "bos_token_id": tok.cls_token_id,
+                     "sep_token_id": tok.sep_token_id, "pad_token_id": tok.pad_token_id},
+    )  # fmt: skip
+    torch.manual_seed(0)
+    cap = HFCaptioner(BlipForConditionalGeneration(cfg), tok, max_words=4)
+    rng = np.random.default_rng(1)
+    patches = [rng.integers(0, 255, (40, 40, 3)).astype(np.uint8) for _ in range(2)]
+    out = sampling.sample_captions(cap, patches, [0.3, 0.6], top_k=[5], top_p=[0.5], beams=2)
+    assert [len(o) for o in out] == [3, 3] and all(isinstance(c.text, str) for o in out for c in o)
+
+
+# ----------------------------------------------------------------------------- the pipeline
+@pytest.fixture(scope="module")
+def captioner_folder(tmp_path_factory):
+    from l2l.foundation.captioner import CaptionerConfig, CaptionerTrainConfig, pretrain_captioner
+    from l2l.pretrain.pool import PoolConfig
+
+    out = tmp_path_factory.mktemp("captioner")
+    cfg = CaptionerTrainConfig(model=CaptionerConfig(conv_channels=(8, 8, 8, 8), embed_dim=16, word_dim=8, hidden=16,
+                                                     init=None),
+                               pool=PoolConfig(size=64), train_images=10, steps=3, batch_size=8, workers=1, log_every=1)  # fmt: skip
+    card = pretrain_captioner(cfg, out, show_progress=False)
+    assert len(card["trajectory"]) == 3 and card["metrics_eval_pool"]["perplexity"] > 1
+    return out
+
+
+@pytest.mark.slow
+def test_generate_build_train_eval(synthref_dir, captioner_folder, tmp_path, capsys):
+    from l2l.cli import main
+    from l2l.data.refer import ReferDataset
+
+    from .test_trainer import TINY
+
+    out = tmp_path / "pseudo"
+    argv = ["pseudo-ris", "generate", "--data", str(synthref_dir), "--out", str(out), "--captioner",
+            str(captioner_folder), "--max-images", "3", "--device", "cpu", "--quiet", "masks.points_per_side=6",
+            "filter.tau=1.0"]  # fmt: skip
+    assert main(argv) == 0
+    said = capsys.readouterr().out
+    assert "44 candidates per mask" in said and "pseudo refs" in said
+    ds = ReferDataset.open(out)
+    src = ReferDataset.open(synthref_dir)
+    train = ds.samples("train")
+    assert train and all(r.kind == "pseudo" for r in train) and ds.name.startswith("pseudo-ris")
+    assert len(ds.samples("val")) == len(src.samples("val"))  # the evaluation splits are the source's
+    assert {r.image_id for r in train} <= set(src.image_ids("train")[:3])
+    recs = [json.loads(x) for x in (out / "records" / "part-0.jsonl").read_text().splitlines()]
+    assert len(recs) == 3 and all(
+        "uos" in c and "sources" in c for r in recs for m in r["masks"] for c in m["captions"]
+    )
+    assert main(argv) == 0 and "skipped 3" in capsys.readouterr().out  # resumable: nothing done twice
+    bad = argv[:]
+    bad[bad.index("filter.tau=1.0")] = "filter.tau=2.0"
+    assert main(bad) == 2 and "another config" in capsys.readouterr().err
+    run = tmp_path / "run"
+    assert main(["train", "--out", str(run), f"data.root={out}", *TINY, "data.label_fraction=100%", "epochs=1",
+                 "batch_size=4", "total_steps=2"]) == 0  # fmt: skip
+    assert main(["eval", "--ckpt", str(run), "--split", "val", "--max-samples", "4"]) == 0
+    png = tmp_path / "show.png"
+    assert main(["pseudo-ris", "show", str(out), "--out", str(png), "--images", "2"]) == 0 and png.stat().st_size > 1000
+
+
+def test_images_without_masks_are_counted_and_ground_truth_masks_and_semi(synthref_dir, captioner_folder, tmp_path):
+    from l2l.data.refer import ReferDataset
+    from l2l.data.splits import make_split
+    from l2l.foundation.captioner import Captioner
+    from l2l.foundation.dual_encoder import DualEncoder
+    from l2l.foundation.mask_model import MaskPredictor
+    from l2l.pseudoris.generate import Models, build_dataset, generate
+
+    src = ReferDataset.open(synthref_dir)
+    models = Models(MaskPredictor.from_pretrained("builtin:synthpool-sam"), Captioner.from_pretrained(captioner_folder),
+                    DualEncoder.from_pretrained("builtin:synthpool-clip"))  # fmt: skip
+    cfg = PseudoRISConfig(masks={"pred_iou_thresh": 1.01, "points_per_side": 4})  # nothing passes
+    counts = generate(src, tmp_path / "none", models, cfg, max_images=2, show_progress=False)
+    assert counts == {"skipped": 0, "no_masks": 2}
+    with pytest.raises(UsageError, match="no labelled image|needs the labeled"):
+        build_dataset(src, tmp_path / "none", "semi")
+    gt = PseudoRISConfig(masks={"source": "gt"}, captions={"margins": [0.1], "top_k": [5], "top_p": []})
+    counts = generate(src, tmp_path / "gt", models, gt, max_images=3, show_progress=False)
+    assert counts.get("no_masks", 0) == 0
+    rec = json.loads((tmp_path / "gt" / "records" / "part-0.jsonl").read_text().splitlines()[0])
+    assert all("ann_id" in m for m in rec["masks"]) and all(len(m["captions"]) <= 2 for m in rec["masks"])
+    labeled = sorted(make_split(src.name, src.image_ids("train"), "10%", 22).labeled)
+    meta = build_dataset(src, tmp_path / "gt", "semi", labeled)
+    ds = ReferDataset.open(tmp_path / "gt")
+    kinds = {r.kind for r in ds.samples("train")}
+    assert meta["labeled_images"] == len(labeled) and "pseudo" in kinds and kinds - {"pseudo"}  # both kinds present
+    assert Path(meta["image_dir"]).exists()
