@@ -230,6 +230,11 @@ def test_generate_build_train_eval(synthref_dir, captioner_folder, tmp_path, cap
     assert main(["train", "--out", str(run), f"data.root={out}", *TINY, "data.label_fraction=100%", "epochs=1",
                  "batch_size=4", "total_steps=2"]) == 0  # fmt: skip
     assert main(["eval", "--ckpt", str(run), "--split", "val", "--max-samples", "4"]) == 0
+    zs = tmp_path / "zs.json"
+    assert main(["pseudo-ris", "baseline", "--data", str(synthref_dir), "--split", "val", "--max-samples", "4",
+                 "--points-per-side", "4", "--size", "64", "--out", str(zs), "--device", "cpu", "--quiet"]) == 0  # fmt: skip
+    res = json.loads(zs.read_text())
+    assert res["samples"] == 4 and 0 <= res["oIoU"] <= 1 and "no_proposal" in res
     png = tmp_path / "show.png"
     assert main(["pseudo-ris", "show", str(out), "--out", str(png), "--images", "2"]) == 0 and png.stat().st_size > 1000
 
@@ -261,3 +266,32 @@ def test_images_without_masks_are_counted_and_ground_truth_masks_and_semi(synthr
     kinds = {r.kind for r in ds.samples("train")}
     assert meta["labeled_images"] == len(labeled) and "pseudo" in kinds and kinds - {"pseudo"}  # both kinds present
     assert Path(meta["image_dir"]).exists()
+
+
+def test_zero_shot_predictor_picks_the_proposal_the_dual_encoder_prefers():
+    from l2l.pseudoris.zero_shot import ZeroShotPredictor
+
+    img = np.zeros((32, 32, 3), np.uint8)
+    img[2:12, 2:12, 0] = 255  # a red square
+    img[20:30, 20:30, 2] = 255  # a blue square
+    red, blue = np.zeros((32, 32), bool), np.zeros((32, 32), bool)
+    red[2:12, 2:12] = True
+    blue[20:30, 20:30] = True
+
+    class Masks:  # automatic mode of a mask model that finds both squares
+        def set_image(self, image):
+            pass
+
+    import l2l.pseudoris.zero_shot as zs
+
+    recs = [{"segmentation": m, "area": int(m.sum()), "predicted_iou": 0.9, "stability_score": 0.9, "bbox": [0, 0, 1, 1]}
+            for m in (red, blue)]  # fmt: skip
+    orig = zs.extract_masks
+    zs.extract_masks = lambda predictor, image, cfg: recs
+    try:
+        p = ZeroShotPredictor(Masks(), ToyDual())
+        x = torch.from_numpy(img).permute(2, 0, 1).float()[None].repeat(2, 1, 1, 1) / 255
+        out = p.predict(x, ["the blue one", "a red square"])
+    finally:
+        zs.extract_masks = orig
+    assert torch.equal(out[0].bool(), torch.from_numpy(blue)) and torch.equal(out[1].bool(), torch.from_numpy(red))

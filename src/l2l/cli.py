@@ -431,6 +431,31 @@ def cmd_pseudo_ris_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pseudo_ris_baseline(args: argparse.Namespace) -> int:
+    from .engine.evaluate import inference_on_dataset
+    from .pseudoris.config import MaskConfig
+    from .pseudoris.generate import load_models
+    from .pseudoris.zero_shot import ZeroShotPredictor
+    from .utils.devices import best_device
+    from .utils.io import atomic_write_text
+
+    ds = _open_dataset(args)
+    device = best_device(args.device)
+    models = load_models(args.mask_model, None, args.dual_encoder, device)
+    pred = ZeroShotPredictor(models.masks, models.dual, MaskConfig(points_per_side=args.points_per_side), args.alpha)
+    recs = ds.samples(args.split)[: args.max_samples] if args.max_samples else ds.samples(args.split)
+    res = inference_on_dataset(pred, ds, recs, args.size, "cpu", batch_size=8, show_progress=not args.quiet)
+    res.update(split=args.split, method="zero-shot baseline (mask-model proposals ranked by the dual encoder)",
+               mask_model=args.mask_model, dual_encoder=args.dual_encoder, alpha=args.alpha, size=args.size,
+               no_proposal=pred.no_proposal)  # fmt: skip
+    out = Path(args.out) if args.out else Path(f"zero_shot_baseline_{args.split}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, json.dumps(res, indent=2))
+    print(f"zero-shot baseline on {ds.name} {args.split}: oIoU {res['oIoU']:.4f}  mIoU {res['mIoU']:.4f}  "
+          f"P@0.5 {res['P@0.5']:.4f} ({res['samples']} samples; {pred.no_proposal} without a proposal) -> {out}")  # fmt: skip
+    return 0
+
+
 def cmd_pseudo_ris_show(args: argparse.Namespace) -> int:
     from .pseudoris.show import save_show
 
@@ -916,6 +941,19 @@ def build_parser() -> argparse.ArgumentParser:
         "overrides", nargs="*", help="dotted overrides, e.g. filter.enabled=false captions.distinctive=false"
     )
     p.set_defaults(func=cmd_pseudo_ris_generate)
+    p = pris.add_parser("baseline", help="the direct zero-shot baseline: mask proposals ranked by the dual encoder")
+    _add_dataset_args(p)
+    p.add_argument("--split", default="val", help="split to evaluate (default val)")
+    p.add_argument("--mask-model", default="builtin:synthpool-sam", help="mask model folder (stand-in or SAM2)")
+    p.add_argument("--dual-encoder", default="builtin:synthpool-clip", help="dual encoder folder (stand-in or CLIP)")
+    p.add_argument("--alpha", type=float, default=0.5, help="weight of the global (context crop) term (default 0.5)")
+    p.add_argument("--points-per-side", type=int, default=12, help="mask model's automatic-mode grid (default 12)")
+    p.add_argument("--size", type=int, default=128, help="resolution the images are read at (default 128)")
+    p.add_argument("--max-samples", type=_positive_int, default=None, help="the first N samples only")
+    p.add_argument("--out", default=None, help="result JSON (default zero_shot_baseline_<split>.json)")
+    p.add_argument("--device", default="auto", help="auto (a GPU when there is one) | cpu | cuda | cuda:N")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_pseudo_ris_baseline)
     p = pris.add_parser("show", help="PNG: masks with their kept and rejected captions and scores")
     p.add_argument("folder", help="a pseudo-ris generate --out folder")
     p.add_argument("--out", required=True, help="PNG to write")

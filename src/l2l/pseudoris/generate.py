@@ -50,7 +50,7 @@ class Models:
         return {k: (v.config() if v is not None else None) for k, v in vars(self).items()}
 
 
-def load_models(mask_model: str | None, captioner: str, dual_encoder: str, device: str = "cpu") -> Models:
+def load_models(mask_model: str | None, captioner: str | None, dual_encoder: str, device: str = "cpu") -> Models:
     """Stand-in folders (``builtin:NAME`` or ``l2l pretrain`` outputs) or local Hugging Face folders
     (SAM2, BLIP, CLIP: told apart by their ``config.json``)."""
     from ..foundation.captioner import Captioner, HFCaptioner
@@ -61,18 +61,14 @@ def load_models(mask_model: str | None, captioner: str, dual_encoder: str, devic
         p = Path(path)
         return not str(path).startswith("builtin:") and (p / "config.json").exists() and not (p / "card.json").exists()
 
-    m = None
+    m: Any = None
     if mask_model is not None:
-        m = (
-            Sam2MaskPredictor.from_pretrained(mask_model, device)
-            if hf(mask_model)
-            else MaskPredictor.from_pretrained(mask_model, device)
-        )
-    cap = (
-        HFCaptioner.from_pretrained(captioner, device)
-        if hf(captioner)
-        else Captioner.from_pretrained(captioner, device)
-    )
+        m = Sam2MaskPredictor.from_pretrained(mask_model, device) if hf(mask_model) \
+            else MaskPredictor.from_pretrained(mask_model, device)  # fmt: skip
+    cap: Any = None
+    if captioner is not None:
+        cap = HFCaptioner.from_pretrained(captioner, device) if hf(captioner) \
+            else Captioner.from_pretrained(captioner, device)  # fmt: skip
     dual = (
         ClipDualEncoder.from_pretrained(dual_encoder, device)
         if hf(dual_encoder)
