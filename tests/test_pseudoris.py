@@ -230,6 +230,18 @@ def test_generate_build_train_eval(synthref_dir, captioner_folder, tmp_path, cap
     assert main(["train", "--out", str(run), f"data.root={out}", *TINY, "data.label_fraction=100%", "epochs=1",
                  "batch_size=4", "total_steps=2"]) == 0  # fmt: skip
     assert main(["eval", "--ckpt", str(run), "--split", "val", "--max-samples", "4"]) == 0
+    # the paper's semi-supervised protocol: the pseudo-supervised model fine-tuned on the labeled images
+    from l2l.config import load_config
+    from l2l.engine.trainer import Trainer
+    from l2l.models.segmenter import Segmenter
+    from l2l.schema import TrainConfig
+
+    cfg = load_config(TrainConfig, None, [f"data.root={synthref_dir}", *TINY, "data.label_fraction=20%",
+                                          f"init_from={run}"])  # fmt: skip
+    tr = Trainer(cfg, tmp_path / "finetune")
+    tr.prepare()
+    start = Segmenter.from_pretrained(run).state_dict()
+    assert all(torch.equal(v, start[k]) for k, v in tr.model.state_dict().items())
     zs = tmp_path / "zs.json"
     assert main(["pseudo-ris", "baseline", "--data", str(synthref_dir), "--split", "val", "--max-samples", "4",
                  "--points-per-side", "4", "--size", "64", "--out", str(zs), "--device", "cpu", "--quiet"]) == 0  # fmt: skip

@@ -65,6 +65,7 @@ class TrainConfig:
     max_steps: int | None = None  # stop after this many steps (the schedule still spans all epochs)
     telemetry_every: int = 1  # steps between telemetry visits (0 = off); hidden masks, never the loss
     telemetry_log_every: int = 0  # steps between telemetry records; 0 = one per epoch (Fig. 9)
+    init_from: str | None = None  # a run or model folder whose weights start this run (fine-tuning; not on resume)
     semi: SemiConfig = field(default_factory=SemiConfig)
 
     def validate(self) -> "TrainConfig":

@@ -187,6 +187,18 @@ class Trainer:
         )
 
     # ------------------------------------------------------------------ 1. prepare
+    @staticmethod
+    def _init_weights(model: Any, path: str) -> None:
+        """Start from the weights of a saved segmenter (``init_from``: fine-tuning, e.g. Pseudo-RIS's
+        semi-supervised protocol — pseudo-supervised first, then the labeled images)."""
+        from ..models.segmenter import Segmenter
+
+        src = Segmenter.from_pretrained(path).state_dict()
+        try:
+            model.load_state_dict(src, strict=True)
+        except RuntimeError as e:
+            raise UsageError(f"init_from={path}: its weights do not fit this run's model ({e})") from None
+
     def prepare(self, resume: bool = True) -> None:
         """Data, method, model and optimiser; restore the newest checkpoint when ``resume``; write
         ``config.yaml``, ``label_split.json`` and ``env.json``."""
@@ -269,6 +281,8 @@ class Trainer:
             if info.enabled:
                 torch.distributed.barrier()
         else:
+            if cfg.init_from:
+                self._init_weights(model, cfg.init_from)
             torch.manual_seed(cfg.seed + info.rank)  # per-rank streams (prior dropout)
 
         if info.is_main:

@@ -37,7 +37,7 @@ def save_show(folder: str | Path, out: str | Path, n: int = 4, seed: int = 0, pe
             title = "\n".join(wrap(t, 34) for t in lines) or "no caption"
             row.append((overlay(img, mask.astype(np.uint8)), title, {}))
         rows.append(row)
-    return save_panel_grid(rows, out, panel_w=3.2, panel_h=4.2)
+    return save_panel_grid(rows, out, panel_w=3.4, panel_h=5.4)
 
 
 def _f(v: float | str) -> float:
