@@ -94,6 +94,15 @@ def test_cut_and_determinism():
     assert a == b and len(a[0]) == 11  # beam + 5 top-k + 5 top-p, the paper's 11 per crop
 
 
+def test_caption_attributes_read_the_shifted_dialect():
+    from l2l.pseudoris.quality import caption_attributes
+
+    assert caption_attributes("a photo of a giant cyan unpatterned triangle") == {
+        "size": {"large"}, "color": {"cyan"}, "texture": {"solid"}, "shape": {"triangle"}}  # fmt: skip
+    assert caption_attributes("a circle with a hole on a background") == {"shape": {"ring"}}  # longest synonym first
+    assert caption_attributes("scarlet lemon disc")["color"] == {"red", "yellow"}  # contradictory
+
+
 def test_noun_phrase():
     assert noun_phrase("a photo of a small red striped ring") == "a small red striped ring"
     assert noun_phrase("the red ring to the left of the blue star") == "the red ring"
@@ -247,6 +256,10 @@ def test_generate_build_train_eval(synthref_dir, captioner_folder, tmp_path, cap
                  "--points-per-side", "4", "--size", "64", "--out", str(zs), "--device", "cpu", "--quiet"]) == 0  # fmt: skip
     res = json.loads(zs.read_text())
     assert res["samples"] == 4 and 0 <= res["oIoU"] <= 1 and "no_proposal" in res
+    q = tmp_path / "q.json"
+    assert main(["pseudo-ris", "quality", str(out), "--data", str(synthref_dir), "--out", str(q)]) == 0
+    qual = json.loads(q.read_text())
+    assert qual["masks"] > 0 and 0 <= qual["kept"]["picks_out"] <= qual["kept"]["correct"] <= 1
     png = tmp_path / "show.png"
     assert main(["pseudo-ris", "show", str(out), "--out", str(png), "--images", "2"]) == 0 and png.stat().st_size > 1000
 

@@ -456,6 +456,18 @@ def cmd_pseudo_ris_baseline(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pseudo_ris_quality(args: argparse.Namespace) -> int:
+    from .pseudoris.quality import pseudo_label_quality
+    from .utils.io import atomic_write_text
+
+    res = pseudo_label_quality(_open_dataset(args), args.folder)
+    text = json.dumps(res, indent=2)
+    if args.out:
+        atomic_write_text(Path(args.out), text)
+    print(text)
+    return 0
+
+
 def cmd_pseudo_ris_show(args: argparse.Namespace) -> int:
     from .pseudoris.show import save_show
 
@@ -954,6 +966,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (a GPU when there is one) | cpu | cuda | cuda:N")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_pseudo_ris_baseline)
+    p = pris.add_parser("quality", help="pseudo-label quality against the source's ground truth (analysis only)")
+    p.add_argument("folder", help="a pseudo-ris generate --out folder")
+    _add_dataset_args(p)
+    p.add_argument("--out", default=None, help="JSON to write")
+    p.set_defaults(func=cmd_pseudo_ris_quality)
     p = pris.add_parser("show", help="PNG: masks with their kept and rejected captions and scores")
     p.add_argument("folder", help="a pseudo-ris generate --out folder")
     p.add_argument("--out", required=True, help="PNG to write")

@@ -1,0 +1,89 @@
+"""How good are the pseudo-labels? Measured against SynthRef's ground truth (analysis only).
+
+For each (mask, caption) pair of a generation's records: the mask's object is the image's
+ground-truth object it overlaps most (IoU ≥ ``min_iou``, else the mask matches no object); the
+caption's noun phrase (:func:`~l2l.pseudoris.filtering.noun_phrase`) is read into SynthRef
+attributes with the shifted dialect's synonym tables (shape, colour, size, texture; two values of
+one attribute make the caption contradictory); the caption *picks out* its mask when the objects
+whose attributes fit it are exactly the mask's object. This is the issue's "caption picks out its
+mask under SynthRef's own checker", restricted to what generic captions can say: attributes —
+location, ordinal and relation words are not produced by the captioner (the paper's limitation).
+
+Reads ground-truth masks and attributes of training images: a measurement of the pseudo-labels,
+never an input of them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..foundation.language import COLORS, SHAPES, SIZES, TEXTURES
+from .filtering import noun_phrase
+from .generate import _read_records, record_masks
+
+_TABLES = {"shape": SHAPES, "color": COLORS, "size": SIZES, "texture": TEXTURES}
+_PHRASES = sorted(((syn, attr, value) for attr, t in _TABLES.items() for value, syns in t.items() for syn in syns),
+                  key=lambda x: -len(x[0]))  # fmt: skip
+
+
+def caption_attributes(caption: str) -> dict[str, set[str]]:
+    """Attribute values named in the caption's noun phrase (longest synonyms first)."""
+    text = " " + " ".join(noun_phrase(caption).lower().split()) + " "
+    out: dict[str, set[str]] = {}
+    for syn, attr, value in _PHRASES:
+        key = f" {syn} "
+        while key in text:
+            out.setdefault(attr, set()).add(value)
+            text = text.replace(key, " ", 1)
+    return out
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum()) / max(float((a | b).sum()), 1.0)
+
+
+def pseudo_label_quality(ds: Any, folder: Any, min_iou: float = 0.5) -> dict[str, Any]:
+    """Shares over kept and over rejected captions (module docstring), and over masks."""
+    from pathlib import Path
+
+    stats: dict[str, dict[str, float]] = {s: {"captions": 0, "picks_out": 0, "correct": 0, "contradictory": 0,
+                                              "no_attribute": 0, "bad_mask": 0} for s in ("kept", "rejected")}  # fmt: skip
+    masks_total = masks_matched = 0
+    for rec in _read_records(Path(folder) / "records"):
+        if not rec["masks"]:
+            continue
+        image_id = int(rec["image_id"])
+        anns = ds.image_anns(image_id)
+        gts = [ds.mask(a).astype(bool) for a in anns]
+        attrs = [ds.anns[a].get("attributes", {}) for a in anns]
+        for m, seg in zip(rec["masks"], record_masks(rec)):
+            ious = [_iou(seg, g) for g in gts]
+            t = int(np.argmax(ious)) if ious else -1
+            ok_mask = t >= 0 and ious[t] >= min_iou
+            masks_total += 1
+            masks_matched += int(ok_mask)
+            for c in m["captions"]:
+                s = stats["kept" if c["kept"] else "rejected"]
+                s["captions"] += 1
+                if not ok_mask:
+                    s["bad_mask"] += 1
+                    continue
+                named = caption_attributes(c["text"])
+                if any(len(v) > 1 for v in named.values()):
+                    s["contradictory"] += 1
+                    continue
+                if not named:
+                    s["no_attribute"] += 1
+                fits = [k for k, a in enumerate(attrs) if all(a.get(attr) in vals for attr, vals in named.items())]
+                s["correct"] += int(t in fits)
+                s["picks_out"] += int(fits == [t])
+    out: dict[str, Any] = {
+        "masks": masks_total,
+        "masks_matching_an_object": round(masks_matched / max(masks_total, 1), 4),
+    }
+    for name, s in stats.items():
+        n = max(s["captions"], 1)
+        out[name] = {"captions": int(s["captions"]), **{k: round(v / n, 4) for k, v in s.items() if k != "captions"}}
+    return out
