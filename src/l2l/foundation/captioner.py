@@ -27,7 +27,6 @@ The real path: :class:`HFCaptioner` — a transformers captioning model (BLIP) f
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 import time
 from dataclasses import dataclass, field
@@ -43,7 +42,7 @@ from ..data.augment import normalize
 from ..errors import MissingFileError, UsageError
 from ..models.backbones import ConvEncoder
 from ..pretrain.pool import PoolConfig, pool_map, render_pool_scene
-from .common import StandInTrainConfig, adamw, cosine_step, image_batch, load_net, torch_threads
+from .common import ModelConfigBase, StandInTrainConfig, adamw, cosine_step, image_batch, load_net, torch_threads
 from .dual_encoder import crop_box
 from .folders import round_trip_half, save_stand_in
 from .language import generic_caption
@@ -77,7 +76,7 @@ def patch(image: np.ndarray, mask: np.ndarray, margin: float | str) -> tuple[np.
 
 
 @dataclass
-class CaptionerConfig:
+class CaptionerConfig(ModelConfigBase):
     crop_size: int = 64
     conv_channels: tuple[int, int, int, int] = (32, 64, 128, 192)
     embed_dim: int = 128
@@ -86,12 +85,6 @@ class CaptionerConfig:
     max_words: int = 12
     vocab: list[str] = field(default_factory=list)  # set from the training captions
     init: str | None = "builtin:synthpool-conv"
-
-    def __post_init__(self) -> None:
-        self.conv_channels = tuple(self.conv_channels)  # type: ignore[assignment]
-
-    def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(dataclasses.asdict(self)))
 
 
 class CaptionerNet(nn.Module):

@@ -20,6 +20,19 @@ from .folders import folder_digest, load_folder
 N = TypeVar("N", bound=torch.nn.Module)
 
 
+class ModelConfigBase:
+    """What the stand-ins' model configs share: ``conv_channels`` kept a tuple (YAML and card JSON give
+    lists) and ``to_dict`` for config.json and cards."""
+
+    conv_channels: tuple[int, int, int, int]
+
+    def __post_init__(self) -> None:
+        self.conv_channels = tuple(self.conv_channels)  # type: ignore[assignment]
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self)))  # type: ignore[call-overload]
+
+
 def image_batch(images: Sequence[np.ndarray], size: int) -> torch.Tensor:
     """uint8 H×W×3 images (any sizes) → float B×3×size×size in [0, 1] (antialiased bilinear)."""
     return torch.stack([

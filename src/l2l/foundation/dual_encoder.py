@@ -18,7 +18,6 @@ local folder, same methods.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -34,7 +33,16 @@ from ..data.augment import normalize
 from ..errors import MissingFileError, UsageError
 from ..models.backbones import ConvEncoder
 from ..pretrain.pool import PoolConfig, pool_map, render_pool_scene
-from .common import StandInTrainConfig, TextStandIn, adamw, cosine_step, image_batch, text_encoder, torch_threads
+from .common import (
+    ModelConfigBase,
+    StandInTrainConfig,
+    TextStandIn,
+    adamw,
+    cosine_step,
+    image_batch,
+    text_encoder,
+    torch_threads,
+)
 from .folders import round_trip_half, save_stand_in
 from .language import generic_caption, scene_caption
 
@@ -42,18 +50,12 @@ FORMAT = "l2l-dual-encoder/1"
 
 
 @dataclass
-class DualEncoderConfig:
+class DualEncoderConfig(ModelConfigBase):
     crop_size: int = 64
     conv_channels: tuple[int, int, int, int] = (32, 64, 128, 192)
     embed_dim: int = 128
     text_dim: int = 384
     init: str | None = "builtin:synthpool-conv"
-
-    def __post_init__(self) -> None:
-        self.conv_channels = tuple(self.conv_channels)  # type: ignore[assignment]
-
-    def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(dataclasses.asdict(self)))
 
 
 class DualEncoderNet(nn.Module):

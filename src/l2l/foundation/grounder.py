@@ -43,7 +43,16 @@ from ..data.synthref_lang import KINDS
 from ..errors import UsageError
 from ..models.backbones import ConvEncoder
 from ..pretrain.pool import PoolConfig, pool_map, render_pool_scene
-from .common import StandInTrainConfig, TextStandIn, adamw, cosine_step, image_batch, text_encoder, torch_threads
+from .common import (
+    ModelConfigBase,
+    StandInTrainConfig,
+    TextStandIn,
+    adamw,
+    cosine_step,
+    image_batch,
+    text_encoder,
+    torch_threads,
+)
 from .folders import round_trip_half, save_stand_in
 from .language import expressions
 
@@ -51,7 +60,7 @@ FORMAT = "l2l-grounder/1"
 
 
 @dataclass
-class GrounderConfig:
+class GrounderConfig(ModelConfigBase):
     image_size: int = 96
     conv_channels: tuple[int, int, int, int] = (32, 64, 128, 192)
     dim: int = 128
@@ -63,7 +72,7 @@ class GrounderConfig:
     init: str | None = "builtin:synthpool-conv"
 
     def __post_init__(self) -> None:
-        self.conv_channels = tuple(self.conv_channels)  # type: ignore[assignment]
+        super().__post_init__()
         self.dilations = tuple(self.dilations)
         if self.body not in ("film", "transformer"):
             raise UsageError(f"grounder body must be film or transformer, got {self.body!r}")
@@ -73,9 +82,6 @@ class GrounderConfig:
     @property
     def grid(self) -> int:
         return self.image_size // 8
-
-    def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(dataclasses.asdict(self)))
 
 
 class FiLMBlock(nn.Module):

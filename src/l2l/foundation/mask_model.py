@@ -29,8 +29,6 @@ stability, then mask NMS.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,14 +44,14 @@ from ..errors import MissingFileError, UsageError
 from ..models.backbones import ConvEncoder
 from ..models.decoder import Decoder
 from ..pretrain.pool import PoolConfig, pool_map, render_pool_scene
-from .common import StandInTrainConfig, adamw, cosine_step, load_net, torch_threads
+from .common import ModelConfigBase, StandInTrainConfig, adamw, cosine_step, load_net, torch_threads
 from .folders import round_trip_half, save_stand_in
 
 FORMAT = "l2l-mask-model/1"
 
 
 @dataclass
-class MaskModelConfig:
+class MaskModelConfig(ModelConfigBase):
     image_size: int = 128  # square input: the longest side is resized to it, the rest padded
     conv_channels: tuple[int, int, int, int] = (32, 64, 128, 192)
     dim: int = 48
@@ -61,12 +59,9 @@ class MaskModelConfig:
     init: str | None = "builtin:synthpool-conv"  # visual encoder to start from (None: random)
 
     def __post_init__(self) -> None:
-        self.conv_channels = tuple(self.conv_channels)  # type: ignore[assignment]
+        super().__post_init__()
         if self.image_size % 32 or self.hypotheses < 1:
             raise UsageError(f"image_size must be a multiple of 32 and hypotheses ≥ 1, got {self}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(dataclasses.asdict(self)))
 
 
 def _block(cin: int, cout: int, dilation: int = 1) -> nn.Sequential:
