@@ -320,3 +320,26 @@ def test_zero_shot_predictor_picks_the_proposal_the_dual_encoder_prefers():
     finally:
         zs.extract_masks = orig
     assert torch.equal(out[0].bool(), torch.from_numpy(blue)) and torch.equal(out[1].bool(), torch.from_numpy(red))
+
+
+@pytest.mark.slow
+def test_a_refer_dataset_goes_through_generate_and_train(refer_root, captioner_folder, tmp_path, capsys):
+    """RefCOCO's layout (pickled refs, COCO images): ground-truth masks here (the fixture's images are noise)."""
+    from l2l.cli import main
+    from l2l.data.refer import ReferDataset
+
+    from .test_trainer import TINY
+
+    root, _ = refer_root
+    out = tmp_path / "pseudo"
+    assert main(["pseudo-ris", "generate", "--data", str(root), "--dataset", "refcoco", "--out", str(out),
+                 "--captioner", str(captioner_folder), "--device", "cpu", "--quiet", "masks.source=gt",
+                 "filter.enabled=false"]) == 0  # fmt: skip
+    assert "ground truth: an upper bound" in capsys.readouterr().out
+    ds = ReferDataset.open(out)
+    src = ReferDataset.open(root, "refcoco")
+    assert ds.samples("train") and {r.kind for r in ds.samples("train")} == {"pseudo"}
+    assert [r.sentence for r in ds.samples("val")] == [r.sentence for r in src.samples("val")]
+    run = tmp_path / "run"
+    assert main(["train", "--out", str(run), f"data.root={out}", *TINY, "data.label_fraction=100%", "epochs=1",
+                 "batch_size=2", "total_steps=2", "data.eval_split=val"]) == 0  # fmt: skip
