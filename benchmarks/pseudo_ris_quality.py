@@ -4,7 +4,8 @@
         --out docs/results/pseudo_ris/quality.json
 
 For each variant — distinctive sampling (the default), naive sampling (``captions.distinctive=false``),
-and ground-truth masks (``masks.source=gt``, Table 6's upper bound) — generates pseudo-labels for
+ground-truth masks (``masks.source=gt``, Table 6's upper bound), and distinctive sampling at other
+temperatures of Eq. 2 (``--temperatures``) — generates pseudo-labels for
 the first ``--images`` training images (resumable, under ``--work``) and measures them against the
 ground truth with :func:`l2l.pseudoris.quality.pseudo_label_quality`: the share of captions that
 pick out their mask, among the kept captions (with the filter, DoS ≥ τ) and among all candidates
@@ -37,8 +38,18 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=100)
     ap.add_argument("--work", default="runs/pseudo_ris/quality")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--temperatures",
+        type=float,
+        nargs="*",
+        default=[],
+        help="also distinctive sampling at these temperatures of Eq. 2 (default 0.1 is the 'distinctive' row)",
+    )
+    ap.add_argument("--only-extra", action="store_true", help="run only the --temperatures variants")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
+    variants = {} if args.only_extra else dict(VARIANTS)
+    variants.update({f"distinctive_T{t:g}": {"captions": {"temperature": t}} for t in args.temperatures})
     torch.set_num_threads(args.threads)
 
     from l2l.data.refer import ReferDataset
@@ -49,7 +60,7 @@ def main() -> None:
     ds = ReferDataset.open(args.data)
     models = load_models("builtin:synthpool-sam", "builtin:synthpool-captioner", "builtin:synthpool-clip")
     res: dict = {"data": args.data, "images": args.images, "date": time.strftime("%Y-%m-%d"), "variants": {}}
-    for name, over in VARIANTS.items():
+    for name, over in variants.items():
         cfg = PseudoRISConfig(**over)
         t = time.perf_counter()
         counts = generate(ds, Path(args.work) / name, models, cfg, max_images=args.images, show_progress=False)
@@ -66,6 +77,9 @@ def main() -> None:
               f"kept {k['picks_out']:.1%} of {k['captions']}, all {every['picks_out']:.1%} of {n}")  # fmt: skip
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        if Path(args.out).exists():  # add to the variants measured before
+            old = json.loads(Path(args.out).read_text())
+            res["variants"] = {**old.get("variants", {}), **res["variants"]}
         Path(args.out).write_text(json.dumps(res, indent=2))
         print(f"-> {args.out}")
 

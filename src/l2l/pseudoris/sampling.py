@@ -14,8 +14,9 @@ target and unlikely for its look-alikes are pushed up.
 
 The temperature ``T`` acts on differences of probabilities (values in [−1, 1]); the paper leaves it
 at CoCa's default, which for such differences would make the distribution nearly uniform over the
-vocabulary. Ours is ``temperature`` (default 0.1: a word 0.2 more probable than another becomes
-e² ≈ 7× as likely) — our choice, configurable (docs/pseudo_ris.md).
+vocabulary. Ours is ``temperature``, default 0.02, chosen by measurement on SynthRef's pseudo-label
+quality (docs/results.md: T = 1 and 0.3 make captions worse than naive sampling; 0.02 better) —
+configurable (docs/pseudo_ris.md).
 
 Decoders per patch, as in the paper (§4: 11 candidates per crop): beam search (plain, the
 captioner's own distribution), and sampling with each ``top_k`` and each ``top_p``; ``distinctive
@@ -93,7 +94,7 @@ def sample_captions(
     scales: Sequence[float],
     top_k: Sequence[int] = (5, 7, 9, 11, 13),
     top_p: Sequence[float] = (0.4, 0.5, 0.6, 0.7, 0.8),
-    temperature: float = 0.1,
+    temperature: float = 0.02,
     distinctive: bool = True,
     beams: int = 3,
     seed: int = 0,
