@@ -5,6 +5,7 @@ statuses counted) → a REFER dataset the loader opens → train → eval."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -285,6 +286,14 @@ def test_images_without_masks_are_counted_and_ground_truth_masks_and_semi(synthr
     assert counts.get("no_masks", 0) == 0
     rec = json.loads((tmp_path / "gt" / "records" / "part-0.jsonl").read_text().splitlines()[0])
     assert all("ann_id" in m for m in rec["masks"]) and all(len(m["captions"]) <= 2 for m in rec["masks"])
+    again = generate(src, tmp_path / "again", models, dataclasses.replace(gt, captions=gt.captions, seed=1),
+                     max_images=3, show_progress=False, masks_from=tmp_path / "gt")  # fmt: skip
+    assert again.get("ok", 0) + again.get("none_kept", 0) == 3
+    rec2 = json.loads((tmp_path / "again" / "records" / "part-0.jsonl").read_text().splitlines()[0])
+    assert [m["rle"] for m in rec2["masks"]] == [m["rle"] for m in rec["masks"]]  # the same masks, reused
+    with pytest.raises(UsageError, match="other mask settings"):
+        generate(src, tmp_path / "x", models, PseudoRISConfig(), max_images=1, show_progress=False,
+                 masks_from=tmp_path / "gt")  # fmt: skip
     labeled = sorted(make_split(src.name, src.image_ids("train"), "10%", 22).labeled)
     meta = build_dataset(src, tmp_path / "gt", "semi", labeled)
     ds = ReferDataset.open(tmp_path / "gt")
@@ -335,7 +344,7 @@ def test_a_refer_dataset_goes_through_generate_and_train(refer_root, captioner_f
     assert main(["pseudo-ris", "generate", "--data", str(root), "--dataset", "refcoco", "--out", str(out),
                  "--captioner", str(captioner_folder), "--device", "cpu", "--quiet", "masks.source=gt",
                  "filter.enabled=false"]) == 0  # fmt: skip
-    assert "ground truth: an upper bound" in capsys.readouterr().out
+    assert "ground truth (an upper bound" in capsys.readouterr().out
     ds = ReferDataset.open(out)
     src = ReferDataset.open(root, "refcoco")
     assert ds.samples("train") and {r.kind for r in ds.samples("train")} == {"pseudo"}

@@ -410,15 +410,16 @@ def cmd_pseudo_ris_generate(args: argparse.Namespace) -> int:
             raise UsageError("--setting semi needs --label-fraction (e.g. 1%) and --split-seed")
         labeled = sorted(make_split(ds.name, ds.image_ids("train"), args.label_fraction, args.split_seed).labeled)
     device = best_device(args.device)
-    mask_model = None if cfg.masks.source == "gt" else args.mask_model
+    mask_model = None if cfg.masks.source == "gt" or args.masks_from else args.mask_model
     models = load_models(mask_model, args.captioner, args.dual_encoder, device)
-    print(f"pseudo-ris: {ds.name} -> {args.out}: masks {cfg.masks.source}"
-          + (f" ({args.mask_model})" if mask_model else " (ground truth: an upper bound, not zero-shot)")
+    where = f"from {args.masks_from}" if args.masks_from else f"model ({args.mask_model})" if mask_model \
+        else "ground truth (an upper bound, not zero-shot)"  # fmt: skip
+    print(f"pseudo-ris: {ds.name} -> {args.out}: masks {where}"
           + f", captioner {args.captioner}, dual encoder {args.dual_encoder}; {cfg.candidates_per_mask} candidates "
           f"per mask, {'distinctive' if cfg.captions.distinctive else 'naive'} sampling, filter "
           + (f"{cfg.filter.score} ≥ {cfg.filter.tau}" if cfg.filter.enabled else "off"))  # fmt: skip
     counts = generate(ds, args.out, models, cfg, max_images=args.max_images, shard=args.shard,
-                      show_progress=not args.quiet)  # fmt: skip
+                      show_progress=not args.quiet, masks_from=args.masks_from)  # fmt: skip
     print("images: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     if int(os.environ.get("RANK", "0")) == 0 and (args.shard is None or args.shard[1] == 1):
         meta = build_dataset(ds, args.out, args.setting, labeled)
@@ -946,6 +947,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-fraction", default=None, help="semi: share of training images with their ground truth")
     p.add_argument("--split-seed", type=int, default=22, help="semi: label split seed (default 22)")
     p.add_argument("--max-images", type=_positive_int, default=None, help="the first N training images only")
+    p.add_argument("--masks-from", default=None, help="reuse the masks of another generation folder (ablations)")
     p.add_argument("--shard", type=_shard, default=None, help="i/n: this process takes every n-th image (or torchrun)")
     p.add_argument("--device", default="auto", help="auto (a GPU when there is one) | cpu | cuda | cuda:N")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

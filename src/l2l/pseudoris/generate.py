@@ -131,14 +131,18 @@ def _rank() -> tuple[int, int]:
 
 def generate(ds: Any, out: str | Path, models: Models | None, cfg: PseudoRISConfig, split: str = "train",
              max_images: int | None = None, shard: tuple[int, int] | None = None,
-             show_progress: bool = True) -> dict[str, int]:  # fmt: skip
+             show_progress: bool = True, masks_from: str | Path | None = None) -> dict[str, int]:  # fmt: skip
     """Label the images of ``split`` into ``out/records`` (resumable; module docstring); returns counts
-    of this process's images by status."""
+    of this process's images by status. ``masks_from``: take each image's masks from another
+    generation's records (same source and mask settings: the ablations of captions and filter
+    then differ in nothing else, and the automatic mode is not run again)."""
     out = Path(out)
+    reuse = _masks_of(masks_from, cfg, ds) if masks_from is not None else None
     rec_dir = out / "records"
     rec_dir.mkdir(parents=True, exist_ok=True)
     head = {"format": FORMAT, "config": cfg.to_dict(), "source": ds.name, "source_fingerprint": ds.fingerprint(),
-            "models": models.provenance() if models else None}  # fmt: skip
+            "models": models.provenance() if models else None,
+            **({"masks_from": str(masks_from)} if masks_from is not None else {})}  # fmt: skip
     head_file = out / "generation.json"
     if head_file.exists():
         old = json.loads(head_file.read_text())
@@ -157,7 +161,9 @@ def generate(ds: Any, out: str | Path, models: Models | None, cfg: PseudoRISConf
     with open(part, "a") as f:
         for image_id in progress(todo, desc="pseudo-ris", disable=not show_progress):
             image = ds.load_image(image_id)
-            if cfg.masks.source == "gt":
+            if reuse is not None:
+                masks = reuse.get(int(image_id), [])
+            elif cfg.masks.source == "gt":
                 masks = gt_masks(ds, image_id, cfg.masks)
             else:
                 if models is None or models.masks is None:
@@ -169,6 +175,26 @@ def generate(ds: Any, out: str | Path, models: Models | None, cfg: PseudoRISConf
             f.flush()
             counts[rec["status"]] = counts.get(rec["status"], 0) + 1
     return counts
+
+
+def _masks_of(folder: str | Path, cfg: PseudoRISConfig, ds: Any) -> dict[int, list[dict[str, Any]]]:
+    """Masks per image of another generation (its records), checked to come from the same source and
+    mask settings."""
+    folder = Path(folder)
+    head_file = folder / "generation.json"
+    if not head_file.exists():
+        raise UsageError(f"--masks-from {folder}: not a pseudo-ris generation folder (no generation.json)")
+    head = json.loads(head_file.read_text())
+    if head.get("source_fingerprint") != ds.fingerprint() or head["config"]["masks"] != cfg.to_dict()["masks"]:
+        raise UsageError(f"--masks-from {folder}: made from another dataset or with other mask settings")
+    out = {}
+    for r in _read_records(folder / "records"):
+        out[int(r["image_id"])] = [
+            {"segmentation": rle_decode(m["rle"]), "area": m["area"], "bbox": m["bbox"], "predicted_iou": m["predicted_iou"],
+             "stability_score": m["stability"], **({"ann_id": m["ann_id"]} if "ann_id" in m else {})}
+            for m in r["masks"]
+        ]  # fmt: skip
+    return out
 
 
 def _read_records(rec_dir: Path) -> list[dict[str, Any]]:
