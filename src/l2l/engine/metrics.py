@@ -6,7 +6,7 @@ Per sample ``i`` with prediction ``P_i`` and ground truth ``G_i`` (boolean masks
 * overall IoU  ``oIoU = Σ_i I_i / Σ_i U_i`` (the paper's main metric);
 * mean IoU     ``mIoU = mean_i I_i / U_i``, where an empty union (empty prediction of an empty
   target) counts as IoU 0, as the spec states;
-* precision@X  share of samples with ``IoU_i ≥ X`` for X ∈ {0.5, 0.6, 0.7, 0.8, 0.9};
+* precision@X  share of samples with ``IoU_i ≥ X`` for X ∈ {0.3, 0.5, 0.6, 0.7, 0.8, 0.9} (0.3: PPT's tables);
 * oIoU per expression-length bucket (1–3 / 4–6 / 7–10 / 11+ words, the paper's Table 10) and
   per expression kind (SynthRef).
 
@@ -27,7 +27,7 @@ import torch
 from ..data.refer import LENGTH_BUCKETS, length_bucket
 from ..errors import UsageError
 
-PRECISION_THRESHOLDS: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9)
+PRECISION_THRESHOLDS: tuple[float, ...] = (0.3, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 @dataclass(frozen=True)

@@ -300,13 +300,7 @@ class Sam2MaskPredictor:
         self._hw = (h, w)
         self.embeddings_computed += 1
 
-    @torch.no_grad()
-    def predict(
-        self, point_coords: np.ndarray | None = None, point_labels: np.ndarray | None = None,
-        box: np.ndarray | None = None, multimask_output: bool = True,
-    ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-        if self._emb is None:
-            raise UsageError("call set_image(image) before predict")
+    def _prompts(self, point_coords: Any, point_labels: Any, box: Any) -> dict[str, Any]:
         h, w = self._hw
         sx, sy = self.size / w, self.size / h
         kw: dict[str, Any] = {}
@@ -317,14 +311,44 @@ class Sam2MaskPredictor:
         if box is not None:
             b = np.asarray(box, np.float32) * [sx, sy, sx, sy]
             kw["input_boxes"] = torch.tensor(b)[None, None].to(self.device)
-        out = self.model(image_embeddings=self._emb, multimask_output=multimask_output, **kw)
+        return kw
+
+    @torch.no_grad()
+    def predict_logits(
+        self, boxes: Sequence[Sequence[float] | None], points: Sequence[np.ndarray | None] = (),
+        labels: Sequence[np.ndarray | None] = (),
+    ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        """As :meth:`MaskPredictor.predict_logits` (one prompt at a time): logits P×K×H×W, IoU P×K."""
+        if self._emb is None:
+            raise UsageError("call set_image(image) before predict")
+        h, w = self._hw
+        outs, ious = [], []
+        for i, b in enumerate(boxes):
+            p = points[i] if i < len(points) else None
+            q = labels[i] if i < len(labels) else None
+            out = self.model(image_embeddings=self._emb, multimask_output=True, **self._prompts(p, q, b))
+            outs.append(F.interpolate(out.pred_masks[0, 0][None].float(), size=(h, w), mode="bilinear",
+                                      align_corners=False)[0])  # fmt: skip
+            ious.append(out.iou_scores[0, 0].float())
+        return torch.stack(outs).cpu(), torch.stack(ious).clamp(0, 1).cpu()
+
+    @torch.no_grad()
+    def predict(
+        self, point_coords: np.ndarray | None = None, point_labels: np.ndarray | None = None,
+        box: np.ndarray | None = None, multimask_output: bool = True,
+    ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        if self._emb is None:
+            raise UsageError("call set_image(image) before predict")
+        h, w = self._hw
+        out = self.model(image_embeddings=self._emb, multimask_output=multimask_output,
+                         **self._prompts(point_coords, point_labels, box))  # fmt: skip
         logits = F.interpolate(out.pred_masks[0, 0][None].float(), size=(h, w), mode="bilinear", align_corners=False)
         return (logits[0] > 0).cpu().numpy(), out.iou_scores[0, 0].float().cpu().numpy()
 
 
 # ---------------------------------------------------------------------------- automatic mode
 def automatic_masks(
-    predictor: MaskPredictor, image: np.ndarray, points_per_side: int = 12, pred_iou_thresh: float = 0.75,
+    predictor: Any, image: np.ndarray, points_per_side: int = 12, pred_iou_thresh: float = 0.75,
     stability_thresh: float = 0.85, nms_thresh: float = 0.7, min_area: int = 10, batch: int = 64,
 ) -> list[dict[str, Any]]:  # fmt: skip
     """SAM's automatic mask generator: one positive point at each cell of a ``points_per_side``²

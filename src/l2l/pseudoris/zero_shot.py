@@ -43,10 +43,16 @@ class ZeroShotPredictor:
     def train(self, mode: bool = True) -> "ZeroShotPredictor":
         return self
 
-    def _proposals(self, image: np.ndarray) -> tuple[list[np.ndarray], torch.Tensor, torch.Tensor]:
+    def _proposals(self, image: np.ndarray, given: list[np.ndarray] | None = None
+                   ) -> tuple[list[np.ndarray], torch.Tensor, torch.Tensor]:  # fmt: skip
+        """The image's proposals (``given`` ones, e.g. another run's masks, instead of the mask model's)
+        with their context and masked-crop embeddings; cached per image."""
         key = hashlib.sha1(image.tobytes()).hexdigest()
-        if key not in self._cache:
-            segs = [np.asarray(r["segmentation"], bool) for r in extract_masks(self.masks, image, self.cfg)]
+        if key not in self._cache or given is not None:
+            if given is not None:
+                segs = [np.asarray(m, bool) for m in given]
+            else:
+                segs = [np.asarray(r["segmentation"], bool) for r in extract_masks(self.masks, image, self.cfg)]
             if segs:
                 ctx = self.dual.encode_image([patch(image, m, self.context_margin)[0] for m in segs])
                 loc = self.dual.encode_image([patch(image, m, "masked")[0] for m in segs])
