@@ -178,6 +178,10 @@ def test_prepare_train_resume_eval_on_synthref_without_reading_a_training_mask(s
                  "--out", str(res), "--quiet"]) == 0  # fmt: skip
     r = json.loads(res.read_text())
     assert r["samples"] == 6 and 0 <= r["mIoU"] <= 1 and r["P@0.3"] >= r["P@0.5"] >= r["P@0.7"]
+    q = tmp_path / "q.json"
+    assert main(["ppt", "quality", *data, "--labels", str(labels), "--run", str(a), "--out", str(q)]) == 0
+    qual = json.loads(q.read_text())
+    assert qual["all"]["sentences"] == summary["sentences"] and 0 <= qual["all"]["referent_among_candidates"] <= 1
     for kind in ("naive", "proposals"):
         out = tmp_path / f"{kind}.json"
         assert main(["ppt", "baseline", "--kind", kind, *data, "--split", "val", "--max-samples", "4", "--size", "64",
@@ -233,3 +237,21 @@ def test_real_path_tiny_clip_and_sam2_on_a_refer_fixture(refer_root, tmp_path, c
     bad = [c for c in cfg if not c.startswith("generator.stages")] + ["generator.stages=[0,5]"]
     assert main(["ppt", "train", *data, "--labels", str(labels), "--out", str(tmp_path / "bad"), "--quiet", *bad]) == 2
     assert "stages" in capsys.readouterr().err
+
+
+def test_table_means_over_seeds_and_keeps_the_paper_column(tmp_path, capsys):
+    from l2l.cli import main
+
+    for seed, v in ((0, 0.30), (1, 0.40)):
+        (tmp_path / f"full_s{seed}_val.json").write_text(
+            json.dumps({m: v for m in ("mIoU", "oIoU", "P@0.3", "P@0.5", "P@0.7")})
+        )
+    (tmp_path / "naive_val.json").write_text(
+        json.dumps({"mIoU": 0.1, "oIoU": 0.1, "P@0.3": 0.1, "P@0.5": 0.1, "P@0.7": 0.1})
+    )
+    out = tmp_path / "t.md"
+    assert main(["ppt", "table", "--results", str(tmp_path), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "| 5 | 4 + domain refinement (full PPT) | 2 | 35.00 ± 7.07 (2/3)" in text and "46.76" in text
+    assert "| 1 | dual encoder + mask model (naive prompting) | 1 | 10.00 |" in text
+    assert "w/o curriculum" not in text  # rows without results are left out

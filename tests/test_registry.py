@@ -202,6 +202,7 @@ FORBIDDEN = {
     "foundation": {"engine", "semi", "experiment", "report", "cli"},
     "serve": {"engine", "semi", "experiment", "report", "cli"},
     "pseudoris": {"engine", "semi", "priors", "experiment", "report", "cli", "serve"},
+    "ppt": {"semi", "priors", "experiment", "report", "cli", "serve"},
     "utils": {"engine", "semi", "models", "data", "priors", "experiment", "report", "cli"},
     "registry": {"engine", "semi", "models", "data", "priors", "experiment", "report", "cli"},
 }

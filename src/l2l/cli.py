@@ -531,6 +531,28 @@ def cmd_ppt_baseline(args: argparse.Namespace) -> int:
     return _ppt_evaluate(args, pred, what)
 
 
+def cmd_ppt_quality(args: argparse.Namespace) -> int:
+    from .ppt.quality import label_quality
+    from .utils.io import atomic_write_text
+
+    text = json.dumps(label_quality(_open_dataset(args), args.labels, args.run), indent=2)
+    if args.out:
+        atomic_write_text(Path(args.out), text)
+    print(text)
+    return 0
+
+
+def cmd_ppt_table(args: argparse.Namespace) -> int:
+    from .report.ppt import ppt_table
+    from .utils.io import atomic_write_text
+
+    text = ppt_table(args.results, args.split, args.seeds)
+    if args.out:
+        atomic_write_text(Path(args.out), text)
+    print(text, end="")
+    return 0
+
+
 def cmd_pseudo_ris_quality(args: argparse.Namespace) -> int:
     from .pseudoris.quality import pseudo_label_quality
     from .utils.io import atomic_write_text
@@ -1094,6 +1116,19 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--out", required=True, help="result JSON")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
         p.set_defaults(func=cmd_ppt_eval if name == "eval" else cmd_ppt_baseline)
+
+    p = ppt.add_parser("quality", help="pseudo-label quality against the ground truth (analysis only)")
+    _add_dataset_args(p)
+    p.add_argument("--labels", required=True, help="a `l2l ppt prepare` folder")
+    p.add_argument("--run", default=None, help="a run folder: also score its H_ref selection")
+    p.add_argument("--out", default=None, help="JSON to write")
+    p.set_defaults(func=cmd_ppt_quality)
+    p = ppt.add_parser("table", help="Markdown table: PPT, Table 3's rows and the baselines (mean ± std over seeds)")
+    p.add_argument("--results", default="docs/results/ppt", help="folder of ppt eval JSONs (scripts/ppt_table3.sh)")
+    p.add_argument("--split", default="val", help="split (default val)")
+    p.add_argument("--seeds", type=_positive_int, default=3, help="seeds expected per row (default 3)")
+    p.add_argument("--out", default=None, help="Markdown file to write")
+    p.set_defaults(func=cmd_ppt_table)
 
     p = _with_examples(sub, "serve", "a web page to try one or two models on an image and a sentence (Gradio)")
     p.add_argument("--ckpt", action="append", required=True, help="run folder or model folder; twice: side by side")

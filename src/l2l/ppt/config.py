@@ -19,6 +19,7 @@ class GeneratorConfig:
     dim: int = 128
     heads: int = 4
     stages: tuple[int, ...] = (1, 2, 3)  # which encoder stages (0-based) the queries visit, in order
+    reference_points: bool = True  # [ours] points as offsets from an attended reference point (generator.py)
 
 
 @dataclass

@@ -10,6 +10,13 @@ point queries read both (Eq. 1)::
 (each cross-attention a residual, layer-normed multi-head attention, followed by a feed-forward
 layer). Q_1 is a learned K×dim embedding. On the last queries (Eq. 2): PointHead → M points
 (p_k^m ∈ [0, 1]², sigmoid) with positive-point logits r_k^m; ScoreHead → referent logit c_k.
+
+``reference_points`` [ours, in the manner of Deformable DETR, one of the detectors the paper
+builds on]: each query also attends (one head) over the finest visited stage's V'_n, the
+attention-weighted cell centre is its reference point, and PointHead's coordinates are offsets
+from it in logit space — p = σ(logit(ref) + Δ). A plain MLP regression of absolute coordinates
+(``reference_points: false``, the paper's wording) learns localisation far more slowly on our
+CPU budget (docs/ppt.md).
 The frozen mask decoder prompted with P_k gives s_k (Eq. 3); at inference the mask of argmax c_k
 is the answer.
 """
@@ -84,27 +91,41 @@ class PointGenerator(nn.Module):
         self.ffn = nn.ModuleList([FFN(d) for _ in range(n)])
         self.queries = nn.Parameter(torch.randn(cfg.queries, d) * 0.1)
         self.point_head = _mlp(d, cfg.points * 3)
+        if cfg.reference_points:
+            self.ref_q, self.ref_k = nn.Linear(d, d), nn.Linear(d, d)
         self.score_head = _mlp(d, 1)
 
-    def _grid(self, h: int, w: int, device: torch.device) -> torch.Tensor:
-        ys, xs = torch.meshgrid(torch.linspace(0, 1, h, device=device), torch.linspace(0, 1, w, device=device),
+    @staticmethod
+    def _coords(h: int, w: int, device: torch.device) -> torch.Tensor:
+        """Cell centres (h·w)×2, xy in [0, 1]."""
+        ys, xs = torch.meshgrid((torch.arange(h, device=device) + 0.5) / h, (torch.arange(w, device=device) + 0.5) / w,
                                 indexing="ij")  # fmt: skip
-        return self.pos(torch.stack([xs, ys], -1).view(1, h * w, 2))
+        return torch.stack([xs, ys], -1).view(h * w, 2)
 
     def forward(self, feats: Sequence[torch.Tensor], words: torch.Tensor, word_mask: torch.Tensor) -> Output:
         b = words.shape[0]
         t0 = self.t_proj(words)
         pad = ~word_mask
         q = self.queries[None].expand(b, -1, -1)
+        finest: tuple[torch.Tensor, torch.Tensor] | None = None
         for j, stage in enumerate(self.cfg.stages):
             f = self.v_proj[j](feats[stage])
             h, w = f.shape[-2:]
-            v = f.flatten(2).transpose(1, 2) + self._grid(h, w, f.device)
+            xy = self._coords(h, w, f.device)
+            v = f.flatten(2).transpose(1, 2) + self.pos(xy)[None]
             v2 = self.v_from_t[j](v, t0, pad)  # V'_n
             t_n = self.t_from_v[j](t0, v)  # T_n
             q = self.ffn[j](self.q_from_t[j](self.q_from_v[j](q, v2), t_n, pad))  # Eq. 1
+            if finest is None or h * w > finest[0].shape[1]:
+                finest = (v2, xy)
         pts = self.point_head(q).view(b, self.cfg.queries, self.cfg.points, 3)  # Eq. 2
-        return Output(pts[..., :2].sigmoid(), pts[..., 2], self.score_head(q)[..., 0])
+        xy_logit = pts[..., :2]
+        if self.cfg.reference_points and finest is not None:  # offsets from an attended reference point
+            v2, xy = finest
+            att = torch.einsum("bkd,bnd->bkn", self.ref_q(q), self.ref_k(v2)) / q.shape[-1] ** 0.5
+            ref = (att.softmax(-1) @ xy).clamp(1e-3, 1 - 1e-3)  # B×K×2
+            xy_logit = xy_logit + torch.logit(ref)[:, :, None]
+        return Output(xy_logit.sigmoid(), pts[..., 2], self.score_head(q)[..., 0])
 
 
 class PPTModel(nn.Module):

@@ -181,18 +181,19 @@ def train(cfg: PPTConfig, labels_dir: str | Path, ds: Any, out: str | Path, devi
         model.encoders.prefill(sources.texts())
         opt = torch.optim.Adam(model.generator.parameters(), lr=cfg.lr)
         sched = Schedule(cfg, sources)
-        step, selected_for = 0, None
+        step, selected_for, before = 0, None, 0.0
         last = ckpt.latest(out / "checkpoints")
         if last is not None:
             st = ckpt.load(last, model, opt)
             step = st["step"]
             sources.selection = list(st["extra"]["selection"])
             selected_for = tuple(st["extra"]["selected_for"]) if st["extra"]["selected_for"] else None
+            before = float(st["extra"].get("elapsed", 0.0))
         end = sched.total if max_steps is None else min(sched.total, max_steps)
         log = (out / "log.jsonl").open("a")
         bar = progress(None, total=sched.total, initial=step, desc="ppt", disable=not show_progress)
         model.train()
-        t0 = time.time()
+        t0, first = time.time(), step
         order: list[tuple[str, int]] = []
         cur: tuple[int, int] | None = None
         while step < end:
@@ -217,19 +218,32 @@ def train(cfg: PPTConfig, labels_dir: str | Path, ds: Any, out: str | Path, devi
             bar.update(1)
             if step % cfg.log_every == 0 or step == end:
                 log.write(json.dumps({"step": step, "phase": ph.name, "epoch": epoch, **{k2: round(v, 5) for k2, v in logs.items()},
-                                      "sec_per_step": round((time.time() - t0) / max(1, step), 4)}) + "\n")  # fmt: skip
+                                      "sec_per_step": round((time.time() - t0) / max(1, step - first), 4),
+                                      "elapsed": round(before + time.time() - t0, 1)}) + "\n")  # fmt: skip
                 log.flush()
+            if k == steps - 1 and epoch == ph.epochs - 1:  # the phase's last step
+                log.write(
+                    json.dumps({"step": step, "phase_end": ph.name, "elapsed": round(before + time.time() - t0, 1)})
+                    + "\n"
+                )
             if step % cfg.ckpt_every == 0 or step == end or k == steps - 1:
                 ckpt.save(out / "checkpoints", step, model, opt,
-                          extra={"selection": sources.selection, "selected_for": list(selected_for or [])},
+                          extra={"selection": sources.selection, "selected_for": list(selected_for or []),
+                                 "elapsed": before + time.time() - t0},
                           meta={"phase": ph.name, "epoch": epoch})  # fmt: skip
                 ckpt.prune(out / "checkpoints", keep_last=2)
         bar.close()
         log.close()
     done = step >= sched.total
+    ends = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines() if '"phase_end"' in x]
+    prev, seconds = 0.0, {}
+    for e in ends:
+        seconds[e["phase_end"]] = round(e["elapsed"] - prev, 1)
+        prev = e["elapsed"]
     res = {"steps": step, "total_steps": sched.total, "done": done,
            "phases": [{"name": p.name, "epochs": p.epochs, "sources": list(p.sources)} for p in sched.phases],
-           "sources": {s: sources.count(s) for s in ("h_sem", "h_ref", "d_sem", "d_ref")}}  # fmt: skip
+           "sources": {s: sources.count(s) for s in ("h_sem", "h_ref", "d_sem", "d_ref")},
+           "seconds_per_phase": seconds, "threads": cfg.threads}  # fmt: skip
     if done:
         atomic_write_text(out / "done.json", json.dumps(res, indent=2))
     return res
