@@ -542,6 +542,15 @@ def cmd_ppt_quality(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ppt_show(args: argparse.Namespace) -> int:
+    from .ppt.show import save_show
+    from .ppt.train import load_run
+
+    out = save_show(load_run(args.run), _open_dataset(args), args.split, args.out, args.samples, args.seed)
+    print(f"wrote {out}")
+    return 0
+
+
 def cmd_ppt_table(args: argparse.Namespace) -> int:
     from .report.ppt import ppt_table
     from .utils.io import atomic_write_text
@@ -1123,6 +1132,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", default=None, help="a run folder: also score its H_ref selection")
     p.add_argument("--out", default=None, help="JSON to write")
     p.set_defaults(func=cmd_ppt_quality)
+    p = ppt.add_parser("show", help="PNG: sentences, the chosen query's points and mask, the ground truth")
+    _add_dataset_args(p)
+    p.add_argument("--run", required=True, help="a `l2l ppt train` run folder")
+    p.add_argument("--split", default="val", help="split (default val)")
+    p.add_argument("--samples", type=_positive_int, default=6, help="samples shown (default 6)")
+    p.add_argument("--seed", type=int, default=0, help="which samples (seeded choice)")
+    p.add_argument("--out", required=True, help="PNG to write")
+    p.set_defaults(func=cmd_ppt_show)
     p = ppt.add_parser("table", help="Markdown table: PPT, Table 3's rows and the baselines (mean ± std over seeds)")
     p.add_argument("--results", default="docs/results/ppt", help="folder of ppt eval JSONs (scripts/ppt_table3.sh)")
     p.add_argument("--split", default="val", help="split (default val)")

@@ -54,13 +54,13 @@ def object_image(seed: int, index: int, size: int, context: Sequence[float]) -> 
         sc = render_pool_scene(cfg, index * 64 + k)
         o, r = sc.objects[0], sc.radius[0]
         rng = np.random.default_rng([seed, index, k, 7])
-        side = int(min(128, max(16, round(2 * r * rng.uniform(*context)))))
+        side = int(min(128, max(16, round(2 * r * rng.uniform(context[0], context[1])))))
         x0, y0 = int(round(o.cx - side / 2)), int(round(o.cy - side / 2))
         if 0 <= x0 <= 128 - side and 0 <= y0 <= 128 - side:
             break
     else:
         x0, y0 = int(np.clip(x0, 0, 128 - side)), int(np.clip(y0, 0, 128 - side))
-    img = Image.fromarray(sc.image[y0 : y0 + side, x0 : x0 + side]).resize((size, size), Image.BILINEAR)
+    img = Image.fromarray(sc.image[y0 : y0 + side, x0 : x0 + side]).resize((size, size), Image.Resampling.BILINEAR)
     m = Image.fromarray(sc.mask(0)[y0 : y0 + side, x0 : x0 + side].astype(np.uint8) * 255).resize((size, size))
     return np.array(img), np.asarray(m) > 127, o.shape
 
@@ -82,14 +82,14 @@ class Pair:
 
 def _resize(a: np.ndarray, side: int, nearest: bool) -> np.ndarray:
     im = Image.fromarray(a if a.dtype == np.uint8 else a.astype(np.uint8) * 255)
-    out = np.asarray(im.resize((side, side), Image.NEAREST if nearest else Image.BILINEAR))
+    out = np.asarray(im.resize((side, side), Image.Resampling.NEAREST if nearest else Image.Resampling.BILINEAR))
     return out if a.dtype == np.uint8 else out > 127
 
 
 class ObjectCentric:
     """D_sem and D_ref from the rendered object-centric images and their pseudo masks."""
 
-    LAYOUTS = {  # layout -> cells (col, row) of a 2×2 grid and the words for each
+    LAYOUTS: dict[str, list[tuple[tuple[float, float], str]]] = {  # layout -> cells (col, row) of a 2×2 grid and the words for each
         "1x2": [((0, 0.5), "on the left"), ((1, 0.5), "on the right")],
         "2x1": [((0.5, 0), "at the top"), ((0.5, 1), "at the bottom")],
         "2x2": [((0, 0), "at the top left"), ((1, 0), "at the top right"), ((0, 1), "at the bottom left"),

@@ -9,8 +9,11 @@ For a matched pair (Eq. 4)::
 
 P̂ is M points drawn uniformly in ŝ's box (labels: inside ŝ). The paper does not say how its M
 predicted points meet the M drawn ones in the L1; regressing point m onto a fresh random point m
-would pull every point to the box centre, so the two *sets* are matched (an inner Hungarian on
-the L1 distances) before the L1 and the label BCE [ours]. Unmatched queries learn c = 0 (DETR's
+would pull every point to the box centre, so the two *sets* are matched first — an inner
+Hungarian on the same cost, L1 distance plus the label BCE, so that a point the head calls
+negative is matched to a drawn point outside the mask — before the L1 and the label BCE [ours].
+(Matching on position alone let the labels average out to "positive" everywhere: no negative
+point was ever predicted; docs/ppt.md.) Unmatched queries learn c = 0 (DETR's
 "no object", ``loss.unmatched_score``; off: Eq. 4 alone, on matched pairs only).
 """
 
@@ -47,31 +50,29 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def match(out: Output, targets: list[Target], cfg: LossConfig) -> list[tuple[np.ndarray, np.ndarray, list[np.ndarray]]]:
     """Per sample: (pseudo-label indices e, query indices σ(e), inner point permutation per pair)."""
-    res = []
+    res: list[tuple[np.ndarray, np.ndarray, list[np.ndarray]]] = []
     for b, t in enumerate(targets):
         e_n = t.points.shape[0]
         if e_n == 0:
             res.append((np.zeros(0, int), np.zeros(0, int), []))
             continue
         pred = out.points[b].detach().float().cpu()  # K×M×2
-        d = (t.points[:, None, :, None, :] - pred[None, :, None, :, :]).abs().sum(-1).numpy()  # E×K×M×M
-        k_n = pred.shape[0]
-        perms = np.zeros((e_n, k_n, d.shape[-1]), int)
-        cost = np.zeros((e_n, k_n))
-        r = out.point_logits[b].detach().float().cpu()
+        r = out.point_logits[b].detach().float().cpu()  # K×M
         c = out.scores[b].detach().float().cpu()
+        lab = t.point_labels.float()
+        k_n, m_n = r.shape
+        # inner cost (E×K×M×M): drawn point m ↔ predicted point m', by position and by label
+        d = (t.points[:, None, :, None, :] - pred[None, :, None, :, :]).abs().sum(-1)
+        bce = F.binary_cross_entropy_with_logits(r[None, :, None, :].expand(e_n, k_n, m_n, m_n),
+                                                 lab[:, None, :, None].expand(e_n, k_n, m_n, m_n), reduction="none")  # fmt: skip
+        inner = (cfg.point_l1 * d + cfg.point_bce * bce).numpy()
+        perms = np.zeros((e_n, k_n, m_n), int)
+        cost = np.zeros((e_n, k_n))
         for e in range(e_n):
             for k in range(k_n):
-                rows, cols = linear_sum_assignment(d[e, k])
+                rows, cols = linear_sum_assignment(inner[e, k])
                 perms[e, k, rows] = cols
-                cost[e, k] = cfg.point_l1 * d[e, k, rows, cols].mean() / 2
-        lab = t.point_labels.float()
-        for e in range(e_n):
-            rk = r[torch.arange(k_n)[:, None], torch.from_numpy(perms[e])]  # K×M, aligned to P̂_e
-            cost[e] += (
-                cfg.point_bce
-                * F.binary_cross_entropy_with_logits(rk, lab[e].expand_as(rk), reduction="none").mean(1).numpy()
-            )
+                cost[e, k] = inner[e, k, rows, cols].mean()
             cost[e] += (
                 cfg.score_bce
                 * F.binary_cross_entropy_with_logits(c, t.scores[e].float().expand_as(c), reduction="none").numpy()
