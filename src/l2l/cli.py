@@ -433,27 +433,17 @@ def cmd_pseudo_ris_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_pseudo_ris_baseline(args: argparse.Namespace) -> int:
-    from .engine.evaluate import inference_on_dataset
     from .pseudoris.config import MaskConfig
     from .pseudoris.generate import load_models
     from .pseudoris.zero_shot import ZeroShotPredictor
     from .utils.devices import best_device
-    from .utils.io import atomic_write_text
 
-    ds = _open_dataset(args)
-    device = best_device(args.device)
-    models = load_models(args.mask_model, None, args.dual_encoder, device)
+    models = load_models(args.mask_model, None, args.dual_encoder, best_device(args.device))
     pred = ZeroShotPredictor(models.masks, models.dual, MaskConfig(points_per_side=args.points_per_side), args.alpha)
-    recs = ds.samples(args.split)[: args.max_samples] if args.max_samples else ds.samples(args.split)
-    res = inference_on_dataset(pred, ds, recs, args.size, "cpu", batch_size=8, show_progress=not args.quiet)
-    res.update(split=args.split, method="zero-shot baseline (mask-model proposals ranked by the dual encoder)",
-               mask_model=args.mask_model, dual_encoder=args.dual_encoder, alpha=args.alpha, size=args.size,
-               no_proposal=pred.no_proposal)  # fmt: skip
-    out = Path(args.out) if args.out else Path(f"zero_shot_baseline_{args.split}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, json.dumps(res, indent=2))
-    print(f"zero-shot baseline on {ds.name} {args.split}: oIoU {res['oIoU']:.4f}  mIoU {res['mIoU']:.4f}  "
-          f"P@0.5 {res['P@0.5']:.4f} ({res['samples']} samples; {pred.no_proposal} without a proposal) -> {out}")  # fmt: skip
+    what = {"method": "zero-shot baseline (mask-model proposals ranked by the dual encoder)",
+            "mask_model": args.mask_model, "dual_encoder": args.dual_encoder, "alpha": args.alpha}  # fmt: skip
+    _evaluate_predictor(args, pred, what, args.out or f"zero_shot_baseline_{args.split}.json", batch_size=8)
+    print(f"  ({pred.no_proposal} samples without a proposal)")
     return 0
 
 
@@ -488,27 +478,31 @@ def cmd_ppt_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ppt_evaluate(args: argparse.Namespace, pred, what: dict) -> int:
+def _evaluate_predictor(args: argparse.Namespace, pred, what: dict, out: str, batch_size: int = 16) -> dict:
+    """Evaluate a predictor that is not a trained segmenter run (PPT, the zero-shot baselines) on
+    ``args.split`` and write the metrics JSON (with ``what`` describing the method) to ``out``."""
     from .engine.evaluate import inference_on_dataset
     from .utils.io import atomic_write_text
 
     ds = _open_dataset(args)
     recs = ds.samples(args.split)[: args.max_samples] if args.max_samples else ds.samples(args.split)
-    res = inference_on_dataset(pred, ds, recs, args.size, "cpu", batch_size=16, show_progress=not args.quiet)
+    res = inference_on_dataset(pred, ds, recs, args.size, "cpu", batch_size=batch_size, show_progress=not args.quiet)
     res.update(split=args.split, size=args.size, **what)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, json.dumps(res, indent=2))
+    if hasattr(pred, "no_proposal"):
+        res["no_proposal"] = pred.no_proposal
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(res, indent=2))
     print(f"{what['method']} on {ds.name} {args.split}: oIoU {res['oIoU']:.4f}  mIoU {res['mIoU']:.4f}  "
-          f"P@0.3 {res['P@0.3']:.4f}  P@0.5 {res['P@0.5']:.4f}  P@0.7 {res['P@0.7']:.4f} ({res['samples']} samples) -> {out}")  # fmt: skip
-    return 0
+          f"P@0.3 {res['P@0.3']:.4f}  P@0.5 {res['P@0.5']:.4f}  P@0.7 {res['P@0.7']:.4f} ({res['samples']} samples) -> {path}")  # fmt: skip
+    return res
 
 
 def cmd_ppt_eval(args: argparse.Namespace) -> int:
     from .ppt.train import load_run
 
-    model = load_run(args.run)
-    return _ppt_evaluate(args, model, {"method": "ppt", "run": str(args.run)})
+    _evaluate_predictor(args, load_run(args.run), {"method": "ppt", "run": str(args.run)}, args.out)
+    return 0
 
 
 def cmd_ppt_baseline(args: argparse.Namespace) -> int:
@@ -528,7 +522,8 @@ def cmd_ppt_baseline(args: argparse.Namespace) -> int:
         pred = ZeroShotPredictor(models.masks, models.dual, MaskConfig())  # type: ignore[assignment]
         what = {"method": "mask-model proposals ranked by the dual encoder"}
     what.update(kind=args.kind, dual_encoder=args.dual_encoder, mask_model=args.mask_model)
-    return _ppt_evaluate(args, pred, what)
+    _evaluate_predictor(args, pred, what, args.out)
+    return 0
 
 
 def cmd_ppt_quality(args: argparse.Namespace) -> int:
