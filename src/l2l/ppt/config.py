@@ -31,9 +31,10 @@ class LossConfig:
     point_l1: float = 5.0
     point_bce: float = 1.0
     score_bce: float = 1.0
-    unmatched_score: bool = (
-        True  # [ours] unmatched queries learn c = 0 (DETR's "no object"); False: the paper's Eq. 4 only
-    )
+    # [ours] unmatched queries learn c = 0 (DETR's "no object"); False: the paper's Eq. 4 only
+    unmatched_score: bool = True
+    # [ours] the inner point matching weighs the label BCE too (docs/ppt.md); False: position only
+    point_label_matching: bool = True
 
 
 @dataclass

@@ -65,7 +65,7 @@ def match(out: Output, targets: list[Target], cfg: LossConfig) -> list[tuple[np.
         d = (t.points[:, None, :, None, :] - pred[None, :, None, :, :]).abs().sum(-1)
         bce = F.binary_cross_entropy_with_logits(r[None, :, None, :].expand(e_n, k_n, m_n, m_n),
                                                  lab[:, None, :, None].expand(e_n, k_n, m_n, m_n), reduction="none")  # fmt: skip
-        inner = (cfg.point_l1 * d + cfg.point_bce * bce).numpy()
+        inner = (cfg.point_l1 * d + (cfg.point_bce * bce if cfg.point_label_matching else 0 * bce)).numpy()
         perms = np.zeros((e_n, k_n, m_n), int)
         cost = np.zeros((e_n, k_n))
         for e in range(e_n):
