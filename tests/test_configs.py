@@ -1,4 +1,5 @@
-"""Every shipped config resolves to a valid TrainConfig (no unknown keys, right types)."""
+"""Every shipped config resolves to a valid TrainConfig — or PPTConfig for `l2l ppt train` configs — (no
+unknown keys, right types)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from l2l.engine.trainer import TrainConfig
 
 ALL = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 GRIDS = [p for p in ALL if "sections" in (yaml.safe_load(p.read_text()) or {})]  # experiment grids
-CONFIGS = [p for p in ALL if p not in GRIDS]
+PPT = [p for p in ALL if "curriculum" in (yaml.safe_load(p.read_text()) or {})]  # l2l ppt train configs
+CONFIGS = [p for p in ALL if p not in GRIDS and p not in PPT]
 
 
 @pytest.mark.parametrize("path", GRIDS, ids=[p.name for p in GRIDS])
@@ -21,6 +23,14 @@ def test_shipped_grids_resolve(path):
 
     g = Grid(path)
     assert g.cells and all(c.cfg.batch_size > 0 for c in g.cells.values())
+
+
+@pytest.mark.parametrize("path", PPT, ids=[p.name for p in PPT])
+def test_shipped_ppt_configs_resolve(path):
+    from l2l.ppt.config import PPTConfig
+
+    cfg = load_config(PPTConfig, path)
+    assert cfg.batch_size > 0 and cfg.lr > 0 and cfg.curriculum.epochs == (10, 30, 10)
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
