@@ -30,7 +30,7 @@ def save_show(model: Any, ds: Any, split: str, out: str | Path, n: int = 6, seed
     rng = np.random.default_rng(seed)
     pick = [recs[int(i)] for i in sorted(rng.choice(len(recs), size=min(n, len(recs)), replace=False))]
     s = model.image_size
-    rows = []
+    rows: list[list[tuple[np.ndarray, str, dict]]] = []
     for rec in pick:
         x, _ = to_square(ds.load_image(rec.image_id), s)
         img = (x[0].permute(1, 2, 0) * 255).round().byte().numpy()
