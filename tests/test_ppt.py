@@ -182,6 +182,9 @@ def test_prepare_train_resume_eval_on_synthref_without_reading_a_training_mask(s
     assert main(["ppt", "quality", *data, "--labels", str(labels), "--run", str(a), "--out", str(q)]) == 0
     qual = json.loads(q.read_text())
     assert qual["all"]["sentences"] == summary["sentences"] and 0 <= qual["all"]["referent_among_candidates"] <= 1
+    png = tmp_path / "show.png"
+    assert main(["ppt", "show", *data, "--run", str(a), "--samples", "2", "--out", str(png)]) == 0
+    assert png.stat().st_size > 1000
     for kind in ("naive", "proposals"):
         out = tmp_path / f"{kind}.json"
         assert main(["ppt", "baseline", "--kind", kind, *data, "--split", "val", "--max-samples", "4", "--size", "64",
