@@ -123,3 +123,22 @@ def test_manifest_paths_beside_the_manifest_or_in_the_working_directory(tmp_path
     monkeypatch.chdir(tmp_path)
     a, b = read_manifest(man)
     assert a.image == str(tmp_path / "m" / "a.png") and b.image == "b.png"
+
+
+def test_one_device_rule_for_every_command(monkeypatch):
+    """`--device auto` means the same everywhere (eval, predict, priors generate): the GPU of this
+    torchrun rank when one is visible, plain `cuda` outside torchrun, else the CPU; an explicit
+    CUDA device without a GPU is refused."""
+    from l2l.errors import UsageError
+    from l2l.utils import devices
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    assert devices.best_device() == "cuda"
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    assert devices.best_device("auto") == "cuda:3"
+    assert devices.best_device("cpu") == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert devices.best_device() == "cpu"
+    with pytest.raises(UsageError, match="no GPU"):
+        devices.best_device("cuda:1")

@@ -10,21 +10,10 @@ in your package, and ``PRIOR_PROVIDERS.register(name, "module:factory")``.
 from __future__ import annotations
 
 import argparse
-import os
 
 from ..data.refer import ReferDataset
 from ..errors import UsageError
-
-
-def best_device(device: str = "auto") -> str:
-    """``auto`` → this process's GPU (``LOCAL_RANK``) when there is one, else the CPU."""
-    import torch
-
-    if device != "auto":
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise UsageError(f"--device {device}: no GPU is available here")
-        return device
-    return f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if torch.cuda.is_available() else "cpu"
+from ..utils.devices import best_device
 
 
 def simulated(args: argparse.Namespace, ds: ReferDataset):
