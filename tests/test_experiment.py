@@ -198,9 +198,11 @@ def test_grid_errors_name_the_entry(grid_file):
 
 def test_shipped_synthref_grid_resolves():
     g = Grid(REPO / "configs" / "synthref_table1.yaml")
-    assert len(g.cells) == 37
+    assert len(g.cells) == 45
     l2l = g.cells["synthref/l2l_5_s22"]
-    assert l2l.sections == ["table1", "fig5", "ours_guidance"]
+    assert l2l.sections == ["table1", "table3", "fig5", "ours_guidance"]
+    assert g.cells["synthref/l2l_10_s22"].cfg.data.label_fraction == "10%"
+    assert g.cells["synthref/abl_nosesm_5_s22"].cfg.model.sesm.enabled is False
     assert [e.filename for e in l2l.evals] == [
         "eval_val.json",
         "eval_testB_none_original.json",

@@ -88,8 +88,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
         images=args.images,
         image_size=args.size,
         seed=args.seed,
-        easy=SceneProfile(*args.objects, args.distractor_prob),
-        hard=SceneProfile(*args.hard_objects, args.hard_distractor_prob),
+        easy=SceneProfile(args.objects[0], args.objects[1], args.distractor_prob),
+        hard=SceneProfile(args.hard_objects[0], args.hard_objects[1], args.hard_distractor_prob),
         shapes=tuple(args.shapes.split(",")) if args.shapes else SynthRefConfig().shapes,
         colors=tuple(args.colors.split(",")) if args.colors else SynthRefConfig().colors,
     )
@@ -615,8 +615,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 def _shard(text: str) -> tuple[int, int]:
     try:
-        i, _, n = text.partition("/")
-        i, n = int(i), int(n)
+        a, _, b = text.partition("/")
+        i, n = int(a), int(b)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected i/n such as 0/4, got {text!r}") from None
     if not 0 <= i < n:

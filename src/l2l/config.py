@@ -30,23 +30,23 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
     if not isinstance(data, dict):
         raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - names)
     if unknown:
         raise ConfigError(
             f"unknown config key(s) {', '.join((where + '.' if where else '') + k for k in unknown)}; "
             f"{cls.__name__} has {sorted(names)}"
         )
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
     for k, v in data.items():
         tp = hints[k]
         origin = typing.get_origin(tp)
         args = [a for a in typing.get_args(tp) if a is not type(None)]
-        target = (
+        target: Any = (
             tp if dataclasses.is_dataclass(tp) else (args[0] if origin is typing.Union and len(args) == 1 else None)
         )
         if target is not None and dataclasses.is_dataclass(target) and isinstance(v, dict):
-            kwargs[k] = from_dict(target, v, f"{where}.{k}" if where else k)
+            kwargs[k] = from_dict(typing.cast(type, target), v, f"{where}.{k}" if where else k)
         elif origin is tuple and isinstance(v, list):
             kwargs[k] = tuple(v)
         else:

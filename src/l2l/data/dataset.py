@@ -214,7 +214,7 @@ class EvalRefDataset(_RefDatasetBase):
         )
 
 
-def _stack_priors(items: Sequence, size: tuple[int, int]) -> tuple[torch.Tensor | None, torch.Tensor]:
+def _stack_priors(items: Sequence, size: tuple[int, ...]) -> tuple[torch.Tensor | None, torch.Tensor]:
     has = torch.tensor([it.prior is not None for it in items], dtype=torch.bool)
     if not has.any():
         return None, has

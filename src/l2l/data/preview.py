@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,7 +38,7 @@ def save_preview(
     lab = LabeledRefDataset(ds, pick, WeakAugConfig(size=size, scale_range=(0.85, 1.15)), seed=seed)
     batch = collate_labeled([lab[i] for i in range(len(pick))])
     strong = StrongAugment()(batch.images, torch.Generator().manual_seed(seed))
-    rows = []
+    rows: list[list[tuple[np.ndarray, str, dict[str, Any]]]] = []
     for r, rec in enumerate(pick):
         img = ds.load_image(rec.image_id)
         weak = (batch.images[r].permute(1, 2, 0).numpy() * 255).astype(np.uint8)

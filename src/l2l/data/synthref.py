@@ -164,7 +164,7 @@ def generate_image(cfg: SynthRefConfig, index: int) -> dict[str, Any]:
     weights = np.array([cfg.kind_weights[k] for k in kinds], dtype=np.float64)
     weights /= weights.sum()
     n_refs = min(len(objs), int(rng.integers(cfg.refs_per_image[0], cfg.refs_per_image[1] + 1)))
-    refs = []
+    refs: list[dict[str, Any]] = []
     for t in (int(i) for i in rng.permutation(len(objs))):
         if len(refs) >= n_refs:
             break

@@ -111,18 +111,18 @@ def resolve(program: Program, objects: Sequence[SceneObject], margin: float) -> 
         anchors = matches(program["anchor"], objects)
         if len(anchors) != 1:
             return anchors  # zero or several anchors: not a unique reference
-        a = objects[anchors[0]]
+        anchor = objects[anchors[0]]
         cand = [i for i in cand if i != anchors[0]]
         rel = program["rel"]
         if rel == "nearest":
-            ranked = sorted(cand, key=lambda i: math.hypot(objects[i].cx - a.cx, objects[i].cy - a.cy))
+            ranked = sorted(cand, key=lambda i: math.hypot(objects[i].cx - anchor.cx, objects[i].cy - anchor.cy))
             if len(ranked) >= 2:
-                d = [math.hypot(objects[i].cx - a.cx, objects[i].cy - a.cy) for i in ranked[:2]]
+                d = [math.hypot(objects[i].cx - anchor.cx, objects[i].cy - anchor.cy) for i in ranked[:2]]
                 if d[1] < NEAREST_RATIO * d[0]:
                     return ranked[:2]
             return ranked[:1]
         axis, sign = {"left_of": ("x", -1), "right_of": ("x", 1), "above": ("y", -1), "below": ("y", 1)}[rel]
-        offsets = [sign * (_coord(objects[i], axis) - _coord(a, axis)) for i in cand]
+        offsets = [sign * (_coord(objects[i], axis) - _coord(anchor, axis)) for i in cand]
         if any(abs(d) < margin for d in offsets):
             return cand  # someone stands on the border: ambiguous
         return [i for i, d in zip(cand, offsets) if d >= margin]
@@ -292,8 +292,8 @@ def _subsets(
         if keys:
             out.append({a: target.attr(a) for a in _ATTRS if a in keys})
     # people name few attributes: prefer small filters, with random ties and exceptions
-    keys = [len(f) + rng.exponential(0.9) for f in out]
-    return [out[j] for j in np.argsort(keys, kind="stable")]
+    sizes = [len(f) + rng.exponential(0.9) for f in out]
+    return [out[j] for j in np.argsort(sizes, kind="stable")]
 
 
 def build_program(

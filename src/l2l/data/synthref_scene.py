@@ -162,7 +162,11 @@ def render_background(size: int, rng: np.random.Generator) -> np.ndarray:
     if kind == 0:  # low-frequency blobs
         small = rng.normal(0, 18, size=(5, 5, 3)).astype(np.float32)
         blobs = np.stack(
-            [np.asarray(Image.fromarray(small[..., c]).resize((size, size), Image.BILINEAR)) for c in range(3)], -1
+            [
+                np.asarray(Image.fromarray(small[..., c]).resize((size, size), Image.Resampling.BILINEAR))
+                for c in range(3)
+            ],
+            -1,
         )
         img = img + blobs
     elif kind == 1:  # faint stripes

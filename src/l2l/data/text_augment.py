@@ -129,6 +129,8 @@ def _swap_token(tok: str) -> str | None:
                 break
         if out is None:
             return None
+    if out is None:
+        return None
     return out.capitalize() if tok[:1].isupper() else out
 
 

@@ -44,7 +44,8 @@ def plot_run(run: str | Path, out: str | Path | None = None) -> Path:
     recs = read_metrics(run)
     tele = [r for r in recs if r.get("kind") == "telemetry"]
     train = [r for r in recs if "loss" in r]
-    panels = []
+    Series = list[tuple[str, list[dict[str, Any]], str]]
+    panels: list[tuple[str, Series, tuple[float, float] | None]] = []
     panels.append(
         (
             "training loss (smoothed)",

@@ -393,6 +393,7 @@ class Grid:
         except (ConfigError, ValueError) as e:
             raise self._fail(f"section {sec.id}, row {row.id} ({name}): {e}") from None
         if sec.kind == "sweep":
+            assert sec.x is not None  # a sweep without x is refused when the grid is read
             try:
                 dotted(to_dict(cfg), sec.x)
             except KeyError:

@@ -163,7 +163,8 @@ class Runner:
         self.train_cli = shlex.split(launcher) + ["-m", "l2l.cli"] if launcher else self.cli
         self._lock = threading.Lock()
         self._free: queue.Queue[str | None] = queue.Queue()
-        for d in (list(devices) or [None] * self.jobs)[: self.jobs]:
+        slots: list[str | None] = list(devices) or [None] * self.jobs
+        for d in slots[: self.jobs]:
             self._free.put(d)
 
     def _env(self, device: str | None = None) -> dict[str, str]:

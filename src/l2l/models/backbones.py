@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import torch
 import torch.nn as nn
@@ -120,6 +121,8 @@ class FrozenBatchNorm(nn.Module):
 
     def __init__(self, bn: nn.BatchNorm2d):
         super().__init__()
+        if bn.running_mean is None or bn.running_var is None:
+            raise ValueError("FrozenBatchNorm2d needs a BatchNorm2d that tracks running statistics")
         self.eps = bn.eps
         self.weight = nn.Parameter(bn.weight.detach().clone())
         self.bias = nn.Parameter(bn.bias.detach().clone())
@@ -209,11 +212,16 @@ class SwinEncoder(VisualEncoder):
         return layer.downsample(hs, dims), ((dims[0] + 1) // 2, (dims[1] + 1) // 2)
 
 
+def _four(channels: Sequence[int]) -> tuple[int, int, int, int]:
+    a, b, c, d = channels  # a conv encoder has exactly four stages
+    return (a, b, c, d)
+
+
 def build_visual_encoder(cfg: VisualConfig) -> VisualEncoder:
     if cfg.name == "conv":
         if cfg.pretrained and cfg.path:
             return ConvEncoder.from_folder(cfg.path)
-        return ConvEncoder(tuple(cfg.conv_channels))
+        return ConvEncoder(_four(cfg.conv_channels))
     if cfg.name == "efficientnet_lite0":
         return EfficientNetEncoder(cfg.pretrained, cfg.path)
     if cfg.name == "swin":

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -28,7 +29,7 @@ import torch.nn.functional as F
 
 from ..data.augment import normalize
 from ..errors import MissingFileError, UsageError
-from .backbones import VisualConfig, build_visual_encoder
+from .backbones import VisualConfig, VisualEncoder, build_visual_encoder
 from .decoder import Decoder
 from .sesm import SESMConfig, StageFusion
 from .text_encoders import HFTextEncoder, TinyTextEncoder
@@ -58,7 +59,7 @@ class ModelConfig:
     coords: bool = False  # [ours] add a learned (zero-initialised) embedding of (x, y) to every stage
 
 
-def build_text_encoder(cfg: TextConfig) -> nn.Module:
+def build_text_encoder(cfg: TextConfig) -> HFTextEncoder | TinyTextEncoder:
     enc: HFTextEncoder | None = None
     if cfg.name == "minilm":
         enc = HFTextEncoder.from_pretrained(cfg.path, cfg.max_length)
@@ -88,6 +89,11 @@ def _coord_grid(v: torch.Tensor) -> torch.Tensor:
 
 
 class Segmenter(nn.Module):
+    visual: VisualEncoder
+    text: HFTextEncoder | TinyTextEncoder
+    coords: nn.ModuleList | None
+    null_map: nn.Parameter | None
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
@@ -99,11 +105,13 @@ class Segmenter(nn.Module):
         )
         self.decoder = Decoder(c, cfg.decoder_dim)
         # [ours] position for location / ordinal / relation words: V_l + W_l [x; y], W_l zero at start
-        self.coords = nn.ModuleList([nn.Conv2d(2, ch, 1) for ch in c]) if cfg.coords else None
-        if self.coords is not None:
-            for conv in self.coords:
+        self.coords = None
+        if cfg.coords:
+            convs = [nn.Conv2d(2, ch, 1) for ch in c]
+            for conv in convs:
                 nn.init.zeros_(conv.weight)
-                nn.init.zeros_(conv.bias)
+                nn.init.zeros_(conv.bias)  # type: ignore[arg-type]  # Conv2d has a bias by default
+            self.coords = nn.ModuleList(convs)
         s = cfg.sesm.null_map_size
         self.null_map = nn.Parameter(torch.zeros(1, 1, s, s)) if cfg.sesm.uses_guidance else None
 
@@ -121,7 +129,7 @@ class Segmenter(nn.Module):
         device,
         dropout: bool = True,
     ) -> torch.Tensor | None:
-        if not self.uses_guidance:
+        if self.null_map is None:  # no guidance input (uses_guidance is False)
             return None
         null = torch.sigmoid(F.interpolate(self.null_map, size=size, mode="bilinear", align_corners=False))
         null = null.expand(b, 1, *size)
@@ -220,7 +228,7 @@ class Segmenter(nn.Module):
         cfg = self.config_dict()
         # rebuildable offline without the original folders: record architectures, not paths
         if cfg["visual"]["name"] == "swin":
-            cfg["visual"].update(pretrained=False, path=None, swin=self.visual.swin.config.to_dict())
+            cfg["visual"].update(pretrained=False, path=None, swin=typing.cast(Any, self.visual).swin.config.to_dict())
         if cfg["visual"]["name"] == "efficientnet_lite0":
             cfg["visual"]["pretrained"] = False
         if cfg["visual"]["name"] == "conv":  # the weights are in this folder; keep where they came from
@@ -233,7 +241,9 @@ class Segmenter(nn.Module):
         if isinstance(self.text, HFTextEncoder):
             self.text.tokenizer.save_pretrained(str(path / "tokenizer"))
             cfg["text"].update(
-                name="hf-config", path=str(path / "tokenizer"), hf_config=self.text.model.config.to_dict()
+                name="hf-config",
+                path=str(path / "tokenizer"),
+                hf_config=typing.cast(Any, self.text.model).config.to_dict(),
             )
         save_file(
             {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}, str(path / "model.safetensors")
@@ -292,7 +302,7 @@ class Segmenter(nn.Module):
 
         batch = isinstance(image, (list, tuple))
         images = list(image) if batch else [image]
-        texts = list(text) if batch else [text]
+        texts: list[str] = list(text) if batch else [typing.cast(str, text)]
         priors = (list(prior) if batch else [prior]) if prior is not None else [None] * len(images)
         if len(texts) != len(images) or len(priors) != len(images):
             raise UsageError("segment(): give one sentence (and one prior) per image")
@@ -318,8 +328,10 @@ class Segmenter(nn.Module):
             if pri is not None:
                 g = torch.as_tensor(check_prior(pri, (h, w), "segment() prior"))[None, None].to(dev)
                 g = F.interpolate(g, size=(s, s), mode="bilinear", align_corners=False)
-            p = self.predict(x, [txt], mode, g)[None]
-            p = F.interpolate(p, size=(h, w), mode="bilinear", align_corners=False)[0, 0].cpu().numpy()
+            small = self.predict(x, [txt], mode, g)[None]
+            p = F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)[0, 0].cpu().numpy()
             probs.append(p)
             masks.append(p >= threshold)
-        return (masks, probs) if batch else (masks[0], probs[0])
+        if batch:  # lists come back for a list of images
+            return typing.cast(Any, (masks, probs))
+        return masks[0], probs[0]

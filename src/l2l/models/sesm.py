@@ -109,7 +109,7 @@ class StageFusion(nn.Module):
         self.token_gate = nn.Sequential(nn.Linear(c, max(c // 4, 1)), nn.ReLU(), nn.Linear(max(c // 4, 1), 1))
         self.out = nn.Conv2d(c, c, 1)  # W_o: the last layer of the Z-path, zero-initialised
         nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
+        nn.init.zeros_(self.out.bias)  # type: ignore[arg-type]  # Conv2d has a bias by default
 
     def stream_weights(self) -> tuple[float, float]:
         if self.streams == "semantic":

@@ -13,8 +13,9 @@ Nothing is downloaded: ``local_files_only=True`` everywhere.
 from __future__ import annotations
 
 import hashlib
+import typing
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn as nn
@@ -40,7 +41,7 @@ class HFTextEncoder(nn.Module):
     def __init__(self, model: nn.Module, tokenizer, max_length: int = 32):
         super().__init__()
         self.model, self.tokenizer, self.max_length = model, tokenizer, max_length
-        self.dim = int(model.config.hidden_size)
+        self.dim = int(typing.cast(Any, model).config.hidden_size)
         self.frozen = self.use_cache = False
         self._cache: dict[str, torch.Tensor] = {}
 

@@ -68,7 +68,8 @@ class PoolConfig:
     cast: float = 12.0
 
     def __post_init__(self) -> None:
-        self.zoom, self.gamma, self.contrast = tuple(self.zoom), tuple(self.gamma), tuple(self.contrast)
+        (z0, z1), (g0, g1), (c0, c1) = self.zoom, self.gamma, self.contrast  # lists from YAML
+        self.zoom, self.gamma, self.contrast = (z0, z1), (g0, g1), (c0, c1)
         if not 16 <= self.size <= 512:
             raise UsageError(f"pool size must be in 16..512, got {self.size}")
         if not 0 < self.zoom[0] <= self.zoom[1] <= 1:
@@ -118,8 +119,10 @@ def render_pool_scene(cfg: PoolConfig, index: int) -> PoolScene:
     side = int(round(CANVAS * rng.uniform(*cfg.zoom)))
     x0, y0 = (int(rng.integers(0, CANVAS - side + 1)) for _ in range(2))
     scale = cfg.size / side
-    img = Image.fromarray(image[y0 : y0 + side, x0 : x0 + side]).resize((cfg.size, cfg.size), Image.BILINEAR)
-    ids = np.asarray(Image.fromarray(ids[y0 : y0 + side, x0 : x0 + side]).resize((cfg.size, cfg.size), Image.NEAREST))
+    img = Image.fromarray(image[y0 : y0 + side, x0 : x0 + side]).resize((cfg.size, cfg.size), Image.Resampling.BILINEAR)
+    ids = np.asarray(
+        Image.fromarray(ids[y0 : y0 + side, x0 : x0 + side]).resize((cfg.size, cfg.size), Image.Resampling.NEAREST)
+    )
     # photometric shift
     x = np.asarray(img, np.float32) / 255.0
     gamma, contrast = rng.uniform(*cfg.gamma), rng.uniform(*cfg.contrast)

@@ -73,7 +73,8 @@ class DenseHeads(torch.nn.Module):
 
     def __init__(self, channels: tuple[int, ...], dim: int):
         super().__init__()
-        self.encoder = ConvEncoder(tuple(channels))
+        a, b, c, d = channels  # four stages
+        self.encoder = ConvEncoder((a, b, c, d))
         self.decoder = Decoder(self.encoder.channels, dim, out_channels=sum(HEADS.values()))
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -96,7 +97,8 @@ def _to_tensors(images: np.ndarray, targets: dict[str, np.ndarray]) -> tuple[tor
 
 def _loss(out: dict[str, torch.Tensor], tgt: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
     parts = {k: F.cross_entropy(out[k], tgt[k]) for k in HEADS}
-    return sum(parts.values()), {k: float(v.detach()) for k, v in parts.items()}
+    total: torch.Tensor = sum(parts.values(), torch.zeros(()))  # 0 + a + b + …, as Python's sum
+    return total, {k: float(v.detach()) for k, v in parts.items()}
 
 
 @torch.no_grad()

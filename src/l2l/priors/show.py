@@ -25,8 +25,11 @@ def save_prior_grid(store: PriorStore, ds: ReferDataset, out: str | Path, n: int
     for sid in pick:
         rec = ds.sample(sid)
         img, gt, p = ds.load_image(rec.image_id), ds.mask(rec.ann_id), store.get(sid)
+        meta = store.record(sid)
+        if p is None or meta is None:  # listed by sample_ids() a moment ago: removed by a concurrent writer
+            raise UsageError(f"the prior store {store.root} lost sample {sid} while it was read")
         iou = ((p >= 0.5) & gt).sum() / max(((p >= 0.5) | gt).sum(), 1)
-        events = ", ".join(store.record(sid)["provenance"].get("events", [])) or "-"
+        events = ", ".join(meta["provenance"].get("events", [])) or "-"
         rows.append(
             [
                 (img, wrap(rec.sentence), {}),

@@ -102,7 +102,7 @@ class SimulatedProvider:
         h, w = inp.image.shape[:2]
         events: list[str] = []
         if rng.random() < cfg.miss:
-            prob = np.clip(0.02 + 0.02 * rng.random((h, w)), 0, 1).astype(np.float32)
+            prob: np.ndarray = np.clip(0.02 + 0.02 * rng.random((h, w)), 0, 1).astype(np.float32)
             return PriorRecord(
                 inp.sample_id,
                 prob,

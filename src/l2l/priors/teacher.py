@@ -64,8 +64,8 @@ class TeacherProvider:
         h_cfg = config_hash(self.config())
         for b, p in zip(batch, prob):
             h, w = b.image.shape[:2]
-            pm = F.interpolate(p[None, None].float().cpu(), size=(h, w), mode="bilinear", align_corners=False)[0, 0]
-            pm = pm.clamp(0, 1).numpy().astype(np.float32)
+            up = F.interpolate(p[None, None].float().cpu(), size=(h, w), mode="bilinear", align_corners=False)[0, 0]
+            pm = up.clamp(0, 1).numpy().astype(np.float32)
             fg = pm >= 0.5
             conf = float(np.abs(2 * pm[fg] - 1).mean()) if fg.any() else 0.0
             box = box_of(fg)

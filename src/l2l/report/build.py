@@ -235,7 +235,7 @@ class ReportBuilder:
                 firsts = [t[0][key] for c in cells if (t := [r for r in c.telemetry() if key in r])]
                 lasts = [t[-1][key] for c in cells if (t := [r for r in c.telemetry() if key in r])]
                 a, z = mean_or_none(firsts), mean_or_none(lasts)
-                row.append(f"{100 * a:.2f} → {100 * z:.2f}" if a is not None else "–")
+                row.append(f"{100 * a:.2f} → {100 * z:.2f}" if a is not None and z is not None else "–")
             if self.g.datasets[ds].get("paper") == "refcoco":
                 pk = {
                     "raw prior IoU": "raw prior IoU",
@@ -272,9 +272,9 @@ class ReportBuilder:
                 for r in sec["rows"]:
                     per = {
                         k: [
-                            c.result(split)[field_][k]["oIoU"]
+                            res[field_][k]["oIoU"]
                             for c in self.g.runs(sec, ds, r["id"], b)
-                            if c.result(split) and k in (c.result(split).get(field_) or {})
+                            if (res := c.result(split)) and k in (res.get(field_) or {})
                         ]
                         for k in groups
                     }

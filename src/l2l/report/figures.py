@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import statistics
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from .collect import CellData
 
@@ -127,7 +127,7 @@ def _curve(cells: Sequence[CellData], key: str):
     return xs, [statistics.mean(by_x[x]) for x in xs], [min(by_x[x]) for x in xs], [max(by_x[x]) for x in xs]
 
 
-def telemetry(panels: dict[str, Sequence[CellData]], out: Path, title: str) -> Path:
+def telemetry(panels: Mapping[str, Sequence[CellData]], out: Path, title: str) -> Path:
     """Fig. 9: a column per budget; top: raw / calibrated prior / weak prediction IoU against the
     hidden masks; bottom: accuracy and coverage of the selected pseudo-label pixels."""
     plt = _plt()

@@ -71,7 +71,10 @@ def qualitative_grid(
         for r in group:
             img = ds.load_image(r.image_id)
             gt = ds.mask(r.ann_id).astype(np.uint8)
-            row = [(img, wrap(f'#{r.sample_id}: "{r.sentence}"', 30), {}), (overlay(img, gt), "ground truth", {})]
+            row: list[tuple[Any, str, dict[str, Any]]] = [
+                (img, wrap(f'#{r.sample_id}: "{r.sentence}"', 30), {}),
+                (overlay(img, gt), "ground truth", {}),
+            ]
             rec = {"sample_id": r.sample_id, "sentence": r.sentence, "why": why}
             for label, _ in cells:
                 mask, iou = preds[r.sample_id][label]
