@@ -3,7 +3,7 @@
     python benchmarks/spm_probe.py RUN [--data runs/data/synthref] [--priors runs/data/synthref_priors] [--n 300]
 
 Takes unlabeled training samples of RUN's label split, the model's weak prediction p_w conditioned
-on the stored prior P† (what the bank holds at its first visit), and prints the IoU with the
+on the stored prior P† (what the bank holds at its first visit; unconditioned for a model without SESM), and prints the IoU with the
 ground truth (at the training resolution, threshold 0.5) of P†, p_w and P̃ for several SPM
 settings. An analysis of a finished run: the masks are read here, never by training.
 """
@@ -58,10 +58,12 @@ def main() -> None:
     pri = F.interpolate(pri, size=(s, s), mode="bilinear", align_corners=False).clamp(0, 1)
     gt = torch.stack([torch.from_numpy(ds.mask(r.ann_id).astype(np.float32)) for r in recs])[:, None]
     gt = F.interpolate(gt, size=(s, s), mode="nearest")
+    guided = m.uses_guidance  # a model without SESM predicts p_w from image and sentence alone
+    mode = "prior" if guided else "none"
     with torch.no_grad():
         pw = torch.cat(
             [
-                m.predict(b.images[i : i + 50], b.texts[i : i + 50], "prior", pri[i : i + 50])
+                m.predict(b.images[i : i + 50], b.texts[i : i + 50], mode, pri[i : i + 50] if guided else None)
                 for i in range(0, len(recs), 50)
             ]
         )[:, None]
