@@ -202,3 +202,17 @@ def test_coordinate_embedding_starts_at_zero_and_learns_position():
     withc.train()
     withc(x, ["a", "b"])[:, 1].mean().backward()
     assert withc.coords[0].weight.grad.abs().sum() > 0
+
+
+def test_malformed_shapes_are_refused_in_one_line():
+    """A conv encoder needs four stage widths and the pool's ranges are pairs: anything else is a
+    UsageError naming the key, not an unpacking error deep inside."""
+    from l2l.errors import UsageError
+    from l2l.models.backbones import VisualConfig, build_visual_encoder
+    from l2l.pretrain.pool import PoolConfig
+
+    with pytest.raises(UsageError, match="conv_channels needs 4"):
+        build_visual_encoder(VisualConfig(name="conv", conv_channels=[8, 16, 32]))
+    with pytest.raises(UsageError, match="pool zoom must be a pair"):
+        PoolConfig(zoom=(0.7, 0.8, 0.9))
+    assert PoolConfig(zoom=[0.7, 1.0]).zoom == (0.7, 1.0)

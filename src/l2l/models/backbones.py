@@ -99,7 +99,7 @@ class ConvEncoder(VisualEncoder):
         from ..pretrain.visual import load_visual_folder
 
         doc, state = load_visual_folder(path)
-        enc = cls(tuple(doc["conv_channels"]))
+        enc = cls(four_stages(doc["conv_channels"]))
         missing, unexpected = enc.load_state_dict(state, strict=False)
         if missing or unexpected:
             raise UsageError(
@@ -212,8 +212,11 @@ class SwinEncoder(VisualEncoder):
         return layer.downsample(hs, dims), ((dims[0] + 1) // 2, (dims[1] + 1) // 2)
 
 
-def _four(channels: Sequence[int]) -> tuple[int, int, int, int]:
-    a, b, c, d = channels  # a conv encoder has exactly four stages
+def four_stages(channels: Sequence[int]) -> tuple[int, int, int, int]:
+    """A conv encoder's channel list (from YAML or a folder's config) as its four stage widths."""
+    if len(channels) != 4:
+        raise UsageError(f"model.visual.conv_channels needs 4 stage widths, got {list(channels)}")
+    a, b, c, d = channels
     return (a, b, c, d)
 
 
@@ -221,7 +224,7 @@ def build_visual_encoder(cfg: VisualConfig) -> VisualEncoder:
     if cfg.name == "conv":
         if cfg.pretrained and cfg.path:
             return ConvEncoder.from_folder(cfg.path)
-        return ConvEncoder(_four(cfg.conv_channels))
+        return ConvEncoder(four_stages(cfg.conv_channels))
     if cfg.name == "efficientnet_lite0":
         return EfficientNetEncoder(cfg.pretrained, cfg.path)
     if cfg.name == "swin":

@@ -68,7 +68,10 @@ class PoolConfig:
     cast: float = 12.0
 
     def __post_init__(self) -> None:
-        (z0, z1), (g0, g1), (c0, c1) = self.zoom, self.gamma, self.contrast  # lists from YAML
+        for name in ("zoom", "gamma", "contrast"):  # lists from YAML or a card
+            if len(getattr(self, name)) != 2:
+                raise UsageError(f"pool {name} must be a pair (lo, hi), got {getattr(self, name)}")
+        (z0, z1), (g0, g1), (c0, c1) = self.zoom, self.gamma, self.contrast
         self.zoom, self.gamma, self.contrast = (z0, z1), (g0, g1), (c0, c1)
         if not 16 <= self.size <= 512:
             raise UsageError(f"pool size must be in 16..512, got {self.size}")

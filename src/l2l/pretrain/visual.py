@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from ..data.augment import normalize
 from ..errors import UsageError
-from ..models.backbones import ConvEncoder
+from ..models.backbones import ConvEncoder, four_stages
 from ..models.decoder import Decoder
 from ..utils.io import atomic_write_text
 from .pool import HEADS, PoolConfig, make_pool
@@ -73,8 +73,7 @@ class DenseHeads(torch.nn.Module):
 
     def __init__(self, channels: tuple[int, ...], dim: int):
         super().__init__()
-        a, b, c, d = channels  # four stages
-        self.encoder = ConvEncoder((a, b, c, d))
+        self.encoder = ConvEncoder(four_stages(channels))
         self.decoder = Decoder(self.encoder.channels, dim, out_channels=sum(HEADS.values()))
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
