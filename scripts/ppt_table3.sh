@@ -2,6 +2,7 @@
 # PPT on SynthRef: the full model and the paper's Table 3 rows (docs/ppt.md), each trained from the
 # same prepared pseudo-labels and evaluated on val. Resumable: finished runs and evaluations are
 # skipped. Usage: bash scripts/ppt_table3.sh [SEEDS...]   (default: 0)
+# ROWS picks rows; EXTRA adds overrides to every run (e.g. EXTRA=threads=1 beside other work).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source .venv/bin/activate
@@ -11,6 +12,7 @@ RUNS=${RUNS:-runs/ppt}
 OUT=${OUT:-docs/results/ppt}
 ROWS=${ROWS:-"full sem ris no_cl no_dref no_dsem no_img pt_no_img"}
 SEEDS=${*:-0}
+EXTRA=${EXTRA:-}
 mkdir -p "$OUT"
 if [ ! -f "$LABELS/summary.json" ]; then
   l2l ppt prepare --data "$DATA" --out "$LABELS" --config configs/synthref_ppt.yaml --max-images 800 --quiet
@@ -33,7 +35,7 @@ for seed in $SEEDS; do
     run="$RUNS/${row}_s${seed}"
     # shellcheck disable=SC2046
     [ -f "$run/done.json" ] || l2l ppt train --data "$DATA" --labels "$LABELS" --out "$run" \
-      --config configs/synthref_ppt.yaml --quiet seed="$seed" $(overrides "$row")
+      --config configs/synthref_ppt.yaml --quiet seed="$seed" $(overrides "$row") $EXTRA
     [ -f "$OUT/${row}_s${seed}_val.json" ] || l2l ppt eval --data "$DATA" --run "$run" --split val \
       --out "$OUT/${row}_s${seed}_val.json" --quiet
     cp "$run/done.json" "$OUT/${row}_s${seed}_train.json"

@@ -145,6 +145,39 @@ def test_automatic_mode_keeps_distinct_masks(tiny_mask_folder):
     assert scores == sorted(scores, reverse=True)
 
 
+def test_automatic_mode_screens_points_by_predicted_iou_without_changing_the_masks(tiny_mask_folder):
+    pred = mm.MaskPredictor.from_pretrained(tiny_mask_folder)
+    img = np.random.default_rng(3).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    decoded: list[int] = []
+
+    class NoScreening:  # the interface of a predictor without predict_iou (SAM2's)
+        def set_image(self, image):
+            pred.set_image(image)
+
+        def predict_logits(self, boxes, points=(), labels=()):
+            decoded.append(len(boxes))
+            return pred.predict_logits(boxes, points, labels)
+
+    pred.set_image(img)
+    g = (np.arange(5) + 0.5) / 5 * 64
+    grid = [np.array([[x, y]]) for y in g for x in g]
+    best = pred.predict_iou([None] * 25, grid, [np.ones(1)] * 25).amax(1)
+    thresh = float(best.median())  # about half the points have no hypothesis at or above it
+    kw = dict(points_per_side=5, pred_iou_thresh=thresh, stability_thresh=0.0, nms_thresh=0.9, min_area=1)
+    slow = mm.automatic_masks(NoScreening(), img, **kw)
+    assert sum(decoded) == 25
+    calls: list[int] = []
+    original = pred.predict_logits
+    pred.predict_logits = lambda b, p=(), q=(): calls.append(len(b)) or original(b, p, q)  # type: ignore[method-assign]
+    fast = mm.automatic_masks(pred, img, **kw)
+    assert 0 < sum(calls) == int((best >= thresh).sum()) < 25  # masks decoded only where a hypothesis passes
+    assert len(fast) == len(slow) > 0
+    for a, b in zip(fast, slow):
+        assert np.array_equal(a["segmentation"], b["segmentation"]) and a["predicted_iou"] == pytest.approx(
+            b["predicted_iou"]
+        )
+
+
 def test_simulated_prompts_lie_on_the_instance():
     sc = render_pool_scene(PoolConfig(size=96), 3)
     rng = np.random.default_rng(0)

@@ -170,6 +170,10 @@ def test_prepare_train_resume_eval_on_synthref_without_reading_a_training_mask(s
     assert wa.keys() == wb.keys() and all(k.startswith("generator.") for k in wa)  # frozen parts never saved
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     assert main(["ppt", "train", *data, "--labels", str(labels), "--out", str(a), "--quiet", *_tiny_cfg(seed=3)]) == 2
+    # another CPU thread count is not another run
+    assert (
+        main(["ppt", "train", *data, "--labels", str(labels), "--out", str(a), "--quiet", *_tiny_cfg(threads=1)]) == 0
+    )
     capsys.readouterr()
     # evaluation reads the val masks: allowed again
     monkeypatch.setattr(ReferDataset, "mask", real_mask)

@@ -129,17 +129,27 @@ class PromptableMaskModel(nn.Module):
         grid_y = (ys / image_size * 2 - 1).expand(p, side, side)
         return torch.stack([inside, pos, neg, grid_x, grid_y], 1)
 
+    def decode_iou(
+        self, emb: torch.Tensor, image_index: torch.Tensor, boxes: torch.Tensor, box_valid: torch.Tensor,
+        points: torch.Tensor, labels: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+        """The decoder's low-resolution half: (features P×dim×S/4×S/4, prompt maps, predicted IoU P×K).
+        The IoU head reads nothing of the mask's full-resolution half, so the automatic mode scores
+        every grid point with this alone and decodes masks only where a hypothesis can pass."""
+        e = emb[image_index]
+        maps = self.prompt_maps(boxes, box_valid, points, labels, e.shape[-1], self.cfg.image_size)
+        h = self.body(self.prompt_in(torch.cat([e, maps], 1)))
+        iou = self.iou_head(torch.cat([h.mean((2, 3)), h.amax((2, 3))], 1))
+        return h, maps, iou
+
     def decode(
         self, emb: torch.Tensor, skip: torch.Tensor, image_index: torch.Tensor, boxes: torch.Tensor,
         box_valid: torch.Tensor, points: torch.Tensor, labels: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
         """Mask logits P×K×S×S and predicted IoU P×K for P prompts on images ``image_index``."""
+        h, maps, iou = self.decode_iou(emb, image_index, boxes, box_valid, points, labels)
         s = self.cfg.image_size
-        e, k = emb[image_index], skip[image_index]
-        maps = self.prompt_maps(boxes, box_valid, points, labels, e.shape[-1], s)
-        h = self.body(self.prompt_in(torch.cat([e, maps], 1)))
-        pooled = torch.cat([h.mean((2, 3)), h.amax((2, 3))], 1)
-        iou = self.iou_head(pooled)
+        k = skip[image_index]
         box_half = F.interpolate(maps[:, :1], size=k.shape[-2:], mode="bilinear", align_corners=False)
         up = F.interpolate(h, size=k.shape[-2:], mode="bilinear", align_corners=False)
         logits = self.mask_head(self.up(torch.cat([up, k, box_half], 1)))
@@ -200,8 +210,37 @@ class MaskPredictor:
         labels: Sequence[np.ndarray | None] = (),
     ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
         """Batched prompts on the current image: logits P×K×H×W (original size) and IoU P×K."""
+        emb, skip = self._current()
+        B, valid, P, L = self._prompts(boxes, points, labels)
+        n = len(boxes)
+        logits, iou = self.model.decode(emb, skip, torch.zeros(n, dtype=torch.long), B, valid, P, L)
+        h, w = self._hw
+        nh, nw = max(1, round(h * self._scale)), max(1, round(w * self._scale))
+        logits = F.interpolate(logits[..., :nh, :nw], size=(h, w), mode="bilinear", align_corners=False)
+        return logits.cpu(), iou.clamp(0, 1).cpu()
+
+    @torch.no_grad()
+    def predict_iou(
+        self, boxes: Sequence[Sequence[float] | None], points: Sequence[np.ndarray | None] = (),
+        labels: Sequence[np.ndarray | None] = (),
+    ) -> torch.Tensor:  # fmt: skip
+        """The predicted IoU P×K of each prompt's hypotheses, without decoding the masks (cheap)."""
+        emb, _ = self._current()
+        B, valid, P, L = self._prompts(boxes, points, labels)
+        return (
+            self.model.decode_iou(emb, torch.zeros(len(boxes), dtype=torch.long), B, valid, P, L)[2].clamp(0, 1).cpu()
+        )
+
+    def _current(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self._emb is None:
             raise UsageError("call set_image(image) before predict")
+        return self._emb
+
+    def _prompts(
+        self, boxes: Sequence[Sequence[float] | None], points: Sequence[np.ndarray | None],
+        labels: Sequence[np.ndarray | None],
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+        """Prompt tensors in the model's input pixels: boxes P×4, box validity P, points P×N×2, labels P×N."""
         n = len(boxes)
         pts = [np.zeros((0, 2)) if i >= len(points) or points[i] is None else np.asarray(points[i]) for i in range(n)]
         lab = [np.zeros(0) if i >= len(labels) or labels[i] is None else np.asarray(labels[i]) for i in range(n)]
@@ -216,15 +255,7 @@ class MaskPredictor:
         B = torch.tensor([[0, 0, 0, 0] if b is None else list(b) for b in boxes], dtype=torch.float32).view(n, 4)
         B = B * self._scale
         valid = torch.tensor([b is not None for b in boxes])
-        emb, skip = self._emb
-        logits, iou = self.model.decode(
-            emb, skip, torch.zeros(n, dtype=torch.long), B.to(self.device), valid.to(self.device),
-            P.to(self.device), L.to(self.device),
-        )  # fmt: skip
-        h, w = self._hw
-        nh, nw = max(1, round(h * self._scale)), max(1, round(w * self._scale))
-        logits = F.interpolate(logits[..., :nh, :nw], size=(h, w), mode="bilinear", align_corners=False)
-        return logits.cpu(), iou.clamp(0, 1).cpu()
+        return B.to(self.device), valid.to(self.device), P.to(self.device), L.to(self.device)
 
     def predict(
         self, point_coords: np.ndarray | None = None, point_labels: np.ndarray | None = None,
@@ -355,11 +386,19 @@ def automatic_masks(
     grid, every hypothesis kept when its predicted IoU ≥ ``pred_iou_thresh`` and its stability
     (IoU of the masks at logit +1 and −1) ≥ ``stability_thresh``, then greedy mask NMS at
     ``nms_thresh``. Returns SAM-style records (segmentation, area, bbox xywh, predicted_iou,
-    stability_score, point_coords), best first."""
+    stability_score, point_coords), best first. A predictor with ``predict_iou`` (the stand-in)
+    scores every point first and decodes masks only for the points with a hypothesis at
+    ``pred_iou_thresh`` or above (≈ 1 in 8 on SynthRef): the same masks, ≈ 2× faster."""
     h, w = image.shape[:2]
     predictor.set_image(image)
     g = (np.arange(points_per_side) + 0.5) / points_per_side
     pts = np.stack(np.meshgrid(g * w, g * h), -1).reshape(-1, 2)
+    if hasattr(predictor, "predict_iou"):
+        scores = torch.cat([
+            predictor.predict_iou([None] * len(c), [p[None] for p in c], [np.ones(1)] * len(c))
+            for c in (pts[a : a + 4 * batch] for a in range(0, len(pts), 4 * batch))
+        ])  # fmt: skip
+        pts = pts[(scores.amax(1) >= pred_iou_thresh).numpy()]
     cands: list[tuple[float, float, np.ndarray, np.ndarray]] = []
     for a in range(0, len(pts), batch):
         chunk = pts[a : a + batch]

@@ -161,6 +161,11 @@ def run_select(model: PPTModel, sources: Sources, batch: int = 64) -> dict[str, 
     return {"selected": len(before), "changed": sum(a != b for a, b in zip(before, sources.selection))}
 
 
+def _same_run(config: dict[str, Any]) -> dict[str, Any]:
+    """The config fields that define a run: the CPU thread count may change on resume."""
+    return {k: v for k, v in config.items() if k != "threads"}
+
+
 def train(cfg: PPTConfig, labels_dir: str | Path, ds: Any, out: str | Path, device: str = "cpu",
           max_steps: int | None = None, show_progress: bool = True) -> dict[str, Any]:  # fmt: skip
     """Train (or resume) a PPT run in ``out``; ``max_steps`` stops early (tests: an interrupted run)."""
@@ -168,7 +173,7 @@ def train(cfg: PPTConfig, labels_dir: str | Path, ds: Any, out: str | Path, devi
     out.mkdir(parents=True, exist_ok=True)
     cfg_file = out / "config.json"
     doc = {"config": cfg.to_dict(), "labels": str(labels_dir)}
-    if cfg_file.exists() and json.loads(cfg_file.read_text())["config"] != doc["config"]:
+    if cfg_file.exists() and _same_run(json.loads(cfg_file.read_text())["config"]) != _same_run(cfg.to_dict()):
         raise UsageError(f"{out} holds a PPT run with another config ({cfg_file}); use another --out")
     atomic_write_text(cfg_file, json.dumps(doc, indent=2))
     with torch_threads(cfg.threads):
