@@ -286,7 +286,8 @@ def test_images_without_masks_are_counted_and_ground_truth_masks_and_semi(synthr
     assert counts.get("no_masks", 0) == 0
     rec = json.loads((tmp_path / "gt" / "records" / "part-0.jsonl").read_text().splitlines()[0])
     assert all("ann_id" in m for m in rec["masks"]) and all(len(m["captions"]) <= 2 for m in rec["masks"])
-    again = generate(src, tmp_path / "again", models, dataclasses.replace(gt, captions=gt.captions, seed=1),
+    again_cfg = dataclasses.replace(gt, captions=gt.captions, seed=1)
+    again = generate(src, tmp_path / "again", models, again_cfg,
                      max_images=3, show_progress=False, masks_from=tmp_path / "gt")  # fmt: skip
     assert again.get("ok", 0) + again.get("none_kept", 0) == 3
     rec2 = json.loads((tmp_path / "again" / "records" / "part-0.jsonl").read_text().splitlines()[0])
@@ -294,6 +295,20 @@ def test_images_without_masks_are_counted_and_ground_truth_masks_and_semi(synthr
     with pytest.raises(UsageError, match="other mask settings"):
         generate(src, tmp_path / "x", models, PseudoRISConfig(), max_images=1, show_progress=False,
                  masks_from=tmp_path / "gt")  # fmt: skip
+    # the filter ablation: the same scored candidates, refiltered (no captioning again)
+    off = dataclasses.replace(gt, filter=dataclasses.replace(gt.filter, enabled=False))
+    generate(src, tmp_path / "off", None, off, max_images=3, show_progress=False, records_from=tmp_path / "gt")
+    caps = [[c for m in json.loads(line)["masks"] for c in m["captions"]]
+            for line in (tmp_path / "gt" / "records" / "part-0.jsonl").read_text().splitlines()]  # fmt: skip
+    caps_off = [[c for m in json.loads(line)["masks"] for c in m["captions"]]
+                for line in (tmp_path / "off" / "records" / "part-0.jsonl").read_text().splitlines()]  # fmt: skip
+    assert [[c["text"] for c in x] for x in caps] == [[c["text"] for c in x] for x in caps_off]
+    assert all(c["kept"] for x in caps_off for c in x) and not all(c["kept"] for x in caps for c in x)
+    same = generate(src, tmp_path / "same", None, gt, max_images=3, show_progress=False, records_from=tmp_path / "gt")
+    assert (tmp_path / "same" / "records" / "part-0.jsonl").read_text() == (
+        tmp_path / "gt" / "records" / "part-0.jsonl").read_text() and sum(same.values()) == 3  # fmt: skip
+    with pytest.raises(UsageError, match="settings other than the filter"):
+        generate(src, tmp_path / "y", None, again_cfg, max_images=1, show_progress=False, records_from=tmp_path / "gt")
     labeled = sorted(make_split(src.name, src.image_ids("train"), "10%", 22).labeled)
     meta = build_dataset(src, tmp_path / "gt", "semi", labeled)
     ds = ReferDataset.open(tmp_path / "gt")
@@ -352,3 +367,20 @@ def test_a_refer_dataset_goes_through_generate_and_train(refer_root, captioner_f
     run = tmp_path / "run"
     assert main(["train", "--out", str(run), f"data.root={out}", *TINY, "data.label_fraction=100%", "epochs=1",
                  "batch_size=2", "total_steps=2", "data.eval_split=val"]) == 0  # fmt: skip
+
+
+def test_table_puts_the_zero_label_rows_beside_l2l_and_the_ablations(tmp_path, capsys):
+    from l2l.cli import main
+
+    keys = ("oIoU", "mIoU", "P@0.5", "P@0.7", "P@0.9")
+    for name, v in (("full_s22", 0.20), ("full_s23", 0.24), ("zero_shot_baseline", 0.25), ("naive_s22", 0.1),
+                    ("l2l_1pct_s22", 0.17)):  # fmt: skip
+        (tmp_path / f"{name}_val.json").write_text(json.dumps({m: v for m in keys}))
+    out = tmp_path / "t.md"
+    assert main(["pseudo-ris", "table", "--results", str(tmp_path), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "| Pseudo-RIS → segmenter, all training images (no label) | 2 | 22.00 ± 2.83 (2/3) |" in text
+    assert "(no label) | 1 | 25.00 |" in text and "| naive captions, no filter (first 800 images) | 1 | 10.00 |" in text
+    assert "(1/3)" in text.split("L2L, 1 %")[1].splitlines()[0]  # seeds missing are said
+    assert "ground-truth masks" not in text  # rows without results are left out
+    assert text.index("zero-shot baseline") < text.index("Pseudo-RIS → segmenter") < text.index("naive captions")

@@ -412,14 +412,16 @@ def cmd_pseudo_ris_generate(args: argparse.Namespace) -> int:
     device = best_device(args.device)
     mask_model = None if cfg.masks.source == "gt" or args.masks_from else args.mask_model
     models = load_models(mask_model, args.captioner, args.dual_encoder, device)
-    where = f"from {args.masks_from}" if args.masks_from else f"model ({args.mask_model})" if mask_model \
+    where = f"from {args.masks_from or args.records_from}" if args.masks_from or args.records_from \
+        else f"model ({args.mask_model})" if mask_model \
         else "ground truth (an upper bound, not zero-shot)"  # fmt: skip
     print(f"pseudo-ris: {ds.name} -> {args.out}: masks {where}"
           + f", captioner {args.captioner}, dual encoder {args.dual_encoder}; {cfg.candidates_per_mask} candidates "
           f"per mask, {'distinctive' if cfg.captions.distinctive else 'naive'} sampling, filter "
           + (f"{cfg.filter.score} ≥ {cfg.filter.tau}" if cfg.filter.enabled else "off"))  # fmt: skip
     counts = generate(ds, args.out, models, cfg, max_images=args.max_images, shard=args.shard,
-                      show_progress=not args.quiet, masks_from=args.masks_from)  # fmt: skip
+                      show_progress=not args.quiet, masks_from=args.masks_from,
+                      records_from=args.records_from)  # fmt: skip
     print("images: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     if int(os.environ.get("RANK", "0")) == 0 and (args.shard is None or args.shard[1] == 1):
         meta = build_dataset(ds, args.out, args.setting, labeled)
@@ -551,6 +553,17 @@ def cmd_ppt_table(args: argparse.Namespace) -> int:
     from .utils.io import atomic_write_text
 
     text = ppt_table(args.results, args.split, args.seeds)
+    if args.out:
+        atomic_write_text(Path(args.out), text)
+    print(text, end="")
+    return 0
+
+
+def cmd_pseudo_ris_table(args: argparse.Namespace) -> int:
+    from .report.pseudo_ris import pseudo_ris_table
+    from .utils.io import atomic_write_text
+
+    text = pseudo_ris_table(args.results, args.split, args.seeds)
     if args.out:
         atomic_write_text(Path(args.out), text)
     print(text, end="")
@@ -1048,6 +1061,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split-seed", type=int, default=22, help="semi: label split seed (default 22)")
     p.add_argument("--max-images", type=_positive_int, default=None, help="the first N training images only")
     p.add_argument("--masks-from", default=None, help="reuse the masks of another generation folder (ablations)")
+    p.add_argument("--records-from", default=None,
+                   help="reuse masks and scored captions of a generation with other filter settings; refilter")  # fmt: skip
     p.add_argument("--shard", type=_shard, default=None, help="i/n: this process takes every n-th image (or torchrun)")
     p.add_argument("--device", default="auto", help="auto (a GPU when there is one) | cpu | cuda | cuda:N")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -1079,6 +1094,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", type=_positive_int, default=4, help="images shown (default 4)")
     p.add_argument("--seed", type=int, default=0, help="which images (seeded choice)")
     p.set_defaults(func=cmd_pseudo_ris_show)
+    p = pris.add_parser("table", help="Markdown table: L2L's Table 2 layout and Pseudo-RIS's Tables 5 / 6 (mean ± std)")
+    p.add_argument("--results", default="docs/results/pseudo_ris", help="eval JSONs (scripts/pseudo_ris_table.sh)")
+    p.add_argument("--split", default="val", help="split (default val)")
+    p.add_argument("--seeds", type=_positive_int, default=3, help="seeds expected per row (default 3)")
+    p.add_argument("--out", default=None, help="Markdown file to write")
+    p.set_defaults(func=cmd_pseudo_ris_table)
 
     ppt = sub.add_parser(
         "ppt", help="PPT: weakly supervised RES (sentences, no masks) by curriculum point prompting"

@@ -131,18 +131,26 @@ def _rank() -> tuple[int, int]:
 
 def generate(ds: Any, out: str | Path, models: Models | None, cfg: PseudoRISConfig, split: str = "train",
              max_images: int | None = None, shard: tuple[int, int] | None = None,
-             show_progress: bool = True, masks_from: str | Path | None = None) -> dict[str, int]:  # fmt: skip
+             show_progress: bool = True, masks_from: str | Path | None = None,
+             records_from: str | Path | None = None) -> dict[str, int]:  # fmt: skip
     """Label the images of ``split`` into ``out/records`` (resumable; module docstring); returns counts
     of this process's images by status. ``masks_from``: take each image's masks from another
     generation's records (same source and mask settings: the ablations of captions and filter
-    then differ in nothing else, and the automatic mode is not run again)."""
+    then differ in nothing else, and the automatic mode is not run again). ``records_from``: take
+    each image's masks *and* scored candidates from another generation made with the same settings
+    but the filter, and apply this config's filter to them (the filter ablation, exact and without
+    captioning again); an image missing there is labelled with the models."""
     out = Path(out)
+    if masks_from is not None and records_from is not None:
+        raise UsageError("pseudo-ris: give --masks-from or --records-from, not both")
     reuse = _masks_of(masks_from, cfg, ds) if masks_from is not None else None
+    scored = _records_of(records_from, cfg, ds) if records_from is not None else None
     rec_dir = out / "records"
     rec_dir.mkdir(parents=True, exist_ok=True)
     head = {"format": FORMAT, "config": cfg.to_dict(), "source": ds.name, "source_fingerprint": ds.fingerprint(),
             "models": models.provenance() if models else None,
-            **({"masks_from": str(masks_from)} if masks_from is not None else {})}  # fmt: skip
+            **({"masks_from": str(masks_from)} if masks_from is not None else {}),
+            **({"records_from": str(records_from)} if records_from is not None else {})}  # fmt: skip
     head_file = out / "generation.json"
     if head_file.exists():
         old = json.loads(head_file.read_text())
@@ -160,6 +168,12 @@ def generate(ds: Any, out: str | Path, models: Models | None, cfg: PseudoRISConf
     todo = [i for i in mine if i not in done]
     with open(part, "a") as f:
         for image_id in progress(todo, desc="pseudo-ris", disable=not show_progress):
+            if scored is not None and int(image_id) in scored:
+                rec = refilter(scored[int(image_id)], cfg)
+                f.write(json.dumps(rec) + "\n")
+                f.flush()
+                counts[rec["status"]] = counts.get(rec["status"], 0) + 1
+                continue
             image = ds.load_image(image_id)
             if reuse is not None:
                 masks = reuse.get(int(image_id), [])
@@ -195,6 +209,38 @@ def _masks_of(folder: str | Path, cfg: PseudoRISConfig, ds: Any) -> dict[int, li
             for m in r["masks"]
         ]  # fmt: skip
     return out
+
+
+def _records_of(folder: str | Path, cfg: PseudoRISConfig, ds: Any) -> dict[int, dict[str, Any]]:
+    """Records per image of another generation, checked to come from the same source and settings
+    (the filter and the seed of nothing else aside: the filter alone may differ)."""
+    folder = Path(folder)
+    head_file = folder / "generation.json"
+    if not head_file.exists():
+        raise UsageError(f"--records-from {folder}: not a pseudo-ris generation folder (no generation.json)")
+    head = json.loads(head_file.read_text())
+    mine = {k: v for k, v in cfg.to_dict().items() if k != "filter"}
+    theirs = {k: v for k, v in head["config"].items() if k != "filter"}
+    if head.get("source_fingerprint") != ds.fingerprint() or mine != theirs:
+        raise UsageError(f"--records-from {folder}: made from another dataset or with settings other than the filter's")
+    return {int(r["image_id"]): r for r in _read_records(folder / "records")}
+
+
+def refilter(rec: dict[str, Any], cfg: PseudoRISConfig) -> dict[str, Any]:
+    """``rec`` (an image's record) with its captions' ``kept`` flags and its status set by ``cfg.filter``
+    from the scores already in it (Eqs. 4–6 do not depend on the filter's settings)."""
+    if rec["status"] in ("no_masks", "no_captions"):
+        return rec
+    masks = []
+    for m in rec["masks"]:
+        caps = []
+        for c in m["captions"]:
+            v = c[cfg.filter.score]
+            score = float("inf") if v == "inf" else float(v)
+            caps.append({**c, "kept": bool((not cfg.filter.enabled) or score >= cfg.filter.tau)})
+        masks.append({**m, "captions": caps})
+    kept = any(c["kept"] for m in masks for c in m["captions"])
+    return {**rec, "status": "ok" if kept else "none_kept", "masks": masks}
 
 
 def _read_records(rec_dir: Path) -> list[dict[str, Any]]:

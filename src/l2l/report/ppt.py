@@ -32,7 +32,8 @@ METRICS = ("mIoU", "oIoU", "P@0.3", "P@0.5", "P@0.7")
 
 
 def collect(folder: str | Path, split: str = "val") -> dict[str, list[dict]]:
-    """Evaluation results per row key (one per seed; the baselines have one)."""
+    """Evaluation results per row key, from ``{key}_s{seed}_{split}.json`` (one per seed) or
+    ``{key}_{split}.json`` (a deterministic baseline)."""
     out: dict[str, list[dict]] = {}
     for p in sorted(Path(folder).glob(f"*_{split}.json")):
         m = re.fullmatch(rf"(.+?)(?:_s(\d+))?_{split}\.json", p.name)
@@ -41,17 +42,26 @@ def collect(folder: str | Path, split: str = "val") -> dict[str, list[dict]]:
     return out
 
 
-def ppt_table(folder: str | Path, split: str = "val", seeds: int = 3) -> str:
-    """Markdown: ours (mean ± std over seeds, %) beside the paper's RefCOCO numbers."""
-    res = collect(folder, split)
-    head = "| row | method | seeds | " + " | ".join(METRICS) + " | paper mIoU (RefCOCO val) |"
-    lines = [head, "| " + " | ".join(["---"] * (len(METRICS) + 4)) + " |"]
-    for key, row, label in ROWS:
+def seed_table(
+    res: dict[str, list[dict]], rows: list[tuple[str, str, str]], metrics: tuple[str, ...], seeds: int,
+    single: tuple[str, ...] = (), paper: dict[str, str] | None = None, paper_head: str = "paper",
+) -> str:  # fmt: skip
+    """Markdown: one line per (key, row, label) with results, mean ± std over seeds (%); ``single``
+    keys expect one run; ``paper`` adds a column of the paper's numbers."""
+    head = "| row | method | seeds | " + " | ".join(metrics) + (f" | {paper_head} |" if paper is not None else " |")
+    lines = [head, "| " + " | ".join(["---"] * (len(metrics) + 3 + (paper is not None))) + " |"]
+    for key, row, label in rows:
         rs = res.get(key, [])
         if not rs:
             continue
-        exp = 1 if key in ("naive", "proposals") else seeds
-        cells = [fmt([float(r[m]) for r in rs if m in r], exp) for m in METRICS]
-        paper = f"{PAPER[key][3]:.2f}" if key in PAPER else "–"
-        lines.append(f"| {row} | {label} | {len(rs)} | " + " | ".join(cells) + f" | {paper} |")
+        cells = [fmt([float(r[m]) for r in rs if m in r], 1 if key in single else seeds) for m in metrics]
+        tail = f" | {paper.get(key, '–')} |" if paper is not None else " |"
+        lines.append(f"| {row} | {label} | {len(rs)} | " + " | ".join(cells) + tail)
     return "\n".join(lines) + "\n"
+
+
+def ppt_table(folder: str | Path, split: str = "val", seeds: int = 3) -> str:
+    """Markdown: ours (mean ± std over seeds, %) beside the paper's RefCOCO numbers."""
+    paper = {k: f"{v[3]:.2f}" for k, v in PAPER.items()}
+    return seed_table(collect(folder, split), ROWS, METRICS, seeds, ("naive", "proposals"), paper,
+                      "paper mIoU (RefCOCO val)")  # fmt: skip
