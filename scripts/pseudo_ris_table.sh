@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Pseudo-RIS on SynthRef (docs/pseudo_ris.md): pseudo-labels → a segmenter trained on them → val and
-# testB, for L2L's Table 2 layout (ROW full, all training images, every seed) and Pseudo-RIS's
+# testB, for L2L's Table 2 layout (ROW full, all training images, every seed; ROW semi1, that model
+# fine-tuned on the 1 % label split, the paper's semi-supervised protocol) and Pseudo-RIS's
 # Tables 5 and 6 (rows naive dcs filter full800 gt800: the first 800 images, the masks of `full`
 # reused so that only captions and filter differ); the direct zero-shot baseline; L2L at 1 % and
 # the 100 % ceiling copied from their grids when they were run. Resumable: generations, runs and
@@ -12,7 +13,7 @@ source .venv/bin/activate
 DATA=${DATA:-runs/data/synthref}
 WORK=${WORK:-runs/pseudo_ris}
 OUT=${OUT:-docs/results/pseudo_ris}
-ROWS=${ROWS:-"full naive dcs filter full800 gt800"}
+ROWS=${ROWS:-"full semi1 naive dcs filter full800 gt800"}
 SEEDS=${*:-22}
 mkdir -p "$OUT"
 generation() {  # row -> "folder|extra generate arguments"
@@ -29,24 +30,37 @@ generation() {  # row -> "folder|extra generate arguments"
 # generations in dependency order (the 800-image rows reuse the masks, or the scored captions, of
 # `full` and `filter`: only what the row changes is computed again)
 for row in full full800 dcs filter naive gt800; do
-  case " $ROWS " in *" $row "*) ;; *) [ "$row" = full ] || [ "$row" = filter ] || continue ;; esac
+  needed=" $ROWS full "
+  case " $ROWS " in *" naive "*) needed="$needed filter " ;; esac  # naive refilters filter's captions
+  case "$needed" in *" $row "*) ;; *) continue ;; esac
   spec=$(generation "$row")
   folder=${spec%%|*}
   # shellcheck disable=SC2086
   [ -f "$folder/meta.json" ] || l2l pseudo-ris generate --data "$DATA" --out "$folder" --quiet ${spec#*|}
 done
-for seed in $SEEDS; do
-  for row in $ROWS; do
-    [ "$row" = full ] || [ "$seed" = "${SEEDS%% *}" ] || continue  # Tables 5 / 6: the first seed only
-    spec=$(generation "$row")
-    run="$WORK/train_${row}_s${seed}"
-    [ -f "$run/best/model.safetensors" ] && [ -f "$run/eval_val.json" ] || l2l train \
-      --config configs/synthref_supervised.yaml --out "$run" data.root="${spec%%|*}" data.label_fraction=100% seed="$seed"
-    for split in val testB; do
-      [ -f "$OUT/${row}_s${seed}_${split}.json" ] || l2l eval --ckpt "$run" --split "$split" \
-        --out "$OUT/${row}_s${seed}_${split}.json"
-    done
+train_eval() {  # row seed
+  local spec run
+  spec=$(generation "$1")
+  run="$WORK/train_${1}_s${2}"
+  [ -f "$run/eval_val.json" ] || l2l train --config configs/synthref_supervised.yaml --out "$run" \
+    data.root="${spec%%|*}" data.label_fraction=100% seed="$2"
+  for split in val testB; do
+    [ -f "$OUT/${1}_s${2}_${split}.json" ] || l2l eval --ckpt "$run" --split "$split" --out "$OUT/${1}_s${2}_${split}.json"
   done
+}
+semi_eval() {  # seed: the paper's semi-supervised protocol, the Pseudo-RIS model fine-tuned on the 1 % split
+  local run="$WORK/train_semi1_s$1"
+  [ -f "$run/eval_val.json" ] || l2l train --config configs/synthref_semi.yaml --method supervised --out "$run" \
+    data.root="$DATA" data.label_fraction=1% init_from="$WORK/train_full_s$1" seed="$1"
+  for split in val testB; do
+    [ -f "$OUT/semi1_s${1}_${split}.json" ] || l2l eval --ckpt "$run" --split "$split" --out "$OUT/semi1_s${1}_${split}.json"
+  done
+}
+# the Table 2 rows at every seed first, then Tables 5 / 6 at the first seed
+case " $ROWS " in *" full "*) for seed in $SEEDS; do train_eval full "$seed"; done ;; esac
+case " $ROWS " in *" semi1 "*) for seed in $SEEDS; do semi_eval "$seed"; done ;; esac
+for row in $ROWS; do
+  case "$row" in full | semi1) ;; *) train_eval "$row" "${SEEDS%% *}" ;; esac
 done
 for split in val testB; do
   [ -f "$OUT/zero_shot_baseline_${split}.json" ] || l2l pseudo-ris baseline --data "$DATA" --split "$split" \
@@ -57,11 +71,13 @@ for split in val testB; do
     if [ "$split" = val ] && [ ! -f "$f" ]; then f="$src/eval_val.json"; fi
     if [ -f "$f" ]; then cp "$f" "$OUT/l2l_1pct_s${seed}_${split}.json"; fi
   done
-  for seed in 22 23 24; do  # the 100 % ceiling (configs/synthref_table1.yaml, section ceiling)
-    src="runs/synthref_table1/synthref/sup_full_100_s${seed}"
-    f="$src/eval_${split}_none_original.json"
-    if [ "$split" = val ] && [ ! -f "$f" ]; then f="$src/eval_val.json"; fi
-    if [ -f "$f" ]; then cp "$f" "$OUT/ceiling_s${seed}_${split}.json"; fi
+  for seed in 22 23 24; do  # supervised at 1 % and 100 % (configs/synthref_table1.yaml)
+    for pair in sup_1:sup_1pct sup_full_100:ceiling; do
+      src="runs/synthref_table1/synthref/${pair%%:*}_s${seed}"
+      f="$src/eval_${split}_none_original.json"
+      if [ "$split" = val ] && [ ! -f "$f" ]; then f="$src/eval_val.json"; fi
+      if [ -f "$f" ]; then cp "$f" "$OUT/${pair#*:}_s${seed}_${split}.json"; fi
+    done
   done
 done
 for split in val testB; do

@@ -12,6 +12,8 @@ from .ppt import collect, seed_table
 ROWS = [  # (row key, table, label)
     ("zero_shot_baseline", "L2L T2", "zero-shot baseline: mask-model proposals ranked by the dual encoder (no label)"),
     ("full", "L2L T2", "Pseudo-RIS → segmenter, all training images (no label)"),
+    ("semi1", "L2L T2", "Pseudo-RIS → segmenter, then fine-tuned on the 1 % labels (the paper's semi-supervised)"),
+    ("sup_1pct", "L2L T2", "supervised, 1 % labeled"),
     ("l2l_1pct", "L2L T2", "L2L, 1 % labeled, learned prior"),
     ("naive", "PR T5", "naive captions, no filter (first 800 images)"),
     ("dcs", "PR T5", "+ distinctive caption sampling (800)"),
