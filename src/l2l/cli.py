@@ -23,7 +23,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from . import __version__
 from .errors import MissingFileError, UsageError
@@ -548,22 +548,23 @@ def cmd_ppt_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_ppt_table(args: argparse.Namespace) -> int:
+def _add_table_parser(sub: Any, table: str, what: str, results: str, script: str) -> None:
+    p = sub.add_parser("table", help=f"Markdown table: {what} (mean ± std over seeds)")
+    p.add_argument("--results", default=results, help=f"folder of eval JSONs ({script})")
+    p.add_argument("--split", default="val", help="split (default val)")
+    p.add_argument("--seeds", type=_positive_int, default=3, help="seeds expected per row (default 3)")
+    p.add_argument("--out", default=None, help="Markdown file to write")
+    p.set_defaults(func=cmd_results_table, table=table)
+
+
+def cmd_results_table(args: argparse.Namespace) -> int:
+    """``l2l ppt table`` and ``l2l pseudo-ris table``: a Markdown table from a folder of eval JSONs."""
     from .report.ppt import ppt_table
-    from .utils.io import atomic_write_text
-
-    text = ppt_table(args.results, args.split, args.seeds)
-    if args.out:
-        atomic_write_text(Path(args.out), text)
-    print(text, end="")
-    return 0
-
-
-def cmd_pseudo_ris_table(args: argparse.Namespace) -> int:
     from .report.pseudo_ris import pseudo_ris_table
     from .utils.io import atomic_write_text
 
-    text = pseudo_ris_table(args.results, args.split, args.seeds)
+    make = {"ppt": ppt_table, "pseudo-ris": pseudo_ris_table}[args.table]
+    text = make(args.results, args.split, args.seeds)
     if args.out:
         atomic_write_text(Path(args.out), text)
     print(text, end="")
@@ -1094,12 +1095,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", type=_positive_int, default=4, help="images shown (default 4)")
     p.add_argument("--seed", type=int, default=0, help="which images (seeded choice)")
     p.set_defaults(func=cmd_pseudo_ris_show)
-    p = pris.add_parser("table", help="Markdown table: L2L's Table 2 layout and Pseudo-RIS's Tables 5 / 6 (mean ± std)")
-    p.add_argument("--results", default="docs/results/pseudo_ris", help="eval JSONs (scripts/pseudo_ris_table.sh)")
-    p.add_argument("--split", default="val", help="split (default val)")
-    p.add_argument("--seeds", type=_positive_int, default=3, help="seeds expected per row (default 3)")
-    p.add_argument("--out", default=None, help="Markdown file to write")
-    p.set_defaults(func=cmd_pseudo_ris_table)
+    _add_table_parser(pris, "pseudo-ris", "L2L's Table 2 layout and Pseudo-RIS's Tables 5 / 6",
+                      "docs/results/pseudo_ris", "scripts/pseudo_ris_table.sh")  # fmt: skip
 
     ppt = sub.add_parser(
         "ppt", help="PPT: weakly supervised RES (sentences, no masks) by curriculum point prompting"
@@ -1156,12 +1153,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="which samples (seeded choice)")
     p.add_argument("--out", required=True, help="PNG to write")
     p.set_defaults(func=cmd_ppt_show)
-    p = ppt.add_parser("table", help="Markdown table: PPT, Table 3's rows and the baselines (mean ± std over seeds)")
-    p.add_argument("--results", default="docs/results/ppt", help="folder of ppt eval JSONs (scripts/ppt_table3.sh)")
-    p.add_argument("--split", default="val", help="split (default val)")
-    p.add_argument("--seeds", type=_positive_int, default=3, help="seeds expected per row (default 3)")
-    p.add_argument("--out", default=None, help="Markdown file to write")
-    p.set_defaults(func=cmd_ppt_table)
+    _add_table_parser(ppt, "ppt", "PPT, Table 3's rows and the baselines", "docs/results/ppt",
+                      "scripts/ppt_table3.sh")  # fmt: skip
 
     p = _with_examples(sub, "serve", "a web page to try one or two models on an image and a sentence (Gradio)")
     p.add_argument("--ckpt", action="append", required=True, help="run folder or model folder; twice: side by side")
