@@ -14,7 +14,8 @@ ROWS = [  # (row key, table, label)
     ("full", "L2L T2", "Pseudo-RIS → segmenter, all training images (no label)"),
     ("semi1", "L2L T2", "Pseudo-RIS → segmenter, then fine-tuned on the 1 % labels (the paper's semi-supervised)"),
     ("sup_1pct", "L2L T2", "supervised, 1 % labeled"),
-    ("l2l_1pct", "L2L T2", "L2L, 1 % labeled, learned prior"),
+    ("l2l_03pct", "L2L T2", "L2L, 0.3 % labeled (5 images), learned prior"),
+    ("l2l_1pct", "L2L T2", "L2L, 1 % labeled (16 images), learned prior"),
     ("naive", "PR T5", "naive captions, no filter (first 800 images)"),
     ("dcs", "PR T5", "+ distinctive caption sampling (800)"),
     ("filter", "PR T5", "+ distinctiveness filter, naive captions (800)"),
@@ -25,7 +26,7 @@ ROWS = [  # (row key, table, label)
 PAPER = {  # Pseudo-RIS Table 5 (mIoU, RefCOCO) and Table 6 (mIoU, RefCOCO+ val); L2L Table 2 (oIoU, RefCOCO val)
     "naive": "37.96 (T5 mIoU)", "dcs": "40.01 (T5 mIoU)", "filter": "40.40 (T5 mIoU)",
     "full800": "41.05 (T5 mIoU)", "gt800": "52.54 (T6 mIoU, RefCOCO+)", "full": "41.1 (L2L T2)",
-    "l2l_1pct": "65.08 at 0.1 % (L2L T2)",
+    "l2l_03pct": "65.08 at 0.1 % (L2L T2)",
 }  # fmt: skip
 METRICS = ("oIoU", "mIoU", "P@0.5", "P@0.7", "P@0.9")
 
