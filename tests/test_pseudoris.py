@@ -102,6 +102,10 @@ def test_caption_attributes_read_the_shifted_dialect():
         "size": {"large"}, "color": {"cyan"}, "texture": {"solid"}, "shape": {"triangle"}}  # fmt: skip
     assert caption_attributes("a circle with a hole on a background") == {"shape": {"ring"}}  # longest synonym first
     assert caption_attributes("scarlet lemon disc")["color"] == {"red", "yellow"}  # contradictory
+    from l2l.pseudoris.quality import names_a_place
+
+    assert names_a_place("the red ring left of the star") and names_a_place("counting from the top, the second disc")
+    assert not names_a_place("a photo of a small red striped ring on a background")
 
 
 def test_noun_phrase():

@@ -7,7 +7,8 @@ attributes with the shifted dialect's synonym tables (shape, colour, size, textu
 one attribute make the caption contradictory); the caption *picks out* its mask when the objects
 whose attributes fit it are exactly the mask's object. This is the issue's "caption picks out its
 mask under SynthRef's own checker", restricted to what generic captions can say: attributes —
-location, ordinal and relation words are not produced by the captioner (the paper's limitation).
+location, ordinal and relation words are not produced by the captioner (the paper's limitation;
+``names_a_place`` counts the captions that have one).
 
 Reads ground-truth masks and attributes of training images: a measurement of the pseudo-labels,
 never an input of them.
@@ -24,6 +25,12 @@ from .filtering import noun_phrase
 from .generate import _read_records, record_masks
 
 _TABLES = {"shape": SHAPES, "color": COLORS, "size": SIZES, "texture": TEXTURES}
+# words of a location, ordinal or relation phrase, in SynthRef's language or the shifted dialect
+SPATIAL_WORDS = frozenset(
+    "left right top bottom above below upper lower highest lowest furthest nearest closest beside middle "
+    "center centre first second third leftmost rightmost topmost bottommost left-most right-most upper-most "
+    "lower-most underneath beneath".split()
+)
 _PHRASES = sorted(((syn, attr, value) for attr, t in _TABLES.items() for value, syns in t.items() for syn in syns),
                   key=lambda x: -len(x[0]))  # fmt: skip
 
@@ -40,6 +47,11 @@ def caption_attributes(caption: str) -> dict[str, set[str]]:
     return out
 
 
+def names_a_place(caption: str) -> bool:
+    """Whether the caption says where its object is (a location, ordinal or relation word)."""
+    return not SPATIAL_WORDS.isdisjoint(caption.lower().replace(",", " ").split())
+
+
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return float((a & b).sum()) / max(float((a | b).sum()), 1.0)
 
@@ -49,7 +61,8 @@ def pseudo_label_quality(ds: Any, folder: Any, min_iou: float = 0.5) -> dict[str
     from pathlib import Path
 
     stats: dict[str, dict[str, float]] = {s: {"captions": 0, "picks_out": 0, "correct": 0, "contradictory": 0,
-                                              "no_attribute": 0, "bad_mask": 0} for s in ("kept", "rejected")}  # fmt: skip
+                                              "no_attribute": 0, "bad_mask": 0, "names_a_place": 0}
+             for s in ("kept", "rejected")}  # fmt: skip
     masks_total = masks_matched = 0
     for rec in _read_records(Path(folder) / "records"):
         if not rec["masks"]:
@@ -67,6 +80,7 @@ def pseudo_label_quality(ds: Any, folder: Any, min_iou: float = 0.5) -> dict[str
             for c in m["captions"]:
                 s = stats["kept" if c["kept"] else "rejected"]
                 s["captions"] += 1
+                s["names_a_place"] += int(names_a_place(c["text"]))
                 if not ok_mask:
                     s["bad_mask"] += 1
                     continue
