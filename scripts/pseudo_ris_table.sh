@@ -65,15 +65,12 @@ done
 for split in val testB; do
   [ -f "$OUT/zero_shot_baseline_${split}.json" ] || l2l pseudo-ris baseline --data "$DATA" --split "$split" \
     --out "$OUT/zero_shot_baseline_${split}.json"
-  for seed in 22 23 24; do  # L2L at 1 % with the learned prior (configs/synthref_table1_standin.yaml)
-    src="runs/synthref_table1_standin/synthref/l2l_1_s${seed}"
-    f="$src/eval_${split}_none_original.json"
-    if [ "$split" = val ] && [ ! -f "$f" ]; then f="$src/eval_val.json"; fi
-    if [ -f "$f" ]; then cp "$f" "$OUT/l2l_1pct_s${seed}_${split}.json"; fi
-  done
-  for seed in 22 23 24; do  # supervised at 1 % and 100 % (configs/synthref_table1.yaml)
-    for pair in sup_1:sup_1pct sup_full_100:ceiling; do
-      src="runs/synthref_table1/synthref/${pair%%:*}_s${seed}"
+  for seed in 22 23 24; do
+    # L2L at 0.3 % and 1 % with the learned prior (configs/synthref_table1_standin.yaml), supervised
+    # at 1 % and 100 % (configs/synthref_table1.yaml): copied when their grids were run
+    for pair in synthref_table1_standin/synthref/l2l_0.3:l2l_03pct synthref_table1_standin/synthref/l2l_1:l2l_1pct \
+                synthref_table1/synthref/sup_1:sup_1pct synthref_table1/synthref/sup_full_100:ceiling; do
+      src="runs/${pair%%:*}_s${seed}"
       f="$src/eval_${split}_none_original.json"
       if [ "$split" = val ] && [ ! -f "$f" ]; then f="$src/eval_val.json"; fi
       if [ -f "$f" ]; then cp "$f" "$OUT/${pair#*:}_s${seed}_${split}.json"; fi
