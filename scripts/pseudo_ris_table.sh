@@ -3,9 +3,9 @@
 # testB, for L2L's Table 2 layout (ROW full, all training images, every seed; ROW semi1, that model
 # fine-tuned on the 1 % label split, the paper's semi-supervised protocol) and Pseudo-RIS's
 # Tables 5 and 6 (rows naive dcs filter full800 gt800: the first 800 images, the masks of `full`
-# reused so that only captions and filter differ); the direct zero-shot baseline; L2L at 1 % and
-# the 100 % ceiling copied from their grids when they were run. Resumable: generations, runs and
-# evaluations already there are skipped.
+# reused so that only captions and filter differ; gt800 captions every ground-truth mask); the direct
+# zero-shot baseline; L2L at 0.3 % and 1 %, supervised at 1 % and the 100 % ceiling copied from their
+# grids when they were run. Resumable: generations, runs and evaluations already there are skipped.
 # Usage: bash scripts/pseudo_ris_table.sh [SEEDS...]   (default: 22)   ROWS="full naive …" picks rows.
 set -euo pipefail
 cd "$(dirname "$0")/.."

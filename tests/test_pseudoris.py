@@ -213,17 +213,25 @@ def captioner_folder(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_generate_build_train_eval(synthref_dir, captioner_folder, tmp_path, capsys):
+def test_generate_build_train_eval(synthref_dir, captioner_folder, tmp_path, capsys, monkeypatch):
     from l2l.cli import main
     from l2l.data.refer import ReferDataset
 
     from .test_trainer import TINY
 
+    real_mask = ReferDataset.mask
+
+    def refuse(self, ann_id):
+        raise AssertionError("zero-shot Pseudo-RIS read a ground-truth mask")
+
+    monkeypatch.setattr(ReferDataset, "mask", refuse)  # generation and refiltering: no human label read
     out = tmp_path / "pseudo"
     argv = ["pseudo-ris", "generate", "--data", str(synthref_dir), "--out", str(out), "--captioner",
             str(captioner_folder), "--max-images", "3", "--device", "cpu", "--quiet", "masks.points_per_side=6",
             "filter.tau=1.0"]  # fmt: skip
     assert main(argv) == 0
+    assert main([*argv[:5], str(tmp_path / "refiltered"), *argv[6:], "--records-from", str(out)]) == 0
+    monkeypatch.setattr(ReferDataset, "mask", real_mask)
     said = capsys.readouterr().out
     assert "44 candidates per mask" in said and "pseudo refs" in said
     ds = ReferDataset.open(out)

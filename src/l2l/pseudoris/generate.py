@@ -212,8 +212,8 @@ def _masks_of(folder: str | Path, cfg: PseudoRISConfig, ds: Any) -> dict[int, li
 
 
 def _records_of(folder: str | Path, cfg: PseudoRISConfig, ds: Any) -> dict[int, dict[str, Any]]:
-    """Records per image of another generation, checked to come from the same source and settings
-    (the filter and the seed of nothing else aside: the filter alone may differ)."""
+    """Records per image of another generation, checked to come from the same source and the same
+    settings except the filter's (the only thing a refiltering may change)."""
     folder = Path(folder)
     head_file = folder / "generation.json"
     if not head_file.exists():
