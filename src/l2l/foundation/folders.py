@@ -29,7 +29,8 @@ BUILTIN = {
     "synthpool-conv": ASSETS / "synthpool_conv",  # l2l pretrain visual
     "synthpool-sam": ASSETS / "synthpool_sam",  # l2l pretrain mask-model
     "synthpool-clip": ASSETS / "synthpool_clip",  # l2l pretrain dual-encoder
-    "synthpool-grounder": ASSETS / "synthpool_grounder",  # l2l pretrain grounder
+    "synthpool-grounder": ASSETS / "synthpool_grounder",  # l2l pretrain grounder (the objects body)
+    "synthpool-grounder-dense": ASSETS / "synthpool_grounder_dense",  # the first grounder (model.body=transformer)
     "synthpool-captioner": ASSETS / "synthpool_captioner",  # l2l pretrain captioner
 }
 

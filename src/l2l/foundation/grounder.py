@@ -58,7 +58,12 @@ from .language import expressions
 from .object_grounder import ObjectGrounderNet, attribute_indices, detection_recall, object_grounder_loss
 
 FORMAT = "l2l-grounder/1"
-BODIES = ("transformer", "film", "objects")
+BODY_TEXT = {
+    "objects": "body `objects`: detects every object, then chooses one — l2l.foundation.object_grounder",
+    "transformer": "body `transformer`: image cells and words in one transformer, a box per cell",
+    "film": "body `film`: sentence-modulated residual blocks, a box per cell",
+}
+BODIES = tuple(BODY_TEXT)
 
 
 @dataclass
@@ -68,7 +73,7 @@ class GrounderConfig(ModelConfigBase):
     dim: int = 128
     # transformer: image and word tokens together | film: FiLM residual blocks at 1/8 | objects: detect every
     # object, then choose one (l2l.foundation.object_grounder)
-    body: str = "transformer"
+    body: str = "objects"
     dilations: tuple[int, ...] = (1, 2, 4, 1)  # film: one block per entry
     layers: int = 2  # transformer
     heads: int = 4
@@ -254,7 +259,7 @@ class GrounderTrainConfig(StandInTrainConfig):
     pool: PoolConfig = field(default_factory=lambda: PoolConfig(size=96))
     train_images: int = 6000
     eval_images: int = 300
-    expressions_per_image: int = 3
+    expressions_per_image: int = 6
     margin: float = 0.06  # spatial judgements need gaps of margin × image side (SynthRef's)
     steps: int = 2400
     batch_size: int = 32
@@ -267,15 +272,13 @@ class GrounderTrainConfig(StandInTrainConfig):
     jitter: float = 0.05  # objects body: ground-truth boxes are jittered by this × their size when chosen among
     det_weight: float = 1.0  # objects body: weight of the detection losses
     attr_weight: float = 0.5  # objects body: weight of the attribute branch
-    images_per_step: int = 0  # objects body: > 0 takes this many images and all their sentences per step
-    # (the image is encoded once for all of them) instead of batch_size sentences
+    images_per_step: int = 24  # > 0: a step takes this many images and all their sentences (the objects body
+    # encodes each image once for all of them); 0: batch_size sentences drawn at random
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.model.body == "objects" and self.freeze_encoder:
             raise UsageError("the objects body fine-tunes its encoder: freeze_encoder must be false")
-        if self.images_per_step and self.model.body != "objects":
-            raise UsageError("images_per_step is for the objects body only")
 
 
 Objects = tuple[np.ndarray, np.ndarray]  # a scene's visible objects: boxes n×4 (x0, y0, x1, y1 pixels), attributes n×4
@@ -362,9 +365,11 @@ def train_grounder(
         for step in bar:
             shared = None
             if cfg.images_per_step:  # whole images, every sentence of each
-                rows = [int(r) for r in rng.choice(len(images), cfg.images_per_step, replace=False)]
+                rows = [int(r) for r in rng.choice(len(images), min(cfg.images_per_step, len(images)), replace=False)]
                 batch = [exprs[i] for r in rows for i in by_image[r]]
                 shared = torch.tensor([k for k, r in enumerate(rows) for _ in by_image[r]])
+                if not isinstance(net, ObjectGrounderNet):  # the dense bodies encode the image once per sentence
+                    rows = [e[0] for e in batch]
             else:
                 batch = [exprs[i] for i in rng.choice(len(exprs), cfg.batch_size, replace=False)]
                 rows = [e[0] for e in batch]
@@ -433,7 +438,8 @@ def pretrain_grounder(cfg: GrounderTrainConfig, out: str | Path, show_progress: 
     return save_stand_in(
         out, FORMAT, net, cfg, traj, wall, metrics, command or "l2l pretrain grounder --out FOLDER",
         title="grounder, an MLLM stand-in",
-        summary="A conv + transformer model (and the frozen MiniLM-L6 text encoder, not stored here) trained in "
+        summary=f"A conv + transformer model ({BODY_TEXT[cfg.model.body]}; and the frozen MiniLM-L6 text encoder, "
+        "not stored here) trained in "
         "the pretraining world (`l2l.foundation.grounder`) to put a box on the object a sentence refers to. Data: "
         f"{cfg.train_images:,} pool scenes ({cfg.pool.size} px, pool seed {cfg.pool.seed}; disjoint from every "
         f"SynthRef split), {cfg.expressions_per_image} expressions each in the *shifted dialect* of "

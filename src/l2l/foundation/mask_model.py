@@ -379,7 +379,7 @@ class Sam2MaskPredictor:
 
 # ---------------------------------------------------------------------------- automatic mode
 def automatic_masks(
-    predictor: Any, image: np.ndarray, points_per_side: int = 12, pred_iou_thresh: float = 0.75,
+    predictor: Any, image: np.ndarray, points_per_side: int = 12, pred_iou_thresh: float = 0.7,
     stability_thresh: float = 0.85, nms_thresh: float = 0.7, min_area: int = 10, batch: int = 64,
 ) -> list[dict[str, Any]]:  # fmt: skip
     """SAM's automatic mask generator: one positive point at each cell of a ``points_per_side``²
@@ -388,7 +388,9 @@ def automatic_masks(
     ``nms_thresh``. Returns SAM-style records (segmentation, area, bbox xywh, predicted_iou,
     stability_score, point_coords), best first. A predictor with ``predict_iou`` (the stand-in)
     scores every point first and decodes masks only for the points with a hypothesis at
-    ``pred_iou_thresh`` or above (≈ 1 in 8 on SynthRef): the same masks, ≈ 2× faster."""
+    ``pred_iou_thresh`` or above (≈ 1 in 8 on SynthRef): the same masks, ≈ 2× faster. The default
+    threshold 0.7 (SAM's is 0.88, for SAM's calibration) is the stand-in's operating point chosen on
+    SynthRef val by ``benchmarks/auto_mask_sweep.py``: the fewest masks with recall ≥ 80 %."""
     h, w = image.shape[:2]
     predictor.set_image(image)
     g = (np.arange(points_per_side) + 0.5) / points_per_side
@@ -595,16 +597,21 @@ def synthref_box_iou(pred: MaskPredictor, ds, split: str = "train", limit: int |
 
 
 def synthref_auto_recall(pred: MaskPredictor, ds, split: str = "train", images: int = 100, iou: float = 0.5,
-                         **kw: Any) -> float:  # fmt: skip
+                         stats: dict[str, float] | None = None, **kw: Any) -> float:  # fmt: skip
     """Share of a REFER dataset's objects (every annotation of the first ``images`` images of
-    ``split``) that some automatic-mode mask covers at IoU ≥ ``iou``."""
-    found = []
+    ``split``) that some automatic-mode mask covers at IoU ≥ ``iou``. ``stats``, when given, receives
+    the mean number of masks and of annotated objects per image (recall is cheap with many masks)."""
+    found, counts, objects = [], [], []
     for image_id in ds.image_ids(split)[:images]:
         image = ds.load_image(image_id)
         masks = [r["segmentation"] for r in automatic_masks(pred, image, **kw)]
+        counts.append(len(masks))
+        objects.append(len(ds.image_anns(image_id)))
         for a in ds.image_anns(image_id):
             gt = ds.mask(a) > 0
             found.append(float(any(_mask_iou(m, gt) >= iou for m in masks)))
+    if stats is not None:
+        stats.update(masks_per_image=float(np.mean(counts)), objects_per_image=float(np.mean(objects)))
     return float(np.mean(found))
 
 
