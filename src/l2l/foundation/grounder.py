@@ -5,7 +5,12 @@ referring expressions in the *shifted dialect* of :mod:`l2l.foundation.language`
 synonyms, templates and word orders than SynthRef's), so that it transfers to SynthRef's
 sentences imperfectly, as a web-trained MLLM transfers to RefCOCO.
 
-Architecture: the pool-pretrained conv encoder (``builtin:synthpool-conv`` initialises it) gives
+Bodies (``model.body``): ``objects``, the default and the shipped grounder, finds every object and
+chooses one (:mod:`l2l.foundation.object_grounder`); ``transformer`` (the first shipped grounder,
+``builtin:synthpool-grounder-dense``) and ``film`` score image cells directly. This module holds
+the pool data and the training loop of every body and the dense ones' networks.
+
+Dense architecture: the pool-pretrained conv encoder (``builtin:synthpool-conv`` initialises it) gives
 image tokens at 1/8 (12×12 at 96 px; stages 1/8, 1/16 and 1/32 concatenated) with a learned
 position embedding; the sentence's frozen MiniLM-L6 token features (real pretrained weights,
 cached per sentence) are projected to the same width; a transformer encoder reads the joint
