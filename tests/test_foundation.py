@@ -4,6 +4,7 @@ paths with tiny random configs, and the shipped folders."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
@@ -16,6 +17,7 @@ from l2l.errors import UsageError
 from l2l.foundation import dual_encoder as de
 from l2l.foundation import grounder as gr
 from l2l.foundation import mask_model as mm
+from l2l.foundation import object_grounder as oground
 from l2l.foundation.folders import BUILTIN, folder_digest
 from l2l.foundation.language import SYNTHREF_ONLY_WORDS, generic_caption, realise_shifted
 from l2l.foundation.prior import StandInPriorProvider, answer_confidence
@@ -204,17 +206,18 @@ def test_real_sam2_behind_the_same_interface():
 
 
 # ----------------------------------------------------------------------------- grounder
-def _tiny_grounder_cfg(body: str = "film", freeze: bool = True, images_per_step: int = 0):
+def _tiny_grounder_cfg(body: str = "film", freeze: bool = True, images_per_step: int = 0, relation: bool = False):
     model = gr.GrounderConfig(image_size=64, conv_channels=TINY_CONV, dim=16, layers=1, heads=2, text_dim=16,
-                              init=None, body=body, dilations=(1, 2), dense_dim=16, roi=2)  # fmt: skip
+                              init=None, body=body, dilations=(1, 2), dense_dim=16, roi=2,
+                              relation_bias=relation)  # fmt: skip
     return gr.GrounderTrainConfig(freeze_encoder=freeze, model=model, pool=PoolConfig(size=64), train_images=10, eval_images=4, steps=3,
                                   batch_size=4, workers=1, log_every=1, images_per_step=images_per_step)  # fmt: skip
 
 
-@pytest.mark.parametrize("body,freeze,per_step", [("film", True, 0), ("transformer", False, 3), ("objects", False, 0),
-                                                   ("objects", False, 3)])  # fmt: skip
-def test_grounder_trains_grounds_and_answers_in_qwen_format(tiny_text, body, freeze, per_step):
-    cfg = _tiny_grounder_cfg(body, freeze, per_step)
+@pytest.mark.parametrize("body,freeze,per_step,relation", [("film", True, 0, False), ("transformer", False, 3, False),
+                                                            ("objects", False, 0, False), ("objects", False, 3, True)])  # fmt: skip
+def test_grounder_trains_grounds_and_answers_in_qwen_format(tiny_text, body, freeze, per_step, relation):
+    cfg = _tiny_grounder_cfg(body, freeze, per_step, relation)
     torch.manual_seed(cfg.seed)  # train_grounder builds the same initial weights
     before = {k: v.clone() for k, v in gr.build_grounder(cfg.model).encoder.state_dict().items()}
     net, traj, _ = gr.train_grounder(cfg, tiny_text, show_progress=False)
@@ -262,6 +265,32 @@ def test_object_grounder_detection_targets_decode_back_to_their_boxes():
     focal, l1 = detection_loss(raw, boxes, valid)
     shifted = detection_loss(raw.roll(3, -1), boxes, valid)
     assert l1 < 1e-5 and focal < shifted[0] and shifted[1] > 0.1
+
+
+def test_object_grounder_relation_bias_starts_neutral_and_reads_where_objects_are():
+    cfg = _tiny_grounder_cfg("objects", freeze=False, relation=True).model
+    torch.manual_seed(0)
+    net = gr.build_grounder(cfg)
+    plain = gr.build_grounder(dataclasses.replace(cfg, relation_bias=False))
+    plain.load_state_dict(net.state_dict(), strict=False)  # everything but the pair MLP
+    toks, words = torch.randn(2, 3, 16), torch.randn(2, 4, 16)
+    valid = torch.tensor([[True, True, False], [True, True, True]])
+    wmask = torch.tensor([[True, True, True, False], [True, True, True, True]])
+    boxes = torch.tensor([[0.1, 0.1, 0.3, 0.3], [0.6, 0.2, 0.8, 0.5], [0.4, 0.6, 0.5, 0.9]]).expand(2, 3, 4)
+    net.eval(), plain.eval()
+    with torch.no_grad():
+        logits = net.choose(toks, valid, words, wmask, boxes)
+        assert torch.allclose(logits, plain.choose(toks, valid, words, wmask), atol=1e-5)  # zero bias at init
+        assert torch.isinf(logits[0, 2]) and torch.isfinite(logits[1]).all()
+        torch.nn.init.normal_(net.pair[2].weight)
+        moved = boxes.flip(1)  # the same tokens, the boxes swapped among them
+        assert not torch.allclose(
+            net.choose(toks, valid, words, wmask, boxes), net.choose(toks, valid, words, wmask, moved)
+        )
+    geo = oground.relative_geometry(boxes[:1])
+    assert geo.shape == (1, 3, 3, 6) and torch.allclose(geo[0, :, :, :2], -geo[0, :, :, :2].transpose(0, 1))
+    with pytest.raises(ValueError, match="boxes"):
+        net.choose(toks, valid, words, wmask)
 
 
 def test_object_grounder_refuses_a_frozen_encoder():

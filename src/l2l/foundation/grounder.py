@@ -88,6 +88,7 @@ class GrounderConfig(ModelConfigBase):
     roi: int = 4  # objects: roi × roi samples per box
     max_objects: int = 16  # objects: detections kept per image
     det_thresh: float = 0.2  # objects: a peak of the centre map below this is not an object
+    relation_bias: bool = False  # objects: object–object attention biased by the boxes' relative geometry
 
     def __post_init__(self) -> None:
         super().__post_init__()

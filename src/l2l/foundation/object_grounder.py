@@ -79,6 +79,11 @@ class ObjectGrounderNet(nn.Module):
         self.body = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
         self.score = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, 1))
         self.match_txt = nn.Linear(cfg.text_dim, d)
+        self.pair: nn.Module | None = None
+        if cfg.relation_bias:  # per-head attention bias from the boxes' relative geometry (starts neutral)
+            self.pair = nn.Sequential(nn.Linear(6, 32), nn.GELU(), nn.Linear(32, cfg.heads))
+            nn.init.zeros_(self.pair[2].weight)  # type: ignore[arg-type]
+            nn.init.zeros_(self.pair[2].bias)  # type: ignore[arg-type]
 
     # ---------------------------------------------------------------- stage 1: objects
     def dense(self, images: torch.Tensor) -> torch.Tensor:
@@ -109,12 +114,30 @@ class ObjectGrounderNet(nn.Module):
         return app + self.geometry(geo * 2 - 1), app
 
     def choose(
-        self, toks: torch.Tensor, valid: torch.Tensor, words: torch.Tensor, word_mask: torch.Tensor
+        self,
+        toks: torch.Tensor,
+        valid: torch.Tensor,
+        words: torch.Tensor,
+        word_mask: torch.Tensor,
+        boxes: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Logits B×N over the objects (−inf where not ``valid``)."""
+        """Logits B×N over the objects (−inf where not ``valid``); ``boxes`` B×N×4 feed the relation bias
+        (``relation_bias``: object i attends to object j with a learned per-head bias of where j lies
+        relative to i, as in relation networks, Hu et al. 2018)."""
         seq = torch.cat([toks + self.kind[0], self.text_proj(words) + self.kind[1]], 1)
         pad = torch.cat([~valid, ~word_mask], 1)
-        h = self.body(seq, src_key_padding_mask=pad)[:, : toks.shape[1]]
+        if self.pair is None:
+            h = self.body(seq, src_key_padding_mask=pad)[:, : toks.shape[1]]
+        else:
+            if boxes is None:
+                raise ValueError("relation_bias needs the objects' boxes")
+            b, n, length = toks.shape[0], toks.shape[1], seq.shape[1]
+            bias = seq.new_zeros(b, self.cfg.heads, length, length)
+            bias[:, :, :n, :n] = self.pair(relative_geometry(boxes)).permute(0, 3, 1, 2)
+            h = seq
+            for layer in self.body.layers:  # nn.TransformerEncoder's eval fast path breaks on per-head masks
+                h = biased_layer(layer, h, bias.masked_fill(pad[:, None, None, :], float("-inf")))
+            h = h[:, :n]
         m = word_mask.unsqueeze(-1).float()
         sentence = (words * m).sum(1) / m.sum(1).clamp(min=1)
         match = (h * self.match_txt(sentence).unsqueeze(1)).sum(-1) / self.cfg.dim**0.5
@@ -128,10 +151,34 @@ class ObjectGrounderNet(nn.Module):
         dmap = self.dense(images)
         boxes, det, valid = self.detect(dmap)
         toks, _ = self.tokens(dmap, boxes)
-        prob = self.choose(toks, valid, words, word_mask).softmax(-1)
+        prob = self.choose(toks, valid, words, word_mask, boxes).softmax(-1)
         p, k = prob.max(-1)
         ar = torch.arange(len(k))
         return boxes[ar, k], p * det[ar, k]
+
+
+def biased_layer(layer: nn.TransformerEncoderLayer, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """One pre-norm ``layer`` (no dropout) on ``x`` B×L×D with an additive attention bias B×H×L×L, computed
+    from the layer's own weights (so that a body trained with the bias keeps nn.TransformerEncoder's
+    state dict)."""
+    att = layer.self_attn
+    b, length, d = x.shape
+    heads = att.num_heads
+    q, k, v = F.linear(layer.norm1(x), att.in_proj_weight, att.in_proj_bias).chunk(3, -1)
+    q, k, v = (t.reshape(b, length, heads, d // heads).transpose(1, 2) for t in (q, k, v))
+    a = F.scaled_dot_product_attention(q, k, v, attn_mask=bias).transpose(1, 2).reshape(b, length, d)
+    x = x + att.out_proj(a)
+    return x + layer.linear2(layer.activation(layer.linear1(layer.norm2(x))))
+
+
+def relative_geometry(boxes: torch.Tensor) -> torch.Tensor:
+    """Pairwise features B×N×N×6 of boxes B×N×4 (x0, y0, x1, y1 in [0, 1]): where box j's centre lies
+    from box i's (in image sides, ×4, and in box sizes of i, squashed) and j's log size ratio."""
+    cx, cy = (boxes[..., 0] + boxes[..., 2]) / 2, (boxes[..., 1] + boxes[..., 3]) / 2
+    w, h = (boxes[..., 2] - boxes[..., 0]).clamp(min=1e-3), (boxes[..., 3] - boxes[..., 1]).clamp(min=1e-3)
+    dx, dy = cx[:, None, :] - cx[:, :, None], cy[:, None, :] - cy[:, :, None]
+    return torch.stack([4 * dx, 4 * dy, torch.tanh(dx / w[:, :, None]), torch.tanh(dy / h[:, :, None]),
+                        (w[:, None, :] / w[:, :, None]).log(), (h[:, None, :] / h[:, :, None]).log()], -1)  # fmt: skip
 
 
 def decode_peaks(raw: torch.Tensor, max_objects: int, thresh: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -225,8 +272,8 @@ def object_grounder_loss(
         F.cross_entropy(head(app[valid]), attrs[valid][:, i]) for i, head in enumerate(net.attributes.values())
     ) / len(net.attributes)
     if rows is not None:
-        toks, valid = toks[rows], valid[rows]
-    logits = net.choose(toks, valid, words, word_mask)
+        toks, valid, noisy = toks[rows], valid[rows], noisy[rows]
+    logits = net.choose(toks, valid, words, word_mask, noisy)
     ce = F.cross_entropy(logits, torch.tensor(list(targets)))
     loss = ce + det_weight * (focal + l1) + attr_weight * attr_ce
     parts = {"ce": float(ce.detach()), "det": float(focal.detach()), "l1": float(l1.detach()),
