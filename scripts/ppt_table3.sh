@@ -2,7 +2,8 @@
 # PPT on SynthRef: the full model and the paper's Table 3 rows (docs/ppt.md), each trained from the
 # same prepared pseudo-labels and evaluated on val. Resumable: finished runs and evaluations are
 # skipped. Usage: bash scripts/ppt_table3.sh [SEEDS...]   (default: 0)
-# ROWS picks rows; EXTRA adds overrides to every run (e.g. EXTRA=threads=1 beside other work).
+# ROWS picks rows; EXTRA adds overrides to every run (e.g. EXTRA=threads=1 beside other work);
+# SPLITS the evaluation splits (default val; e.g. SPLITS="val testA testB").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source .venv/bin/activate
@@ -13,6 +14,7 @@ OUT=${OUT:-docs/results/ppt}
 ROWS=${ROWS:-"full sem ris no_cl no_dref no_dsem no_img pt_no_img"}
 SEEDS=${*:-0}
 EXTRA=${EXTRA:-}
+SPLITS=${SPLITS:-val}
 mkdir -p "$OUT"
 if [ ! -f "$LABELS/summary.json" ]; then
   l2l ppt prepare --data "$DATA" --out "$LABELS" --config configs/synthref_ppt.yaml --max-images 800 --quiet
@@ -36,12 +38,16 @@ for seed in $SEEDS; do
     # shellcheck disable=SC2046
     [ -f "$run/done.json" ] || l2l ppt train --data "$DATA" --labels "$LABELS" --out "$run" \
       --config configs/synthref_ppt.yaml --quiet seed="$seed" $(overrides "$row") $EXTRA
-    [ -f "$OUT/${row}_s${seed}_val.json" ] || l2l ppt eval --data "$DATA" --run "$run" --split val \
-      --out "$OUT/${row}_s${seed}_val.json" --quiet
+    for split in $SPLITS; do
+      [ -f "$OUT/${row}_s${seed}_${split}.json" ] || l2l ppt eval --data "$DATA" --run "$run" --split "$split" \
+        --out "$OUT/${row}_s${seed}_${split}.json" --quiet
+    done
     cp "$run/done.json" "$OUT/${row}_s${seed}_train.json"
   done
 done
-for kind in naive proposals; do
-  [ -f "$OUT/${kind}_val.json" ] || l2l ppt baseline --kind "$kind" --data "$DATA" --split val \
-    --out "$OUT/${kind}_val.json" --quiet
+for split in $SPLITS; do
+  for kind in naive proposals; do
+    [ -f "$OUT/${kind}_${split}.json" ] || l2l ppt baseline --kind "$kind" --data "$DATA" --split "$split" \
+      --out "$OUT/${kind}_${split}.json" --quiet
+  done
 done

@@ -1,6 +1,6 @@
 """The PPT section of the report: the full model, the paper's Table 3 rows and the weakly supervised
 baselines from the evaluation JSONs that ``scripts/ppt_table3.sh`` writes
-(``{row}_s{seed}_val.json``, ``{naive,proposals}_val.json``), mean ± std over seeds."""
+(``{row}_s{seed}_{split}.json``, ``{naive,proposals}_{split}.json``), mean ± std over seeds."""
 
 from __future__ import annotations
 
