@@ -263,7 +263,7 @@ class GrounderTrainConfig(StandInTrainConfig):
 
     model: GrounderConfig = field(default_factory=GrounderConfig)
     pool: PoolConfig = field(default_factory=lambda: PoolConfig(size=96))
-    train_images: int = 6000
+    train_images: int = 20000  # 6,000 overfit the choice stage (docs/foundation.md)
     eval_images: int = 300
     expressions_per_image: int = 6
     margin: float = 0.06  # spatial judgements need gaps of margin × image side (SynthRef's)
