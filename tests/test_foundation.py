@@ -387,7 +387,13 @@ def test_cli_pretrain_mask_model(tmp_path, capsys):
 
 
 # ----------------------------------------------------------------------------- the shipped stand-ins
-SHIPPED = ("synthpool-sam", "synthpool-grounder", "synthpool-clip", "synthpool-grounder-dense", "synthpool-grounder-objects-6k")
+SHIPPED = (
+    "synthpool-sam",
+    "synthpool-grounder",
+    "synthpool-clip",
+    "synthpool-grounder-dense",
+    "synthpool-grounder-objects-6k",
+)
 
 
 @pytest.mark.parametrize("name", SHIPPED)
