@@ -20,7 +20,8 @@ proposals, then a language-conditioned choice among them, with an attribute bran
    transformer together (location, ordinal and relation sentences compare objects' coordinates);
    each object gets a score (plus a direct object–sentence match) and a softmax over the objects
    picks one. Trained with the ground-truth boxes of the scene (jittered) and the cross-entropy of
-   the referred object.
+   the referred object. Optional (``relation_bias``, off: it did not help, docs/foundation.md):
+   object–object attention biased by the boxes' relative geometry (:func:`relative_geometry`).
 
 The box answered is the chosen object's detected box; the confidence is its softmax probability
 times its detection score.
