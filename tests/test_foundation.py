@@ -180,6 +180,23 @@ def test_automatic_mode_screens_points_by_predicted_iou_without_changing_the_mas
         )
 
 
+def test_prompt_convolution_split_per_image_gives_the_joint_result(tiny_mask_folder):
+    pred = mm.MaskPredictor.from_pretrained(tiny_mask_folder)
+    torch.nn.init.normal_(pred.model.prompt_in[0].weight)  # every channel matters, the embedding's included
+    img = np.random.default_rng(4).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    prompts = ([[3, 3, 40, 30], None, None], [None, np.array([[10, 10]]), np.array([[50, 5], [20, 40]])],
+               [None, np.ones(1), np.array([1, 0])])  # fmt: skip
+    out = {}
+    for split in (False, True):
+        pred.split_prompt_conv = split
+        pred.set_image(img)
+        assert (pred._base is not None) == split
+        out[split] = (*pred.predict_logits(*prompts), pred.predict_iou(*prompts))
+    for a, b in zip(out[False], out[True]):
+        assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
+    assert not torch.equal(out[True][0][0], out[True][0][1])  # the prompts still matter
+
+
 def test_simulated_prompts_lie_on_the_instance():
     sc = render_pool_scene(PoolConfig(size=96), 3)
     rng = np.random.default_rng(0)
