@@ -266,6 +266,20 @@ def test_grounder_targets_are_unique_references():
         assert boxes[k].tolist() == [x0, y0, x1, y1] and len(attrs) == len(boxes)  # the referred one among the objects
 
 
+def test_more_expressions_per_target_extend_the_same_pool_without_duplicates():
+    one = dataclasses.replace(_tiny_grounder_cfg(), expressions_per_target=1)
+    two = dataclasses.replace(one, expressions_per_target=2)
+    _, e1, _ = gr.grounding_pool(one, 0, 12)
+    _, e2, _ = gr.grounding_pool(two, 0, 12)
+    assert len(e2) > len(e1)
+    for i in range(12):
+        first = [e for e in e1 if e[0] == i]
+        both = [e for e in e2 if e[0] == i]
+        assert both[: len(first)] == first  # the default's sentences come first, unchanged
+        pairs = [(e[4], e[2]) for e in both]
+        assert len(pairs) == len(set(pairs))  # no (object, sentence) twice
+
+
 def test_object_grounder_detection_targets_decode_back_to_their_boxes():
     from l2l.foundation.object_grounder import centre_targets, decode_peaks, detection_loss
 
