@@ -457,7 +457,8 @@ def pretrain_grounder(cfg: GrounderTrainConfig, out: str | Path, show_progress: 
         f"SynthRef split), up to {cfg.expressions_per_image} referred objects each and "
         f"{cfg.expressions_per_target} expression(s) per object in the *shifted dialect* of "
         "`l2l.foundation.language` — never SynthRef's templates.",
-        steps_line=f"Steps: {cfg.steps:,} × batch {cfg.batch_size}",
+        steps_line=f"Steps: {cfg.steps:,} × "
+        + (f"{cfg.images_per_step} images with all their sentences" if cfg.images_per_step else f"batch {cfg.batch_size}"),
         metrics_title=f"Metrics on {cfg.eval_images} held-out pool scenes (box IoU ≥ 0.5, by expression kind)",
         stand_in_for="an MLLM grounder (Qwen2.5-VL in the paper): sentence → box",
         training_data={"pool": cfg.pool.to_dict(), "train_indices": [0, cfg.train_images - 1],
