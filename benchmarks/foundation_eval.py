@@ -5,7 +5,8 @@
 Measures (each on the named split of the dataset; the stand-ins never saw a SynthRef image):
 * mask model: mean IoU with a perfect box prompt (every referred object of the split); automatic-mode
   recall of all objects of ``--auto-images`` images at IoU 0.5;
-* dual encoder: text → crop top-1 among each val image's objects, with SynthRef's own sentences;
+* dual encoder: text → crop top-1 among each val image's objects, with SynthRef's own sentences (and,
+  for an encoder trained with regions, text → box-in-its-scene top-1: ``encode_regions``);
 * learned prior (grounder → box → mask model): a prior store of every train sample (``--priors``,
   resumable), its mean IoU by expression kind (``l2l priors eval``), and samples/s of generation;
 * training wall time of each stand-in (from its card).
@@ -63,8 +64,12 @@ def main() -> None:
     if "clip" not in args.skip:
         from l2l.foundation.dual_encoder import DualEncoder, synthref_retrieval
 
-        res["dual_encoder_val"] = synthref_retrieval(DualEncoder.from_pretrained(args.dual_encoder), ds, "val")
+        enc = DualEncoder.from_pretrained(args.dual_encoder)
+        res["dual_encoder_val"] = synthref_retrieval(enc, ds, "val")
         print(res["dual_encoder_val"], flush=True)
+        if enc.net.cfg.regions:  # each box in its scene (l2l.foundation.region_context)
+            res["dual_encoder_val_regions"] = synthref_retrieval(enc, ds, "val", view="regions")
+            print(res["dual_encoder_val_regions"], flush=True)
     if "prior" not in args.skip:
         from l2l.foundation.prior import build
         from l2l.priors.base import PriorInput

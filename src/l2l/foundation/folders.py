@@ -28,7 +28,9 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets"
 BUILTIN = {
     "synthpool-conv": ASSETS / "synthpool_conv",  # l2l pretrain visual
     "synthpool-sam": ASSETS / "synthpool_sam",  # l2l pretrain mask-model
-    "synthpool-clip": ASSETS / "synthpool_clip",  # l2l pretrain dual-encoder
+    "synthpool-clip": ASSETS / "synthpool_clip",  # l2l pretrain dual-encoder (crops; PPT's and Pseudo-RIS's results)
+    # the dual encoder with regions (model.regions=true: a box embedded in its scene; docs/foundation.md)
+    "synthpool-clip-regions": ASSETS / "synthpool_clip_regions",
     "synthpool-grounder": ASSETS / "synthpool_grounder",  # l2l pretrain grounder (the objects body)
     "synthpool-grounder-dense": ASSETS / "synthpool_grounder_dense",  # the first grounder (model.body=transformer)
     # the first objects grounder (6,000 pool scenes; configs/synthref_table1_standin_objects.yaml's results)

@@ -44,10 +44,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..data.augment import normalize
-from ..data.synthref_lang import KINDS
+from ..data.synthref_lang import KINDS, SceneObject
 from ..errors import UsageError
 from ..models.backbones import ConvEncoder
-from ..pretrain.pool import PoolConfig, pool_map, render_pool_scene
+from ..pretrain.pool import PoolConfig, PoolScene, pool_map, render_pool_scene
 from .common import (
     ModelConfigBase,
     StandInTrainConfig,
@@ -292,12 +292,11 @@ class GrounderTrainConfig(StandInTrainConfig):
 Objects = tuple[np.ndarray, np.ndarray]  # a scene's visible objects: boxes n×4 (x0, y0, x1, y1 pixels), attributes n×4
 
 
-def _grounding_job(
-    args: tuple[PoolConfig, int, int, float, int],
-) -> tuple[np.ndarray, list[tuple[str, str, list[float], int]], Objects]:
-    cfg, index, per_image, margin, per_target = args
-    sc = render_pool_scene(cfg, index)
-    s = cfg.size
+def visible_targets(sc: PoolScene) -> tuple[list[SceneObject], list[int], list[list[float]]]:
+    """A pool scene's objects whose centre is in the image, the indices among them of those with
+    ≥ 15 visible pixels (the ones an expression may refer to), and those targets' boxes (x0, y0,
+    x1, y1 pixels of the visible mask)."""
+    s = sc.image.shape[0]
     inside = [i for i, o in enumerate(sc.objects) if 0 <= o.cx < s and 0 <= o.cy < s]
     objects = [sc.objects[i] for i in inside]
     targets = [j for j, i in enumerate(inside) if sc.mask(i).sum() >= 15]
@@ -305,6 +304,16 @@ def _grounding_job(
     for j in targets:
         ys, xs = np.nonzero(sc.mask(inside[j]))
         boxes.append([float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)])
+    return objects, targets, boxes
+
+
+def _grounding_job(
+    args: tuple[PoolConfig, int, int, float, int],
+) -> tuple[np.ndarray, list[tuple[str, str, list[float], int]], Objects]:
+    cfg, index, per_image, margin, per_target = args
+    sc = render_pool_scene(cfg, index)
+    s = cfg.size
+    objects, targets, boxes = visible_targets(sc)
     rng = np.random.default_rng([index, 11])
     chosen = [int(t) for t in rng.permutation(targets)[:per_image]]
     out, seen = [], set()
