@@ -42,7 +42,16 @@ from ..data.augment import normalize
 from ..errors import MissingFileError, UsageError
 from ..models.backbones import ConvEncoder
 from ..pretrain.pool import PoolConfig, pool_map, render_pool_scene
-from .common import ModelConfigBase, StandInTrainConfig, adamw, cosine_step, image_batch, load_net, torch_threads
+from .common import (
+    ModelConfigBase,
+    StandInTrainConfig,
+    cosine_step,
+    image_batch,
+    load_net,
+    optimizer_step,
+    start_training,
+    torch_threads,
+)
 from .dual_encoder import crop_box
 from .folders import round_trip_half, save_stand_in
 from .language import generic_caption
@@ -328,23 +337,14 @@ def _tokens(caps: Sequence[str], index: dict[str, int], max_words: int) -> torch
 def train_captioner(
     cfg: CaptionerTrainConfig, max_steps: int | None = None, show_progress: bool = True
 ) -> tuple[CaptionerNet, list[dict[str, float]], float]:
-    from ..utils.progress import progress
 
     with torch_threads(cfg.threads):
         t0 = time.perf_counter()
         crops, scales, caps = caption_data(cfg, 0, cfg.train_images, show_progress)
         cfg.model.vocab = build_vocab(caps)
         index = {w: i for i, w in enumerate(cfg.model.vocab)}
-        torch.manual_seed(cfg.seed)
-        net = CaptionerNet(cfg.model)
-        if cfg.model.init:
-            net.encoder = ConvEncoder.from_folder(cfg.model.init)
-        opt = adamw(net, cfg.lr, cfg.weight_decay, cfg.encoder_lr_scale)
-        rng = np.random.default_rng([cfg.seed, 5])
-        end = min(cfg.steps, max_steps or cfg.steps)
+        net, opt, rng, bar = start_training(CaptionerNet, cfg, 5, "pretrain captioner", show_progress, max_steps)
         traj: list[dict[str, float]] = []
-        bar = progress(range(end), desc="pretrain captioner", disable=not show_progress)
-        net.train()
         for step in bar:
             pick = rng.choice(len(crops), cfg.batch_size, replace=False)
             x = torch.from_numpy(crops[pick]).permute(0, 3, 1, 2).float() / 255
@@ -354,12 +354,7 @@ def train_captioner(
             cosine_step(opt, cfg.lr, step, cfg.steps, warmup=50)
             logits = net.logits(net.embed(x, torch.from_numpy(scales[pick])), tok[:, :-1])
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tok[:, 1:].reshape(-1), ignore_index=0)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if (step + 1) % cfg.log_every == 0:
-                traj.append({"step": step + 1, "loss": round(float(loss.detach()), 5)})
-                bar.set_postfix(loss=f"{float(loss.detach()):.3f}", refresh=False)
+            optimizer_step(opt, loss, step, cfg.log_every, traj, bar)
         return net, traj, time.perf_counter() - t0
 
 

@@ -60,6 +60,39 @@ def cosine_step(opt: torch.optim.Optimizer, base_lr: float, step: int, steps: in
         g["lr"] = lr * g["scale"]
 
 
+def start_training(
+    build: Callable[[Any], N], cfg: Any, rng_key: int, desc: str, show_progress: bool, max_steps: int | None
+) -> tuple[N, torch.optim.AdamW, np.random.Generator, Any]:
+    """What a stand-in's training loop starts with, in this order: ``torch.manual_seed(cfg.seed)``,
+    the network ``build(cfg.model)`` (its ``encoder`` replaced by ``cfg.model.init``'s when given),
+    AdamW at ``cfg.lr`` (the encoder at ``cfg.encoder_lr_scale``), the batch generator
+    ``default_rng([cfg.seed, rng_key])`` and the progress bar over ``min(cfg.steps, max_steps)``
+    steps; the network in training mode."""
+    from ..models.backbones import ConvEncoder
+    from ..utils.progress import progress
+
+    torch.manual_seed(cfg.seed)
+    net = build(cfg.model)
+    if cfg.model.init:
+        net.encoder = ConvEncoder.from_folder(cfg.model.init)
+    opt = adamw(net, cfg.lr, cfg.weight_decay, cfg.encoder_lr_scale)
+    rng = np.random.default_rng([cfg.seed, rng_key])
+    bar = progress(range(min(cfg.steps, max_steps or cfg.steps)), desc=desc, disable=not show_progress)
+    net.train()
+    return net, opt, rng, bar
+
+
+def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor, step: int, log_every: int,
+                   traj: list[dict[str, float]], bar: Any) -> None:  # fmt: skip
+    """Backward and one optimizer step; every ``log_every`` steps the loss goes to ``traj`` and the bar."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    if (step + 1) % log_every == 0:
+        traj.append({"step": step + 1, "loss": round(float(loss.detach()), 5)})
+        bar.set_postfix(loss=f"{float(loss.detach()):.3f}", refresh=False)
+
+
 def load_net(path: str | Path, fmt: str, build: Callable[[dict[str, Any]], N]) -> tuple[N, str]:
     """The network of a stand-in folder (``build`` makes it from config.json's ``model`` section) and
     its provenance string (path and weight digest)."""

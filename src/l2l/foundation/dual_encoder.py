@@ -42,9 +42,10 @@ from .common import (
     ModelConfigBase,
     StandInTrainConfig,
     TextStandIn,
-    adamw,
     cosine_step,
     image_batch,
+    optimizer_step,
+    start_training,
     text_encoder,
     torch_threads,
 )
@@ -364,7 +365,6 @@ def clip_loss(img: torch.Tensor, txt: torch.Tensor, scale: torch.Tensor, caption
 def train_dual_encoder(
     cfg: DualEncoderTrainConfig, text=None, max_steps: int | None = None, show_progress: bool = True
 ) -> tuple[DualEncoderNet, list[dict[str, float]], float]:
-    from ..utils.progress import progress
 
     if cfg.model.regions:
         return _train_regions(cfg, text, max_steps, show_progress)
@@ -373,18 +373,10 @@ def train_dual_encoder(
         crops, caps, scene = contrastive_pairs(cfg, show_progress)
         text = text if text is not None else text_encoder()
         text.precompute(caps)
-        torch.manual_seed(cfg.seed)
-        net = DualEncoderNet(cfg.model)
-        if cfg.model.init:
-            net.encoder = ConvEncoder.from_folder(cfg.model.init)
-        opt = adamw(net, cfg.lr, cfg.weight_decay, cfg.encoder_lr_scale)
-        rng = np.random.default_rng([cfg.seed, 3])
+        net, opt, rng, bar = start_training(DualEncoderNet, cfg, 3, "pretrain dual-encoder", show_progress, max_steps)
         objects, scenes = np.nonzero(~scene)[0], np.nonzero(scene)[0]
         n_scene = int(round(cfg.batch_size * cfg.scene_share))
-        end = min(cfg.steps, max_steps or cfg.steps)
         traj: list[dict[str, float]] = []
-        bar = progress(range(end), desc="pretrain dual-encoder", disable=not show_progress)
-        net.train()
         for step in bar:
             pick = np.concatenate([rng.choice(objects, cfg.batch_size - n_scene, replace=False),
                                    rng.choice(scenes, n_scene, replace=False)])  # fmt: skip
@@ -395,12 +387,7 @@ def train_dual_encoder(
             words, mask = text.encode(batch_caps, "cpu")
             cosine_step(opt, cfg.lr, step, cfg.steps)
             loss = clip_loss(net.image_features(x), net.text_features(words, mask), net.logit_scale, batch_caps)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if (step + 1) % cfg.log_every == 0:
-                traj.append({"step": step + 1, "loss": round(float(loss.detach()), 5)})
-                bar.set_postfix(loss=f"{float(loss.detach()):.3f}", refresh=False)
+            optimizer_step(opt, loss, step, cfg.log_every, traj, bar)
         return net, traj, time.perf_counter() - t0
 
 
@@ -409,23 +396,14 @@ def _train_regions(
 ) -> tuple[DualEncoderNet, list[dict[str, float]], float]:
     """The ``regions`` training loop: :func:`region_loss` of the regions and their sentences + the
     crops' and scenes' InfoNCE with their generic captions (so ``encode_image`` stays a CLIP)."""
-    from ..utils.progress import progress
-
     with torch_threads(cfg.threads):
         t0 = time.perf_counter()
         data = region_scenes(cfg, 0, cfg.train_images, show_progress)
         text = text if text is not None else text_encoder()
         text.precompute(data.captions + data.scene_captions + [t for s in data.sentences for t in s])
-        torch.manual_seed(cfg.seed)
-        net = DualEncoderNet(cfg.model)
-        if cfg.model.init:
-            net.encoder = ConvEncoder.from_folder(cfg.model.init)
-        opt = adamw(net, cfg.lr, cfg.weight_decay, cfg.encoder_lr_scale)
-        rng = np.random.default_rng([cfg.seed, 3])
-        end = min(cfg.steps, max_steps or cfg.steps)
+        net, opt, rng, bar = start_training(DualEncoderNet, cfg, 3, "pretrain dual-encoder (regions)", show_progress,
+                                            max_steps)  # fmt: skip
         traj: list[dict[str, float]] = []
-        bar = progress(range(end), desc="pretrain dual-encoder (regions)", disable=not show_progress)
-        net.train()
         for step in bar:
             b = _region_batch(data, rng.choice(cfg.train_images, cfg.scenes_per_step, replace=False), rng,
                               cfg.model.crop_size)  # fmt: skip
@@ -441,12 +419,7 @@ def _train_regions(
             images = F.normalize(net.image_proj(torch.cat([crop_pooled, net.pooled(b["small_scenes"])])), dim=-1)
             words, mask = text.encode(b["captions"], "cpu")
             loss = loss + clip_loss(images, net.text_features(words, mask), net.logit_scale, b["captions"])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if (step + 1) % cfg.log_every == 0:
-                traj.append({"step": step + 1, "loss": round(float(loss.detach()), 5)})
-                bar.set_postfix(loss=f"{float(loss.detach()):.3f}", refresh=False)
+            optimizer_step(opt, loss, step, cfg.log_every, traj, bar)
         return net, traj, time.perf_counter() - t0
 
 

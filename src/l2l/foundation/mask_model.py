@@ -44,7 +44,7 @@ from ..errors import MissingFileError, UsageError
 from ..models.backbones import ConvEncoder
 from ..models.decoder import Decoder
 from ..pretrain.pool import PoolConfig, pool_map, render_pool_scene
-from .common import ModelConfigBase, StandInTrainConfig, adamw, cosine_step, load_net, torch_threads
+from .common import ModelConfigBase, StandInTrainConfig, cosine_step, load_net, start_training, torch_threads
 from .folders import round_trip_half, save_stand_in
 
 FORMAT = "l2l-mask-model/1"
@@ -561,21 +561,13 @@ def mask_loss(logits: torch.Tensor, iou_pred: torch.Tensor, target: torch.Tensor
 def train_mask_model(
     cfg: MaskTrainConfig, max_steps: int | None = None, show_progress: bool = True
 ) -> tuple[PromptableMaskModel, list[dict[str, float]], float]:
-    from ..utils.progress import progress
 
     with torch_threads(cfg.threads):
         t0 = time.perf_counter()
         images, ids = pool_instances(cfg.pool, 0, cfg.train_images, cfg.workers, show_progress)
-        torch.manual_seed(cfg.seed)
-        model = PromptableMaskModel(cfg.model)
-        if cfg.model.init:
-            model.encoder = ConvEncoder.from_folder(cfg.model.init)
-        opt = adamw(model, cfg.lr, cfg.weight_decay, cfg.encoder_lr_scale)
-        rng = np.random.default_rng([cfg.seed, 7])
-        end = min(cfg.steps, max_steps or cfg.steps)
+        model, opt, rng, bar = start_training(PromptableMaskModel, cfg, 7, "pretrain mask-model", show_progress,
+                                              max_steps)  # fmt: skip
         traj: list[dict[str, float]] = []
-        bar = progress(range(end), desc="pretrain mask-model", disable=not show_progress)
-        model.train()
         for step in bar:
             pick = rng.choice(cfg.train_images, cfg.batch_images, replace=False)
             x = torch.from_numpy(images[pick]).permute(0, 3, 1, 2).float() / 255
