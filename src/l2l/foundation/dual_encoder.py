@@ -365,7 +365,7 @@ def clip_loss(img: torch.Tensor, txt: torch.Tensor, scale: torch.Tensor, caption
 def train_dual_encoder(
     cfg: DualEncoderTrainConfig, text=None, max_steps: int | None = None, show_progress: bool = True
 ) -> tuple[DualEncoderNet, list[dict[str, float]], float]:
-
+    """Train a dual encoder on its pool pairs (crops and scenes; with ``model.regions`` also each box in its scene)."""
     if cfg.model.regions:
         return _train_regions(cfg, text, max_steps, show_progress)
     with torch_threads(cfg.threads):
