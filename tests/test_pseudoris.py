@@ -353,9 +353,27 @@ def test_zero_shot_predictor_picks_the_proposal_the_dual_encoder_prefers():
         p = ZeroShotPredictor(Masks(), ToyDual())
         x = torch.from_numpy(img).permute(2, 0, 1).float()[None].repeat(2, 1, 1, 1) / 255
         out = p.predict(x, ["the blue one", "a red square"])
+        # scoring="regions": each proposal's box in its scene (a toy region encoder that knows left from right)
+        where = ZeroShotPredictor(Masks(), ToyRegionDual(), scoring="regions").predict(
+            x, ["the right one", "the left one"]
+        )
     finally:
         zs.extract_masks = orig
     assert torch.equal(out[0].bool(), torch.from_numpy(blue)) and torch.equal(out[1].bool(), torch.from_numpy(red))
+    assert torch.equal(where[0].bool(), torch.from_numpy(blue)) and torch.equal(where[1].bool(), torch.from_numpy(red))
+    with pytest.raises(UsageError, match="scoring"):
+        ZeroShotPredictor(Masks(), ToyDual(), scoring="crop")
+
+
+class ToyRegionDual:
+    """Regions: is the box's left edge in the left or the right half of the image (one-hot); texts: left/right."""
+
+    def encode_regions(self, image, boxes):
+        half = image.shape[1] / 2
+        return torch.tensor([[float(b[0] < half), float(b[0] >= half)] for b in boxes])
+
+    def encode_text(self, texts):
+        return torch.tensor([[float("left" in t), float("right" in t)] for t in texts]) + 1e-9
 
 
 @pytest.mark.slow

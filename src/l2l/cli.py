@@ -441,9 +441,11 @@ def cmd_pseudo_ris_baseline(args: argparse.Namespace) -> int:
     from .utils.devices import best_device
 
     models = load_models(args.mask_model, None, args.dual_encoder, best_device(args.device))
-    pred = ZeroShotPredictor(models.masks, models.dual, MaskConfig(points_per_side=args.points_per_side), args.alpha)
+    pred = ZeroShotPredictor(models.masks, models.dual, MaskConfig(points_per_side=args.points_per_side), args.alpha,
+                             scoring=args.scoring)  # fmt: skip
     what = {"method": "zero-shot baseline (mask-model proposals ranked by the dual encoder)",
-            "mask_model": args.mask_model, "dual_encoder": args.dual_encoder, "alpha": args.alpha}  # fmt: skip
+            "mask_model": args.mask_model, "dual_encoder": args.dual_encoder, "alpha": args.alpha,
+            "scoring": args.scoring}  # fmt: skip
     _evaluate_predictor(args, pred, what, args.out or f"zero_shot_baseline_{args.split}.json", batch_size=8)
     print(f"  ({pred.no_proposal} samples without a proposal)")
     return 0
@@ -1077,6 +1079,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mask-model", default="builtin:synthpool-sam", help="mask model folder (stand-in or SAM2)")
     p.add_argument("--dual-encoder", default="builtin:synthpool-clip", help="dual encoder folder (stand-in or CLIP)")
     p.add_argument("--alpha", type=float, default=0.5, help="weight of the global (context crop) term (default 0.5)")
+    p.add_argument("--scoring", default="global-local", choices=["global-local", "regions"],
+                   help="global-local (the paper's) | regions: each proposal's box in its scene (a dual encoder "
+                   "trained with regions, e.g. builtin:synthpool-clip-regions)")  # fmt: skip
     p.add_argument("--points-per-side", type=int, default=12, help="mask model's automatic-mode grid (default 12)")
     p.add_argument("--size", type=int, default=128, help="resolution the images are read at (default 128)")
     p.add_argument("--max-samples", type=_positive_int, default=None, help="the first N samples only")

@@ -9,6 +9,10 @@ phrase against the masked 0 % crop: ``alpha · cos(global) + (1 − alpha) · co
 CLIP's global term masks the whole image's attention instead of cropping; ours is the simpler
 crop, said here and in docs/pseudo_ris.md.)
 
+``scoring="regions"`` (not the paper's; for a dual encoder trained with regions,
+``builtin:synthpool-clip-regions``) scores each proposal's box *in its scene* instead
+(``encode_regions`` of the mask's bounding box against the whole sentence).
+
 :class:`ZeroShotPredictor` has the evaluator's ``Predictor`` interface, so ``l2l pseudo-ris
 baseline`` reports the same metrics as every trained model. Proposals are cached per image.
 """
@@ -21,6 +25,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ..errors import UsageError
 from ..foundation.captioner import patch
 from .config import MaskConfig
 from .filtering import noun_phrase
@@ -31,8 +36,10 @@ class ZeroShotPredictor:
     training = False
 
     def __init__(self, masks: Any, dual: Any, cfg: MaskConfig = MaskConfig(), alpha: float = 0.5,
-                 context_margin: float = 0.1):  # fmt: skip
-        self.masks, self.dual, self.cfg = masks, dual, cfg
+                 context_margin: float = 0.1, scoring: str = "global-local"):  # fmt: skip
+        if scoring not in ("global-local", "regions"):
+            raise UsageError(f"zero-shot scoring must be global-local or regions, got {scoring!r}")
+        self.masks, self.dual, self.cfg, self.scoring = masks, dual, cfg, scoring
         self.alpha, self.context_margin = float(alpha), float(context_margin)
         self._cache: dict[str, tuple[list[np.ndarray], torch.Tensor, torch.Tensor]] = {}
         self.no_proposal = 0  # sentences answered with an empty mask: the image had no proposal
@@ -53,7 +60,9 @@ class ZeroShotPredictor:
                 segs = [np.asarray(m, bool) for m in given]
             else:
                 segs = [np.asarray(r["segmentation"], bool) for r in extract_masks(self.masks, image, self.cfg)]
-            if segs:
+            if segs and self.scoring == "regions":
+                ctx = loc = self.dual.encode_regions(image, [_box(m) for m in segs])
+            elif segs:
                 ctx = self.dual.encode_image([patch(image, m, self.context_margin)[0] for m in segs])
                 loc = self.dual.encode_image([patch(image, m, "masked")[0] for m in segs])
             else:
@@ -68,6 +77,8 @@ class ZeroShotPredictor:
         segs, ctx, loc = self._proposals(image)
         if not segs:
             return segs, np.zeros(0)
+        if self.scoring == "regions":
+            return segs, (ctx @ self.dual.encode_text([text])[0]).numpy()
         t = self.dual.encode_text([text, noun_phrase(text)])
         s = self.alpha * (ctx @ t[0]) + (1 - self.alpha) * (loc @ t[1])
         return segs, s.numpy()
@@ -84,3 +95,9 @@ class ZeroShotPredictor:
                 continue
             out[b] = torch.from_numpy(segs[int(np.argmax(s))].astype(np.float32))
         return out
+
+
+def _box(mask: np.ndarray) -> list[float]:
+    """x0, y0, x1, y1 (pixels, exclusive ends) of a non-empty mask."""
+    ys, xs = np.nonzero(mask)
+    return [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
