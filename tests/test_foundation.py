@@ -360,6 +360,7 @@ def test_region_dual_encoder_trains_and_sees_the_scene(tiny_text, synthref):
     boxes = [[5, 5, 30, 30], [60, 40, 95, 75]]
     reg = enc.encode_regions(img, boxes)
     assert reg.shape == (2, 8) and torch.allclose(reg.norm(dim=-1), torch.ones(2), atol=1e-5)
+    assert enc.encode_regions(img, []).shape == (0, 8)
     # the same box means something else in another scene: the embedding reads the context
     other = img.copy()
     other[:, 50:] = 0
@@ -440,6 +441,7 @@ def test_real_clip_behind_the_same_interface(tmp_path):
     txt = enc.encode_text(["a red star", "a ring"])
     assert img.shape == (1, 8) and txt.shape == (2, 8) and enc.logit_scale > 1
     assert enc.encode_regions(np.zeros((40, 40, 3), np.uint8), [[0, 0, 10, 10], [5, 5, 30, 20]]).shape == (2, 8)
+    assert enc.encode_regions(np.zeros((40, 40, 3), np.uint8), []).shape == (0, 8)
     with pytest.raises(FileNotFoundError, match="config.json"):
         de.ClipDualEncoder.from_pretrained(tmp_path / "nothing")
 
@@ -505,7 +507,7 @@ def test_shipped_folders_are_small_and_carded(name):
 
 def test_shipped_region_encoder_reads_the_scene(synthref):
     """On the fixture's val, the shipped region encoder picks the referred object among its scene's
-    better than its own crops do on the spatial kinds (which a crop cannot show) and better than chance."""
+    better than its own crops do (they cannot show where an object stands) and better than chance."""
     if not (BUILTIN["synthpool-clip-regions"] / "card.json").exists():
         pytest.skip("shipped region encoder not built")
     enc = de.DualEncoder.from_pretrained("builtin:synthpool-clip-regions")

@@ -142,7 +142,10 @@ class DualEncoder(TextStandIn):
     def encode_regions(self, image: np.ndarray, boxes: Sequence[Sequence[float]]) -> torch.Tensor:
         """Unit vectors N×D of boxes (x0, y0, x1, y1 in the image's pixels) of one uint8 H×W×3 image:
         each box seen in its scene when the encoder was trained with ``regions``
-        (:mod:`l2l.foundation.region_context`), else its crop (``crop_box``) through ``encode_image``."""
+        (:mod:`l2l.foundation.region_context`), else its crop (``crop_box``) through ``encode_image``.
+        No boxes: a 0×D tensor."""
+        if len(boxes) == 0:
+            return torch.zeros(0, self.net.cfg.embed_dim)
         crops = [crop_box(image, b) for b in boxes]
         if not self.net.cfg.regions:
             return self.encode_image(crops)
@@ -204,7 +207,9 @@ class ClipDualEncoder:
 
     def encode_regions(self, image: np.ndarray, boxes: Sequence[Sequence[float]]) -> torch.Tensor:
         """Unit vectors of boxes (x0, y0, x1, y1 pixels) of one image: CLIP on each box's crop (with
-        ``crop_box``'s margin), as Pseudo-RIS and PPT feed it regions."""
+        ``crop_box``'s margin), as Pseudo-RIS and PPT feed it regions. No boxes: a 0×D tensor."""
+        if len(boxes) == 0:
+            return torch.zeros(0, int(self.model.config.projection_dim))
         return self.encode_image([crop_box(image, b) for b in boxes])
 
 

@@ -37,7 +37,6 @@ import torch.nn.functional as F
 
 GEOMETRY = 4  # centre x, centre y, width, height
 NEAR = 0.12  # σ of the near weighting, as a fraction of the image side
-HALF_PLANES = ("left", "right", "above", "below")
 
 
 def region_weights(boxes: torch.Tensor, grid: int, near: float = NEAR) -> torch.Tensor:
