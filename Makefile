@@ -10,8 +10,10 @@ setup:
 demo: setup
 	$(VENV)/bin/l2l demo --workdir runs/demo
 
+# the browser test's chromium where it can be installed (scripts/setup_browser.sh says when not);
 # pytest exits 5 when it collects no test: that is not a failure of the set-up
 test: setup
+	@bash scripts/setup_browser.sh
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 # ruff (lint + format check) and mypy on src/ (pyproject.toml holds their settings); CI runs it

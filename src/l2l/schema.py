@@ -42,6 +42,10 @@ class OptimConfig:
     poly_power: float = 0.9  # [paper: polynomial decay]
     grad_clip: float = 0.0  # 0 = off
     visual_lr_scale: float = 1.0  # [ours] lr of the visual encoder = lr × this (a pretrained encoder: < 1)
+    optimizer: str = (
+        "adamw"  # [ours: LAVT] adamw | sgd (plain SGD is linear in the gradient: what the DDP test compares)
+    )
+    momentum: float = 0.0  # sgd only
 
 
 @dataclass
@@ -98,6 +102,11 @@ class TrainConfig:
         need(0 <= m.sesm.prior_dropout <= 1, f"model.sesm.prior_dropout must lie in [0, 1], got {m.sesm.prior_dropout}")
         need(m.text.max_length >= 2, f"model.text.max_length must be ≥ 2, got {m.text.max_length}")
         need(0 <= self.optim.weight_decay, f"optim.weight_decay must be ≥ 0, got {self.optim.weight_decay}")
+        need(
+            self.optim.optimizer in ("adamw", "sgd"),
+            f"optim.optimizer must be adamw or sgd, got {self.optim.optimizer!r}",
+        )
+        need(0 <= self.optim.momentum < 1, f"optim.momentum must lie in [0, 1), got {self.optim.momentum}")
         need(0 <= self.optim.visual_lr_scale, f"optim.visual_lr_scale must be ≥ 0, got {self.optim.visual_lr_scale}")
         need(s.lambda_u >= 0, f"semi.lambda_u must be ≥ 0, got {s.lambda_u}")
         need(s.warmup_steps >= 0, f"semi.warmup_steps must be ≥ 0, got {s.warmup_steps}")

@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Sequence
@@ -144,7 +145,8 @@ def flip_directions(sentence: str) -> str:
 
 
 # ----------------------------------------------------------------------------- WordNet
-WORDNET_DIRS = ("/usr/share/wordnet",)
+# Debian's wordnet-base as root installs it, and where scripts/setup.sh unpacks it without root
+WORDNET_DIRS = ("/usr/share/wordnet", str(Path(sys.prefix) / "share" / "wordnet"))
 _POS = ("noun", "verb", "adj", "adv")
 
 

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ..config import dump_config
+from ..config import ConfigError, dump_config
 from ..data.augment import WeakAugConfig
 from ..data.dataset import (
     LabeledRefDataset,
@@ -90,6 +90,16 @@ def param_groups(model: torch.nn.Module, visual_lr_scale: float) -> list[dict[st
         {"params": [p for p in train if id(p) in vis], "lr_scale": visual_lr_scale},
         {"params": [p for p in train if id(p) not in vis], "lr_scale": 1.0},
     ]
+
+
+def build_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
+    """``cfg.optimizer``: AdamW (the recipe) or plain SGD with ``cfg.momentum``, over :func:`param_groups`."""
+    groups = param_groups(model, cfg.visual_lr_scale)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    raise ConfigError(f"optim.optimizer: expected adamw or sgd, got {cfg.optimizer!r}")
 
 
 resolve_device = best_device
@@ -256,9 +266,7 @@ class Trainer:
         else:
             self.total = cfg.epochs * spe
         self.end = min(self.total, cfg.max_steps) if cfg.max_steps is not None else self.total
-        self.opt = torch.optim.AdamW(
-            param_groups(model, cfg.optim.visual_lr_scale), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay
-        )
+        self.opt = build_optimizer(model, cfg.optim)
 
         self.state: dict[str, Any] = {"step": 0, "epoch": 0, "best": -1.0}
         last = self._checkpoint_to_resume() if resume else None
