@@ -245,3 +245,36 @@ def test_demo_main_job_end_to_end(tmp_path, capsys, monkeypatch):
     ):
         assert (work / f).exists(), f
     assert main(args) == 0  # resumable: a second run finds everything done
+
+
+def test_run_folder_is_movable(synthref_dir, tmp_path, monkeypatch):
+    """A run trained with relative paths is evaluated from another directory (paths.json: absolute) and
+    after its project folder was moved (paths.json: relative to the run folder); the model card and the
+    domain check find its data too."""
+    import shutil
+
+    from l2l.engine.run_paths import load_run_dict
+    from l2l.serve.domain import reference_images
+
+    from .test_trainer import TINY
+
+    proj = tmp_path / "proj"
+    shutil.copytree(synthref_dir, proj / "data")
+    monkeypatch.chdir(proj)
+    assert main(["train", "--out", "runs/r", "data.root=data", *TINY, "total_steps=2", "batch_size=4"]) == 0
+    rec = json.loads((proj / "runs/r/paths.json").read_text())["paths"]["data.root"]
+    assert rec["given"] == "data" and rec["from_run"] == "../../data"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["eval", "--ckpt", str(proj / "runs/r"), "--split", "val", "--max-samples", "3"]) == 0
+    moved = tmp_path / "moved"
+    proj.rename(moved)  # the absolute path is gone: found relative to the run folder
+    assert main(["eval", "--ckpt", str(moved / "runs/r/best"), "--split", "val", "--max-samples", "3"]) == 0
+    assert load_run_dict(moved / "runs/r/best")["data"]["root"] == str(moved / "runs/r/../../data")
+    refs, source = reference_images(moved / "runs/r/best", n=8)
+    assert len(refs) == 8 and "training images" in source
+    # a config value changed by hand since is taken as it is, not replaced by the record
+    cfg = (moved / "runs/r/config.yaml").read_text().replace("root: data", "root: nowhere")
+    (moved / "runs/r/config.yaml").write_text(cfg)
+    assert load_run_dict(moved / "runs/r")["data"]["root"] == "nowhere"

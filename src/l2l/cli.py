@@ -231,14 +231,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _load_run(ckpt: str, device: str = "cpu"):
-    from .config import load_config
-    from .engine.trainer import TrainConfig
+    from .engine.run_paths import load_run_config
     from .models.segmenter import Segmenter
 
     run = Path(ckpt)
-    cfg_file = next((p / "config.yaml" for p in (run, run.parent) if (p / "config.yaml").exists()), None)
     model = Segmenter.from_pretrained(run, device)
-    cfg = load_config(TrainConfig, cfg_file) if cfg_file else None
+    folder = next((p for p in (run, run.parent) if (p / "config.yaml").exists()), None)
+    cfg = load_run_config(folder) if folder else None  # its paths found again from any directory
     return run, model, cfg
 
 

@@ -56,6 +56,7 @@ from ..utils.seeding import step_seed
 from . import checkpoint as ckpt
 from .distributed import all_gather_objects, init_distributed
 from .evaluate import best_device, evaluate_records
+from .run_paths import record_paths
 from .method import Hook, Method, SetupContext, StepContext, StepOutput, check_method
 from .stream import StepStream, identity
 
@@ -295,6 +296,7 @@ class Trainer:
 
         if info.is_main:
             atomic_write_text(self.run_dir / "config.yaml", dump_config(cfg))
+            record_paths(cfg, self.run_dir)  # paths.json: the run folder stays usable when moved
             split.save(self.run_dir / "label_split.json")
             env = {
                 "torch": torch.__version__,

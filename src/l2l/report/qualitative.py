@@ -34,13 +34,13 @@ def qualitative_grid(
 ) -> list[dict[str, Any]]:
     """``cells``: (label, finished run) per method; ``reference``: the label of the method the rows
     are chosen for. Writes the PNG and returns one record per shown sample."""
-    from ..config import load_config
     from ..data.preview import overlay
-    from ..engine.trainer import TrainConfig, open_dataset
+    from ..engine.run_paths import load_run_config
+    from ..engine.trainer import open_dataset
     from ..models.segmenter import Segmenter
     from ..utils.figures import save_panel_grid, wrap
 
-    cfg = load_config(TrainConfig, cells[0][1].run_dir / "config.yaml")
+    cfg = load_run_config(cells[0][1].run_dir)
     ds = open_dataset(cfg.data)
     recs = ds.samples(split)
     rng = np.random.default_rng(seed)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .domain import _run_config
+from ..engine.run_paths import load_run_dict
 
 
 @dataclass
@@ -53,7 +53,7 @@ class ModelCard:
 def model_card(ckpt: str | Path, model: Any, name: str | None = None) -> ModelCard:
     """The card of the checkpoint ``ckpt`` (a run folder or a model folder) whose loaded ``model`` is given."""
     ckpt = Path(ckpt)
-    cfg = _run_config(ckpt) or {}
+    cfg = load_run_dict(ckpt) or {}
     data = cfg.get("data") or {}
     mcfg = model.cfg
     card = ModelCard(

@@ -149,7 +149,9 @@ def reference_images(
             raise UsageError(f"--domain-images {folder}: no image there")
         files = sorted(files, key=lambda p: hashlib.sha1(p.name.encode()).hexdigest())[:n]  # a spread, not the first n
         return [to_rgb_uint8(p, str(p), exif=True) for p in files], f"{len(files)} images of {folder}"
-    cfg = _run_config(run) or {}
+    from ..engine.run_paths import load_run_dict
+
+    cfg = load_run_dict(run) or {}
     root = (cfg.get("data") or {}).get("root")
     if not root or not Path(root).exists():
         raise UsageError(f"the training data of {run} is not here ({root or 'no data.root in its config.yaml'}); "
@@ -160,15 +162,3 @@ def reference_images(
     ds = ReferDataset.open(root, data.get("dataset"), data.get("split_by"), data.get("image_dir"))
     ids = sorted(ds.image_ids("train"), key=lambda i: mix_seed(0, int(i)))[:n]
     return [to_rgb_uint8(ds.image_path(i), str(ds.image_path(i))) for i in ids], f"{len(ids)} training images of {root}"
-
-
-def _run_config(run: str | Path | None) -> dict[str, Any] | None:
-    import yaml
-
-    if run is None:
-        return None
-    run = Path(run)
-    for p in (run, run.parent, run.parent.parent):
-        if (p / "config.yaml").exists():
-            return yaml.safe_load((p / "config.yaml").read_text())
-    return None

@@ -1,0 +1,136 @@
+"""Movable run folders: the paths a run's config names, found again from any working directory.
+
+A run's ``config.yaml`` keeps every value as it was given (``data.root: runs/demo/synthref``), so
+that a grid can compare it with what it resolves to. Relative paths are relative to the directory
+the run was started from, which is not where ``l2l eval`` / ``l2l serve`` are started later, nor
+where the folder lies after it was moved. Beside it, ``paths.json`` records for every config value
+that named an existing file or folder when the run started:
+
+* ``absolute`` — the path resolved then;
+* ``from_run`` — the same path relative to the run folder (``../synthref``), so that a run folder
+  moved together with its data (a copied ``runs/`` tree, a clone elsewhere) still finds it.
+
+:func:`load_run_config` reads the config and, for each recorded value that does not exist as given
+from the current directory, takes the first of ``absolute``, ``run folder / from_run`` that exists.
+Values such as ``builtin:…`` or ``null`` are left as they are.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ..config import ConfigError, _merge, apply_overrides, from_dict, to_dict
+from ..utils.io import atomic_write_text
+
+PATHS_FILE = "paths.json"
+
+
+def find_run_folder(path: str | Path | None, levels: int = 2) -> Path | None:
+    """The run folder of ``path`` (a run folder, a model folder inside one such as ``RUN/best``, or a
+    checkpoint ``RUN/checkpoints/step_N``): the first of it and its parents that holds ``config.yaml``."""
+    if path is None:
+        return None
+    p = Path(path)
+    for q in [p, *p.parents][: levels + 1]:
+        if (q / "config.yaml").exists():
+            return q
+    return None
+
+
+def _leaves(d: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    if isinstance(d, dict):
+        return [kv for k, v in d.items() for kv in _leaves(v, f"{prefix}{k}.")]
+    return [(prefix[:-1], d)]
+
+
+def path_values(cfg: Any, cwd: str | Path | None = None) -> dict[str, str]:
+    """Config keys (dotted) whose string value names an existing file or folder from ``cwd``."""
+    base = Path(cwd) if cwd is not None else Path.cwd()
+    out = {}
+    for key, v in _leaves(to_dict(cfg)):
+        if isinstance(v, str) and v and ":" not in v.split("/")[0] and (base / v).exists():
+            out[key] = v
+    return out
+
+
+def record_paths(cfg: Any, run_dir: str | Path) -> dict[str, Any]:
+    """Write ``paths.json`` into ``run_dir`` (module docstring); returns what it wrote."""
+    run_dir = Path(run_dir).resolve()
+    paths = {}
+    try:  # a resume from another directory keeps what the first start found
+        old = json.loads((run_dir / PATHS_FILE).read_text())["paths"]
+        values = dict(_leaves(to_dict(cfg)))
+        paths = {k: r for k, r in old.items() if values.get(k) == r.get("given")}
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, AttributeError):
+        pass
+    for key, given in path_values(cfg).items():
+        absolute = Path(given).resolve()
+        paths[key] = {"given": given, "absolute": str(absolute), "from_run": os.path.relpath(absolute, run_dir)}
+    doc = {"cwd": str(Path.cwd().resolve()), "paths": paths}
+    atomic_write_text(run_dir / PATHS_FILE, json.dumps(doc, indent=1))
+    return doc
+
+
+def resolved_overrides(run_dir: str | Path, raw: dict[str, Any]) -> list[str]:
+    """``key=path`` overrides that point the recorded paths of ``run_dir`` at where they are now."""
+    run_dir = Path(run_dir)
+    f = run_dir / PATHS_FILE
+    if not f.exists():
+        return []
+    try:
+        recorded = json.loads(f.read_text())["paths"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return []  # a damaged file: the config's values as they are
+    values = dict(_leaves(raw))
+    out = []
+    for key, rec in recorded.items():
+        given = values.get(key)
+        if not isinstance(given, str) or given != rec.get("given") or Path(given).exists():
+            continue  # changed since, or found as given
+        for cand in (rec.get("absolute"), run_dir / str(rec.get("from_run", ""))):
+            if cand and rec.get("from_run") is not None and Path(cand).exists():
+                out.append(f"{key}={json.dumps(str(Path(cand)))}")
+                break
+    return out
+
+
+def load_run_config(path: str | Path, cls: type | None = None) -> Any:
+    """The config of the run around ``path`` (:func:`find_run_folder`) with its paths found again
+    (module docstring): a ``TrainConfig`` by default, or ``cls``. ``None`` when there is no run folder."""
+    if cls is None:
+        from ..schema import TrainConfig
+
+        cls = TrainConfig
+    run = find_run_folder(path)
+    if run is None:
+        return None
+    raw = _read_yaml(run)
+    merged = apply_overrides(_merge(to_dict(cls()), raw), resolved_overrides(run, raw))
+    try:
+        return from_dict(cls, merged)
+    except ConfigError as e:
+        raise ConfigError(f"{run / 'config.yaml'}: {e}") from None
+
+
+def load_run_dict(path: str | Path | None) -> dict[str, Any] | None:
+    """The run's config as plain data with its paths found again; ``None`` without a run folder."""
+    run = find_run_folder(path)
+    if run is None:
+        return None
+    raw = _read_yaml(run)
+    return apply_overrides(raw, resolved_overrides(run, raw))
+
+
+def _read_yaml(run: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        raw = yaml.safe_load((run / "config.yaml").read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{run / 'config.yaml'}: not valid YAML ({e})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{run / 'config.yaml'}: expected a mapping, got {type(raw).__name__}")
+    return raw
