@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import subprocess
 import sys
@@ -253,8 +255,8 @@ def test_run_folder_is_movable(synthref_dir, tmp_path, monkeypatch):
     domain check find its data too."""
     import shutil
 
-    from l2l.engine.run_paths import load_run_dict
-    from l2l.serve.domain import reference_images
+    from l2l.models.domain import reference_images
+    from l2l.utils.run_paths import load_run_dict
 
     from .test_trainer import TINY
 
@@ -278,3 +280,68 @@ def test_run_folder_is_movable(synthref_dir, tmp_path, monkeypatch):
     cfg = (moved / "runs/r/config.yaml").read_text().replace("root: data", "root: nowhere")
     (moved / "runs/r/config.yaml").write_text(cfg)
     assert load_run_dict(moved / "runs/r")["data"]["root"] == "nowhere"
+
+
+def test_one_domain_check_for_every_entry_point(synthref_dir, tmp_path, capsys):
+    """The predictor, segment() and l2l predict measure images against the training domain with the same
+    check, saved beside the weights (domain.json), so a model folder moved without its data keeps it;
+    results.json is read by COCO.loadRes."""
+    import shutil
+    import warnings
+
+    import numpy as np
+    from PIL import Image
+    from pycocotools.coco import COCO
+
+    from l2l.models.domain import OutOfDomainWarning
+    from l2l.models.predictor import SegmenterPredictor
+    from l2l.models.segmenter import Segmenter
+
+    from .test_trainer import TINY
+
+    run = tmp_path / "run"
+    assert main(["train", "--out", str(run), f"data.root={synthref_dir}", *TINY, "total_steps=2", "batch_size=4"]) == 0
+    p = SegmenterPredictor.from_pretrained(run, "cpu")
+    assert p.domain is not None and "training images of" in p.domain_note and (run / "best" / "domain.json").exists()
+    alone = tmp_path / "alone"
+    shutil.copytree(run / "best", alone)  # no config.yaml, no data beside it
+    p = SegmenterPredictor.from_pretrained(alone, "cpu")
+    assert (
+        p.domain is not None and p.domain.to_json() == SegmenterPredictor.from_pretrained(run, "cpu").domain.to_json()
+    )
+    noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3)).astype(np.uint8)
+    ds_image = next((synthref_dir / "images").glob("*.png"))
+    p.set_image(ds_image)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OutOfDomainWarning)
+        p.predict("the red circle")  # an image of its own domain: no warning
+    assert p.image_domain["far"] is False
+    p.set_image(noise)
+    with pytest.warns(OutOfDomainWarning, match="FAR FROM THE TRAINING DOMAIN"):
+        p.predict(["the red circle", "the blue one"])
+    assert p.image_domain["far"] is True and p.image_domain["distance"] > 1
+    with pytest.warns(OutOfDomainWarning):
+        Segmenter.from_pretrained(alone).segment(noise, "the red circle")
+    # l2l predict: one line per image in results.jsonl says it, the summary counts it
+    Image.fromarray(noise).save(tmp_path / "noise.png")
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps({"image": str(ds_image), "text": "the red circle", "image_id": 7}) + "\n"
+                        + json.dumps({"image": str(tmp_path / "noise.png"), "text": "the dog"}) + "\n")  # fmt: skip
+    capsys.readouterr()
+    assert main(["predict", "--ckpt", str(alone), "--manifest", str(manifest), "--out-dir", str(tmp_path / "out")]) == 0
+    assert "domain: 1 of 2 images far from the training domain" in capsys.readouterr().out
+    lines = [json.loads(x) for x in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    assert [r["domain"]["far"] for r in lines] == [False, True]
+    assert main(["predict", "--ckpt", str(alone), "--image", str(tmp_path / "noise.png"), "--text", "the dog",
+                 "--out", str(tmp_path / "one.png")]) == 0  # fmt: skip
+    assert "warning: FAR FROM THE TRAINING DOMAIN" in capsys.readouterr().err
+    # COCO results: image_id from the manifest or numbered by image, category_id 1
+    res = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert [(r["image_id"], r["category_id"]) for r in res] == [(7, 1), (2, 1)]
+    gt = COCO()
+    gt.dataset = {"images": [{"id": 7, "height": 64, "width": 64}, {"id": 2, "height": 64, "width": 64}],
+                  "annotations": [], "categories": [{"id": 1, "name": "referred object"}]}  # fmt: skip
+    gt.createIndex()
+    with contextlib.redirect_stdout(io.StringIO()):
+        dt = gt.loadRes(str(tmp_path / "out" / "results.json"))
+    assert len(dt.anns) == 2 and dt.anns[1]["image_id"] == 7

@@ -155,7 +155,7 @@ def test_two_requests_at_once_are_not_crossed(served, tmp_path):
 
 
 def test_domain_check_flags_images_far_from_the_references(served):
-    from l2l.serve.domain import DomainCheck
+    from l2l.models.domain import DomainCheck
 
     _, run, refs = served
     m = _session(run, refs).models[0]
@@ -346,7 +346,8 @@ def test_serve_command_builds_the_session_and_refuses_bad_arguments(served, tmp_
 
     _, run, refs = served
     seen = {}
-    monkeypatch.setattr(app_mod, "serve", lambda session, host, port: seen.update(session=session, port=port))
+    monkeypatch.setattr(app_mod, "serve", lambda session, host, port, examples_manifest=None: seen.update(
+        session=session, port=port))  # fmt: skip
     argv = ["serve", "--ckpt", str(run), "--device", "cpu", "--port", "7999", "--domain-images", str(refs)]
     assert main(argv) == 0
     s = seen["session"]
@@ -360,3 +361,20 @@ def test_serve_command_builds_the_session_and_refuses_bad_arguments(served, tmp_
     _model(True).save_pretrained(tmp_path / "sesm")
     assert main(["serve", "--ckpt", str(tmp_path / "sesm"), "--prior", "simulated", "--device", "cpu"]) == 2
     assert "reads any image" in capsys.readouterr().err
+    # a busy port and an unknown device: one line each, no traceback
+    monkeypatch.undo()
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert (
+            main(["serve", "--ckpt", str(run), "--device", "cpu", "--port", str(port), "--domain-images", str(refs)])
+            == 2
+        )
+    err = capsys.readouterr().err
+    assert f"port {port} on 127.0.0.1 is in use" in err and "Traceback" not in err
+    assert main(["serve", "--ckpt", str(run), "--device", "tpu"]) == 2
+    err = capsys.readouterr().err
+    assert "tpu" in err and "Traceback" not in err

@@ -231,13 +231,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _load_run(ckpt: str, device: str = "cpu"):
-    from .engine.run_paths import load_run_config
     from .models.segmenter import Segmenter
+    from .utils.run_paths import load_run_config
 
     run = Path(ckpt)
     model = Segmenter.from_pretrained(run, device)
     folder = next((p for p in (run, run.parent) if (p / "config.yaml").exists()), None)
-    cfg = load_run_config(folder) if folder else None  # its paths found again from any directory
+    from .schema import TrainConfig
+
+    cfg = load_run_config(folder, TrainConfig) if folder else None  # its paths found again from any directory
     return run, model, cfg
 
 
@@ -321,10 +323,21 @@ def _predict_to_files(
     threshold: float = 0.5,
 ):
     """Segment ``text`` in ``image``, write the 0/255 mask PNG (and an overlay); returns the bool mask."""
+    import warnings
+
     import numpy as np
     from PIL import Image
 
-    mask, prob = model.segment(image, text, prior=prior, guidance=guidance, threshold=threshold)
+    from .models.domain import OutOfDomainWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", OutOfDomainWarning)
+        mask, prob = model.segment(image, text, prior=prior, guidance=guidance, threshold=threshold)
+    for w in caught:
+        if issubclass(w.category, OutOfDomainWarning):
+            print(f"warning: {w.message}", file=sys.stderr)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray((mask * 255).astype(np.uint8)).save(out)
@@ -364,7 +377,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         import numpy as np
 
         np.save(
-            Path(args.out).with_suffix(".npy"), model.segment(image, args.text, prior=prior, guidance=args.guidance)[1]
+            Path(args.out).with_suffix(".npy"),
+            model.segment(image, args.text, prior=prior, guidance=args.guidance, domain_check=False)[1],
         )
     return 0
 
@@ -384,6 +398,9 @@ def _predict_batch(args: argparse.Namespace) -> int:
     res = predict_pairs(predictor, pairs, args.out_dir, args.threshold, args.guidance, args.save_probs)
     print(f"{args.out_dir}: {res['predicted']} pairs predicted, {res['skipped']} already done, {res['empty']} empty "
           f"masks of {res['pairs']} -> results.json (COCO RLE), masks/")  # fmt: skip
+    print(f"domain: {res['far_images']} of {res['images']} images far from the training domain"
+          + (f" (they are listed with \"far\": true in results.jsonl; {predictor.domain_note})" if predictor.domain
+             else f" ({predictor.domain_note})"))  # fmt: skip
     if res["failed"]:
         print(f"{len(res['failed'])} pairs failed (listed in {Path(args.out_dir) / 'failed.json'}; a rerun tries them again):",
               file=sys.stderr)  # fmt: skip
@@ -616,7 +633,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .serve.app import serve
 
     print(f"serving on http://{args.host}:{args.port} (Ctrl-C stops)")
-    serve(Session(models, provider), args.host, args.port)
+    serve(Session(models, provider), args.host, args.port, examples_manifest=args.examples)
     return 0
 
 
@@ -1177,8 +1194,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--domain-images",
         default=None,
-        help="folder of training-domain images for the domain check (default: the run's training data)",
+        help="folder of training-domain images for the domain check (default: the model folder's domain.json, "
+        "else the run's training data)",
     )
+    p.add_argument("--examples", default=None,
+                   help="more examples for the page: a manifest as for l2l predict --manifest (image, text per line)")  # fmt: skip
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("plot", help="PNG of a run's curves: losses, validation, prior quality, pseudo-labels, RPLE")

@@ -52,11 +52,11 @@ from ..registry import METHODS, MODELS
 from ..schema import DataConfig, OptimConfig, TrainConfig
 from ..utils.io import atomic_write_text
 from ..utils.progress import progress
+from ..utils.run_paths import record_paths
 from ..utils.seeding import step_seed
 from . import checkpoint as ckpt
 from .distributed import all_gather_objects, init_distributed
 from .evaluate import best_device, evaluate_records
-from .run_paths import record_paths
 from .method import Hook, Method, SetupContext, StepContext, StepOutput, check_method
 from .stream import StepStream, identity
 

@@ -7,8 +7,12 @@ loaded once; pairs are grouped by image so that each image is read and encoded o
 * ``masks/<id>.png`` — 0/255 mask at the image's size; ``probs/<id>.npy`` with ``--save-probs``;
 * ``results.jsonl`` — one line per finished pair (id, image, text, ``segmentation`` as COCO RLE
   ``{"size": [h, w], "counts": str}`` from pycocotools, area, score = mean probability inside
-  the mask), appended as pairs finish: a rerun skips the ids already there (resumable);
-* ``results.json`` — the same records as one JSON list, written at the end;
+  the mask, ``domain``: the image's distance from the training domain and whether it is far, or
+  ``null`` without a domain check), appended as pairs finish: a rerun skips the ids already there
+  (resumable);
+* ``results.json`` — the same records as one JSON list, written at the end; each also carries
+  ``image_id`` (the manifest's ``image_id``, else the number of the image in the manifest, from 1)
+  and ``category_id`` (the manifest's, else 1), so that ``pycocotools``' ``COCO.loadRes`` reads it;
 * ``failed.json`` — the pairs that could not be predicted (an unreadable or missing image, …) with
   their reasons: the other pairs are finished all the same, and a rerun tries the failed ones again.
 """
@@ -16,6 +20,7 @@ loaded once; pairs are grouped by image so that each image is read and encoded o
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -26,6 +31,7 @@ from ..errors import L2LError, MissingFileError, UsageError
 from ..utils.io import atomic_write_text
 from ..utils.progress import progress
 from ..utils.rle import rle_encode
+from .domain import OutOfDomainWarning
 
 IMAGE_EXT = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -35,6 +41,8 @@ class Pair:
     id: str
     image: str
     text: str
+    image_id: int | None = None  # COCO ids for results.json (None: numbered by image)
+    category_id: int = 1
 
 
 def read_manifest(path: str | Path) -> list[Pair]:
@@ -50,11 +58,14 @@ def read_manifest(path: str | Path) -> list[Pair]:
         try:
             d = json.loads(line)
             img, text = str(d["image"]), str(d["text"])
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise UsageError(f'{path}: line {n} is not {{"image": …, "text": …}} ({type(e).__name__}: {e})') from None
+            image_id = None if d.get("image_id") is None else int(d["image_id"])
+            category_id = int(d.get("category_id", 1))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
+            raise UsageError(f'{path}: line {n} is not {{"image": …, "text": …}} (optional integer image_id, '
+                             f"category_id) ({type(e).__name__}: {e})") from None  # fmt: skip
         full = img if Path(img).is_absolute() or not (path.parent / img).exists() and Path(img).exists() \
             else str(path.parent / img)  # fmt: skip
-        pairs.append(Pair(str(d.get("id", n)), full, text))
+        pairs.append(Pair(str(d.get("id", n)), full, text, image_id, category_id))
     return _unique(pairs, str(path))
 
 
@@ -120,7 +131,9 @@ def predict_pairs(predictor, pairs: list[Pair], out_dir: str | Path, threshold: 
                 continue
             try:
                 predictor.set_image(image)
-                masks, probs = predictor.predict([p.text for p in group], guidance=guidance, threshold=threshold)
+                with warnings.catch_warnings():  # said per image in results.jsonl and counted in the summary
+                    warnings.simplefilter("ignore", OutOfDomainWarning)
+                    masks, probs = predictor.predict([p.text for p in group], guidance=guidance, threshold=threshold)
             except L2LError as e:  # this image's pairs fail with the reason; the others go on
                 failed += [{"id": p.id, "image": p.image, "text": p.text, "reason": str(e)} for p in group]
                 bar.update(len(group))
@@ -130,15 +143,24 @@ def predict_pairs(predictor, pairs: list[Pair], out_dir: str | Path, threshold: 
                 if save_probs:
                     np.save(out / "probs" / f"{p.id}.npy", pr.astype(np.float16))
                 rec = {"id": p.id, "image": p.image, "text": p.text, "segmentation": rle(m), "area": int(m.sum()),
-                       "score": float(pr[m].mean()) if m.any() else 0.0, "empty": not bool(m.any())}  # fmt: skip
+                       "score": float(pr[m].mean()) if m.any() else 0.0, "empty": not bool(m.any()),
+                       "domain": getattr(predictor, "image_domain", None)}  # fmt: skip
                 f.write(json.dumps(rec) + "\n")
                 f.flush()
                 done[p.id] = rec
                 bar.update(1)
     bar.close()
     order = {p.id: i for i, p in enumerate(pairs)}
+    numbers: dict[str, int] = {}
+    for p in pairs:
+        numbers.setdefault(p.image, len(numbers) + 1)
+    by_id = {p.id: p for p in pairs}
     records = sorted((r for i, r in done.items() if i in order), key=lambda r: order[r["id"]])
-    atomic_write_text(out / "results.json", json.dumps(records, indent=1))
+    coco = [{**r, "image_id": by_id[r["id"]].image_id if by_id[r["id"]].image_id is not None else numbers[r["image"]],
+             "category_id": by_id[r["id"]].category_id} for r in records]  # fmt: skip
+    atomic_write_text(out / "results.json", json.dumps(coco, indent=1))
     atomic_write_text(out / "failed.json", json.dumps(failed, indent=1))
+    doms = {r["image"]: r.get("domain") for r in records}
     return {"pairs": len(pairs), "predicted": len(todo) - len(failed), "skipped": len(pairs) - len(todo),
-            "empty": sum(r["empty"] for r in records), "failed": failed}  # fmt: skip
+            "empty": sum(r["empty"] for r in records), "failed": failed, "images": len(doms),
+            "far_images": sum(bool(d and d.get("far")) for d in doms.values())}  # fmt: skip

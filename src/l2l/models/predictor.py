@@ -13,6 +13,7 @@ in batches (``batch_size``). Masks and probabilities come back at the image's ow
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -23,26 +24,44 @@ import torch.nn.functional as F
 from ..data.images import check_prior, to_rgb_uint8
 from ..errors import UsageError
 from ..utils.devices import best_device
+from .domain import DomainCheck, OutOfDomainWarning, domain_check_for, far_notice
 from .segmenter import Segmenter
 
 
 class SegmenterPredictor:
-    def __init__(self, model: Segmenter, device: str = "auto", batch_size: int = 16):
+    """``domain``: the model's :class:`~l2l.models.domain.DomainCheck` (``None``: no check, ``domain_note``
+    says why); with one, :meth:`set_image` measures the image (``image_domain``) and :meth:`predict`
+    warns (:class:`~l2l.models.domain.OutOfDomainWarning`) when it is far from the training domain."""
+
+    def __init__(self, model: Segmenter, device: str = "auto", batch_size: int = 16, domain: DomainCheck | None = None,
+                 domain_note: str = "domain check off"):  # fmt: skip
         self.device = best_device(device)
         self.model = model.to(self.device).eval()
         self.batch_size = int(batch_size)
         if self.batch_size < 1:
             raise UsageError(f"batch_size must be ≥ 1, got {batch_size}")
+        self.domain, self.domain_note = domain, domain_note
         self.reset_image()
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: str = "auto", batch_size: int = 16) -> "SegmenterPredictor":
-        return cls(Segmenter.from_pretrained(path), device, batch_size)
+    def from_pretrained(cls, path: str | Path, device: str = "auto", batch_size: int = 16, domain_check: bool = True,
+                        domain_images: str | Path | None = None) -> "SegmenterPredictor":  # fmt: skip
+        """``domain_check``: measure each image against the model's training domain
+        (:func:`~l2l.models.domain.domain_check_for`: the model folder's ``domain.json``, or the run's
+        training images, or ``domain_images``)."""
+        model = Segmenter.from_pretrained(path)
+        dev = best_device(device)
+        check, note = (
+            domain_check_for(path, model.to(dev), domain_images, dev) if domain_check else (None, "domain check off")
+        )
+        return cls(model, device, batch_size, check, note)
 
     def reset_image(self) -> None:
         self._stem: torch.Tensor | None = None
         self._hw: tuple[int, int] | None = None
         self.image: np.ndarray | None = None
+        self.image_domain: dict[str, Any] | None = None  # {"distance", "far", "reference"} of the image
+        self._warned = False
 
     @torch.no_grad()
     def set_image(self, image: Any) -> None:
@@ -54,6 +73,9 @@ class SegmenterPredictor:
         self._stem = self.model.stem(x)
         self._hw = arr.shape[:2]
         self.image = arr
+        if self.domain is not None:
+            d = self.domain.distance(self.model, arr, self.device)
+            self.image_domain = {"distance": round(d, 3), "far": self.domain.is_far(d), "reference": self.domain.source}
 
     @torch.no_grad()
     def predict(
@@ -94,6 +116,9 @@ class SegmenterPredictor:
             p = F.interpolate(p[:, None], size=(h, w), mode="bilinear", align_corners=False)[:, 0]
             probs += list(p.float().cpu().numpy())
         masks = [p >= threshold for p in probs]
+        if self.image_domain is not None and self.image_domain["far"] and not self._warned and self.domain is not None:
+            warnings.warn(far_notice(self.image_domain["distance"], self.domain), OutOfDomainWarning, stacklevel=2)
+            self._warned = True  # once per image
         return (masks[0], probs[0]) if single else (masks, probs)
 
     def _probabilities(self, x: torch.Tensor, texts: list[str], mode: str, g: torch.Tensor | None) -> torch.Tensor:

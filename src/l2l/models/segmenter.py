@@ -285,14 +285,35 @@ class Segmenter(nn.Module):
             model.load_state_dict(weights, strict=True)
         except RuntimeError as e:
             raise UsageError(f"{path / 'model.safetensors'} does not fit {path / 'config.json'}: {e}") from None
+        model.pretrained_path = path  # where segment() finds the model's domain check
         return model.to(device).eval()
 
     # ------------------------------------------------------------------ convenience
+    def domain_check(self) -> Any:
+        """The :class:`~l2l.models.domain.DomainCheck` of a model loaded from a folder (measured once and
+        kept), or ``None`` (built in memory, or no training images and no ``domain.json``)."""
+        if getattr(self, "_domain", False) is False:
+            path = getattr(self, "pretrained_path", None)
+            from .domain import domain_check_for
+
+            self._domain = domain_check_for(path, self, device=next(self.parameters()).device)[0] if path else None
+        return self._domain
+
     @torch.no_grad()
     def segment(
-        self, image, text: str | Sequence[str], prior=None, guidance: str | None = None, threshold: float = 0.5
+        self,
+        image,
+        text: str | Sequence[str],
+        prior=None,
+        guidance: str | None = None,
+        threshold: float = 0.5,
+        domain_check: bool = True,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Mask (bool) and foreground probability at the image's own resolution.
+
+        A model loaded with :meth:`from_pretrained` measures each image against its training domain
+        (``domain_check``; :func:`~l2l.models.domain.domain_check_for`) and warns
+        (:class:`~l2l.models.domain.OutOfDomainWarning`) for a far one.
 
         ``image``: a path, a PIL image, an array (uint8 / uint16 / float in [0, 1]; H×W, H×W×3 or
         H×W×4 — :mod:`l2l.data.images`), or a list of those (then ``text`` is a list too and lists
@@ -317,10 +338,17 @@ class Segmenter(nn.Module):
         if mode == "prior" and any(p is None for p in priors):
             raise UsageError("segment(): guidance 'prior' needs a prior map for every image")
         dev = next(self.parameters()).device
+        check = self.domain_check() if domain_check else None
         masks, probs = [], []
         s = self.cfg.image_size
         for img, txt, pri in zip(images, texts, priors):
             arr = to_rgb_uint8(img, "segment() image", exif=True)
+            if check is not None and check.is_far(d := check.distance(self, arr, dev)):
+                import warnings
+
+                from .domain import OutOfDomainWarning, far_notice
+
+                warnings.warn(far_notice(d, check), OutOfDomainWarning, stacklevel=2)
             h, w = arr.shape[:2]
             x = torch.from_numpy(arr).permute(2, 0, 1).float().div(255)[None].to(dev)
             x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False, antialias=True)

@@ -2,7 +2,7 @@
 
 Upload an image (any file: it is read by :func:`l2l.data.images.read_photo`, so a bad one gets a
 reason, not a crash) or pick an example (SynthRef images of the model's own data, and real COCO
-photos with real RefCOCO sentences when ``../shared/data`` is there), type a sentence, and each
+photos with sentences from ``--examples MANIFEST``), type a sentence, and each
 model shows its overlay, its probability heat map, its mask, its time, and a notice when the mask
 is empty or the image is far from its training domain; its model card sits beside it. Requests are
 queued (one at a time): two users never see each other's answers.
@@ -13,7 +13,6 @@ The page's element ids (``upload``, ``sentence``, ``segment``, ``status``, ``ove
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -24,24 +23,11 @@ from ..data.images import read_photo
 from ..errors import L2LError
 from .session import Response, Session
 
-SHARED_DATA_ENV = "L2L_SHARED_DATA"  # where ../shared/data lies when it is not beside the working directory
-COCO_EXAMPLES = {716: "person in bottom right corner", 154: None, 605: "cup of coffee"}
 
-
-def shared_data_dir() -> Path | None:
-    for p in (
-        os.environ.get(SHARED_DATA_ENV),
-        Path.cwd().parent / "shared" / "data",
-        Path(__file__).resolve().parents[4] / "shared" / "data",
-    ):
-        if p and (Path(p) / "coco_train2014_sample_224").is_dir():
-            return Path(p)
-    return None
-
-
-def default_examples(session: Session, n_synthref: int = 4) -> list[list[str]]:
-    """[image path, sentence] pairs: testB images of the first model's dataset (when it is on disk),
-    then the COCO photos of ``../shared/data`` that carry RefCOCO sentences."""
+def default_examples(session: Session, n_synthref: int = 4, manifest: str | Path | None = None) -> list[list[str]]:
+    """[image path, sentence] pairs: testB images of the first model's dataset (found through the run's
+    ``paths.json`` from any directory, when it is on disk), then the pairs of ``manifest`` (the
+    ``l2l predict --manifest`` format: ``{"image": …, "text": …}`` per line), e.g. real photos."""
     examples: list[list[str]] = []
     root = session.models[0].card.data_root
     if root and Path(root).exists():
@@ -56,20 +42,12 @@ def default_examples(session: Session, n_synthref: int = 4) -> list[list[str]]:
                     examples.append([str(ds.image_path(r.image_id)), r.sentence])
                 if len(examples) >= n_synthref:
                     break
-        except Exception:  # noqa: BLE001 — examples are a convenience; the page works without them
+        except L2LError:  # examples are a convenience; the page works without them
             pass
-    shared = shared_data_dir()
-    if shared is not None:
-        sents: dict[int, str] = {}
-        with open(shared / "refcoco_unc_eval_expressions" / "expressions.jsonl") as f:
-            for line in f:
-                d = json.loads(line)
-                if d["image_id"] in COCO_EXAMPLES and d["image_id"] not in sents:
-                    sents[d["image_id"]] = d["sent"]
-        for i, s in COCO_EXAMPLES.items():
-            p = shared / "coco_train2014_sample_224" / f"COCO_train2014_{i:012d}.jpg"
-            if p.exists():
-                examples.append([str(p), s or sents.get(i, "the object in the middle")])
+    if manifest is not None:
+        from ..models.batch_predict import read_manifest
+
+        examples += [[p.image, p.text] for p in read_manifest(manifest)]
     return examples
 
 
@@ -126,9 +104,7 @@ def build_app(session: Session, examples: list[list[str]] | None = None):
                 button = gr.Button("Segment", variant="primary", elem_id="segment")
                 status = gr.Markdown("Ready.", elem_id="status")
                 if examples:
-                    gr.Examples(
-                        examples, [upload, text], label="examples (SynthRef; real COCO photos + RefCOCO sentences)"
-                    )
+                    gr.Examples(examples, [upload, text], label="examples (the model's own data; --examples)")
             outputs: list[Any] = [view, status]
             for k, m in enumerate(session.models):
                 with gr.Column(scale=1, min_width=280):
@@ -167,10 +143,26 @@ def build_app(session: Session, examples: list[list[str]] | None = None):
     return app
 
 
-def serve(session: Session, host: str = "127.0.0.1", port: int = 7860, share: bool = False, block: bool = True):
+def port_is_free(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def serve(session: Session, host: str = "127.0.0.1", port: int = 7860, share: bool = False, block: bool = True,
+          examples_manifest: str | Path | None = None):  # fmt: skip
     """Start the page (queued: one request at a time); returns the Gradio app (running) when ``block`` is False."""
+    from ..errors import UsageError
+
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    examples = default_examples(session)
+    if not port_is_free(host, port):
+        raise UsageError(f"port {port} on {host} is in use (another l2l serve?): give --port N")
+    examples = default_examples(session, manifest=examples_manifest)
     app = build_app(session, examples)
     allowed = sorted({str(Path(e[0]).resolve().parent) for e in examples})
     app.queue(default_concurrency_limit=1)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..engine.run_paths import load_run_dict
+from ..utils.run_paths import load_run_dict
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 :class:`ServedModel` wraps a :class:`~l2l.models.predictor.SegmenterPredictor` (the image is
 encoded once and reused while the same image is asked about with other sentences), its
-:class:`~l2l.serve.card.ModelCard` and its :class:`~l2l.serve.domain.DomainCheck`.
+:class:`~l2l.serve.card.ModelCard` and its :class:`~l2l.models.domain.DomainCheck`.
 :class:`Session` reads an upload (:func:`l2l.data.images.read_photo`: EXIF, 16-bit, CMYK, RGBA,
 grey, a downscale of huge photos — each said in a note; a bad file refused with its reason), computes
 the prior when guidance ``prior`` is asked for (the configured provider, e.g. the ``standin`` one), and
@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -22,9 +23,9 @@ import numpy as np
 
 from ..data.images import read_photo
 from ..errors import L2LError, UsageError
+from ..models.domain import DomainCheck, OutOfDomainWarning, far_notice
 from ..models.predictor import SegmenterPredictor
 from .card import ModelCard, model_card
-from .domain import DomainCheck, reference_images
 
 MAX_SIDE = 1024  # uploads are downscaled to this longer side (the model sees 96–480 px anyway)
 
@@ -62,18 +63,12 @@ class ServedModel:
         domain_images: str | Path | None = None,
         domain_check: bool = True,
     ):
-        self.predictor = SegmenterPredictor.from_pretrained(ckpt, device)
+        self.predictor = SegmenterPredictor.from_pretrained(ckpt, device, domain_check=domain_check,
+                                                            domain_images=domain_images)  # fmt: skip
         self.card: ModelCard = model_card(ckpt, self.predictor.model, name)
         self.name = self.card.name
-        self.domain: DomainCheck | None = None
-        self.domain_note = "domain check off"
-        if domain_check:
-            try:
-                refs, source = reference_images(ckpt, domain_images)
-                self.domain = DomainCheck.fit(self.predictor.model, refs, source, device=self.predictor.device)
-                self.domain_note = f"domain check against {source}"
-            except L2LError as e:
-                self.domain_note = f"no domain check: {e}"
+        self.domain: DomainCheck | None = self.predictor.domain
+        self.domain_note = self.predictor.domain_note
         self._lock = threading.Lock()
         self._key: str | None = None
         self._distance: float | None = None
@@ -97,18 +92,18 @@ class ServedModel:
                 self._key = None
                 self.predictor.set_image(image)
                 self._key = key
-                self._distance = self.domain.distance(self.predictor.model, image, self.predictor.device) \
-                    if self.domain else None  # fmt: skip
-            mask, prob = self.predictor.predict(text, guidance=guidance, prior=prior, threshold=threshold)
+                d = self.predictor.image_domain
+                self._distance = d["distance"] if d else None
+            with warnings.catch_warnings():  # said below as the page's notice
+                warnings.simplefilter("ignore", OutOfDomainWarning)
+                mask, prob = self.predictor.predict(text, guidance=guidance, prior=prior, threshold=threshold)
             seconds = time.perf_counter() - t
             distance = self._distance
         if not mask.any():
             notices.append(f"EMPTY mask: no pixel reached the threshold {threshold:g} (highest probability "
                            f"{float(prob.max()):.2f})")  # fmt: skip
         if self.domain is not None and distance is not None and self.domain.is_far(distance):
-            notices.append(f"FAR FROM THE TRAINING DOMAIN: this image's features lie {distance:.1f}× the alarm distance "
-                           f"from the {self.domain.source}; the model ({self.card.dataset}) "
-                           "was not trained on images like it, so do not trust this mask")  # fmt: skip
+            notices.append(far_notice(distance, self.domain, self.card.dataset))
         return Answer(self.name, mask, prob, guidance, seconds, notices)
 
 

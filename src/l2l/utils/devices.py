@@ -17,6 +17,14 @@ def best_device(device: str = "auto") -> str:
             return "cpu"
         rank = os.environ.get("LOCAL_RANK")
         return f"cuda:{rank}" if rank is not None else "cuda"
-    if device.startswith("cuda") and not torch.cuda.is_available():
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise UsageError(f"device {device!r} is not a device: give auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
         raise UsageError(f"device {device!r} requested but no GPU is available")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise UsageError(f"device {device!r}: this machine has {torch.cuda.device_count()} GPU(s)")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise UsageError(f"device {device!r} is not supported: give auto, cpu, cuda or cuda:N")
     return device

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError, _merge, apply_overrides, from_dict, to_dict
-from ..utils.io import atomic_write_text
+from .io import atomic_write_text
 
 PATHS_FILE = "paths.json"
 
@@ -97,13 +97,9 @@ def resolved_overrides(run_dir: str | Path, raw: dict[str, Any]) -> list[str]:
     return out
 
 
-def load_run_config(path: str | Path, cls: type | None = None) -> Any:
-    """The config of the run around ``path`` (:func:`find_run_folder`) with its paths found again
-    (module docstring): a ``TrainConfig`` by default, or ``cls``. ``None`` when there is no run folder."""
-    if cls is None:
-        from ..schema import TrainConfig
-
-        cls = TrainConfig
+def load_run_config(path: str | Path, cls: type) -> Any:
+    """The config (dataclass ``cls``, e.g. ``TrainConfig``) of the run around ``path``
+    (:func:`find_run_folder`) with its paths found again (module docstring); ``None`` without a run folder."""
     run = find_run_folder(path)
     if run is None:
         return None

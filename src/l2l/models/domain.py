@@ -20,12 +20,18 @@ deep features of a photo look like SynthRef's) and only added false alarms — m
 docs/predict.md, with the alarm rates on SynthRef and on COCO photos.
 
 References come from the run's training data (``config.yaml`` → ``data.root``, training split) or
-from a folder of images given by the user.
+from a folder of images given by the user. The fitted statistics are saved beside the model's
+weights (``domain.json`` in the model folder, tied to the weights by their hash), so a model folder
+copied elsewhere — without its training data — keeps its check. :func:`domain_check_for` is the one
+way every entry point gets it: :class:`~l2l.models.predictor.SegmenterPredictor`,
+:meth:`~l2l.models.segmenter.Segmenter.segment`, ``l2l predict`` and ``l2l serve`` all use it and
+say a far image in the same words (:func:`far_notice`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -35,8 +41,10 @@ import torch
 import torch.nn.functional as F
 
 from ..data.images import to_rgb_uint8
-from ..errors import UsageError
+from ..errors import L2LError, UsageError
+from ..utils.io import atomic_write_text, sha256_file
 
+DOMAIN_FILE = "domain.json"
 GROUPS = ("pixels", "stage1", "stage2")
 _DIFF_BINS = np.array([0.0, 0.004, 0.02, 0.05, 0.1, 0.2, 0.4, 1.01])
 
@@ -127,6 +135,69 @@ class DomainCheck:
     def is_far(distance: float) -> bool:
         return distance > 1.0
 
+    def to_json(self, weights: str = "") -> str:
+        return json.dumps({"source": self.source, "references": self.references, "weights": weights,
+                           "thresholds": self.thresholds, "mean": {g: v.tolist() for g, v in self.mean.items()},
+                           "std": {g: v.tolist() for g, v in self.std.items()}})  # fmt: skip
+
+    @classmethod
+    def from_json(cls, text: str) -> "DomainCheck":
+        d = json.loads(text)
+        arr = {k: {g: np.asarray(d[k][g], np.float32) for g in GROUPS} for k in ("mean", "std")}
+        return cls(arr["mean"], arr["std"], {g: float(d["thresholds"][g]) for g in GROUPS}, str(d["source"]),
+                   int(d["references"]))  # fmt: skip
+
+
+def far_notice(distance: float, check: DomainCheck, dataset: str | None = None) -> str:
+    """What every entry point says of an image far from the training domain (the same words everywhere)."""
+    return (f"FAR FROM THE TRAINING DOMAIN: this image's features lie {distance:.1f}× the alarm distance "
+            f"from the {check.source}; the model{f' ({dataset})' if dataset else ''} "
+            "was not trained on images like it, so do not trust this mask")  # fmt: skip
+
+
+class OutOfDomainWarning(UserWarning):
+    """Raised as a warning by the Python API when an image is far from the model's training domain."""
+
+
+def model_folder(path: str | Path) -> Path | None:
+    """The folder holding ``config.json`` and ``model.safetensors`` of ``path`` (itself, ``best/``, ``last/``)."""
+    for sub in ("", "best", "last"):
+        q = Path(path) / sub
+        if (q / "config.json").exists() and (q / "model.safetensors").exists():
+            return q
+    return None
+
+
+def domain_check_for(
+    path: str | Path, model: Any, images: str | Path | None = None, device: str | torch.device = "cpu"
+) -> tuple[DomainCheck | None, str]:
+    """The domain check of the model saved at ``path`` and a note saying what it was measured against:
+    ``images`` (a folder) when given; else the model folder's ``domain.json`` when its weights are the
+    ones it was fitted for; else fitted on the run's training images and saved there (when the folder
+    is writable). ``(None, "no domain check: <why>")`` when none can be had."""
+    folder = model_folder(path)
+    weights = sha256_file(folder / "model.safetensors") if folder is not None else ""
+    saved = folder / DOMAIN_FILE if folder is not None else None
+    if images is None and saved is not None and saved.exists():
+        try:
+            doc = json.loads(saved.read_text())
+            if doc.get("weights") == weights:
+                check = DomainCheck.from_json(saved.read_text())
+                return check, f"domain check against {check.source}"
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            pass  # damaged: fitted again below
+    try:
+        refs, source = reference_images(path, images)
+        check = DomainCheck.fit(model, refs, source, device=device)
+    except L2LError as e:
+        return None, f"no domain check: {e}"
+    if images is None and saved is not None:
+        try:
+            atomic_write_text(saved, check.to_json(weights))
+        except OSError:
+            pass  # a read-only model folder: the check holds for this process
+    return check, f"domain check against {check.source}"
+
 
 def _distance(feats: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     return (((feats - mean) / std) ** 2).mean(1)
@@ -149,7 +220,7 @@ def reference_images(
             raise UsageError(f"--domain-images {folder}: no image there")
         files = sorted(files, key=lambda p: hashlib.sha1(p.name.encode()).hexdigest())[:n]  # a spread, not the first n
         return [to_rgb_uint8(p, str(p), exif=True) for p in files], f"{len(files)} images of {folder}"
-    from ..engine.run_paths import load_run_dict
+    from ..utils.run_paths import load_run_dict
 
     cfg = load_run_dict(run) or {}
     root = (cfg.get("data") or {}).get("root")
