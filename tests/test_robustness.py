@@ -262,3 +262,36 @@ def test_more_refusals_and_ctrl_c(synthref_dir, tmp_path, capsys, monkeypatch):
     assert main(["priors", "generate", "--data", str(synthref_dir), "--out", str(tmp_path / "p")]) == 130
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "interrupted" in err and "Traceback" not in err
+
+
+def test_bars_only_on_a_terminal():
+    """Redirected (a pipe, as in a log), no bar is drawn unless L2L_PROGRESS=1 asks for it."""
+    import os
+    import subprocess
+    import sys
+
+    code = "from l2l.utils.progress import progress\nfor _ in progress(range(50), desc='work'): pass"
+    env = {k: v for k, v in os.environ.items() if k not in ("L2L_NO_PROGRESS", "L2L_PROGRESS")}
+    quiet = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert quiet.returncode == 0 and "work" not in quiet.stderr
+    forced = subprocess.run([sys.executable, "-c", code], env={**env, "L2L_PROGRESS": "1"}, capture_output=True,
+                            text=True, timeout=120)  # fmt: skip
+    assert "work: 100%" in forced.stderr
+
+
+def test_weights_files_follow_the_umask(tmp_path):
+    """model.safetensors is readable by the group like the run's other files (safetensors alone makes 0600)."""
+    import os
+
+    import torch
+
+    from l2l.utils.io import atomic_write_text, save_safetensors
+
+    old = os.umask(0o022)
+    try:
+        save_safetensors({"w": torch.zeros(2)}, tmp_path / "model.safetensors")
+        atomic_write_text(tmp_path / "config.json", "{}")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "model.safetensors").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "config.json").stat().st_mode & 0o777 == 0o644

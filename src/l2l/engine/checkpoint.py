@@ -27,9 +27,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from ..errors import MissingFileError, UsageError
+from ..utils.io import save_safetensors
 
 _NAME = re.compile(r"^step_(\d{9})$")
 
@@ -96,7 +97,7 @@ def save(
         weights = {
             k: v.detach().contiguous().cpu() for k, v in model.state_dict().items() if not k.startswith(tuple(frozen))
         }
-        save_file(weights, str(tmp / "model.safetensors"))
+        save_safetensors(weights, str(tmp / "model.safetensors"))
         meta = {**(meta or {}), "frozen": frozen}
         state = {
             "step": int(step),

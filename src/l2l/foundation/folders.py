@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from ..errors import MissingFileError, UsageError
-from ..utils.io import atomic_write_text
+from ..utils.io import atomic_write_text, save_safetensors
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 BUILTIN = {
@@ -75,12 +75,11 @@ def write_folder(
     readme: str,
 ) -> Path:  # fmt: skip
     """Write config.json, one safetensors file per part, card.json (with date and machine) and README.md."""
-    from safetensors.torch import save_file
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for part, state in weights.items():
-        save_file({k: v.contiguous() for k, v in state.items()}, str(out / f"{part}.safetensors"))
+        save_safetensors({k: v.contiguous() for k, v in state.items()}, str(out / f"{part}.safetensors"))
     atomic_write_text(out / "config.json", json.dumps(config, indent=2))
     card = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), **card}
     atomic_write_text(out / "card.json", json.dumps(card, indent=2))

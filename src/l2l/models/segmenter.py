@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from ..data.augment import normalize
 from ..errors import MissingFileError, UsageError
+from ..utils.io import save_safetensors
 from .backbones import VisualConfig, VisualEncoder, build_visual_encoder
 from .decoder import Decoder
 from .sesm import SESMConfig, StageFusion
@@ -219,7 +220,6 @@ class Segmenter(nn.Module):
 
     def save_pretrained(self, path: str | Path) -> Path:
         """Write ``config.json`` + ``model.safetensors`` (+ the text tokenizer when there is one)."""
-        from safetensors.torch import save_file
 
         from ..utils.io import atomic_write_text
 
@@ -245,7 +245,7 @@ class Segmenter(nn.Module):
                 path=str(path / "tokenizer"),
                 hf_config=typing.cast(Any, self.text.model).config.to_dict(),
             )
-        save_file(
+        save_safetensors(
             {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}, str(path / "model.safetensors")
         )
         atomic_write_text(path / "config.json", json.dumps({"format": "l2l-segmenter/1", "model": cfg}, indent=2))

@@ -34,7 +34,7 @@ from ..data.augment import normalize
 from ..errors import UsageError
 from ..models.backbones import ConvEncoder, four_stages
 from ..models.decoder import Decoder
-from ..utils.io import atomic_write_text
+from ..utils.io import atomic_write_text, save_safetensors
 from .pool import HEADS, PoolConfig, make_pool
 
 FORMAT = "l2l-visual/1"
@@ -201,7 +201,6 @@ def pretrain_visual(
     cfg: VisualPretrainConfig, out: str | Path, show_progress: bool = True, command: str = ""
 ) -> dict[str, Any]:
     """Train and write the model folder; returns the card."""
-    from safetensors.torch import save_file
 
     out = Path(out)
     model, trajectory, wall = train_dense(cfg, show_progress=show_progress)
@@ -216,9 +215,9 @@ def pretrain_visual(
     images, targets = eval_pool(cfg)
     metrics = dense_metrics(model, images, targets)
     out.mkdir(parents=True, exist_ok=True)
-    save_file(stored["model"], str(out / "model.safetensors"))
+    save_safetensors(stored["model"], str(out / "model.safetensors"))
     # the dense heads are not part of the encoder, but keeping them lets anyone re-measure the card
-    save_file(stored["heads"], str(out / "heads.safetensors"))
+    save_safetensors(stored["heads"], str(out / "heads.safetensors"))
     atomic_write_text(
         out / "config.json",
         json.dumps(

@@ -32,6 +32,15 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         raise
 
 
+def save_safetensors(tensors: dict, path: str | Path, metadata: dict[str, str] | None = None) -> None:
+    """``safetensors.torch.save_file`` with the file's mode set by the umask like every other file a run
+    writes (safetensors creates it 0600, unreadable by the group of a shared run folder)."""
+    from safetensors.torch import save_file
+
+    save_file(tensors, str(path), metadata=metadata)
+    os.chmod(path, 0o666 & ~_umask())
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
