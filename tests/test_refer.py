@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -112,3 +113,54 @@ def test_length_buckets_on_real_expressions(real_expressions):
     c = Counter(length_bucket(len(e["sent"].split())) for e in real_expressions)
     # the counts stated in shared/data/README.md
     assert c == {"1-3": 12896, "4-6": 6813, "7-10": 1642, "11+": 235}
+
+
+def _read_refer(data_root, dataset, split_by):
+    """A reader written from the REFER format's description (not the project's loader): refs(<split_by>).p
+    beside instances.json under data_root/dataset, images under data_root/images/mscoco/images/train2014;
+    each ref names its annotation, whose segmentation is COCO RLE or polygons."""
+    import json as _json
+
+    from pycocotools import mask as mu
+
+    from l2l.utils.safe_pickle import restricted_load
+
+    refs = restricted_load(Path(data_root) / dataset / f"refs({split_by}).p")
+    inst = _json.loads((Path(data_root) / dataset / "instances.json").read_text())
+    anns = {a["id"]: a for a in inst["annotations"]}
+    imgs = {i["id"]: i for i in inst["images"]}
+    out = {}
+    for r in refs:
+        a, im = anns[r["ann_id"]], imgs[r["image_id"]]
+        seg = a["segmentation"]
+        rle = mu.frPyObjects(seg, im["height"], im["width"]) if isinstance(seg, list) else seg
+        m = mu.decode(mu.merge(rle) if isinstance(rle, list) else rle)
+        assert (Path(data_root) / "images/mscoco/images/train2014" / r["file_name"]).exists()
+        for s in r["sentences"]:
+            out[s["sent_id"]] = (r["split"], s["sent"], s["tokens"], m)
+    return out
+
+
+def test_synthref_exports_to_the_refer_layout(synthref_dir, tmp_path, capsys):
+    from l2l.cli import main
+
+    out = tmp_path / "refer_root"
+    assert main(["data", "export", "--data", str(synthref_dir), "--format", "refer", "--out", str(out)]) == 0
+    assert "refs" in capsys.readouterr().out and (out / "refcoco" / "refs(unc).p").exists()
+    src = ReferDataset.open(synthref_dir)
+    got = _read_refer(out, "refcoco", "unc")
+    assert len(got) == len(src.samples())
+    for r in src.samples():
+        split, sent, tokens, m = got[r.sample_id]
+        assert (split, sent) == (r.split, r.sentence) and tokens
+        assert np.array_equal(m.astype(bool), src.mask(r.ann_id).astype(bool))
+    # the project's own REFER loader opens the export too, with the same samples
+    back = ReferDataset.open(out, "refcoco", "unc")
+    assert [(s.sample_id, s.split, s.sentence) for s in back.samples()] == [
+        (s.sample_id, s.split, s.sentence) for s in src.samples()]  # fmt: skip
+    assert main(["data", "export", str(synthref_dir), "--out", str(tmp_path / "x"), "--name", "synthref"]) == 2
+    assert "opens only" in capsys.readouterr().err
+    # one spelling for the dataset across commands: `data stats DIR` and `data stats --data DIR`
+    assert main(["data", "stats", "--data", str(synthref_dir)]) == 0
+    assert main(["data", "stats", str(synthref_dir), "--data", str(tmp_path)]) == 2
+    assert "two datasets given" in capsys.readouterr().err

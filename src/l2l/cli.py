@@ -64,14 +64,22 @@ def _range(text: str) -> tuple[int, int]:
 def _open_dataset(args: argparse.Namespace):
     from .data.refer import ReferDataset
 
+    if getattr(args, "data_pos", None) is not None:  # `l2l data stats DIR` and `--data DIR` are the same
+        if args.data is not None and args.data != args.data_pos:
+            raise UsageError(f"two datasets given: {args.data_pos} and --data {args.data}")
+        args.data = args.data_pos
+    if not getattr(args, "data", None):
+        raise UsageError("give the dataset: --data DIR (SynthRef folder, or the REFER data root with --dataset)")
     return ReferDataset.open(
         args.data, getattr(args, "dataset", None), getattr(args, "split_by", None), getattr(args, "image_dir", None)
     )
 
 
 def _add_dataset_args(p: argparse.ArgumentParser, positional: bool = False) -> None:
-    if positional:
-        p.add_argument("data", help="SynthRef folder, or the REFER data root with --dataset")
+    if positional:  # the dataset as the one positional argument, or --data like every other command
+        p.add_argument("data_pos", nargs="?", default=None, metavar="DATA",
+                       help="SynthRef folder, or the REFER data root with --dataset (or --data)")  # fmt: skip
+        p.add_argument("--data", default=None, help=argparse.SUPPRESS)
     else:
         p.add_argument("--data", required=True, help="SynthRef folder, or the REFER data root with --dataset")
     p.add_argument("--dataset", default=None, help="refcoco | refcoco+ | refcocog (REFER layout); default: SynthRef")
@@ -352,6 +360,16 @@ def _predict_to_files(
         + note
     )
     return mask
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .data.export import export_refer
+
+    ds = _open_dataset(args)
+    r = export_refer(ds, args.out, args.name, args.as_split_by)
+    print(f"{ds.name} -> {r['folder']}: {r['refs']} refs, {r['sentences']} sentences, {r['images']} images "
+          f"(REFER(data_root={args.out!r}, dataset={args.name!r}, splitBy={args.as_split_by!r}))")  # fmt: skip
+    return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -946,6 +964,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=128, help="training resolution of the shown views")
     p.add_argument("--seed", type=int, default=0, help="seed of the sample choice and augmentations")
     p.set_defaults(func=cmd_preview)
+
+    p = data.add_parser("export", help="write a dataset in the REFER layout (refs(<split_by>).p) for the REFER API")
+    _add_dataset_args(p, positional=True)
+    p.add_argument("--format", default="refer", choices=["refer"], help="refer: REFER's data_root layout")
+    p.add_argument("--out", required=True, help="REFER data_root to write")
+    p.add_argument(
+        "--name", default="refcoco", help="dataset name in the layout: refcoco (default), refcoco+, refcocog"
+    )
+    p.add_argument("--as-split-by", dest="as_split_by", default="unc", help="the refs file's split name (default unc)")
+    p.set_defaults(func=cmd_export)
 
     pri = sub.add_parser("priors", help="offline priors P† (docs/spec.md §3)").add_subparsers(
         dest="priors_command", required=True
