@@ -18,9 +18,13 @@ from l2l.cli import main
 def test_synth_split_stats_preview(tmp_path, capsys):
     d = tmp_path / "sr"
     assert main(["data", "synth", "--out", str(d), "--images", "30", "--seed", "1", "--workers", "1"]) == 0
-    assert main(["data", "split", "--data", str(d), "--fraction", "10%", "--seed", "22"]) == 0
+    assert main(["data", "split", "--data", str(d), "--label-fraction", "10%", "--split-seed", "22"]) == 0
     out = capsys.readouterr().out
     assert "labeled" in out and (d / "splits" / "label_split_10pct_seed22.json").exists()
+    first = (d / "splits" / "label_split_10pct_seed22.json").read_bytes()
+    assert main(["data", "split", "--data", str(d), "--fraction", "10%", "--seed", "22"]) == 0  # the old spellings
+    assert (d / "splits" / "label_split_10pct_seed22.json").read_bytes() == first
+    capsys.readouterr()
     assert main(["data", "stats", str(d), "--json"]) == 0
     stats = json.loads(capsys.readouterr().out)
     assert set(stats["splits"]) == {"train", "val", "testA", "testB"}

@@ -75,6 +75,12 @@ def _open_dataset(args: argparse.Namespace):
     )
 
 
+def _old_split_spellings(p: argparse.ArgumentParser) -> None:
+    """``--fraction`` / ``--seed``: the earlier names of ``--label-fraction`` / ``--split-seed``, still read."""
+    p.add_argument("--fraction", dest="fraction", type=_fraction, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    p.add_argument("--seed", dest="seed", type=int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+
 def _add_dataset_args(p: argparse.ArgumentParser, positional: bool = False) -> None:
     if positional:  # the dataset as the one positional argument, or --data like every other command
         p.add_argument("data_pos", nargs="?", default=None, metavar="DATA",
@@ -524,7 +530,8 @@ def _evaluate_predictor(args: argparse.Namespace, pred, what: dict, out: str, ba
 
     ds = _open_dataset(args)
     recs = ds.samples(args.split)[: args.max_samples] if args.max_samples else ds.samples(args.split)
-    res = inference_on_dataset(pred, ds, recs, args.size, "cpu", batch_size=batch_size, show_progress=not args.quiet)
+    res = inference_on_dataset(pred, ds, recs, args.size, _device(args), batch_size=batch_size,
+                               show_progress=not args.quiet)  # fmt: skip
     res.update(split=args.split, size=args.size, **what)
     if hasattr(pred, "no_proposal"):
         res["no_proposal"] = pred.no_proposal
@@ -536,10 +543,16 @@ def _evaluate_predictor(args: argparse.Namespace, pred, what: dict, out: str, ba
     return res
 
 
+def _device(args: argparse.Namespace) -> str:
+    from .utils.devices import best_device
+
+    return best_device(getattr(args, "device", "auto"))
+
+
 def cmd_ppt_eval(args: argparse.Namespace) -> int:
     from .ppt.train import load_run
 
-    _evaluate_predictor(args, load_run(args.run), {"method": "ppt", "run": str(args.run)}, args.out)
+    _evaluate_predictor(args, load_run(args.run, _device(args)), {"method": "ppt", "run": str(args.run)}, args.out)
     return 0
 
 
@@ -548,15 +561,16 @@ def cmd_ppt_baseline(args: argparse.Namespace) -> int:
         from .ppt.baselines import NaivePredictor
         from .ppt.encoders import FrozenDualEncoder, FrozenMaskDecoder
 
-        pred = NaivePredictor(FrozenDualEncoder.load(args.dual_encoder),
-                              FrozenMaskDecoder.load(args.mask_model, args.size), args.points)  # fmt: skip
+        dev = _device(args)
+        pred = NaivePredictor(FrozenDualEncoder.load(args.dual_encoder, dev),
+                              FrozenMaskDecoder.load(args.mask_model, args.size, dev), args.points)  # fmt: skip
         what = {"method": f"naive dual encoder + mask model ({args.points} peak point(s))"}
     else:
         from .pseudoris.config import MaskConfig
         from .pseudoris.generate import load_models
         from .pseudoris.zero_shot import ZeroShotPredictor
 
-        models = load_models(args.mask_model, None, args.dual_encoder)
+        models = load_models(args.mask_model, None, args.dual_encoder, _device(args))
         pred = ZeroShotPredictor(models.masks, models.dual, MaskConfig())  # type: ignore[assignment]
         what = {"method": "mask-model proposals ranked by the dual encoder"}
     what.update(kind=args.kind, dual_encoder=args.dual_encoder, mask_model=args.mask_model)
@@ -579,7 +593,9 @@ def cmd_ppt_show(args: argparse.Namespace) -> int:
     from .ppt.show import save_show
     from .ppt.train import load_run
 
-    out = save_show(load_run(args.run), _open_dataset(args), args.split, args.out, args.samples, args.seed)
+    out = save_show(
+        load_run(args.run, _device(args)), _open_dataset(args), args.split, args.out, args.samples, args.seed
+    )
     print(f"wrote {out}")
     return 0
 
@@ -938,15 +954,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = data.add_parser("split", help="image-level labeled/unlabeled split of the training images")
     _add_dataset_args(p)
-    p.add_argument(
-        "--fraction", type=_fraction, default="5%", help="0%% | 0.1%% | 1%% | 5%% | 10%% | any fraction such as 0.02"
-    )
-    p.add_argument(
-        "--seed",
-        type=int,
-        default=22,
-        help="seed of the hash ranking that picks the labeled images (default 22, the paper's)",
-    )
+    p.add_argument("--label-fraction", dest="fraction", type=_fraction, default="5%",
+                   help="0%% | 0.1%% | 1%% | 5%% | 10%% | any fraction such as 0.02")  # fmt: skip
+    p.add_argument("--split-seed", dest="seed", type=int, default=22,
+                   help="seed of the hash ranking that picks the labeled images (default 22, the paper's)")  # fmt: skip
+    _old_split_spellings(p)
     p.add_argument("--train-split", default="train", help="split whose images are partitioned (default train)")
     p.add_argument("--out", default=None, help="split file (default: DATA/splits/label_split_<pct>pct_seed<S>.json)")
     p.set_defaults(func=cmd_split)
@@ -1185,6 +1197,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--size", type=int, default=128, help="resolution the images are read at (default 128)")
         p.add_argument("--max-samples", type=_positive_int, default=None, help="the first N samples only")
         p.add_argument("--out", required=True, help="result JSON")
+        p.add_argument("--device", default="auto", help="auto (a GPU when there is one) | cpu | cuda | cuda:N")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
         p.set_defaults(func=cmd_ppt_eval if name == "eval" else cmd_ppt_baseline)
 
@@ -1201,6 +1214,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=_positive_int, default=6, help="samples shown (default 6)")
     p.add_argument("--seed", type=int, default=0, help="which samples (seeded choice)")
     p.add_argument("--out", required=True, help="PNG to write")
+    p.add_argument("--device", default="auto", help="auto (a GPU when there is one) | cpu | cuda | cuda:N")
     p.set_defaults(func=cmd_ppt_show)
     _add_table_parser(ppt, "ppt", "PPT, Table 3's rows and the baselines", "docs/results/ppt",
                       "scripts/ppt_table3.sh")  # fmt: skip
@@ -1305,8 +1319,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="prior P†: standin (learned: grounder → mask model, the default) or simulated (a noise model of the "
         "ground truth, for controlled studies)",
     )
-    p.add_argument("--fraction", type=_fraction, default="5%", help="label budget (default 5%%)")
-    p.add_argument("--seed", type=int, default=22, help="seed of the label split (default 22)")
+    p.add_argument("--label-fraction", dest="fraction", type=_fraction, default="5%", help="label budget (default 5%%)")
+    p.add_argument("--split-seed", dest="seed", type=int, default=22, help="seed of the label split (default 22)")
+    _old_split_spellings(p)
     p.add_argument("--workers", type=int, default=None, help="generator worker processes (default: the CPU count)")
     p.add_argument(
         "--config", default="configs/synthref_l2l.yaml", help="training config (default configs/synthref_l2l.yaml)"
