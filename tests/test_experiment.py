@@ -273,6 +273,13 @@ def test_refcoco_grid_dry_run_on_the_refer_fixture(tmp_path, capsys):
         "eval_test_none_original.json",
     ]
     assert g.cells["refcoco+/sup_10_s22"].cfg.data.dataset == "refcoco+"
+    # the prior stores by override, one per dataset (DATASET:key=value), never by editing the grid file
+    g = Grid(grid, out, [f"data.root={tmp_path}", "refcoco:semi.priors=/p/rc", "refcocog:semi.priors=/p/rcg"])
+    assert g.cells["refcoco/l2l_5_s22"].cfg.semi.priors == "/p/rc"
+    assert g.cells["refcocog/l2l_5_s22"].cfg.semi.priors == "/p/rcg"
+    assert g.cells["refcoco+/l2l_5_s22"].cfg.semi.priors == "/path/to/priors/refcoco+_unc"
+    with pytest.raises(GridError, match="no dataset 'coco'"):
+        Grid(grid, out, ["coco:semi.priors=/p"]).cells
     assert "l2l train --config" in text and "--split testB" in text
     assert not out.exists()  # a dry run writes nothing
 

@@ -29,7 +29,8 @@ A grid is a YAML file (``configs/*_table1.yaml``)::
 
 A cell's run folder is ``<out>/<dataset>/<row id>_<budget>_s<seed>`` and its training config is
 ``config`` (relative to the grid file) ← ``method`` ← dataset overrides ← budget and seed ← row
-overrides ← ``--set`` overrides. A row id that appears in several sections is one run, shared: the
+overrides ← ``--set`` overrides (``--set key=value`` for every cell, ``--set DATASET:key=value`` for the
+cells of one dataset, e.g. ``--set refcoco:semi.priors=/data/priors/refcoco_unc``). A row id that appears in several sections is one run, shared: the
 sections must then resolve it to the same config (checked). Paths inside overrides are relative
 to the working directory, as for every ``l2l`` command.
 """
@@ -211,6 +212,20 @@ class Grid:
     def _fail(self, msg: str) -> GridError:
         return GridError(f"{self.path}: {msg}")
 
+    def _set_for(self, dataset: str) -> list[str]:
+        """The ``--set`` overrides of ``dataset``'s cells: the plain ones and its ``DATASET:key=value`` ones."""
+        out = []
+        for o in self.set_overrides:
+            head, sep, rest = o.partition(":")
+            if sep and "=" not in head and "." not in head:  # DATASET:key=value
+                if head not in self.datasets:
+                    raise self._fail(f"--set {o}: no dataset {head!r} in the grid ({', '.join(self.datasets)})")
+                if head == dataset:
+                    out.append(rest)
+            else:
+                out.append(o)
+        return out
+
     def _check_keys(self, d: dict, allowed: set[str], where: str) -> None:
         unknown = sorted(set(d) - allowed)
         if unknown:
@@ -345,7 +360,12 @@ class Grid:
                             ov = (
                                 ([f"method={row.method}"] if row.method else [])
                                 + list(ds.overrides)
-                                + [f"data.label_fraction={budget}", f"seed={seed}", *row.overrides, *self.set_overrides]
+                                + [
+                                    f"data.label_fraction={budget}",
+                                    f"seed={seed}",
+                                    *row.overrides,
+                                    *self._set_for(ds_name),
+                                ]
                             )
                             if name in cells:
                                 prev = cells[name]
