@@ -279,7 +279,7 @@ def test_refcoco_grid_dry_run_on_the_refer_fixture(tmp_path, capsys):
     assert g.cells["refcocog/l2l_5_s22"].cfg.semi.priors == "/p/rcg"
     assert g.cells["refcoco+/l2l_5_s22"].cfg.semi.priors == "/path/to/priors/refcoco+_unc"
     with pytest.raises(GridError, match="no dataset 'coco'"):
-        Grid(grid, out, ["coco:semi.priors=/p"]).cells
+        assert Grid(grid, out, ["coco:semi.priors=/p"]).cells
     assert "l2l train --config" in text and "--split testB" in text
     assert not out.exists()  # a dry run writes nothing
 
