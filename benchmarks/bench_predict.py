@@ -41,12 +41,15 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=None)
     ap.add_argument("--screenshot", default=None)
+    ap.add_argument("--shared-data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"),
+                    help="the workplace's shared/data folder (COCO photos with RefCOCO sentences), when there is one")  # fmt: skip
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    shared_data = Path(args.shared_data)
+    shared_data_dir = lambda: shared_data if (shared_data / "coco_train2014_sample_224").is_dir() else None  # noqa: E731
 
     from l2l.data.images import to_rgb_uint8
     from l2l.data.refer import ReferDataset
-    from l2l.serve.app import shared_data_dir
     from l2l.serve.session import ServedModel, Session
 
     served = ServedModel(args.ckpt, "cpu")
