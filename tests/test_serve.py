@@ -133,10 +133,12 @@ def test_session_answers_like_the_predictor_and_refuses_bad_requests(served, tmp
     assert not empty.mask.any() and any(n.startswith("EMPTY mask") for n in empty.notices)
     assert s.respond(path, "x", guidance="self").error.startswith("guidance 'self' is not available")
     (tmp_path / "t.txt").write_text("hello")
-    for upload, text, want in [(None, "x", "no image"), (tmp_path / "t.txt", "x", "t.txt is not a readable image"),
+    for upload, text, want in [(None, "x", "no image"), (tmp_path / "t.txt", "x", "the upload is not a readable image"),
                                (path, "   ", "the sentence is empty"), (path, "x", None)]:  # fmt: skip
         got = s.respond(upload, text)
         assert (got.error is None) if want is None else want in got.error  # and the session goes on serving
+    refused = s.respond(tmp_path / "t.txt", "x").error  # no server path, no exception class
+    assert str(tmp_path) not in refused and "t.txt" not in refused and "Error" not in refused
 
 
 def test_two_requests_at_once_are_not_crossed(served, tmp_path):
@@ -180,6 +182,15 @@ def test_model_card_and_a_missing_training_set(served):
     md = m.card.markdown()
     assert "| labels | 5% |" in md and "| method | supervised |" in md and "| steps | 123 |" in md
     assert "eval_val | oIoU 25.0%" in md and "broken" not in md  # a damaged eval file is left out
+    # the card lists the guidance the page offers, and names a saved Hugging Face encoder by its kind
+    from l2l.serve.card import ModelCard, _text_name
+
+    card = ModelCard("x", "p", guidance=True)
+    assert "yes: none / self |" in card.markdown(["none", "self"])
+    hf = type(
+        "T", (), {"name": "hf-config", "hf_config": {"model_type": "bert", "num_hidden_layers": 6, "hidden_size": 384}}
+    )
+    assert _text_name(hf) == "bert (6 layers, 384-d)"
 
 
 # ----------------------------------------------------------------------------- batch with bad pairs

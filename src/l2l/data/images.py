@@ -125,8 +125,11 @@ def read_photo(path: str | Path, max_side: int | None = None) -> tuple[np.ndarra
             arr = _from_pil(upright, False, str(path))
     except Image.DecompressionBombError as e:
         raise UsageError(f"{path.name}: the image is too large to open safely ({e})") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise UsageError(f"{path.name} is not a readable image ({type(e).__name__}: {e})") from None
+    except UnidentifiedImageError:
+        raise UsageError(f"{path.name} is not a readable image (not in a format PIL reads: PNG, JPEG, "
+                         "WebP, BMP, TIFF, …)") from None  # fmt: skip
+    except (OSError, SyntaxError, ValueError) as e:
+        raise UsageError(f"{path.name} is not a readable image ({str(e).replace(str(path), path.name)})") from None
     if orientation not in (None, 1):
         notes.append(f"turned upright by its EXIF orientation ({orientation})")
     if mode in ("I;16", "I;16B", "I;16L", "I"):

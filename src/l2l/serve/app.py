@@ -120,7 +120,7 @@ def build_app(session: Session, examples: list[list[str]] | None = None):
                         mask = gr.Image(label="mask", format="png", interactive=False, elem_id=f"mask-{k}", height=160)
                     took = gr.Markdown("", elem_id=f"time-{k}")
                     with gr.Accordion("model card", open=len(session.models) == 1):
-                        gr.Markdown(m.card.markdown() + f"\n\n_{m.domain_note}_")
+                        gr.Markdown(m.card.markdown(session.guidance_modes) + f"\n\n_{m.domain_note}_")
                 outputs += [overlay, heat, mask, notice, took]
 
         def on_upload(path: str | None):

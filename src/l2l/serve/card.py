@@ -30,7 +30,9 @@ class ModelCard:
     guidance: bool = False
     metrics: list[dict[str, Any]] = field(default_factory=list)  # one per eval file
 
-    def markdown(self) -> str:
+    def markdown(self, modes: list[str] | None = None) -> str:
+        """The card as a Markdown table; ``modes``: the guidance modes the page offers (default all three)."""
+        offered = " / ".join(modes or ["none", "self", "prior"])
         rows = [
             ("trained on", self.dataset + (f" (`{self.data_root}`)" if self.data_root else "")),
             ("labels", self.label_fraction or "unknown"),
@@ -38,7 +40,7 @@ class ModelCard:
             ("steps", f"{self.steps:,}" if self.steps is not None else "unknown"),
             ("resolution", f"{self.image_size} px" if self.image_size else "unknown"),
             ("encoders", f"{self.visual} + {self.text}"),
-            ("guidance (SESM)", "yes: none / self / prior" if self.guidance else "no"),
+            ("guidance (SESM)", f"yes: {offered}" if self.guidance else "no"),
         ]
         out = [f"**{self.name}** — `{self.path}`", "", "| | |", "| --- | --- |"]
         out += [f"| {k} | {v} |" for k, v in rows]
@@ -67,7 +69,7 @@ def model_card(ckpt: str | Path, model: Any, name: str | None = None) -> ModelCa
         image_size=mcfg.image_size,
         visual=mcfg.visual.name
         + (f" (from {mcfg.visual.init_from})" if getattr(mcfg.visual, "init_from", None) else ""),
-        text=mcfg.text.name,
+        text=_text_name(mcfg.text),
         guidance=bool(model.uses_guidance),
     )
     run = next((p for p in (ckpt, ckpt.parent) if (p / "config.yaml").exists()), None)
@@ -78,3 +80,15 @@ def model_card(ckpt: str | Path, model: Any, name: str | None = None) -> ModelCa
         except (json.JSONDecodeError, KeyError, TypeError):
             continue  # a damaged or foreign file is left out of the card
     return card
+
+
+def _text_name(tcfg: Any) -> str:
+    """The text encoder as a reader knows it: a saved Hugging Face encoder (``hf-config``, the name the
+    folder format uses) by its model type and size, e.g. ``bert (6 layers, 384-d)`` for MiniLM-L6."""
+    if tcfg.name != "hf-config":
+        return str(tcfg.name)
+    hf = getattr(tcfg, "hf_config", None) or {}
+    kind = hf.get("model_type", "Hugging Face encoder")
+    size = ", ".join(x for x in (f"{hf['num_hidden_layers']} layers" if "num_hidden_layers" in hf else "",
+                                 f"{hf['hidden_size']}-d" if "hidden_size" in hf else "") if x)  # fmt: skip
+    return f"{kind} ({size})" if size else str(kind)

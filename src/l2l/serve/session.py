@@ -153,8 +153,9 @@ class Session:
             return Response(None, [], [], "no image: upload one or pick an example")
         try:
             image, notes = read_photo(upload, self.max_side)
-        except L2LError as e:
-            return Response(None, [], [], str(e))
+        except L2LError as e:  # said without the server's temporary path of the upload
+            up = Path(str(upload))
+            return Response(None, [], [], str(e).replace(str(up), "the upload").replace(up.name, "the upload"))
         text = (text or "").strip()
         if not text:
             return Response(image, [], notes, "the sentence is empty: type what to segment")
