@@ -285,7 +285,7 @@ class Segmenter(nn.Module):
             model.load_state_dict(weights, strict=True)
         except RuntimeError as e:
             raise UsageError(f"{path / 'model.safetensors'} does not fit {path / 'config.json'}: {e}") from None
-        model.pretrained_path = path  # where segment() finds the model's domain check
+        model.__dict__["pretrained_path"] = path  # where segment() finds the model's domain check
         return model.to(device).eval()
 
     # ------------------------------------------------------------------ convenience
