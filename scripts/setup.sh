@@ -12,6 +12,21 @@ VENV=${L2L_VENV:-.venv}
 TORCH_VERSION=2.13.0
 quiet_pip() { "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
 
+# torch first and pinned, so that nothing later can pull a CUDA build from the registry: from the local
+# wheel folder where there is one (/opt/wheels, or L2L_WHEELS), else from PyTorch's own CPU index (as
+# PyTorch's install page gives it). L2L_TORCH_INDEX picks another index, e.g. a CUDA one for a GPU machine.
+TORCH_SRC=()
+WHEELS=${L2L_WHEELS:-/opt/wheels}
+if [ -n "${L2L_TORCH_INDEX:-}" ]; then
+  TORCH_SRC=(--index-url "$L2L_TORCH_INDEX")
+elif compgen -G "$WHEELS/torch-$TORCH_VERSION*.whl" >/dev/null; then
+  TORCH_SRC=(--find-links "$WHEELS")
+else
+  TORCH_SRC=(--index-url "https://download.pytorch.org/whl/cpu")
+fi
+# `bash scripts/setup.sh --torch-source` prints where torch would come from, and does nothing else
+if [ "${1:-}" = "--torch-source" ]; then echo "${TORCH_SRC[*]}"; exit 0; fi
+
 # 1. WordNet 3.0 database for EDA synonyms (read directly from the files; nothing is downloaded at run time).
 #    As root (or with password-less sudo): Debian's wordnet-base into /usr/share/wordnet. Without root: the
 #    same package unpacked into $VENV/share/wordnet (apt-get download + dpkg-deb need no root). Elsewhere:
@@ -47,18 +62,6 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && "$VENV/bin/python" -c "
 fi
 echo "[setup] building $VENV (torch $TORCH_VERSION CPU, l2l and its dependencies)"
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
-# torch first and pinned, so that nothing later can pull a CUDA build from the registry: from the local
-# wheel folder where there is one (/opt/wheels, or L2L_WHEELS), else from PyTorch's own CPU index (as
-# PyTorch's install page gives it). L2L_TORCH_INDEX picks another index, e.g. a CUDA one for a GPU machine.
-TORCH_SRC=()
-WHEELS=${L2L_WHEELS:-/opt/wheels}
-if [ -n "${L2L_TORCH_INDEX:-}" ]; then
-  TORCH_SRC=(--index-url "$L2L_TORCH_INDEX")
-elif compgen -G "$WHEELS/torch-$TORCH_VERSION*.whl" >/dev/null; then
-  TORCH_SRC=(--find-links "$WHEELS")
-else
-  TORCH_SRC=(--index-url "https://download.pytorch.org/whl/cpu")
-fi
 echo "[setup] torch $TORCH_VERSION from ${TORCH_SRC[*]}"
 quiet_pip "$VENV/bin/pip" install -q "${TORCH_SRC[@]}" "torch==$TORCH_VERSION"
 FIND_LINKS=()

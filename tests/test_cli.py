@@ -266,9 +266,12 @@ def test_run_folder_is_movable(synthref_dir, tmp_path, monkeypatch):
 
     proj = tmp_path / "proj"
     shutil.copytree(synthref_dir, proj / "data")
+    (proj / "val").mkdir()  # a folder named like a non-path value (data.eval_split: val) is not taken for it
     monkeypatch.chdir(proj)
     assert main(["train", "--out", "runs/r", "data.root=data", *TINY, "total_steps=2", "batch_size=4"]) == 0
-    rec = json.loads((proj / "runs/r/paths.json").read_text())["paths"]["data.root"]
+    recorded = json.loads((proj / "runs/r/paths.json").read_text())["paths"]
+    assert set(recorded) == {"data.root"}
+    rec = recorded["data.root"]
     assert rec["given"] == "data" and rec["from_run"] == "../../data"
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

@@ -68,9 +68,25 @@ def test_torch_is_the_pinned_cpu_build_and_not_a_dependency():
     assert not any(r.name == "torch" for r in _requirements())
 
 
-def test_setup_takes_torch_from_the_cpu_index_without_a_wheel_folder():
-    script = (ROOT / "scripts" / "setup.sh").read_text()
-    assert '--index-url "https://download.pytorch.org/whl/cpu"' in script and "L2L_TORCH_INDEX" in script
+def _torch_source(tmp_path, **env) -> str:
+    r = subprocess.run(["bash", str(ROOT / "scripts" / "setup.sh"), "--torch-source"], capture_output=True, text=True,
+                       timeout=60, env={k: v for k, v in {**os.environ, **env}.items() if v is not None})  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+def test_setup_takes_torch_from_the_cpu_index_without_a_wheel_folder(tmp_path):
+    """Where torch comes from: a wheel folder holding the pinned wheel, else PyTorch's CPU index, or the
+    index L2L_TORCH_INDEX names (a CUDA one on a GPU machine)."""
+    nowhere = str(tmp_path / "no_wheels")
+    assert _torch_source(tmp_path, L2L_WHEELS=nowhere, L2L_TORCH_INDEX=None) == (
+        "--index-url https://download.pytorch.org/whl/cpu")  # fmt: skip
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    (wheels / "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl").write_bytes(b"")
+    assert _torch_source(tmp_path, L2L_WHEELS=str(wheels), L2L_TORCH_INDEX=None) == f"--find-links {wheels}"
+    cuda = "https://example.invalid/whl/cu128"
+    assert _torch_source(tmp_path, L2L_WHEELS=str(wheels), L2L_TORCH_INDEX=cuda) == f"--index-url {cuda}"
     # make test installs the browser test's chromium where it can
     assert "setup_browser.sh" in (ROOT / "Makefile").read_text().split("\ntest:")[1].split("\n\n")[0]
 

@@ -246,13 +246,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _load_run(ckpt: str, device: str = "cpu"):
     from .models.segmenter import Segmenter
+    from .schema import TrainConfig
     from .utils.run_paths import load_run_config
 
     run = Path(ckpt)
     model = Segmenter.from_pretrained(run, device)
     folder = next((p for p in (run, run.parent) if (p / "config.yaml").exists()), None)
-    from .schema import TrainConfig
-
     cfg = load_run_config(folder, TrainConfig) if folder else None  # its paths found again from any directory
     return run, model, cfg
 

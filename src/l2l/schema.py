@@ -42,9 +42,7 @@ class OptimConfig:
     poly_power: float = 0.9  # [paper: polynomial decay]
     grad_clip: float = 0.0  # 0 = off
     visual_lr_scale: float = 1.0  # [ours] lr of the visual encoder = lr × this (a pretrained encoder: < 1)
-    optimizer: str = (
-        "adamw"  # [ours: LAVT] adamw | sgd (plain SGD is linear in the gradient: what the DDP test compares)
-    )
+    optimizer: str = "adamw"  # [ours: LAVT] adamw | sgd (linear in the gradient: the DDP test uses it)
     momentum: float = 0.0  # sgd only
 
 

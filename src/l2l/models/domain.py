@@ -61,26 +61,35 @@ def pixel_statistics(x: np.ndarray) -> np.ndarray:
     return np.concatenate([diffs, colours, x.reshape(-1, 3).std(0)]).astype(np.float32)
 
 
+def model_input(image: np.ndarray, size: int, device: str | torch.device = "cpu") -> torch.Tensor:
+    """``image`` (H×W×3 uint8) as the model sees it: (1, 3, size, size) in [0, 1], resized as the predictor
+    and ``segment()`` resize it (bilinear, antialiased)."""
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div(255)[None].to(device)
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+
+
 @torch.no_grad()
+def input_features(model: Any, x: torch.Tensor, stem: Any = None) -> dict[str, np.ndarray]:
+    """The three groups of statistics of one model input ``x`` (:func:`model_input`); ``stem``: the
+    model's stem output for ``x`` when the caller has it already (the predictor's ``set_image``)."""
+    out = {"pixels": pixel_statistics(x[0].clamp(0, 1).permute(1, 2, 0).cpu().numpy())}
+    h = model.stem(x) if stem is None else stem
+    for i in range(2):
+        v = model.visual.stage(i, h)
+        t = v if isinstance(v, torch.Tensor) else v[0]
+        t = t.flatten(2) if t.dim() == 4 else t.transpose(1, 2)  # (B, C, HW) for maps and token sequences
+        out[f"stage{i + 1}"] = torch.cat([t.mean(2), t.std(2)], 1)[0].float().cpu().numpy()
+        h = model.visual.to_next(i, v)
+    return out
+
+
 def image_features(
     model: Any, images: Sequence[np.ndarray], device: str | torch.device = "cpu"
 ) -> dict[str, np.ndarray]:
     """The three groups of statistics (module docstring) of ``images`` (H×W×3 uint8), each (N, D),
     computed on the image resized to ``model``'s input size."""
-    s = model.cfg.image_size
-    out: dict[str, list[np.ndarray]] = {g: [] for g in GROUPS}
-    for img in images:
-        x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div(255)[None].to(device)
-        x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
-        out["pixels"].append(pixel_statistics(x[0].permute(1, 2, 0).cpu().numpy()))
-        h = model.stem(x)
-        for i in range(2):
-            v = model.visual.stage(i, h)
-            t = v if isinstance(v, torch.Tensor) else v[0]
-            t = t.flatten(2) if t.dim() == 4 else t.transpose(1, 2)  # (B, C, HW) for maps and token sequences
-            out[f"stage{i + 1}"].append(torch.cat([t.mean(2), t.std(2)], 1)[0].float().cpu().numpy())
-            h = model.visual.to_next(i, v)
-    return {g: np.stack(v) for g, v in out.items()}
+    feats = [input_features(model, model_input(img, model.cfg.image_size, device)) for img in images]
+    return {g: np.stack([f[g] for f in feats]) for g in GROUPS}
 
 
 @dataclass
@@ -128,7 +137,13 @@ class DomainCheck:
 
     def by_group(self, model: Any, images: Sequence[np.ndarray], device: str | torch.device = "cpu") -> np.ndarray:
         """(N, groups) distances in units of each group's threshold, in the order of :data:`GROUPS`."""
-        feats = image_features(model, images, device)
+        return self._scaled(image_features(model, images, device))
+
+    def distance_of_input(self, model: Any, x: torch.Tensor, stem: Any = None) -> float:
+        """:meth:`distance` of a model input already made (:func:`model_input`), reusing its ``stem`` output."""
+        return float(self._scaled({g: f[None] for g, f in input_features(model, x, stem).items()}).max(1)[0])
+
+    def _scaled(self, feats: dict[str, np.ndarray]) -> np.ndarray:
         return np.stack([_distance(feats[g], self.mean[g], self.std[g]) / self.thresholds[g] for g in GROUPS], 1)
 
     @staticmethod

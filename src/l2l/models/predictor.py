@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from ..data.images import check_prior, to_rgb_uint8
 from ..errors import UsageError
 from ..utils.devices import best_device
-from .domain import DomainCheck, OutOfDomainWarning, domain_check_for, far_notice
+from .domain import DomainCheck, OutOfDomainWarning, domain_check_for, far_notice, model_input
 from .segmenter import Segmenter
 
 
@@ -67,14 +67,12 @@ class SegmenterPredictor:
     def set_image(self, image: Any) -> None:
         """Read and encode ``image`` (a path, a PIL image or an array) for the following ``predict`` calls."""
         arr = to_rgb_uint8(image, str(image) if isinstance(image, (str, Path)) else "image", exif=True)
-        s = self.model.cfg.image_size
-        x = torch.from_numpy(arr).permute(2, 0, 1).float().div(255)[None].to(self.device)
-        x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
+        x = model_input(arr, self.model.cfg.image_size, self.device)
         self._stem = self.model.stem(x)
         self._hw = arr.shape[:2]
         self.image = arr
-        if self.domain is not None:
-            d = self.domain.distance(self.model, arr, self.device)
+        if self.domain is not None:  # the same input and stem as the prediction: measured at no extra stem pass
+            d = self.domain.distance_of_input(self.model, x, self._stem)
             self.image_domain = {"distance": round(d, 3), "far": self.domain.is_far(d), "reference": self.domain.source}
 
     @torch.no_grad()
@@ -116,7 +114,8 @@ class SegmenterPredictor:
             p = F.interpolate(p[:, None], size=(h, w), mode="bilinear", align_corners=False)[:, 0]
             probs += list(p.float().cpu().numpy())
         masks = [p >= threshold for p in probs]
-        if self.image_domain is not None and self.image_domain["far"] and not self._warned and self.domain is not None:
+        if self.image_domain is not None and self.image_domain["far"] and not self._warned:
+            assert self.domain is not None
             warnings.warn(far_notice(self.image_domain["distance"], self.domain), OutOfDomainWarning, stacklevel=2)
             self._warned = True  # once per image
         return (masks[0], probs[0]) if single else (masks, probs)

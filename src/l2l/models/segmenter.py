@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -32,6 +33,7 @@ from ..errors import MissingFileError, UsageError
 from ..utils.io import save_safetensors
 from .backbones import VisualConfig, VisualEncoder, build_visual_encoder
 from .decoder import Decoder
+from .domain import OutOfDomainWarning, domain_check_for, far_notice, model_input
 from .sesm import SESMConfig, StageFusion
 from .text_encoders import HFTextEncoder, TinyTextEncoder
 
@@ -294,8 +296,6 @@ class Segmenter(nn.Module):
         kept), or ``None`` (built in memory, or no training images and no ``domain.json``)."""
         if getattr(self, "_domain", False) is False:
             path = getattr(self, "pretrained_path", None)
-            from .domain import domain_check_for
-
             self._domain = domain_check_for(path, self, device=next(self.parameters()).device)[0] if path else None
         return self._domain
 
@@ -343,15 +343,10 @@ class Segmenter(nn.Module):
         s = self.cfg.image_size
         for img, txt, pri in zip(images, texts, priors):
             arr = to_rgb_uint8(img, "segment() image", exif=True)
-            if check is not None and check.is_far(d := check.distance(self, arr, dev)):
-                import warnings
-
-                from .domain import OutOfDomainWarning, far_notice
-
-                warnings.warn(far_notice(d, check), OutOfDomainWarning, stacklevel=2)
             h, w = arr.shape[:2]
-            x = torch.from_numpy(arr).permute(2, 0, 1).float().div(255)[None].to(dev)
-            x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
+            x = model_input(arr, s, dev)
+            if check is not None and check.is_far(d := check.distance_of_input(self, x)):
+                warnings.warn(far_notice(d, check), OutOfDomainWarning, stacklevel=2)
             g = None
             if pri is not None:
                 g = torch.as_tensor(check_prior(pri, (h, w), "segment() prior"))[None, None].to(dev)

@@ -26,6 +26,10 @@ from ..config import ConfigError, _merge, apply_overrides, from_dict, to_dict
 from .io import atomic_write_text
 
 PATHS_FILE = "paths.json"
+# config keys that name files or folders, by their last part (data.root, model.visual.path, semi.priors,
+# data.image_dir, data.split_file, data.eda_cache, init_from, model.visual.init_from); no other value
+# is taken for a path, even when a file of that name happens to exist (data.eval_split: val)
+PATH_NAMES = frozenset({"root", "path", "image_dir", "split_file", "eda_cache", "init_from", "priors"})
 
 
 def find_run_folder(path: str | Path | None, levels: int = 2) -> Path | None:
@@ -47,11 +51,13 @@ def _leaves(d: Any, prefix: str = "") -> list[tuple[str, Any]]:
 
 
 def path_values(cfg: Any, cwd: str | Path | None = None) -> dict[str, str]:
-    """Config keys (dotted) whose string value names an existing file or folder from ``cwd``."""
+    """Path keys (:data:`PATH_NAMES`, dotted) whose value names an existing file or folder from ``cwd``."""
     base = Path(cwd) if cwd is not None else Path.cwd()
     out = {}
     for key, v in _leaves(to_dict(cfg)):
-        if isinstance(v, str) and v and ":" not in v.split("/")[0] and (base / v).exists():
+        if key.rsplit(".", 1)[-1] not in PATH_NAMES or not isinstance(v, str) or not v:
+            continue
+        if ":" not in v.split("/")[0] and (base / v).exists():  # builtin:NAME is no path
             out[key] = v
     return out
 
