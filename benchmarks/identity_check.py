@@ -15,7 +15,7 @@ its own ``config.yaml`` (one thread, as the grid runs them) into a temporary fol
 weights are compared tensor by tensor with the cell's ``last/model.safetensors``::
 
     OMP_NUM_THREADS=1 python benchmarks/identity_check.py --cells runs/synthref_table1/synthref/l2l_1_s22 Needs the SynthRef data and priors of the
-default configs (``l2l data synth --out runs/data/synthref --images 2000 --seed 0`` and
+default configs (``l2l data synth --out runs/data/synthref --num-images 2000 --seed 0`` and
 ``l2l priors generate --data runs/data/synthref --subset all --out runs/data/synthref_priors``).
 """
 

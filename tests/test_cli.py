@@ -352,3 +352,21 @@ def test_one_domain_check_for_every_entry_point(synthref_dir, tmp_path, capsys):
     with contextlib.redirect_stdout(io.StringIO()):
         dt = gt.loadRes(str(tmp_path / "out" / "results.json"))
     assert len(dt.anns) == 2 and dt.anns[1]["image_id"] == 7
+
+
+def test_one_name_per_concept_with_the_old_spellings_still_read(synthref_dir, tmp_path, capsys):
+    """A trained run is --ckpt (segmenters) or --run (PPT), each command reading the other name too; an image
+    count is --num-images (synth, demo, pseudo-ris show), a folder of images --images (predict)."""
+    from .test_trainer import TINY
+
+    run = tmp_path / "run"
+    assert main(["train", "--out", str(run), f"data.root={synthref_dir}", *TINY, "total_steps=1", "batch_size=4"]) == 0
+    for name in ("--ckpt", "--run"):
+        assert main(["eval", name, str(run), "--split", "val", "--max-samples", "2"]) == 0
+    with pytest.raises(SystemExit):  # one of them, not both (argparse's usage error)
+        main(["eval", "--ckpt", str(run), "--run", str(run)])
+    assert "not allowed with" in capsys.readouterr().err
+    for name in ("--num-images", "--images"):
+        d = tmp_path / name.strip("-")
+        assert main(["data", "synth", "--out", str(d), name, "12", "--workers", "1"]) == 0
+        assert json.loads((d / "meta.json").read_text())["config"]["images"] == 12

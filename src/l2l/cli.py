@@ -1,6 +1,6 @@
 """The ``l2l`` command line.
 
-    l2l data synth   --out DIR [--images N --seed S --size PX ...]   make SynthRef
+    l2l data synth   --out DIR [--num-images N --seed S --size PX ...]   make SynthRef
     l2l data split   --data DIR --fraction 5% --seed 22              image-level label split
     l2l data stats   DIR                                             counts, lengths, objects
     l2l data preview DIR --out PNG                                   what the loader produces
@@ -73,6 +73,14 @@ def _open_dataset(args: argparse.Namespace):
     return ReferDataset.open(
         args.data, getattr(args, "dataset", None), getattr(args, "split_by", None), getattr(args, "image_dir", None)
     )
+
+
+def _add_run_arg(p: argparse.ArgumentParser, primary: str, alias: str, help_text: str) -> None:
+    """The trained run, named ``primary`` (``--ckpt`` for segmenters, ``--run`` for PPT runs) with the
+    other spelling read as well (hidden): one concept, either name works on every command."""
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument(primary, dest=primary.lstrip("-"), help=help_text)
+    g.add_argument(alias, dest=primary.lstrip("-"), help=argparse.SUPPRESS)
 
 
 def _old_split_spellings(p: argparse.ArgumentParser) -> None:
@@ -644,6 +652,8 @@ def cmd_pseudo_ris_show(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from .serve.session import ServedModel, Session
 
+    if not args.ckpt:
+        raise UsageError("serve needs --ckpt RUN (once, or twice to compare two models)")
     if len(args.ckpt) > 2:
         raise UsageError(f"serve shows one or two checkpoints side by side, got {len(args.ckpt)}")
     names = args.name or []
@@ -936,7 +946,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = data.add_parser("synth", help="generate SynthRef")
     p.add_argument("--out", required=True, help="dataset folder to write (REFER layout)")
-    p.add_argument("--images", type=int, default=2000, help="number of images (default 2000)")
+    p.add_argument("--num-images", dest="images", type=int, default=2000, help="number of images (default 2000)")
+    p.add_argument("--images", dest="images", type=int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p.add_argument(
         "--seed", type=int, default=0, help="generator seed: the same seed gives the same dataset, byte for byte"
     )
@@ -1048,7 +1059,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = _with_examples(sub, "eval", "evaluate a trained run on a split")
-    p.add_argument("--ckpt", required=True, help="run folder (uses best/) or a saved model folder")
+    _add_run_arg(p, "--ckpt", "--run", "run folder (uses best/) or a saved model folder")
     p.add_argument("--split", default="val", help="split to evaluate (default val)")
     p.add_argument(
         "--guidance",
@@ -1079,7 +1090,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _with_examples(
         sub, "predict", "segment what a sentence refers to: one image, or many pairs (--manifest / --images)"
     )
-    p.add_argument("--ckpt", required=True, help="run folder (uses best/) or a saved model folder")
+    _add_run_arg(p, "--ckpt", "--run", "run folder (uses best/) or a saved model folder")
     p.add_argument("--image", default=None, help="image file (photos are turned by their EXIF orientation)")
     p.add_argument("--text", default=None, help="the referring expression")
     p.add_argument("--out", default=None, help="mask PNG (0/255)")
@@ -1152,7 +1163,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = pris.add_parser("show", help="PNG: masks with their kept and rejected captions and scores")
     p.add_argument("folder", help="a pseudo-ris generate --out folder")
     p.add_argument("--out", required=True, help="PNG to write")
-    p.add_argument("--images", type=_positive_int, default=4, help="images shown (default 4)")
+    p.add_argument("--num-images", dest="images", type=_positive_int, default=4, help="images shown (default 4)")
+    p.add_argument("--images", dest="images", type=_positive_int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p.add_argument("--seed", type=int, default=0, help="which images (seeded choice)")
     p.set_defaults(func=cmd_pseudo_ris_show)
     _add_table_parser(pris, "pseudo-ris", "L2L's Table 2 layout and Pseudo-RIS's Tables 5 / 6",
@@ -1186,7 +1198,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = ppt.add_parser(name, help=helptext)
         _add_dataset_args(p)
         if name == "eval":
-            p.add_argument("--run", required=True, help="a `l2l ppt train` run folder")
+            _add_run_arg(p, "--run", "--ckpt", "a `l2l ppt train` run folder")
         else:
             p.add_argument("--kind", default="naive", choices=["naive", "proposals"], help="naive | proposals")
             p.add_argument("--points", type=_positive_int, default=1, help="naive: positive points at the peaks")
@@ -1208,7 +1220,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_ppt_quality)
     p = ppt.add_parser("show", help="PNG: sentences, the chosen query's points and mask, the ground truth")
     _add_dataset_args(p)
-    p.add_argument("--run", required=True, help="a `l2l ppt train` run folder")
+    _add_run_arg(p, "--run", "--ckpt", "a `l2l ppt train` run folder")
     p.add_argument("--split", default="val", help="split (default val)")
     p.add_argument("--samples", type=_positive_int, default=6, help="samples shown (default 6)")
     p.add_argument("--seed", type=int, default=0, help="which samples (seeded choice)")
@@ -1219,7 +1231,8 @@ def build_parser() -> argparse.ArgumentParser:
                       "scripts/ppt_table3.sh")  # fmt: skip
 
     p = _with_examples(sub, "serve", "a web page to try one or two models on an image and a sentence (Gradio)")
-    p.add_argument("--ckpt", action="append", required=True, help="run folder or model folder; twice: side by side")
+    p.add_argument("--ckpt", action="append", default=None, help="run folder or model folder; twice: side by side")
+    p.add_argument("--run", action="append", dest="ckpt", help=argparse.SUPPRESS)
     p.add_argument("--name", action="append", default=None, help="display name of each --ckpt (default: folder name)")
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0: all)")
@@ -1310,7 +1323,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--workdir", default="runs/demo", help="folder for the data, priors, run and prediction (default runs/demo)"
     )
-    p.add_argument("--images", type=int, default=2000, help="SynthRef images to generate (default 2000)")
+    p.add_argument(
+        "--num-images", dest="images", type=int, default=2000, help="SynthRef images to generate (default 2000)"
+    )
+    p.add_argument("--images", dest="images", type=int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p.add_argument(
         "--prior",
         default="standin",

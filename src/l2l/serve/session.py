@@ -153,9 +153,8 @@ class Session:
             return Response(None, [], [], "no image: upload one or pick an example")
         try:
             image, notes = read_photo(upload, self.max_side)
-        except L2LError as e:  # said without the server's temporary path of the upload
-            up = Path(str(upload))
-            return Response(None, [], [], str(e).replace(str(up), "the upload").replace(up.name, "the upload"))
+        except L2LError as e:  # read_photo names the file by its name only, never the server's temporary path
+            return Response(None, [], [], str(e))
         text = (text or "").strip()
         if not text:
             return Response(image, [], notes, "the sentence is empty: type what to segment")
