@@ -240,6 +240,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     overrides = list(args.overrides) + ([f"method={args.method}"] if args.method else [])
     cfg = load_config(TrainConfig, args.config, overrides)
+    if args.threads:  # --threads wins over the config's threads
+        cfg.threads = args.threads
     stem = Path(args.config).stem if args.config else "run"
     out = Path(args.out) if args.out else Path("runs") / f"{stem}_{cfg.method}"
     res = Trainer(cfg, out, allow_changes=args.allow_change).fit(resume=not args.no_resume)
@@ -1343,17 +1345,50 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("overrides", nargs="*", help="dotted overrides of the training config")
     p.set_defaults(func=cmd_demo)
+    _add_threads(ap)
+    ap.add_argument("--threads", dest="threads_global", type=_positive_int, default=None, help=argparse.SUPPRESS)
     return ap
 
 
+def _add_threads(parser: argparse.ArgumentParser) -> None:
+    """``--threads N`` on every command (utils/threads.py: the thread policy)."""
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        parser.add_argument(
+            "--threads",
+            type=_positive_int,
+            default=None,
+            help="torch threads of this process (default: $L2L_THREADS, else $OMP_NUM_THREADS, else 1; "
+            "use the cores through processes: --jobs, --shard, loader workers)",
+        )
+        return
+    for child in dict.fromkeys(subs[0].choices.values()):
+        _add_threads(child)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    from .errors import L2LError
+    from .utils import threads
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    with threads.restored():  # a call from Python (tests, notebooks) leaves the caller's settings as they were
+        try:  # before torch is imported: the OpenMP runtime reads its settings when it starts
+            threads.prepare_environment(threads.threads_from_argv(argv))
+        except L2LError as e:
+            print(f"l2l: error: {e}", file=sys.stderr)
+            return 2
+        return _run(build_parser().parse_args(argv))
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .errors import L2LError
+    from .utils import threads
     from .utils.progress import quiet_libraries
 
     quiet_libraries()
-    from .errors import L2LError
-
     try:
+        args.threads = getattr(args, "threads", None) or args.threads_global  # after the command or before it
+        threads.apply(args.threads)
         return int(args.func(args) or 0)
     except L2LError as e:  # the user's to fix; anything else is a bug and keeps its traceback
         print(f"l2l: error: {e}", file=sys.stderr)

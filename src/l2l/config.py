@@ -162,7 +162,7 @@ def dump_config(obj: Any) -> str:
 
 
 # config keys that do not change what a run computes: a run made with other values is the same run
-IDENTITY_IGNORED = ("max_steps", "data.workers", "device")
+IDENTITY_IGNORED = ("max_steps", "data.workers", "device", "threads")
 
 
 def _drop(d: dict[str, Any], key: str) -> None:

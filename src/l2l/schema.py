@@ -60,6 +60,7 @@ class TrainConfig:
     amp: str = "auto"  # auto (bf16 on GPU, off on CPU) | bf16 | off
     channels_last: bool = False
     compile: bool = False
+    threads: int = 0  # torch threads of the run; 0 = the process's policy (--threads, $L2L_THREADS, else 1)
     eval_every: int = 1  # epochs; 0 = only at the end
     ckpt_every: int = 500  # steps
     keep_last: int = 2
@@ -93,6 +94,7 @@ class TrainConfig:
         need(self.data.workers >= 0, f"data.workers must be ≥ 0, got {self.data.workers}")
         need(self.data.eval_max_samples is None or self.data.eval_max_samples >= 1,
              f"data.eval_max_samples must be ≥ 1 (or null for all), got {self.data.eval_max_samples}")  # fmt: skip
+        need(self.threads >= 0, f"threads must be ≥ 0 (0 = the thread policy), got {self.threads}")
         need(self.amp in ("auto", "bf16", "off"), f"amp must be auto, bf16 or off, got {self.amp!r}")
         m, s = self.model, self.semi
         need(m.image_size >= 16, f"model.image_size must be ≥ 16, got {m.image_size}")

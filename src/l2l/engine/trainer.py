@@ -50,6 +50,7 @@ from ..data.splits import resolve_split
 from ..errors import MissingFileError, UsageError
 from ..registry import METHODS, MODELS
 from ..schema import DataConfig, OptimConfig, TrainConfig
+from ..utils import threads as thread_policy
 from ..utils.io import atomic_write_text
 from ..utils.progress import progress
 from ..utils.run_paths import record_paths
@@ -214,6 +215,8 @@ class Trainer:
         """Data, method, model and optimiser; restore the newest checkpoint when ``resume``; write
         ``config.yaml``, ``label_split.json`` and ``env.json``."""
         cfg, info = self.cfg, self.info
+        if cfg.threads:  # the run's own count; else the process's policy stands (utils/threads.py)
+            thread_policy.apply(cfg.threads)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed)

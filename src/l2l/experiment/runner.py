@@ -171,8 +171,8 @@ class Runner:
         env = dict(os.environ)
         if device is not None:
             env["CUDA_VISIBLE_DEVICES"] = device
-        if self.jobs > 1:
-            env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // self.jobs)))
+        # the thread policy (utils/threads.py) reaches each job through L2L_THREADS / OMP_NUM_THREADS:
+        # one thread each unless --threads said otherwise; the cores are used by --jobs
         if self.jobs > 1 or not sys.stdout.isatty():
             env.setdefault("L2L_NO_PROGRESS", "1")
         return env

@@ -111,9 +111,10 @@ def text_encoder() -> Any:
 
 @contextmanager
 def torch_threads(n: int) -> Iterator[None]:
-    """Run the block with ``n`` torch threads (a fixed count keeps a training's losses reproducible), then restore."""
+    """Run the block with ``n`` torch threads, then restore; 0 = the process's thread policy as it is
+    (utils/threads.py: one thread unless --threads / $L2L_THREADS say otherwise)."""
     before = torch.get_num_threads()
-    torch.set_num_threads(n)
+    torch.set_num_threads(n or before)
     try:
         yield
     finally:
@@ -148,7 +149,7 @@ class StandInTrainConfig:
         pool: PoolConfig
         steps: int
     seed: int = 0
-    threads: int = 2  # fixed, so that the loss trajectory is reproducible on this kind of machine
+    threads: int = 0  # 0 = the thread policy (one thread; utils/threads.py); the card records the count
     workers: int = 2  # pool generation processes
     log_every: int = 25
 

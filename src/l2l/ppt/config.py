@@ -83,7 +83,7 @@ class PPTConfig:
     batch_size: int = 64  # §4.1
     lr: float = 1e-3  # §4.1, Adam
     seed: int = 0
-    threads: int = 2
+    threads: int = 0  # 0 = the thread policy (one thread; utils/threads.py)
     ckpt_every: int = 200
     log_every: int = 25
 

@@ -248,7 +248,7 @@ def train(cfg: PPTConfig, labels_dir: str | Path, ds: Any, out: str | Path, devi
     res = {"steps": step, "total_steps": sched.total, "done": done,
            "phases": [{"name": p.name, "epochs": p.epochs, "sources": list(p.sources)} for p in sched.phases],
            "sources": {s: sources.count(s) for s in ("h_sem", "h_ref", "d_sem", "d_ref")},
-           "seconds_per_phase": seconds, "threads": cfg.threads}  # fmt: skip
+           "seconds_per_phase": seconds, "threads": cfg.threads or torch.get_num_threads()}  # fmt: skip
     if done:
         atomic_write_text(out / "done.json", json.dumps(res, indent=2))
     return res

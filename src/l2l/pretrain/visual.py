@@ -53,7 +53,7 @@ class VisualPretrainConfig:
     weight_decay: float = 1e-4
     log_every: int = 20
     seed: int = 0
-    threads: int = 2  # fixed, so that the loss trajectory is reproducible on this kind of machine
+    threads: int = 0  # 0 = the thread policy (one thread; utils/threads.py); the card records the count
     workers: int = 2  # pool generation processes
     half: bool = True  # store the weights as float16 (the folder stays small enough to ship)
 
@@ -138,7 +138,7 @@ def train_dense(
     from ..utils.progress import progress
 
     threads = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads)
+    torch.set_num_threads(cfg.threads or threads)
     try:
         t0 = time.perf_counter()
         end = min(cfg.steps, max_steps or cfg.steps)
@@ -251,7 +251,7 @@ def pretrain_visual(
         "machine": {
             "torch": torch.__version__,
             "python": platform.python_version(),
-            "threads": cfg.threads,
+            "threads": cfg.threads or torch.get_num_threads(),
             "processor": platform.processor() or platform.machine(),
         },
         "date": time.strftime("%Y-%m-%d"),
