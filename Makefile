@@ -1,6 +1,7 @@
 # The two commands of the README. Both set everything up first (scripts/setup.sh is idempotent).
+# make test: two pytest processes of one thread each (pytest-xdist; the thread policy, utils/threads.py)
 VENV ?= .venv
-PYTEST_ARGS ?= -q
+PYTEST_ARGS ?= -q -n 2
 
 .PHONY: setup demo test lint bench clean
 

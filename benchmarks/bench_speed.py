@@ -1,10 +1,10 @@
 """The hot paths at a known fraction of the machine's peak, per thread count, dtype and load.
 
-    python benchmarks/bench_speed.py                                   # every path, 1 and 2 threads, idle
-    python benchmarks/bench_speed.py --paths train l2l --threads 1 2 --busy 0 1 --dtype fp32 bf16
+    python benchmarks/bench_speed.py                        # every path: today's default vs the policy, idle
+    python benchmarks/bench_speed.py --paths train l2l --settings 2:default 1 2 --busy 0 1 --dtype fp32 bf16
     python benchmarks/bench_speed.py --out docs/results/speed/speed.json
 
-Each (path, threads, dtype, busy) is measured in a fresh process (the thread policy and the OpenMP
+Each (path, setting, dtype, busy) is measured in a fresh process (the thread policy and the OpenMP
 runtime are set when a process starts: utils/threads.py), with ``--busy 1`` a second process spinning
 on one core beside it (what "another job on the machine" does to a run). Every child first measures
 the peak of its own thread count and dtype (a 2048² matmul, best of three), then the path:
@@ -76,12 +76,12 @@ def _flops(fn: Callable[[], int]) -> tuple[int, int]:
     return fc.get_total_flops(), items
 
 
-def _trainer(method: str, dtype: str, data: str, priors: str, tmp: str):
+def _trainer(method: str, dtype: str, data: str, priors: str, tmp: str, extra: list[str] = ()):
     from l2l.config import load_config
     from l2l.engine.trainer import TrainConfig, Trainer
 
     config = {"train": "synthref_supervised", "fixmatch": "synthref_semi", "l2l": "synthref_l2l"}[method]
-    over = [f"data.root={data}", "ckpt_every=100000", "amp=bf16" if dtype == "bf16" else 'amp="off"']
+    over = [f"data.root={data}", "ckpt_every=100000", "amp=bf16" if dtype == "bf16" else 'amp="off"', *extra]
     if method != "train":
         over += [f"semi.priors={priors}", "semi.warmup_steps=0", "data.label_fraction=5%"]
     cfg = load_config(TrainConfig, ROOT / "configs" / f"{config}.yaml", over)
@@ -91,7 +91,7 @@ def _trainer(method: str, dtype: str, data: str, priors: str, tmp: str):
 
 
 def path_train(method: str, dtype: str, args: argparse.Namespace, tmp: str) -> dict[str, Any]:
-    tr = _trainer(method, dtype, args.data, args.priors, tmp)
+    tr = _trainer(method, dtype, args.data, args.priors, tmp, args.set)
     batches = [tr.stream[i] for i in range(args.steps + 4)]
     tr.model.train()
     for h in tr.hooks:
@@ -199,7 +199,7 @@ def path_pseudoris(dtype: str, args: argparse.Namespace, tmp: str) -> dict[str, 
 
     ds = ReferDataset.synthref(args.data)
     cfg = PseudoRISConfig()
-    models = load_models(cfg.masks.model, cfg.captions.model, cfg.filter.model)
+    models = load_models("builtin:synthpool-sam", "builtin:synthpool-captioner", "builtin:synthpool-clip")
     amp = torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16")
     runs = iter(range(1000))
 
@@ -215,10 +215,9 @@ def path_pseudoris(dtype: str, args: argparse.Namespace, tmp: str) -> dict[str, 
 
 
 def child(args: argparse.Namespace) -> None:
-    from l2l.utils import threads
+    import torch  # the parent set OMP_NUM_THREADS / OMP_WAIT_POLICY (or left libgomp's default) for this process
 
-    threads.apply(args.threads[0])
-    import torch
+    torch.set_num_threads(args.threads[0])
 
     res: dict[str, Any] = {"path": args.child, "threads": torch.get_num_threads(), "dtype": args.dtype[0]}
     res["peak_gflops"] = round(peak(args.dtype[0]), 1)
@@ -246,16 +245,26 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def measure(path: str, threads: int, dtype: str, busy: int, args: argparse.Namespace) -> dict[str, Any]:
+def parse_setting(text: str) -> tuple[int, str]:
+    """``THREADS[:WAIT]``: a thread count and an OMP_WAIT_POLICY (PASSIVE, ACTIVE or default = libgomp's)."""
+    n, _, wait = text.partition(":")
+    wait = (wait or "PASSIVE").upper()
+    if not n.isdigit() or int(n) < 1 or wait not in ("PASSIVE", "ACTIVE", "DEFAULT"):
+        raise argparse.ArgumentTypeError(f"expected THREADS[:PASSIVE|ACTIVE|default], got {text!r}")
+    return int(n), wait
+
+
+def measure(path: str, setting: tuple[int, str], dtype: str, busy: int, args: argparse.Namespace) -> dict[str, Any]:
+    threads, wait = setting
     env = {**os.environ, "L2L_THREADS": str(threads), "OMP_NUM_THREADS": str(threads), "L2L_NO_PROGRESS": "1"}
     env.pop("OMP_WAIT_POLICY", None)
-    if args.wait_policy:
-        env["OMP_WAIT_POLICY"] = args.wait_policy
+    if wait != "DEFAULT":
+        env["OMP_WAIT_POLICY"] = wait
     spin = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(busy)]
     try:
         cmd = [sys.executable, __file__, "--child", path, "--threads", str(threads), "--dtype", dtype,
                "--seconds", str(args.seconds), "--steps", str(args.steps), "--data", args.data,
-               "--priors", args.priors]  # fmt: skip
+               "--priors", args.priors, "--set", *args.set]  # fmt: skip
         p = subprocess.run(cmd, env=env, capture_output=True, text=True)
     finally:
         for s in spin:
@@ -264,18 +273,29 @@ def measure(path: str, threads: int, dtype: str, busy: int, args: argparse.Names
     line = next((x for x in p.stdout.splitlines() if x.startswith("RESULT ")), None)
     if line is None:
         return {"path": path, "threads": threads, "dtype": dtype, "busy": busy, "error": p.stderr[-2000:]}
-    return {**json.loads(line[7:]), "busy": busy, "wait_policy": env.get("OMP_WAIT_POLICY", "(libgomp default)")}
+    return {**json.loads(line[7:]), "busy": busy, "wait_policy": wait.lower() if wait == "DEFAULT" else wait}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--paths", nargs="+", choices=PATHS, default=list(PATHS))
-    ap.add_argument("--threads", nargs="+", type=int, default=[1, 2])
+    ap.add_argument(
+        "--settings",
+        nargs="+",
+        type=parse_setting,
+        default=[(2, "DEFAULT"), (1, "PASSIVE")],
+        help="THREADS[:WAIT] per measurement; the first is the reference of the ratio column "
+        "(default: 2:default = torch's default on a 2-core machine before the thread policy, then "
+        "1:PASSIVE = the policy)",
+    )
+    ap.add_argument("--threads", nargs="+", type=int, default=[1], help=argparse.SUPPRESS)  # the child's count
     ap.add_argument("--dtype", nargs="+", choices=["fp32", "bf16"], default=["fp32"])
     ap.add_argument("--busy", nargs="+", type=int, default=[0], help="spinning processes beside the measured one")
-    ap.add_argument("--wait-policy", default="PASSIVE", help="OMP_WAIT_POLICY of the child ('' = libgomp's default)")
     ap.add_argument("--seconds", type=float, default=8.0, help="timed seconds per measurement (after warm-up)")
     ap.add_argument("--steps", type=int, default=16, help="distinct batches a training path cycles through")
+    ap.add_argument(
+        "--set", nargs="*", default=[], help="config overrides of the training paths (channels_last=true, …)"
+    )
     ap.add_argument("--data", default=str(ROOT / "runs/data/synthref"))
     ap.add_argument("--priors", default=str(ROOT / "runs/data/synthref_priors"))
     ap.add_argument("--out", default=None, help="JSON file of every measurement")
@@ -291,19 +311,24 @@ def main() -> None:
                "load_before": os.getloadavg()[0], "date": time.strftime("%Y-%m-%d %H:%M")}  # fmt: skip
     print(json.dumps(machine))
     rows = []
-    print("| path | threads | dtype | busy | items/s | GFLOP/item | GFLOP/s | peak GFLOP/s | share of peak |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| path | threads | wait | dtype | busy | items/s | × first setting | GFLOP/item | GFLOP/s | peak GFLOP/s "
+          "| share of peak |")  # fmt: skip
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for path in args.paths:
         for busy in args.busy:
+            ref = None
             for dtype in args.dtype:
-                for n in args.threads:
-                    r = measure(path, n, dtype, busy, args)
+                for setting in args.settings:
+                    r = measure(path, setting, dtype, busy, args)
                     rows.append(r)
+                    head = f"| {path} | {setting[0]} | {setting[1].lower()} | {dtype} | {busy} |"
                     if "error" in r:
-                        print(f"| {path} | {n} | {dtype} | {busy} | failed: {r['error'].splitlines()[-1:]} |")
+                        print(f"{head} failed: {r['error'].strip().splitlines()[-1:]} |", flush=True)
                         continue
-                    print(f"| {path} | {n} | {dtype} | {busy} | {r['items_per_s']} | {r['gflop_per_item']} | "
-                          f"{r['gflops']} | {r['peak_gflops']} | {100 * r['share_of_peak']:.1f} % |", flush=True)  # fmt: skip
+                    ref = ref or r["items_per_s"]
+                    r["ratio"] = round(r["items_per_s"] / ref, 2)
+                    print(f"{head} {r['items_per_s']} | {r['ratio']} | {r['gflop_per_item']} | {r['gflops']} | "
+                          f"{r['peak_gflops']} | {100 * r['share_of_peak']:.1f} % |", flush=True)  # fmt: skip
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))

@@ -14,6 +14,12 @@ from pycocotools import mask as mask_utils
 
 os.environ.setdefault("L2L_NO_PROGRESS", "1")
 
+# the thread policy (utils/threads.py), before torch is imported: one thread per test process
+# (pytest -n N runs N of them), waiting threads sleep
+from l2l.utils.threads import prepare_environment  # noqa: E402  (imports no torch)
+
+prepare_environment()
+
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 EXPRESSIONS = SHARED / "data" / "refcoco_unc_eval_expressions" / "expressions.jsonl"
 

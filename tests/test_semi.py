@@ -361,3 +361,32 @@ def test_weak_pass_keeps_its_guidance(synthref_dir, priors_dir, tmp_path, monkey
     Trainer(_cfg(synthref_dir, priors_dir, "static-threshold", *extra), tmp_path / "r", show_progress=False).fit()
     assert len(seen) == 3  # one weak pass per step
     assert all(seen) if weak_dropout else not any(seen)
+
+
+def test_the_loader_worker_encodes_new_sentences_and_the_run_is_unchanged(synthref_dir, priors_dir, tmp_path):
+    """With a frozen, caching text encoder and loader workers, the sentences new to the model (the
+    unlabeled ones, their EDA variants and flips) are encoded in the worker and sent with the batch
+    (engine/stream.py): the training process only absorbs them, and the weights are those of a run
+    that encoded everything itself (workers=0)."""
+    from l2l.models.text_encoders import PackedFeatures
+
+    extra = ["total_steps=3", "semi.warmup_steps=0", "model.text.name=minilm", "model.text.freeze=true"]
+    ref = Trainer(_cfg(synthref_dir, priors_dir, "fixmatch", *extra), tmp_path / "w0", show_progress=False)
+    ref.fit()
+    tr = Trainer(
+        _cfg(synthref_dir, priors_dir, "fixmatch", *extra, "data.workers=1"), tmp_path / "w1", show_progress=False
+    )
+    tr.prepare(resume=False)
+    assert tr.stream.text_encoder is tr.model.text
+    lab, unl = tr.stream[0]  # in this process: what the worker does
+    packed = unl.text_features
+    assert isinstance(packed, PackedFeatures) and set(unl.texts) <= set(packed.texts)
+    assert packed.data.shape == (sum(packed.lengths), tr.model.text.dim)
+    assert tr.stream[0][1].text_features is None  # each sentence is sent once
+    tr = Trainer(
+        _cfg(synthref_dir, priors_dir, "fixmatch", *extra, "data.workers=1"), tmp_path / "w1", show_progress=False
+    )
+    tr.fit(resume=False)
+    assert set(unl.texts) <= set(tr.model.text._cache)  # absorbed from the worker's batches
+    wa, wb = (load_file(str(tmp_path / r / "last" / "model.safetensors")) for r in ("w0", "w1"))
+    assert all(torch.allclose(wa[k], wb[k], rtol=0, atol=1e-6) for k in wa)

@@ -44,6 +44,7 @@ class OptimConfig:
     visual_lr_scale: float = 1.0  # [ours] lr of the visual encoder = lr × this (a pretrained encoder: < 1)
     optimizer: str = "adamw"  # [ours: LAVT] adamw | sgd (linear in the gradient: the DDP test uses it)
     momentum: float = 0.0  # sgd only
+    fused: bool = True  # [ours] one fused AdamW kernel over all parameters (CPU and GPU) instead of a loop per tensor
 
 
 @dataclass
@@ -57,7 +58,7 @@ class TrainConfig:
     batch_size: int = 4  # per process [paper: 4 per GPU on 4 GPUs]
     seed: int = 22  # [paper]
     device: str = "auto"  # auto | cpu | cuda
-    amp: str = "auto"  # auto (bf16 on GPU, off on CPU) | bf16 | off
+    amp: str = "auto"  # auto (bf16 on a GPU, fp32 on a CPU) | bf16 (refused on a CPU without AMX/AVX-512 BF16) | off
     channels_last: bool = False
     compile: bool = False
     threads: int = 0  # torch threads of the run; 0 = the process's policy (--threads, $L2L_THREADS, else 1)

@@ -21,7 +21,7 @@ The strong *image* view is not made here: it is batched on the training device
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -84,6 +84,9 @@ class UnlabeledBatch:
     priors: torch.Tensor | None
     has_prior: torch.Tensor
     geometries: list[Geometry]
+    # frozen text features computed in the loader worker for sentences the model has not seen yet
+    # (:class:`~l2l.models.text_encoders.PackedFeatures`; engine/stream.py), else None
+    text_features: Any = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ whatever the number of loader workers.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Callable, Sequence
 
 from torch.utils.data import Dataset
@@ -94,6 +95,9 @@ class StepStream(Dataset):
         self.order_u = (
             _Order(len(unlabeled), batch_unlabeled, info, seed, True, 7919) if unlabeled is not None else None
         )
+        # a frozen, caching text encoder (``features_for``): set by the trainer when loader workers run,
+        # so that the sentences new to the model are encoded in the worker, beside the step
+        self.text_encoder: Any = None
 
     @property
     def steps_per_epoch(self) -> int:
@@ -112,6 +116,9 @@ class StepStream(Dataset):
         il, iu = self.indices(int(step))
         lab = self.collate_l([self.labeled[i] for i in il]) if il is not None else None
         unl = self.collate_u([self.unlabeled[i] for i in iu]) if iu is not None else None
+        if self.text_encoder is not None and unl is not None:
+            texts = [*(lab.texts if lab is not None else []), *unl.texts, *unl.texts_strong]
+            unl = replace(unl, text_features=self.text_encoder.features_for(texts))
         return lab, unl
 
 

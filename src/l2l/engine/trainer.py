@@ -6,7 +6,7 @@ after each step (the method's own, e.g. telemetry, then :class:`EvalHook` and
 :class:`CheckpointHook`).
 
 Recipe: AdamW, polynomial decay ``lr_t = lr · (1 − t/T)^0.9`` over the whole run (T = epochs ×
-steps per epoch), optional gradient clipping, bf16 autocast on GPU (off on CPU), optional
+steps per epoch), optional gradient clipping, bf16 autocast (``amp``: utils/precision.py — on a GPU by default, on a CPU with AMX or AVX-512 BF16 when asked), optional
 channels-last and ``torch.compile``. ``batch_size`` is per process; the global batch is
 ``batch_size × world_size`` (both are logged).
 
@@ -52,6 +52,7 @@ from ..registry import METHODS, MODELS
 from ..schema import DataConfig, OptimConfig, TrainConfig
 from ..utils import threads as thread_policy
 from ..utils.io import atomic_write_text
+from ..utils.precision import use_bf16
 from ..utils.progress import progress
 from ..utils.run_paths import record_paths
 from ..utils.seeding import step_seed
@@ -98,7 +99,9 @@ def build_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.Opt
     """``cfg.optimizer``: AdamW (the recipe) or plain SGD with ``cfg.momentum``, over :func:`param_groups`."""
     groups = param_groups(model, cfg.visual_lr_scale)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        # fused: the same update in one kernel per dtype and device (a loop over every tensor is ≈ 5 % of a
+        # CPU step; docs/benchmarks.md); the checkpointed state is the same either way
+        return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=bool(cfg.fused))
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     raise ConfigError(f"optim.optimizer: expected adamw or sgd, got {cfg.optimizer!r}")
@@ -193,9 +196,8 @@ class Trainer:
             torch.distributed.barrier()
 
     def _amp(self):
-        use = self.cfg.amp == "bf16" or (self.cfg.amp == "auto" and self.device.startswith("cuda"))
         return torch.autocast(
-            device_type="cuda" if self.device.startswith("cuda") else "cpu", dtype=torch.bfloat16, enabled=use
+            device_type="cuda" if self.device.startswith("cuda") else "cpu", dtype=torch.bfloat16, enabled=self.bf16
         )
 
     # ------------------------------------------------------------------ 1. prepare
@@ -217,6 +219,7 @@ class Trainer:
         cfg, info = self.cfg, self.info
         if cfg.threads:  # the run's own count; else the process's policy stands (utils/threads.py)
             thread_policy.apply(cfg.threads)
+        self.bf16 = use_bf16(cfg.amp, self.device)  # refused here, before any work, where the hardware lacks it
         self.run_dir.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed)
@@ -264,6 +267,9 @@ class Trainer:
         self.stream = StepStream(
             train_ds, unl_ds, cfg.batch_size, b_u, info, cfg.seed, collate_labeled, collate_unlabeled
         )
+        if semi and cfg.data.workers > 0 and getattr(text, "frozen", False) and getattr(text, "use_cache", False):
+            # the unlabeled texts (EDA variants, flips) are encoded in the loader worker, on its own core
+            self.stream.text_encoder = text
         spe = self.steps_per_epoch = self.stream.steps_per_epoch
         if cfg.total_steps:
             self.total = cfg.total_steps
@@ -305,6 +311,8 @@ class Trainer:
                 "torch": torch.__version__,
                 "python": platform.python_version(),
                 "device": self.device,
+                "threads": torch.get_num_threads(),
+                "precision": "bf16 autocast" if self.bf16 else "fp32",
                 "world_size": info.world,
                 "batch_per_process": cfg.batch_size,
                 "global_batch": cfg.batch_size * info.world,
@@ -347,6 +355,8 @@ class Trainer:
         # every random draw of a step (prior dropout, …) is a function of (seed, step, rank), so a
         # resumed run repeats it whatever else touched the global generator (e.g. loader start-up)
         torch.manual_seed(step_seed(cfg.seed, state["step"], info.rank))
+        if unl is not None and unl.text_features is not None:
+            self.model.text.absorb(unl.text_features)
         with self._amp():
             out = self.method.loss(self.net, lab, unl, ctx)
         self.opt.zero_grad(set_to_none=True)

@@ -49,7 +49,7 @@ def adamw(net: torch.nn.Module, lr: float, weight_decay: float, encoder_scale: f
     groups = [{"params": [p for p in net.parameters() if id(p) not in enc], "scale": 1.0}]
     if encoder_scale is not None:
         groups.append({"params": [p for p in net.parameters() if id(p) in enc], "scale": encoder_scale})
-    return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
+    return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay, fused=True)
 
 
 def cosine_step(opt: torch.optim.Optimizer, base_lr: float, step: int, steps: int, warmup: int = 0) -> None:

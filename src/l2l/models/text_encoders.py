@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import typing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -33,6 +34,15 @@ def _no_pooler(build):
         return build(add_pooling_layer=False)
     except TypeError:
         return build()
+
+
+@dataclass(frozen=True)
+class PackedFeatures:
+    """Token features of several sentences in one tensor (rows of sentence i: ``lengths[i]``)."""
+
+    texts: list[str]
+    lengths: list[int]
+    data: torch.Tensor  # (sum(lengths), dim)
 
 
 class HFTextEncoder(nn.Module):
@@ -147,6 +157,27 @@ class HFTextEncoder(nn.Module):
                 out = self.model(input_ids=x, attention_mask=torch.ones_like(x)).last_hidden_state.float().cpu()
                 for j, i in enumerate(chunk):
                     self._cache[todo[i]] = out[j].clone()
+
+    def features_for(self, texts: Sequence[str]) -> "PackedFeatures | None":
+        """The frozen features of the sentences of ``texts`` not cached here yet, computed now and
+        packed into one tensor — what a loader worker sends with its batch so that the training
+        process only has to :meth:`absorb` them (the encoding then runs on the worker's core, beside
+        the step). None when every sentence was cached."""
+        new = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        if not new:
+            return None
+        self.precompute(new)
+        feats = [self._cache[t] for t in new]
+        return PackedFeatures(new, [int(f.shape[0]) for f in feats], torch.cat(feats))
+
+    def absorb(self, packed: "PackedFeatures | None") -> None:
+        """Take the features a worker computed (:meth:`features_for`) into this cache; sentences
+        cached already keep their features."""
+        if packed is None or not (self.frozen and self.use_cache):
+            return
+        for t, f in zip(packed.texts, packed.data.split(packed.lengths)):
+            if t not in self._cache:
+                self._cache[t] = f.clone()  # its own storage: the shared batch memory is released
 
     def _encode_cached(self, texts: list[str], device) -> tuple[torch.Tensor, torch.Tensor]:
         """Frozen features per sentence, each computed alone (so a sentence's features never depend

@@ -184,7 +184,7 @@ def train(cfg: PPTConfig, labels_dir: str | Path, ds: Any, out: str | Path, devi
         torch.manual_seed(cfg.seed)
         model = build_model(cfg, device)
         model.encoders.prefill(sources.texts())
-        opt = torch.optim.Adam(model.generator.parameters(), lr=cfg.lr)
+        opt = torch.optim.Adam(model.generator.parameters(), lr=cfg.lr, fused=True)
         sched = Schedule(cfg, sources)
         step, selected_for, before = 0, None, 0.0
         last = ckpt.latest(out / "checkpoints")

@@ -151,7 +151,7 @@ def train_dense(
         )
         torch.manual_seed(cfg.seed)
         model = DenseHeads(cfg.conv_channels, cfg.decoder_dim)
-        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
         flips = np.random.default_rng([cfg.seed, 2]).random((cfg.steps, cfg.batch_size)) < 0.5
         trajectory: list[dict[str, float]] = []
         bar = progress(range(end), desc="pretrain visual", disable=not show_progress)
