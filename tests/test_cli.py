@@ -201,6 +201,17 @@ def test_priors_generate_and_eval(synthref_dir, tmp_path, capsys):
     assert res["missing"] == 0 and 0.3 < res["mean_IoU"] < 0.95
     assert main(["priors", "generate", "--data", str(synthref_dir), "--provider", "mllm-sam2", "--out", str(out)]) == 2
     assert "--mllm" in capsys.readouterr().err
+    # --shard i/n: processes side by side fill one store; together they make what one process makes
+    sharded = tmp_path / "sharded"
+    base = args[: args.index("--out")]
+    for i in (1, 0):
+        assert main([*base, "--out", str(sharded), "--shard", f"{i}/2"]) == 0
+        assert f"rank {i}/2" in capsys.readouterr().out
+    from l2l.priors.store import PriorStore
+
+    one, two = PriorStore(out), PriorStore(sharded)
+    assert sorted(one.sample_ids()) == sorted(two.sample_ids())
+    assert all(np.array_equal(one.get(i), two.get(i)) for i in one.sample_ids())
 
 
 def test_priors_default_provider_is_the_learned_prior_on_synthref(synthref_dir, tmp_path, capsys):
@@ -215,6 +226,28 @@ def test_priors_default_provider_is_the_learned_prior_on_synthref(synthref_dir, 
     meta = json.loads((out / "store.json").read_text())
     assert meta["provider"] == "standin" and meta["config"]["stand_ins"] is True
     assert meta["config"]["grounder"]["grounder"].startswith("builtin:synthpool-grounder (")
+
+
+def test_the_demo_makes_its_priors_by_two_processes(synthref_dir, tmp_path, capsys):
+    """``l2l demo``'s learned priors: shard 0/2 here, 1/2 in an ``l2l priors generate`` beside it, one store,
+    the maps of one process alone."""
+    from l2l.cli import _generate_priors, _generate_priors_beside
+    from l2l.data.refer import ReferDataset
+    from l2l.foundation.prior import build
+    from l2l.priors.store import PriorStore
+
+    ds = ReferDataset.synthref(synthref_dir)
+    ids = [r.sample_id for r in ds.samples("train")]
+    provider = build()
+    _generate_priors_beside(ds, provider, ids, tmp_path / "two", synthref_dir)
+    assert "failed" not in capsys.readouterr().out
+    assert [p.name for p in sorted((tmp_path / "two").glob("manifest.rank1*.jsonl"))]  # the helper did its share
+    two = PriorStore(tmp_path / "two")
+    assert sorted(two.sample_ids()) == sorted(ids)
+    half = ids[::7]  # one process alone, on a sample of them
+    _generate_priors(ds, provider, half, tmp_path / "one", batch_size=32)
+    one = PriorStore(tmp_path / "one")
+    assert all(np.array_equal(one.get(i), two.get(i)) for i in half)
 
 
 def test_demo_main_job_end_to_end(tmp_path, capsys, monkeypatch):
@@ -238,6 +271,9 @@ def test_demo_main_job_end_to_end(tmp_path, capsys, monkeypatch):
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "[7/7]" in out
+    # the EDA pools were built beside the priors (a thread), before the training started
+    assert "building EDA pools" in out and out.index("building EDA pools") < out.index("[5/7]")
+    assert "failed" not in out  # the second prior process did its share
     for f in (
         "synthref/meta.json",
         "stats.json",

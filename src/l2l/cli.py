@@ -200,8 +200,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
         print(f"      provider: simulated — {WARNING}")
         provider = SimulatedProvider(ds, SimulatedConfig(seed=0))
-    train_ids = [r.sample_id for r in ds.samples("train")]
-    _generate_priors(ds, provider, train_ids, priors, batch_size=32)
     cfg = load_config(
         TrainConfig,
         args.config,
@@ -213,6 +211,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
             *args.overrides,
         ],
     )
+    eda = _eda_pools_beside(cfg, ds, split)  # on the second core's spare time while the priors are made
+    train_ids = [r.sample_id for r in ds.samples("train")]
+    try:
+        if args.prior == "standin" and (os.cpu_count() or 1) > 1:
+            _generate_priors_beside(ds, provider, train_ids, priors, data_dir)
+        _generate_priors(ds, provider, train_ids, priors, batch_size=32)  # what is not there yet (all, when alone)
+    finally:
+        if eda is not None:
+            eda.join()
     run = work / f"{cfg.method}_{split.fraction * 100:g}pct"
     print(f"[5/7] {cfg.method} training ({args.config}) -> {run}  (resumes if interrupted)")
     res = Trainer(cfg, run).fit()
@@ -785,7 +792,7 @@ def cmd_priors_generate(args: argparse.Namespace) -> int:
         name = "standin" if ds.name == "synthref" else "simulated"
     provider = PRIOR_PROVIDERS.get(name)(args, ds)
     ids = _prior_samples(args, ds)
-    res = _generate_priors(ds, provider, ids, args.out, args.batch_size)
+    res = _generate_priors(ds, provider, ids, args.out, args.batch_size, args.shard)
     print(
         f"{args.out}: {res['generated']} generated, {res['skipped']} already present "
         f"(rank {res['rank']}/{res['world']}, {res['assigned']} assigned of {len(ids)} {args.split}/{args.subset} samples)"
@@ -793,12 +800,62 @@ def cmd_priors_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _generate_priors(ds, provider, ids: list[int], out: str | Path, batch_size: int = 16) -> dict:
-    """Fill the prior store ``out`` with ``provider``'s maps of samples ``ids`` (this rank's share)."""
+def _eda_pools_beside(cfg: Any, ds: Any, split: Any) -> Any:
+    """The demo's EDA pools (the strong text view of its unlabeled sentences) built in a thread beside
+    the prior generation — one torch thread each, so they run on the two cores side by side; the
+    trainer then finds them in the cache. None when the run uses no strong text or the pools are there."""
+    import threading
+
+    from .data.dataset import train_records
+    from .engine.trainer import text_strong_augmenter
+    from .registry import METHODS
+
+    if not cfg.data.strong_text or not getattr(METHODS.get(cfg.method), "needs_unlabeled", False):
+        return None
+    sentences = [r.sentence for r in train_records(ds, split)[1]]
+
+    def build() -> None:
+        try:
+            text_strong_augmenter(cfg.data, ds, sentences)
+        except Exception:  # noqa: S110 — the trainer builds what is missing and reports the error there
+            pass
+
+    t = threading.Thread(target=build, name="eda-pools", daemon=True)
+    t.start()
+    return t
+
+
+def _generate_priors_beside(ds, provider, ids: list[int], out: Path, data_dir: Path) -> None:
+    """The demo's priors by two processes of one thread each (the thread policy): a second ``l2l priors
+    generate --shard 1/2`` beside this process's shard 0/2, into the same store. A failed helper costs
+    time only: the caller then generates whatever is still missing."""
+    import subprocess
+
+    cmd = [sys.executable, "-m", "l2l.cli", "priors", "generate", "--provider", "standin", "--data", str(data_dir),
+           "--split", "train", "--subset", "all", "--out", str(out), "--batch-size", "32", "--shard", "1/2"]  # fmt: skip
+    env = {**os.environ, "L2L_NO_PROGRESS": "1"}
+    helper = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        _generate_priors(ds, provider, ids, out, batch_size=32, shard=(0, 2))
+    except BaseException:  # Ctrl-C or an error here: the helper stops too (what both stored stays)
+        helper.terminate()
+        helper.wait()
+        raise
+    _, err = helper.communicate()
+    if helper.returncode != 0:
+        tail = (err or "").strip().splitlines()[-1:] or ["no message"]
+        print(f"      the second prior process failed (exit {helper.returncode}: {tail[0]}); this one makes its share")
+
+
+def _generate_priors(
+    ds, provider, ids: list[int], out: str | Path, batch_size: int = 16, shard: tuple[int, int] | None = None
+) -> dict:
+    """Fill the prior store ``out`` with ``provider``'s maps of samples ``ids`` (this rank's share:
+    ``shard`` = (i, n), else torchrun's RANK / WORLD_SIZE, else all)."""
     from .priors.base import PriorInput
     from .priors.store import PriorStore
 
-    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    rank, world = shard or (int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")))
 
     def load(sid: int) -> PriorInput:
         rec = ds.sample(sid)
@@ -1021,6 +1078,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="auto (standin on SynthRef, simulated elsewhere) | " + " | ".join(PRIOR_PROVIDERS.names()),
     )
     p.add_argument("--device", default="auto", help="teacher, mllm-sam2: auto (a GPU when there is one) | cpu | cuda")
+    p.add_argument("--shard", type=_shard, default=None,
+                   help="i/n: this process takes every n-th sample, into the same --out (run n of them side by side, "
+                   "one thread each; or torchrun)")  # fmt: skip
     p.add_argument("--mllm", default=None, help="mllm-sam2: local Qwen2.5-VL folder")
     p.add_argument("--sam2", default=None, help="mllm-sam2: local SAM2 folder (transformers format)")
     p.add_argument("--max-new-tokens", type=int, default=64, help="mllm-sam2: generation budget per answer")

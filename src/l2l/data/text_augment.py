@@ -287,6 +287,10 @@ class SentenceEncoder:
         """(N, D) float32 unit vectors; repeated sentences come from the cache."""
         torch = self._torch
         todo = sorted({s for s in sentences if s not in self._cache})
+        # batches of similar token length: little padding (2.9× faster on one thread than alphabetical
+        # batches; the embeddings agree to 3e-7, docs/benchmarks.md)
+        n_tok = [len(x) for x in self.tokenizer(todo, truncation=True, max_length=64)["input_ids"]] if todo else []
+        todo = [t for _, t in sorted(zip(n_tok, todo))]
         for i in range(0, len(todo), self.batch_size):
             chunk = todo[i : i + self.batch_size]
             tok = self.tokenizer(chunk, padding=True, truncation=True, max_length=64, return_tensors="pt").to(

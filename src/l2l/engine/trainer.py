@@ -110,6 +110,25 @@ def build_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.Opt
 resolve_device = best_device
 
 
+def text_strong_augmenter(cfg: DataConfig, ds: ReferDataset, sentences: Sequence[str], announce: bool = True):
+    """The EDA augmenter of a run on ``ds`` with the pools of ``sentences`` built (once: they are cached in
+    ``data.eda_cache``, by default ``<root>/cache/eda_pools_<dataset>.json``, and read from there)."""
+    from ..data.text_augment import SentenceEncoder, TextStrongAugmenter
+
+    cache = (
+        Path(cfg.eda_cache)
+        if cfg.eda_cache
+        else Path(cfg.root) / "cache" / f"eda_pools_{ds.name.replace('/', '_')}.json"
+    )
+    aug = TextStrongAugmenter(SentenceEncoder(), cache_file=cache)
+    missing = aug.missing(sentences)
+    if missing:
+        if announce:
+            print(f"building EDA pools for {missing} sentences (once; cached in {cache})", flush=True)
+        aug.precompute(sentences)
+    return aug
+
+
 def open_dataset(cfg: DataConfig) -> ReferDataset:
     return ReferDataset.open(cfg.root, cfg.dataset, cfg.split_by, cfg.image_dir)
 
@@ -534,21 +553,7 @@ class Trainer:
         """The strong text view (EDA pools, cached next to the data); None when disabled."""
         if not self.cfg.data.strong_text:
             return None
-        from ..data.text_augment import SentenceEncoder, TextStrongAugmenter
-
-        cache = (
-            Path(self.cfg.data.eda_cache)
-            if self.cfg.data.eda_cache
-            else Path(self.cfg.data.root) / "cache" / f"eda_pools_{ds.name.replace('/', '_')}.json"
-        )
-        aug = TextStrongAugmenter(SentenceEncoder(), cache_file=cache)
-        todo = [r.sentence for r in unlabeled]
-        missing = aug.missing(todo)
-        if missing:
-            if self.info.is_main:
-                print(f"building EDA pools for {missing} sentences (once; cached in {cache})", flush=True)
-            aug.precompute(todo)
-        return aug
+        return text_strong_augmenter(self.cfg.data, ds, [r.sentence for r in unlabeled], self.info.is_main)
 
     def evaluate(self, model, ds: ReferDataset) -> dict[str, Any]:
         recs = ds.samples(self.cfg.data.eval_split)
