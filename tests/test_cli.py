@@ -228,18 +228,21 @@ def test_priors_default_provider_is_the_learned_prior_on_synthref(synthref_dir, 
     assert meta["config"]["grounder"]["grounder"].startswith("builtin:synthpool-grounder (")
 
 
-def test_the_demo_makes_its_priors_by_two_processes(synthref_dir, tmp_path, capsys):
+def test_the_demo_makes_its_priors_by_two_processes(tmp_path, capsys):
     """``l2l demo``'s learned priors: shard 0/2 here, 1/2 in an ``l2l priors generate`` beside it, one store,
     the maps of one process alone."""
     from l2l.cli import _generate_priors, _generate_priors_beside
     from l2l.data.refer import ReferDataset
+    from l2l.data.synthref import SynthRefConfig, generate
     from l2l.foundation.prior import build
     from l2l.priors.store import PriorStore
 
-    ds = ReferDataset.synthref(synthref_dir)
+    data = tmp_path / "data"  # small: the second process makes priors for every training sample
+    generate(SynthRefConfig(images=16, seed=5), data, workers=1, show_progress=False)
+    ds = ReferDataset.synthref(data)
     ids = [r.sample_id for r in ds.samples("train")]
     provider = build()
-    _generate_priors_beside(ds, provider, ids, tmp_path / "two", synthref_dir)
+    _generate_priors_beside(ds, provider, ids, tmp_path / "two", data)
     assert "failed" not in capsys.readouterr().out
     assert [p.name for p in sorted((tmp_path / "two").glob("manifest.rank1*.jsonl"))]  # the helper did its share
     two = PriorStore(tmp_path / "two")
