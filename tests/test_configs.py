@@ -55,6 +55,16 @@ def test_overrides_types_and_errors(tmp_path):
         load_config(TrainConfig, None, ["optim.lr=fast"])
     with pytest.raises(ConfigError, match="stage_modes"):
         load_config(TrainConfig, None, ["model.sesm.stage_modes=[local]"])
+    # a switch is true or false, a count is a number: no silent truthiness (the fault sweep's F7)
+    with pytest.raises(ConfigError, match="compile: expected true or false, got 'maybe'"):
+        load_config(TrainConfig, None, ["compile=maybe"])
+    with pytest.raises(ConfigError, match="channels_last: expected true or false, got 1"):
+        load_config(TrainConfig, None, ["channels_last=1"])
+    with pytest.raises(ConfigError, match="batch_size: expected an integer, got True"):
+        load_config(TrainConfig, None, ["batch_size=true"])
+    with pytest.raises(ConfigError, match="optim.lr: expected a number, got False"):
+        load_config(TrainConfig, None, ["optim.lr=false"])
+    assert load_config(TrainConfig, None, ['compile="yes"', "channels_last=off"]).compile is True
     p = tmp_path / "c.yaml"
     p.write_text(dump_config(cfg))
     assert load_config(TrainConfig, p) == cfg

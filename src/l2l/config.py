@@ -63,6 +63,13 @@ def _coerce(v: Any, tp: Any, key: str) -> Any:
     if v is None and type(None) in args:
         return None
     scalar = tp if tp in (int, float, bool, str) else next((a for a in args if a in (int, float, str)), None)
+    if scalar is bool and not isinstance(v, bool):
+        words = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
+        if isinstance(v, str) and v.strip().lower() in words:
+            return words[v.strip().lower()]
+        raise ConfigError(f"{key}: expected true or false, got {v!r}")
+    if scalar in (int, float) and isinstance(v, bool):
+        raise ConfigError(f"{key}: expected {'an integer' if scalar is int else 'a number'}, got {v!r}")
     if scalar is float and isinstance(v, (int, str)) and not isinstance(v, bool):
         try:
             return float(v)
