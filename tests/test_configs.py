@@ -41,6 +41,21 @@ def test_shipped_configs_resolve(path):
     assert again.seed == 22
 
 
+@pytest.mark.parametrize(
+    "override, error",
+    [
+        ("compile=maybe", "compile: expected true or false, got 'maybe'"),
+        ("channels_last=1", "channels_last: expected true or false, got 1"),
+        ("batch_size=true", "batch_size: expected an integer, got True"),
+        ("optim.lr=false", "optim.lr: expected a number, got False"),
+    ],
+)
+def test_a_switch_is_true_or_false_and_a_count_a_number(override, error):
+    """No silent truthiness (the fault sweep's F7: compile=maybe turned torch.compile on)."""
+    with pytest.raises(ConfigError, match=error):
+        load_config(TrainConfig, None, [override])
+
+
 def test_overrides_types_and_errors(tmp_path):
     cfg = load_config(
         TrainConfig,
@@ -55,15 +70,6 @@ def test_overrides_types_and_errors(tmp_path):
         load_config(TrainConfig, None, ["optim.lr=fast"])
     with pytest.raises(ConfigError, match="stage_modes"):
         load_config(TrainConfig, None, ["model.sesm.stage_modes=[local]"])
-    # a switch is true or false, a count is a number: no silent truthiness (the fault sweep's F7)
-    with pytest.raises(ConfigError, match="compile: expected true or false, got 'maybe'"):
-        load_config(TrainConfig, None, ["compile=maybe"])
-    with pytest.raises(ConfigError, match="channels_last: expected true or false, got 1"):
-        load_config(TrainConfig, None, ["channels_last=1"])
-    with pytest.raises(ConfigError, match="batch_size: expected an integer, got True"):
-        load_config(TrainConfig, None, ["batch_size=true"])
-    with pytest.raises(ConfigError, match="optim.lr: expected a number, got False"):
-        load_config(TrainConfig, None, ["optim.lr=false"])
     assert load_config(TrainConfig, None, ['compile="yes"', "channels_last=off"]).compile is True
     p = tmp_path / "c.yaml"
     p.write_text(dump_config(cfg))

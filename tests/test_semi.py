@@ -363,7 +363,9 @@ def test_weak_pass_keeps_its_guidance(synthref_dir, priors_dir, tmp_path, monkey
     assert all(seen) if weak_dropout else not any(seen)
 
 
-def test_the_loader_worker_encodes_new_sentences_and_the_run_is_unchanged(synthref_dir, priors_dir, tmp_path):
+def test_the_loader_worker_encodes_new_sentences_and_the_run_is_unchanged(
+    synthref_dir, priors_dir, tmp_path, monkeypatch
+):
     """With a frozen, caching text encoder and loader workers, the sentences new to the model (the
     unlabeled ones, their EDA variants and flips) are encoded in the worker and sent with the batch
     (engine/stream.py): the training process only absorbs them, and the weights are those of a run
@@ -383,10 +385,30 @@ def test_the_loader_worker_encodes_new_sentences_and_the_run_is_unchanged(synthr
     assert isinstance(packed, PackedFeatures) and set(unl.texts) <= set(packed.texts)
     assert packed.data.shape == (sum(packed.lengths), tr.model.text.dim)
     assert tr.stream[0][1].text_features is None  # each sentence is sent once
+    import os
+
+    from l2l.data.text_augment import flip_directions
+    from l2l.models.text_encoders import HFTextEncoder
+
+    here, encoded = os.getpid(), []  # the sentences this (the training) process encodes itself
+    real = HFTextEncoder.precompute
+
+    def spy(self, texts, *a, **k):
+        if os.getpid() == here:
+            encoded.extend(t for t in texts if t not in self._cache)
+        return real(self, texts, *a, **k)
+
+    monkeypatch.setattr(HFTextEncoder, "precompute", spy)
     tr = Trainer(
         _cfg(synthref_dir, priors_dir, "fixmatch", *extra, "data.workers=1"), tmp_path / "w1", show_progress=False
     )
     tr.fit(resume=False)
+    both = lambda recs: {t for r in recs for t in (r.sentence, flip_directions(r.sentence))}  # noqa: E731
+    unlabeled_only = (
+        both(tr.stream.unlabeled.records) - both(tr.stream.labeled.records) - both(tr.dataset.samples("val"))
+    )
+    assert unlabeled_only and encoded  # (the labeled sentences at prepare, the val ones at the evaluation)
+    assert not unlabeled_only & set(encoded)  # the unlabeled sentences came from the worker, encoded there
     assert set(unl.texts) <= set(tr.model.text._cache)  # absorbed from the worker's batches
     wa, wb = (load_file(str(tmp_path / r / "last" / "model.safetensors")) for r in ("w0", "w1"))
     assert all(torch.allclose(wa[k], wb[k], rtol=0, atol=1e-6) for k in wa)

@@ -6,15 +6,14 @@ only offered where the hardware computes bf16 natively — Intel AMX or AVX-512 
 torch's own checks, never assumed; elsewhere oneDNN would emulate it, slower than fp32, and
 ``amp=bf16`` is refused with the reason.
 
-``auto`` is bf16 on a GPU that supports it and fp32 on a CPU: on the 2-core machines measured
-(docs/benchmarks.md, "bf16") bf16 autocast made the training step slower, not faster — the models
-are narrow (32–128 channels), and the casts around every convolution cost more than the bf16 kernels
-save. The exact-resume and DDP equivalence tests run in fp32.
+``auto`` is bf16 on a GPU that supports it and fp32 on a CPU: on the AVX-512 BF16 CPU measured
+(docs/benchmarks.md, "Threads, precision and share of peak", table 4) bf16 autocast made the
+supervised and L2L steps slower (0.85×, 0.91×) and FixMatch's no faster (1.04×) — the models are
+narrow (32–192 channels), and the casts around every convolution cost about what the bf16 kernels
+save. AMX was not measured. The exact-resume and DDP equivalence tests run in fp32.
 """
 
 from __future__ import annotations
-
-from contextlib import AbstractContextManager
 
 import torch
 
@@ -55,9 +54,3 @@ def use_bf16(amp: str, device: str) -> bool:
     if not ok:
         raise UsageError(f"amp=bf16 on the CPU: {what}, so bf16 would be emulated (slower than fp32); use amp=off")
     return True
-
-
-def autocast(amp: str, device: str) -> AbstractContextManager:
-    """The autocast context of ``amp`` on ``device`` (disabled when it resolves to fp32)."""
-    kind = "cuda" if str(device).startswith("cuda") else "cpu"
-    return torch.autocast(device_type=kind, dtype=torch.bfloat16, enabled=use_bf16(amp, device))

@@ -1,11 +1,13 @@
 """The thread policy: one intra-op thread per process on the CPU, parallelism by processes.
 
-On the 2-core machines this project runs on, two OpenMP threads in one process are slower than one
-for every model here (small matmuls and convolutions: the fork/join and the spin-wait cost more than
-the second core gives), and with any other busy process beside them they are several times slower
-(docs/benchmarks.md, "Threads"). So each process computes on **one** thread, and the machine's cores
-are used by processes: the data-loader worker beside a training, ``l2l experiment run --jobs N``,
-``--shard i/n`` for prior and Pseudo-RIS generation, ``pytest -n``.
+On the 2-core machines this project runs on, one thread runs at the same speed whether the machine
+is idle or busy, while two OpenMP threads in one process swing by 4×: on an idle AMD EPYC they are
+1.2–1.8× faster than one, but beside any other busy process they are 2.3–3.6× slower (they spin and
+wait for each other; docs/benchmarks.md, "Threads, precision and share of peak"; the Intel Xeon
+measurements of issue 31 found two threads slower even on a lightly shared machine). So each process
+computes on **one** thread by default, and the machine's cores are used by processes: the
+data-loader worker beside a training, ``l2l experiment run --jobs N``, ``--shard i/n`` for prior and
+Pseudo-RIS generation, ``pytest -n``. One job alone on an idle machine gains from ``--threads 2``.
 
 The count, first that is set:
 
@@ -15,7 +17,7 @@ The count, first that is set:
 4. 1.
 
 ``OMP_WAIT_POLICY=PASSIVE`` is set too (unless the user set it): a thread that waits sleeps instead
-of spinning, which is what makes more than one thread tolerable beside other processes. It is read
+of spinning (two threads beside a busy process: 1.9× faster than spinning, still slower than one). It is read
 when the OpenMP runtime starts, so :func:`prepare_environment` runs before torch is imported (the
 ``l2l`` entry point does that); child processes inherit it and the count.
 """
