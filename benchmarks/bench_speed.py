@@ -76,6 +76,21 @@ def _flops(fn: Callable[[], int]) -> tuple[int, int]:
     return fc.get_total_flops(), items
 
 
+def _rate(run: Callable[[int], int], warm: int, probe: int, full: int, dtype: str, seconds: float, unit: str):
+    """``run(k)`` does k items (returns how many it did): once to warm up, FLOPs counted on ``probe``
+    items, then timed on ``full`` items for ``seconds``; under bf16 autocast when ``dtype`` says so."""
+    import torch
+
+    def go(k: int) -> int:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16"):
+            return run(k)
+
+    go(warm)
+    flops, items = _flops(lambda: go(probe))
+    n, dt = _timed(lambda: go(full), seconds)
+    return {"items": n, "seconds": dt, "flops_per_item": flops / items, "unit": unit}
+
+
 def _trainer(method: str, dtype: str, data: str, priors: str, tmp: str, extra: list[str] = ()):
     from l2l.config import load_config
     from l2l.engine.trainer import TrainConfig, Trainer
@@ -116,27 +131,20 @@ def path_train(method: str, dtype: str, args: argparse.Namespace, tmp: str) -> d
 
 
 def path_eval(dtype: str, args: argparse.Namespace, tmp: str) -> dict[str, Any]:
-    import torch
 
     from l2l.engine.evaluate import inference_on_dataset
 
     tr = _trainer("train", dtype, args.data, args.priors, tmp)
     recs = tr.dataset.samples("val")[:128]
-    amp = torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16")
 
     def run(k: int) -> int:
-        with amp:
-            inference_on_dataset(tr.model, tr.dataset, recs[:k], tr.cfg.data.size, show_progress=False)
+        inference_on_dataset(tr.model, tr.dataset, recs[:k], tr.cfg.data.size, show_progress=False)
         return k
 
-    run(16)
-    flops, items = _flops(lambda: run(16))
-    n, dt = _timed(lambda: run(len(recs)), args.seconds)
-    return {"items": n, "seconds": dt, "flops_per_item": flops / items, "unit": "val sentences"}
+    return _rate(run, 16, 16, len(recs), dtype, args.seconds, "val sentences")
 
 
 def path_predict(dtype: str, args: argparse.Namespace, tmp: str) -> dict[str, Any]:
-    import torch
 
     from l2l.models.predictor import SegmenterPredictor
 
@@ -147,25 +155,19 @@ def path_predict(dtype: str, args: argparse.Namespace, tmp: str) -> dict[str, An
     for r in ds.samples("val"):
         by_image.setdefault(r.image_id, []).append(r.sentence)
     images = [(ds.load_image(i), s) for i, s in list(by_image.items())[:20]]
-    amp = torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16")
 
     def run(k: int) -> int:
         done = 0
-        with amp:
-            for img, sents in images[:k]:
-                pred.set_image(img)
-                pred.predict(sents)
-                done += len(sents)
+        for img, sents in images[:k]:
+            pred.set_image(img)
+            pred.predict(sents)
+            done += len(sents)
         return done
 
-    run(2)
-    flops, items = _flops(lambda: run(4))
-    n, dt = _timed(lambda: run(len(images)), args.seconds)
-    return {"items": n, "seconds": dt, "flops_per_item": flops / items, "unit": "sentences (20 images)"}
+    return _rate(run, 2, 4, len(images), dtype, args.seconds, "sentences (20 images)")
 
 
 def path_prior(dtype: str, args: argparse.Namespace, tmp: str) -> dict[str, Any]:
-    import torch
 
     from l2l.data.refer import ReferDataset
     from l2l.foundation.prior import build
@@ -176,22 +178,16 @@ def path_prior(dtype: str, args: argparse.Namespace, tmp: str) -> dict[str, Any]
     recs = sorted(ds.samples("train")[:192], key=lambda r: r.image_id)
     images = {r.image_id: ds.load_image(r.image_id) for r in recs}
     inputs = [PriorInput(r.sample_id, images[r.image_id], r.sentence) for r in recs]
-    amp = torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16")
 
     def run(k: int) -> int:
-        with amp:
-            for i in range(0, k, 32):
-                provider(inputs[i : min(i + 32, k)])
+        for i in range(0, k, 32):
+            provider(inputs[i : min(i + 32, k)])
         return k
 
-    run(32)
-    flops, items = _flops(lambda: run(32))
-    n, dt = _timed(lambda: run(len(inputs)), args.seconds)
-    return {"items": n, "seconds": dt, "flops_per_item": flops / items, "unit": "(image, sentence) samples"}
+    return _rate(run, 32, 32, len(inputs), dtype, args.seconds, "(image, sentence) samples")
 
 
 def path_pseudoris(dtype: str, args: argparse.Namespace, tmp: str) -> dict[str, Any]:
-    import torch
 
     from l2l.data.refer import ReferDataset
     from l2l.pseudoris.config import PseudoRISConfig
@@ -200,18 +196,13 @@ def path_pseudoris(dtype: str, args: argparse.Namespace, tmp: str) -> dict[str, 
     ds = ReferDataset.synthref(args.data)
     cfg = PseudoRISConfig()
     models = load_models("builtin:synthpool-sam", "builtin:synthpool-captioner", "builtin:synthpool-clip")
-    amp = torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16")
     runs = iter(range(1000))
 
     def run(k: int) -> int:
-        with amp:
-            generate(ds, Path(tmp) / f"g{next(runs)}", models, cfg, max_images=k, show_progress=False)
+        generate(ds, Path(tmp) / f"g{next(runs)}", models, cfg, max_images=k, show_progress=False)
         return k
 
-    run(2)
-    flops, items = _flops(lambda: run(2))
-    n, dt = _timed(lambda: run(6), args.seconds)
-    return {"items": n, "seconds": dt, "flops_per_item": flops / items, "unit": "training images"}
+    return _rate(run, 2, 2, 6, dtype, args.seconds, "training images")
 
 
 def child(args: argparse.Namespace) -> None:
