@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 
 from l2l.cli import main
+from l2l.data.refer import ReferDataset
 
 
 def test_synth_split_stats_preview(tmp_path, capsys):
@@ -274,6 +276,11 @@ def test_demo_main_job_end_to_end(tmp_path, capsys, monkeypatch):
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "[7/7]" in out
+    # the last step: the first six testB sentences (never chosen), their IoU in %, one figure
+    six = [r.sentence for r in ReferDataset.synthref(work / "synthref").samples("testB")[:6]]
+    step7 = out[out.index("[7/7]") :]
+    assert all(f'"{s}"' in step7 for s in six) and "at IoU ≥ 50 %" in step7
+    assert re.search(r"val: oIoU \d+\.\d %", out)
     # the EDA pools were built beside the priors (a thread), before the training started
     assert "building EDA pools" in out and out.index("building EDA pools") < out.index("[5/7]")
     assert "failed" not in out  # the second prior process did its share
@@ -282,6 +289,7 @@ def test_demo_main_job_end_to_end(tmp_path, capsys, monkeypatch):
         "stats.json",
         "preview.png",
         "prediction_overlay.png",
+        "testB_first6.png",
         "priors/store.json",
         "l2l_5pct/eval_val.json",
         "l2l_5pct/best/model.safetensors",

@@ -192,3 +192,56 @@ def test_predict_uses_the_null_map_where_no_prior_exists():
     mixed = m.predict(x, TEXTS, "prior", prior, torch.tensor([True, False]))
     assert torch.allclose(mixed[1], m.predict(x, TEXTS, "none")[1], atol=1e-6)
     assert torch.allclose(mixed[0], m.predict(x, TEXTS, "prior", prior)[0], atol=1e-6)
+
+
+CONV_TINY = ["visual.name=conv", "visual.conv_channels=[8,16,16,32]", "text.name=tiny", "text.tiny_dim=16"]
+SCENE = ["scene.enabled=true", "scene.dim=16", "scene.heads=2", "scene.ffn=32", "scene.layers=1"]
+
+
+@pytest.mark.parametrize(
+    "where", ["scene.stage=1", "scene.stage=2", "scene.stage=3", "scene.stage=4", "scene.position=decoder"]
+)
+def test_scene_block_starts_as_the_model_without_it_and_then_learns(where):
+    """With W_o = 0 the scene block is the identity (the model equals the one without it, weight for
+    weight); after one step its output depends on the other cells and on the words."""
+    plain = _model(*CONV_TINY)
+    m = _model(*CONV_TINY, *SCENE, where)
+    missing, unexpected = m.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith("scene.") for k in missing)
+    x = torch.rand(2, 3, 64, 64)
+    plain.eval(), m.eval()
+    assert torch.equal(m(x, TEXTS), plain(x, TEXTS))
+    m.train()
+    opt = torch.optim.SGD(m.parameters(), lr=1.0)
+    m(x, TEXTS)[:, 1].mean().backward()
+    assert m.scene is not None and m.scene.out.weight.grad.abs().sum() > 0
+    opt.step()
+    m.eval()
+    assert not torch.equal(m(x, TEXTS), plain(x, TEXTS))
+
+
+def test_scene_block_reads_the_whole_grid_and_masks_padding():
+    from l2l.models.scene import SceneConfig, SceneReasoner
+
+    torch.manual_seed(0)
+    blk = SceneReasoner(8, 12, SceneConfig(enabled=True, dim=16, heads=2, ffn=32, layers=1))
+    torch.nn.init.normal_(blk.out.weight)
+    v, t = torch.rand(1, 8, 4, 4), torch.rand(1, 5, 12)
+    mask = torch.tensor([[True, True, True, False, False]])
+    base = blk(v, t, mask)
+    v2 = v.clone()
+    v2[..., 3, 3] += 1.0  # one far cell changes: the first cell's output changes too (global attention)
+    assert not torch.allclose(blk(v2, t, mask)[..., 0, 0], base[..., 0, 0])
+    t2 = t.clone()
+    t2[:, 3:] = torch.rand(1, 2, 12)  # padding tokens change: nothing changes
+    assert torch.allclose(blk(v, t2, mask), base, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "bad", ["scene.stage=0", "scene.stage=5", "scene.dim=10", "scene.layers=0", "scene.position=middle"]
+)
+def test_scene_config_refuses_bad_values(bad):
+    from l2l.errors import UsageError
+
+    with pytest.raises(UsageError, match="model.scene"):
+        load_config(ModelConfig, None, ["scene.enabled=true", bad])

@@ -93,6 +93,24 @@ def test_masked_ce_and_dice_by_hand():
         unlabeled_loss(logits, labels, "focal")
 
 
+def test_labeled_loss_adds_dice_when_asked():
+    """L_s with sup_dice = λ: the weighted CE plus λ × the soft Dice; λ = 0 is the CE alone; the methods
+    read it from the run's config (supervised and the self-training family)."""
+    from l2l.semi.methods.l2l import L2L
+    from l2l.semi.methods.supervised import SupervisedMethod, labeled_loss_per_sample, weighted_ce_per_sample
+
+    torch.manual_seed(0)
+    logits = torch.randn(3, 2, 6, 6)
+    target = (torch.rand(3, 6, 6) > 0.8).long()
+    target[0, 0, 0] = 255
+    ce = weighted_ce_per_sample(logits, target)
+    assert torch.equal(labeled_loss_per_sample(logits, target, 0.0), ce)
+    assert torch.allclose(labeled_loss_per_sample(logits, target, 0.5), ce + 0.5 * dice_on_selected(logits, target))
+    cfg = load_config(TrainConfig, None, ["sup_dice=0.7"])
+    assert SupervisedMethod.from_config(cfg).dice == 0.7
+    assert L2L.from_config(cfg, "l2l").sup_dice == 0.7
+
+
 def test_selection_rules():
     q = torch.tensor([[[0.9, 0.9], [0.1, 0.1]], [[0.6, 0.4], [0.5, 0.5]]])
     thr = selection.catm_thresholds(q)

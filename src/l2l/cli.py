@@ -224,18 +224,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"[5/7] {cfg.method} training ({args.config}) -> {run}  (resumes if interrupted)")
     res = Trainer(cfg, run).fit()
     r = res["results"] or json.loads((run / f"eval_{cfg.data.eval_split}.json").read_text())
-    print(f"[6/7] {cfg.data.eval_split}: oIoU {r['oIoU']:.4f}  mIoU {r['mIoU']:.4f}  P@0.5 {r['P@0.5']:.4f}")
+    print(
+        f"[6/7] {cfg.data.eval_split}: oIoU {100 * r['oIoU']:.1f} %  mIoU {100 * r['mIoU']:.1f} %  "
+        f"P@0.5 {100 * r['P@0.5']:.1f} %"
+    )
     print(f"      curves (losses, prior quality, pseudo-labels, RPLE) -> {plot_run(run)}")
-    rec = ds.samples("testB")[0]
-    print(f'[7/7] prediction on a testB image: "{rec.sentence}"')
     from .models.segmenter import Segmenter
+    from .report.qualitative import fixed_samples_figure
 
+    six = ds.samples("testB")[:6]  # always the first six testB sentences: never chosen by result
+    model = Segmenter.from_pretrained(run)
+    fig = work / "testB_first6.png"
+    print(f"[7/7] the first {len(six)} testB sentences -> {fig}")
+    shown = fixed_samples_figure(model, ds, six, fig)
+    for row in shown:
+        print(f'      IoU {100 * row["iou"]:5.1f} %  ({row["kind"]}) "{row["sentence"]}"')
+    hits = sum(row["iou"] >= 0.5 for row in shown)
+    print(f"      {hits} of {len(shown)} at IoU ≥ 50 %")
+    rec = six[0]
     image = _read_image(ds.image_path(rec.image_id))
     mask_png, overlay_png = work / "prediction_mask.png", work / "prediction_overlay.png"
-    mask = _predict_to_files(Segmenter.from_pretrained(run), image, rec.sentence, mask_png, overlay_png)
-    gt = ds.mask(rec.ann_id).astype(bool)
-    iou = float((mask & gt).sum()) / max(float((mask | gt).sum()), 1.0)
-    print(f"      IoU with the ground-truth mask: {iou:.3f} (overlay: {overlay_png})")
+    _predict_to_files(model, image, rec.sentence, mask_png, overlay_png)
+    print(f"      the first as files (l2l predict's output): {mask_png}, {overlay_png}")
     print(f"done. Try the model on a web page: l2l serve --ckpt {run}  (docs/predict.md)")
     print(f"      compare methods: docs/results.md; other methods: l2l train --config {args.config} --method NAME")
     return 0

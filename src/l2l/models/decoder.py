@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn as nn
@@ -27,10 +27,19 @@ class Decoder(nn.Module):
         self.fuse1 = nn.Sequential(_conv(dim + c1, dim), _conv(dim, dim))
         self.head = nn.Conv2d(dim, out_channels, 1)
 
-    def forward(self, feats: Sequence[torch.Tensor], out_size: tuple[int, int]) -> torch.Tensor:
+    def forward(
+        self,
+        feats: Sequence[torch.Tensor],
+        out_size: tuple[int, int],
+        at_stride8: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """``at_stride8``: a map applied to the decoder's stride-8 features (B, dim, H/8, W/8) before they
+        meet stage 1 (the segmenter's scene block with ``scene.position: decoder``)."""
         s1, s2, s3, s4 = feats
         up = lambda x, ref: F.interpolate(x, size=ref.shape[-2:], mode="bilinear", align_corners=False)  # noqa: E731
         x = self.fuse3(torch.cat([up(s4, s3), s3], 1))
         x = self.fuse2(torch.cat([up(x, s2), s2], 1))
+        if at_stride8 is not None:
+            x = at_stride8(x)
         x = self.fuse1(torch.cat([up(x, s1), s1], 1))
         return F.interpolate(self.head(x), size=out_size, mode="bilinear", align_corners=False)

@@ -34,6 +34,7 @@ from ..utils.io import save_safetensors
 from .backbones import VisualConfig, VisualEncoder, build_visual_encoder
 from .decoder import Decoder
 from .domain import OutOfDomainWarning, domain_check_for, far_notice, model_input
+from .scene import SceneConfig, SceneReasoner
 from .sesm import SESMConfig, StageFusion
 from .text_encoders import HFTextEncoder, TinyTextEncoder
 
@@ -60,6 +61,9 @@ class ModelConfig:
     decoder_dim: int = 128  # LAVT uses 256 [ours: smaller for CPU]
     image_size: int = 128  # training resolution; the paper's is 480
     coords: bool = False  # [ours] add a learned (zero-initialised) embedding of (x, y) to every stage
+    scene: SceneConfig = field(
+        default_factory=SceneConfig
+    )  # [ours] vision–language transformer over a stage (scene.py)
 
 
 def build_text_encoder(cfg: TextConfig) -> HFTextEncoder | TinyTextEncoder:
@@ -95,6 +99,7 @@ class Segmenter(nn.Module):
     visual: VisualEncoder
     text: HFTextEncoder | TinyTextEncoder
     coords: nn.ModuleList | None
+    scene: SceneReasoner | None
     null_map: nn.Parameter | None
 
     def __init__(self, cfg: ModelConfig):
@@ -115,6 +120,10 @@ class Segmenter(nn.Module):
                 nn.init.zeros_(conv.weight)
                 nn.init.zeros_(conv.bias)  # type: ignore[arg-type]  # Conv2d has a bias by default
             self.coords = nn.ModuleList(convs)
+        self.scene = None
+        if cfg.scene.enabled:
+            width = cfg.decoder_dim if cfg.scene.position == "decoder" else c[cfg.scene.stage - 1]
+            self.scene = SceneReasoner(width, self.text.dim, cfg.scene)
         s = cfg.sesm.null_map_size
         self.null_map = nn.Parameter(torch.zeros(1, 1, s, s)) if cfg.sesm.uses_guidance else None
 
@@ -188,8 +197,13 @@ class Segmenter(nn.Module):
             if self.coords is not None:
                 v = v + self.coords[i](_coord_grid(v))
             f = self.fusions[i](v, tokens, tmask, g)
+            if self.scene is not None and self.cfg.scene.position == "encoder" and i == self.cfg.scene.stage - 1:
+                f = self.scene(f, tokens, tmask)
             feats.append(f)
             x = self.visual.to_next(i, f)
+        if self.scene is not None and self.cfg.scene.position == "decoder":
+            scene = self.scene
+            return self.decoder(feats, (h, w), lambda x: scene(x, tokens, tmask))
         return self.decoder(feats, (h, w))
 
     @torch.no_grad()

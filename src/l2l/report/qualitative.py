@@ -88,3 +88,40 @@ def qualitative_grid(
     with Image.open(out) as im:  # photos of noisy textures: a 256-colour palette keeps the PNG ~3× smaller
         im.convert("RGB").quantize(256).save(out, optimize=True)
     return records
+
+
+def fixed_samples_figure(
+    model: Any, ds: Any, records: list[Any], out: Path, zoom: int = 4, guidance: str = "none"
+) -> list[dict[str, Any]]:
+    """One column per sample, always the given ``records`` (never chosen by result): the image with
+    its sentence, the ground truth, and the model's prediction with its IoU, each panel drawn at
+    ``zoom`` × the image's pixels (nearest neighbour). Writes the PNG; returns one record per sample
+    (sample id, sentence, kind, IoU)."""
+    from ..data.preview import overlay
+    from ..utils.figures import save_panel_grid, wrap
+
+    cols, rows = [], []
+    for r in records:
+        img = ds.load_image(r.image_id)
+        gt = ds.mask(r.ann_id).astype(bool)
+        mask, _ = model.segment(img, r.sentence, guidance=guidance, domain_check=False)
+        mask = mask.astype(bool)
+        iou = _iou(mask, gt)
+        big = lambda a: np.repeat(np.repeat(a, zoom, 0), zoom, 1)  # noqa: E731 — nearest-neighbour zoom
+        cols.append(
+            [
+                (big(img), wrap(f'#{r.sample_id} ({r.kind}): "{r.sentence}"', 34), {}),
+                (big(overlay(img, gt.astype(np.uint8))), "ground truth", {}),
+                (big(overlay(img, mask.astype(np.uint8))), f"prediction — IoU {100 * iou:.1f} %", {}),
+            ]
+        )
+        rows.append({"sample_id": r.sample_id, "sentence": r.sentence, "kind": r.kind, "iou": iou})
+    grid = [[c[i] for c in cols] for i in range(3)]
+    h, w = ds.load_image(records[0].image_id).shape[:2]
+    dpi = 100
+    save_panel_grid(grid, out, panel_w=w * zoom / dpi + 0.2, panel_h=h * zoom / dpi + 0.7, dpi=dpi)
+    from PIL import Image
+
+    with Image.open(out) as im:
+        im.convert("RGB").quantize(256).save(out, optimize=True)
+    return rows

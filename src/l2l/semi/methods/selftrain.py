@@ -66,7 +66,7 @@ from ..config import SemiConfig
 from ..losses import unlabeled_loss
 from ..spm import agreement, calibrate
 from ..telemetry import TelemetryHook, Visit
-from .supervised import SupervisedMethod, weighted_ce_per_sample
+from .supervised import SupervisedMethod, labeled_loss_per_sample
 
 if TYPE_CHECKING:
     from ...schema import TrainConfig
@@ -93,10 +93,11 @@ class SelfTrainingMethod:
     needs_unlabeled = True
     model = "segmenter"
 
-    def __init__(self, name: str, cfg: SemiConfig, data_size: int | None = None):
+    def __init__(self, name: str, cfg: SemiConfig, data_size: int | None = None, sup_dice: float = 0.0):
         if name not in self.PRESETS:
             raise UsageError(f"{type(self).__name__} has no preset {name!r}; its presets: {sorted(self.PRESETS)}")
         self.name = name
+        self.sup_dice = sup_dice  # TrainConfig.sup_dice: the Dice term of L_s
         self.cfg = cfg.resolved(self.PRESETS[name])
         self.needs_priors = self.cfg.uses_prior
         self.priors_path = self.cfg.priors
@@ -114,7 +115,7 @@ class SelfTrainingMethod:
 
     @classmethod
     def from_config(cls, cfg: "TrainConfig", name: str) -> "SelfTrainingMethod":
-        return cls(name, cfg.semi, cfg.data.size)
+        return cls(name, cfg.semi, cfg.data.size, cfg.sup_dice)
 
     def _band_pixels(self, data_size: int | None) -> int:
         band = _set(self.cfg.band, "band")
@@ -124,7 +125,12 @@ class SelfTrainingMethod:
 
     # ------------------------------------------------------------------ lifecycle
     def settings(self) -> dict[str, Any]:
-        return {"method": self.name, **{k: v for k, v in asdict(self.cfg).items()}, "band_pixels": self.band_px}
+        return {
+            "method": self.name,
+            **{k: v for k, v in asdict(self.cfg).items()},
+            "band_pixels": self.band_px,
+            "sup_dice": self.sup_dice,
+        }
 
     def hooks(self, trainer) -> list[Hook]:
         return [TelemetryHook(trainer)]
@@ -191,7 +197,7 @@ class SelfTrainingMethod:
     def loss(self, net, lab: LabeledBatch, unl: UnlabeledBatch, ctx: StepContext) -> StepOutput:
         cfg, dev = self.cfg, ctx.device
         if ctx.step < cfg.warmup_steps:  # supervised warm-up: no pseudo-labels from an untrained model
-            out = SupervisedMethod().loss(net, lab, None, ctx)
+            out = SupervisedMethod(dice=self.sup_dice).loss(net, lab, None, ctx)
             return StepOutput(out.loss, {**out.logs, "warmup": 1.0})
         b_u = unl.images.shape[0]
         prior = unl.priors.to(dev)[:, 0].float() if (cfg.uses_prior and unl.priors is not None) else None
@@ -329,7 +335,7 @@ class SelfTrainingMethod:
             g = torch.cat([g_l, g_u])
             has = torch.cat([lab.has_prior.cpu(), h_u.cpu()])
         logits = net(images, texts, g, has).float()
-        l_s = weighted_ce_per_sample(logits[:b_l], lab.masks.to(dev)).mean()
+        l_s = labeled_loss_per_sample(logits[:b_l], lab.masks.to(dev), self.sup_dice).mean()
         l_u = unlabeled_loss(logits[b_l:], labels, _set(cfg.loss, "loss"), cfg.dice_weight).mean()
         return l_s + cfg.lambda_u * l_u, l_s, l_u
 

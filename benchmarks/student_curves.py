@@ -1,0 +1,205 @@
+"""Learning curves of competing student designs (issue 32): val oIoU overall and by expression kind at
+several step counts, and seconds per step, on the same data, label budget and schedule.
+
+    python benchmarks/student_curves.py --design base \\
+        --design scene2=model.scene.enabled=true --fraction 100% --steps 500,1000,2000,3000 \\
+        --out runs/curves/full.jsonl
+    python benchmarks/student_curves.py --design oracle_box=model.sesm.enabled=true --oracle box ...
+
+Every design is ``NAME`` or ``NAME=key=value,key=value`` (overrides of ``--config``, the SynthRef supervised
+default). Each trains one run of ``max(--steps)`` steps (the poly schedule over that length: a point
+at step 500 of a 3,000-step run is the model mid-schedule, not a 500-step run) through the trainer's own
+``prepare`` and ``train_step``, and is evaluated at every step of ``--steps`` on ``--split`` at the
+image's original resolution. Designs run one after the other in this process; run two processes for
+two designs at once (one thread each, the default thread policy).
+
+``--oracle box``: the model (with SESM's guidance input) receives the referred object's ground-truth
+box as its guidance map, in training and at evaluation. It separates "finds the object" from "draws its
+mask": with the box given, what is left is the mask inside it.
+
+One JSON line per (design, step) goes to ``--out`` (appended; ``--plot`` draws the curves from it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from l2l.config import load_config
+from l2l.data.dataset import seed_worker
+from l2l.data.refer import ReferDataset
+from l2l.engine.evaluate import inference_on_dataset
+from l2l.engine.stream import identity
+from l2l.engine.trainer import TrainConfig, Trainer
+from l2l.utils import threads as thread_policy
+
+
+def box_lookup(ds: ReferDataset):
+    """sample_id → the referred object's ground-truth box as a {0, 1} map at the image's size."""
+    ann_of = {r.sample_id: r.ann_id for r in ds.samples()}
+
+    def get(sample_id: int) -> np.ndarray:
+        ann = ann_of[sample_id]
+        h, w = ds.mask(ann).shape
+        x, y, bw, bh = ds.box(ann)
+        m = np.zeros((h, w), np.float32)
+        m[int(y) : int(np.ceil(y + bh)), int(x) : int(np.ceil(x + bw))] = 1.0
+        return m
+
+    return get
+
+
+def parse_design(text: str) -> tuple[str, list[str]]:
+    name, _, rest = text.partition("=")
+    return name, [o for o in rest.split(",") if o] if rest else []
+
+
+def run_design(a, name: str, overrides: list[str]) -> None:
+    steps = sorted({int(s) for s in a.steps.split(",")})
+    cfg = load_config(
+        TrainConfig,
+        a.config,
+        [
+            f"data.root={a.data}",
+            f"data.label_fraction={a.fraction}",
+            f"total_steps={steps[-1]}",
+            f"seed={a.seed}",
+            "ckpt_every=1000000",
+            *overrides,
+        ],
+    )
+    run_dir = Path(a.work) / f"{name}_{a.fraction.replace('%', 'pct')}_s{a.seed}"
+    tr = Trainer(cfg, run_dir, show_progress=False)
+    tr.prepare(resume=False)
+    ds = tr.dataset
+    lookup = None
+    if a.oracle == "box":
+        if not getattr(tr.model, "uses_guidance", False):
+            raise SystemExit(f"--oracle box needs a model with a guidance input (model.sesm.enabled=true): {name}")
+        lookup = box_lookup(ds)
+        tr.stream.labeled.prior_lookup = lookup
+    records = ds.samples(a.split)
+    if a.eval_n:
+        records = records[: a.eval_n]
+    loader = DataLoader(
+        tr.stream,
+        batch_size=None,
+        sampler=range(0, steps[-1]),
+        collate_fn=identity,
+        num_workers=cfg.data.workers,
+        worker_init_fn=seed_worker,
+        prefetch_factor=4 if cfg.data.workers > 0 else None,
+    )
+    tr.model.train()
+    step, busy, t_start = 0, 0.0, time.perf_counter()
+    for lab, unl in loader:
+        t0 = time.perf_counter()
+        out, _ = tr.train_step(lab, unl)
+        busy += time.perf_counter() - t0
+        tr.state["step"] = step = step + 1
+        if step in steps:
+            te = time.perf_counter()
+            res = inference_on_dataset(
+                tr.model,
+                ds,
+                records,
+                cfg.data.size,
+                tr.device,
+                guidance="prior" if lookup is not None else "none",
+                prior_lookup=lookup,
+                show_progress=False,
+            )
+            row = {
+                "design": name,
+                "overrides": overrides,
+                "oracle": a.oracle,
+                "fraction": a.fraction,
+                "seed": a.seed,
+                "step": step,
+                "split": a.split,
+                "samples": res["samples"],
+                "oIoU": round(100 * res["oIoU"], 2),
+                "mIoU": round(100 * res["mIoU"], 2),
+                "by_kind": {k: round(100 * v["oIoU"], 2) for k, v in res.get("oIoU_by_kind", {}).items()},
+                "loss": round(float(out.loss.detach()), 4),
+                "s_per_step": round(busy / step, 4),
+                "wall_s": round(time.perf_counter() - t_start, 1),
+                "eval_s": round(time.perf_counter() - te, 1),
+                "params_M": round(sum(p.numel() for p in tr.model.parameters() if p.requires_grad) / 1e6, 3),
+                "cpu": platform.processor() or platform.machine(),
+                "threads": torch.get_num_threads(),
+                "date": time.strftime("%Y-%m-%d"),
+            }
+            print(json.dumps(row), flush=True)
+            Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+            with open(a.out, "a") as f:
+                f.write(json.dumps(row) + "\n")
+            tr.model.train()
+    if a.save:
+        tr.model.save_pretrained(run_dir / "last")
+
+
+def plot(path: str, out: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in open(path) if line.strip()]
+    series: dict[str, list[dict]] = {}
+    for r in rows:
+        series.setdefault(f"{r['design']} ({r['fraction']}, seed {r['seed']})", []).append(r)
+    kinds = sorted({k for r in rows for k in r["by_kind"]})
+    fig, axes = plt.subplots(1, 1 + len(kinds), figsize=(3.2 * (1 + len(kinds)), 3.2), sharey=True)
+    for label, rs in sorted(series.items()):
+        rs = sorted(rs, key=lambda r: r["step"])
+        axes[0].plot([r["step"] for r in rs], [r["oIoU"] for r in rs], marker="o", label=label)
+        for ax, k in zip(axes[1:], kinds):
+            ax.plot([r["step"] for r in rs], [r["by_kind"].get(k, np.nan) for r in rs], marker=".")
+    axes[0].set_title("val oIoU (all)")
+    axes[0].set_ylabel("oIoU, %")
+    for ax, k in zip(axes[1:], kinds):
+        ax.set_title(k)
+    for ax in axes:
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=6, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    print(f"wrote {out}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default="configs/synthref_supervised.yaml")
+    ap.add_argument("--data", default="runs/data/synthref")
+    ap.add_argument("--design", action="append", default=[], help="NAME or NAME=key=value,key=value")
+    ap.add_argument("--fraction", default="100%")
+    ap.add_argument("--seed", type=int, default=22)
+    ap.add_argument("--steps", default="500,1000,2000,3000")
+    ap.add_argument("--split", default="val")
+    ap.add_argument("--eval-n", type=int, default=0, help="evaluate on the split's first N sentences (0: all)")
+    ap.add_argument("--oracle", choices=("none", "box"), default="none")
+    ap.add_argument("--work", default="runs/curves/work")
+    ap.add_argument("--out", default="runs/curves/curves.jsonl")
+    ap.add_argument("--save", action="store_true", help="keep each design's final model in WORK/<run>/last")
+    ap.add_argument("--plot", metavar="PNG", help="draw the curves in --out into PNG and exit")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: the l2l policy, 1)")
+    a = ap.parse_args()
+    thread_policy.apply(a.threads)
+    if a.plot:
+        plot(a.out, a.plot)
+        return
+    for d in a.design or ["base"]:
+        run_design(a, *parse_design(d))
+
+
+if __name__ == "__main__":
+    main()
