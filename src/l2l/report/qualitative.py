@@ -100,7 +100,8 @@ def fixed_samples_figure(
     from ..data.preview import overlay
     from ..utils.figures import save_panel_grid, wrap
 
-    cols, rows = [], []
+    cols: list[list[tuple[Any, str, dict[str, Any]]]] = []
+    rows: list[dict[str, Any]] = []
     for r in records:
         img = ds.load_image(r.image_id)
         gt = ds.mask(r.ann_id).astype(bool)
