@@ -111,7 +111,7 @@ def fixed_samples_figure(
         big = lambda a: np.repeat(np.repeat(a, zoom, 0), zoom, 1)  # noqa: E731 — nearest-neighbour zoom
         cols.append(
             [
-                (big(img), wrap(f'#{r.sample_id} ({r.kind}): "{r.sentence}"', 34), {}),
+                (big(img), wrap(f'#{r.sample_id} ({r.kind}): "{r.sentence}"', 40), {}),
                 (big(overlay(img, gt.astype(np.uint8))), "ground truth", {}),
                 (big(overlay(img, mask.astype(np.uint8))), f"prediction — IoU {100 * iou:.1f} %", {}),
             ]
@@ -120,7 +120,7 @@ def fixed_samples_figure(
     grid = [[c[i] for c in cols] for i in range(3)]
     h, w = ds.load_image(records[0].image_id).shape[:2]
     dpi = 100
-    save_panel_grid(grid, out, panel_w=w * zoom / dpi + 0.2, panel_h=h * zoom / dpi + 0.7, dpi=dpi)
+    save_panel_grid(grid, out, panel_w=w * zoom / dpi + 0.2, panel_h=h * zoom / dpi + 1.0, dpi=dpi, title_size=15)
     from PIL import Image
 
     with Image.open(out) as im:

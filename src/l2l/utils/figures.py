@@ -14,7 +14,12 @@ def wrap(text: str, width: int = 32) -> str:
 
 
 def save_panel_grid(
-    rows: Sequence[Sequence[Panel]], out: str | Path, panel_w: float = 2.8, panel_h: float = 3.0, dpi: int = 90
+    rows: Sequence[Sequence[Panel]],
+    out: str | Path,
+    panel_w: float = 2.8,
+    panel_h: float = 3.0,
+    dpi: int = 90,
+    title_size: float = 8,
 ) -> Path:
     import matplotlib
 
@@ -29,7 +34,7 @@ def save_panel_grid(
             if c < len(row):
                 im, title, kw = row[c]
                 ax.imshow(im, **{"interpolation": "nearest", **kw})
-                ax.set_title(title, fontsize=8)
+                ax.set_title(title, fontsize=title_size)
             ax.axis("off")
     fig.tight_layout()
     out = Path(out)
