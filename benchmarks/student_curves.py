@@ -85,9 +85,8 @@ def run_design(a, name: str, overrides: list[str]) -> None:
             raise SystemExit(f"--oracle box needs a model with a guidance input (model.sesm.enabled=true): {name}")
         lookup = box_lookup(ds)
         tr.stream.labeled.prior_lookup = lookup
-    records = ds.samples(a.split)
-    if a.eval_n:
-        records = records[: a.eval_n]
+    splits = [x for x in a.split.split(",") if x]
+    eval_sets = {sp: ds.samples(sp)[: a.eval_n] if a.eval_n else ds.samples(sp) for sp in splits}
     loader = DataLoader(
         tr.stream,
         batch_size=None,
@@ -105,42 +104,43 @@ def run_design(a, name: str, overrides: list[str]) -> None:
         busy += time.perf_counter() - t0
         tr.state["step"] = step = step + 1
         if step in steps:
-            te = time.perf_counter()
-            res = inference_on_dataset(
-                tr.model,
-                ds,
-                records,
-                cfg.data.size,
-                tr.device,
-                guidance="prior" if lookup is not None else "none",
-                prior_lookup=lookup,
-                show_progress=False,
-            )
-            row = {
-                "design": name,
-                "overrides": overrides,
-                "oracle": a.oracle,
-                "fraction": a.fraction,
-                "seed": a.seed,
-                "step": step,
-                "split": a.split,
-                "samples": res["samples"],
-                "oIoU": round(100 * res["oIoU"], 2),
-                "mIoU": round(100 * res["mIoU"], 2),
-                "by_kind": {k: round(100 * v["oIoU"], 2) for k, v in res.get("oIoU_by_kind", {}).items()},
-                "loss": round(float(out.loss.detach()), 4),
-                "s_per_step": round(busy / step, 4),
-                "wall_s": round(time.perf_counter() - t_start, 1),
-                "eval_s": round(time.perf_counter() - te, 1),
-                "params_M": round(sum(p.numel() for p in tr.model.parameters() if p.requires_grad) / 1e6, 3),
-                "cpu": platform.processor() or platform.machine(),
-                "threads": torch.get_num_threads(),
-                "date": time.strftime("%Y-%m-%d"),
-            }
-            print(json.dumps(row), flush=True)
-            Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-            with open(a.out, "a") as f:
-                f.write(json.dumps(row) + "\n")
+            for split, records in eval_sets.items():
+                te = time.perf_counter()
+                res = inference_on_dataset(
+                    tr.model,
+                    ds,
+                    records,
+                    cfg.data.size,
+                    tr.device,
+                    guidance="prior" if lookup is not None else "none",
+                    prior_lookup=lookup,
+                    show_progress=False,
+                )
+                row = {
+                    "design": name,
+                    "overrides": overrides,
+                    "oracle": a.oracle,
+                    "fraction": a.fraction,
+                    "seed": a.seed,
+                    "step": step,
+                    "split": split,
+                    "samples": res["samples"],
+                    "oIoU": round(100 * res["oIoU"], 2),
+                    "mIoU": round(100 * res["mIoU"], 2),
+                    "by_kind": {k: round(100 * v["oIoU"], 2) for k, v in res.get("oIoU_by_kind", {}).items()},
+                    "loss": round(float(out.loss.detach()), 4),
+                    "s_per_step": round(busy / step, 4),
+                    "wall_s": round(time.perf_counter() - t_start, 1),
+                    "eval_s": round(time.perf_counter() - te, 1),
+                    "params_M": round(sum(p.numel() for p in tr.model.parameters() if p.requires_grad) / 1e6, 3),
+                    "cpu": platform.processor() or platform.machine(),
+                    "threads": torch.get_num_threads(),
+                    "date": time.strftime("%Y-%m-%d"),
+                }
+                print(json.dumps(row), flush=True)
+                Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+                with open(a.out, "a") as f:
+                    f.write(json.dumps(row) + "\n")
             tr.model.train()
     if a.save:
         tr.model.save_pretrained(run_dir / "last")
@@ -155,7 +155,8 @@ def plot(path: str, out: str) -> None:
     rows = [json.loads(line) for line in open(path) if line.strip()]
     series: dict[str, list[dict]] = {}
     for r in rows:
-        series.setdefault(f"{r['design']} ({r['fraction']}, seed {r['seed']})", []).append(r)
+        on = "" if r.get("split", "val") == "val" else f", {r['split']}"
+        series.setdefault(f"{r['design']} ({r['fraction']}, seed {r['seed']}{on})", []).append(r)
     kinds = sorted({k for r in rows for k in r["by_kind"]})
     fig, axes = plt.subplots(1, 1 + len(kinds), figsize=(3.2 * (1 + len(kinds)), 3.2), sharey=True)
     for label, rs in sorted(series.items()):
@@ -163,7 +164,7 @@ def plot(path: str, out: str) -> None:
         axes[0].plot([r["step"] for r in rs], [r["oIoU"] for r in rs], marker="o", label=label)
         for ax, k in zip(axes[1:], kinds):
             ax.plot([r["step"] for r in rs], [r["by_kind"].get(k, np.nan) for r in rs], marker=".")
-    axes[0].set_title("val oIoU (all)")
+    axes[0].set_title("oIoU (all)")
     axes[0].set_ylabel("oIoU, %")
     for ax, k in zip(axes[1:], kinds):
         ax.set_title(k)
@@ -184,8 +185,10 @@ def main() -> None:
     ap.add_argument("--fraction", default="100%")
     ap.add_argument("--seed", type=int, default=22)
     ap.add_argument("--steps", default="500,1000,2000,3000")
-    ap.add_argument("--split", default="val")
-    ap.add_argument("--eval-n", type=int, default=0, help="evaluate on the split's first N sentences (0: all)")
+    ap.add_argument(
+        "--split", default="val", help="split(s) to evaluate, comma-separated (val,train: the generalisation gap)"
+    )
+    ap.add_argument("--eval-n", type=int, default=0, help="evaluate on each split's first N sentences (0: all)")
     ap.add_argument("--oracle", choices=("none", "box"), default="none")
     ap.add_argument("--work", default="runs/curves/work")
     ap.add_argument("--out", default="runs/curves/curves.jsonl")

@@ -13,6 +13,8 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 os.environ.setdefault("L2L_NO_PROGRESS", "1")
+# caches that outlive a run (EDA pools, utils/io.user_cache_dir): a fresh folder per test session
+os.environ.setdefault("L2L_CACHE", __import__("tempfile").mkdtemp(prefix="l2l-test-cache-"))
 
 # the thread policy (utils/threads.py), before torch is imported: one thread per test process
 # (pytest -n N runs N of them), waiting threads sleep

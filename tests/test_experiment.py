@@ -458,3 +458,55 @@ def test_ctrl_c_with_two_jobs_starts_nothing_new(grid_file):
     states = _states(grid_file)
     assert [states[c.name] for c in cells] == ["partial", "partial", "new"] and not cells[2].run_dir.exists()
     assert not any((c.run_dir / LOCK).exists() for c in cells[:2])
+
+
+def test_killed_runner_takes_its_trainer_with_it(grid_file):
+    """F1: kill -9 of the runner alone (not its process group) used to leave `l2l train` writing the cell;
+    a rerun then started a second trainer on the same folder. Now the child dies with the runner, and a
+    trainer that is still alive holds the folder's own lock (.train.lock), which the rerun respects."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from l2l.utils.lock import TRAIN_LOCK, holder_alive, read_lock
+
+    raw = yaml.safe_load(grid_file.read_text())
+    raw["sections"][0]["rows"] = raw["sections"][0]["rows"][:1]
+    grid_file.write_text(yaml.safe_dump(raw))
+    cfg = yaml.safe_load((grid_file.parent / "tiny.yaml").read_text())
+    cfg.update(total_steps=400, ckpt_every=2)
+    (grid_file.parent / "tiny.yaml").write_text(yaml.safe_dump(cfg))
+    run = Grid(grid_file).cells["synthref/sup_25_s5"].run_dir
+    p = subprocess.Popen([sys.executable, "-m", "l2l.cli", "experiment", "run", str(grid_file)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((run / "checkpoints").glob("step_*")):
+        time.sleep(0.05)
+    trainer = read_lock(run / TRAIN_LOCK)
+    assert trainer is not None and trainer["pid"] != p.pid and holder_alive(trainer)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    deadline = time.time() + 30
+    while time.time() < deadline and holder_alive(trainer):
+        time.sleep(0.1)
+    assert not holder_alive(trainer), "the trainer outlived its runner"
+    assert main(["experiment", "run", str(grid_file)]) == 0
+    steps = [r["step"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
+    assert steps == sorted(set(steps)) and steps[-1] == 400  # one writer: every step logged once
+    assert not (run / TRAIN_LOCK).exists() and not (run / LOCK).exists()
+
+
+def test_an_empty_lock_is_named_with_the_file_to_remove(grid_file, capsys):
+    """F15: an empty .experiment.lock (a full disk, an editor) kept its cell "locked" forever with exit 0."""
+    import time
+
+    cell = Grid(grid_file).cells["synthref/sup_25_s5"]
+    cell.run_dir.mkdir(parents=True)
+    lock = cell.run_dir / LOCK
+    lock.write_text("")
+    old = time.time() - 60
+    os.utime(lock, (old, old))
+    assert main(["experiment", "run", str(grid_file), "--only", "synthref/sup_25_s5"]) == 1
+    err = capsys.readouterr().err
+    assert f"{lock} is empty or unreadable" in err and "remove it" in err

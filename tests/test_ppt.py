@@ -145,6 +145,20 @@ def test_prepare_train_resume_eval_on_synthref_without_reading_a_training_mask(s
     assert (
         summary["images"] == 3 and summary["h_sem"] + summary["h_ref"] + summary["no_candidate"] == summary["sentences"]
     )
+    # F2: a torn last line (a crash, a full disk) in either record file is redone, never read as the end
+    for name in ("objects.jsonl", "images.jsonl"):
+        f = labels / name
+        f.write_bytes(f.read_bytes()[:-40])
+    assert main(["ppt", "prepare", *data, "--out", str(labels), "--max-images", "3", "--quiet", *_tiny_cfg()]) == 0
+    capsys.readouterr()
+    assert json.loads((labels / "summary.json").read_text()) == summary
+    lines = (labels / "images.jsonl").read_text().splitlines()
+    (labels / "images.jsonl").write_text("\n".join([lines[0], lines[1][:30], *lines[2:]]) + "\n")  # torn inside
+    assert main(["ppt", "prepare", *data, "--out", str(labels), "--max-images", "3", "--quiet", *_tiny_cfg()]) == 2
+    assert "images.jsonl, line 2: not a JSON record" in capsys.readouterr().err
+    (labels / "images.jsonl").write_text("\n".join([lines[0], *lines[2:]]) + "\n")  # the line removed: redone
+    assert main(["ppt", "prepare", *data, "--out", str(labels), "--max-images", "3", "--quiet", *_tiny_cfg()]) == 0
+    assert json.loads((labels / "summary.json").read_text()) == summary
     assert main(["ppt", "prepare", *data, "--out", str(labels), "--max-images", "3", "--quiet", *_tiny_cfg(),
                  "objects.pool_seed=6"]) == 2  # other settings: refused  # fmt: skip
     assert "other settings" in capsys.readouterr().err
@@ -155,7 +169,14 @@ def test_prepare_train_resume_eval_on_synthref_without_reading_a_training_mask(s
     assert main(["ppt", "train", *data, "--labels", str(labels), "--out", str(b), "--quiet", "--max-steps", "5",
                  *_tiny_cfg()]) == 0  # fmt: skip
     assert "resume" in capsys.readouterr().out
+    # F5: what a killed run logged after its last checkpoint (step 5) is not kept beside the resumed steps
+    with open(b / "log.jsonl", "a") as f:
+        f.write(json.dumps({"step": 6, "phase": "semantic", "epoch": 0, "loss": 9.0}) + "\n" + '{"step": 7, "lo')
     assert main(["ppt", "train", *data, "--labels", str(labels), "--out", str(b), "--quiet", *_tiny_cfg()]) == 0
+    steps_b = [r["step"] for r in map(json.loads, (b / "log.jsonl").read_text().splitlines()) if "loss" in r]
+    assert len(steps_b) == len(set(steps_b)) and 9.0 not in {
+        r.get("loss") for r in map(json.loads, (b / "log.jsonl").read_text().splitlines())
+    }
 
     def losses(run):
         rows = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]

@@ -89,10 +89,55 @@ def test_batch_prediction_writes_masks_and_coco_rle_and_resumes(synthref_dir, tm
         assert np.array_equal(mask_utils.decode(rle).astype(bool), png) and r["area"] == int(png.sum())
     assert main(argv) == 0  # resumable: nothing left to do
     assert "0 pairs predicted, 5 already done" in capsys.readouterr().out
+    # F4: a torn last line of results.jsonl: that pair is predicted again, the file stays readable
+    log = out / "results.jsonl"
+    log.write_bytes(log.read_bytes()[:-30])
+    assert main(argv) == 0 and "1 pairs predicted, 4 already done" in capsys.readouterr().out
+    assert [json.loads(x)["id"] for x in log.read_text().splitlines()] == [f"s{r.sample_id}" for r in recs]
     man.write_text(man.read_text() + '{"image": "x.png"}\n')
     assert main(argv) == 2 and "line 6" in capsys.readouterr().err
     assert main(["predict", "--ckpt", str(model_dir), "--image", "x.png"]) == 2  # single mode needs --text, --out
     assert "needs --image, --text and --out" in capsys.readouterr().err
+
+
+def test_batch_prediction_lists_bad_pairs_and_predicts_the_rest(synthref_dir, tmp_path, capsys):
+    """F8, F14, F18: list-valued texts, empty / NUL / over-long / path ids and a decompression bomb are listed
+    in failed.json with their reasons; every other pair is predicted (the batch never stops for one)."""
+    import json
+
+    from PIL import Image
+
+    from l2l.cli import main
+    from l2l.data.refer import ReferDataset
+
+    model_dir = tmp_path / "model"
+    _model(False).save_pretrained(model_dir)
+    ds = ReferDataset.synthref(synthref_dir)
+    img = str(ds.image_path(ds.samples("val")[0].image_id))
+    bomb = tmp_path / "bomb.png"
+    Image.new("1", (14_000, 14_000)).save(bomb)  # 196 Mpx: above PIL's decompression-bomb error (2 × 89 Mpx)
+    rows = [{"image": img, "text": "the red circle", "id": "good"},
+            {"image": img, "text": ["a"], "id": "listtext"},
+            {"image": img, "text": "x", "id": ""},
+            {"image": img, "text": "x", "id": "a\u0000b"},
+            {"image": img, "text": "x", "id": "n" * 300},
+            {"image": img, "text": "x", "id": "../../evil"},
+            {"image": str(bomb), "text": "x", "id": "bomb"},
+            {"image": img, "text": "the blue square", "id": "good2"}]  # fmt: skip
+    man = tmp_path / "pairs.jsonl"
+    man.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "preds"
+    assert main(["predict", "--ckpt", str(model_dir), "--manifest", str(man), "--out-dir", str(out),
+                 "--device", "cpu"]) == 1  # fmt: skip
+    err = capsys.readouterr().err
+    assert "6 pairs failed" in err and '  "": the id is empty' in err and '"a\\u0000b"' in err
+    assert sorted(p.name for p in (out / "masks").iterdir()) == ["good.png", "good2.png"]
+    failed = {f["id"]: f["reason"] for f in json.loads((out / "failed.json").read_text())}
+    assert set(failed) == {"listtext", "", "a\u0000b", "n" * 300, "../../evil", "bomb"}
+    assert "text must be a string" in failed["listtext"] and "empty" in failed[""]
+    assert "control character" in failed["a\u0000b"] and "longer than" in failed["n" * 300]
+    assert "cannot name a file" in failed["../../evil"] and "too large to open safely" in failed["bomb"]
+    assert not (tmp_path / "evil.png").exists() and not (tmp_path.parent / "evil.png").exists()
 
 
 def test_predictor_with_a_swin_encoder_whose_stem_is_a_tuple():

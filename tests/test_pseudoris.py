@@ -298,6 +298,14 @@ def test_images_without_masks_are_counted_and_ground_truth_masks_and_semi(synthr
     assert counts.get("no_masks", 0) == 0
     rec = json.loads((tmp_path / "gt" / "records" / "part-0.jsonl").read_text().splitlines()[0])
     assert all("ann_id" in m for m in rec["masks"]) and all(len(m["captions"]) <= 2 for m in rec["masks"])
+    # F3: a rerun after a torn last line labels that image again, never appends onto the fragment
+    part = tmp_path / "gt" / "records" / "part-0.jsonl"
+    whole = part.read_bytes()
+    part.write_bytes(whole[: whole.rstrip(b"\n").rfind(b"\n") + 1 + 25])
+    counts = generate(src, tmp_path / "gt", models, gt, max_images=3, show_progress=False)
+    assert counts["skipped"] == 2 and sum(counts.values()) == 3
+    assert [json.loads(x)["image_id"] for x in part.read_text().splitlines()] == [
+        json.loads(x)["image_id"] for x in whole.decode().splitlines()]  # fmt: skip
     again_cfg = dataclasses.replace(gt, captions=gt.captions, seed=1)
     again = generate(src, tmp_path / "again", models, again_cfg,
                      max_images=3, show_progress=False, masks_from=tmp_path / "gt")  # fmt: skip

@@ -94,9 +94,38 @@ def test_restricted_unpickler_refuses_code_without_running_it(tmp_path):
     (tmp_path / "refcoco" / "instances.json").write_text('{"images": [], "annotations": [], "categories": []}')
     (tmp_path / "refcoco" / "refs(unc).p").write_bytes(evil.read_bytes())
     (tmp_path / "images" / "mscoco" / "images" / "train2014").mkdir(parents=True)
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(DataError, match="refused to load .*refs\\(unc\\).p.*refusing to load"):
         ReferDataset.refer(tmp_path, "refcoco")
     assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "instances, refs, says",
+    [
+        ('{"images": [], "annot', "[]", "instances.json: not valid JSON"),  # F9: truncated
+        ("[1, 2]", "[]", "expected a COCO instances object"),
+        ('{"images": [{"x": 1}], "annotations": [], "categories": []}', "[]", "image entry 0 has no integer id"),
+        ('{"images": [], "annotations": [], "categories": []}', "[{", "refs(synthref).json: not valid JSON"),  # F10
+        (
+            '{"images": [{"id": 1}], "annotations": [{"id": 2}], "categories": []}',
+            '[{"ref_id": 1, "ann_id": 2, "image_id": 1, "split": "val", "sentences": [{"x": 1}]}]',
+            "malformed sentence",
+        ),
+        ("\xff\xfe", "[]", "not valid JSON"),
+    ],
+)
+def test_damaged_dataset_files_are_one_line(tmp_path, capsys, instances, refs, says):
+    """F9, F10, F11: damaged instances.json / refs files (and the refused pickle above) end in one
+    ``l2l: error:`` line naming the file, not a traceback."""
+    from l2l.cli import main
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "meta.json").write_text('{"complete": true}')
+    (tmp_path / "instances.json").write_bytes(instances.encode("latin-1"))
+    (tmp_path / "refs(synthref).json").write_text(refs)
+    assert main(["data", "stats", "--data", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("l2l: error:") and says in err and "Traceback" not in err
 
 
 def test_restricted_unpickler_accepts_plain_data():

@@ -64,6 +64,7 @@ def _session(run, refs, **kw):
 
 # ----------------------------------------------------------------------------- reading uploads
 def _save(img: Image.Image, path: Path, **kw) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
     img.save(path, **kw)
     return path
 
@@ -211,7 +212,10 @@ def test_batch_with_bad_pairs_finishes_the_others_and_lists_them(served, tmp_pat
     assert main(["predict", "--ckpt", str(run), "--manifest", str(man), "--out-dir", str(out), "--device", "cpu"]) == 1
     err = capsys.readouterr().err
     assert (
-        "3 pairs failed" in err and "b: image not found" in err and "c: " in err and "d: the sentence is empty" in err
+        "3 pairs failed" in err
+        and '"b": image not found' in err
+        and '"c": ' in err
+        and '"d": the sentence is empty' in err
     )
     assert [r["id"] for r in json.loads((out / "results.json").read_text())] == ["a", "e"]
     assert {f["id"] for f in json.loads((out / "failed.json").read_text())} == {"b", "c", "d"}
@@ -312,9 +316,33 @@ def test_server_queues_two_requests_at_once(served, tmp_path):
         app.close()
     (a0, a1), (b0, b1) = sorted(spans)
     assert len(spans) == 2 and b0 >= a1  # one after the other
+    # F17: the server keeps no upload on disk once it has read it
+    # (the answers' PNGs stay there for the page to fetch, swept after 15 minutes and with the folder)
+    assert session.upload_dir is not None and len(session._uploads) == 2  # both read from the upload folder
+    assert not list(session.upload_dir.rglob("q0.png")) and not list(session.upload_dir.rglob("q1.png"))
     for k, (path, text) in enumerate(jobs):
         r = respond(path, text)
         assert got[k].shape == r.answers[0].mask.shape and np.array_equal(got[k], r.answers[0].mask)
+
+
+def test_uploads_are_deleted_once_read_and_kept_in_memory_for_the_next_sentence(served, tmp_path, monkeypatch):
+    """F17: uploads stayed in the system temp folder forever; now a file in the server's upload folder is
+    deleted as soon as it is read, the decoded image serves the next sentences, a long-gone one is named."""
+    import l2l.serve.session as session_mod
+
+    _, run, refs = served
+    session = _session(run, refs)
+    session.upload_dir = (tmp_path / "uploads").resolve()
+    monkeypatch.setattr(session_mod, "KEPT_UPLOADS", 1)
+    paths = [_save(Image.fromarray(_scene(30 + k, 64)), tmp_path / "uploads" / f"u{k}" / "x.png") for k in range(2)]
+    example = _save(Image.fromarray(_scene(40, 64)), tmp_path / "example.png")
+    first = session.respond(paths[0], "the red circle")
+    assert first.error is None and not paths[0].exists()
+    again = session.respond(paths[0], "the left one")  # the same upload, another sentence: from memory
+    assert again.error is None and np.array_equal(again.image, first.image)
+    assert session.respond(paths[1], "the red circle").error is None  # pushes the first one out (1 kept)
+    assert "no longer kept on the server; upload it again" in session.respond(paths[0], "x").error
+    assert session.respond(example, "the red circle").error is None and example.exists()  # not an upload: kept
 
 
 def test_prior_guidance_goes_through_the_provider_and_a_model_without_sesm_says_so(served, tmp_path):

@@ -50,7 +50,13 @@ def test_resume_is_bit_exact(synthref_dir, tmp_path):
     # interrupted after 3 steps, then resumed to the same step
     Trainer(_cfg(synthref_dir, *common, "max_steps=3"), tmp_path / "cut", show_progress=False).fit()
     assert json.loads((tmp_path / "cut" / "env.json").read_text())["resumed_from"] is None
+    # F5: a killed run had logged step 4 after its checkpoint (step 3) and torn the next line
+    with open(tmp_path / "cut" / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"step": 4, "loss": 123.0}) + "\n" + '{"step": 5, "lo')
     Trainer(_cfg(synthref_dir, *common, "max_steps=7"), tmp_path / "cut", show_progress=False).fit()
+    logged = [json.loads(x) for x in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in logged if "loss" in r]
+    assert steps == [1, 2, 3, 4, 5, 6, 7] and 123.0 not in [r["loss"] for r in logged if "loss" in r]
     assert "step_000000003" in json.loads((tmp_path / "cut" / "env.json").read_text())["resumed_from"]
     a, b = _weights(tmp_path / "ref"), _weights(tmp_path / "cut")
     assert a.keys() == b.keys()
@@ -159,3 +165,19 @@ def test_finished_run_without_evaluation_is_evaluated_on_resume(synthref_dir, tm
     (run / "eval_val.json").unlink()  # as if the process died between the last step and the evaluation
     out = Trainer(_cfg(synthref_dir, *cfg), run, show_progress=False).fit()
     assert out["state"]["step"] == 2 and (run / "eval_val.json").exists() and out["results"]["samples"] == 16
+
+
+def test_semi_supervised_training_writes_nothing_into_the_dataset(synthref_dir, tmp_path, monkeypatch):
+    """F13: the EDA pool cache went into DATA/cache/ by default, so training on a dataset mounted
+    read-only crashed; it now goes to the user cache folder (L2L_CACHE here)."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(synthref_dir, data)
+    before = sorted(str(p.relative_to(data)) for p in data.rglob("*"))
+    monkeypatch.setenv("L2L_CACHE", str(tmp_path / "cache"))
+    cfg = _cfg(data, "method=fixmatch", "data.label_fraction=50%", "data.strong_text=true", "batch_size=2",
+               "semi.unlabeled_batch_size=2", "max_steps=2", "epochs=1")  # fmt: skip
+    Trainer(cfg, tmp_path / "run", show_progress=False).fit()
+    assert sorted(str(p.relative_to(data)) for p in data.rglob("*")) == before
+    assert list((tmp_path / "cache" / "eda").glob("eda_pools_*.json"))

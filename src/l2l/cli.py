@@ -455,7 +455,8 @@ def _predict_batch(args: argparse.Namespace) -> int:
         print(f"{len(res['failed'])} pairs failed (listed in {Path(args.out_dir) / 'failed.json'}; a rerun tries them again):",
               file=sys.stderr)  # fmt: skip
         for r in res["failed"][:10]:
-            print(f"  {r['id']}: {r['reason']}", file=sys.stderr)
+            shown = json.dumps(r["id"], ensure_ascii=False)  # quoted: an empty id or a NUL stays visible
+            print(f"  {shown if len(shown) <= 62 else shown[:60] + '…'}: {r['reason']}", file=sys.stderr)
         return 1
     return 0
 
@@ -695,7 +696,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .serve.app import serve
 
     print(f"serving on http://{args.host}:{args.port} (Ctrl-C stops)")
-    serve(Session(models, provider), args.host, args.port, examples_manifest=args.examples)
+    if not args.max_upload_mb > 0:
+        raise UsageError(f"--max-upload-mb must be > 0, got {args.max_upload_mb}")
+    serve(Session(models, provider), args.host, args.port, examples_manifest=args.examples,
+          max_upload_mb=args.max_upload_mb)  # fmt: skip
     return 0
 
 
@@ -763,9 +767,11 @@ def cmd_experiment_run(args: argparse.Namespace) -> int:
         + f" -> {grid.out}; report: l2l report {grid.out}"
     )
     bad = [r for r in results if r.after in ("failed", "conflict", "interrupted")]
-    for r in bad:
+    for r in bad + [r for r in results if r.after == "locked"]:
         print(f"{r.after}: {r.name}: {r.message}", file=sys.stderr)
-    return 1 if bad else 0
+    # a lock file nobody holds (empty, unreadable) needs the user: not a success
+    stuck = [r for r in results if r.after == "locked" and "empty or unreadable" in r.message]
+    return 1 if bad or stuck else 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -1308,6 +1314,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", action="append", default=None, help="display name of each --ckpt (default: folder name)")
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0: all)")
+    p.add_argument("--max-upload-mb", type=float, default=50.0,
+                   help="largest upload the page accepts, in MB (default 50); an upload is deleted once read")  # fmt: skip
     p.add_argument("--device", default="auto", help="auto (a GPU when there is one) | cpu | cuda | cuda:N")
     p.add_argument(
         "--prior",
@@ -1441,6 +1449,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .utils import threads
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    from .utils.lock import die_with_parent
+
+    die_with_parent()  # a child of the grid runner dies with it (nothing otherwise)
     with threads.restored():  # a call from Python (tests, notebooks) leaves the caller's settings as they were
         try:  # before torch is imported: the OpenMP runtime reads its settings when it starts
             threads.prepare_environment(threads.threads_from_argv(argv))

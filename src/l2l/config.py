@@ -24,6 +24,38 @@ class ConfigError(UsageError):
     """A config file or override is invalid; the message names the key."""
 
 
+MAX_YAML_BYTES = 1 << 20  # a config, a grid: kilobytes; anything above is not one
+MAX_YAML_VALUES = 100_000  # values after expanding aliases (a few hundred in a real config)
+
+
+def load_yaml(text: str, where: str) -> Any:
+    """``yaml.safe_load`` with limits: at most :data:`MAX_YAML_BYTES`, and at most
+    :data:`MAX_YAML_VALUES` values once aliases are expanded (a few nested aliases in 500 bytes can
+    stand for billions of values: the "billion laughs"); a :class:`ConfigError` naming ``where``."""
+    if len(text.encode("utf-8", "replace")) > MAX_YAML_BYTES:
+        raise ConfigError(f"{where}: {len(text) / 2**20:.1f} MB is too large for a config (limit 1 MB)")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{where}: not valid YAML ({e})") from None
+    budget = [MAX_YAML_VALUES]
+
+    def walk(x: Any) -> None:
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise ConfigError(f"{where}: expands to more than {MAX_YAML_VALUES:,} values (nested aliases?); "
+                              "a config is refused beyond that")  # fmt: skip
+        if isinstance(x, dict):
+            for v in x.values():
+                walk(v)
+        elif isinstance(x, list):
+            for v in x:
+                walk(v)
+
+    walk(data)
+    return data
+
+
 def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
     """Build dataclass ``cls`` from a nested dict, recursively and strictly."""
     data = data or {}
@@ -45,10 +77,17 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
         target: Any = (
             tp if dataclasses.is_dataclass(tp) else (args[0] if origin is typing.Union and len(args) == 1 else None)
         )
+        name = f"{where}.{k}" if where else k
         if target is not None and dataclasses.is_dataclass(target) and isinstance(v, dict):
-            kwargs[k] = from_dict(typing.cast(type, target), v, f"{where}.{k}" if where else k)
+            kwargs[k] = from_dict(typing.cast(type, target), v, name)
+        elif target is not None and dataclasses.is_dataclass(target) and v is not None:
+            raise ConfigError(f"{name}: a section (key: value pairs), got {type(v).__name__} {v!r}"[:200])
         elif origin is tuple and isinstance(v, list):
             kwargs[k] = tuple(v)
+        elif origin in (tuple, list) and v is not None and not isinstance(v, (list, tuple)):
+            raise ConfigError(f"{name}: expected a list, got {type(v).__name__} {v!r}"[:200])
+        elif origin is dict and v is not None and not isinstance(v, dict):
+            raise ConfigError(f"{name}: expected a mapping, got {type(v).__name__} {v!r}"[:200])
         else:
             kwargs[k] = _coerce(v, tp, f"{where}.{k}" if where else k)
     try:
@@ -86,6 +125,9 @@ def _coerce(v: Any, tp: Any, key: str) -> Any:
         return int(v)
     if scalar is str and isinstance(v, (int, float)) and not isinstance(v, bool):
         return str(v)
+    plain = scalar is not None and (tp is scalar or set(args) <= {scalar, type(None), int, float})
+    if plain and isinstance(v, (dict, list)):  # `data.size=[1, 2]`, a section where a number belongs
+        raise ConfigError(f"{key}: expected {getattr(scalar, '__name__', scalar)}, got {type(v).__name__} {v!r}"[:200])
     return v
 
 
@@ -111,8 +153,10 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
             raise ConfigError(f"override {item!r} is not of the form key.path=value")
         key, _, raw = item.partition("=")
         try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError:
+            value = load_yaml(raw, f"override {key}")
+        except ConfigError as e:
+            if "not valid YAML" not in str(e):
+                raise
             value = raw
         node = data
         parts = key.strip().split(".")
@@ -145,12 +189,19 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequenc
     if path is not None:
         path = shipped_config(path)
         try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML ({e})") from None
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path}: cannot be read as a text file ({e})") from None
+        data = load_yaml(text, str(path)) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(
+                f"{path}: a config is a mapping of keys to values, this file holds a {type(data).__name__}"
+            )
     base = to_dict(cls())
     merged = _merge(base, data)
     merged = apply_overrides(merged, overrides)
+    if overrides:
+        load_yaml(yaml.safe_dump(merged), "the overrides")  # the same limits as a file
     try:
         return from_dict(cls, merged)
     except ConfigError as e:

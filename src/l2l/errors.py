@@ -29,3 +29,7 @@ class ExistsError(L2LError, FileExistsError):
 
 class NotFound(L2LError, KeyError):
     """A name (a split, a sample id) that the data does not hold."""
+
+
+class DataError(UsageError):
+    """A data or record file is damaged or does not hold what its format says (file, line or key named)."""

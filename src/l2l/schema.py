@@ -32,7 +32,7 @@ class DataConfig:
     eval_resolution: str = "original"  # original | train
     eval_max_samples: int | None = None  # evaluate on the first N samples only (quick runs)
     strong_text: bool = True  # EDA strong sentence for unlabeled samples (docs/spec.md §2)
-    eda_cache: str | None = None  # EDA pool cache file; None = <root>/cache/eda_pools_<dataset>.json
+    eda_cache: str | None = None  # EDA pool cache file; None = <user cache>/eda/eda_pools_<dataset>.json
 
 
 @dataclass

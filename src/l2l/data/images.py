@@ -50,7 +50,9 @@ def to_rgb_uint8(image: Any, name: str = "image", exif: bool = False) -> np.ndar
             with Image.open(path) as im:
                 im.load()
                 return _from_pil(im, exif, str(path))
-        except (UnidentifiedImageError, OSError) as e:
+        except Image.DecompressionBombError as e:
+            raise UsageError(f"{path}: the image is too large to open safely ({e})") from None
+        except (UnidentifiedImageError, OSError, SyntaxError) as e:
             raise UsageError(f"{path} is not a readable image ({e})") from None
     if isinstance(image, Image.Image):
         return _from_pil(image, exif, name)

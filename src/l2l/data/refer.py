@@ -19,6 +19,7 @@ compressed RLE with pycocotools.
 from __future__ import annotations
 
 import json
+import pickle
 from collections import defaultdict
 from dataclasses import dataclass
 from functools import lru_cache
@@ -29,7 +30,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from pycocotools import mask as mask_utils
 
-from ..errors import MissingFileError, NotFound, UsageError
+from ..errors import DataError, MissingFileError, NotFound, UsageError
 from ..utils.safe_pickle import restricted_load
 from .images import _from_pil
 
@@ -41,8 +42,25 @@ DATASETS: dict[str, tuple[str, ...]] = {
 LENGTH_BUCKETS: tuple[tuple[str, int, int], ...] = (("1-3", 1, 3), ("4-6", 4, 6), ("7-10", 7, 10), ("11+", 11, 10**9))
 
 
-class DataError(UsageError):
-    """A dataset file is inconsistent or unreadable; the message names the culprit."""
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(
+            f"{path}: not valid JSON ({e}); a damaged or truncated file? Copy or generate it again"
+        ) from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot be read ({e})") from None
+
+
+def _by_id(items: list[Any], path: Path, what: str) -> dict[int, Any]:
+    out = {}
+    for n, it in enumerate(items):
+        try:
+            out[int(it["id"])] = it
+        except (KeyError, TypeError, ValueError):
+            raise DataError(f"{path}: {what} entry {n} has no integer id: {str(it)[:120]}") from None
+    return out
 
 
 def length_bucket(n_words: int) -> str:
@@ -84,22 +102,26 @@ class ReferDataset:
         self.instances_file = _require(Path(instances_file), "instances file")
         self.refs_file = _require(Path(refs_file), "refs file")
         self.image_dir = _require(Path(image_dir), "image folder")
-        try:
-            inst = json.loads(self.instances_file.read_text())
-        except json.JSONDecodeError as e:
-            raise DataError(f"{self.instances_file}: not valid JSON ({e})") from None
+        inst = _read_json(self.instances_file)
+        if not isinstance(inst, dict):
+            raise DataError(f"{self.instances_file}: expected a COCO instances object, got {type(inst).__name__}")
         for key in ("images", "annotations", "categories"):
-            if key not in inst:
+            if not isinstance(inst.get(key), list):
                 raise DataError(f"{self.instances_file}: missing the '{key}' list")
         if self.refs_file.suffix == ".json":
-            refs = json.loads(self.refs_file.read_text())
+            refs = _read_json(self.refs_file)
         else:
-            refs = restricted_load(self.refs_file)
+            try:
+                refs = restricted_load(self.refs_file)
+            except pickle.UnpicklingError as e:  # a refused class (never run) or a damaged file: one line
+                raise DataError(f"refused to load {e} — refs pickles hold plain lists and dicts only") from None
         if not isinstance(refs, list):
             raise DataError(f"{self.refs_file}: expected a list of refs, got {type(refs).__name__}")
-        self.images: dict[int, dict[str, Any]] = {int(im["id"]): im for im in inst["images"]}
-        self.anns: dict[int, dict[str, Any]] = {int(a["id"]): a for a in inst["annotations"]}
-        self.categories: dict[int, str] = {int(c["id"]): c["name"] for c in inst["categories"]}
+        self.images: dict[int, dict[str, Any]] = _by_id(inst["images"], self.instances_file, "image")
+        self.anns: dict[int, dict[str, Any]] = _by_id(inst["annotations"], self.instances_file, "annotation")
+        self.categories: dict[int, str] = {
+            k: str(c.get("name", k)) for k, c in _by_id(inst["categories"], self.instances_file, "category").items()
+        }
         self.refs: dict[int, dict[str, Any]] = {}
         self._samples: list[SampleRecord] = []
         for ref in refs:
@@ -119,12 +141,16 @@ class ReferDataset:
                     f"which {self.instances_file} does not contain"
                 )
             self.refs[ref_id] = ref
-            for s in sentences:
-                self._samples.append(
-                    SampleRecord(
-                        int(s["sent_id"]), ref_id, ann_id, image_id, split, str(s["sent"]), str(ref.get("kind", ""))
+            try:
+                for s in sentences:
+                    self._samples.append(
+                        SampleRecord(
+                            int(s["sent_id"]), ref_id, ann_id, image_id, split, str(s["sent"]), str(ref.get("kind", ""))
+                        )
                     )
-                )
+            except (KeyError, TypeError, ValueError) as e:
+                raise DataError(f"{self.refs_file}: ref {ref_id} has a malformed sentence ({e!r}; each needs "
+                                "sent_id and sent)") from None  # fmt: skip
         self._by_id = {s.sample_id: s for s in self._samples}
         if len(self._by_id) != len(self._samples):
             raise DataError(f"{self.refs_file}: sent_id values are not unique")

@@ -24,6 +24,7 @@ import json
 import os
 import re
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Sequence
@@ -378,7 +379,10 @@ class TextStrongAugmenter:
         for i in range(0, len(todo), 512):
             self._pools.update(self._build(todo[i : i + 512]))
         if self.cache_file:
-            atomic_write_text(self.cache_file, json.dumps({"config": self._cfg_key(), "pools": self._pools}))
+            try:
+                atomic_write_text(self.cache_file, json.dumps({"config": self._cfg_key(), "pools": self._pools}))
+            except OSError as e:  # a read-only or full cache folder: the pools stay in memory for this run
+                warnings.warn(f"EDA pools not cached ({self.cache_file}: {e}); set data.eda_cache=FILE", stacklevel=2)
 
     def __call__(self, sentence: str, rng: np.random.Generator) -> str:
         if self.cfg.refresh == "always":

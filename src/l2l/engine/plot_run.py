@@ -12,21 +12,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..errors import MissingFileError, UsageError
+from ..errors import MissingFileError
+from ..utils.jsonl import read_records
 
 
 def read_metrics(run: str | Path) -> list[dict[str, Any]]:
     f = Path(run) / "metrics.jsonl"
     if not f.exists():
         raise MissingFileError(f"{run}: no metrics.jsonl (is this a run folder of `l2l train`?)")
-    out = []
-    for i, line in enumerate(f.read_text().splitlines(), 1):
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            if i != len(f.read_text().splitlines()):  # only a torn last line is expected
-                raise UsageError(f"{f}: line {i} is not JSON") from None
-    return out
+    return read_records(f)  # a torn last line is skipped, any other bad line named
 
 
 def _series(recs, key):

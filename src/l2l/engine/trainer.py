@@ -47,11 +47,13 @@ from ..data.dataset import (
 )
 from ..data.refer import ReferDataset
 from ..data.splits import resolve_split
-from ..errors import MissingFileError, UsageError
+from ..errors import ExistsError, MissingFileError, UsageError
 from ..registry import METHODS, MODELS
 from ..schema import DataConfig, OptimConfig, TrainConfig
 from ..utils import threads as thread_policy
-from ..utils.io import atomic_write_text
+from ..utils.io import atomic_write_text, user_cache_dir
+from ..utils.jsonl import append_record, keep_records
+from ..utils.lock import TRAIN_LOCK, FolderLock, describe_holder, lock_problem
 from ..utils.precision import use_bf16
 from ..utils.progress import progress
 from ..utils.run_paths import record_paths
@@ -112,13 +114,14 @@ resolve_device = best_device
 
 def text_strong_augmenter(cfg: DataConfig, ds: ReferDataset, sentences: Sequence[str], announce: bool = True):
     """The EDA augmenter of a run on ``ds`` with the pools of ``sentences`` built (once: they are cached in
-    ``data.eda_cache``, by default ``<root>/cache/eda_pools_<dataset>.json``, and read from there)."""
+    ``data.eda_cache``, by default ``<user cache>/eda/eda_pools_<dataset>.json`` — :func:`user_cache_dir`,
+    never the dataset's folder, which may be read-only — and read from there)."""
     from ..data.text_augment import SentenceEncoder, TextStrongAugmenter
 
     cache = (
         Path(cfg.eda_cache)
         if cfg.eda_cache
-        else Path(cfg.root) / "cache" / f"eda_pools_{ds.name.replace('/', '_')}.json"
+        else user_cache_dir() / "eda" / f"eda_pools_{ds.name.replace('/', '_')}.json"
     )
     aug = TextStrongAugmenter(SentenceEncoder(), cache_file=cache)
     missing = aug.missing(sentences)
@@ -179,14 +182,14 @@ class Trainer:
         self.info = init_distributed(self.device)
         self.tb: Any = None  # SummaryWriter on the main process
         self.results: dict[str, Any] = {}
+        self._folder_lock: FolderLock | None = None
 
     # ------------------------------------------------------------------ helpers
     def log(self, record: dict[str, Any]) -> None:
         """Append a record to ``metrics.jsonl`` (and its numbers to TensorBoard); main process only."""
         if not self.info.is_main:
             return
-        with open(self.run_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
+        append_record(self.run_dir / "metrics.jsonl", record)
         if self.tb is not None:
             for k, v in record.items():
                 if isinstance(v, (int, float)) and k not in ("step", "epoch"):
@@ -240,6 +243,8 @@ class Trainer:
             thread_policy.apply(cfg.threads)
         self.bf16 = use_bf16(cfg.amp, self.device)  # refused here, before any work, where the hardware lacks it
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        if info.is_main:
+            self._hold_folder()
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed)
         random.seed(cfg.seed)
@@ -315,6 +320,11 @@ class Trainer:
             method.load_state_dict(extra.get("method", {}))
             if info.is_main:
                 method.load_files(last)
+                # what was logged after this checkpoint is logged again by the resumed steps: once only
+                done = self.state["step"]
+                keep_records(
+                    self.run_dir / "metrics.jsonl", lambda r: not isinstance(r.get("step"), int) or r["step"] <= done
+                )
             if info.enabled:
                 torch.distributed.barrier()
         else:
@@ -456,6 +466,7 @@ class Trainer:
             h.after_train(self)
         if self.tb is not None:
             self.tb.close()
+        self.release_folder()
         return {
             "state": state,
             "results": results,
@@ -507,6 +518,23 @@ class Trainer:
             f"no checkpoint of {self.run_dir} can be loaded: " + "; ".join(tried) + " — use --no-resume to start over"
         )
 
+    def _hold_folder(self) -> None:
+        """One writer per run folder: ``.train.lock``, held until :meth:`fit` ends or the process exits; a
+        lock whose holder is gone (kill -9) is taken over; a live one, or an unreadable one, is refused."""
+        if self._folder_lock is not None and self._folder_lock.held:
+            return
+        lock = FolderLock(self.run_dir / TRAIN_LOCK)
+        if not lock.acquire():
+            info = lock.holder()
+            raise ExistsError(describe_holder(lock.path, info) if info else lock_problem(lock.path) or
+                              f"{lock.path} is being created by another process; try again")  # fmt: skip
+        self._folder_lock = lock
+
+    def release_folder(self) -> None:
+        """Give the run folder's lock back (the end of :meth:`fit`; also at process exit)."""
+        if self._folder_lock is not None:
+            self._folder_lock.release()
+
     def _clear_stale_results(self) -> None:
         """A fresh start in a used folder: results of the earlier run would sit beside the new ones."""
         for f in [*self.run_dir.glob("eval_*.json"), self.run_dir / "metrics.jsonl"]:
@@ -550,7 +578,7 @@ class Trainer:
         return store
 
     def _text_strong(self, ds: ReferDataset, unlabeled):
-        """The strong text view (EDA pools, cached next to the data); None when disabled."""
+        """The strong text view (EDA pools, in the user cache); None when disabled."""
         if not self.cfg.data.strong_text:
             return None
         return text_strong_augmenter(self.cfg.data, ds, [r.sentence for r in unlabeled], self.info.is_main)

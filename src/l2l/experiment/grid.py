@@ -43,9 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-import yaml
-
-from ..config import IDENTITY_IGNORED, ConfigError, config_diff, config_identity, load_config, to_dict  # noqa: F401
+from ..config import IDENTITY_IGNORED, ConfigError, config_diff, config_identity, load_config, load_yaml, to_dict  # noqa: F401
 from ..errors import MissingFileError, UsageError
 
 KINDS = ("main", "ablation", "sweep")
@@ -188,9 +186,9 @@ class Grid:
         except MissingFileError:
             raise MissingFileError(f"grid file not found: {path}") from None
         try:
-            raw = yaml.safe_load(self.path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise GridError(f"{self.path}: not valid YAML ({e})") from None
+            raw = load_yaml(self.path.read_text(encoding="utf-8"), str(self.path)) or {}
+        except (ConfigError, OSError, UnicodeDecodeError) as e:
+            raise GridError(str(e) if isinstance(e, ConfigError) else f"{self.path}: cannot be read ({e})") from None
         if not isinstance(raw, dict):
             raise GridError(f"{self.path}: expected a mapping at the top level")
         self.raw = raw

@@ -23,7 +23,6 @@ import json
 import os
 import queue
 import shlex
-import socket
 import subprocess
 import sys
 import threading
@@ -38,6 +37,7 @@ import yaml
 from ..config import to_dict
 from ..errors import UsageError
 from ..utils.io import atomic_write_text
+from ..utils.lock import PARENT_ENV, TRAIN_LOCK, FolderLock, describe_holder, holder_alive, lock_problem, read_lock
 from .grid import Cell, Grid, config_diff, config_identity
 
 LOCK = ".experiment.lock"
@@ -65,7 +65,7 @@ def cell_state(cell: Cell, ignore_lock: bool = False) -> str:
             return "conflict"
         if have != config_identity(to_dict(cell.cfg)):
             return "conflict"
-    if not ignore_lock and (run / LOCK).exists() and not _stale(run / LOCK):
+    if not ignore_lock and _locked(run):
         return "locked"
     if not (run / cell.evals[0].filename).exists():
         return "partial" if latest(run / "checkpoints") is not None else "new"
@@ -97,40 +97,30 @@ def conflict_message(cell: Cell) -> str:
     )
 
 
-def _stale(lock: Path) -> bool:
-    """A lock of a process that no longer runs on this host."""
-    try:
-        info = json.loads(lock.read_text())
-    except (OSError, json.JSONDecodeError):
-        return False  # being written
-    if info.get("host") != socket.gethostname():
-        return False
-    try:
-        os.kill(int(info["pid"]), 0)
-    except ProcessLookupError:
-        return True
-    except (PermissionError, KeyError, ValueError):
-        return False
+def _locked(run: Path) -> bool:
+    """The cell's runner lock or the trainer's own lock is held by a process that may still run."""
+    for name in (LOCK, TRAIN_LOCK):
+        info = read_lock(run / name)
+        if info is not None and holder_alive(info):
+            return True
+        if info is None and (run / name).exists() and lock_problem(run / name) is None:
+            return True  # being written this instant
     return False
 
 
-def _acquire(run: Path) -> bool:
-    run.mkdir(parents=True, exist_ok=True)
-    lock = run / LOCK
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            if _stale(lock):
-                lock.unlink(missing_ok=True)
-                continue
-            return False
-        with os.fdopen(fd, "w") as f:
-            json.dump(
-                {"host": socket.gethostname(), "pid": os.getpid(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}, f
-            )
-        return True
-    return False
+def _lock_message(run: Path) -> str:
+    for name in (LOCK, TRAIN_LOCK):
+        if (why := lock_problem(run / name)) is not None:
+            return why
+        info = read_lock(run / name)
+        if info is not None and holder_alive(info):
+            return describe_holder(run / name, info)
+    return "another worker took this cell"
+
+
+def _acquire(run: Path) -> FolderLock | None:
+    lock = FolderLock(run / LOCK)
+    return lock if lock.acquire() else None
 
 
 @dataclass
@@ -169,6 +159,7 @@ class Runner:
 
     def _env(self, device: str | None = None) -> dict[str, str]:
         env = dict(os.environ)
+        env[PARENT_ENV] = str(os.getpid())  # the child dies with this runner (utils/lock.py: die_with_parent)
         if device is not None:
             env["CUDA_VISIBLE_DEVICES"] = device
         # the thread policy (utils/threads.py) reaches each job through L2L_THREADS / OMP_NUM_THREADS:
@@ -195,9 +186,11 @@ class Runner:
     def run_cell(self, cell: Cell) -> CellResult:
         before = cell_state(cell)
         if before in ("done", "locked", "conflict"):
-            return CellResult(cell.name, before, before, message=conflict_message(cell) if before == "conflict" else "")
-        if not _acquire(cell.run_dir):
-            return CellResult(cell.name, before, "locked")
+            msg = {"conflict": conflict_message, "locked": lambda c: _lock_message(c.run_dir)}.get(before)
+            return CellResult(cell.name, before, before, message=msg(cell) if msg else "")
+        lock = _acquire(cell.run_dir)
+        if lock is None:
+            return CellResult(cell.name, before, "locked", message=_lock_message(cell.run_dir))
         t0 = time.perf_counter()
         log = cell.run_dir / "experiment.log"
         device = self._free.get()
@@ -233,7 +226,7 @@ class Runner:
             return CellResult(cell.name, before, after, dt)
         finally:
             self._free.put(device)
-            (cell.run_dir / LOCK).unlink(missing_ok=True)
+            lock.release()
 
     def _step(self, log, what: str, cmd: list[str], device: str | None = None) -> str:
         log.write(f"\n$ {shlex.join(cmd)}\n")

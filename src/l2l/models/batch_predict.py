@@ -19,6 +19,7 @@ loaded once; pairs are grouped by image so that each image is read and encoded o
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 from dataclasses import dataclass
@@ -27,8 +28,9 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from ..errors import L2LError, MissingFileError, UsageError
+from ..errors import DataError, L2LError, MissingFileError, UsageError
 from ..utils.io import atomic_write_text
+from ..utils.jsonl import append_records, read_records
 from ..utils.progress import progress
 from ..utils.rle import rle_encode
 from .domain import OutOfDomainWarning
@@ -43,6 +45,23 @@ class Pair:
     text: str
     image_id: int | None = None  # COCO ids for results.json (None: numbered by image)
     category_id: int = 1
+    problem: str | None = None  # why this pair cannot be predicted (listed in failed.json; the rest go on)
+
+
+MAX_ID_LENGTH = 200  # ids name files (masks/<id>.png): most file systems allow 255 bytes
+
+
+def id_problem(pair_id: str) -> str | None:
+    """Why ``pair_id`` cannot name an output file, or None."""
+    if not pair_id.strip():
+        return "the id is empty"
+    if "\x00" in pair_id or any(ord(c) < 32 for c in pair_id):
+        return "the id holds a control character (NUL, newline, …)"
+    if any(c in pair_id for c in "/\\") or pair_id in (".", ".."):
+        return "the id cannot name a file (it holds a path separator or is '.' / '..')"
+    if len(pair_id.encode("utf-8")) > MAX_ID_LENGTH:
+        return f"the id is longer than {MAX_ID_LENGTH} bytes ({len(pair_id.encode('utf-8'))})"
+    return None
 
 
 def read_manifest(path: str | Path) -> list[Pair]:
@@ -57,15 +76,20 @@ def read_manifest(path: str | Path) -> list[Pair]:
             continue
         try:
             d = json.loads(line)
-            img, text = str(d["image"]), str(d["text"])
+            img, text = d["image"], d["text"]
             image_id = None if d.get("image_id") is None else int(d["image_id"])
             category_id = int(d.get("category_id", 1))
         except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
             raise UsageError(f'{path}: line {n} is not {{"image": …, "text": …}} (optional integer image_id, '
                              f"category_id) ({type(e).__name__}: {e})") from None  # fmt: skip
-        full = img if Path(img).is_absolute() or not (path.parent / img).exists() and Path(img).exists() \
+        problem = None
+        if not isinstance(text, str):  # ["a"] is not the sentence "['a']"
+            problem, text = f"line {n}: text must be a string, got {type(text).__name__} {json.dumps(text)[:60]}", ""
+        if not isinstance(img, str):
+            problem, img = problem or f"line {n}: image must be a path (a string), got {type(img).__name__}", ""
+        full = img if not img or Path(img).is_absolute() or not (path.parent / img).exists() and Path(img).exists() \
             else str(path.parent / img)  # fmt: skip
-        pairs.append(Pair(str(d.get("id", n)), full, text, image_id, category_id))
+        pairs.append(Pair(str(d.get("id", n)), full, text, image_id, category_id, problem))
     return _unique(pairs, str(path))
 
 
@@ -88,10 +112,8 @@ def _unique(pairs: list[Pair], where: str) -> list[Pair]:
     for p in pairs:
         if p.id in seen:
             raise UsageError(f"{where}: id {p.id!r} is used twice (ids name the output files)")
-        if any(c in p.id for c in "/\\") or p.id in (".", ".."):
-            raise UsageError(f"{where}: id {p.id!r} cannot name a file")
         seen[p.id] = p
-    return pairs
+    return [p if p.problem or not (why := id_problem(p.id)) else dataclasses.replace(p, problem=why) for p in pairs]
 
 
 rle = rle_encode  # COCO run-length encoding of a bool mask, JSON-ready
@@ -108,24 +130,25 @@ def predict_pairs(predictor, pairs: list[Pair], out_dir: str | Path, threshold: 
         (out / "probs").mkdir(exist_ok=True)
     log = out / "results.jsonl"
     done: dict[str, dict[str, Any]] = {}
-    if log.exists():
-        for line in log.read_text().splitlines():
-            try:
-                r = json.loads(line)
-                done[str(r["id"])] = r
-            except (json.JSONDecodeError, KeyError, TypeError):
-                continue  # a torn last line: that pair is done again
-    todo = [p for p in pairs if p.id not in done or not (out / "masks" / f"{p.id}.png").exists()]
+    for n, r in enumerate(read_records(log), 1):  # a torn last line: that pair is done again
+        if "id" not in r:
+            raise DataError(f"{log}: record {n} has no id; remove the line (the pair is then predicted again)")
+        done[str(r["id"])] = r
+    failed: list[dict[str, str]] = [
+        {"id": p.id, "image": p.image, "text": p.text, "reason": p.problem} for p in pairs if p.problem
+    ]
+    refused = len(failed)
+    pairs_ok = [p for p in pairs if not p.problem]
+    todo = [p for p in pairs_ok if p.id not in done or not (out / "masks" / f"{p.id}.png").exists()]
     by_image: dict[str, list[Pair]] = {}
     for p in todo:
         by_image.setdefault(p.image, []).append(p)
     bar = progress(None, total=len(todo), desc="predict", disable=not show_progress)
-    failed: list[dict[str, str]] = []
     for p in [p for p in todo if not p.text.strip()]:
         failed.append({"id": p.id, "image": p.image, "text": p.text, "reason": "the sentence is empty"})
         by_image[p.image].remove(p)
         bar.update(1)
-    with open(log, "a") as f:
+    with append_records(log) as f:
         for image, group in by_image.items():
             if not group:
                 continue
@@ -145,8 +168,7 @@ def predict_pairs(predictor, pairs: list[Pair], out_dir: str | Path, threshold: 
                 rec = {"id": p.id, "image": p.image, "text": p.text, "segmentation": rle(m), "area": int(m.sum()),
                        "score": float(pr[m].mean()) if m.any() else 0.0, "empty": not bool(m.any()),
                        "domain": getattr(predictor, "image_domain", None)}  # fmt: skip
-                f.write(json.dumps(rec) + "\n")
-                f.flush()
+                f.write(rec)
                 done[p.id] = rec
                 bar.update(1)
     bar.close()
@@ -161,6 +183,6 @@ def predict_pairs(predictor, pairs: list[Pair], out_dir: str | Path, threshold: 
     atomic_write_text(out / "results.json", json.dumps(coco, indent=1))
     atomic_write_text(out / "failed.json", json.dumps(failed, indent=1))
     doms = {r["image"]: r.get("domain") for r in records}
-    return {"pairs": len(pairs), "predicted": len(todo) - len(failed), "skipped": len(pairs) - len(todo),
+    return {"pairs": len(pairs), "predicted": len(todo) - (len(failed) - refused), "skipped": len(pairs_ok) - len(todo),
             "empty": sum(r["empty"] for r in records), "failed": failed, "images": len(doms),
             "far_images": sum(bool(d and d.get("far")) for d in doms.values())}  # fmt: skip

@@ -37,6 +37,7 @@ from ..data.vocab import SHAPE_WORDS
 from ..errors import UsageError
 from ..pretrain.pool import PoolConfig, render_pool_scene
 from ..utils.io import atomic_write_text
+from ..utils.jsonl import append_records, read_records
 from ..utils.progress import progress
 from ..utils.rle import rle_decode, rle_encode
 from .config import PPTConfig
@@ -231,17 +232,14 @@ def prepare(ds: Any, out: str | Path, cfg: PPTConfig, split: str = "train", limi
     # D_sem: one pseudo mask per object-centric image
     o = cfg.objects
     obj_path = out / "objects.jsonl"
-    done = _read_jsonl(obj_path)
+    done = read_records(obj_path)
     ranker = ZeroShotPredictor(masks, dual, MaskConfig(points_per_side=cfg.object_grid, max_area_frac=0.9))
-    with obj_path.open("a") as f:
+    with append_records(obj_path) as f:
         for i in progress(range(len(done), o.images), desc="D_sem pseudo masks", disable=not show_progress):
             img, gt, shape = object_image(o.pool_seed, i, cfg.image_size, o.context)
             segs, sc = ranker.scores(img, f"a {shape}")
             m = segs[int(np.argmax(sc))] if segs else np.zeros_like(gt)
-            f.write(
-                json.dumps({"index": i, "shape": shape, "rle": rle_encode(m), "pool_iou": round(_iou(m, gt), 4)}) + "\n"
-            )
-            f.flush()
+            f.write({"index": i, "shape": shape, "rle": rle_encode(m), "pool_iou": round(_iou(m, gt), 4)})
     # H: candidates per noun phrase, per image
     recs = ds.samples(split)
     by_image: dict[int, list[Any]] = {}
@@ -249,7 +247,7 @@ def prepare(ds: Any, out: str | Path, cfg: PPTConfig, split: str = "train", limi
         by_image.setdefault(r.image_id, []).append(r)
     image_ids = sorted(by_image)[:limit]
     img_path = out / "images.jsonl"
-    seen = {d["image_id"] for d in _read_jsonl(img_path)}
+    seen = {d["image_id"] for d in read_records(img_path)}
     ranker = ZeroShotPredictor(masks, dual, MaskConfig(points_per_side=cfg.proposal_grid))
     reuse = None
     if masks_from is not None:
@@ -262,33 +260,19 @@ def prepare(ds: Any, out: str | Path, cfg: PPTConfig, split: str = "train", limi
             raise UsageError(
                 f"--masks-from {masks_from}: no masks for {len(missing)} of the images (first: {missing[0]})"
             )
-    with img_path.open("a") as f:
+    with append_records(img_path) as f:
         for iid in progress([i for i in image_ids if i not in seen], desc="H candidates", disable=not show_progress):
             given = None if reuse is None else [m["segmentation"] for m in reuse[iid]]
             rec = label_image(ranker, ds.load_image(iid), by_image[iid], given)
-            f.write(json.dumps({"image_id": iid, **rec}) + "\n")
-            f.flush()
+            f.write({"image_id": iid, **rec})
     return summary(out)
-
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        if line.strip():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:  # a line cut by a crash: dropped, redone by the next run
-                break
-    return out
 
 
 def summary(out: str | Path) -> dict[str, Any]:
     """Counts of the prepared pseudo-labels (written to ``OUT/summary.json``)."""
     out = Path(out)
-    objs = _read_jsonl(out / "objects.jsonl")
-    imgs = _read_jsonl(out / "images.jsonl")
+    objs = read_records(out / "objects.jsonl")
+    imgs = read_records(out / "images.jsonl")
     sents = [s for d in imgs for s in d["sentences"]]
     n_c = [len(s["candidates"]) for s in sents]
     res = {
@@ -326,7 +310,7 @@ def load_labels(path: str | Path, cfg: PPTConfig, show_progress: bool = False) -
     if meta.get("format") != FORMAT:
         raise UsageError(f"{path}/meta.json: format {meta.get('format')!r}, expected {FORMAT}")
     o = meta["objects"]
-    objs = _read_jsonl(path / "objects.jsonl")
+    objs = read_records(path / "objects.jsonl")
     s = int(meta["image_size"])
     ims, ms, shapes = [], [], []
     for d in progress(objs, desc="object-centric images", disable=not show_progress):
@@ -338,7 +322,7 @@ def load_labels(path: str | Path, cfg: PPTConfig, show_progress: bool = False) -
     masks = np.stack(ms) if ms else np.zeros((0, s, s), bool)
     oc = ObjectCentric(images, masks, shapes, int(o["pool_seed"]), int(o["composites"]))
     h, props = [], {}
-    for d in _read_jsonl(path / "images.jsonl"):
+    for d in read_records(path / "images.jsonl"):
         props[int(d["image_id"])] = d["proposals"]
         for st in d["sentences"]:
             h.append(HSample(int(st["sample_id"]), int(d["image_id"]), st["text"], st["phrases"], st["candidates"]))

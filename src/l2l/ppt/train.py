@@ -23,6 +23,7 @@ from ..engine import checkpoint as ckpt
 from ..errors import UsageError
 from ..foundation.common import torch_threads
 from ..utils.io import atomic_write_text
+from ..utils.jsonl import cut_torn_tail, keep_records, read_records
 from ..utils.progress import progress
 from .config import PPTConfig
 from .curriculum import Phase, plan, select
@@ -195,6 +196,12 @@ def train(cfg: PPTConfig, labels_dir: str | Path, ds: Any, out: str | Path, devi
             selected_for = tuple(st["extra"]["selected_for"]) if st["extra"]["selected_for"] else None
             before = float(st["extra"].get("elapsed", 0.0))
         end = sched.total if max_steps is None else min(sched.total, max_steps)
+        # records logged after the checkpoint are logged again by the resumed steps (a selection at
+        # step S runs after checkpoint S was saved); a torn last line is cut before appending
+        keep_records(
+            out / "log.jsonl", lambda r: r.get("step", 0) < step or (r.get("step", 0) == step and "select" not in r)
+        )
+        cut_torn_tail(out / "log.jsonl")
         log = (out / "log.jsonl").open("a")
         bar = progress(None, total=sched.total, initial=step, desc="ppt", disable=not show_progress)
         model.train()
@@ -240,7 +247,7 @@ def train(cfg: PPTConfig, labels_dir: str | Path, ds: Any, out: str | Path, devi
         bar.close()
         log.close()
     done = step >= sched.total
-    ends = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines() if '"phase_end"' in x]
+    ends = [r for r in read_records(out / "log.jsonl") if "phase_end" in r]
     prev, seconds = 0.0, {}
     for e in ends:
         seconds[e["phase_end"]] = round(e["elapsed"] - prev, 1)

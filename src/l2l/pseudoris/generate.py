@@ -29,6 +29,7 @@ import numpy as np
 
 from ..errors import ExistsError, UsageError
 from ..utils.io import atomic_write_text
+from ..utils.jsonl import append_records, read_records
 from ..utils.progress import progress
 from ..utils.rle import rle_decode, rle_encode
 from .config import PseudoRISConfig
@@ -166,12 +167,11 @@ def generate(ds: Any, out: str | Path, models: Models | None, cfg: PseudoRISConf
     done = {int(r["image_id"]) for r in _read_records(rec_dir)}
     counts: dict[str, int] = {"skipped": sum(1 for i in mine if i in done)}
     todo = [i for i in mine if i not in done]
-    with open(part, "a") as f:
+    with append_records(part) as f:
         for image_id in progress(todo, desc="pseudo-ris", disable=not show_progress):
             if scored is not None and int(image_id) in scored:
                 rec = refilter(scored[int(image_id)], cfg)
-                f.write(json.dumps(rec) + "\n")
-                f.flush()
+                f.write(rec)
                 counts[rec["status"]] = counts.get(rec["status"], 0) + 1
                 continue
             image = ds.load_image(image_id)
@@ -185,8 +185,7 @@ def generate(ds: Any, out: str | Path, models: Models | None, cfg: PseudoRISConf
                 masks = extract_masks(models.masks, image, cfg.masks)
             assert models is not None
             rec = {"image_id": int(image_id), **label_image(models, image, masks, cfg, cfg.seed * 1_000_003 + image_id)}
-            f.write(json.dumps(rec) + "\n")
-            f.flush()
+            f.write(rec)
             counts[rec["status"]] = counts.get(rec["status"], 0) + 1
     return counts
 
@@ -244,14 +243,8 @@ def refilter(rec: dict[str, Any], cfg: PseudoRISConfig) -> dict[str, Any]:
 
 
 def _read_records(rec_dir: Path) -> list[dict[str, Any]]:
-    recs = []
-    for p in sorted(rec_dir.glob("part-*.jsonl")):
-        for line in p.read_text().splitlines():
-            try:
-                recs.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a torn last line: that image is labelled again
-    return recs
+    # a torn last line is skipped (that image is labelled again); a damaged line elsewhere is named
+    return [r for p in sorted(rec_dir.glob("part-*.jsonl")) for r in read_records(p)]
 
 
 def build_dataset(ds: Any, out: str | Path, setting: str = "zero-shot", labeled: Sequence[int] = (),

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MissingFileError, UsageError
+from ..utils.jsonl import read_records
 
 
 @dataclass
@@ -33,16 +34,7 @@ class CellData:
     @cached_property
     def records(self) -> list[dict[str, Any]]:
         """Every record of the run's ``metrics.jsonl``, read once per report."""
-        f = self.run_dir / "metrics.jsonl"
-        if not f.exists():
-            return []
-        out = []
-        for line in f.read_text().splitlines():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a torn last line of a run that is still writing
-        return out
+        return read_records(self.run_dir / "metrics.jsonl")  # a run still writing: its torn last line is skipped
 
     def telemetry(self) -> list[dict[str, Any]]:
         return [r for r in self.records if r.get("kind") == "telemetry"]

@@ -13,15 +13,17 @@ The page's element ids (``upload``, ``sentence``, ``segment``, ``status``, ``ove
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..data.images import read_photo
 from ..errors import L2LError
-from .session import Response, Session
+from .session import MAX_UPLOAD_MB, Response, Session
 
 
 def default_examples(session: Session, n_synthref: int = 4, manifest: str | Path | None = None) -> list[list[str]]:
@@ -87,7 +89,9 @@ def build_app(session: Session, examples: list[list[str]] | None = None):
     import gradio as gr
 
     examples = default_examples(session) if examples is None else examples
-    with gr.Blocks(title="l2l — referring expression segmentation", analytics_enabled=False) as app:
+    # uploads are deleted once read (Session.read_upload); anything left is swept after 15 minutes
+    with gr.Blocks(title="l2l — referring expression segmentation", analytics_enabled=False,
+                   delete_cache=(300, 900)) as app:  # fmt: skip
         gr.Markdown("## l2l — referring expression segmentation\nUpload an image, type what to segment, press "
                     "**Segment**. Models trained on SynthRef know SynthRef's shapes and words, not photos.")  # fmt: skip
         with gr.Row():
@@ -127,7 +131,7 @@ def build_app(session: Session, examples: list[list[str]] | None = None):
             if not path:
                 return None, "Ready."
             try:
-                img, notes = read_photo(path, session.max_side)
+                img, notes = session.read_upload(path)
             except L2LError as e:
                 return None, f"**Refused: {e}**"
             return enlarge(img), (
@@ -155,17 +159,25 @@ def port_is_free(host: str, port: int) -> bool:
 
 
 def serve(session: Session, host: str = "127.0.0.1", port: int = 7860, share: bool = False, block: bool = True,
-          examples_manifest: str | Path | None = None):  # fmt: skip
+          examples_manifest: str | Path | None = None, max_upload_mb: float = MAX_UPLOAD_MB):  # fmt: skip
     """Start the page (queued: one request at a time); returns the Gradio app (running) when ``block`` is False."""
     from ..errors import UsageError
 
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     if not port_is_free(host, port):
         raise UsageError(f"port {port} on {host} is in use (another l2l serve?): give --port N")
+    if session.upload_dir is None:  # the user's GRADIO_TEMP_DIR, else this server's own, removed when it stops
+        if os.environ.get("GRADIO_TEMP_DIR"):
+            up = Path(os.environ["GRADIO_TEMP_DIR"])
+        else:
+            up = Path(tempfile.mkdtemp(prefix="l2l-serve-uploads-"))
+            atexit.register(shutil.rmtree, up, True)
+        session.upload_dir = up.resolve()
+    os.environ["GRADIO_TEMP_DIR"] = str(session.upload_dir)  # read by Gradio when the app is built
     examples = default_examples(session, manifest=examples_manifest)
     app = build_app(session, examples)
     allowed = sorted({str(Path(e[0]).resolve().parent) for e in examples})
     app.queue(default_concurrency_limit=1)
     app.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=not block, quiet=not block,
-               allowed_paths=allowed, show_error=True)  # fmt: skip
+               allowed_paths=allowed, show_error=True, max_file_size=f"{max_upload_mb}mb")  # fmt: skip
     return app

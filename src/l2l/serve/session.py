@@ -15,6 +15,7 @@ import hashlib
 import threading
 import time
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -27,6 +28,8 @@ from ..models.domain import DomainCheck, OutOfDomainWarning, far_notice
 from ..models.predictor import SegmenterPredictor
 from .card import ModelCard, model_card
 
+KEPT_UPLOADS = 16  # decoded uploads kept in memory (a user asks several sentences about one image)
+MAX_UPLOAD_MB = 50  # the page refuses larger files (l2l serve --max-upload-mb)
 MAX_SIDE = 1024  # uploads are downscaled to this longer side (the model sees 96–480 px anyway)
 
 
@@ -121,12 +124,18 @@ class Response:
 class Session:
     """The served models and the prior provider; :meth:`respond` is what one click of the page does."""
 
-    def __init__(self, models: Sequence[ServedModel], prior_provider: Any = None, max_side: int = MAX_SIDE):
+    def __init__(self, models: Sequence[ServedModel], prior_provider: Any = None, max_side: int = MAX_SIDE,
+                 upload_dir: str | Path | None = None):  # fmt: skip
+        """``upload_dir``: the server's upload folder; a file in it is deleted once read (its decoded
+        image is kept in memory for the next sentences, :data:`KEPT_UPLOADS` images at most)."""
         if not models:
             raise UsageError("serve needs at least one --ckpt")
         self.models = list(models)
         self.provider = prior_provider
         self.max_side = max_side
+        self.upload_dir = Path(upload_dir).resolve() if upload_dir else None
+        self._uploads: OrderedDict[str, tuple[np.ndarray, list[str]]] = OrderedDict()
+        self._uploads_lock = threading.Lock()
         self._prior_lock = threading.Lock()
         self._count = 0
         self._count_lock = threading.Lock()
@@ -148,11 +157,35 @@ class Session:
         r.number = number
         return r
 
+    def read_upload(self, upload: str | Path) -> tuple[np.ndarray, list[str]]:
+        """The image of an upload (:func:`read_photo`); a file in ``upload_dir`` is read once and deleted,
+        so the server keeps no user file on disk after it has been read."""
+        key = str(upload)
+        with self._uploads_lock:
+            if key in self._uploads:
+                self._uploads.move_to_end(key)
+                return self._uploads[key]
+        path = Path(upload)
+        ours = self.upload_dir is not None and self.upload_dir in path.resolve().parents
+        if ours and not path.exists():
+            raise UsageError(f"{path.name}: this upload is no longer kept on the server; upload it again")
+        try:
+            got = read_photo(path, self.max_side)
+        finally:
+            if ours:
+                path.unlink(missing_ok=True)
+        if ours:
+            with self._uploads_lock:
+                self._uploads[key] = got
+                while len(self._uploads) > KEPT_UPLOADS:
+                    self._uploads.popitem(last=False)
+        return got
+
     def _respond(self, upload: str | Path | None, text: str | None, guidance: str, threshold: float) -> Response:
         if upload is None or str(upload) == "":
             return Response(None, [], [], "no image: upload one or pick an example")
         try:
-            image, notes = read_photo(upload, self.max_side)
+            image, notes = self.read_upload(upload)
         except L2LError as e:  # read_photo names the file by its name only, never the server's temporary path
             return Response(None, [], [], str(e))
         text = (text or "").strip()

@@ -45,6 +45,15 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def user_cache_dir() -> Path:
+    """Where l2l keeps caches that outlive a run (EDA pools): ``$L2L_CACHE``, else
+    ``$XDG_CACHE_HOME/l2l``, else ``~/.cache/l2l``. Never a dataset's folder (it may be mounted read-only)."""
+    if os.environ.get("L2L_CACHE"):
+        return Path(os.environ["L2L_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "l2l"
+
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

@@ -22,7 +22,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..config import ConfigError, _merge, apply_overrides, from_dict, to_dict
+from ..config import ConfigError, _merge, apply_overrides, from_dict, load_yaml, to_dict
 from .io import atomic_write_text
 
 PATHS_FILE = "paths.json"
@@ -127,12 +127,10 @@ def load_run_dict(path: str | Path | None) -> dict[str, Any] | None:
 
 
 def _read_yaml(run: Path) -> dict[str, Any]:
-    import yaml
-
     try:
-        raw = yaml.safe_load((run / "config.yaml").read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{run / 'config.yaml'}: not valid YAML ({e})") from None
+        raw = load_yaml((run / "config.yaml").read_text(encoding="utf-8"), str(run / "config.yaml")) or {}
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{run / 'config.yaml'}: cannot be read ({e})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{run / 'config.yaml'}: expected a mapping, got {type(raw).__name__}")
     return raw
