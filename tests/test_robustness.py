@@ -295,3 +295,138 @@ def test_weights_files_follow_the_umask(tmp_path):
         os.umask(old)
     assert (tmp_path / "model.safetensors").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "config.json").stat().st_mode & 0o777 == 0o644
+
+
+BOMB = "".join(f"{k}: &{k} [" + ",".join([f"*{p}" if p else '"x"' for _ in range(9)]) + "]\n"
+               for p, k in zip(["", *"abcdefgh"], "abcdefghi"))  # fmt: skip  # 9**9 values in 539 bytes
+
+
+@pytest.mark.parametrize(
+    "argv, says",
+    [
+        (["train", "--config", "{bomb}"], "expands to more than 100,000 values (nested aliases?)"),  # F6
+        (["train", "--config", "{list}"], "a config is a mapping"),  # F12
+        (["train", "model=3"], "model: a section"),
+        (["train", "data.size=[1,2]"], "data.size: expected int"),
+        (["train", "compile=maybe"], "compile: expected true or false"),  # F7
+        (["train", "batch_size=true"], "batch_size: expected an integer"),
+        (["train", "data.scale_range=3"], "data.scale_range: expected a list"),
+    ],
+)
+def test_bad_configs_and_overrides_are_one_line(tmp_path, capsys, argv, says):
+    """F6, F7, F12: a YAML alias bomb stops at the limit (it drove `l2l train` to 5.5 GB); wrong types,
+    sections given a value and top-level lists are one `l2l: error:` line, not a traceback."""
+    (tmp_path / "bomb.yaml").write_text(BOMB)
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    argv = [a.format(bomb=tmp_path / "bomb.yaml", list=tmp_path / "list.yaml") for a in argv]
+    assert len(BOMB) < 600
+    assert main([*argv[:1], "--out", str(tmp_path / "run"), *argv[1:]]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("l2l: error:") and says in err and err.count("\n") == 1
+
+
+def test_negative_seeds_and_unwritable_outputs_are_one_line(tmp_path, capsys, monkeypatch):
+    """F18: `data synth --seed -1` and a full, read-only or misnamed output place ended in tracebacks."""
+    import errno
+
+    import l2l.data.synthref as synthref
+
+    with pytest.raises(SystemExit) as e:
+        main(["data", "synth", "--out", str(tmp_path / "d"), "--seed", "-1"])
+    assert e.value.code == 2 and "a seed lies in [0, 2**32), got -1" in capsys.readouterr().err
+    (tmp_path / "file").write_text("x")
+    assert main(["data", "synth", "--out", str(tmp_path / "file" / "d"), "--num-images", "4"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("l2l: error:") and str(tmp_path / "file") in err and err.count("\n") == 1
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "d" / "images" / "000001.png"))
+
+    monkeypatch.setattr(synthref, "generate", full)
+    assert main(["data", "synth", "--out", str(tmp_path / "d"), "--num-images", "4"]) == 2
+    err = capsys.readouterr().err
+    assert "000001.png: No space left on device" in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_record_files_cut_a_torn_tail_and_name_a_bad_line(tmp_path):
+    """The one JSONL reader/writer (utils/jsonl.py): what a crash leaves (a torn last line) is skipped and
+    cut off before the next append — it used to be glued to the next record, losing both (F2–F4)."""
+    from l2l.errors import DataError
+    from l2l.utils.jsonl import append_records, keep_records, read_records
+
+    f = tmp_path / "r.jsonl"
+    f.write_text('{"i": 0}\n{"i": 1}\n{"i": 2, "x"')
+    assert read_records(f) == [{"i": 0}, {"i": 1}]
+    with append_records(f) as w:
+        w.write({"i": 2})
+    assert f.read_text() == '{"i": 0}\n{"i": 1}\n{"i": 2}\n' and read_records(f) == [{"i": k} for k in range(3)]
+    assert keep_records(f, lambda r: r["i"] < 2) == 1 and read_records(f) == [{"i": 0}, {"i": 1}]
+    f.write_text('{"i": 0}\n{"i": 1, "x\n{"i": 2}\n')
+    with pytest.raises(DataError, match=r"r.jsonl, line 2: not a JSON record"):
+        read_records(f)
+    f.write_text('[1]\n')
+    with pytest.raises(DataError, match="line 1: a JSON list, not a record"):
+        read_records(f)
+    assert read_records(tmp_path / "none.jsonl") == []
+
+
+def test_folder_locks_are_stale_only_when_the_holder_is_gone(tmp_path):
+    """F1, F15 (utils/lock.py): a live holder is respected, a dead one (or a reused pid) is taken over,
+    an empty lock is named with the file to remove."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from l2l.utils.lock import FolderLock, holder_alive, lock_problem, read_lock
+
+    path = tmp_path / ".train.lock"
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        a = FolderLock(path)
+        assert a.acquire() and read_lock(path)["pid"] == os.getpid()
+        assert not FolderLock(path).acquire()  # held by a live process (this one)
+        a.release()
+        assert not path.exists()
+        path.write_text(json.dumps({"host": socket.gethostname(), "pid": child.pid}))
+        assert holder_alive(read_lock(path)) and not FolderLock(path).acquire()
+        path.write_text(json.dumps({"host": socket.gethostname(), "pid": child.pid, "started": "1"}))
+        assert not holder_alive(read_lock(path))  # the pid runs, but a process started at another time
+        child.kill()
+        child.wait()
+        path.write_text(json.dumps({"host": socket.gethostname(), "pid": child.pid}))
+        b = FolderLock(path)
+        assert b.acquire() and read_lock(path)["pid"] == os.getpid()  # the dead holder's lock: taken over
+        b.release()
+        path.write_text(json.dumps({"host": "elsewhere", "pid": 1}))
+        assert not FolderLock(path).acquire()  # another host's: never taken over
+        path.write_text("")
+        assert lock_problem(path) is None  # just created: being written
+        old = time.time() - 60
+        os.utime(path, (old, old))
+        assert f"{path} is empty or unreadable" in lock_problem(path) and not FolderLock(path).acquire()
+    finally:
+        child.kill()
+
+
+def test_a_second_trainer_on_a_live_run_folder_is_refused(synthref_dir, tmp_path, capsys):
+    """F1: the trainer holds its run folder's lock; a second `l2l train` on it is one line naming the holder."""
+    import socket
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    run.mkdir()
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (run / ".train.lock").write_text(json.dumps({"host": socket.gethostname(), "pid": child.pid,
+                                                     "since": "now", "command": ["l2l", "train"]}))  # fmt: skip
+        assert _train(run, synthref_dir, "total_steps=1") == 2
+        err = capsys.readouterr().err
+        assert f"is being written by pid {child.pid}" in err and ".train.lock" in err
+    finally:
+        child.kill()
+        child.wait()
+    assert _train(run, synthref_dir, "total_steps=1") == 0  # its holder gone: taken over
+    assert not (run / ".train.lock").exists()

@@ -18,6 +18,7 @@ Errors in user input (missing files, bad values) print one clear line and exit w
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -86,7 +87,7 @@ def _add_run_arg(p: argparse.ArgumentParser, primary: str, alias: str, help_text
 def _old_split_spellings(p: argparse.ArgumentParser) -> None:
     """``--fraction`` / ``--seed``: the earlier names of ``--label-fraction`` / ``--split-seed``, still read."""
     p.add_argument("--fraction", dest="fraction", type=_fraction, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-    p.add_argument("--seed", dest="seed", type=int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    p.add_argument("--seed", dest="seed", type=seed_int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
 
 def _add_dataset_args(p: argparse.ArgumentParser, positional: bool = False) -> None:
@@ -1011,6 +1012,17 @@ def _with_examples(sub, name: str, help_text: str) -> argparse.ArgumentParser:
     )
 
 
+def seed_int(text: str) -> int:
+    """``--seed``: an integer in [0, 2**32) (numpy's and torch's seeds), else argparse's one-line error."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
+    if not 0 <= v < 2**32:
+        raise argparse.ArgumentTypeError(f"a seed lies in [0, 2**32), got {v}")
+    return v
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="l2l", description="Label-efficient referring expression segmentation.")
     ap.add_argument("--version", action="version", version=f"l2l {__version__}")
@@ -1024,7 +1036,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-images", dest="images", type=int, default=2000, help="number of images (default 2000)")
     p.add_argument("--images", dest="images", type=int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p.add_argument(
-        "--seed", type=int, default=0, help="generator seed: the same seed gives the same dataset, byte for byte"
+        "--seed", type=seed_int, default=0, help="generator seed: the same seed gives the same dataset, byte for byte"
     )
     p.add_argument("--size", type=int, default=128, help="image side in pixels")
     p.add_argument("--objects", type=_range, default=(2, 5), help="objects per easy scene (train/val/testA)")
@@ -1059,7 +1071,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="train", help="split to sample from")
     p.add_argument("--n", type=int, default=6, help="number of samples")
     p.add_argument("--size", type=int, default=128, help="training resolution of the shown views")
-    p.add_argument("--seed", type=int, default=0, help="seed of the sample choice and augmentations")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the sample choice and augmentations")
     p.set_defaults(func=cmd_preview)
 
     p = data.add_parser("export", help="write a dataset in the REFER layout (refs(<split_by>).p) for the REFER API")
@@ -1107,7 +1119,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--folder", default=None, help="files: folder of <sample_id>.png / .npy maps")
     p.add_argument("--cues", default=None, help="files: optional JSON of cues by sample id")
     p.add_argument("--out", required=True, help="prior store folder")
-    p.add_argument("--seed", type=int, default=0, help="simulated: seed of the noise model")
+    p.add_argument("--seed", type=seed_int, default=0, help="simulated: seed of the noise model")
     p.add_argument("--batch-size", type=int, default=16, help="samples per provider call")
     p.set_defaults(func=cmd_priors_generate)
     p = pri.add_parser("eval", help="IoU of stored priors against the ground truth")
@@ -1122,7 +1134,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--priors", required=True, help="prior store folder")
     p.add_argument("--out", required=True, help="PNG to write")
     p.add_argument("--n", type=int, default=8, help="number of samples shown")
-    p.add_argument("--seed", type=int, default=0, help="seed of the sample choice")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the sample choice")
     p.set_defaults(func=cmd_priors_show)
 
     p = _with_examples(sub, "train", "train a segmenter (resumes from the run folder's last checkpoint)")
@@ -1243,7 +1255,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="PNG to write")
     p.add_argument("--num-images", dest="images", type=_positive_int, default=4, help="images shown (default 4)")
     p.add_argument("--images", dest="images", type=_positive_int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-    p.add_argument("--seed", type=int, default=0, help="which images (seeded choice)")
+    p.add_argument("--seed", type=seed_int, default=0, help="which images (seeded choice)")
     p.set_defaults(func=cmd_pseudo_ris_show)
     _add_table_parser(pris, "pseudo-ris", "L2L's Table 2 layout and Pseudo-RIS's Tables 5 / 6",
                       "docs/results/pseudo_ris", "scripts/pseudo_ris_table.sh")  # fmt: skip
@@ -1301,7 +1313,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_arg(p, "--run", "--ckpt", "a `l2l ppt train` run folder")
     p.add_argument("--split", default="val", help="split (default val)")
     p.add_argument("--samples", type=_positive_int, default=6, help="samples shown (default 6)")
-    p.add_argument("--seed", type=int, default=0, help="which samples (seeded choice)")
+    p.add_argument("--seed", type=seed_int, default=0, help="which samples (seeded choice)")
     p.add_argument("--out", required=True, help="PNG to write")
     p.add_argument("--device", default="auto", help="auto (a GPU when there is one) | cpu | cuda | cuda:N")
     p.set_defaults(func=cmd_ppt_show)
@@ -1366,7 +1378,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("grid_dir", help="folder written by `l2l experiment run` (holds grid.json)")
     p.add_argument("--out", default=None, help="report folder (default GRID_DIR/report)")
     p.add_argument("--qualitative", type=int, default=6, help="rows of the qualitative grid (0 = none)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the qualitative sample choice")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the qualitative sample choice")
     p.add_argument("--device", default="auto", help="device for the qualitative predictions (auto: a GPU if any)")
     p.set_defaults(func=cmd_report)
 
@@ -1444,6 +1456,10 @@ def _add_threads(parser: argparse.ArgumentParser) -> None:
         _add_threads(child)
 
 
+USER_OS_ERRORS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR,
+                            errno.EISDIR, errno.ENAMETOOLONG, errno.ENOENT, errno.EEXIST})  # fmt: skip
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from .errors import L2LError
     from .utils import threads
@@ -1473,6 +1489,14 @@ def _run(args: argparse.Namespace) -> int:
         return int(args.func(args) or 0)
     except L2LError as e:  # the user's to fix; anything else is a bug and keeps its traceback
         print(f"l2l: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if e.errno not in USER_OS_ERRORS:
+            raise
+        # a read-only, full, missing or misnamed output place: the user's to fix, in one line
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"l2l: error: {where}{e.strerror or e} (finished work is kept; fix this and run the same command "
+              "again)", file=sys.stderr)  # fmt: skip
         return 2
     except KeyboardInterrupt:
         print("l2l: interrupted (finished work is kept; run the same command again to continue)", file=sys.stderr)
