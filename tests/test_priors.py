@@ -66,6 +66,11 @@ def test_corrupt_torn_and_orphan_entries_are_regenerated_never_used(synthref, id
     assert res["generated"] == 2  # the corrupt one and the one whose line was torn
     fresh = PriorStore(tmp_path)
     assert all(fresh.has(i) for i in ids[:6]) and fresh.get(ids[0]) is not None
+    # F4: only a torn last line — "1 generated" must mean the store holds all six again
+    data = mf.read_bytes()
+    mf.write_bytes(data[: data.rstrip(b"\n").rfind(b"\n") + 1 + 20])
+    assert PriorStore(tmp_path).generate(prov, ids[:6], _loader(synthref), show_progress=False)["generated"] == 1
+    assert len(PriorStore(tmp_path).entries()) == 6 and all(PriorStore(tmp_path).has(i) for i in ids[:6])
 
 
 def test_ranks_write_disjoint_shards(synthref, ids, tmp_path):
