@@ -245,3 +245,44 @@ def test_scene_config_refuses_bad_values(bad):
 
     with pytest.raises(UsageError, match="model.scene"):
         load_config(ModelConfig, None, ["scene.enabled=true", bad])
+
+
+QUERY = ["query.enabled=true", "query.dim=16", "query.heads=2", "query.ffn=32", "query.layers=1", "query.queries=4"]
+
+
+def test_query_head_mixes_query_masks_by_their_scores_and_learns():
+    """The query head's foreground probability is Σ_q softmax(s)_q σ(M_q) (its 2-class logits are
+    [0, logit p]); equal scores give the mean of the query masks; padding words change nothing;
+    gradients reach the queries and the scores."""
+    from l2l.models.query_head import QueryConfig, QueryHead
+
+    torch.manual_seed(0)
+    head = QueryHead(8, 12, QueryConfig(enabled=True, dim=16, heads=2, ffn=32, layers=1, queries=3))
+    x8, x4, t = torch.rand(2, 8, 4, 4), torch.rand(2, 8, 8, 8), torch.rand(2, 5, 12)
+    mask = torch.tensor([[True] * 5, [True, True, True, False, False]])
+    logits = head(x8, x4, t, mask, (8, 8))
+    p = logits.softmax(1)[:, 1]
+    assert logits.shape == (2, 2, 8, 8) and torch.allclose(logits[:, 0], torch.zeros(2, 8, 8))
+    assert ((p > 0) & (p < 1)).all()
+    with torch.no_grad():  # a dominant score: p is that query's own mask
+        head.score.weight.zero_()
+        head.score.bias.fill_(0.0)
+    captured = {}
+    head.mask_mlp.register_forward_hook(lambda m, i, o: captured.setdefault("emb", o))
+    p_uniform = head(x8, x4, t, mask, (8, 8)).softmax(1)[:, 1]
+    masks = torch.einsum("bqd,bdhw->bqhw", captured["emb"], head.pix_in(x4)) / 16**0.5
+    assert torch.allclose(p_uniform, masks.sigmoid().mean(1), atol=1e-5)
+    t2 = t.clone()
+    t2[1, 3:] = torch.rand(2, 12)  # padding words change: nothing changes
+    assert torch.allclose(head(x8, x4, t2, mask, (8, 8)), head(x8, x4, t, mask, (8, 8)), atol=1e-5)
+    m = _model(*CONV_TINY, *QUERY)
+    m(torch.rand(2, 3, 64, 64), TEXTS)[:, 1].mean().backward()
+    assert m.query is not None and m.query.queries.grad.abs().sum() > 0 and m.query.score.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("bad", ["query.queries=0", "query.dim=10", "query.layers=0"])
+def test_query_config_refuses_bad_values(bad):
+    from l2l.errors import UsageError
+
+    with pytest.raises(UsageError, match="model.query"):
+        load_config(ModelConfig, None, ["query.enabled=true", bad])

@@ -32,14 +32,19 @@ class Decoder(nn.Module):
         feats: Sequence[torch.Tensor],
         out_size: tuple[int, int],
         at_stride8: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        head: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """``at_stride8``: a map applied to the decoder's stride-8 features (B, dim, H/8, W/8) before they
-        meet stage 1 (the segmenter's scene block with ``scene.position: decoder``)."""
+        meet stage 1 (the segmenter's scene block with ``scene.position: decoder``). ``head``: replaces the
+        1×1 head, called with the stride-8 and stride-4 maps (the segmenter's query head)."""
         s1, s2, s3, s4 = feats
         up = lambda x, ref: F.interpolate(x, size=ref.shape[-2:], mode="bilinear", align_corners=False)  # noqa: E731
         x = self.fuse3(torch.cat([up(s4, s3), s3], 1))
         x = self.fuse2(torch.cat([up(x, s2), s2], 1))
         if at_stride8 is not None:
             x = at_stride8(x)
+        x8 = x
         x = self.fuse1(torch.cat([up(x, s1), s1], 1))
+        if head is not None:  # another head on (stride-8 map, stride-4 map): the segmenter's query head
+            return head(x8, x)
         return F.interpolate(self.head(x), size=out_size, mode="bilinear", align_corners=False)

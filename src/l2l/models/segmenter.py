@@ -34,6 +34,7 @@ from ..utils.io import save_safetensors
 from .backbones import VisualConfig, VisualEncoder, build_visual_encoder
 from .decoder import Decoder
 from .domain import OutOfDomainWarning, domain_check_for, far_notice, model_input
+from .query_head import QueryConfig, QueryHead
 from .scene import SceneConfig, SceneReasoner
 from .sesm import SESMConfig, StageFusion
 from .text_encoders import HFTextEncoder, TinyTextEncoder
@@ -64,6 +65,7 @@ class ModelConfig:
     scene: SceneConfig = field(
         default_factory=SceneConfig
     )  # [ours] vision–language transformer over a stage (scene.py)
+    query: QueryConfig = field(default_factory=QueryConfig)  # [ours] query-based referring head (query_head.py)
 
 
 def build_text_encoder(cfg: TextConfig) -> HFTextEncoder | TinyTextEncoder:
@@ -100,6 +102,7 @@ class Segmenter(nn.Module):
     text: HFTextEncoder | TinyTextEncoder
     coords: nn.ModuleList | None
     scene: SceneReasoner | None
+    query: QueryHead | None
     null_map: nn.Parameter | None
 
     def __init__(self, cfg: ModelConfig):
@@ -124,6 +127,7 @@ class Segmenter(nn.Module):
         if cfg.scene.enabled:
             width = cfg.decoder_dim if cfg.scene.position == "decoder" else c[cfg.scene.stage - 1]
             self.scene = SceneReasoner(width, self.text.dim, cfg.scene)
+        self.query = QueryHead(cfg.decoder_dim, self.text.dim, cfg.query) if cfg.query.enabled else None
         s = cfg.sesm.null_map_size
         self.null_map = nn.Parameter(torch.zeros(1, 1, s, s)) if cfg.sesm.uses_guidance else None
 
@@ -201,10 +205,15 @@ class Segmenter(nn.Module):
                 f = self.scene(f, tokens, tmask)
             feats.append(f)
             x = self.visual.to_next(i, f)
+        at8 = None
         if self.scene is not None and self.cfg.scene.position == "decoder":
             scene = self.scene
-            return self.decoder(feats, (h, w), lambda x: scene(x, tokens, tmask))
-        return self.decoder(feats, (h, w))
+            at8 = lambda x: scene(x, tokens, tmask)  # noqa: E731
+        head = None
+        if self.query is not None:
+            query = self.query
+            head = lambda x8, x4: query(x8, x4, tokens, tmask, (h, w))  # noqa: E731
+        return self.decoder(feats, (h, w), at8, head)
 
     @torch.no_grad()
     def predict(
