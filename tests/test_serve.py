@@ -385,7 +385,7 @@ def test_serve_command_builds_the_session_and_refuses_bad_arguments(served, tmp_
 
     _, run, refs = served
     seen = {}
-    monkeypatch.setattr(app_mod, "serve", lambda session, host, port, examples_manifest=None: seen.update(
+    monkeypatch.setattr(app_mod, "serve", lambda session, host, port, examples_manifest=None, max_upload_mb=None: seen.update(
         session=session, port=port))  # fmt: skip
     argv = ["serve", "--ckpt", str(run), "--device", "cpu", "--port", "7999", "--domain-images", str(refs)]
     assert main(argv) == 0

@@ -9,6 +9,7 @@ and nested dataclasses and tuples are rebuilt from their type hints.
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from pathlib import Path
 from typing import Any, Sequence, TypeVar
@@ -125,7 +126,8 @@ def _coerce(v: Any, tp: Any, key: str) -> Any:
         return int(v)
     if scalar is str and isinstance(v, (int, float)) and not isinstance(v, bool):
         return str(v)
-    plain = scalar is not None and (tp is scalar or set(args) <= {scalar, type(None), int, float})
+    union = typing.get_origin(tp) in (typing.Union, types.UnionType)  # int | None; not list[int]
+    plain = scalar is not None and (tp is scalar or (union and set(args) <= {scalar, type(None), int, float}))
     if plain and isinstance(v, (dict, list)):  # `data.size=[1, 2]`, a section where a number belongs
         raise ConfigError(f"{key}: expected {getattr(scalar, '__name__', scalar)}, got {type(v).__name__} {v!r}"[:200])
     return v

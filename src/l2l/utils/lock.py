@@ -2,8 +2,9 @@
 
 A lock is a small JSON file created with ``O_EXCL`` (``host``, ``pid``, the process's start time where
 ``/proc`` tells it, ``since``, ``command``). It is *stale* only when its holder is gone: same host, and
-that pid no longer runs (or runs a process started at another time — a reused pid). A lock from another
-host is never taken over. A lock file that is empty or not JSON for longer than :data:`WRITE_GRACE_S`
+that pid no longer runs (or runs a process started at another time — a reused pid, or is a zombie). A
+lock this very process holds is taken over too (a new run object on a folder an earlier one of the same
+process left, as a notebook does). A lock from another host is never taken over. A lock file that is empty or not JSON for longer than :data:`WRITE_GRACE_S`
 (a holder writes it right after creating it) is not one this code left: :func:`lock_problem` names it
 with the file to remove, in one line.
 """
@@ -103,8 +104,10 @@ class FolderLock:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 info = read_lock(self.path)
-                if info is not None and not holder_alive(info):
-                    self.path.unlink(missing_ok=True)  # its holder is gone: take it over
+                mine = info is not None and info.get("pid") == os.getpid() and info.get("host") == socket.gethostname()
+                if info is not None and (mine or not holder_alive(info)):
+                    # its holder is gone (or is this process: a new run object on a folder it left): take it over
+                    self.path.unlink(missing_ok=True)
                     continue
                 return False
             with os.fdopen(fd, "w") as f:
