@@ -286,3 +286,40 @@ def test_query_config_refuses_bad_values(bad):
 
     with pytest.raises(UsageError, match="model.query"):
         load_config(ModelConfig, None, ["query.enabled=true", bad])
+
+
+SENTENCE = ["sentence.enabled=true", "sentence.dim=8"]
+
+
+def test_sentence_paths_start_as_the_plain_model_and_learn():
+    """FiLM layers start at the identity and the match's text side at zero: at initialisation the model
+    with model.sentence equals the one without it (same weights otherwise); one step later the match
+    score depends on the sentence, padding words excluded from the pooled sentence."""
+    from l2l.models.sentence_paths import pooled
+
+    plain = _model(*CONV_TINY).eval()
+    with_paths = _model(*CONV_TINY, *SENTENCE).eval()
+    missing, unexpected = with_paths.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith("sentence.") for k in missing)
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(with_paths(x, TEXTS), plain(x, TEXTS), atol=1e-6)
+    with_paths.train()
+    opt = torch.optim.SGD(with_paths.parameters(), lr=1.0)
+    with_paths(x, TEXTS)[:, 1].mean().backward()
+    assert with_paths.sentence is not None and with_paths.sentence.match is not None
+    assert with_paths.sentence.match.txt.weight.grad.abs().sum() > 0
+    assert with_paths.sentence.films is not None and with_paths.sentence.films[0].gamma.weight.grad.abs().sum() > 0
+    opt.step()
+    with torch.no_grad():
+        assert not torch.allclose(with_paths.eval()(x, TEXTS), plain(x, TEXTS), atol=1e-4)
+    t = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]])
+    assert torch.equal(pooled(t, torch.tensor([[True, True, False]])), torch.tensor([[2.0, 3.0]]))
+
+
+def test_sentence_match_and_query_head_are_not_both_heads():
+    from l2l.errors import UsageError
+
+    with pytest.raises(UsageError, match="enable one of them"):
+        load_config(ModelConfig, None, [*SENTENCE, "query.enabled=true"])
+    load_config(ModelConfig, None, [*SENTENCE, "sentence.match=false", "query.enabled=true"])  # FiLM + queries

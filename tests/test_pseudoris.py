@@ -84,6 +84,48 @@ def test_distinctive_sampling_prefers_the_word_that_tells_the_patches_apart():
     assert torch.allclose(rows[0], want) and torch.allclose(rows[1], sampling.calibrated(p, 1, torch.ones(2), 0.1))
 
 
+def test_weighted_sum_aggregation_by_hand():
+    """Table 14's variant (App. H): z = P_i − Σ_{j≠i} w_ij P_j, w_ij = s_ij / Σ_{j≠i} s_ij; the average (Eq. 2)
+    divides by n instead. Two other patches with similarities 0.75 and 0.25."""
+    p = torch.tensor([[0.6, 0.3, 0.1], [0.2, 0.7, 0.1], [0.1, 0.1, 0.8]])
+    sims = torch.tensor([[1.0, 0.75, 0.25], [0.75, 1.0, 0.5], [0.25, 0.5, 1.0]])
+    got = sampling.calibrated_rows(p[None], torch.tensor([0]), sims, 0.1, "weighted_sum")[0]
+    want = torch.softmax((p[0] - 0.75 * p[1] - 0.25 * p[2]) / 0.1, -1)
+    assert torch.allclose(got, want)
+    avg = sampling.calibrated_rows(p[None], torch.tensor([0]), sims, 0.1, "average")[0]
+    assert torch.allclose(avg, torch.softmax((p[0] - (0.75 * p[1] + 0.25 * p[2]) / 2) / 0.1, -1))
+    assert not torch.allclose(avg, got)
+    neg = sampling.calibrated_rows(p[None], torch.tensor([0]), -sims, 0.1, "weighted_sum")[0]  # all floored: uniform
+    assert torch.allclose(neg, torch.softmax((p[0] - 0.5 * p[1] - 0.5 * p[2]) / 0.1, -1))
+    patches, scales = _patches()
+    a = sampling.sample_captions(ToyCaptioner(), patches, scales, seed=3, aggregation="weighted_sum")
+    assert len(a[0]) == 11
+
+
+def test_caption_counts_and_thresholds_that_keep_as_many_as_dos(tmp_path):
+    """Tables 10 and 13: vocabulary and mean DoS of a generation's records; Table 12: the UoS / CoS
+    thresholds that keep as many captions as DoS ≥ τ."""
+    from l2l.pseudoris.quality import caption_counts, thresholds_matching
+
+    caps = [{"text": "a red ring", "dos": 2.0, "uos": 1.5, "cos": 30.0, "kept": True},
+            {"text": "a blue star", "dos": 1.0, "uos": 2.5, "cos": 20.0, "kept": False},
+            {"text": "the red disc", "dos": "inf", "uos": "inf", "cos": 25.0, "kept": True}]  # fmt: skip
+    rec = {"image_id": 1, "status": "ok", "masks": [{"captions": caps}]}
+    (tmp_path / "records").mkdir()
+    (tmp_path / "records" / "part-0.jsonl").write_text(json.dumps(rec) + "\n")
+    c = caption_counts(tmp_path, ["the red ring", "a green heart"], tau=1.3)
+    assert (c["candidates"], c["kept"], c["vocabulary_kept"], c["vocabulary_candidates"]) == (3, 2, 5, 7)
+    assert c["vocabulary_dataset"] == 6 and c["mean_dos"] == 1.5 and c["dos_finite"] == 2
+    assert c["thresholds_matching_dos"] == {"tau": 1.3, "dos": 2.0, "uos": 2.5, "cos": 25.0}
+    assert thresholds_matching({"dos": [1.0], "cos": [5.0]}, "dos", 1.3) == {"dos": None, "cos": None}
+    # the correctness-only filter is a switch of the config and of a refiltering
+    from l2l.pseudoris.generate import refilter
+
+    cfg = PseudoRISConfig(filter={"score": "cos", "tau": 25.0})
+    kept = [c["kept"] for c in refilter(rec, cfg)["masks"][0]["captions"]]
+    assert kept == [True, False, True]
+
+
 def test_cut_and_determinism():
     d = torch.tensor([[0.5, 0.3, 0.15, 0.05]])
     assert torch.allclose(sampling.cut(d, top_k=2), torch.tensor([[0.625, 0.375, 0, 0]]))
@@ -142,7 +184,8 @@ def test_uniqueness_correctness_distinctiveness_by_hand():
 def test_config_validation():
     assert PseudoRISConfig().candidates_per_mask == 44  # the paper's 4 crops × 11
     for bad in ({"masks": {"source": "x"}}, {"captions": {"margins": [1.5]}}, {"captions": {"top_p": [0]}},
-                {"filter": {"score": "cos"}}, {"captions": {"temperature": 0}}):  # fmt: skip
+                {"filter": {"score": "np"}}, {"captions": {"temperature": 0}},
+                {"captions": {"aggregation": "max"}}):  # fmt: skip
         with pytest.raises(UsageError):
             PseudoRISConfig(**bad)
 
@@ -422,3 +465,37 @@ def test_table_puts_the_zero_label_rows_beside_l2l_and_the_ablations(tmp_path, c
     assert "(1/3)" in text.split("L2L, 1 %")[1].splitlines()[0]  # seeds missing are said
     assert "ground-truth masks" not in text  # rows without results are left out
     assert text.index("zero-shot baseline") < text.index("Pseudo-RIS → segmenter") < text.index("naive captions")
+
+
+def test_normalised_cuts_find_two_objects_and_the_overlap_selection_takes_the_best_proposal():
+    """App. F with our CutLER substitute: MaskCut-style cuts on a feature map with two distinct blobs find
+    them one after the other; for each found mask the automatic mask of highest IoU is kept, each once."""
+    from l2l.pseudoris.config import MaskConfig
+    from l2l.pseudoris.masks import extract_masks, select_by_overlap
+    from l2l.pseudoris.ncut import discover
+
+    torch.manual_seed(0)
+    f = torch.randn(8, 16, 16) * 0.3
+    f[0] += 1.0
+    f[1, 3:7, 3:7] += 3.0
+    f[2, 10:14, 9:13] += 3.0
+    a = torch.zeros(16, 16, dtype=torch.bool)
+    a[3:7, 3:7] = True
+    b = torch.zeros(16, 16, dtype=torch.bool)
+    b[10:14, 9:13] = True
+    found = discover(f, masks=2, tau=0.3)
+    iou = lambda x, y: float((x & y).sum()) / float((x | y).sum())  # noqa: E731
+    assert len(found) == 2 and {max(range(2), key=lambda k: iou(m, (a, b)[k])) for m in found} == {0, 1}
+    assert all(max(iou(m, a), iou(m, b)) >= 0.6 for m in found)
+
+    def rec(m, score):
+        return {"segmentation": m.numpy(), "area": int(m.sum()), "predicted_iou": score, "stability_score": 1.0}
+
+    big = torch.zeros(16, 16, dtype=torch.bool)
+    big[:, :12] = True
+    recs = [rec(big, 0.99), rec(a, 0.5), rec(b, 0.4)]
+    cfg = MaskConfig(select="ncut", max_masks=5, min_area_frac=0.01, max_area_frac=0.9)
+    picked = select_by_overlap(recs, [m.numpy() for m in found], 256, cfg)
+    assert {int(r["predicted_iou"] * 10) for r in picked} == {5, 4}  # the blobs, not the best-scored big mask
+    with pytest.raises(UsageError, match="ncut needs"):
+        extract_masks(None, np.zeros((16, 16, 3), np.uint8), cfg)

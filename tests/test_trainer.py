@@ -181,3 +181,26 @@ def test_semi_supervised_training_writes_nothing_into_the_dataset(synthref_dir, 
     Trainer(cfg, tmp_path / "run", show_progress=False).fit()
     assert sorted(str(p.relative_to(data)) for p in data.rglob("*")) == before
     assert list((tmp_path / "cache" / "eda").glob("eda_pools_*.json"))
+
+
+def test_encoder_learning_rates_are_scaled_by_group():
+    """optim.visual_lr_scale and optim.text_lr_scale: each encoder's parameters in a group of its own,
+    every trainable parameter in exactly one group, frozen ones in none."""
+    from l2l.engine.trainer import param_groups
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.visual, self.text, self.head = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+
+    net = Net()
+    net.head.bias.requires_grad_(False)
+    groups = param_groups(net, 0.3, 0.05)
+    by_scale = {g["lr_scale"]: {id(p) for p in g["params"]} for g in groups}
+    assert by_scale == {
+        0.3: {id(p) for p in net.visual.parameters()},
+        0.05: {id(p) for p in net.text.parameters()},
+        1.0: {id(net.head.weight)},
+    }
+    assert [len(g["params"]) for g in param_groups(net, 1.0, 1.0)] == [5]
+    assert {g["lr_scale"] for g in param_groups(net, 1.0, 0.1)} == {0.1, 1.0}

@@ -479,9 +479,9 @@ def cmd_pseudo_ris_generate(args: argparse.Namespace) -> int:
         labeled = sorted(make_split(ds.name, ds.image_ids("train"), args.label_fraction, args.split_seed).labeled)
     device = best_device(args.device)
     mask_model = None if cfg.masks.source == "gt" or args.masks_from else args.mask_model
-    models = load_models(mask_model, args.captioner, args.dual_encoder, device)
+    models = load_models(mask_model, args.captioner, args.dual_encoder, device, cfg.masks if mask_model else None)
     where = f"from {args.masks_from or args.records_from}" if args.masks_from or args.records_from \
-        else f"model ({args.mask_model})" if mask_model \
+        else f"model ({args.mask_model}, selected by {cfg.masks.select})" if mask_model \
         else "ground truth (an upper bound, not zero-shot)"  # fmt: skip
     print(f"pseudo-ris: {ds.name} -> {args.out}: masks {where}"
           + f", captioner {args.captioner}, dual encoder {args.dual_encoder}; {cfg.candidates_per_mask} candidates "
@@ -652,10 +652,12 @@ def cmd_results_table(args: argparse.Namespace) -> int:
 
 
 def cmd_pseudo_ris_quality(args: argparse.Namespace) -> int:
-    from .pseudoris.quality import pseudo_label_quality
+    from .pseudoris.quality import caption_counts, pseudo_label_quality
     from .utils.io import atomic_write_text
 
-    res = pseudo_label_quality(_open_dataset(args), args.folder)
+    ds = _open_dataset(args)
+    res = pseudo_label_quality(ds, args.folder)
+    res["counts"] = caption_counts(args.folder, [r.sentence for r in ds.samples("train")], args.tau)
     text = json.dumps(res, indent=2)
     if args.out:
         atomic_write_text(Path(args.out), text)
@@ -1249,6 +1251,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folder", help="a pseudo-ris generate --out folder")
     _add_dataset_args(p)
     p.add_argument("--out", default=None, help="JSON to write")
+    p.add_argument(
+        "--tau",
+        type=float,
+        default=1.3,
+        help="the DoS threshold whose kept count the printed UoS / CoS thresholds match (default 1.3)",
+    )
     p.set_defaults(func=cmd_pseudo_ris_quality)
     p = pris.add_parser("show", help="PNG: masks with their kept and rejected captions and scores")
     p.add_argument("folder", help="a pseudo-ris generate --out folder")

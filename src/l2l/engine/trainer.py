@@ -84,22 +84,28 @@ def build_method(cfg: TrainConfig) -> Method:
     return check_method(cls.from_config(cfg, cfg.method), cfg.method)
 
 
-def param_groups(model: torch.nn.Module, visual_lr_scale: float) -> list[dict[str, Any]]:
-    """Trainable parameters; the visual encoder's (``model.visual``) in a group of its own when its lr is scaled."""
+def param_groups(model: torch.nn.Module, visual_lr_scale: float, text_lr_scale: float = 1.0) -> list[dict[str, Any]]:
+    """Trainable parameters; the visual encoder's (``model.visual``) and the text encoder's (``model.text``)
+    each in a group of its own when its lr is scaled."""
     train = [p for p in model.parameters() if p.requires_grad]
-    if visual_lr_scale == 1.0 or not hasattr(model, "visual"):
+    scaled = [(name, scale) for name, scale in (("visual", visual_lr_scale), ("text", text_lr_scale))
+              if scale != 1.0 and hasattr(model, name)]  # fmt: skip
+    if not scaled:
         return [{"params": train}]
-    visual: torch.nn.Module = getattr(model, "visual")  # noqa: B009 (a typed attribute of any model)
-    vis = {id(p) for p in visual.parameters()}
-    return [
-        {"params": [p for p in train if id(p) in vis], "lr_scale": visual_lr_scale},
-        {"params": [p for p in train if id(p) not in vis], "lr_scale": 1.0},
-    ]
+    groups: list[dict[str, Any]] = []
+    taken: set[int] = set()
+    for name, scale in scaled:
+        part: torch.nn.Module = getattr(model, name)
+        ids = {id(p) for p in part.parameters()} - taken
+        taken |= ids
+        groups.append({"params": [p for p in train if id(p) in ids], "lr_scale": scale})
+    groups.append({"params": [p for p in train if id(p) not in taken], "lr_scale": 1.0})
+    return [g for g in groups if g["params"]]
 
 
 def build_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
     """``cfg.optimizer``: AdamW (the recipe) or plain SGD with ``cfg.momentum``, over :func:`param_groups`."""
-    groups = param_groups(model, cfg.visual_lr_scale)
+    groups = param_groups(model, cfg.visual_lr_scale, cfg.text_lr_scale)
     if cfg.optimizer == "adamw":
         # fused: the same update in one kernel per dtype and device (a loop over every tensor is ≈ 5 % of a
         # CPU step; docs/benchmarks.md); the checkpointed state is the same either way

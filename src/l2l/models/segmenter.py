@@ -21,7 +21,7 @@ import typing
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -36,6 +36,7 @@ from .decoder import Decoder
 from .domain import OutOfDomainWarning, domain_check_for, far_notice, model_input
 from .query_head import QueryConfig, QueryHead
 from .scene import SceneConfig, SceneReasoner
+from .sentence_paths import SentenceConfig, SentencePaths, pooled
 from .sesm import SESMConfig, StageFusion
 from .text_encoders import HFTextEncoder, TinyTextEncoder
 
@@ -66,6 +67,13 @@ class ModelConfig:
         default_factory=SceneConfig
     )  # [ours] vision–language transformer over a stage (scene.py)
     query: QueryConfig = field(default_factory=QueryConfig)  # [ours] query-based referring head (query_head.py)
+    sentence: SentenceConfig = field(
+        default_factory=SentenceConfig
+    )  # [ours] FiLM by the pooled sentence, sentence–pixel match (sentence_paths.py)
+
+    def __post_init__(self) -> None:
+        if self.query.enabled and self.sentence.enabled and self.sentence.match:
+            raise UsageError("model.query and model.sentence.match both replace the head: enable one of them")
 
 
 def build_text_encoder(cfg: TextConfig) -> HFTextEncoder | TinyTextEncoder:
@@ -103,6 +111,7 @@ class Segmenter(nn.Module):
     coords: nn.ModuleList | None
     scene: SceneReasoner | None
     query: QueryHead | None
+    sentence: SentencePaths | None
     null_map: nn.Parameter | None
 
     def __init__(self, cfg: ModelConfig):
@@ -128,6 +137,7 @@ class Segmenter(nn.Module):
             width = cfg.decoder_dim if cfg.scene.position == "decoder" else c[cfg.scene.stage - 1]
             self.scene = SceneReasoner(width, self.text.dim, cfg.scene)
         self.query = QueryHead(cfg.decoder_dim, self.text.dim, cfg.query) if cfg.query.enabled else None
+        self.sentence = SentencePaths(c, cfg.decoder_dim, self.text.dim, cfg.sentence) if cfg.sentence.enabled else None
         s = cfg.sesm.null_map_size
         self.null_map = nn.Parameter(torch.zeros(1, 1, s, s)) if cfg.sesm.uses_guidance else None
 
@@ -196,11 +206,14 @@ class Segmenter(nn.Module):
         tokens, tmask = self.text.encode(texts, dev)
         g = self._guidance(b, (h, w), guidance, has_guidance, dev, guidance_dropout)
         feats = []
+        sent = pooled(tokens, tmask) if self.sentence is not None else None
         for i in range(4):
             v = self.visual.stage(i, x)
             if self.coords is not None:
                 v = v + self.coords[i](_coord_grid(v))
             f = self.fusions[i](v, tokens, tmask, g)
+            if self.sentence is not None and self.sentence.films is not None:
+                f = self.sentence.films[i](f, sent)
             if self.scene is not None and self.cfg.scene.position == "encoder" and i == self.cfg.scene.stage - 1:
                 f = self.scene(f, tokens, tmask)
             feats.append(f)
@@ -213,7 +226,21 @@ class Segmenter(nn.Module):
         if self.query is not None:
             query = self.query
             head = lambda x8, x4: query(x8, x4, tokens, tmask, (h, w))  # noqa: E731
+        if self.sentence is not None and self.sentence.match is not None and sent is not None:
+            head = self._matched_head(self.sentence.match, sent, (h, w))
         return self.decoder(feats, (h, w), at8, head)
+
+    def _matched_head(
+        self, match: nn.Module, sent: torch.Tensor, size: tuple[int, int]
+    ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """The decoder's 1×1 head plus the sentence–pixel score on the foreground logit (sentence_paths.py)."""
+        dec = self.decoder
+
+        def head(x8: torch.Tensor, x4: torch.Tensor) -> torch.Tensor:
+            logits = dec.head(x4) + F.pad(match(x4, sent), (0, 0, 0, 0, 1, 0))
+            return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+
+        return head
 
     @torch.no_grad()
     def predict(

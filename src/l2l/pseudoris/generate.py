@@ -46,14 +46,18 @@ class Models:
     masks: Any  # MaskPredictor / Sam2MaskPredictor (automatic mode); None with masks.source = gt
     captioner: Any  # CaptionerProtocol
     dual: Any  # encode_image / encode_text / logit_scale
+    discover: Any = None  # image → object masks (masks.select: ncut; l2l.pseudoris.ncut)
 
     def provenance(self) -> dict[str, Any]:
         return {k: (v.config() if v is not None else None) for k, v in vars(self).items()}
 
 
-def load_models(mask_model: str | None, captioner: str | None, dual_encoder: str, device: str = "cpu") -> Models:
+def load_models(
+    mask_model: str | None, captioner: str | None, dual_encoder: str, device: str = "cpu", discover: Any = None
+) -> Models:
     """Stand-in folders (``builtin:NAME`` or ``l2l pretrain`` outputs) or local Hugging Face folders
-    (SAM2, BLIP, CLIP: told apart by their ``config.json``)."""
+    (SAM2, BLIP, CLIP: told apart by their ``config.json``). ``discover``: a :class:`MaskConfig` with
+    ``select: ncut`` (its encoder and cut settings) for the object discoverer."""
     from ..foundation.captioner import Captioner, HFCaptioner
     from ..foundation.dual_encoder import ClipDualEncoder, DualEncoder
     from ..foundation.mask_model import MaskPredictor, Sam2MaskPredictor
@@ -75,7 +79,12 @@ def load_models(mask_model: str | None, captioner: str | None, dual_encoder: str
         if hf(dual_encoder)
         else DualEncoder.from_pretrained(dual_encoder, device)
     )
-    return Models(m, cap, dual)
+    disc = None
+    if discover is not None and discover.select == "ncut":
+        from .ncut import NCutDiscoverer
+
+        disc = NCutDiscoverer.from_pretrained(discover.ncut_encoder, masks=discover.max_masks, tau=discover.ncut_tau)
+    return Models(m, cap, dual, disc)
 
 
 def label_image(models: Models, image: np.ndarray, masks: Sequence[dict[str, Any]], cfg: PseudoRISConfig,
@@ -92,6 +101,7 @@ def label_image(models: Models, image: np.ndarray, masks: Sequence[dict[str, Any
         per_mask = sample_captions(
             models.captioner, [c for c, _ in crops], [s for _, s in crops], cfg.captions.top_k, cfg.captions.top_p,
             cfg.captions.temperature, cfg.captions.distinctive, cfg.captions.beams, seed * 31 + g,
+            cfg.captions.aggregation,
         )  # fmt: skip
         for i, cs in enumerate(per_mask):
             cands += [(i, c.text, margin, c.decoder, c.log_prob) for c in cs if c.text.strip()]
@@ -182,7 +192,7 @@ def generate(ds: Any, out: str | Path, models: Models | None, cfg: PseudoRISConf
             else:
                 if models is None or models.masks is None:
                     raise UsageError("pseudo-ris: masks.source=model needs a mask model")
-                masks = extract_masks(models.masks, image, cfg.masks)
+                masks = extract_masks(models.masks, image, cfg.masks, models.discover)
             assert models is not None
             rec = {"image_id": int(image_id), **label_image(models, image, masks, cfg, cfg.seed * 1_000_003 + image_id)}
             f.write(rec)

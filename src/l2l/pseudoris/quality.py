@@ -12,11 +12,17 @@ location, ordinal and relation words are not produced by the captioner (the pape
 
 Reads ground-truth masks and attributes of training images: a measurement of the pseudo-labels,
 never an input of them.
+
+:func:`caption_counts` needs no ground truth: the vocabulary of the kept captions beside the dataset's
+own sentences (Pseudo-RIS Table 10), the mean DoS of all candidates (Table 13: distinctive vs naive
+sampling) and the UoS / CoS thresholds that keep as many captions as DoS ≥ τ (Table 12's rows at an
+equal number of kept captions; the paper does not say how it thresholded them).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -50,6 +56,56 @@ def caption_attributes(caption: str) -> dict[str, set[str]]:
 def names_a_place(caption: str) -> bool:
     """Whether the caption says where its object is (a location, ordinal or relation word)."""
     return not SPATIAL_WORDS.isdisjoint(caption.lower().replace(",", " ").split())
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9\-']+", text.lower())
+
+
+def thresholds_matching(scores: dict[str, list[float]], like: str = "dos", tau: float = 1.3) -> dict[str, float | None]:
+    """Per score kind, the threshold that keeps as many candidates as ``like ≥ tau`` keeps (the
+    ``k``-th largest value, ``k`` that count); ``None`` when that keeps none."""
+    k = sum(1 for v in scores[like] if v >= tau)
+    out: dict[str, float | None] = {}
+    for name, values in scores.items():
+        ranked = sorted(values, reverse=True)
+        out[name] = float(ranked[k - 1]) if 0 < k <= len(ranked) else None
+    return out
+
+
+def caption_counts(folder: Any, sentences: Sequence[str] = (), tau: float = 1.3) -> dict[str, Any]:
+    """Counts of a generation's captions (module docstring): candidates, kept ones, vocabulary sizes,
+    mean distinctiveness over the candidates with a finite DoS (an image with one mask gives ``inf``)."""
+    from pathlib import Path
+
+    scores: dict[str, list[float]] = {"dos": [], "uos": [], "cos": []}
+    vocab_kept: set[str] = set()
+    vocab_all: set[str] = set()
+    n = kept = 0
+    for rec in _read_records(Path(folder) / "records"):
+        for m in rec["masks"]:
+            for c in m["captions"]:
+                n += 1
+                kept += int(c["kept"])
+                words = _words(c["text"])
+                vocab_all.update(words)
+                if c["kept"]:
+                    vocab_kept.update(words)
+                for name in scores:
+                    v = c.get(name)
+                    scores[name].append(float("inf") if v == "inf" else float(v))
+    finite = [v for v in scores["dos"] if np.isfinite(v)]
+    gt_vocab = {w for t in sentences for w in _words(t)}
+    return {
+        "candidates": n,
+        "kept": kept,
+        "vocabulary_kept": len(vocab_kept),
+        "vocabulary_candidates": len(vocab_all),
+        "vocabulary_dataset": len(gt_vocab),
+        "mean_dos": round(float(np.mean(finite)), 4) if finite else None,
+        "dos_finite": len(finite),
+        "thresholds_matching_dos": {"tau": tau, **thresholds_matching(scores, "dos", tau)},
+    }
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:

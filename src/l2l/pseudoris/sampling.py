@@ -52,16 +52,33 @@ def calibrated(p: torch.Tensor, target: int, sims: torch.Tensor, temperature: fl
     return torch.softmax(z / temperature, -1)
 
 
-def calibrated_rows(probs: torch.Tensor, targets: torch.Tensor, sims: torch.Tensor, temperature: float) -> torch.Tensor:
+def calibrated_rows(
+    probs: torch.Tensor, targets: torch.Tensor, sims: torch.Tensor, temperature: float, aggregation: str = "average"
+) -> torch.Tensor:
     """Eq. 2 for many rows at once: ``probs`` (R, n+1, V) — row r's prefix under every patch —,
-    ``targets`` (R,) the target patch of each row, ``sims`` (n+1, n+1) cosine similarities."""
+    ``targets`` (R,) the target patch of each row, ``sims`` (n+1, n+1) cosine similarities.
+
+    ``aggregation="weighted_sum"``: the paper's Table 14 variant (App. H, Eq. 1 there),
+    ``z = P_i − Σ_{j≠i} w_ij P_j`` with ``w_ij = s_ij / Σ_{j≠i} s_ij``. [ours] the similarities enter it
+    floored at 0 (a negative s_ij would make a weight negative, or the sum zero); when every one is
+    0 the weights are uniform."""
     r, m = probs.shape[:2]
     own = probs[torch.arange(r), targets]
     if m == 1:
         return torch.softmax(own / temperature, -1)
     w = sims[targets].clone()
     w[torch.arange(r), targets] = 0.0
-    z = own - torch.einsum("rn,rnv->rv", w, probs) / (m - 1)
+    if aggregation == "average":
+        z = own - torch.einsum("rn,rnv->rv", w, probs) / (m - 1)
+    elif aggregation == "weighted_sum":
+        w = w.clamp(min=0.0)
+        total = w.sum(1, keepdim=True)
+        uniform = torch.ones_like(w)
+        uniform[torch.arange(r), targets] = 0.0
+        w = torch.where(total > 0, w / total.clamp(min=1e-12), uniform / (m - 1))
+        z = own - torch.einsum("rn,rnv->rv", w, probs)
+    else:
+        raise ValueError(f"aggregation must be average or weighted_sum, got {aggregation!r}")
     return torch.softmax(z / temperature, -1)
 
 
@@ -98,9 +115,11 @@ def sample_captions(
     distinctive: bool = True,
     beams: int = 3,
     seed: int = 0,
+    aggregation: str = "average",
 ) -> list[list[Candidate]]:
     """Caption candidates of every patch of one image (one crop kind): beam search, then one sample
-    per ``top_k`` and per ``top_p`` value — distinctive (Eqs. 2–3) or naive. Deterministic in ``seed``."""
+    per ``top_k`` and per ``top_p`` value — distinctive (Eqs. 2–3, the others' distributions aggregated by
+    ``aggregation``: :func:`calibrated_rows`) or naive. Deterministic in ``seed``."""
     n = len(patches)
     emb, ctx = cap.embed(patches, scales)
     sims = emb @ emb.t()
@@ -125,7 +144,7 @@ def sample_captions(
         lg = _forbid(lg, cap, step)
         probs = torch.softmax(lg, -1).view(len(rows), n, -1)
         own = probs[torch.arange(len(rows)), targets]  # P(y_t | y_<t, x_i)
-        dist = calibrated_rows(probs, targets, sims, temperature) if distinctive else own
+        dist = calibrated_rows(probs, targets, sims, temperature, aggregation) if distinctive else own
         dist = dist.masked_fill(~torch.isfinite(lg.view(len(rows), n, -1)[:, 0]), 0.0)  # forbidden stays forbidden
         nxt = torch.empty(len(rows), dtype=torch.long)
         for kind, v in decoders:
