@@ -63,9 +63,44 @@ def test_sesm_variants(sesm):
     w = m.fusions[0].stream_weights()
     expected = {"semantic": (1.0, 0.0), "structural": (0.0, 1.0)}.get(cfg.streams, (0.5, 0.5))
     assert w == pytest.approx(expected)
-    assert [f.structural.mode for f in m.fusions if hasattr(f, "structural")] == (
+    assert [f.sesm.structural.mode for f in m.fusions if f.sesm is not None and hasattr(f.sesm, "structural")] == (
         [] if cfg.streams == "semantic" else list(cfg.stage_modes)
     )
+    assert all(hasattr(f, "semantic") and hasattr(f, "sem_mm") for f in m.fusions)  # LAVT's fusion in every variant
+    assert all((f.sesm is None) == (not cfg.enabled) for f in m.fusions)
+
+
+SESM_VARIANTS = {
+    "no SESM": ["sesm.enabled=false"],
+    "semantic only": ["sesm.streams=semantic"],
+    "structural only": ["sesm.streams=structural"],
+    "fixed 0.5/0.5": ["sesm.gating=fixed"],
+    "full": [],
+}
+
+
+def test_table4_variants_are_five_models_that_all_read_the_sentence():
+    """Issue 33: SESM adds its fields on top of the segmenter's own language fusion, so Table 4's
+    variants and the model without SESM have five different parameter sets, and every one of them
+    answers another sentence with another prediction (the structural-only model too)."""
+    keys = {}
+    for name, over in SESM_VARIANTS.items():
+        m = _model(*CONV_TINY, *over).eval()
+        keys[name] = frozenset(k for k, _ in m.named_parameters())
+        with torch.no_grad():
+            for f in m.fusions:
+                for lin in (f.out, *([f.sesm.out] if f.sesm is not None else [])):
+                    torch.nn.init.normal_(lin.weight, std=0.5)
+            x, g = torch.rand(2, 3, 64, 64), torch.rand(2, 1, 64, 64)
+            a = m(x, TEXTS, g if m.uses_guidance else None)
+            b = m(x, TEXTS[::-1], g if m.uses_guidance else None)
+        assert not torch.allclose(a, b, atol=1e-5), name
+    assert len(set(keys.values())) == 5
+    # the earlier layout stays a switch: there "semantic only" is the model without SESM
+    old = _model(*CONV_TINY, "sesm.base_fusion=false", "sesm.streams=semantic")
+    assert frozenset(k for k, _ in old.named_parameters()) == keys["no SESM"]
+    old_struct = _model(*CONV_TINY, "sesm.base_fusion=false", "sesm.streams=structural")
+    assert not any(".semantic." in k for k, _ in old_struct.named_parameters())  # the text-blind model of before
 
 
 def test_zero_init_equals_the_plain_encoder():
@@ -102,7 +137,7 @@ def test_guidance_none_uses_the_learned_null_map_and_prior_dropout():
     ).eval()
     x, prior = torch.rand(2, 3, 64, 64), torch.rand(2, 1, 64, 64)
     with torch.no_grad():
-        torch.nn.init.normal_(m.fusions[2].out.weight)  # make guidance matter
+        torch.nn.init.normal_(m.fusions[2].sesm.out.weight)  # make guidance matter (SESM on top of the fusion)
         none = m(x, TEXTS)
         with_prior = m(x, TEXTS, prior)
         no_flag = m(x, TEXTS, prior, torch.tensor([False, False]))
@@ -187,7 +222,7 @@ def test_swin_and_bert_load_from_local_folders(tmp_path):
 def test_predict_uses_the_null_map_where_no_prior_exists():
     m = _model("visual.name=conv", "visual.conv_channels=[8,16,16,32]", "text.name=tiny", "text.tiny_dim=16").eval()
     with torch.no_grad():
-        torch.nn.init.normal_(m.fusions[2].out.weight)  # make guidance matter
+        torch.nn.init.normal_(m.fusions[2].sesm.out.weight)  # make guidance matter (SESM on top of the fusion)
     x, prior = torch.rand(2, 3, 64, 64), torch.rand(2, 1, 64, 64)
     mixed = m.predict(x, TEXTS, "prior", prior, torch.tensor([True, False]))
     assert torch.allclose(mixed[1], m.predict(x, TEXTS, "none")[1], atol=1e-6)
@@ -323,3 +358,16 @@ def test_sentence_match_and_query_head_are_not_both_heads():
     with pytest.raises(UsageError, match="enable one of them"):
         load_config(ModelConfig, None, [*SENTENCE, "query.enabled=true"])
     load_config(ModelConfig, None, [*SENTENCE, "sentence.match=false", "query.enabled=true"])  # FiLM + queries
+
+
+def test_a_model_saved_before_sesm_was_added_on_top_loads_in_its_own_layout(tmp_path):
+    old = _model(*CONV_TINY, "sesm.base_fusion=false")
+    old.save_pretrained(tmp_path)
+    import json
+
+    doc = json.loads((tmp_path / "config.json").read_text())
+    del doc["model"]["sesm"]["base_fusion"]  # what a config.json of before 2026-12-07 holds
+    (tmp_path / "config.json").write_text(json.dumps(doc))
+    back = Segmenter.from_pretrained(tmp_path)
+    assert back.cfg.sesm.base_fusion is False
+    assert all(torch.equal(v, old.state_dict()[k]) for k, v in back.state_dict().items())

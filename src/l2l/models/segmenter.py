@@ -305,8 +305,13 @@ class Segmenter(nn.Module):
 
     @classmethod
     def from_config_dict(cls, cfg: dict[str, Any]) -> "Segmenter":
+        """A model from a saved ``config.json``'s ``model`` section. A config written before SESM was
+        added on top of the fusion (no ``sesm.base_fusion`` key, SESM on) builds that earlier layout."""
         from ..config import from_dict
 
+        sesm = cfg.get("sesm")
+        if isinstance(sesm, dict) and sesm.get("enabled", True) and "base_fusion" not in sesm:
+            cfg = {**cfg, "sesm": {**sesm, "base_fusion": False}}
         return cls(from_dict(ModelConfig, cfg, "model"))
 
     @classmethod
