@@ -499,3 +499,12 @@ def test_normalised_cuts_find_two_objects_and_the_overlap_selection_takes_the_be
     assert {int(r["predicted_iou"] * 10) for r in picked} == {5, 4}  # the blobs, not the best-scored big mask
     with pytest.raises(UsageError, match="ncut needs"):
         extract_masks(None, np.zeros((16, 16, 3), np.uint8), cfg)
+
+
+def test_a_generation_made_before_a_switch_existed_reads_as_made_with_its_default():
+    from l2l.pseudoris.generate import _config_of
+
+    old = PseudoRISConfig().to_dict()
+    del old["captions"]["aggregation"], old["masks"]["select"], old["masks"]["ncut_tau"]
+    assert _config_of({"config": old}) == PseudoRISConfig().to_dict()
+    assert _config_of({"config": {"masks": {"select": "ncut"}}})["masks"]["select"] == "ncut"

@@ -165,7 +165,7 @@ def generate(ds: Any, out: str | Path, models: Models | None, cfg: PseudoRISConf
     head_file = out / "generation.json"
     if head_file.exists():
         old = json.loads(head_file.read_text())
-        if {k: old.get(k) for k in head} != head:
+        if {k: (_config_of(old) if k == "config" else old.get(k)) for k in head} != head:
             raise ExistsError(f"{out} holds pseudo-labels made with another config, source or models; "
                               "choose another --out (or delete it)")  # fmt: skip
     else:
@@ -208,7 +208,7 @@ def _masks_of(folder: str | Path, cfg: PseudoRISConfig, ds: Any) -> dict[int, li
     if not head_file.exists():
         raise UsageError(f"--masks-from {folder}: not a pseudo-ris generation folder (no generation.json)")
     head = json.loads(head_file.read_text())
-    if head.get("source_fingerprint") != ds.fingerprint() or head["config"]["masks"] != cfg.to_dict()["masks"]:
+    if head.get("source_fingerprint") != ds.fingerprint() or _config_of(head)["masks"] != cfg.to_dict()["masks"]:
         raise UsageError(f"--masks-from {folder}: made from another dataset or with other mask settings")
     out = {}
     for r in _read_records(folder / "records"):
@@ -229,10 +229,19 @@ def _records_of(folder: str | Path, cfg: PseudoRISConfig, ds: Any) -> dict[int, 
         raise UsageError(f"--records-from {folder}: not a pseudo-ris generation folder (no generation.json)")
     head = json.loads(head_file.read_text())
     mine = {k: v for k, v in cfg.to_dict().items() if k != "filter"}
-    theirs = {k: v for k, v in head["config"].items() if k != "filter"}
+    theirs = {k: v for k, v in _config_of(head).items() if k != "filter"}
     if head.get("source_fingerprint") != ds.fingerprint() or mine != theirs:
         raise UsageError(f"--records-from {folder}: made from another dataset or with settings other than the filter's")
     return {int(r["image_id"]): r for r in _read_records(folder / "records")}
+
+
+def _config_of(head: dict[str, Any]) -> dict[str, Any]:
+    """A generation's config with today's defaults for the keys it predates (a folder made before a
+    switch existed was made with the switch's default)."""
+    try:
+        return PseudoRISConfig(**head.get("config", {})).to_dict()
+    except (TypeError, UsageError):
+        return dict(head.get("config") or {})
 
 
 def refilter(rec: dict[str, Any], cfg: PseudoRISConfig) -> dict[str, Any]:
