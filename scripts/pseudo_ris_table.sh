@@ -6,6 +6,10 @@
 # reused so that only captions and filter differ; gt800 captions every ground-truth mask); the direct
 # zero-shot baseline; L2L at 0.3 % and 1 %, supervised at 1 % and the 100 % ceiling copied from their
 # grids when they were run. Resumable: generations, runs and evaluations already there are skipped.
+# More rows (not in the default ROWS; issue 34): wsum800 (Table 14: weighted-sum aggregation, the masks
+# of `full`), uos800 and cos800 (Table 12: uniqueness or correctness alone, refiltered from `full`'s
+# scored captions at the threshold that keeps as many captions as DoS ≥ 1.3), tau1.0 … tau2.0 (Fig. 9:
+# the filter threshold, refiltered from `full`).
 # Usage: bash scripts/pseudo_ris_table.sh [SEEDS...]   (default: 22)   ROWS="full naive …" picks rows.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,13 +28,26 @@ generation() {  # row -> "folder|extra generate arguments"
     filter) echo "$WORK/t5_filter|--max-images 800 --masks-from $WORK/zs_full captions.distinctive=false" ;;
     naive) echo "$WORK/t5_naive|--max-images 800 --records-from $WORK/t5_filter captions.distinctive=false filter.enabled=false" ;;
     gt800) echo "$WORK/t6_gt800|--max-images 800 masks.source=gt" ;;
+    wsum800) echo "$WORK/t14_wsum800|--max-images 800 --masks-from $WORK/zs_full captions.aggregation=weighted_sum" ;;
+    uos800) echo "$WORK/t12_uos800|--max-images 800 --records-from $WORK/zs_full filter.score=uos filter.tau=$(matched uos)" ;;
+    cos800) echo "$WORK/t12_cos800|--max-images 800 --records-from $WORK/zs_full filter.score=cos filter.tau=$(matched cos)" ;;
+    tau*) echo "$WORK/f9_${1}|--max-images 800 --records-from $WORK/zs_full filter.tau=${1#tau}" ;;
     *) echo "unknown row $1" >&2; exit 2 ;;
   esac
 }
+matched() {  # score -> the threshold that keeps as many of full800's captions as DoS >= 1.3
+  [ -f "$WORK/t5_full800/quality.json" ] || l2l pseudo-ris quality "$WORK/t5_full800" --data "$DATA" \
+    --out "$WORK/t5_full800/quality.json" > /dev/null
+  python -c "import json,sys; print(json.load(open(sys.argv[1]))['counts']['thresholds_matching_dos'][sys.argv[2]])" \
+    "$WORK/t5_full800/quality.json" "$1"
+}
 # generations in dependency order (the 800-image rows reuse the masks, or the scored captions, of
 # `full` and `filter`: only what the row changes is computed again)
-for row in full full800 dcs filter naive gt800; do
+extra=""
+for row in $ROWS; do case "$row" in wsum800 | uos800 | cos800 | tau*) extra="$extra $row" ;; esac; done
+for row in full full800 dcs filter naive gt800 $extra; do
   needed=" $ROWS full "
+  case "$extra" in *" uos800"* | *" cos800"*) needed="$needed full800 " ;; esac  # their thresholds come from it
   case " $ROWS " in *" naive "*) needed="$needed filter " ;; esac  # naive refilters filter's captions
   case "$needed" in *" $row "*) ;; *) continue ;; esac
   spec=$(generation "$row")

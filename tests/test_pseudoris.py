@@ -455,7 +455,7 @@ def test_table_puts_the_zero_label_rows_beside_l2l_and_the_ablations(tmp_path, c
 
     keys = ("oIoU", "mIoU", "P@0.5", "P@0.7", "P@0.9")
     for name, v in (("full_s22", 0.20), ("full_s23", 0.24), ("zero_shot_baseline", 0.25), ("naive_s22", 0.1),
-                    ("l2l_1pct_s22", 0.17)):  # fmt: skip
+                    ("l2l_1pct_s22", 0.17), ("cos800_s22", 0.3), ("tau1.5_s22", 0.31)):  # fmt: skip
         (tmp_path / f"{name}_val.json").write_text(json.dumps({m: v for m in keys}))
     out = tmp_path / "t.md"
     assert main(["pseudo-ris", "table", "--results", str(tmp_path), "--out", str(out)]) == 0
@@ -464,6 +464,10 @@ def test_table_puts_the_zero_label_rows_beside_l2l_and_the_ablations(tmp_path, c
     assert "(no label) | 1 | 25.00 |" in text and "| naive captions, no filter (first 800 images) | 1 | 10.00 |" in text
     assert "(1/3)" in text.split("L2L, 1 %")[1].splitlines()[0]  # seeds missing are said
     assert "ground-truth masks" not in text  # rows without results are left out
+    assert (
+        "| PR T12 | filter by correctness (CoS) alone" in text
+        and "| PR F9 | filter threshold τ = 1.5 (800) | 1 | 31.00 |" in text
+    )
     assert text.index("zero-shot baseline") < text.index("Pseudo-RIS → segmenter") < text.index("naive captions")
 
 
