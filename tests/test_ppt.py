@@ -258,6 +258,12 @@ def test_real_path_tiny_clip_and_sam2_on_a_refer_fixture(refer_root, tmp_path, c
     assert main(["ppt", "prepare", *data, "--out", str(labels), "--quiet", *cfg]) == 0
     assert main(["ppt", "train", *data, "--labels", str(labels), "--out", str(run), "--quiet", *cfg]) == 0
     assert "(done)" in capsys.readouterr().out
+    # the paper's mask source on the real path: CLIP's patch tokens (encode_dense) → points → SAM2
+    surg = tmp_path / "labels_surgery"
+    assert main(["ppt", "prepare", *data, "--out", str(surg), "--quiet", *cfg, "mask_source=surgery",
+                 "surgery.size=32"]) == 0  # fmt: skip
+    assert json.loads((surg / "meta.json").read_text())["mask_source"] == "surgery"
+    capsys.readouterr()
     res = tmp_path / "eval.json"
     assert main(["ppt", "eval", *data, "--run", str(run), "--split", "val", "--size", "64", "--out", str(res),
                  "--quiet"]) == 0  # fmt: skip
@@ -283,3 +289,42 @@ def test_table_means_over_seeds_and_keeps_the_paper_column(tmp_path, capsys):
     assert "| 5 | 4 + domain refinement (full PPT) | 2 | 35.00 ± 7.07 (2/3)" in text and "46.76" in text
     assert "| 1 | dual encoder + mask model (naive prompting) | 1 | 10.00 |" in text
     assert "w/o curriculum" not in text  # rows without results are left out
+
+
+def test_surgery_response_points_and_localizer_on_toys(synthref_dir, tmp_path, monkeypatch):
+    """CLIP Surgery → SAM (ppt/localize.py): the response is the phrase's similarity minus the mean over the
+    phrase and the redundant texts; its peak becomes a positive point and its trough a negative one, at
+    the cells' centres in image pixels; the mask model's best hypothesis is the pseudo mask. ``ppt prepare``
+    with ``mask_source=surgery`` writes labels without reading a ground-truth mask."""
+    from l2l.errors import UsageError
+    from l2l.ppt.localize import SurgeryConfig, SurgeryLocalizer, point_prompts, surgery_map
+
+    dense = torch.zeros(2, 3, 2)
+    dense[..., 1] = 1.0
+    dense[1, 2] = torch.tensor([1.0, 0.0])  # one cell points at the phrase
+    text, red = torch.tensor([1.0, 0.0]), torch.tensor([[0.0, 1.0]])
+    resp = surgery_map(dense, text, red)
+    assert torch.allclose(resp, torch.tensor([[-0.5, -0.5, -0.5], [-0.5, -0.5, 0.5]]))
+    coords, labels = point_prompts(resp, (20, 30), positives=1, negatives=1)
+    assert coords[0].tolist() == [25.0, 15.0] and labels.tolist() == [1, 0]
+
+    class NoDense:
+        def encode_text(self, texts):
+            return torch.zeros(len(texts), 2)
+
+    with pytest.raises(UsageError, match="encode_dense"):
+        SurgeryLocalizer(None, NoDense())
+    with pytest.raises(UsageError):
+        SurgeryConfig(positives=0)
+
+    from l2l.cli import main
+    from l2l.data.refer import ReferDataset
+
+    monkeypatch.setattr(ReferDataset, "mask", lambda self, a: (_ for _ in ()).throw(AssertionError("mask read")))
+    labels = tmp_path / "labels"
+    assert main(["ppt", "prepare", "--data", str(synthref_dir), "--out", str(labels), "--max-images", "2", "--quiet",
+                 *_tiny_cfg(), "mask_source=surgery", "surgery.size=64"]) == 0  # fmt: skip
+    summary = json.loads((labels / "summary.json").read_text())
+    assert summary["images"] == 2 and summary["sentences"] > 0
+    assert main(["ppt", "prepare", "--data", str(synthref_dir), "--out", str(tmp_path / "x"), "--quiet",
+                 "--masks-from", str(labels), *_tiny_cfg(), "mask_source=surgery"]) == 2  # fmt: skip

@@ -95,6 +95,15 @@ class DualEncoderNet(nn.Module):
     def image_features(self, images: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.image_proj(self.pooled(images)), dim=-1)
 
+    def dense_features(self, images: torch.Tensor) -> torch.Tensor:
+        """Unit embeddings B×h×w×D per 1/16 cell: the projection that follows the global pooling applied
+        at every cell instead (the 1/32 map upsampled to the 1/16 grid), as MaskCLIP and CLIP Surgery
+        read CLIP's patch tokens through its final projection."""
+        f = self.encoder(normalize(images))
+        f3 = F.interpolate(f[3], size=f[2].shape[-2:], mode="bilinear", align_corners=False)
+        x = torch.cat([f[2], f3], 1).permute(0, 2, 3, 1)
+        return F.normalize(self.image_proj(x), dim=-1)
+
     def region_features(
         self, scenes: torch.Tensor, crops: torch.Tensor, boxes: torch.Tensor, owner: torch.Tensor
     ) -> torch.Tensor:
@@ -132,6 +141,13 @@ class DualEncoder(TextStandIn):
     def encode_image(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         """Unit vectors N×D of uint8 H×W×3 images (any size: resized to ``crop_size``)."""
         return self.net.image_features(image_batch(images, self.net.cfg.crop_size).to(self.device)).cpu()
+
+    @torch.no_grad()
+    def encode_dense(self, images: Sequence[np.ndarray], size: int | None = None) -> torch.Tensor:
+        """Unit vectors N×h×w×D per cell of uint8 images resized to ``size`` (default: the scene size,
+        else the crop size): :meth:`DualEncoderNet.dense_features`."""
+        side = size or int(getattr(self.net.cfg, "scene_size", 0) or self.net.cfg.crop_size)
+        return self.net.dense_features(image_batch(images, side).to(self.device)).cpu()
 
     @torch.no_grad()
     def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
@@ -194,6 +210,19 @@ class ClipDualEncoder:
         mean, std = torch.tensor(self.MEAN).view(1, 3, 1, 1), torch.tensor(self.STD).view(1, 3, 1, 1)
         feats = self._features(self.model.get_image_features(pixel_values=((x - mean) / std).to(self.device)))
         return F.normalize(feats.float(), dim=-1).cpu()
+
+    @torch.no_grad()
+    def encode_dense(self, images: Sequence[np.ndarray], size: int | None = None) -> torch.Tensor:
+        """Unit vectors N×h×w×D per patch: the vision tower's patch tokens through its final layer norm
+        and the visual projection (MaskCLIP's reading of CLIP's dense features). ``size`` is ignored:
+        CLIP sees its own input size."""
+        x = image_batch(images, self.size)
+        mean, std = torch.tensor(self.MEAN).view(1, 3, 1, 1), torch.tensor(self.STD).view(1, 3, 1, 1)
+        out = self.model.vision_model(pixel_values=((x - mean) / std).to(self.device))
+        tokens = self.model.vision_model.post_layernorm(out.last_hidden_state[:, 1:])
+        feats = self.model.visual_projection(tokens)
+        side = int(round(feats.shape[1] ** 0.5))
+        return F.normalize(feats.float(), dim=-1).view(len(images), side, side, -1).cpu()
 
     @torch.no_grad()
     def encode_text(self, texts: Sequence[str]) -> torch.Tensor:

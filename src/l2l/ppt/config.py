@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import UsageError
+from .localize import SurgeryConfig
 
 
 @dataclass
@@ -76,6 +77,11 @@ class PPTConfig:
     image_size: int = 128
     proposal_grid: int = 12  # mask-model automatic mode on H images: points per side (Pseudo-RIS's default)
     object_grid: int = 8  # … on D_sem images (one centred object: a coarser grid suffices) [ours]
+    # where D_sem's and H's pseudo masks come from: proposals = the dual encoder ranks the mask model's
+    # automatic proposals [ours, the default: measured better, docs/ppt.md]; surgery = the paper's CLIP
+    # Surgery → SAM (ppt/localize.py)
+    mask_source: str = "proposals"
+    surgery: SurgeryConfig = field(default_factory=SurgeryConfig)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     objects: ObjectCentricConfig = field(default_factory=ObjectCentricConfig)
@@ -89,7 +95,7 @@ class PPTConfig:
 
     def __post_init__(self) -> None:
         for name, sub in (("generator", GeneratorConfig), ("loss", LossConfig), ("objects", ObjectCentricConfig),
-                          ("curriculum", CurriculumConfig)):  # fmt: skip
+                          ("curriculum", CurriculumConfig), ("surgery", SurgeryConfig)):  # fmt: skip
             if isinstance(getattr(self, name), dict):
                 setattr(self, name, sub(**getattr(self, name)))
         g, c, o = self.generator, self.curriculum, self.objects
@@ -102,6 +108,8 @@ class PPTConfig:
             raise UsageError(f"curriculum.epochs must be 3 counts ≥ 0 and 0 ≤ ris_split ≤ epochs[1], got {c}")
         if not 0 < c.epoch_fraction <= 1 or c.last_stage not in (1, 2, 3):
             raise UsageError("curriculum: epoch_fraction in (0, 1], last_stage 1, 2 or 3")
+        if self.mask_source not in ("proposals", "surgery"):
+            raise UsageError(f"mask_source must be proposals or surgery, got {self.mask_source!r}")
         if self.batch_size < 1 or self.lr <= 0 or self.image_size % 32:
             raise UsageError("batch_size ≥ 1, lr > 0 and image_size a multiple of 32")
 

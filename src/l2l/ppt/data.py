@@ -2,8 +2,8 @@
 
 * **D_sem** (free object-centric data, §3.2): single-object scenes of the pretraining world cropped
   around their object (our Mini-ImageNet), sentence "the [shape] in the middle"; the pseudo mask
-  is the dual encoder's choice among the mask model's proposals for "a [shape]" (the paper: CLIP
-  Surgery's response → SAM). E = 1, ĉ = 1.
+  is the dual encoder's choice among the mask model's proposals for "a [shape]", or with
+  ``mask_source: surgery`` the paper's CLIP Surgery → SAM (:mod:`~l2l.ppt.localize`). E = 1, ĉ = 1.
 * **D_ref** (augmented object-centric data): *composition* — 2, or 4 D_sem images in a
   mosaic, "the [shape] on the left / at the top right / …"; *fusion* — a D_sem image pasted,
   shrunk, beside another one's object, "the [shape] left of the [shape]". Every object keeps its
@@ -184,6 +184,28 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.logical_and(a, b).sum() / u) if u else 0.0
 
 
+def label_image_surgery(loc: Any, image: np.ndarray, records: Sequence[Any]) -> dict[str, Any]:
+    """``mask_source: surgery``: per sentence, one mask per noun phrase from the localiser
+    (:class:`~l2l.ppt.localize.SurgeryLocalizer`); the image's "proposals" are those masks, kept once
+    (IoU < 0.8 between them), and the candidates index them."""
+    segs: list[np.ndarray] = []
+    sents = []
+    for r in records:
+        phrases = noun_phrases(r.sentence)
+        cands: list[int] = []
+        for m, _ in loc.masks_for(image, phrases):
+            if not m.any():
+                continue
+            k = next((j for j, s in enumerate(segs) if _iou(s, m) >= 0.8), None)
+            if k is None:
+                segs.append(m)
+                k = len(segs) - 1
+            if k not in cands:
+                cands.append(k)
+        sents.append({"sample_id": r.sample_id, "text": r.sentence, "phrases": phrases, "candidates": cands})
+    return {"proposals": [rle_encode(m) for m in segs], "sentences": sents}
+
+
 def label_image(ranker: Any, image: np.ndarray, records: Sequence[Any],
                 given: list[np.ndarray] | None = None) -> dict[str, Any]:  # fmt: skip
     """The proposals of one RES image (the mask model's, or ``given``) and, per sentence, its candidate
@@ -211,6 +233,8 @@ def prepare(ds: Any, out: str | Path, cfg: PPTConfig, split: str = "train", limi
     from ..pseudoris.zero_shot import ZeroShotPredictor
     from .encoders import _is_hf
 
+    if masks_from is not None and cfg.mask_source == "surgery":
+        raise UsageError("ppt prepare: --masks-from reuses proposals; mask_source=surgery makes its own masks")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     meta_path = out / "meta.json"
@@ -220,6 +244,8 @@ def prepare(ds: Any, out: str | Path, cfg: PPTConfig, split: str = "train", limi
             "masks_from": None if masks_from is None else str(masks_from)}  # fmt: skip
     if (cfg.proposal_grid, cfg.object_grid) != (12, 8):  # recorded when not the defaults (older folders lack them)
         meta.update(proposal_grid=cfg.proposal_grid, object_grid=cfg.object_grid)
+    if cfg.mask_source != "proposals":
+        meta.update(mask_source=cfg.mask_source, surgery=json.loads(json.dumps(cfg.surgery.__dict__)))
     if meta_path.exists():
         old = json.loads(meta_path.read_text())
         if {k: old.get(k) for k in meta} != meta:
@@ -234,11 +260,19 @@ def prepare(ds: Any, out: str | Path, cfg: PPTConfig, split: str = "train", limi
     obj_path = out / "objects.jsonl"
     done = read_records(obj_path)
     ranker = ZeroShotPredictor(masks, dual, MaskConfig(points_per_side=cfg.object_grid, max_area_frac=0.9))
+    loc = None
+    if cfg.mask_source == "surgery":
+        from .localize import SurgeryLocalizer
+
+        loc = SurgeryLocalizer(masks, dual, cfg.surgery)
     with append_records(obj_path) as f:
         for i in progress(range(len(done), o.images), desc="D_sem pseudo masks", disable=not show_progress):
             img, gt, shape = object_image(o.pool_seed, i, cfg.image_size, o.context)
-            segs, sc = ranker.scores(img, f"a {shape}")
-            m = segs[int(np.argmax(sc))] if segs else np.zeros_like(gt)
+            if loc is not None:
+                m = loc.masks_for(img, [f"a {shape}"])[0][0]
+            else:
+                segs, sc = ranker.scores(img, f"a {shape}")
+                m = segs[int(np.argmax(sc))] if segs else np.zeros_like(gt)
             f.write({"index": i, "shape": shape, "rle": rle_encode(m), "pool_iou": round(_iou(m, gt), 4)})
     # H: candidates per noun phrase, per image
     recs = ds.samples(split)
@@ -262,6 +296,10 @@ def prepare(ds: Any, out: str | Path, cfg: PPTConfig, split: str = "train", limi
             )
     with append_records(img_path) as f:
         for iid in progress([i for i in image_ids if i not in seen], desc="H candidates", disable=not show_progress):
+            if loc is not None:
+                rec = label_image_surgery(loc, ds.load_image(iid), by_image[iid])
+                f.write({"image_id": iid, **rec})
+                continue
             given = None if reuse is None else [m["segmentation"] for m in reuse[iid]]
             rec = label_image(ranker, ds.load_image(iid), by_image[iid], given)
             f.write({"image_id": iid, **rec})
