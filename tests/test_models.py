@@ -352,6 +352,18 @@ def test_sentence_paths_start_as_the_plain_model_and_learn():
     assert torch.equal(pooled(t, torch.tensor([[True, True, False]])), torch.tensor([[2.0, 3.0]]))
 
 
+def test_sentence_paths_survive_save_and_load(tmp_path):
+    m = _model(*CONV_TINY, *SENTENCE).eval()
+    with torch.no_grad():
+        for p in m.sentence.parameters():
+            p.normal_(std=0.3)
+    m.save_pretrained(tmp_path)
+    back = Segmenter.from_pretrained(tmp_path).eval()
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert back.cfg.sentence.enabled and torch.allclose(back(x, TEXTS[:1]), m(x, TEXTS[:1]), atol=1e-6)
+
+
 def test_sentence_match_and_query_head_are_not_both_heads():
     from l2l.errors import UsageError
 
