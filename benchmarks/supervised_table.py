@@ -40,7 +40,7 @@ def main() -> None:
     ap.add_argument("--grid", default="runs/synthref_supervised_table")
     ap.add_argument("--priors", default="runs/data/synthref_standin_priors", help="prefix of the per-split stores")
     a = ap.parse_args()
-    runs = sorted((Path(a.grid) / "synthref").glob("sup_*_s*"))
+    runs = sorted((Path(a.grid) / "synthref").glob("sup*_*_s*"))
     res: dict[tuple[str, str], list[dict]] = {}
     for run in runs:
         budget = run.name.split("_")[1]
