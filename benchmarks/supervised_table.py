@@ -38,7 +38,11 @@ def cell(values: list[float]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--grid", default="runs/synthref_supervised_table")
-    ap.add_argument("--priors", default="runs/data/synthref_standin_priors", help="prefix of the per-split stores")
+    ap.add_argument(
+        "--priors",
+        default="runs/data/synthref_standin_priors",
+        help="prefix of the per-split stores (PREFIX_val …), or a folder with val/ testA/ testB/",
+    )
     a = ap.parse_args()
     runs = sorted((Path(a.grid) / "synthref").glob("sup*_*_s*"))
     res: dict[tuple[str, str], list[dict]] = {}
@@ -48,8 +52,10 @@ def main() -> None:
             f = eval_file(run, split)
             if f.exists():
                 res.setdefault((budget, split), []).append(json.loads(f.read_text()))
-    prior = {s: json.loads(Path(f"{a.priors}_{s}/eval.json").read_text()) for s in SPLITS
-             if Path(f"{a.priors}_{s}/eval.json").exists()}  # fmt: skip
+    # the prior's evaluations: PRIORS_<split>/eval.json (the stores), or PRIORS/<split>/eval.json (a copy)
+    found = {s: next((f for f in (Path(f"{a.priors}_{s}/eval.json"), Path(a.priors) / s / "eval.json") if f.exists()),
+                     None) for s in SPLITS}  # fmt: skip
+    prior = {s: json.loads(f.read_text()) for s, f in found.items() if f is not None}
     print("| labels | " + " | ".join(f"{s} oIoU | {s} mIoU" for s in SPLITS) + " |")
     print("| --- |" + " --- |" * (2 * len(SPLITS)))
     for b in BUDGETS:
