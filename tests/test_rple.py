@@ -102,7 +102,8 @@ def test_state_ddpg_update_and_buffer():
 
 
 def test_band_equals_dilation_minus_erosion():
-    """The summed-area band is exactly the morphological one (max pooling with -inf padding)."""
+    """The summed-area band (``regions="foreground"``) is exactly the morphological one (max pooling
+    with -inf padding)."""
     import torch.nn.functional as F
 
     from l2l.semi.rple import IGNORE, pseudo_label
@@ -112,7 +113,7 @@ def test_band_equals_dilation_minus_erosion():
     p = F.avg_pool2d(p[:, None], 5, 1, 2)[:, 0]  # blobs, touching the borders too
     thr = torch.tensor([[0.55, 0.45]]).repeat(6, 1)
     for band in (1, 3):
-        lab = pseudo_label(p, thr, band)
+        lab = pseudo_label(p, thr, band, regions="foreground")
         f = (p >= 0.55).float()[:, None]
         k = 2 * band + 1
         ring = (F.max_pool2d(f, k, 1, band) - -F.max_pool2d(-f, k, 1, band))[:, 0] > 0
@@ -120,3 +121,54 @@ def test_band_equals_dilation_minus_erosion():
         ref[ring] = IGNORE
         assert torch.equal(lab, ref)
         assert ring.any() and ((lab == 1).any() or band > 1)
+
+
+def test_band_around_every_region_boundary():
+    """regions="all" (the paper's "band around region boundaries"): the union of dilation minus erosion
+    of each of the three regions, so the background next to an ignored area is ignored too."""
+    import torch.nn.functional as F
+
+    g = torch.Generator().manual_seed(1)
+    p = F.avg_pool2d(torch.rand(4, 37, 30, generator=g)[:, None], 5, 1, 2)[:, 0]
+    thr = torch.tensor([[0.56, 0.48]]).repeat(4, 1)
+    base = torch.where(p >= 0.56, 1, torch.where(p <= 0.48, 0, IGNORE)).long()
+    for band in (1, 2):
+        lab = pseudo_label(p, thr, band, regions="all")
+        k, ring = 2 * band + 1, torch.zeros_like(base, dtype=torch.bool)
+        for c in (0, 1, IGNORE):
+            f = (base == c).float()[:, None]
+            ring |= (F.max_pool2d(f, k, 1, band) + F.max_pool2d(-f, k, 1, band))[:, 0] > 0
+        ref = base.clone()
+        ref[ring] = IGNORE
+        assert torch.equal(lab, ref)
+        fg_only = pseudo_label(p, thr, band, regions="foreground")
+        assert (fg_only != IGNORE).sum() > (lab != IGNORE).sum()  # background beside ignored pixels dropped too
+    # a lone ignored pixel in the background: with "all" its neighbours are ignored, with "foreground" not
+    q = torch.zeros(1, 9, 9)
+    q[0, 4, 4] = 0.3
+    lab = pseudo_label(q, torch.tensor([[0.7, 0.2]]), 1, regions="all")
+    assert (lab == IGNORE).sum() == 9 and (pseudo_label(q, torch.tensor([[0.7, 0.2]]), 1, "foreground") == IGNORE).sum() == 1
+
+
+def test_one_learning_rate_by_default_and_the_pair_as_a_switch():
+    r = RPLE()
+    assert r.opt_actor.param_groups[0]["lr"] == r.opt_critic.param_groups[0]["lr"] == 1e-3
+    r2 = RPLE(RPLEConfig(lr=None))
+    assert r2.opt_actor.param_groups[0]["lr"] == 1e-4 and r2.opt_critic.param_groups[0]["lr"] == 1e-3
+    for bad in (dict(lr=0.0), dict(next_state="later"), dict(reward_scale="std"), dict(band_regions="fg")):
+        with pytest.raises(Exception, match="semi.rple"):
+            RPLEConfig(**bad)  # type: ignore[arg-type]
+
+
+def test_reward_scale_divides_by_the_running_rms_then_clips():
+    r = RPLE()
+    g = torch.tensor([1e-4, -2e-4, 3e-4, 0.0])
+    out = r.scale(g)
+    rms = g.pow(2).mean().sqrt()
+    assert torch.allclose(out, (g / rms).clamp(-1, 1), atol=1e-6)
+    assert out.abs().max() == 1.0 and out.abs().min() == 0.0  # raw gains of 1e-4 now reach the clip
+    g2 = torch.tensor([2e-4, 2e-4])
+    out2 = r.scale(g2)
+    ms = 0.99 * rms.pow(2) + 0.01 * g2.pow(2).mean()
+    assert torch.allclose(out2, (g2 / ms.sqrt()).clamp(-1, 1), atol=1e-6) and int(r.gain_n) == 2
+    assert torch.equal(RPLE(RPLEConfig(reward_scale="none")).scale(g * 1e4), (g * 1e4).clamp(-1, 1))

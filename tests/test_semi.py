@@ -16,8 +16,10 @@ from l2l.data.refer import ReferDataset
 from l2l.engine.distributed import DistInfo, ResumableBatchSampler
 from l2l.engine.stream import StepStream
 from l2l.engine.trainer import TrainConfig, Trainer
+from l2l.semi import rple as R
 from l2l.semi import selection
 from l2l.semi.config import SemiConfig, presets
+from l2l.semi.rple import RPLEConfig
 from l2l.semi.losses import dice_on_selected, masked_ce, unlabeled_loss
 from l2l.semi.telemetry import Telemetry, Visit
 
@@ -113,7 +115,7 @@ def test_labeled_loss_adds_dice_when_asked():
 
 def test_selection_rules():
     q = torch.tensor([[[0.9, 0.9], [0.1, 0.1]], [[0.6, 0.4], [0.5, 0.5]]])
-    thr = selection.catm_thresholds(q)
+    thr = selection.catm_thresholds(q)  # catm-sample: per sample
     assert torch.allclose(thr[0], torch.tensor([0.9, 0.1]))  # mean confidence 0.9
     assert torch.allclose(thr[1], torch.tensor([0.6, 0.4]))  # 0.525 clipped to 0.6
     with pytest.raises(ValueError, match="τ_bg"):
@@ -123,6 +125,31 @@ def test_selection_rules():
     keep = selection.agreement_keep(p_w, prior, torch.tensor([True, True, True]))
     assert keep.tolist() == [True, False, False]  # agree+confident / disagree / not confident
     assert not selection.agreement_keep(p_w, prior, torch.tensor([False, True, True]))[0]
+
+
+def test_catm_class_wise_thresholds_with_momentum_by_hand():
+    """CATM: one threshold per class, a moving average of the mean confidence of the pixels assigned
+    to that class, clipped; the same for every sample of a batch; resumable."""
+    c = selection.ClassThresholds(0.6, 0.95, momentum=0.5)
+    q = torch.tensor([[[0.9, 0.7], [0.2, 0.0]], [[0.8, 0.1], [0.3, 0.4]]])
+    thr = c(q)
+    # foreground pixels 0.9, 0.7, 0.8 → mean confidence 0.8; background 0.8, 1.0, 0.9, 0.7, 0.6 → 0.8
+    assert torch.allclose(thr, torch.tensor([[0.8, 0.2]]).expand(2, 2))
+    q2 = torch.tensor([[[0.99, 0.5], [0.45, 0.45]]])  # fg 0.99, 0.5 → 0.745; bg 0.55, 0.55 → 0.55
+    thr2 = c(q2)
+    assert torch.allclose(thr2, torch.tensor([[0.5 * 0.8 + 0.5 * 0.745, 1 - (0.5 * 0.8 + 0.5 * 0.55)]]), atol=1e-6)
+    q3 = torch.full((1, 2, 2), 0.1)  # no foreground in the batch: its threshold keeps its value
+    assert torch.allclose(c(q3)[0, 0], thr2[0, 0])
+    d = c.state_dict()
+    c2 = selection.ClassThresholds(0.6, 0.95, momentum=0.5)
+    c2.load_state_dict(d)
+    assert torch.equal(c2.thresholds(1), c.thresholds(1))
+    low = selection.ClassThresholds(0.6, 0.95)
+    assert torch.allclose(low(torch.tensor([[[0.55, 0.45]]])), torch.tensor([[0.6, 0.4]]))  # clipped to lo
+    first = selection.ClassThresholds(0.6, 0.95)
+    assert torch.allclose(first(torch.full((1, 2, 2), 0.55)), torch.tensor([[0.6, 0.05]]))  # no bg yet: hi
+    two = sum([selection.ClassThresholds.batch_stats(q[:1]), selection.ClassThresholds.batch_stats(q[1:])])
+    assert torch.allclose(two, selection.ClassThresholds.batch_stats(q))  # ranks' stats add up
 
 
 def test_presets_resolve_and_validate():
@@ -182,15 +209,18 @@ def test_step_stream_orders():
 @pytest.mark.parametrize("method", ["fixmatch", "prior-fusion", "agreement-filter", "catm", "static-threshold", "l2l"])
 def test_every_method_trains(synthref_dir, priors_dir, tmp_path, method):
     run = tmp_path / method
+    n = 3  # next_state=batch: RPLE updates from step 2 (the default waits for a sample's second visit)
     out = Trainer(
-        _cfg(synthref_dir, priors_dir, method, "total_steps=3", "telemetry_log_every=3"), run, show_progress=False
+        _cfg(synthref_dir, priors_dir, method, "total_steps=3", "telemetry_log_every=3", "semi.rple.next_state=batch"),
+        run,
+        show_progress=False,
     ).fit()
     assert 0 <= out["results"]["oIoU"] <= 1
     recs = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in recs if "loss_unsup" in r]
-    assert len(steps) == 3 and all(np.isfinite(r["loss"]) for r in steps)
+    assert len(steps) == n and all(np.isfinite(r["loss"]) for r in steps)
     tele = [r for r in recs if r.get("kind") == "telemetry"]
-    assert tele and tele[-1]["tele_samples"] == 9 and 0 <= tele[-1]["tele_sel_acc"] <= 1
+    assert tele and tele[-1]["tele_samples"] == 3 * n and 0 <= tele[-1]["tele_sel_acc"] <= 1
     env = json.loads((run / "env.json").read_text())
     assert env["method"]["method"] == method and env["method"]["source"] == PRESETS[method]["source"]
     if method == "l2l":
@@ -216,7 +246,7 @@ def test_warmup_and_unscaled_band(synthref_dir, priors_dir, tmp_path):
     ).fit()
     recs = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if '"loss"' in x]
     assert [("warmup" in r, "loss_unsup" in r) for r in recs] == [(True, False), (True, False), (False, True)]
-    assert json.loads((run / "env.json").read_text())["method"]["band_pixels"] == 3
+    assert json.loads((run / "env.json").read_text())["method"]["band_pixels"] == 2  # width 3 → half-width 2
 
 
 def test_prior_methods_need_a_store(synthref_dir, tmp_path):
@@ -275,10 +305,11 @@ def test_unlabeled_dataset_never_reads_a_mask(synthref, monkeypatch):
     assert not hasattr(uds[0], "mask")
 
 
-def test_l2l_resume_restores_bank_buffer_and_policy(synthref_dir, priors_dir, tmp_path):
-    extra = ["max_steps=5", "total_steps=8", "semi.rple.update_batch=4"]
+@pytest.mark.parametrize("next_state", ["batch", "sample"])
+def test_l2l_resume_restores_bank_buffer_and_policy(synthref_dir, priors_dir, tmp_path, next_state):
+    extra = ["max_steps=5", "total_steps=8", "semi.rple.update_batch=4", f"semi.rple.next_state={next_state}"]
     Trainer(_cfg(synthref_dir, priors_dir, "l2l", *extra), tmp_path / "ref", show_progress=False).fit()
-    cut = ["total_steps=8", "semi.rple.update_batch=4"]
+    cut = ["total_steps=8", "semi.rple.update_batch=4", f"semi.rple.next_state={next_state}"]
     Trainer(_cfg(synthref_dir, priors_dir, "l2l", *cut, "max_steps=2"), tmp_path / "cut", show_progress=False).fit()
     # the bank moves on after the checkpoint in a crash; resume must restore the snapshot
     bank = np.memmap(tmp_path / "cut" / "bank" / "bank.u8", dtype=np.uint8, mode="r+")
@@ -294,7 +325,12 @@ def test_l2l_resume_restores_bank_buffer_and_policy(synthref_dir, priors_dir, tm
         torch.load(tmp_path / r / "checkpoints" / "step_000000005" / "state.pt", weights_only=True)["extra"]["method"]
         for r in ("ref", "cut")
     )
-    assert sa["buffer"]["n"] == sb["buffer"]["n"] == 12  # 4 completed transitions × 3 samples
+    if next_state == "batch":
+        assert sa["buffer"]["n"] == sb["buffer"]["n"] == 12  # 4 completed transitions × 3 samples
+    else:  # a transition per revisit: 15 visits of the unlabeled samples, each one's first visit pending
+        rows = sa["pending_rows"]["rows"]
+        assert sa["buffer"]["n"] == sb["buffer"]["n"] == 15 - len(rows) and len(rows) > 0
+        assert all(torch.equal(sa["pending_rows"][k], sb["pending_rows"][k]) for k in ("rows", "s", "a", "r"))
     assert torch.equal(sa["buffer"]["r"], sb["buffer"]["r"]) and torch.equal(sa["prev_thr"], sb["prev_thr"])
     assert all(torch.equal(sa["rple"][k], sb["rple"][k]) for k in sa["rple"])
 
@@ -341,6 +377,7 @@ def test_two_process_gloo_l2l(synthref_dir, priors_dir, tmp_path):
         *TINY,
         "total_steps=4",
         "semi.rple.update_batch=4",
+        "semi.rple.next_state=batch",  # transitions from step 2 on (sample: at revisits only)
         "telemetry_log_every=4",
     ]
     r = torchrun_train(run, args)
@@ -430,3 +467,37 @@ def test_the_loader_worker_encodes_new_sentences_and_the_run_is_unchanged(
     assert set(unl.texts) <= set(tr.model.text._cache)  # absorbed from the worker's batches
     wa, wb = (load_file(str(tmp_path / r / "last" / "model.safetensors")) for r in ("w0", "w1"))
     assert all(torch.allclose(wa[k], wb[k], rtol=0, atol=1e-6) for k in wa)
+
+
+@pytest.mark.parametrize("mode", ["sample", "batch"])
+def test_rple_next_state_is_the_same_samples_next_visit(mode):
+    """next_state=sample: a transition's s' is the state of the *same* sample at its next visit;
+    next_state=batch: the state at the same position of the next mini-batch (another sample)."""
+    from l2l.engine.method import StepContext
+    from l2l.semi.methods.l2l import L2L
+
+    m = L2L("l2l", SemiConfig(rple=RPLEConfig(next_state=mode, update_batch=2)), data_size=32)
+    m.row = {10: 0, 11: 1, 12: 2, 13: 3}
+    m.prev_thr = torch.tensor([[0.7, 0.2]]).repeat(4, 1)
+    g = torch.Generator().manual_seed(0)
+    maps = {i: torch.rand(1, 32, 32, generator=g) for i in m.row}
+    ctx = lambda k: StepContext(step=k, epoch=0, device="cpu", seed=22, info=DistInfo())  # noqa: E731
+
+    def visit(ids, k):
+        q = torch.cat([maps[i] for i in ids])
+        rows = torch.tensor([m.row[i] for i in ids])
+        s = R.state(q, m.prev_thr[rows], torch.ones(len(ids)), m.band_px, m.cfg.band_regions)
+        m._rple_step(q, q, torch.ones(len(ids)), m.prev_thr[rows], rows, ctx(k))
+        return s
+
+    s1 = visit([10, 11], 1)
+    s2 = visit([12, 13], 2)
+    s3 = visit([11, 10], 3)  # the first two samples again, in the other order
+    buf = m.rple.buffer  # type: ignore[union-attr]
+    if mode == "sample":
+        assert buf.n == 2  # only the revisits completed transitions
+        assert torch.allclose(buf.s[0], s1[1]) and torch.allclose(buf.s2[0], s3[0])  # sample 11
+        assert torch.allclose(buf.s[1], s1[0]) and torch.allclose(buf.s2[1], s3[1])  # sample 10
+    else:
+        assert buf.n == 4
+        assert torch.allclose(buf.s2[0], s2[0]) and torch.allclose(buf.s2[2], s3[0])

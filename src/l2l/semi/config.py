@@ -17,7 +17,7 @@ from .rple import RPLEConfig
 from .spm import SPMConfig
 
 SOURCES = ("weak", "linear", "spm")
-SELECTORS = ("static", "catm", "agreement", "rple")
+SELECTORS = ("static", "catm", "catm-sample", "agreement", "rple")
 
 
 def presets() -> dict[str, dict[str, Any]]:
@@ -39,17 +39,19 @@ class SemiConfig:
     lambda_u: float = 1.0  # [ours]
     unlabeled_batch_size: int | None = None  # per process; None = batch_size
     source: str | None = None  # weak | linear | spm
-    selector: str | None = None  # static | catm | agreement | rple
+    selector: str | None = None  # static | catm | catm-sample | agreement | rple
     tau_fg: float | None = None  # static thresholds (and RPLE's reference in Eq. 8 via rple.init_thresholds)
     tau_bg: float | None = None
-    band: int | None = None  # ignored band around the pseudo-foreground boundary, pixels at `band_at`
+    band: int | None = None  # width of the ignored band around region boundaries, pixels at `band_at` [paper: 3]
     band_at: int | None = 480  # resolution the band is given at [paper: 3 px at 480²]; scaled to data.size
+    band_regions: str = "all"  # all: around fg/bg/ignored boundaries [paper]; foreground: the fg region's only
     loss: str | None = None  # ce | ce_dice (Eq. 22)
     dice_weight: float = 0.5  # λ_dice [ours]
     fusion_weight: float = 0.5  # linear source: weight of the prior (Table 14 sweeps 0.1…0.9)
     agreement_min: float = 0.7  # agreement filter [paper]
     confidence_min: float = 0.6  # agreement filter: mean certainty of each source [ours]
     catm_range: tuple[float, float] = (0.60, 0.95)  # [ours]
+    catm_momentum: float = 0.99  # class-wise thresholds' moving average (selector catm) [ours]
     warmup_steps: int = 0  # labeled loss only for the first steps (unlabeled branch skipped) [ours; 0 = the spec]
     bank: bool = True  # the guidance bank conditions SESM (only when the model takes guidance)
     strong_guidance: str = "bank"  # bank: the strong pass sees the updated G_i [spec]; none: the null map [ours]
@@ -78,6 +80,8 @@ class SemiConfig:
             raise UsageError(f"semi.loss must be ce or ce_dice, got {out.loss!r}")
         if out.strong_guidance not in ("bank", "none"):
             raise UsageError(f"semi.strong_guidance must be bank or none, got {out.strong_guidance!r}")
+        if out.band_regions not in ("all", "foreground"):
+            raise UsageError(f"semi.band_regions must be all or foreground, got {out.band_regions!r}")
         if not 0 <= out.fusion_weight <= 1:
             raise UsageError(f"semi.fusion_weight must be in [0, 1], got {out.fusion_weight}")
         if out.tau_fg is None or out.tau_bg is None:

@@ -9,13 +9,21 @@ One RL step is one unlabeled sample's visit. Sizes follow the paper's parameter 
   [ours]; the output bias starts the policy at (0.70, 0.20) [paper]; Gaussian exploration with
   std 0.1 in the pre-sigmoid space [ours];
 * pseudo-label: foreground where ``P̃ ≥ τ_fg``, background where ``P̃ ≤ τ_bg``, ignored (255)
-  otherwise, plus a 3-pixel ignored band around the foreground region's boundary [paper];
+  otherwise, plus an ignored band around the boundaries between these three regions [paper: "a
+  3-pixel-wide band around region boundaries"]: every pixel within ``band`` px (Chebyshev) of a
+  pixel of another region (``band_regions="foreground"``: around the foreground region only, the
+  layout before issue 33);
 * scores with the weak prediction ``p_w`` [ours]: separability (Eq. 9) ``σ((μ_fg − μ_bg)/T)``,
   consistency (Eq. 10) ``1 − mean_S |p_w − P̃|``, coverage (Eq. 11) ``|S|/|Ω|``;
 * gain (Eq. 8) = λ·(scores of the action − scores of the static (0.70, 0.20)) −
-  λ_stab ‖a_t − a_{t−1}‖²; reward (Eq. 12) = clip(G, −1, 1);
+  λ_stab ‖a_t − a_{t−1}‖²; reward (Eq. 12) = clip(G / σ_G, −1, 1), σ_G a running RMS of G
+  (``reward_scale="rms"`` [ours]: the raw gains are ~10⁻⁴, on which the critic learns nothing;
+  ``"none"`` = clip(G, −1, 1));
 * DDPG (Eqs. 13–14): ``y = r + γ Q'(s', μ'(s'))``, critic loss ``(Q(s, a) − y)²``, actor loss
-  ``−Q(s, μ(s))``, soft target updates with τ = 0.005, Adam 1e-4 / 1e-3 [ours].
+  ``−Q(s, μ(s))``, soft target updates with τ = 0.005; one Adam learning rate for both [paper;
+  its value was lost: ``lr`` = 1e-3 ours] (``lr=None``: the pair ``lr_actor`` / ``lr_critic``).
+  ``s'`` is the same sample's state at its next visit (``next_state="sample"``) or the state at
+  the same position of the next mini-batch (``"batch"``, the layout before issue 33).
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..data.augment import IGNORE_INDEX as IGNORE  # the one ignore index
+from ..errors import UsageError
 
 
 @dataclass
@@ -38,16 +47,32 @@ class RPLEConfig:
     tau_bg_range: tuple[float, float] = (0.01, 0.5)
     init_thresholds: tuple[float, float] = (0.70, 0.20)  # [paper]; also the static default of Eq. 8
     noise_std: float = 0.1
-    band: int = 3  # ignored pixels around the foreground boundary [paper]
+    band: int = 3  # ignored band's half-width in pixels at the training size (set from semi.band)
+    band_regions: str = "all"  # all: around every region boundary [paper]; foreground: around the fg region only
     temperature: float = 0.1  # T of Eq. 9
     lambdas: tuple[float, float, float, float] = (1.0, 1.0, 0.5, 0.1)  # sep, con, cov, stab
     terms: tuple[str, ...] = ("sep", "con", "cov", "stab")  # remove one for the reward ablations
     buffer_size: int = 10_000
     gamma: float = 0.99
     tau: float = 0.005
-    lr_actor: float = 1e-4
-    lr_critic: float = 1e-3
+    lr: float | None = 1e-3  # one rate for actor and critic [paper; value ours]; None: lr_actor / lr_critic
+    lr_actor: float = 1e-4  # [ours] used only with lr=None
+    lr_critic: float = 1e-3  # [ours] used only with lr=None
     update_batch: int = 64  # transitions per update [ours]
+    next_state: str = "sample"  # sample: s' = the sample's next visit; batch: the next mini-batch's row
+    reward_scale: str = "rms"  # rms: G divided by its running RMS before the clip [ours]; none: clip(G)
+    reward_momentum: float = 0.99  # of the running RMS [ours]
+
+    def __post_init__(self) -> None:
+        for key, allowed in (
+            ("band_regions", ("all", "foreground")),
+            ("next_state", ("sample", "batch")),
+            ("reward_scale", ("rms", "none")),
+        ):
+            if getattr(self, key) not in allowed:
+                raise UsageError(f"semi.rple.{key} must be one of {allowed}, got {getattr(self, key)!r}")
+        if self.lr is not None and not self.lr > 0:
+            raise UsageError(f"semi.rple.lr must be > 0 or null, got {self.lr}")
 
 
 def _mlp(i: int, o: int) -> nn.Sequential:
@@ -92,11 +117,13 @@ def _box_count(x: torch.Tensor, r: int) -> torch.Tensor:
     return c[:, k:, k:] - c[:, :-k, k:] - c[:, k:, :-k] + c[:, :-k, :-k]
 
 
-def pseudo_label(p: torch.Tensor, thr: torch.Tensor, band: int = 3) -> torch.Tensor:
+def pseudo_label(p: torch.Tensor, thr: torch.Tensor, band: int = 3, regions: str = "all") -> torch.Tensor:
     """(B, H, W) labels in {0, 1, 255} from P̃ (B, H, W) and thresholds (B, 2).
 
-    The band: pixels whose (2·band+1)² window holds both foreground and non-foreground pixels of
-    the image, i.e. dilation minus erosion of the foreground with a square of radius ``band``."""
+    The band (``band`` = its half-width r in pixels): with ``regions="all"`` every pixel whose
+    (2r+1)² window holds a pixel of another region (foreground, background, ignored) [paper:
+    region boundaries]; with ``"foreground"`` the pixels whose window holds both foreground and
+    non-foreground pixels, i.e. dilation minus erosion of the foreground."""
     fg = p >= thr[:, 0, None, None]
     bg = p <= thr[:, 1, None, None]
     lab = torch.where(fg, 1, torch.where(bg, 0, IGNORE)).long()
@@ -104,7 +131,12 @@ def pseudo_label(p: torch.Tensor, thr: torch.Tensor, band: int = 3) -> torch.Ten
         f = fg.float()
         n_fg = _box_count(f, band)
         n_all = _box_count(torch.ones_like(f[:1]), band)
-        lab = torch.where((n_fg > 0.5) & (n_fg < n_all - 0.5), IGNORE, lab)  # within `band` px of the boundary
+        mixed = (n_fg > 0.5) & (n_fg < n_all - 0.5)  # foreground and something else in the window
+        if regions == "all":
+            n_bg = _box_count(bg.float(), band)
+            n_ign = n_all - n_fg - n_bg
+            mixed = mixed | ((n_bg > 0.5) & (n_bg < n_all - 0.5)) | ((n_ign > 0.5) & (n_ign < n_all - 0.5))
+        lab = torch.where(mixed, IGNORE, lab)
     return lab
 
 
@@ -136,13 +168,13 @@ def scores(p_w: torch.Tensor, p_cal: torch.Tensor, lab: torch.Tensor, temperatur
     return torch.stack([sep, con, cov], -1)
 
 
-def reward(
+def gain(
     p_w: torch.Tensor, p_cal: torch.Tensor, thr: torch.Tensor, prev_thr: torch.Tensor, cfg: RPLEConfig
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Eqs. 8 and 12: clipped instructional gain of the chosen thresholds over the static default."""
+    """Eq. 8: the instructional gain G (B,) of the chosen thresholds over the static default, and its terms."""
     default = torch.tensor(cfg.init_thresholds, device=thr.device).expand_as(thr)
-    s_a = scores(p_w, p_cal, pseudo_label(p_cal, thr, cfg.band), cfg.temperature)
-    s_0 = scores(p_w, p_cal, pseudo_label(p_cal, default, cfg.band), cfg.temperature)
+    s_a = scores(p_w, p_cal, pseudo_label(p_cal, thr, cfg.band, cfg.band_regions), cfg.temperature)
+    s_0 = scores(p_w, p_cal, pseudo_label(p_cal, default, cfg.band, cfg.band_regions), cfg.temperature)
     d = s_a - s_0
     ls, lc, lv, lt = cfg.lambdas
     terms = {
@@ -157,13 +189,23 @@ def reward(
         g = parts[0]
         for v in parts[1:]:
             g = g + v
+    return g, terms
+
+
+def reward(
+    p_w: torch.Tensor, p_cal: torch.Tensor, thr: torch.Tensor, prev_thr: torch.Tensor, cfg: RPLEConfig
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Eqs. 8 and 12 without scaling: ``clip(G, −1, 1)`` and the terms (:meth:`RPLE.scale` scales first)."""
+    g, terms = gain(p_w, p_cal, thr, prev_thr, cfg)
     return g.clamp(-1.0, 1.0), terms
 
 
-def state(p_cal: torch.Tensor, prev_thr: torch.Tensor, a: torch.Tensor, band: int = 3) -> torch.Tensor:
+def state(
+    p_cal: torch.Tensor, prev_thr: torch.Tensor, a: torch.Tensor, band: int = 3, regions: str = "all"
+) -> torch.Tensor:
     """Eq. 7: (B, 6) = [mean(P̃), std(P̃), r_fg, r_bg, r_ign, a] under the previous thresholds."""
     flat = p_cal.flatten(1)
-    shares = label_shares(pseudo_label(p_cal, prev_thr, band))
+    shares = label_shares(pseudo_label(p_cal, prev_thr, band, regions))
     return torch.cat([flat.mean(1, keepdim=True), flat.std(1, keepdim=True), shares, a.view(-1, 1)], -1)
 
 
@@ -225,9 +267,23 @@ class RPLE(nn.Module):
         self.actor_t, self.critic_t = copy.deepcopy(self.actor), copy.deepcopy(self.critic)
         for p in list(self.actor_t.parameters()) + list(self.critic_t.parameters()):
             p.requires_grad_(False)
-        self.opt_actor = torch.optim.Adam(self.actor.parameters(), lr=self.cfg.lr_actor, foreach=True)
-        self.opt_critic = torch.optim.Adam(self.critic.parameters(), lr=self.cfg.lr_critic, foreach=True)
+        lr_a, lr_c = (self.cfg.lr, self.cfg.lr) if self.cfg.lr is not None else (self.cfg.lr_actor, self.cfg.lr_critic)
+        self.opt_actor = torch.optim.Adam(self.actor.parameters(), lr=lr_a, foreach=True)
+        self.opt_critic = torch.optim.Adam(self.critic.parameters(), lr=lr_c, foreach=True)
         self.buffer = ReplayBuffer(self.cfg.buffer_size)
+        self.register_buffer("gain_ms", torch.zeros(()))  # running mean square of G (reward_scale=rms)
+        self.register_buffer("gain_n", torch.zeros((), dtype=torch.long))
+
+    def scale(self, g: torch.Tensor) -> torch.Tensor:
+        """Eq. 12: ``clip(G / σ_G, −1, 1)`` with σ_G the running RMS of G (``reward_scale="rms"``; the
+        first batch sets it), or ``clip(G, −1, 1)`` (``"none"``). Updates the running RMS."""
+        if self.cfg.reward_scale == "none" or g.numel() == 0:
+            return g.clamp(-1.0, 1.0)
+        ms = g.double().pow(2).mean().float()
+        m = self.cfg.reward_momentum
+        self.gain_ms.copy_(ms if int(self.gain_n) == 0 else m * self.gain_ms + (1 - m) * ms)
+        self.gain_n += 1
+        return (g / self.gain_ms.sqrt().clamp_min(1e-12)).clamp(-1.0, 1.0)
 
     def num_params(self) -> int:
         """Actor + critic (the paper's 0.009539 M; targets are copies)."""

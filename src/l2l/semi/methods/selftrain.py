@@ -46,6 +46,7 @@ masks outside the loss.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -104,24 +105,38 @@ class SelfTrainingMethod:
         self.unlabeled_batch_size = self.cfg.unlabeled_batch_size
         self.strong = StrongAugment(self.cfg.strong)
         self.bank: GuidanceBank | None = None
-        # the band is a length in pixels: 3 px at 480² is 0.4 px at 64², i.e. none [ours: scale it]
+        # the band's width is a length in pixels at `band_at` [paper: 3 px at 480²], scaled to the data size
         self.band_px = self._band_pixels(data_size)
         self.rple: R.RPLE | None = (
-            R.RPLE(replace(self.cfg.rple, band=self.band_px)) if self.cfg.selector == "rple" else None
+            R.RPLE(replace(self.cfg.rple, band=self.band_px, band_regions=self.cfg.band_regions))
+            if self.cfg.selector == "rple"
+            else None
+        )
+        self.catm = (
+            selection.ClassThresholds(*self.cfg.catm_range, momentum=self.cfg.catm_momentum)
+            if self.cfg.selector == "catm"
+            else None
         )
         self.row: dict[int, int] = {}
         self.prev_thr: torch.Tensor | None = None
+        # RPLE transitions waiting for their s_{t+1}: next_state=batch: the last mini-batch (s, a, r);
+        # next_state=sample: by table row, each sample's last visit
         self.pending: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self.pending_rows: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
     @classmethod
     def from_config(cls, cfg: "TrainConfig", name: str) -> "SelfTrainingMethod":
         return cls(name, cfg.semi, cfg.data.size, cfg.sup_dice)
 
     def _band_pixels(self, data_size: int | None) -> int:
+        """The band's half-width r in pixels at the training size, from its width ``w = band · size /
+        band_at``: ``r = ceil(w / 2)``, none below half a pixel (a symmetric band is 2r wide: 3 px at
+        480² → r = 2, 4 px, the nearest symmetric band not narrower than the paper's; 96² → w = 0.6,
+        r = 1; 32² → w = 0.2, none) [ours]."""
         band = _set(self.cfg.band, "band")
-        if data_size is None or not self.cfg.band_at:
-            return int(band)
-        return int(round(band * data_size / self.cfg.band_at))
+        width = band if (data_size is None or not self.cfg.band_at) else band * data_size / self.cfg.band_at
+        width = round(width, 6)
+        return 0 if width < 0.5 else math.ceil(width / 2)
 
     # ------------------------------------------------------------------ lifecycle
     def settings(self) -> dict[str, Any]:
@@ -165,22 +180,41 @@ class SelfTrainingMethod:
     def state_dict(self) -> dict[str, Any]:
         assert self.prev_thr is not None, "setup() first"
         d: dict[str, Any] = {"prev_thr": self.prev_thr.clone()}
+        if self.catm is not None:
+            d["catm"] = self.catm.state_dict()
         if self.rple is not None:
             d["rple"] = {k: v.clone() for k, v in self.rple.state_dict().items()}
             d["opt_actor"] = self.rple.opt_actor.state_dict()
             d["opt_critic"] = self.rple.opt_critic.state_dict()
             d["buffer"] = self.rple.buffer.state_dict()
             d["pending"] = list(self.pending) if self.pending is not None else None
+            rows = sorted(self.pending_rows)
+            d["pending_rows"] = {
+                "rows": torch.tensor(rows, dtype=torch.long),
+                **{
+                    k: torch.stack([self.pending_rows[r][i] for r in rows]) if rows else torch.zeros(0)
+                    for i, k in enumerate(("s", "a", "r"))
+                },
+            }
         return d
 
     def load_state_dict(self, d: dict[str, Any]) -> None:
         self.prev_thr = d["prev_thr"].clone()
+        if self.catm is not None:
+            self.catm.load_state_dict(d.get("catm", {}))
         if self.rple is not None:
-            self.rple.load_state_dict(d["rple"])
+            fresh = {k: v for k, v in self.rple.state_dict().items() if k in ("gain_ms", "gain_n")}
+            self.rple.load_state_dict({**fresh, **d["rple"]})  # a checkpoint from before the reward scale
             self.rple.opt_actor.load_state_dict(d["opt_actor"])
             self.rple.opt_critic.load_state_dict(d["opt_critic"])
             self.rple.buffer.load_state_dict(d["buffer"])
             self.pending = tuple(d["pending"]) if d["pending"] is not None else None  # type: ignore[assignment]
+            pr = d.get("pending_rows")
+            self.pending_rows = (
+                {int(r): (pr["s"][i], pr["a"][i], pr["r"][i]) for i, r in enumerate(pr["rows"].tolist())}
+                if pr is not None
+                else {}
+            )
 
     def save_files(self, folder: Path) -> None:
         if self.bank is not None:
@@ -206,7 +240,7 @@ class SelfTrainingMethod:
         q, a = self.soft_target(p_w, prior, has_prior)  # 2
         g_s, has_s = self.update_bank(unl, q, old, has_prior, dev)  # 3
         thr, keep, logs, terms = self.thresholds(q, p_w, a, prior, has_prior, unl.sample_ids, ctx)  # 4
-        labels = R.pseudo_label(q, thr, self.band_px)
+        labels = R.pseudo_label(q, thr, self.band_px, self.cfg.band_regions)
         labels[~keep] = R.IGNORE
         loss, l_s, l_u = self.strong_pass(net, lab, unl, labels, g_s, has_s, prior, has_prior, ctx)  # 5
         sel = (labels != R.IGNORE).float()
@@ -289,6 +323,10 @@ class SelfTrainingMethod:
         if cfg.selector == "static":
             thr = selection.static_thresholds(b_u, _set(cfg.tau_fg, "tau_fg"), _set(cfg.tau_bg, "tau_bg"), dev)
         elif cfg.selector == "catm":
+            assert self.catm is not None
+            self.catm.update(sum(all_gather_objects(self.catm.batch_stats(q), ctx.info)))
+            thr = self.catm.thresholds(b_u, dev)
+        elif cfg.selector == "catm-sample":
             thr = selection.catm_thresholds(q, *cfg.catm_range)
         elif cfg.selector == "agreement":
             thr = selection.static_thresholds(b_u, _set(cfg.tau_fg, "tau_fg"), _set(cfg.tau_bg, "tau_bg"), dev)
@@ -342,22 +380,38 @@ class SelfTrainingMethod:
     # ------------------------------------------------------------------ RPLE (Eqs. 7–14)
     def _rple_step(self, q, p_w, a, prev, rows, ctx):
         assert self.rple is not None and self.prev_thr is not None
+        rcfg = self.rple.cfg
         s = R.state(
-            q, prev, a, self.band_px
+            q, prev, a, self.band_px, rcfg.band_regions
         ).cpu()  # Eq. 7 under the sample's previous thresholds (maps stay on device)
         thr = self.rple.act(s, explore=True, generator=_gen(ctx.seed, ctx.step, ctx.info.rank, 2)).to(q.device)
-        r, terms = R.reward(p_w, q, thr, prev, self.rple.cfg)  # Eqs. 8–12
+        g, terms = R.gain(p_w, q, thr, prev, rcfg)  # Eq. 8
         # every rank holds the same replay buffer and threshold table, so the policies stay identical
-        local = (rows, s, thr.cpu(), r.cpu())
+        local = (rows, s, thr.cpu(), g.cpu())
         parts = all_gather_objects(local, ctx.info)
         rows_all = torch.cat([p[0] for p in parts])
-        s_all, a_all, r_all = (torch.cat([p[i] for p in parts]) for i in (1, 2, 3))
-        if self.pending is not None:  # s_{t+1}: the state at the same position of the next mini-batch
-            ps, pa, pr = self.pending
-            n = min(ps.shape[0], s_all.shape[0])
-            self.rple.buffer.add(ps[:n], pa[:n], pr[:n], s_all[:n])
-        self.pending = (s_all, a_all, r_all)
+        s_all, a_all, g_all = (torch.cat([p[i] for p in parts]) for i in (1, 2, 3))
+        r_all = self.rple.scale(g_all)  # Eq. 12 (the running RMS sees every rank's gains)
+        if rcfg.next_state == "batch":  # s_{t+1}: the state at the same position of the next mini-batch
+            if self.pending is not None:
+                ps, pa, pr = self.pending
+                n = min(ps.shape[0], s_all.shape[0])
+                self.rple.buffer.add(ps[:n], pa[:n], pr[:n], s_all[:n])
+            self.pending = (s_all, a_all, r_all)
+        else:  # s_{t+1}: the same sample's state at its next visit
+            done = [(i, self.pending_rows[int(row)]) for i, row in enumerate(rows_all.tolist()) if int(row) in self.pending_rows]
+            if done:
+                self.rple.buffer.add(
+                    torch.stack([t[0] for _, t in done]),
+                    torch.stack([t[1] for _, t in done]),
+                    torch.stack([t[2] for _, t in done]),
+                    s_all[[i for i, _ in done]],
+                )
+            for i, row in enumerate(rows_all.tolist()):
+                self.pending_rows[int(row)] = (s_all[i], a_all[i], r_all[i])
         self.prev_thr[rows_all] = a_all
         upd = self.rple.update(generator=_gen(ctx.seed, ctx.step, 3))  # one update per mini-batch [paper]
-        upd["rple_reward"] = float(r.mean())
+        upd["rple_reward"] = float(r_all.mean())
+        upd["rple_gain"] = float(g.mean())
+        upd["rple_buffer"] = float(self.rple.buffer.n)
         return thr, terms, upd
