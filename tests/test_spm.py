@@ -48,3 +48,23 @@ def test_calibrate_logit_space_and_extremes():
     )
     with pytest.raises(ValueError):
         calibrate(torch.zeros(1, 2, 2), torch.zeros(1, 3, 3))
+
+
+def test_the_three_damping_forms_of_eq5_by_hand():
+    pw = torch.tensor([[0.5, 1.0]])
+    pr = torch.tensor([[1.0, 0.5]])
+    base = torch.tensor([0.85, 0.2])  # γ + α(1 − c(p_w)) + β c(P†) per pixel (previous test)
+    for a in (0.0, 0.3, 1.0):
+        at = torch.tensor([a])
+        floor = fusion_weight(pw, pr, at, SPMConfig(damping="floor", a_floor=0.5))[0]
+        assert torch.allclose(floor, (0.5 + 0.5 * a) * base)
+        add = fusion_weight(pw, pr, at, SPMConfig(damping="additive", delta=0.15))[0]
+        assert torch.allclose(add, (base + 0.15 * (a - 1)).clamp(0, 0.95))
+    # an unguided p_w that disagrees completely: power switches the prior off, the others keep it
+    zero = torch.tensor([0.0])
+    assert fusion_weight(pw, pr, zero, SPMConfig()).max() == 0.0
+    assert fusion_weight(pw, pr, zero, SPMConfig(damping="floor")).min() >= 0.5 * 0.2 - 1e-6
+    assert fusion_weight(pw, pr, zero, SPMConfig(damping="additive")).min() >= 0.2 - 0.15 - 1e-6
+    for bad in (dict(damping="soft"), dict(a_floor=1.5)):
+        with pytest.raises(ValueError, match="semi.spm"):
+            SPMConfig(**bad)  # type: ignore[arg-type]

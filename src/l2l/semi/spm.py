@@ -9,7 +9,20 @@ For one unlabeled sample with weak prediction ``p_w`` and stored prior ``P†`` 
                              ``p̄ = clamp(p, ε, 1 − ε)``
 
 Defaults α = 0.40, β = 0.25, γ = 0.20, κ = 1.0, w_max = 0.95 [ours; the paper's best row of
-Table 6 / App. B.3 lost its numbers]. All maps are (B, 1, H, W) or (B, H, W); sums run over
+Table 6 / App. B.3 lost its numbers].
+
+The paper's text fixes what Eq. 5 does — more prior where the model is uncertain, less where it is
+confident "or when the global agreement is low" — but not how the agreement enters. Three forms
+(``damping``), all [ours]:
+
+* ``power`` (default): ``w = a^κ · (γ + α(1 − c(p_w)) + β c(P†))``. When an unguided ``p_w``
+  disagrees with the prior, ``a → 0`` and the prior is switched off (``a = 0.1`` → w ≤ 0.085);
+* ``floor``: ``w = (a₀ + (1 − a₀) a^κ) · (γ + α(1 − c(p_w)) + β c(P†))``, ``a₀`` = ``a_floor``
+  = 0.5: disagreement halves the prior's weight at most;
+* ``additive``: ``w = γ + α(1 − c(p_w)) + β c(P†) + δ (a^κ − 1)``, δ = ``delta`` = 0.15:
+  disagreement subtracts at most δ from the weight, whatever the certainties.
+
+Each is clipped to ``[0, w_max]``. All maps are (B, 1, H, W) or (B, H, W); sums run over
 everything but the batch. Probabilities of exactly 0 or 1 are safe (clamped before the logit).
 """
 
@@ -31,6 +44,15 @@ class SPMConfig:
     gamma: float = 0.20  # base weight of the prior
     kappa: float = 1.0  # sharpness of the agreement damping
     w_max: float = 0.95  # the prior never fully overrides the model
+    damping: str = "power"  # how the agreement a enters Eq. 5: power | floor | additive (module docstring)
+    a_floor: float = 0.5  # floor: the share of the weight that disagreement cannot remove
+    delta: float = 0.15  # additive: the most that disagreement subtracts
+
+    def __post_init__(self) -> None:
+        if self.damping not in ("power", "floor", "additive"):
+            raise UsageError(f"semi.spm.damping must be power, floor or additive, got {self.damping!r}")
+        if not 0.0 <= self.a_floor <= 1.0:
+            raise UsageError(f"semi.spm.a_floor must be in [0, 1], got {self.a_floor}")
 
 
 def certainty(p: torch.Tensor) -> torch.Tensor:
@@ -47,9 +69,16 @@ def agreement(p_w: torch.Tensor, prior: torch.Tensor, eps: float = EPS) -> torch
 def fusion_weight(
     p_w: torch.Tensor, prior: torch.Tensor, a: torch.Tensor, cfg: SPMConfig = SPMConfig()
 ) -> torch.Tensor:
-    """Eq. 5: the prior's per-pixel weight."""
+    """Eq. 5: the prior's per-pixel weight, in the form ``cfg.damping`` (module docstring)."""
     a = a.clamp(0, 1).view(-1, *([1] * (p_w.dim() - 1)))
-    w = a.pow(cfg.kappa) * (cfg.gamma + cfg.alpha * (1 - certainty(p_w)) + cfg.beta * certainty(prior))
+    base = cfg.gamma + cfg.alpha * (1 - certainty(p_w)) + cfg.beta * certainty(prior)
+    damp = a.pow(cfg.kappa)
+    if cfg.damping == "power":
+        w = damp * base
+    elif cfg.damping == "floor":
+        w = (cfg.a_floor + (1 - cfg.a_floor) * damp) * base
+    else:
+        w = base + cfg.delta * (damp - 1)
     return w.clamp(0.0, cfg.w_max)
 
 
