@@ -433,3 +433,19 @@ def test_a_second_trainer_on_a_live_run_folder_is_refused(synthref_dir, tmp_path
         child.wait()
     assert _train(run, synthref_dir, "total_steps=1") == 0  # its holder gone: taken over
     assert not (run / ".train.lock").exists()
+
+
+def test_a_run_from_before_a_new_key_resumes_only_under_its_old_behaviour(synthref_dir, tmp_path, capsys):
+    """A config.yaml written before a key existed means the key's earlier behaviour (schema.LEGACY_DEFAULTS):
+    resuming under the new default is refused with the key named; the old value resumes."""
+    import yaml
+
+    run = tmp_path / "old"
+    assert _train(run, synthref_dir, "total_steps=2") == 0
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    del saved["data"]["label_count"]  # as written before issue 33
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    assert _train(run, synthref_dir, "total_steps=2") == 2
+    err = capsys.readouterr().err
+    assert "data.label_count: 'round' ≠ 'floor'" in err
+    assert _train(run, synthref_dir, "total_steps=2", "data.label_count=round") == 0

@@ -27,6 +27,21 @@ def test_presets_and_at_least_one_labeled():
             parse_fraction(bad)
 
 
+def test_label_counts_are_floors_as_in_the_paper():
+    """0.1 %: 16 labeled images of RefCOCO's 16,994 and RefCOCO+'s 16,992, 21 of RefCOCOg's 21,899
+    (the paper's counts); rounding, the earlier rule, gave 17 / 17 / 22."""
+    from l2l.data.splits import label_count
+
+    assert [label_count(0.001, n) for n in (16994, 16992, 21899)] == [16, 16, 21]
+    assert [label_count(0.001, n, "round") for n in (16994, 16992, 21899)] == [17, 17, 22]
+    assert label_count(0.05, 1600) == 80 and label_count(0.01, 1600) == 16 and label_count(0.1, 1600) == 160
+    assert label_count(0.001, 1600) == 1 and label_count(0.001, 1600, "round") == 2 and label_count(0.0, 99) == 0
+    assert len(make_split("d", range(1, 1601), "0.1%", 22).labeled) == 1
+    assert len(make_split("d", range(1, 1601), "0.1%", 22, count="round").labeled) == 2
+    with pytest.raises(ValueError, match="data.label_count"):
+        label_count(0.1, 10, "ceil")
+
+
 def test_zero_budget_is_a_split_with_no_labeled_image(tmp_path):
     assert parse_fraction("0%") == 0.0 == parse_fraction("0")
     s = make_split("d", range(1, 51), "0%", 22)

@@ -210,6 +210,23 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequenc
         raise ConfigError(f"{path or 'config'}: {e}") from None
 
 
+def legacy_overrides(path: str | Path, table: dict[str, str]) -> list[str]:
+    """``key=value`` overrides for the keys of ``table`` that the config file ``path`` lacks.
+
+    A run folder's config.yaml holds every key of the version that wrote it, so a missing key came
+    later; ``table`` says which value reproduces the earlier behaviour."""
+    data = load_yaml(Path(path).read_text(encoding="utf-8"), str(path)) or {}
+    out = []
+    for key, value in table.items():
+        node: Any = data
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.get(p) if isinstance(node, dict) else None
+        if isinstance(node, dict) and leaf not in node:
+            out.append(f"{key}={value}")
+    return out
+
+
 def _merge(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for k, v in new.items():

@@ -257,7 +257,12 @@ class Trainer:
 
         ds = self.dataset = open_dataset(cfg.data)
         split = resolve_split(
-            ds.name, ds.image_ids("train"), cfg.data.label_fraction, cfg.data.split_seed, cfg.data.split_file
+            ds.name,
+            ds.image_ids("train"),
+            cfg.data.label_fraction,
+            cfg.data.split_seed,
+            cfg.data.split_file,
+            cfg.data.label_count,
         )
         labeled, unlabeled = train_records(ds, split)
         method = self.method = build_method(cfg)
@@ -483,14 +488,15 @@ class Trainer:
     def _checkpoint_to_resume(self) -> Path | None:
         """The newest checkpoint, after checking that the folder's config is this run's (a resume under
         another config would continue silently as if the new values had held from step 0)."""
-        from ..config import config_diff, config_identity, load_config, to_dict
+        from ..config import config_diff, config_identity, legacy_overrides, load_config, to_dict
+        from ..schema import LEGACY_DEFAULTS
 
         last = ckpt.latest(self.run_dir / "checkpoints")
         saved = self.run_dir / "config.yaml"
         if last is None or not saved.exists():
             return last
         try:
-            have = config_identity(to_dict(load_config(TrainConfig, saved)))
+            have = config_identity(to_dict(load_config(TrainConfig, saved, legacy_overrides(saved, LEGACY_DEFAULTS))))
         except ValueError as e:
             raise UsageError(f"{saved} cannot be read ({e}): use another run folder, or --no-resume") from None
         diff = config_diff(have, config_identity(to_dict(self.cfg)))
