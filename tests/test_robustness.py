@@ -449,3 +449,27 @@ def test_a_run_from_before_a_new_key_resumes_only_under_its_old_behaviour(synthr
     err = capsys.readouterr().err
     assert "data.label_count: 'round' ≠ 'floor'" in err
     assert _train(run, synthref_dir, "total_steps=2", "data.label_count=round") == 0
+
+
+def test_legacy_values_apply_to_the_methods_they_change(tmp_path):
+    """RPLE's new defaults read as the old ones only in an l2l (or selector rple) folder; a supervised
+    folder written before them is not in conflict with today's grid."""
+    import yaml
+
+    from l2l.config import legacy_overrides, to_dict
+    from l2l.schema import LEGACY_DEFAULTS, TrainConfig
+
+    full = to_dict(TrainConfig())
+    for k in ("next_state", "lr", "reward_scale"):
+        del full["semi"]["rple"][k]
+    del full["semi"]["band_regions"]
+    del full["data"]["label_count"]
+    rple = {"semi.rple.next_state=batch", "semi.rple.lr=null", "semi.rple.reward_scale=none"}
+    every, band = {"data.label_count=round"}, {"semi.band_regions=foreground"}
+    for method, expect in (("l2l", every | band | rple), ("static-threshold", every | band), ("supervised", every)):
+        f = tmp_path / f"{method}.yaml"
+        f.write_text(yaml.safe_dump({**full, "method": method}))
+        assert set(legacy_overrides(f, LEGACY_DEFAULTS)) == expect, method
+    f = tmp_path / "now.yaml"
+    f.write_text(yaml.safe_dump({**to_dict(TrainConfig()), "method": "l2l"}))
+    assert legacy_overrides(f, LEGACY_DEFAULTS) == []  # a folder written today has every key

@@ -210,14 +210,21 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequenc
         raise ConfigError(f"{path or 'config'}: {e}") from None
 
 
-def legacy_overrides(path: str | Path, table: dict[str, str]) -> list[str]:
+def legacy_overrides(path: str | Path, table: dict[str, tuple[str, tuple[str, ...] | None]]) -> list[str]:
     """``key=value`` overrides for the keys of ``table`` that the config file ``path`` lacks.
 
     A run folder's config.yaml holds every key of the version that wrote it, so a missing key came
-    later; ``table`` says which value reproduces the earlier behaviour."""
+    later; ``table`` gives, per key, the value that reproduces the earlier behaviour and the methods
+    (``method`` or ``semi.selector`` of the file) it applies to (None: all)."""
     data = load_yaml(Path(path).read_text(encoding="utf-8"), str(path)) or {}
+    if not isinstance(data, dict):
+        return []
+    semi = data.get("semi")
+    names = {data.get("method"), semi.get("selector") if isinstance(semi, dict) else None}
     out = []
-    for key, value in table.items():
+    for key, (value, methods) in table.items():
+        if methods is not None and not names & set(methods):
+            continue
         node: Any = data
         *parents, leaf = key.split(".")
         for p in parents:

@@ -50,16 +50,18 @@ class OptimConfig:
 
 
 
-# What a run folder's config.yaml means for a key it lacks because the key came later: the value that
-# reproduces the behaviour of the version that wrote it (a resume compares it with the new config and
-# names the key instead of continuing under the new default).
-LEGACY_DEFAULTS: dict[str, str] = {
-    "data.label_count": "round",
-    "semi.band_regions": "foreground",
-    "semi.rple.lr": "null",
-    "semi.rple.next_state": "batch",
-    "semi.rple.reward_scale": "none",
+# What a run folder's config.yaml means for a key it lacks because the key came later, where the key's
+# default is not the behaviour of the version that wrote it: the old value, and the methods (or
+# semi.selector values) whose runs it changes (None: every run). A resume and the grid read an old folder
+# with these values, so it is not passed off as made with the new default.
+LEGACY_DEFAULTS: dict[str, tuple[str, tuple[str, ...] | None]] = {
+    "data.label_count": ("round", None),
+    "semi.band_regions": ("foreground", ("l2l", "static-threshold", "rple")),
+    "semi.rple.lr": ("null", ("l2l", "rple")),
+    "semi.rple.next_state": ("batch", ("l2l", "rple")),
+    "semi.rple.reward_scale": ("none", ("l2l", "rple")),
 }
+
 
 @dataclass
 class TrainConfig:

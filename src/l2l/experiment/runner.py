@@ -46,12 +46,15 @@ CELL_FILE = "cell.json"
 
 def folder_identity(run: Path) -> dict[str, Any]:
     """The identity of the config a run folder was made with, read through the current schema: a
-    key added to the schema later counts with its default (which, by this project's rule, is the
-    behaviour from before the key existed), so adding a key does not orphan finished runs."""
-    from ..config import load_config
-    from ..schema import TrainConfig
+    key added to the schema later counts with its default — the behaviour from before the key
+    existed — or, where the default changed that behaviour, with the old value that
+    ``schema.LEGACY_DEFAULTS`` names (as a resume reads it), so adding a key does not orphan
+    finished runs and changing a default does not pass them off as made with it."""
+    from ..config import legacy_overrides, load_config
+    from ..schema import LEGACY_DEFAULTS, TrainConfig
 
-    return config_identity(to_dict(load_config(TrainConfig, run / "config.yaml")))
+    saved = run / "config.yaml"
+    return config_identity(to_dict(load_config(TrainConfig, saved, legacy_overrides(saved, LEGACY_DEFAULTS))))
 
 
 def cell_state(cell: Cell, ignore_lock: bool = False) -> str:
