@@ -147,7 +147,9 @@ def test_band_around_every_region_boundary():
     q = torch.zeros(1, 9, 9)
     q[0, 4, 4] = 0.3
     lab = pseudo_label(q, torch.tensor([[0.7, 0.2]]), 1, regions="all")
-    assert (lab == IGNORE).sum() == 9 and (pseudo_label(q, torch.tensor([[0.7, 0.2]]), 1, "foreground") == IGNORE).sum() == 1
+    assert (lab == IGNORE).sum() == 9 and (
+        pseudo_label(q, torch.tensor([[0.7, 0.2]]), 1, "foreground") == IGNORE
+    ).sum() == 1
 
 
 def test_one_learning_rate_by_default_and_the_pair_as_a_switch():

@@ -19,8 +19,8 @@ from l2l.engine.trainer import TrainConfig, Trainer
 from l2l.semi import rple as R
 from l2l.semi import selection
 from l2l.semi.config import SemiConfig, presets
-from l2l.semi.rple import RPLEConfig
 from l2l.semi.losses import dice_on_selected, masked_ce, unlabeled_loss
+from l2l.semi.rple import RPLEConfig
 from l2l.semi.telemetry import Telemetry, Visit
 
 PRESETS = presets()
@@ -501,3 +501,17 @@ def test_rple_next_state_is_the_same_samples_next_visit(mode):
     else:
         assert buf.n == 4
         assert torch.allclose(buf.s2[0], s2[0]) and torch.allclose(buf.s2[2], s3[0])
+
+
+def test_baseline_without_prior_is_fixmatch_on_the_sesm_segmenter(synthref_dir, priors_dir, tmp_path):
+    """The paper's "Baseline (w/o MLLM)" (§2 with L2L's segmenter): FixMatch's preset on a SESM model,
+    whose guidance bank holds its own weak predictions; it reads no prior store."""
+    run = tmp_path / "b"
+    cfg = _cfg(
+        synthref_dir, "/nonexistent/priors", "fixmatch", "total_steps=2", "model.sesm.enabled=true"
+    )  # never opened
+    Trainer(cfg, run, show_progress=False).fit()
+    bank = np.fromfile(run / "bank" / "bank.u8", dtype=np.uint8)
+    assert bank.any()  # written from p_w (no prior to start from)
+    env = json.loads((run / "env.json").read_text())
+    assert env["method"]["source"] == "weak" and env["method"]["tau_fg"] == 0.95

@@ -23,7 +23,9 @@ class DataConfig:
     image_dir: str | None = None
     label_fraction: str = "100%"  # share of training images that keep their masks
     split_seed: int = 22
-    label_count: str = "floor"  # labeled images max(1, floor(fraction × n)) [paper: 16/16/21 at 0.1 %]; round: the old rule
+    label_count: str = (
+        "floor"  # labeled images max(1, floor(fraction × n)) [paper: 16/16/21 at 0.1 %]; round: the old rule
+    )
     split_file: str | None = None  # a split written by `l2l data split` (content-hashed); None = hash-ranked by seed
     size: int = 128  # training resolution (the paper's: 480)
     scale_range: tuple[float, float] = (1.0, 1.0)
@@ -47,7 +49,6 @@ class OptimConfig:
     optimizer: str = "adamw"  # [ours: LAVT] adamw | sgd (linear in the gradient: the DDP test uses it)
     momentum: float = 0.0  # sgd only
     fused: bool = True  # [ours] one fused AdamW kernel over all parameters (CPU and GPU) instead of a loop per tensor
-
 
 
 # What a run folder's config.yaml means for a key it lacks because the key came later, where the key's

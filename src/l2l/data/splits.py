@@ -12,8 +12,8 @@ numpy / Python versions. Split files are JSON with a format version and a conten
 from __future__ import annotations
 
 import hashlib
-import math
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any

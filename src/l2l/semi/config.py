@@ -54,6 +54,8 @@ class SemiConfig:
     catm_momentum: float = 0.99  # class-wise thresholds' moving average (selector catm) [ours]
     warmup_steps: int = 0  # labeled loss only for the first steps (unlabeled branch skipped) [ours; 0 = the spec]
     bank: bool = True  # the guidance bank conditions SESM (only when the model takes guidance)
+    prior_guidance: bool | None = None  # the prior store also guides SESM where no pseudo-label source reads it
+    #   (labeled samples' guidance, e.g. semi.source=weak under l2l); false: no prior anywhere (fixmatch)
     strong_guidance: str = "bank"  # bank: the strong pass sees the updated G_i [spec]; none: the null map [ours]
     weak_prior_dropout: bool = False  # [fix] True = the weak (teacher) pass also drops its guidance with
     #                                    sesm.prior_dropout, as before issue 11 (docs/semi.md: a defect)
@@ -92,3 +94,8 @@ class SemiConfig:
     @property
     def uses_prior(self) -> bool:
         return self.source != "weak" or self.selector == "agreement"
+
+    @property
+    def reads_priors(self) -> bool:
+        """Whether the run opens the prior store at all (``semi.priors``)."""
+        return self.uses_prior or bool(self.prior_guidance)

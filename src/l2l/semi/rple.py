@@ -271,6 +271,8 @@ class RPLE(nn.Module):
         self.opt_actor = torch.optim.Adam(self.actor.parameters(), lr=lr_a, foreach=True)
         self.opt_critic = torch.optim.Adam(self.critic.parameters(), lr=lr_c, foreach=True)
         self.buffer = ReplayBuffer(self.cfg.buffer_size)
+        self.gain_ms: torch.Tensor
+        self.gain_n: torch.Tensor
         self.register_buffer("gain_ms", torch.zeros(()))  # running mean square of G (reward_scale=rms)
         self.register_buffer("gain_n", torch.zeros((), dtype=torch.long))
 

@@ -14,5 +14,7 @@ from .selftrain import SelfTrainingMethod
 
 class FixMatch(SelfTrainingMethod):
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
-        "fixmatch": dict(source="weak", selector="static", tau_fg=0.95, tau_bg=0.05, band=0, loss="ce"),
+        "fixmatch": dict(
+            source="weak", selector="static", tau_fg=0.95, tau_bg=0.05, band=0, loss="ce", prior_guidance=False
+        ),
     }

@@ -20,6 +20,10 @@ from .selftrain import SelfTrainingMethod
 
 class L2L(SelfTrainingMethod):
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
-        "static-threshold": dict(source="spm", selector="static", tau_fg=0.70, tau_bg=0.20, band=3, loss="ce_dice"),
-        "l2l": dict(source="spm", selector="rple", tau_fg=0.70, tau_bg=0.20, band=3, loss="ce_dice"),
+        "static-threshold": dict(
+            source="spm", selector="static", tau_fg=0.70, tau_bg=0.20, band=3, loss="ce_dice", prior_guidance=True
+        ),
+        "l2l": dict(
+            source="spm", selector="rple", tau_fg=0.70, tau_bg=0.20, band=3, loss="ce_dice", prior_guidance=True
+        ),
     }

@@ -20,7 +20,13 @@ from .selftrain import SelfTrainingMethod
 
 class PriorFusion(SelfTrainingMethod):
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
-        "prior-fusion": dict(source="linear", selector="static", tau_fg=0.95, tau_bg=0.05, band=0, loss="ce"),
-        "agreement-filter": dict(source="linear", selector="agreement", tau_fg=0.95, tau_bg=0.05, band=0, loss="ce"),
-        "catm": dict(source="linear", selector="catm", tau_fg=0.95, tau_bg=0.05, band=0, loss="ce"),
+        "prior-fusion": dict(
+            source="linear", selector="static", tau_fg=0.95, tau_bg=0.05, band=0, loss="ce", prior_guidance=True
+        ),
+        "agreement-filter": dict(
+            source="linear", selector="agreement", tau_fg=0.95, tau_bg=0.05, band=0, loss="ce", prior_guidance=True
+        ),
+        "catm": dict(
+            source="linear", selector="catm", tau_fg=0.95, tau_bg=0.05, band=0, loss="ce", prior_guidance=True
+        ),
     }

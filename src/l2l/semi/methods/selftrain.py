@@ -101,7 +101,9 @@ class SelfTrainingMethod:
         self.sup_dice = sup_dice  # TrainConfig.sup_dice: the Dice term of L_s
         self.cfg = cfg.resolved(self.PRESETS[name])
         self.needs_priors = self.cfg.uses_prior
-        self.priors_path = self.cfg.priors
+        # FixMatch reads no prior anywhere: on a SESM segmenter ("Baseline (w/o MLLM)") its labeled samples
+        # get no prior guidance either, and its bank holds its own predictions
+        self.priors_path = self.cfg.priors if self.cfg.reads_priors else None
         self.unlabeled_batch_size = self.cfg.unlabeled_batch_size
         self.strong = StrongAugment(self.cfg.strong)
         self.bank: GuidanceBank | None = None
@@ -399,7 +401,11 @@ class SelfTrainingMethod:
                 self.rple.buffer.add(ps[:n], pa[:n], pr[:n], s_all[:n])
             self.pending = (s_all, a_all, r_all)
         else:  # s_{t+1}: the same sample's state at its next visit
-            done = [(i, self.pending_rows[int(row)]) for i, row in enumerate(rows_all.tolist()) if int(row) in self.pending_rows]
+            done = [
+                (i, self.pending_rows[int(row)])
+                for i, row in enumerate(rows_all.tolist())
+                if int(row) in self.pending_rows
+            ]
             if done:
                 self.rple.buffer.add(
                     torch.stack([t[0] for _, t in done]),
