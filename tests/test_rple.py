@@ -174,3 +174,16 @@ def test_reward_scale_divides_by_the_running_rms_then_clips():
     ms = 0.99 * rms.pow(2) + 0.01 * g2.pow(2).mean()
     assert torch.allclose(out2, (g2 / ms.sqrt()).clamp(-1, 1), atol=1e-6) and int(r.gain_n) == 2
     assert torch.equal(RPLE(RPLEConfig(reward_scale="none")).scale(g * 1e4), (g * 1e4).clamp(-1, 1))
+
+
+def test_actor_waits_for_actor_start_transitions():
+    torch.manual_seed(0)
+    r = RPLE(RPLEConfig(update_batch=4, actor_start=8))
+    s = torch.rand(4, 6)
+    r.buffer.add(s, r.act(s), torch.rand(4), s)
+    actor0 = [p.clone() for p in r.actor.parameters()]
+    logs = r.update(torch.Generator().manual_seed(0))
+    assert set(logs) == {"rple_critic_loss"} and all(torch.equal(a, b) for a, b in zip(actor0, r.actor.parameters()))
+    r.buffer.add(s, r.act(s), torch.rand(4), s)  # 8 transitions: the actor learns
+    assert "rple_actor_loss" in r.update(torch.Generator().manual_seed(1))
+    assert any(not torch.equal(a, b) for a, b in zip(actor0, r.actor.parameters()))

@@ -62,6 +62,7 @@ class RPLEConfig:
     next_state: str = "sample"  # sample: s' = the sample's next visit; batch: the next mini-batch's row
     reward_scale: str = "rms"  # rms: G divided by its running RMS before the clip [ours]; none: clip(G)
     reward_momentum: float = 0.99  # of the running RMS [ours]
+    actor_start: int = 0  # transitions in the buffer before the actor learns (the critic learns from the first) [ours]
 
     def __post_init__(self) -> None:
         for key, allowed in (
@@ -309,11 +310,14 @@ class RPLE(nn.Module):
         self.opt_critic.zero_grad(set_to_none=True)
         critic_loss.backward()
         self.opt_critic.step()
-        actor_loss = -self.critic(s, thresholds_from(self.actor(s), self.cfg)).mean()
-        self.opt_actor.zero_grad(set_to_none=True)
-        actor_loss.backward()
-        self.opt_actor.step()
+        logs = {"rple_critic_loss": float(critic_loss.detach())}
+        if self.buffer.n >= self.cfg.actor_start:  # the actor follows a critic that has seen some data
+            actor_loss = -self.critic(s, thresholds_from(self.actor(s), self.cfg)).mean()
+            self.opt_actor.zero_grad(set_to_none=True)
+            actor_loss.backward()
+            self.opt_actor.step()
+            logs["rple_actor_loss"] = float(actor_loss.detach())
         with torch.no_grad():  # soft target updates θ' ← (1 − τ)θ' + τθ
             for net, tgt in ((self.actor, self.actor_t), (self.critic, self.critic_t)):
                 torch._foreach_lerp_(list(tgt.parameters()), list(net.parameters()), self.cfg.tau)
-        return {"rple_critic_loss": float(critic_loss.detach()), "rple_actor_loss": float(actor_loss.detach())}
+        return logs
