@@ -198,7 +198,11 @@ def test_grid_errors_name_the_entry(grid_file):
 
 def test_shipped_synthref_grid_resolves():
     g = Grid(REPO / "configs" / "synthref_table1.yaml")
-    assert len(g.cells) == 45
+    assert len(g.cells) == 71  # + Baseline (w/o MLLM) at 1 % and 5 % (6) + the thresholds section (20)
+    assert g.cells["synthref/baseline_nomllm_5_s22"].cfg.model.sesm.enabled is True
+    assert g.cells["synthref/fixmatch_5_s22"].cfg.model.sesm.enabled is False
+    pf = g.cells["synthref/priorfusion_t70_5_s22"].cfg.semi
+    assert (pf.tau_fg, pf.tau_bg) == (0.70, 0.30)
     l2l = g.cells["synthref/l2l_5_s22"]
     assert l2l.sections == ["table1", "table3", "fig5", "ours_guidance"]
     assert g.cells["synthref/l2l_10_s22"].cfg.data.label_fraction == "10%"
@@ -253,8 +257,8 @@ def test_refcoco_grid_dry_run_on_the_refer_fixture(tmp_path, capsys):
     )
     text = capsys.readouterr().out
     g = Grid(grid, out, [f"data.root={tmp_path}"])
-    assert len(g.cells) == 74 and "every config resolves (74 runs)" in text
-    assert sum(c.sections[0] == "table1" for c in g.cells.values()) == 3 * 4 * 4  # datasets × budgets × methods
+    assert len(g.cells) == 86 and "every config resolves (86 runs)" in text
+    assert sum(c.sections[0] == "table1" for c in g.cells.values()) == 3 * 4 * 5  # datasets × budgets × methods
     assert "data root" not in text and "has no split" not in text and "cannot open" not in text
     assert "model.visual.path /path/to/swin-base-patch4-window12-384 not found" in text
     l2l = g.cells["refcoco/l2l_5_s22"]
@@ -323,7 +327,7 @@ def test_report_prints_the_papers_numbers_beside_ours(tmp_path):
     paper = next(ln for ln in table1.splitlines() if ln.startswith("| *paper: Ours* |"))
     assert ours.split(" | ")[7:10] == ["61.00", "66.00", "55.00"]  # 5 % val, testA, testB
     assert paper.split(" | ")[7:10] == ["*67.30*", "*71.46*", "*62.60*"]
-    assert "**the paper's numbers**" in md and "1 of 74 runs finished" in md
+    assert "**the paper's numbers**" in md and "1 of 86 runs finished" in md
     t3 = md[md.index("Table 3: components") :]
     assert "| *paper: +SPM* | *65.73* | *69.66* | *61.03* |" in t3
 
