@@ -515,3 +515,14 @@ def test_baseline_without_prior_is_fixmatch_on_the_sesm_segmenter(synthref_dir, 
     assert bank.any()  # written from p_w (no prior to start from)
     env = json.loads((run / "env.json").read_text())
     assert env["method"]["source"] == "weak" and env["method"]["tau_fg"] == 0.95
+
+
+def test_rple_band_keys_come_from_the_semi_section():
+    """semi.rple.band_regions would be replaced by semi.band_regions: setting it is refused, and
+    semi.band_regions reaches RPLE's reward and state."""
+    from l2l.semi.methods.l2l import L2L
+
+    with pytest.raises(ValueError, match="semi.band_regions"):
+        L2L("l2l", SemiConfig(rple=RPLEConfig(band_regions="foreground")), data_size=96)
+    m = L2L("l2l", SemiConfig(band_regions="foreground"), data_size=96)
+    assert m.rple is not None and m.rple.cfg.band_regions == "foreground" and m.band_px == 1

@@ -23,9 +23,7 @@ class DataConfig:
     image_dir: str | None = None
     label_fraction: str = "100%"  # share of training images that keep their masks
     split_seed: int = 22
-    label_count: str = (
-        "floor"  # labeled images max(1, floor(fraction × n)) [paper: 16/16/21 at 0.1 %]; round: the old rule
-    )
+    label_count: str = "floor"  # labeled max(1, floor(fraction·n)) [paper: 16/16/21 at 0.1 %]; round: the old rule
     split_file: str | None = None  # a split written by `l2l data split` (content-hashed); None = hash-ranked by seed
     size: int = 128  # training resolution (the paper's: 480)
     scale_range: tuple[float, float] = (1.0, 1.0)

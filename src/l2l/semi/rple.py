@@ -17,8 +17,8 @@ One RL step is one unlabeled sample's visit. Sizes follow the paper's parameter 
   consistency (Eq. 10) ``1 − mean_S |p_w − P̃|``, coverage (Eq. 11) ``|S|/|Ω|``;
 * gain (Eq. 8) = λ·(scores of the action − scores of the static (0.70, 0.20)) −
   λ_stab ‖a_t − a_{t−1}‖²; reward (Eq. 12) = clip(G / σ_G, −1, 1), σ_G a running RMS of G
-  (``reward_scale="rms"`` [ours]: the raw gains are ~10⁻⁴, on which the critic learns nothing;
-  ``"none"`` = clip(G, −1, 1));
+  (``reward_scale="rms"`` [ours]: on SynthRef the mini-batch means of the raw gain are 1e-5–1e-4,
+  docs/semi.md; ``"none"`` = clip(G, −1, 1));
 * DDPG (Eqs. 13–14): ``y = r + γ Q'(s', μ'(s'))``, critic loss ``(Q(s, a) − y)²``, actor loss
   ``−Q(s, μ(s))``, soft target updates with τ = 0.005; one Adam learning rate for both [paper;
   its value was lost: ``lr`` = 1e-3 ours] (``lr=None``: the pair ``lr_actor`` / ``lr_critic``).
@@ -48,7 +48,7 @@ class RPLEConfig:
     init_thresholds: tuple[float, float] = (0.70, 0.20)  # [paper]; also the static default of Eq. 8
     noise_std: float = 0.1
     band: int = 3  # ignored band's half-width in pixels at the training size (set from semi.band)
-    band_regions: str = "all"  # all: around every region boundary [paper]; foreground: around the fg region only
+    band_regions: str = "all"  # set from semi.band_regions (all: every region boundary [paper]; foreground)
     temperature: float = 0.1  # T of Eq. 9
     lambdas: tuple[float, float, float, float] = (1.0, 1.0, 0.5, 0.1)  # sep, con, cov, stab
     terms: tuple[str, ...] = ("sep", "con", "cov", "stab")  # remove one for the reward ablations

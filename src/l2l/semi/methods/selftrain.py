@@ -109,6 +109,8 @@ class SelfTrainingMethod:
         self.bank: GuidanceBank | None = None
         # the band's width is a length in pixels at `band_at` [paper: 3 px at 480²], scaled to the data size
         self.band_px = self._band_pixels(data_size)
+        if self.cfg.rple.band_regions != R.RPLEConfig.band_regions:
+            raise UsageError("semi.rple.band_regions is set from semi.band_regions: set that key instead")
         self.rple: R.RPLE | None = (
             R.RPLE(replace(self.cfg.rple, band=self.band_px, band_regions=self.cfg.band_regions))
             if self.cfg.selector == "rple"
@@ -418,6 +420,6 @@ class SelfTrainingMethod:
         self.prev_thr[rows_all] = a_all
         upd = self.rple.update(generator=_gen(ctx.seed, ctx.step, 3))  # one update per mini-batch [paper]
         upd["rple_reward"] = float(r_all.mean())
-        upd["rple_gain"] = float(g.mean())
+        upd["rple_gain"] = float(g_all.mean())
         upd["rple_buffer"] = float(self.rple.buffer.n)
         return thr, terms, upd
