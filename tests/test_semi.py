@@ -4,6 +4,7 @@ the no-ground-truth-leak guarantee, exact resume of an l2l run, and a 2-process 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -211,7 +212,15 @@ def test_every_method_trains(synthref_dir, priors_dir, tmp_path, method):
     run = tmp_path / method
     n = 3  # next_state=batch: RPLE updates from step 2 (the default waits for a sample's second visit)
     out = Trainer(
-        _cfg(synthref_dir, priors_dir, method, "total_steps=3", "telemetry_log_every=3", "semi.rple.next_state=batch"),
+        _cfg(
+            synthref_dir,
+            priors_dir,
+            method,
+            "total_steps=3",
+            "telemetry_log_every=3",
+            "telemetry_landscape_every=2",
+            "semi.rple.next_state=batch",
+        ),
         run,
         show_progress=False,
     ).fit()
@@ -221,6 +230,9 @@ def test_every_method_trains(synthref_dir, priors_dir, tmp_path, method):
     assert len(steps) == n and all(np.isfinite(r["loss"]) for r in steps)
     tele = [r for r in recs if r.get("kind") == "telemetry"]
     assert tele and tele[-1]["tele_samples"] == 3 * n and 0 <= tele[-1]["tele_sel_acc"] <= 1
+    assert tele[-1]["tele_land_n"] == 3 * 2  # the probe at steps 0 and 2
+    assert 0.5 <= tele[-1]["tele_land_tau_fg_p10"] <= tele[-1]["tele_land_tau_fg_p90"] <= 0.99
+    assert 0 <= tele[-1]["tele_land_fg_at_min"] <= 1
     env = json.loads((run / "env.json").read_text())
     assert env["method"]["method"] == method and env["method"]["source"] == PRESETS[method]["source"]
     if method == "l2l":
@@ -362,6 +374,42 @@ def test_telemetry_by_hand(synthref):
     assert s["tele_prior_iou"] == 1.0 and s["tele_target_iou"] == 1.0 and s["tele_weak_iou"] == 0.0
     assert s["tele_sel_acc"] == 1.0 and s["tele_sel_cov"] == pytest.approx(0.5)
     assert s["tele_tau_fg_mean"] == pytest.approx(0.7) and s["tele_reward_sep_p50"] == pytest.approx(0.5)
+
+
+def test_reward_landscape(synthref):
+    """The probe's gain is Eq. 8 without its stability term at every grid point; its oracle τ_fg is the one
+    whose foreground matches the hidden mask best."""
+    from l2l.data.augment import Geometry
+    from l2l.data.dataset import HiddenMasks
+
+    cfg = R.RPLEConfig(band=1)
+    grid = R.threshold_grid(cfg)
+    assert grid.shape == (10 * 10, 2) and float(grid[:, 0].min()) == 0.5 and float(grid[:, 1].max()) <= 0.5
+    g = torch.Generator().manual_seed(0)
+    q, p_w = torch.rand(3, 12, 12, generator=g), torch.rand(3, 12, 12, generator=g)
+    land = R.landscape(p_w, q, cfg, grid)
+    for k in (0, 37, 99):
+        thr = grid[k].expand(3, 2)
+        want, _ = R.gain(p_w, q, thr, thr, cfg)  # prev = thr: the stability term is 0
+        assert torch.allclose(land[:, k], want, atol=1e-6)
+    no_cov = R.landscape(p_w, q, replace(cfg, terms=("sep", "con")), grid)
+    assert not torch.allclose(no_cov, land)
+
+    rec = synthref.samples("train")[0]
+    h, w = synthref.mask(rec.ann_id).shape
+    geo = Geometry((h, w), 64)
+    gt = HiddenMasks(synthref).get(rec.sample_id, geo).float()
+    soft = 0.6 * gt + 0.2  # the object at 0.8, the rest at 0.2: every τ_fg in (0.2, 0.8] finds it exactly
+    thr = torch.tensor([[0.7, 0.2]])
+    labels = R.pseudo_label(soft[None], thr, 1)
+    visit = Visit([rec.sample_id], [geo], None, torch.tensor([False]), soft[None], soft[None], labels, thr)
+    t = Telemetry(HiddenMasks(synthref), cfg)
+    t.add(visit)
+    t.add_landscape(visit)
+    s = t.summary()
+    assert s["tele_land_n"] == 1 and t.values("oracle_tau_fg") == [0.5] and s["tele_land_fg_iou_oracle"] == 1.0
+    assert 0 < s["tele_land_fg_iou_static"] < 1.0  # the band takes the object's rim
+    assert s["tele_land_fg_iou_chosen"] == s["tele_land_fg_iou_static"]  # chosen = the static default here
 
 
 @pytest.mark.slow

@@ -84,6 +84,7 @@ class TrainConfig:
     max_steps: int | None = None  # stop after this many steps (the schedule still spans all epochs)
     telemetry_every: int = 1  # steps between telemetry visits (0 = off); hidden masks, never the loss
     telemetry_log_every: int = 0  # steps between telemetry records; 0 = one per epoch (Fig. 9)
+    telemetry_landscape_every: int = 0  # steps between reward-landscape probes (semi/telemetry.py); 0 = off
     sup_dice: float = 0.0  # [ours] weight of a soft Dice term in the labeled loss L_s (semi/methods/supervised.py)
     init_from: str | None = None  # a run or model folder whose weights start this run (fine-tuning; not on resume)
     semi: SemiConfig = field(default_factory=SemiConfig)

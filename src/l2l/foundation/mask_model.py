@@ -44,6 +44,7 @@ from ..errors import MissingFileError, UsageError
 from ..models.backbones import ConvEncoder
 from ..models.decoder import Decoder
 from ..pretrain.pool import PoolConfig, pool_map, render_pool_scene
+from ..utils.masks import mask_iou
 from .common import ModelConfigBase, StandInTrainConfig, cosine_step, load_net, start_training, torch_threads
 from .folders import round_trip_half, save_stand_in
 
@@ -444,7 +445,7 @@ def automatic_masks(
     cands.sort(key=lambda c: -c[0] * c[1])
     kept: list[tuple[float, float, np.ndarray, np.ndarray]] = []
     for c in cands:
-        if all(_mask_iou(c[2], k[2]) < nms_thresh for k in kept):
+        if all(mask_iou(c[2], k[2]) < nms_thresh for k in kept):
             kept.append(c)
     out = []
     for iou_, stab_, m, p in kept:
@@ -455,11 +456,6 @@ def automatic_masks(
             "predicted_iou": iou_, "stability_score": stab_, "point_coords": [p.tolist()],
         })  # fmt: skip
     return out
-
-
-def _mask_iou(a: np.ndarray, b: np.ndarray) -> float:
-    inter = np.logical_and(a, b).sum()
-    return float(inter / max(np.logical_or(a, b).sum(), 1))
 
 
 # ---------------------------------------------------------------------------- training
@@ -596,7 +592,7 @@ def pool_box_iou(model: PromptableMaskModel, cfg: MaskTrainConfig) -> float:
         ks = [k for k in np.unique(m) if k > 0 and (m == k).sum() >= 12]
         boxes = [_box_of(m == k) for k in ks]
         for k, (p, _) in zip(ks, pred.box_probabilities(im, boxes)):
-            ious.append(_mask_iou(p >= 0.5, m == k))
+            ious.append(mask_iou(p >= 0.5, m == k))
     return float(np.mean(ious))
 
 
@@ -613,7 +609,7 @@ def synthref_box_iou(pred: MaskPredictor, ds, split: str = "train", limit: int |
         anns_ = sorted(anns)
         masks = [ds.mask(a) > 0 for a in anns_]
         for m, (p, _) in zip(masks, pred.box_probabilities(image, [_box_of(m) for m in masks])):
-            ious.append(_mask_iou(p >= 0.5, m))
+            ious.append(mask_iou(p >= 0.5, m))
     return float(np.mean(ious))
 
 
@@ -630,7 +626,7 @@ def synthref_auto_recall(pred: MaskPredictor, ds, split: str = "train", images: 
         objects.append(len(ds.image_anns(image_id)))
         for a in ds.image_anns(image_id):
             gt = ds.mask(a) > 0
-            found.append(float(any(_mask_iou(m, gt) >= iou for m in masks)))
+            found.append(float(any(mask_iou(m, gt) >= iou for m in masks)))
     if stats is not None:
         stats.update(masks_per_image=float(np.mean(counts)), objects_per_image=float(np.mean(objects)))
     return float(np.mean(found))

@@ -38,6 +38,7 @@ from ..errors import UsageError
 from ..pretrain.pool import PoolConfig, render_pool_scene
 from ..utils.io import atomic_write_text
 from ..utils.jsonl import append_records, read_records
+from ..utils.masks import mask_iou
 from ..utils.progress import progress
 from ..utils.rle import rle_decode, rle_encode
 from .config import PPTConfig
@@ -174,14 +175,9 @@ class HSample:
 def _dedupe(idx: Sequence[int], segs: Sequence[np.ndarray], iou: float = 0.8) -> list[int]:
     out: list[int] = []
     for i in idx:
-        if all(_iou(segs[i], segs[j]) < iou for j in out) and i not in out:
+        if all(mask_iou(segs[i], segs[j]) < iou for j in out) and i not in out:
             out.append(i)
     return out
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    u = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / u) if u else 0.0
 
 
 def label_image_surgery(loc: Any, image: np.ndarray, records: Sequence[Any]) -> dict[str, Any]:
@@ -196,7 +192,7 @@ def label_image_surgery(loc: Any, image: np.ndarray, records: Sequence[Any]) -> 
         for m, _ in loc.masks_for(image, phrases):
             if not m.any():
                 continue
-            k = next((j for j, s in enumerate(segs) if _iou(s, m) >= 0.8), None)
+            k = next((j for j, s in enumerate(segs) if mask_iou(s, m) >= 0.8), None)
             if k is None:
                 segs.append(m)
                 k = len(segs) - 1
@@ -273,7 +269,7 @@ def prepare(ds: Any, out: str | Path, cfg: PPTConfig, split: str = "train", limi
             else:
                 segs, sc = ranker.scores(img, f"a {shape}")
                 m = segs[int(np.argmax(sc))] if segs else np.zeros_like(gt)
-            f.write({"index": i, "shape": shape, "rle": rle_encode(m), "pool_iou": round(_iou(m, gt), 4)})
+            f.write({"index": i, "shape": shape, "rle": rle_encode(m), "pool_iou": round(mask_iou(m, gt), 4)})
     # H: candidates per noun phrase, per image
     recs = ds.samples(split)
     by_image: dict[int, list[Any]] = {}

@@ -27,6 +27,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..foundation.language import COLORS, SHAPES, SIZES, TEXTURES
+from ..utils.masks import mask_iou
 from .filtering import noun_phrase
 from .generate import _read_records, record_masks
 
@@ -108,10 +109,6 @@ def caption_counts(folder: Any, sentences: Sequence[str] = (), tau: float = 1.3)
     }
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    return float((a & b).sum()) / max(float((a | b).sum()), 1.0)
-
-
 def pseudo_label_quality(ds: Any, folder: Any, min_iou: float = 0.5) -> dict[str, Any]:
     """Shares over kept and over rejected captions (module docstring), and over masks."""
     from pathlib import Path
@@ -128,7 +125,7 @@ def pseudo_label_quality(ds: Any, folder: Any, min_iou: float = 0.5) -> dict[str
         gts = [ds.mask(a).astype(bool) for a in anns]
         attrs = [ds.anns[a].get("attributes", {}) for a in anns]
         for m, seg in zip(rec["masks"], record_masks(rec)):
-            ious = [_iou(seg, g) for g in gts]
+            ious = [mask_iou(seg, g) for g in gts]
             t = int(np.argmax(ious)) if ious else -1
             ok_mask = t >= 0 and ious[t] >= min_iou
             masks_total += 1

@@ -14,12 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from ..utils.masks import mask_iou
 from .collect import CellData
-
-
-def _iou(pred: np.ndarray, gt: np.ndarray) -> float:
-    u = np.logical_or(pred, gt).sum()
-    return float(np.logical_and(pred, gt).sum() / u) if u else 0.0
 
 
 def qualitative_grid(
@@ -54,7 +50,7 @@ def qualitative_grid(
         preds[r.sample_id] = {}
         for label, m in models.items():
             mask, _ = m.segment(img, r.sentence, guidance="none", domain_check=False)
-            preds[r.sample_id][label] = (mask.astype(bool), _iou(mask.astype(bool), gt))
+            preds[r.sample_id][label] = (mask.astype(bool), mask_iou(mask.astype(bool), gt))
     others = [label for label, _ in cells if label != reference]
 
     def margin(r) -> float:
@@ -107,7 +103,7 @@ def fixed_samples_figure(
         gt = ds.mask(r.ann_id).astype(bool)
         mask, _ = model.segment(img, r.sentence, guidance=guidance, domain_check=False)
         mask = mask.astype(bool)
-        iou = _iou(mask, gt)
+        iou = mask_iou(mask, gt)
         big = lambda a: np.repeat(np.repeat(a, zoom, 0), zoom, 1)  # noqa: E731 — nearest-neighbour zoom
         cols.append(
             [

@@ -201,6 +201,34 @@ def reward(
     return g.clamp(-1.0, 1.0), terms
 
 
+def threshold_grid(cfg: RPLEConfig, step: float = 0.05) -> torch.Tensor:
+    """(K, 2) every (τ_fg, τ_bg) on a ``step`` grid inside the action ranges (the landscape probe's points)."""
+    (f0, f1), (b0, b1) = cfg.tau_fg_range, cfg.tau_bg_range
+    fg = torch.arange(f0, f1 + 1e-9, step)
+    bg = torch.arange(b0, b1 + 1e-9, step)
+    return torch.cartesian_prod(fg, bg).float()
+
+
+def landscape(p_w: torch.Tensor, p_cal: torch.Tensor, cfg: RPLEConfig, grid: torch.Tensor) -> torch.Tensor:
+    """(B, K): Eq. 8's gain without its stability term for every sample and every grid point [ours].
+
+    The stability term depends on the sample's previous thresholds, not on the maps; left out, the
+    argmax over the grid is the one-step optimum the critic can learn at best (telemetry only)."""
+    b, k = p_cal.shape[0], grid.shape[0]
+    thr = grid.to(p_cal.device).repeat(b, 1)  # sample-major: rows i*k .. i*k+k-1 belong to sample i
+    pw, pc = p_w.repeat_interleave(k, 0), p_cal.repeat_interleave(k, 0)
+    default = torch.tensor(cfg.init_thresholds, device=pc.device).expand(b, 2)
+    s_a = scores(pw, pc, pseudo_label(pc, thr, cfg.band, cfg.band_regions), cfg.temperature).view(b, k, 3)
+    s_0 = scores(p_w, p_cal, pseudo_label(p_cal, default, cfg.band, cfg.band_regions), cfg.temperature)
+    d = s_a - s_0[:, None]
+    lam = dict(zip(("sep", "con", "cov"), cfg.lambdas[:3]))
+    g = torch.zeros(b, k, device=pc.device)
+    for i, name in enumerate(("sep", "con", "cov")):
+        if name in cfg.terms:
+            g = g + lam[name] * d[..., i]
+    return g
+
+
 def state(
     p_cal: torch.Tensor, prev_thr: torch.Tensor, a: torch.Tensor, band: int = 3, regions: str = "all"
 ) -> torch.Tensor:

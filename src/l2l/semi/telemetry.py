@@ -12,7 +12,15 @@ terms). :class:`Telemetry` compares them with the **hidden** ground truth throug
   ``tele_fg_precision`` / ``tele_fg_recall`` — of the pseudo-foreground against the true foreground
   (the accuracy above is dominated by easy background on small objects);
 * ``tele_tau_fg_*`` / ``tele_tau_bg_*`` — mean and 10/50/90 % quantiles of the thresholds;
-  ``tele_reward_<term>_*`` — the same for each reward term of Eq. 8 (RPLE only).
+  ``tele_reward_<term>_*`` — the same for each reward term of Eq. 8 (RPLE only);
+* the reward-landscape probe (``telemetry_landscape_every`` > 0, every self-training selector):
+  Eq. 8's gain (without its stability term) on a 0.05 grid of (τ_fg, τ_bg) per sample —
+  ``tele_land_tau_fg_*`` / ``tele_land_tau_bg_*`` the quantiles of its argmax, ``tele_land_fg_at_min``
+  the share of samples whose argmax is the lowest τ_fg, ``tele_oracle_tau_fg_*`` the τ_fg whose
+  foreground ``{q ≥ τ_fg}`` has the highest IoU with the hidden mask, and ``tele_land_fg_iou_*`` the
+  pseudo-foreground's IoU with the hidden mask under the chosen thresholds (``chosen``), the gain's
+  argmax (``argmax``), the static default (``static``) and the oracle τ_fg (``oracle``): whether
+  following the reward would make better pseudo-labels.
 
 Pixels where the weak view was padded are excluded. Under DDP the sums are gathered.
 """
@@ -29,6 +37,7 @@ from ..data.augment import IGNORE_INDEX as IGNORE  # the one ignore index
 from ..data.dataset import HiddenMasks
 from ..engine.distributed import DistInfo, all_gather_objects
 from ..engine.method import Hook, StepOutput
+from . import rple as R
 
 
 def _iou(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor) -> float:
@@ -53,8 +62,10 @@ class Visit:
 
 
 class Telemetry:
-    def __init__(self, hidden: HiddenMasks):
+    def __init__(self, hidden: HiddenMasks, probe: R.RPLEConfig | None = None):
         self._hidden = hidden
+        self.probe_cfg = probe  # the reward-landscape probe's RPLE settings (band, λ, terms); None = off
+        self.grid = R.threshold_grid(probe) if probe is not None else None
         self.reset()
 
     def reset(self) -> None:
@@ -85,6 +96,31 @@ class Telemetry:
         for k, v in visit.terms.items():
             self.lists[f"reward_{k}"] += v.tolist()
 
+    def add_landscape(self, visit: Visit) -> None:
+        """The reward-landscape probe on one visit (see the module docstring); hidden masks, never the loss."""
+        cfg, grid = self.probe_cfg, self.grid
+        assert cfg is not None and grid is not None, "Telemetry(probe=...) first"
+        g = R.landscape(visit.p_w, visit.q, cfg, grid)  # (B, K)
+        best = grid[g.argmax(1)]  # (B, 2)
+        fg_levels = torch.unique(grid[:, 0])
+        default = torch.tensor(cfg.init_thresholds).expand_as(visit.thr)
+        lab_best = R.pseudo_label(visit.q, best, cfg.band, cfg.band_regions)
+        lab_static = R.pseudo_label(visit.q, default, cfg.band, cfg.band_regions)
+        for j, (sid, geo) in enumerate(zip(visit.sample_ids, visit.geometries)):
+            gt = self._hidden.get(sid, geo).long()
+            valid = gt != IGNORE
+            ious = [_iou(visit.q[j] >= t, gt, valid) for t in fg_levels.tolist()]
+            k = max(range(len(ious)), key=ious.__getitem__)
+            self.lists["land_tau_fg"].append(float(best[j, 0]))
+            self.lists["land_tau_bg"].append(float(best[j, 1]))
+            self.lists["oracle_tau_fg"].append(float(fg_levels[k]))
+            self.sums["land_n"] += 1
+            self.sums["land_fg_at_min"] += float(best[j, 0] <= fg_levels[0] + 1e-6)
+            self.sums["land_fg_iou_chosen"] += _iou(visit.labels[j] == 1, gt, valid)
+            self.sums["land_fg_iou_argmax"] += _iou(lab_best[j] == 1, gt, valid)
+            self.sums["land_fg_iou_static"] += _iou(lab_static[j] == 1, gt, valid)
+            self.sums["land_fg_iou_oracle"] += ious[k]
+
     def summary(self, info: DistInfo | None = None) -> dict[str, float]:
         sums, lists = dict(self.sums), {k: list(v) for k, v in self.lists.items()}
         if info is not None and info.enabled:
@@ -110,6 +146,12 @@ class Telemetry:
         }
         if sums.get("prior_n"):
             out["tele_prior_iou"] = sums["prior_iou"] / sums["prior_n"]
+        if sums.get("land_n"):
+            m = sums["land_n"]
+            out["tele_land_n"] = m
+            out["tele_land_fg_at_min"] = sums["land_fg_at_min"] / m
+            for name in ("chosen", "argmax", "static", "oracle"):
+                out[f"tele_land_fg_iou_{name}"] = sums[f"land_fg_iou_{name}"] / m
         for k, v in lists.items():
             t = torch.tensor(v, dtype=torch.float64)
             q = torch.quantile(t, torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64)).tolist()
@@ -129,14 +171,20 @@ class TelemetryHook(Hook):
     def __init__(self, trainer):
         from ..data.dataset import HiddenMasks
 
-        self.tele = Telemetry(HiddenMasks(trainer.dataset))
         self.every = trainer.cfg.telemetry_every
         self.log_every = trainer.cfg.telemetry_log_every
+        self.land_every = trainer.cfg.telemetry_landscape_every
+        probe = None
+        if self.land_every > 0:
+            probe = trainer.method.probe_config()
+        self.tele = Telemetry(HiddenMasks(trainer.dataset), probe)
 
     def after_step(self, trainer, out: StepOutput) -> None:
         # trainer.state["step"] is still the index of the step just taken
         if out.visit is not None and self.every > 0 and trainer.state["step"] % self.every == 0:
             self.tele.add(out.visit)  # hidden masks: outside the loss, after the update
+        if out.visit is not None and self.land_every > 0 and trainer.state["step"] % self.land_every == 0:
+            self.tele.add_landscape(out.visit)
 
     def after_interval(self, trainer, epoch_end: bool) -> None:
         step = trainer.state["step"]

@@ -154,6 +154,12 @@ class SelfTrainingMethod:
     def hooks(self, trainer) -> list[Hook]:
         return [TelemetryHook(trainer)]
 
+    def probe_config(self) -> R.RPLEConfig:
+        """The RPLE settings Eq. 8 would use with this method's band (the telemetry's reward-landscape probe)."""
+        return self.rple.cfg if self.rple is not None else replace(
+            self.cfg.rple, band=self.band_px, band_regions=self.cfg.band_regions
+        )
+
     def setup(self, ctx: SetupContext) -> None:
         """Create the per-sample state: bank (rank 0 initialises it from the priors) and the threshold table."""
         if self._band_pixels(ctx.data_size) != self.band_px:
