@@ -156,8 +156,10 @@ class SelfTrainingMethod:
 
     def probe_config(self) -> R.RPLEConfig:
         """The RPLE settings Eq. 8 would use with this method's band (the telemetry's reward-landscape probe)."""
-        return self.rple.cfg if self.rple is not None else replace(
-            self.cfg.rple, band=self.band_px, band_regions=self.cfg.band_regions
+        return (
+            self.rple.cfg
+            if self.rple is not None
+            else replace(self.cfg.rple, band=self.band_px, band_regions=self.cfg.band_regions)
         )
 
     def setup(self, ctx: SetupContext) -> None:
