@@ -271,7 +271,8 @@ def test_prior_methods_need_a_store(synthref_dir, tmp_path):
 
 
 def test_unlabeled_ground_truth_never_reaches_training(synthref_dir, priors_dir, tmp_path, monkeypatch):
-    """Replace every unlabeled mask by an empty one: training is bit-identical, only telemetry changes."""
+    """Replace every unlabeled mask by an empty one (and probe the reward landscape every step): training is
+    bit-identical, only telemetry changes."""
     from l2l.data.splits import make_split
 
     ds = ReferDataset.synthref(synthref_dir)
@@ -290,7 +291,8 @@ def test_unlabeled_ground_truth_never_reaches_training(synthref_dir, priors_dir,
         return m
 
     monkeypatch.setattr(ReferDataset, "mask", blank)
-    Trainer(_cfg(synthref_dir, priors_dir, "l2l", *extra), tmp_path / "b", show_progress=False).fit()
+    probe = "telemetry_landscape_every=1"
+    Trainer(_cfg(synthref_dir, priors_dir, "l2l", *extra, probe), tmp_path / "b", show_progress=False).fit()
     wa, wb = (
         load_file(str(tmp_path / "a" / "last" / "model.safetensors")),
         load_file(str(tmp_path / "b" / "last" / "model.safetensors")),
@@ -302,6 +304,7 @@ def test_unlabeled_ground_truth_never_reaches_training(synthref_dir, priors_dir,
         for r in ("a", "b")
     )
     assert ta["tele_prior_iou"] > 0 and tb["tele_prior_iou"] == 0  # telemetry did see the blank masks
+    assert "tele_land_n" not in ta and tb["tele_land_n"] > 0
 
 
 def test_unlabeled_dataset_never_reads_a_mask(synthref, monkeypatch):
