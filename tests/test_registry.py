@@ -203,6 +203,7 @@ FORBIDDEN = {
     "serve": {"engine", "semi", "experiment", "report", "cli"},
     "pseudoris": {"engine", "semi", "priors", "experiment", "report", "cli", "serve"},
     "ppt": {"semi", "priors", "experiment", "report", "cli", "serve"},
+    "label": {"experiment", "report", "cli"},
     "utils": {"engine", "semi", "models", "data", "priors", "experiment", "report", "cli"},
     "registry": {"engine", "semi", "models", "data", "priors", "experiment", "report", "cli"},
 }
