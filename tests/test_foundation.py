@@ -26,6 +26,7 @@ from l2l.pretrain.pool import COLOR_NAMES, SIZE_NAMES, PoolConfig, pool_scene, r
 from l2l.priors.base import PriorInput
 from l2l.priors.grounding_parser import map_box, parse_boxes
 from l2l.priors.store import PriorStore
+from l2l.utils.masks import mask_iou
 
 TINY_CONV = (8, 8, 16, 16)
 
@@ -143,7 +144,7 @@ def test_automatic_mode_keeps_distinct_masks(tiny_mask_folder):
         assert r["area"] == int(r["segmentation"].sum()) > 0
     for i in range(len(recs)):
         for j in range(i):
-            assert mm._mask_iou(recs[i]["segmentation"], recs[j]["segmentation"]) < 0.5
+            assert mask_iou(recs[i]["segmentation"], recs[j]["segmentation"]) < 0.5
     scores = [r["predicted_iou"] * r["stability_score"] for r in recs]
     assert scores == sorted(scores, reverse=True)
 

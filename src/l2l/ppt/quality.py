@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from .data import _iou, load_labels
+from ..utils.masks import mask_iou
+from .data import load_labels
 
 
 def label_quality(ds: Any, labels_dir: str | Path, run: str | Path | None = None) -> dict[str, Any]:
@@ -31,7 +32,7 @@ def label_quality(ds: Any, labels_dir: str | Path, run: str | Path | None = None
     for h in labels.h:
         rec = ds.sample(h.sample_id)
         gt = ds.mask(rec.ann_id).astype(bool)
-        ious = [_iou(labels.mask(h.image_id, k), gt) for k in h.candidates]
+        ious = [mask_iou(labels.mask(h.image_id, k), gt) for k in h.candidates]
         r: dict[str, float] = {"any": float(max(ious, default=0) >= 0.5), "n": float(len(ious))}
         if len(ious) == 1:
             r["sem_correct"] = float(ious[0] >= 0.5)
