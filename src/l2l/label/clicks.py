@@ -75,7 +75,11 @@ class ClickCorrection:
         m = np.zeros(image.shape[:2], bool) if mask is None else np.asarray(mask, bool).copy()
         if m.shape != image.shape[:2]:
             raise UsageError(f"start mask {m.shape} and image {image.shape[:2]} differ in size")
-        return cls(predictor, m, None if box is None else tuple(float(v) for v in box), _start=m.copy())
+        xyxy = None
+        if box is not None:
+            x0, y0, x1, y1 = (float(v) for v in np.asarray(box, np.float64).reshape(4))
+            xyxy = (x0, y0, x1, y1)
+        return cls(predictor, m, xyxy, _start=m.copy())
 
     def _predict(self) -> np.ndarray:
         if not self.clicks and self.box is None:
