@@ -28,10 +28,10 @@ from pathlib import Path
 
 import torch
 
-from l2l.data.augment import IGNORE_INDEX
 from l2l.data.dataset import HiddenMasks
 from l2l.engine.trainer import TrainConfig, Trainer
 from l2l.semi import rple as R
+from l2l.semi.telemetry import Telemetry, Visit
 from l2l.utils import threads as thread_policy
 from l2l.utils.run_paths import load_run_config
 
@@ -58,21 +58,9 @@ def parse_variant(text: str, base: R.RPLEConfig) -> tuple[str, R.RPLEConfig]:
     return name, cfg
 
 
-def _iou(pred: torch.Tensor, gt: torch.Tensor) -> float:
-    valid = gt != IGNORE_INDEX
-    p, g = pred & valid, (gt == 1) & valid
-    u = int((p | g).sum())
-    return int((p & g).sum()) / u if u else 0.0
-
-
-def _quantiles(v: list[float]) -> dict[str, float]:
-    t = torch.tensor(v, dtype=torch.float64)
-    q = torch.quantile(t, torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64)).tolist()
-    return {"mean": round(float(t.mean()), 4), "p10": round(q[0], 4), "p50": round(q[1], 4), "p90": round(q[2], 4)}
-
-
-def collect(run: Path, samples: int) -> tuple[list[dict], R.RPLEConfig, str]:
-    """(per-sample p_w, q, hidden mask) of the run's last model on the first ``samples`` unlabeled visits."""
+def collect(run: Path, samples: int):
+    """The run's last model replayed on its first ``samples`` unlabeled visits: the visits (static
+    thresholds as the "chosen" ones), the probe's base settings, the method and the hidden masks."""
     cfg = load_run_config(run, TrainConfig)
     if cfg is None:
         raise SystemExit(f"{run}: not a run folder (no config.yaml)")
@@ -84,11 +72,12 @@ def collect(run: Path, samples: int) -> tuple[list[dict], R.RPLEConfig, str]:
     method = tr.method
     if not hasattr(method, "weak_pass"):
         raise SystemExit(f"{run}: method {cfg.method} is not a self-training method")
-    hidden = HiddenMasks(tr.dataset)
-    out: list[dict] = []
-    step = tr.state["step"]
+    base = method.probe_config()
+    static = torch.tensor(base.init_thresholds)
+    visits: list[Visit] = []
+    step, n = tr.state["step"], 0
     tr.model.train()  # the weak pass of a training visit (batch-norm statistics of the batch)
-    while len(out) < samples:
+    while n < samples:
         _, unl = tr.stream[step]
         step += 1
         if unl is None:
@@ -104,47 +93,39 @@ def collect(run: Path, samples: int) -> tuple[list[dict], R.RPLEConfig, str]:
                 unl.has_prior.to(tr.device) if prior is not None else torch.zeros(len(unl.sample_ids), dtype=torch.bool)
             )
             q, _ = method.soft_target(p_w, prior, has)
-        for j, (sid, geo) in enumerate(zip(unl.sample_ids, unl.geometries)):
-            out.append({"p_w": p_w[j].cpu(), "q": q[j].cpu(), "gt": hidden.get(sid, geo).long()})
+        k = min(len(unl.sample_ids), samples - n)
+        p_w, q = p_w[:k].cpu(), q[:k].cpu()
+        thr = static.expand(k, 2)
+        labels = R.pseudo_label(q, thr, base.band, base.band_regions)
+        ids, geos = list(unl.sample_ids[:k]), list(unl.geometries[:k])
+        visits.append(Visit(ids, geos, None, torch.zeros(k, dtype=torch.bool), p_w, q, labels, thr))
+        n += k
     shutil.rmtree(scratch, ignore_errors=True)
-    return out[:samples], method.probe_config(), cfg.method
+    return visits, base, cfg.method, HiddenMasks(tr.dataset)
 
 
-def analyse(rows: list[dict], cfg: R.RPLEConfig, chunk: int = 8) -> dict:
-    grid = R.threshold_grid(cfg)
-    fg_levels = torch.unique(grid[:, 0])
-    default = torch.tensor(cfg.init_thresholds)[None]
-    best_fg, best_bg, iou_arg, iou_static, iou_oracle, oracle_fg = [], [], [], [], [], []
-    for i in range(0, len(rows), chunk):
-        part = rows[i : i + chunk]
-        p_w = torch.stack([r["p_w"] for r in part])
-        q = torch.stack([r["q"] for r in part])
-        g = R.landscape(p_w, q, cfg, grid)
-        best = grid[g.argmax(1)]
-        lab_best = R.pseudo_label(q, best, cfg.band, cfg.band_regions)
-        lab_static = R.pseudo_label(q, default.expand(len(part), 2), cfg.band, cfg.band_regions)
-        for j, r in enumerate(part):
-            ious = [_iou(r["q"] >= t, r["gt"]) for t in fg_levels.tolist()]
-            k = max(range(len(ious)), key=ious.__getitem__)
-            best_fg.append(float(best[j, 0]))
-            best_bg.append(float(best[j, 1]))
-            oracle_fg.append(float(fg_levels[k]))
-            iou_oracle.append(ious[k])
-            iou_arg.append(_iou(lab_best[j] == 1, r["gt"]))
-            iou_static.append(_iou(lab_static[j] == 1, r["gt"]))
-    n = len(rows)
-    fg_min = float(fg_levels[0])
-    corr = torch.corrcoef(torch.tensor([best_fg, oracle_fg]))[0, 1]
+def analyse(visits: list[Visit], cfg: R.RPLEConfig, hidden: HiddenMasks) -> dict:
+    """The telemetry's own probe (:meth:`Telemetry.add_landscape`) over ``visits`` with the reward ``cfg``."""
+    tele = Telemetry(hidden, cfg)
+    for v in visits:
+        tele.add_landscape(v)
+    s = tele.summary()
+    best, oracle = tele.values("land_tau_fg"), tele.values("oracle_tau_fg")
+    corr = torch.corrcoef(torch.tensor([best, oracle]))[0, 1]
+
+    def q(name: str) -> dict[str, float]:
+        return {k: round(s[f"tele_{name}_{k}"], 4) for k in ("mean", "p10", "p50", "p90")}
+
     return {
-        "samples": n,
-        "argmax_tau_fg": _quantiles(best_fg),
-        "argmax_tau_bg": _quantiles(best_bg),
-        "share_at_lowest_tau_fg": round(sum(f <= fg_min + 1e-6 for f in best_fg) / n, 4),
-        "oracle_tau_fg": _quantiles(oracle_fg),
+        "samples": int(s["tele_land_n"]),
+        "argmax_tau_fg": q("land_tau_fg"),
+        "argmax_tau_bg": q("land_tau_bg"),
+        "share_at_lowest_tau_fg": round(s["tele_land_fg_at_min"], 4),
+        "oracle_tau_fg": q("oracle_tau_fg"),
         "corr_argmax_oracle_tau_fg": None if torch.isnan(corr) else round(float(corr), 4),
-        "fg_iou_argmax": round(sum(iou_arg) / n, 4),
-        "fg_iou_static": round(sum(iou_static) / n, 4),
-        "fg_iou_oracle": round(sum(iou_oracle) / n, 4),
+        "fg_iou_argmax": round(s["tele_land_fg_iou_argmax"], 4),
+        "fg_iou_static": round(s["tele_land_fg_iou_static"], 4),
+        "fg_iou_oracle": round(s["tele_land_fg_iou_oracle"], 4),
     }
 
 
@@ -156,7 +137,7 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     thread_policy.apply()
-    rows, base, method = collect(Path(a.run), a.samples)
+    visits, base, method, hidden = collect(Path(a.run), a.samples)
     variants = [parse_variant(v, base) for v in (a.variant or ["run="])]
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     for name, cfg in variants:
@@ -168,7 +149,7 @@ def main() -> None:
             "terms": list(cfg.terms),
             "temperature": cfg.temperature,
             "band": cfg.band,
-            **analyse(rows, cfg),
+            **analyse(visits, cfg, hidden),
             "cpu": cpu_name(),
         }
         print(json.dumps(rec))

@@ -413,6 +413,10 @@ def test_reward_landscape(synthref):
     assert s["tele_land_n"] == 1 and t.values("oracle_tau_fg") == [0.5] and s["tele_land_fg_iou_oracle"] == 1.0
     assert 0 < s["tele_land_fg_iou_static"] < 1.0  # the band takes the object's rim
     assert s["tele_land_fg_iou_chosen"] == s["tele_land_fg_iou_static"]  # chosen = the static default here
+    alone = Telemetry(HiddenMasks(synthref), cfg)  # telemetry_every=0: the probe still reports
+    alone.add_landscape(visit)
+    s2 = alone.summary()
+    assert "tele_samples" not in s2 and s2["tele_land_fg_iou_oracle"] == 1.0
 
 
 @pytest.mark.slow

@@ -169,6 +169,24 @@ def scores(p_w: torch.Tensor, p_cal: torch.Tensor, lab: torch.Tensor, temperatur
     return torch.stack([sep, con, cov], -1)
 
 
+def _weighted_sum(
+    d: torch.Tensor, stab: torch.Tensor | None, cfg: RPLEConfig
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Eq. 8's sum from the score differences ``d`` (..., 3) and the stability penalty ``‖a_t − a_{t−1}‖²``
+    (None: left out), over the terms of ``cfg.terms``; returns G and its weighted terms."""
+    ls, lc, lv, lt = cfg.lambdas
+    terms = {"sep": ls * d[..., 0], "con": lc * d[..., 1], "cov": lv * d[..., 2]}
+    if stab is not None:
+        terms["stab"] = -lt * stab
+    parts = [v for k, v in terms.items() if k in cfg.terms]
+    g = torch.zeros_like(d[..., 0])
+    if parts:  # summed left to right, as Python's sum() did: the same rounding, the same runs
+        g = parts[0]
+        for v in parts[1:]:
+            g = g + v
+    return g, terms
+
+
 def gain(
     p_w: torch.Tensor, p_cal: torch.Tensor, thr: torch.Tensor, prev_thr: torch.Tensor, cfg: RPLEConfig
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -176,21 +194,7 @@ def gain(
     default = torch.tensor(cfg.init_thresholds, device=thr.device).expand_as(thr)
     s_a = scores(p_w, p_cal, pseudo_label(p_cal, thr, cfg.band, cfg.band_regions), cfg.temperature)
     s_0 = scores(p_w, p_cal, pseudo_label(p_cal, default, cfg.band, cfg.band_regions), cfg.temperature)
-    d = s_a - s_0
-    ls, lc, lv, lt = cfg.lambdas
-    terms = {
-        "sep": ls * d[:, 0],
-        "con": lc * d[:, 1],
-        "cov": lv * d[:, 2],
-        "stab": -lt * (thr - prev_thr).pow(2).sum(-1),
-    }
-    parts = [v for k, v in terms.items() if k in cfg.terms]
-    g = torch.zeros_like(d[:, 0])
-    if parts:  # summed left to right, as Python's sum() did: the same rounding, the same runs
-        g = parts[0]
-        for v in parts[1:]:
-            g = g + v
-    return g, terms
+    return _weighted_sum(s_a - s_0, (thr - prev_thr).pow(2).sum(-1), cfg)
 
 
 def reward(
@@ -220,13 +224,7 @@ def landscape(p_w: torch.Tensor, p_cal: torch.Tensor, cfg: RPLEConfig, grid: tor
     default = torch.tensor(cfg.init_thresholds, device=pc.device).expand(b, 2)
     s_a = scores(pw, pc, pseudo_label(pc, thr, cfg.band, cfg.band_regions), cfg.temperature).view(b, k, 3)
     s_0 = scores(p_w, p_cal, pseudo_label(p_cal, default, cfg.band, cfg.band_regions), cfg.temperature)
-    d = s_a - s_0[:, None]
-    lam = dict(zip(("sep", "con", "cov"), cfg.lambdas[:3]))
-    g = torch.zeros(b, k, device=pc.device)
-    for i, name in enumerate(("sep", "con", "cov")):
-        if name in cfg.terms:
-            g = g + lam[name] * d[..., i]
-    return g
+    return _weighted_sum(s_a - s_0[:, None], None, cfg)[0]
 
 
 def state(

@@ -132,18 +132,22 @@ class Telemetry:
                 for k, v in pl.items():
                     lists[k] += v
         n = sums.get("samples", 0)
-        if not n:
+        if not n and not sums.get("land_n"):
             return {}
-        out = {
-            "tele_samples": n,
-            "tele_weak_iou": sums["weak_iou"] / n,
-            "tele_target_iou": sums["target_iou"] / n,
-            "tele_sel_cov": sums["selected_px"] / max(sums["valid_px"], 1),
-            "tele_ignored": 1 - sums["selected_px"] / max(sums["valid_px"], 1),
-            "tele_sel_acc": sums["correct_px"] / max(sums["selected_px"], 1),
-            "tele_fg_precision": sums["hit_fg_px"] / max(sums["pseudo_fg_px"], 1),
-            "tele_fg_recall": sums["hit_fg_px"] / max(sums["true_fg_px"], 1),
-        }
+        out: dict[str, float] = {}
+        if n:
+            out.update(
+                {
+                    "tele_samples": n,
+                    "tele_weak_iou": sums["weak_iou"] / n,
+                    "tele_target_iou": sums["target_iou"] / n,
+                    "tele_sel_cov": sums["selected_px"] / max(sums["valid_px"], 1),
+                    "tele_ignored": 1 - sums["selected_px"] / max(sums["valid_px"], 1),
+                    "tele_sel_acc": sums["correct_px"] / max(sums["selected_px"], 1),
+                    "tele_fg_precision": sums["hit_fg_px"] / max(sums["pseudo_fg_px"], 1),
+                    "tele_fg_recall": sums["hit_fg_px"] / max(sums["true_fg_px"], 1),
+                }
+            )
         if sums.get("prior_n"):
             out["tele_prior_iou"] = sums["prior_iou"] / sums["prior_n"]
         if sums.get("land_n"):
