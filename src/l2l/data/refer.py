@@ -8,7 +8,8 @@ REFER layout (as distributed with the REFER toolkit)::
     DATA_ROOT/images/mscoco/images/train2014/COCO_train2014_*.jpg   (or pass image_dir)
 
 SynthRef layout (``l2l data synth``): ``DIR/instances.json``, ``DIR/refs(synthref).json``,
-``DIR/images/``. The refs pickles are read with a restricted unpickler (nothing in them
+``DIR/images/``. A label project's dataset (``l2l.label.project``): ``DIR/instances.json``,
+``DIR/refs(label).json``, ``DIR/meta.json`` (the source's name and image folder). The refs pickles are read with a restricted unpickler (nothing in them
 can run); the SynthRef refs are JSON with the same fields.
 
 The index holds one :class:`SampleRecord` per (ref, sentence), as in LAVT's evaluation.
@@ -204,6 +205,17 @@ class ReferDataset:
                    meta["image_dir"])  # fmt: skip
 
     @classmethod
+    def label(cls, root: str | Path) -> "ReferDataset":
+        """A dataset saved by a label project (``l2l.label.project``): it keeps its source's name (so the
+        source's prior stores serve it) and reads the images from the source's folder."""
+        root = Path(root)
+        meta_file = root / "meta.json"
+        if not meta_file.exists():
+            raise MissingFileError(f"{root} is not a finished label dataset (no meta.json)")
+        meta = _read_json(meta_file)
+        return cls(str(meta["name"]), root / "instances.json", root / "refs(label).json", meta["image_dir"])
+
+    @classmethod
     def open(
         cls,
         path: str | Path,
@@ -213,6 +225,8 @@ class ReferDataset:
     ) -> "ReferDataset":
         """SynthRef when ``path`` holds one, else the REFER layout (``dataset`` required)."""
         path = Path(path)
+        if dataset in (None, "label") and (path / "refs(label).json").exists():
+            return cls.label(path)
         if dataset in (None, "pseudo-ris") and (path / "refs(pseudo-ris).json").exists():
             return cls.pseudo_ris(path)
         if dataset in (None, "synthref"):

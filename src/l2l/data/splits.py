@@ -43,7 +43,8 @@ def parse_fraction(value: str | float) -> float:
     return frac
 
 
-def _rank_key(seed: int, image_id: int) -> str:
+def rank_key(seed: int, image_id: int) -> str:
+    """The hash that orders images for a split: the first of the sorted keys are labeled."""
     return hashlib.sha256(f"{seed}:{image_id}".encode()).hexdigest()
 
 
@@ -141,7 +142,7 @@ def make_split(
     if not ids:
         raise UsageError(f"{dataset}: no training images to split")
     n_lab = label_count(frac, len(ids), count)
-    ranked = sorted(ids, key=lambda i: _rank_key(seed, i))
+    ranked = sorted(ids, key=lambda i: rank_key(seed, i))
     return LabelSplit(dataset, frac, int(seed), tuple(sorted(ranked[:n_lab])), tuple(sorted(ranked[n_lab:])))
 
 

@@ -128,4 +128,4 @@ def simulate(
             break
         cc.add(click)
         ious.append(mask_iou(cc.mask, truth))
-    return {"ious": ious, "clicks": [(c.x, c.y, c.positive) for c in cc.clicks], "seconds": cc.seconds}
+    return {"ious": ious, "clicks": [(c.x, c.y, c.positive) for c in cc.clicks], "seconds": cc.seconds, "mask": cc.mask}
