@@ -293,6 +293,12 @@ def test_a_tab_accepts_corrects_rejects_skips_and_undoes(synthref_dir, tmp_path)
     assert e["status"] == "corrected" and e["clicks"] == [[5.0, 5.0, True], [12.0, 6.0, True]]
     assert np.array_equal(p.mask(order[1]), want) and e["seconds"] >= 0
     assert tab.next_task().ref_id == order[2]
+    tab.box_corner(2, 3)  # a box by two corners: the mask model gets it beside the clicks
+    tab.box_corner(8, 1)
+    assert tab.correction.box == (2, 1, 8, 3)
+    assert tab.masker.calls[-1][2].tolist() == [2, 1, 8, 3]
+    tab.restart()
+    assert tab.correction.box is None and not tab.mask.any()
     tab.skip()
     nxt = tab.next_task()
     assert nxt.ref_id not in order  # past the queue: ref order; the skipped one waits until the end
@@ -385,3 +391,33 @@ def test_label_page_in_a_real_browser(synthref_dir, tmp_path):
     ds = ReferDataset.open(p.folder / "dataset")  # the saved REFER files
     assert np.array_equal(ds.mask(int(ds.refs[first]["ann_id"])), want) and want.any()
     assert np.array_equal(ds.mask(int(ds.refs[second]["ann_id"])), prior_of_second)
+
+
+# ----------------------------------------------------------------------------- the commands: a round of the loop
+@pytest.mark.slow
+def test_a_round_trains_on_the_labels_records_it_and_ranks_the_next(synthref_dir, tmp_path):
+    import json
+
+    from l2l.cli import main
+    from l2l.label import commands
+    from l2l.label.project import LabelProject
+
+    from .test_trainer import TINY
+
+    assert main(["label", "init", str(tmp_path / "proj"), "--data", str(synthref_dir)]) == 0
+    p = LabelProject(tmp_path / "proj")
+    with pytest.raises(UsageError, match="no image is labeled"):
+        commands.train(p, None, str(tmp_path / "r0"), TINY)
+    for image_id in sorted({t.image_id for t in p.tasks.values()})[:3]:
+        _answer_image(p, image_id)
+    row = commands.train(p, None, str(tmp_path / "r1"), [*TINY, "method=supervised", "total_steps=4", "batch_size=2"],
+                         strategy="uncertainty", k=2)  # fmt: skip
+    assert row["round"] == 1 and row["labeled_images"] == 3 and 0 <= row["oIoU"] <= 100
+    split = json.loads((tmp_path / "r1" / "label_split.json").read_text())
+    assert split["n_labeled"] == 3  # the run trained on the project's split, not a hash-ranked one
+    q = json.loads((p.folder / "queue.json").read_text())
+    assert len(q["images"]) == 2 and not set(q["images"]) & set(p.labeled_images())
+    assert [json.loads(line)["round"] for line in (p.folder / "rounds.jsonl").read_text().splitlines()] == [1]
+    with pytest.raises(UsageError, match="--priors"):
+        commands.rank(p, str(tmp_path / "r1" / "last"), "disagreement", 2)
+    assert main(["label", "status", str(p.folder)]) == 0

@@ -2,8 +2,8 @@
 browser tab over the project on disk (issue 36, item 2).
 
 The page shows one (image, sentences) task with the current mask over it (green). Click the image to
-correct: a positive click (default) or, with "negative" chosen, a negative one; the mask model answers at
-once. **Accept** (key ``a``) saves the shown mask — ``accepted`` without a click, ``corrected`` with — and
+correct: a positive click (default) or, with "negative" chosen, a negative one, or a box (two corner
+clicks); the mask model answers at once. **Accept** (key ``a``) saves the shown mask — ``accepted`` without a click, ``corrected`` with — and
 shows the next task; **Reject** (``r``) says the sentence does not fit the image; **Skip** (``s``) leaves it
 for later; **Undo click** (``z``), **Start over** (an empty mask), **Undo answer** (the tab's last answer).
 The sentences are editable (one per line); an edited line is saved beside the original. The status panel
@@ -104,7 +104,8 @@ def build_app(make_tab):
         with gr.Row():
             with gr.Column(scale=2):
                 image = gr.Image(label="click to correct", interactive=False, format="png", elem_id="task-image")
-                kind = gr.Radio(["positive", "negative"], value="positive", label="click", elem_id="click-kind")
+                kind = gr.Radio(["positive", "negative", "box (2 corners)"], value="positive", label="click",
+                                elem_id="click-kind")  # fmt: skip
             with gr.Column(scale=1):
                 sentences = gr.Textbox(label="sentences (editable, one per line)", lines=3, elem_id="sentences")
                 with gr.Row():
@@ -144,7 +145,12 @@ def build_app(make_tab):
                 return "no task shown"
             z = zoom(t.image)
             x, y = evt.index
-            t.click((float(x) + 0.5) / z - 0.5, (float(y) + 0.5) / z - 0.5, k != "negative")
+            px, py = (float(x) + 0.5) / z - 0.5, (float(y) + 0.5) / z - 0.5
+            if k.startswith("box"):
+                first = t._corner is None
+                t.box_corner(px, py)
+                return "box: now click the opposite corner" if first else "box set"
+            t.click(px, py, k != "negative")
             return ""
 
         def edits(t: LabelTab, text: str) -> dict[int, str] | None:

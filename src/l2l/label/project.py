@@ -244,17 +244,20 @@ class LabelProject:
         seconds: float | None = None,
         sentences: dict[int, str] | None = None,
         source: str = "person",
+        box: tuple[float, float, float, float] | None = None,
     ) -> int:
         """Record an answer to task ``ref_id`` and save; returns the task's new revision. ``rev``: the
         revision the answer was made on (:meth:`revision`); another raises :class:`Conflict`. ``mask``:
         required for accepted / corrected (H×W bool at the image's size). ``sentences``: edited texts by
-        sent_id (kept beside the originals)."""
+        sent_id (kept beside the originals). ``box``: the box prompt (x0, y0, x1, y1) when one was drawn."""
         task = self._task(ref_id)
         if status not in STATUSES:
             raise UsageError(f"answer to ref {ref_id}: status {status!r} is not one of {STATUSES}")
         entry: dict[str, Any] = {"status": status, "mask": None, "clicks": [list(map(float, c[:2])) + [bool(c[2])] for c in clicks or ()],
                                  "seconds": None if seconds is None else round(float(seconds), 3),
                                  "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "by": source}  # fmt: skip
+        if box is not None:
+            entry["box"] = [round(float(v), 2) for v in box]
         if status in ("accepted", "corrected"):
             info = self.source.images[task.image_id]
             hw = (int(info["height"]), int(info["width"]))

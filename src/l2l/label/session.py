@@ -4,7 +4,7 @@ A :class:`LabelTab` shows one task at a time — the next unanswered training re
 (``PROJECT/queue.json``, written by ``l2l label rank``; else ref order; skipped ones come last) — with a
 start mask: the prior of its first sentence at 0.5 when a prior store is given, else the current model's
 mask when a model is given, else none. The person accepts the shown mask (one key), rejects the sentence,
-skips, or corrects with positive / negative clicks (and a box) through the promptable mask model
+skips, or corrects with positive / negative clicks (and a box, two corner clicks) through the promptable mask model
 (:class:`~l2l.label.clicks.ClickCorrection`, the image embedded once per task); every click returns the new
 mask at once. ``undo_click`` takes a click back, ``undo_answer`` the tab's last answer. The time from
 showing a task to its answer is recorded with the answer.
@@ -40,6 +40,7 @@ class LabelTab:
     shown_at: float = 0.0
     history: list[int] = field(default_factory=list)  # ref ids this tab answered, last last
     _image: np.ndarray | None = None
+    _corner: tuple[float, float] | None = None  # the first corner of a box being drawn
 
     # ------------------------------------------------------------------ which task
     def queue(self) -> list[int]:
@@ -68,7 +69,7 @@ class LabelTab:
         if mask is None and self.model is not None:
             self.model.set_image(image)
             mask, self.start = self.model.predict(task.sentences[0][1])[0], "model"
-        self.task, self.rev, self._image = task, self.project.revision(ref_id), image
+        self.task, self.rev, self._image, self._corner = task, self.project.revision(ref_id), image, None
         self.correction = ClickCorrection.start(self.masker, image, mask)
         self.shown_at = time.perf_counter()
         return task
@@ -92,6 +93,18 @@ class LabelTab:
     def click(self, x: float, y: float, positive: bool = True) -> np.ndarray:
         return self._need().add(Click(float(x), float(y), bool(positive)))
 
+    def box_corner(self, x: float, y: float) -> np.ndarray:
+        """A box prompt by two corners: the first click is remembered, the second sets the box (beside the
+        clicks) and the mask model answers."""
+        c = self._need()
+        if self._corner is None:
+            self._corner = (float(x), float(y))
+            return c.mask
+        (x0, y0), self._corner = self._corner, None
+        c.box = (min(x0, x), min(y0, y), max(x0, x), max(y0, y))
+        c.mask = c._predict()
+        return c.mask
+
     def undo_click(self) -> np.ndarray:
         return self._need().undo()
 
@@ -99,6 +112,7 @@ class LabelTab:
         """Forget the clicks and the start mask: an empty mask, the next click starts afresh."""
         c = self._need()
         c.clicks.clear()
+        c.box, self._corner = None, None
         c._start = np.zeros_like(c.mask)
         c.mask = c._start.copy()
         return c.mask
@@ -110,7 +124,7 @@ class LabelTab:
         clicks = [(k.x, k.y, k.positive) for k in c.clicks]
         try:
             self.project.answer(task.ref_id, status, mask, rev=self.rev, clicks=clicks,
-                                seconds=time.perf_counter() - self.shown_at, sentences=sentences)  # fmt: skip
+                                seconds=time.perf_counter() - self.shown_at, sentences=sentences, box=c.box)  # fmt: skip
         finally:
             self.task, self.correction = None, None
         self.history.append(task.ref_id)
@@ -119,7 +133,7 @@ class LabelTab:
     def accept(self, sentences: dict[int, str] | None = None) -> int:
         """The shown mask is the answer: ``accepted`` when no click changed it, else ``corrected``."""
         c = self._need()
-        return self._answer("corrected" if c.clicks else "accepted", c.mask, sentences)
+        return self._answer("corrected" if c.clicks or c.box is not None else "accepted", c.mask, sentences)
 
     def reject(self) -> int:
         return self._answer("rejected", None, None)
