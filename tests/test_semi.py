@@ -243,6 +243,10 @@ def test_every_method_trains(synthref_dir, priors_dir, tmp_path, method):
         # the scaled band is the method's, not the config's: config.yaml keeps the given value
         assert yaml.safe_load((run / "config.yaml").read_text())["semi"]["rple"]["band"] == 3
         assert main(["plot", str(run)]) == 0 and (run / "curves.png").stat().st_size > 10_000
+        from PIL import Image
+
+        with Image.open(run / "curves.png") as im:  # a third row: the reward-landscape panels
+            assert im.height > 1000
         assert (run / "bank" / "bank.u8").exists()
         assert (run / "checkpoints" / "step_000000003" / "bank" / "bank.u8").exists()
     if PRESETS[method]["source"] != "weak":

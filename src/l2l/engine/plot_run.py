@@ -3,7 +3,8 @@
 Panels (those with data): training losses; validation oIoU/mIoU; prior quality over training
 (raw prior, target/calibrated prior, weak prediction — the paper's Fig. 9); accuracy and
 coverage of the selected pseudo-label pixels; RPLE's thresholds (mean and 10–90 % band); the
-reward terms of Eq. 8.
+reward terms of Eq. 8; with the reward-landscape probe (``telemetry_landscape_every``), the reward's
+argmax thresholds against the oracle τ_fg and the pseudo-foreground IoU of each threshold choice.
 """
 
 from __future__ import annotations
@@ -84,7 +85,33 @@ def plot_run(run: str | Path, out: str | Path | None = None) -> Path:
             panels.append(
                 ("reward terms of Eq. 8 (mean per visit)", [(t, tele, f"tele_reward_{t}_mean") for t in terms], None)
             )
-    fig, axes = plt.subplots(2, 3, figsize=(15, 8.5))
+        if any("tele_land_tau_fg_mean" in r for r in tele):  # the reward-landscape probe (telemetry_landscape_every)
+            panels.append(
+                (
+                    "reward's argmax vs the oracle τ (10–90 % band)",
+                    [
+                        ("argmax τ_fg", tele, "tele_land_tau_fg"),
+                        ("argmax τ_bg", tele, "tele_land_tau_bg"),
+                        ("oracle τ_fg (hidden masks)", tele, "tele_oracle_tau_fg"),
+                    ],
+                    (0, 1),
+                )
+            )
+            panels.append(
+                (
+                    "pseudo-foreground IoU by threshold choice",
+                    [
+                        ("policy's", tele, "tele_land_fg_iou_chosen"),
+                        ("reward's argmax", tele, "tele_land_fg_iou_argmax"),
+                        ("static (0.70, 0.20)", tele, "tele_land_fg_iou_static"),
+                        ("oracle", tele, "tele_land_fg_iou_oracle"),
+                        ("share with argmax at the lowest τ_fg", tele, "tele_land_fg_at_min"),
+                    ],
+                    (0, 1.02),
+                )
+            )
+    rows = -(-len(panels) // 3)
+    fig, axes = plt.subplots(rows, 3, figsize=(15, 4.25 * rows))
     axes = axes.ravel()
     for ax, (title, lines, ylim) in zip(axes, panels):
         for label, src, key in lines:
