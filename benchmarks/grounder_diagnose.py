@@ -28,8 +28,9 @@ def main() -> None:
 
     from l2l.data.refer import ReferDataset
     from l2l.foundation.common import image_batch
-    from l2l.foundation.grounder import GrounderPredictor, box_iou
+    from l2l.foundation.grounder import GrounderPredictor
     from l2l.foundation.object_grounder import ObjectGrounderNet
+    from l2l.utils.masks import box_iou
 
     ds = ReferDataset.synthref(args.data)
     pred = GrounderPredictor.from_pretrained(args.grounder)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 
+import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as tmp
@@ -97,3 +98,17 @@ def test_two_process_gather_counts_each_sample_once():
         single.process_one(i, _mask(4, 4, (0, 2, 0, i % 4 + 1)), _mask(4, 4, (0, 2, 0, 2)), n_words=i + 1)
     ref = single.evaluate()
     assert out[0] == out[1] == ref and ref["samples"] == 5
+
+
+def test_mask_box_and_box_iou():
+    from l2l.utils.masks import box_iou, mask_box
+
+    m = np.zeros((10, 12), bool)
+    m[2:5, 3:9] = True
+    assert mask_box(m) == [3.0, 2.0, 9.0, 5.0] and mask_box(m, "xywh") == [3.0, 2.0, 6.0, 3.0]
+    with pytest.raises(ValueError, match="empty"):
+        mask_box(np.zeros((4, 4), bool))
+    with pytest.raises(ValueError, match="xyxy or xywh"):
+        mask_box(m, "cxcywh")
+    assert box_iou([0, 0, 2, 2], [1, 1, 3, 3]) == pytest.approx(1 / 7) and box_iou([0, 0, 1, 1], [2, 2, 3, 3]) == 0.0
+    assert box_iou([0, 0, 0, 0], [0, 0, 0, 0]) == 0.0

@@ -36,6 +36,7 @@ from PIL import Image
 
 from ..errors import ExistsError, UsageError
 from ..utils.io import atomic_write_text
+from ..utils.masks import mask_box
 from ..utils.progress import progress
 from ..utils.rle import rle_encode
 from .synthref_lang import KINDS, build_program, parse, realise, resolve
@@ -118,11 +119,6 @@ class SynthRefConfig:
 _rle = rle_encode
 
 
-def _bbox(mask: np.ndarray) -> list[float]:
-    ys, xs = np.nonzero(mask)
-    return [float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)]
-
-
 def _raw(sent: str, rng: np.random.Generator) -> str:
     raw = sent[0].upper() + sent[1:] if rng.random() < 0.3 else sent
     return raw + "." if rng.random() < 0.15 else raw
@@ -148,7 +144,7 @@ def generate_image(cfg: SynthRefConfig, index: int) -> dict[str, Any]:
                 "category_id": cfg.shapes.index(o.obj.shape) + 1,
                 "segmentation": _rle(o.visible),
                 "area": int(o.visible.sum()),
-                "bbox": _bbox(o.visible),
+                "bbox": mask_box(o.visible, "xywh"),
                 "iscrowd": 0,
                 "attributes": {
                     "shape": o.obj.shape,

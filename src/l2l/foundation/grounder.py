@@ -48,6 +48,7 @@ from ..data.synthref_lang import KINDS, SceneObject
 from ..errors import UsageError
 from ..models.backbones import ConvEncoder
 from ..pretrain.pool import PoolConfig, PoolScene, pool_map, render_pool_scene
+from ..utils.masks import box_iou
 from .common import (
     ModelConfigBase,
     StandInTrainConfig,
@@ -425,14 +426,6 @@ def _encode_all(encoder: ConvEncoder, images: np.ndarray, batch: int = 128) -> l
         x = torch.from_numpy(images[a : a + batch]).permute(0, 3, 1, 2).float() / 255
         out.append([f.half() for f in encoder(normalize(x))])
     return [torch.cat([o[i] for o in out]) for i in range(len(out[0]))]
-
-
-def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def pool_accuracy(pred: GrounderPredictor, cfg: GrounderTrainConfig) -> dict[str, float]:

@@ -44,7 +44,7 @@ from ..errors import MissingFileError, UsageError
 from ..models.backbones import ConvEncoder
 from ..models.decoder import Decoder
 from ..pretrain.pool import PoolConfig, pool_map, render_pool_scene
-from ..utils.masks import mask_iou
+from ..utils.masks import mask_box, mask_iou
 from .common import ModelConfigBase, StandInTrainConfig, cosine_step, load_net, start_training, torch_threads
 from .folders import round_trip_half, save_stand_in
 
@@ -590,7 +590,7 @@ def pool_box_iou(model: PromptableMaskModel, cfg: MaskTrainConfig) -> float:
     ious = []
     for im, m in zip(images, ids):
         ks = [k for k in np.unique(m) if k > 0 and (m == k).sum() >= 12]
-        boxes = [_box_of(m == k) for k in ks]
+        boxes = [mask_box(m == k) for k in ks]
         for k, (p, _) in zip(ks, pred.box_probabilities(im, boxes)):
             ious.append(mask_iou(p >= 0.5, m == k))
     return float(np.mean(ious))
@@ -608,7 +608,7 @@ def synthref_box_iou(pred: MaskPredictor, ds, split: str = "train", limit: int |
         image = ds.load_image(image_id)
         anns_ = sorted(anns)
         masks = [ds.mask(a) > 0 for a in anns_]
-        for m, (p, _) in zip(masks, pred.box_probabilities(image, [_box_of(m) for m in masks])):
+        for m, (p, _) in zip(masks, pred.box_probabilities(image, [mask_box(m) for m in masks])):
             ious.append(mask_iou(p >= 0.5, m))
     return float(np.mean(ious))
 
@@ -630,11 +630,6 @@ def synthref_auto_recall(pred: MaskPredictor, ds, split: str = "train", images: 
     if stats is not None:
         stats.update(masks_per_image=float(np.mean(counts)), objects_per_image=float(np.mean(objects)))
     return float(np.mean(found))
-
-
-def _box_of(mask: np.ndarray) -> list[float]:
-    ys, xs = np.nonzero(mask)
-    return [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
 
 
 def pretrain_mask_model(cfg: MaskTrainConfig, out: str | Path, show_progress: bool = True, command: str = "") -> dict:

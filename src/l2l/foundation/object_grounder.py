@@ -285,7 +285,7 @@ def object_grounder_loss(
 @torch.no_grad()
 def detection_recall(net: ObjectGrounderNet, images: np.ndarray, objs, iou: float = 0.5) -> float:
     """Share of the visible objects of ``images`` (N×S×S×3 uint8) matched by a detected box at ``iou``."""
-    from .grounder import box_iou
+    from ..utils.masks import box_iou
 
     hits, total = 0, 0
     for a in range(0, len(images), 64):

@@ -13,14 +13,8 @@ import torch.nn.functional as F
 
 from ..models.segmenter import Segmenter
 from ..utils.io import sha256_file
+from ..utils.masks import mask_box
 from .base import PriorInput, PriorRecord, config_hash
-
-
-def box_of(mask: np.ndarray) -> list[float] | None:
-    ys, xs = np.nonzero(mask)
-    if len(xs) == 0:
-        return None
-    return [float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)]
 
 
 class TeacherProvider:
@@ -68,7 +62,7 @@ class TeacherProvider:
             pm = up.clamp(0, 1).numpy().astype(np.float32)
             fg = pm >= 0.5
             conf = float(np.abs(2 * pm[fg] - 1).mean()) if fg.any() else 0.0
-            box = box_of(fg)
+            box = mask_box(fg, "xywh") if fg.any() else None
             out.append(
                 PriorRecord(
                     b.sample_id,

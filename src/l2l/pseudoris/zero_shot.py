@@ -27,6 +27,7 @@ import torch
 
 from ..errors import UsageError
 from ..foundation.captioner import patch
+from ..utils.masks import mask_box
 from .config import MaskConfig
 from .filtering import noun_phrase
 from .masks import extract_masks
@@ -61,7 +62,7 @@ class ZeroShotPredictor:
             else:
                 segs = [np.asarray(r["segmentation"], bool) for r in extract_masks(self.masks, image, self.cfg)]
             if segs and self.scoring == "regions":
-                ctx = loc = self.dual.encode_regions(image, [_box(m) for m in segs])
+                ctx = loc = self.dual.encode_regions(image, [mask_box(m) for m in segs])
             elif segs:
                 ctx = self.dual.encode_image([patch(image, m, self.context_margin)[0] for m in segs])
                 loc = self.dual.encode_image([patch(image, m, "masked")[0] for m in segs])
@@ -95,9 +96,3 @@ class ZeroShotPredictor:
                 continue
             out[b] = torch.from_numpy(segs[int(np.argmax(s))].astype(np.float32))
         return out
-
-
-def _box(mask: np.ndarray) -> list[float]:
-    """x0, y0, x1, y1 (pixels, exclusive ends) of a non-empty mask."""
-    ys, xs = np.nonzero(mask)
-    return [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
