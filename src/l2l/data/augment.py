@@ -104,11 +104,6 @@ def sample_geometry(in_size: tuple[int, int], cfg: WeakAugConfig, rng: np.random
     return Geometry(tuple(in_size), cfg.size, scale, off, bool(rng.random() < cfg.hflip_prob))  # type: ignore[arg-type]
 
 
-def to_tensor_image(img: np.ndarray) -> torch.Tensor:
-    """uint8 H×W×3 → float (3, H, W) in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(255.0)
-
-
 def normalize(x: torch.Tensor) -> torch.Tensor:
     """ImageNet normalisation of a (B, 3, H, W) batch in [0, 1]; done by the model, not the loader."""
     mean = torch.tensor(IMAGENET_MEAN, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)

@@ -28,7 +28,8 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import UsageError
-from .augment import IGNORE_INDEX, Geometry, WeakAugConfig, sample_geometry, to_tensor_image
+from ..utils.tensors import image_tensor
+from .augment import IGNORE_INDEX, Geometry, WeakAugConfig, sample_geometry
 from .refer import ReferDataset, SampleRecord
 from .splits import LabelSplit
 from .text_augment import flip_directions
@@ -155,7 +156,7 @@ class LabeledRefDataset(_RefDatasetBase):
         prior = self._prior(rec, img.shape[:2])
         return LabeledSample(
             rec.sample_id,
-            geo.apply(to_tensor_image(img), "image"),
+            geo.apply(image_tensor(img), "image"),
             flip_directions(rec.sentence) if geo.flip else rec.sentence,
             geo.apply(mask, "mask"),
             None if prior is None else geo.apply(prior, "prior"),
@@ -190,7 +191,7 @@ class UnlabeledRefDataset(_RefDatasetBase):
         prior = self._prior(rec, img.shape[:2])
         return UnlabeledSample(
             rec.sample_id,
-            geo.apply(to_tensor_image(img), "image"),
+            geo.apply(image_tensor(img), "image"),
             text_w,
             text_s,
             None if prior is None else geo.apply(prior, "prior"),
@@ -209,7 +210,7 @@ class EvalRefDataset(_RefDatasetBase):
         prior = self._prior(rec, img.shape[:2])
         return EvalSample(
             rec.sample_id,
-            geo.apply(to_tensor_image(img), "image"),
+            geo.apply(image_tensor(img), "image"),
             rec.sentence,
             geo.apply(torch.from_numpy(m.astype(np.uint8)), "mask"),
             torch.from_numpy(m),

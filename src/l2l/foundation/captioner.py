@@ -42,6 +42,7 @@ from ..data.augment import normalize
 from ..errors import MissingFileError, UsageError
 from ..models.backbones import ConvEncoder
 from ..pretrain.pool import PoolConfig, pool_map, render_pool_scene
+from ..utils.tensors import image_tensor
 from .common import (
     ModelConfigBase,
     StandInTrainConfig,
@@ -347,7 +348,7 @@ def train_captioner(
         traj: list[dict[str, float]] = []
         for step in bar:
             pick = rng.choice(len(crops), cfg.batch_size, replace=False)
-            x = torch.from_numpy(crops[pick]).permute(0, 3, 1, 2).float() / 255
+            x = image_tensor(crops[pick])
             flip = torch.from_numpy(rng.random(len(pick)) < 0.5)
             x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)  # generic captions name no side
             tok = _tokens([caps[i][int(rng.integers(len(caps[i])))] for i in pick], index, cfg.model.max_words)
@@ -368,7 +369,7 @@ def pool_caption_metrics(cap: Captioner, cfg: CaptionerTrainConfig, images: int 
     index = cap.index
     nll, n = 0.0, 0
     for a in range(0, len(crops), 128):
-        x = torch.from_numpy(crops[a : a + 128]).permute(0, 3, 1, 2).float() / 255
+        x = image_tensor(crops[a : a + 128])
         tok = _tokens([c[0] for c in caps[a : a + 128]], index, cfg.model.max_words)
         lg = cap.net.logits(cap.net.embed(x, torch.from_numpy(scales[a : a + 128])), tok[:, :-1])
         tgt = tok[:, 1:]

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from ..errors import UsageError
 from ..pretrain.pool import PoolConfig
+from ..utils.tensors import image_tensor
 from .folders import folder_digest, load_folder
 
 N = TypeVar("N", bound=torch.nn.Module)
@@ -36,7 +37,7 @@ class ModelConfigBase:
 def image_batch(images: Sequence[np.ndarray], size: int) -> torch.Tensor:
     """uint8 H×W×3 images (any sizes) → float B×3×size×size in [0, 1] (antialiased bilinear)."""
     return torch.stack([
-        F.interpolate(torch.from_numpy(np.array(im[..., :3])).permute(2, 0, 1).float()[None] / 255,
+        F.interpolate(image_tensor(im[..., :3])[None],
                       size=(size, size), mode="bilinear", align_corners=False, antialias=True)[0]
         for im in images
     ])  # fmt: skip

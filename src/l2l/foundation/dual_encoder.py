@@ -38,6 +38,7 @@ from ..data.augment import normalize
 from ..errors import MissingFileError, UsageError
 from ..models.backbones import ConvEncoder
 from ..pretrain.pool import PoolConfig, pool_map, render_pool_scene
+from ..utils.tensors import image_tensor
 from .common import (
     ModelConfigBase,
     StandInTrainConfig,
@@ -365,8 +366,8 @@ def _region_batch(data: RegionScenes, pick: np.ndarray, rng: np.random.Generator
     owner = np.concatenate([np.full(data.start[i + 1] - data.start[i], j) for j, i in enumerate(pick)])
     said = [(k, data.sentences[o][int(rng.integers(len(data.sentences[o])))])
             for k, o in enumerate(objs) if data.sentences[o]]  # fmt: skip
-    scenes = torch.from_numpy(data.images[pick]).permute(0, 3, 1, 2).float() / 255
-    crops = torch.from_numpy(data.crops[objs]).permute(0, 3, 1, 2).float() / 255
+    scenes = image_tensor(data.images[pick])
+    crops = image_tensor(data.crops[objs])
     small = F.interpolate(scenes, size=(crop_size, crop_size), mode="bilinear", align_corners=False, antialias=True)
     return {
         "scenes": scenes, "crops": crops, "small_scenes": small, "boxes": torch.from_numpy(data.boxes[objs]),
@@ -414,7 +415,7 @@ def train_dual_encoder(
         for step in bar:
             pick = np.concatenate([rng.choice(objects, cfg.batch_size - n_scene, replace=False),
                                    rng.choice(scenes, n_scene, replace=False)])  # fmt: skip
-            x = torch.from_numpy(crops[pick]).permute(0, 3, 1, 2).float() / 255
+            x = image_tensor(crops[pick])
             flip = torch.from_numpy(rng.random(len(pick)) < 0.5)
             x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)  # captions name no side: flips are safe
             batch_caps = [caps[i] for i in pick]

@@ -49,6 +49,7 @@ from ..errors import UsageError
 from ..models.backbones import ConvEncoder
 from ..pretrain.pool import PoolConfig, PoolScene, pool_map, render_pool_scene
 from ..utils.masks import box_iou
+from ..utils.tensors import image_tensor
 from .common import (
     ModelConfigBase,
     StandInTrainConfig,
@@ -398,14 +399,14 @@ def train_grounder(
             words, mask = text.encode([e[2] for e in batch], "cpu")
             cosine_step(opt, cfg.lr, step, cfg.steps, warmup=100)
             if isinstance(net, ObjectGrounderNet):
-                x = torch.from_numpy(images[rows]).permute(0, 3, 1, 2).float() / 255
+                x = image_tensor(images[rows])
                 loss, parts = object_grounder_loss(net, x, words, mask, [objs[r] for r in rows], [e[4] for e in batch],
                                                    cfg.jitter, cfg.det_weight, cfg.attr_weight, gen, shared)  # fmt: skip
             else:
                 if feats is not None:
                     score, raw = net.fuse([f[rows].float() for f in feats], words, mask)
                 else:
-                    score, raw = net(torch.from_numpy(images[rows]).permute(0, 3, 1, 2).float() / 255, words, mask)
+                    score, raw = net(image_tensor(images[rows]), words, mask)
                 target = torch.tensor([_to_cells(e[3], s, g) for e in batch])
                 loss, parts = grounder_loss(score, raw, target, g, cfg.sigma, cfg.box_weight)
             opt.zero_grad(set_to_none=True)
@@ -423,7 +424,7 @@ def _encode_all(encoder: ConvEncoder, images: np.ndarray, batch: int = 128) -> l
     """Stage features of every training image through the frozen encoder (float16 to save memory)."""
     out: list[list[torch.Tensor]] = []
     for a in range(0, len(images), batch):
-        x = torch.from_numpy(images[a : a + batch]).permute(0, 3, 1, 2).float() / 255
+        x = image_tensor(images[a : a + batch])
         out.append([f.half() for f in encoder(normalize(x))])
     return [torch.cat([o[i] for o in out]) for i in range(len(out[0]))]
 

@@ -45,6 +45,7 @@ from ..models.backbones import ConvEncoder
 from ..models.decoder import Decoder
 from ..pretrain.pool import PoolConfig, pool_map, render_pool_scene
 from ..utils.masks import mask_box, mask_iou
+from ..utils.tensors import image_tensor
 from .common import ModelConfigBase, StandInTrainConfig, cosine_step, load_net, start_training, torch_threads
 from .folders import round_trip_half, save_stand_in
 
@@ -198,7 +199,7 @@ def _square(image: np.ndarray, size: int) -> tuple[torch.Tensor, float]:
     h, w = image.shape[:2]
     scale = size / max(h, w)
     nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-    x = torch.from_numpy(np.ascontiguousarray(image[..., :3])).permute(2, 0, 1).float()[None] / 255
+    x = image_tensor(image[..., :3])[None]
     x = F.interpolate(x, size=(nh, nw), mode="bilinear", align_corners=False, antialias=True)
     return F.pad(x, (0, size - nw, 0, size - nh)), scale
 
@@ -355,7 +356,7 @@ class Sam2MaskPredictor:
     @torch.no_grad()
     def set_image(self, image: np.ndarray) -> None:
         h, w = image.shape[:2]
-        x = torch.from_numpy(np.ascontiguousarray(image[..., :3])).permute(2, 0, 1).float()[None] / 255
+        x = image_tensor(image[..., :3])[None]
         x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)
         self._emb = self.model.get_image_embeddings(normalize(x).to(self.device))
         self._hw = (h, w)
@@ -566,7 +567,7 @@ def train_mask_model(
         traj: list[dict[str, float]] = []
         for step in bar:
             pick = rng.choice(cfg.train_images, cfg.batch_images, replace=False)
-            x = torch.from_numpy(images[pick]).permute(0, 3, 1, 2).float() / 255
+            x = image_tensor(images[pick])
             idx, boxes, valid, pts, labels, target = _batch_prompts(ids[pick], cfg.prompts_per_image, rng)
             cosine_step(opt, cfg.lr, step, cfg.steps)
             emb, skip = model.embed(x)

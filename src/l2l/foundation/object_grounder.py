@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from ..data.augment import normalize
 from ..data.vocab import COLORS, SHAPE_WORDS, SIZES, TEXTURES
 from ..models.backbones import ConvEncoder
+from ..utils.tensors import image_tensor
 
 if TYPE_CHECKING:
     from .grounder import GrounderConfig
@@ -289,7 +290,7 @@ def detection_recall(net: ObjectGrounderNet, images: np.ndarray, objs, iou: floa
 
     hits, total = 0, 0
     for a in range(0, len(images), 64):
-        x = torch.from_numpy(images[a : a + 64]).permute(0, 3, 1, 2).float() / 255
+        x = image_tensor(images[a : a + 64])
         boxes, _, valid = net.detect(net.dense(x))
         for i, (gt, _) in enumerate(objs[a : a + 64]):
             det = boxes[i][valid[i]].tolist()

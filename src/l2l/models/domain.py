@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from ..data.images import to_rgb_uint8
 from ..errors import L2LError, UsageError
 from ..utils.io import atomic_write_text, sha256_file
+from ..utils.tensors import image_tensor
 
 DOMAIN_FILE = "domain.json"
 GROUPS = ("pixels", "stage1", "stage2")
@@ -64,7 +65,7 @@ def pixel_statistics(x: np.ndarray) -> np.ndarray:
 def model_input(image: np.ndarray, size: int, device: str | torch.device = "cpu") -> torch.Tensor:
     """``image`` (H×W×3 uint8) as the model sees it: (1, 3, size, size) in [0, 1], resized as the predictor
     and ``segment()`` resize it (bilinear, antialiased)."""
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div(255)[None].to(device)
+    x = image_tensor(image)[None].to(device)
     return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
 
 

@@ -25,6 +25,7 @@ from ..foundation.common import torch_threads
 from ..utils.io import atomic_write_text
 from ..utils.jsonl import cut_torn_tail, keep_records, read_records
 from ..utils.progress import progress
+from ..utils.tensors import image_tensor
 from .config import PPTConfig
 from .curriculum import Phase, plan, select
 from .data import Labels, Pair, load_labels, square_mask, to_square
@@ -105,7 +106,7 @@ def sample_points(mask: np.ndarray, m: int, rng: np.random.Generator) -> tuple[n
 
 
 def make_batch(pairs: list[Pair], m: int, rng: np.random.Generator) -> tuple[torch.Tensor, list[str], list[Target]]:
-    images = torch.from_numpy(np.stack([p.image for p in pairs])).permute(0, 3, 1, 2).float() / 255
+    images = image_tensor(np.stack([p.image for p in pairs]))
     targets = []
     for p in pairs:
         pts, labs = zip(*(sample_points(mk, m, rng) for mk in p.masks))
@@ -153,7 +154,7 @@ def run_select(model: PPTModel, sources: Sources, batch: int = 64) -> dict[str, 
     for a in range(0, len(sources.h_ref), batch):
         idx = list(range(a, min(a + batch, len(sources.h_ref))))
         pairs = [sources.pair("h_ref", i, np.random.default_rng(0)) for i in idx]
-        images = torch.from_numpy(np.stack([p.image for p in pairs])).permute(0, 3, 1, 2).float() / 255
+        images = image_tensor(np.stack([p.image for p in pairs]))
         answers = model.predict(images, [p.text for p in pairs]) > 0.5
         chosen = select(list(answers), [torch.from_numpy(np.stack(p.masks)) for p in pairs])
         for i, c in zip(idx, chosen):

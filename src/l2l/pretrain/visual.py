@@ -35,6 +35,7 @@ from ..errors import UsageError
 from ..models.backbones import ConvEncoder, four_stages
 from ..models.decoder import Decoder
 from ..utils.io import atomic_write_text, save_safetensors
+from ..utils.tensors import image_tensor
 from .pool import HEADS, PoolConfig, make_pool
 
 FORMAT = "l2l-visual/1"
@@ -90,7 +91,7 @@ def _batch_order(cfg: VisualPretrainConfig, steps: int) -> np.ndarray:
 
 
 def _to_tensors(images: np.ndarray, targets: dict[str, np.ndarray]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255)
+    x = image_tensor(images)
     return x, {k: torch.from_numpy(v).long() for k, v in targets.items()}
 
 

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from ..data.augment import normalize
 from ..errors import MissingFileError
+from ..utils.tensors import image_tensor
 from .base import PriorInput, PriorRecord, config_hash
 from .grounding_parser import map_box, parse_boxes
 
@@ -82,7 +83,7 @@ class Sam2BoxSegmenter:
         x = torch.stack(
             [
                 F.interpolate(
-                    torch.from_numpy(im).permute(2, 0, 1).float()[None] / 255,
+                    image_tensor(im)[None],
                     size=(s, s),
                     mode="bilinear",
                     align_corners=False,

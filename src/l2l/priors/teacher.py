@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from ..models.segmenter import Segmenter
 from ..utils.io import sha256_file
 from ..utils.masks import mask_box
+from ..utils.tensors import image_tensor
 from .base import PriorInput, PriorRecord, config_hash
 
 
@@ -44,7 +45,7 @@ class TeacherProvider:
         x = torch.stack(
             [
                 F.interpolate(
-                    torch.from_numpy(b.image).permute(2, 0, 1).float()[None] / 255,
+                    image_tensor(b.image)[None],
                     size=(s, s),
                     mode="bilinear",
                     align_corners=False,

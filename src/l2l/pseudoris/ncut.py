@@ -108,9 +108,10 @@ class NCutDiscoverer:
     def __call__(self, image: np.ndarray) -> list[np.ndarray]:
         """Bool masks at the image's size, in the order found."""
         from ..data.augment import normalize
+        from ..utils.tensors import image_tensor
 
         h, w = image.shape[:2]
-        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255.0
+        x = image_tensor(image)[None]
         x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
         feats = self.encoder(normalize(x))
         s8, s16 = feats[1], feats[2]
