@@ -292,8 +292,9 @@ def _eval_file(run: Path, cfg, dataset: str, args: argparse.Namespace, fingerpri
     overwrites another one."""
     folder = run if (run / "config.yaml").exists() else run.parent
     if not (folder / "config.yaml").exists():
-        folder = run if (run / "config.json").exists() else next(p for p in (run / "best", run / "last", run)
-                                                                  if (p / "config.json").exists())  # fmt: skip
+        from .utils.run_paths import model_folder
+
+        folder = model_folder(run) or run
     name = f"eval_{args.split}_{args.guidance}_{args.resolution}"
     own = cfg is not None and not args.data
     if not own:

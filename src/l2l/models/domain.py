@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from ..data.images import to_rgb_uint8
 from ..errors import L2LError, UsageError
 from ..utils.io import atomic_write_text, sha256_file
+from ..utils.run_paths import model_folder
 from ..utils.tensors import image_tensor
 
 DOMAIN_FILE = "domain.json"
@@ -173,15 +174,6 @@ def far_notice(distance: float, check: DomainCheck, dataset: str | None = None) 
 
 class OutOfDomainWarning(UserWarning):
     """Raised as a warning by the Python API when an image is far from the model's training domain."""
-
-
-def model_folder(path: str | Path) -> Path | None:
-    """The folder holding ``config.json`` and ``model.safetensors`` of ``path`` (itself, ``best/``, ``last/``)."""
-    for sub in ("", "best", "last"):
-        q = Path(path) / sub
-        if (q / "config.json").exists() and (q / "model.safetensors").exists():
-            return q
-    return None
 
 
 def domain_check_for(

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from ..data.augment import normalize
 from ..errors import MissingFileError, UsageError
 from ..utils.io import save_safetensors
+from ..utils.run_paths import model_folder
 from .backbones import VisualConfig, VisualEncoder, build_visual_encoder
 from .decoder import Decoder
 from .domain import OutOfDomainWarning, domain_check_for, far_notice, model_input
@@ -319,13 +320,10 @@ class Segmenter(nn.Module):
         """Load a folder written by :meth:`save_pretrained` (or a run folder with ``best/``/``last/``)."""
         from safetensors.torch import load_file
 
-        path = Path(path)
-        for sub in ("", "best", "last"):
-            if (path / sub / "config.json").exists() and (path / sub / "model.safetensors").exists():
-                path = path / sub
-                break
-        else:
+        found = model_folder(path)
+        if found is None:
             raise MissingFileError(f"no l2l checkpoint in {path} (expected config.json and model.safetensors)")
+        path = found
         try:
             doc = json.loads((path / "config.json").read_text())
             cfg = doc["model"]

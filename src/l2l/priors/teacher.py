@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from ..models.segmenter import Segmenter
 from ..utils.io import sha256_file
 from ..utils.masks import mask_box
+from ..utils.run_paths import model_folder
 from ..utils.tensors import image_tensor
 from .base import PriorInput, PriorRecord, config_hash
 
@@ -24,12 +25,9 @@ class TeacherProvider:
     def __init__(self, ckpt: str | Path, guidance: str = "none", device: str = "cpu"):
         self.model = Segmenter.from_pretrained(ckpt, device)
         self.ckpt, self.guidance, self.device = Path(ckpt), guidance, device
-        weights = next(
-            p / "model.safetensors"
-            for p in (self.ckpt, self.ckpt / "best", self.ckpt / "last")
-            if (p / "model.safetensors").exists()
-        )
-        self.weights_sha = sha256_file(weights)[:16]
+        folder = model_folder(self.ckpt)
+        assert folder is not None  # from_pretrained found it
+        self.weights_sha = sha256_file(folder / "model.safetensors")[:16]
 
     def config(self) -> dict[str, Any]:
         return {

@@ -134,3 +134,14 @@ def _read_yaml(run: Path) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise ConfigError(f"{run / 'config.yaml'}: expected a mapping, got {type(raw).__name__}")
     return raw
+
+
+def model_folder(path: str | Path) -> Path | None:
+    """The model folder of ``path`` — itself, else the run's ``best/``, else its ``last/`` — that holds
+    ``config.json`` and ``model.safetensors``; None when none does. The one place that knows a run's layout
+    of saved models."""
+    for sub in ("", "best", "last"):
+        q = Path(path) / sub
+        if (q / "config.json").exists() and (q / "model.safetensors").exists():
+            return q
+    return None
