@@ -306,7 +306,8 @@ def _eval_file(run: Path, cfg, dataset: str, args: argparse.Namespace, fingerpri
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from .data.refer import ReferDataset
-    from .engine.evaluate import best_device, inference_on_dataset
+    from .engine.evaluate import inference_on_dataset
+    from .utils.devices import best_device
 
     device = best_device(args.device)
     run, model, cfg = _load_run(args.ckpt, device)
@@ -408,7 +409,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .engine.evaluate import best_device
+    from .utils.devices import best_device
 
     if args.manifest or args.images:
         return _predict_batch(args)
@@ -816,8 +817,8 @@ def cmd_experiment_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .engine.evaluate import best_device
     from .report.build import build_report
+    from .utils.devices import best_device
 
     out = build_report(
         args.grid_dir, args.out, qualitative=args.qualitative, seed=args.seed, device=best_device(args.device)

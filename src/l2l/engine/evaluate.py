@@ -23,7 +23,6 @@ from ..data.augment import IGNORE_INDEX, WeakAugConfig
 from ..data.dataset import EvalRefDataset, PriorLookup, collate_eval
 from ..data.refer import ReferDataset, SampleRecord
 from ..errors import UsageError
-from ..utils.devices import best_device  # noqa: F401  (re-exported: the device rule lives in utils)
 from ..utils.progress import progress
 from .distributed import DistInfo, all_gather_objects, shard
 from .metrics import RESEvaluator

@@ -51,6 +51,7 @@ from ..errors import ExistsError, MissingFileError, UsageError
 from ..registry import METHODS, MODELS
 from ..schema import DataConfig, OptimConfig, TrainConfig
 from ..utils import threads as thread_policy
+from ..utils.devices import best_device
 from ..utils.io import atomic_write_text, user_cache_dir
 from ..utils.jsonl import append_record, keep_records
 from ..utils.lock import TRAIN_LOCK, FolderLock, describe_holder, lock_problem
@@ -60,7 +61,7 @@ from ..utils.run_paths import record_paths
 from ..utils.seeding import step_seed
 from . import checkpoint as ckpt
 from .distributed import all_gather_objects, init_distributed
-from .evaluate import best_device, evaluate_records
+from .evaluate import evaluate_records
 from .method import Hook, Method, SetupContext, StepContext, StepOutput, check_method
 from .stream import StepStream, identity
 
@@ -71,7 +72,6 @@ __all__ = [
     "OptimConfig",
     "build_method",
     "param_groups",
-    "resolve_device",
     "open_dataset",
     "EvalHook",
     "CheckpointHook",
@@ -113,9 +113,6 @@ def build_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.Opt
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     raise ConfigError(f"optim.optimizer: expected adamw or sgd, got {cfg.optimizer!r}")
-
-
-resolve_device = best_device
 
 
 def text_strong_augmenter(cfg: DataConfig, ds: ReferDataset, sentences: Sequence[str], announce: bool = True):
@@ -184,7 +181,7 @@ class Trainer:
         self.cfg, self.run_dir, self.show_progress = cfg.validate(), Path(run_dir), show_progress
         self.allow_changes = tuple(allow_changes)
         self.changes_on_resume: list[str] = []
-        self.device = resolve_device(cfg.device)
+        self.device = best_device(cfg.device)
         self.info = init_distributed(self.device)
         self.tb: Any = None  # SummaryWriter on the main process
         self.results: dict[str, Any] = {}
