@@ -269,7 +269,7 @@ class GrounderTrainConfig(StandInTrainConfig):
     eval_images: int = 300
     expressions_per_image: int = 6  # targets drawn per image
     expressions_per_target: int = 2  # sentences per drawn target, each of a freshly drawn kind (duplicates dropped);
-    # 2 (was 1): learned prior mean IoU 58.4 → 60.5 % on SynthRef train (docs/foundation.md)
+    # [ours, measured: docs/foundation.md, the learned prior's row]
     margin: float = 0.06  # spatial judgements need gaps of margin × image side (SynthRef's)
     steps: int = 2700
     batch_size: int = 32

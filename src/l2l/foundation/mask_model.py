@@ -208,8 +208,8 @@ class MaskPredictor:
     """The stand-in behind SAM2's predictor interface. Coordinates are in the original image's pixels."""
 
     def __init__(self, model: PromptableMaskModel, device: str = "cpu", source: str = "memory"):
-        # channels-last convolutions (oneDNN's layout on CPU): the automatic mode ≈ 15 % faster, the same
-        # Pseudo-RIS records on 100 SynthRef images (docs/benchmarks.md)
+        # channels-last convolutions (oneDNN's layout on CPU) [measured: docs/pseudo_ris.md, Speed; the
+        # records are unchanged]
         self.model = model.to(device).eval()
         for w in self.model.parameters():
             if w.dim() == 4:

@@ -58,7 +58,7 @@ class SemiConfig:
     #   (labeled samples' guidance, e.g. semi.source=weak under l2l); false: no prior anywhere (fixmatch)
     strong_guidance: str = "bank"  # bank: the strong pass sees the updated G_i [spec]; none: the null map [ours]
     weak_prior_dropout: bool = False  # [fix] True = the weak (teacher) pass also drops its guidance with
-    #                                    sesm.prior_dropout, as before issue 11 (docs/semi.md: a defect)
+    #                                    sesm.prior_dropout (the earlier defect: docs/semi.md)
     bank_size: int | None = None  # side of the stored maps; None = data.size // 4 [spec: 1/4]
     spm: SPMConfig = field(default_factory=SPMConfig)
     rple: RPLEConfig = field(default_factory=RPLEConfig)
