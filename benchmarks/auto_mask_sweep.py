@@ -66,8 +66,16 @@ def main() -> None:
     print("chosen on", args.tune, "->", chosen, flush=True)
     if args.also:
         chosen["defaults_" + args.report] = measure(args.report)
-    res = {"data": args.data, "images": args.images, "threads": args.threads, "date": time.strftime("%Y-%m-%d"),
-           "tuned_on": args.tune, "min_recall": args.min_recall, "sweep": rows, "chosen": chosen}  # fmt: skip
+    res = {
+        "data": args.data,
+        "images": args.images,
+        "threads": args.threads,
+        "date": time.strftime("%Y-%m-%d"),
+        "tuned_on": args.tune,
+        "min_recall": args.min_recall,
+        "sweep": rows,
+        "chosen": chosen,
+    }
     if args.out:
         with open(args.out, "w") as f:
             json.dump(res, f, indent=1)

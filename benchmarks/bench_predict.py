@@ -41,8 +41,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=None)
     ap.add_argument("--screenshot", default=None)
-    ap.add_argument("--shared-data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"),
-                    help="the workplace's shared/data folder (COCO photos with RefCOCO sentences), when there is one")  # fmt: skip
+    ap.add_argument(
+        "--shared-data",
+        default=str(Path(__file__).resolve().parents[2] / "shared" / "data"),
+        help="the workplace's shared/data folder (COCO photos with RefCOCO sentences), when there is one",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     shared_data = Path(args.shared_data)
@@ -63,8 +66,12 @@ def main() -> None:
     image_ids = list(by_image)[: args.images]
     images = [to_rgb_uint8(ds.image_path(i)) for i in image_ids]
     texts10 = [(by_image[i] + pool)[:10] for i in image_ids]
-    res: dict = {"ckpt": args.ckpt, "machine": f"{platform.node()} {torch.get_num_threads()} threads",
-                 "date": time.strftime("%Y-%m-%d"), "images": len(images)}  # fmt: skip
+    res: dict = {
+        "ckpt": args.ckpt,
+        "machine": f"{platform.node()} {torch.get_num_threads()} threads",
+        "date": time.strftime("%Y-%m-%d"),
+        "images": len(images),
+    }
 
     # the frozen text encoder caches features per sentence: encode every sentence once first, so that
     # neither timing pays (or is spared) the text work and the comparison is the image work alone
@@ -89,8 +96,10 @@ def main() -> None:
     for n in (1, 10):
         res[f"segment_sentences_per_s_{n}"] = rate(seg, n)
         res[f"predictor_sentences_per_s_{n}"] = rate(predictor, n)
-        print(f"{n:2d} sentences/image: segment() {res[f'segment_sentences_per_s_{n}']:.1f}/s, "
-              f"predictor {res[f'predictor_sentences_per_s_{n}']:.1f}/s")  # fmt: skip
+        print(
+            f"{n:2d} sentences/image: segment() {res[f'segment_sentences_per_s_{n}']:.1f}/s, "
+            f"predictor {res[f'predictor_sentences_per_s_{n}']:.1f}/s"
+        )
 
     session = Session([served])
     work = Path("runs/bench_predict")
@@ -113,8 +122,10 @@ def main() -> None:
     res["page_answer_new_image_s"] = statistics.median(new)
     res["page_answer_same_image_s"] = statistics.median(same)
     res["page_answer_new_image_max_s"] = max(new)
-    print(f"page answer (server): new image {res['page_answer_new_image_s']:.3f} s (max {max(new):.3f}), "
-          f"same image, new sentence {res['page_answer_same_image_s']:.3f} s")  # fmt: skip
+    print(
+        f"page answer (server): new image {res['page_answer_new_image_s']:.3f} s (max {max(new):.3f}), "
+        f"same image, new sentence {res['page_answer_same_image_s']:.3f} s"
+    )
 
     dom = served.domain
     assert dom is not None, served.domain_note
@@ -128,8 +139,10 @@ def main() -> None:
         coco = sorted(glob.glob(str(shared / "coco_train2014_sample_224" / "*.jpg")))
         res["domain_coco_alarm_rate"] = float((dom.distances(model, [read_photo(p)[0] for p in coco]) > 1).mean())
         res["domain_coco_images"] = len(coco)
-    print(f"domain check: alarms on {res['domain_val_images']} val images {res['domain_val_alarm_rate']:.1%}, "
-          f"on {res.get('domain_coco_images', 0)} COCO photos {res.get('domain_coco_alarm_rate', float('nan')):.1%}")  # fmt: skip
+    print(
+        f"domain check: alarms on {res['domain_val_images']} val images {res['domain_val_alarm_rate']:.1%}, "
+        f"on {res.get('domain_coco_images', 0)} COCO photos {res.get('domain_coco_alarm_rate', float('nan')):.1%}"
+    )
 
     chromium = shutil.which("chromium")
     if chromium:
@@ -154,8 +167,15 @@ def browser(args, served, image: Path, text: str, shared: Path | None, chromium:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     app = serve(Session(models), port=port, block=False)
-    flags = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-             "--disable-sync", "--no-first-run", "--disable-quic"]  # fmt: skip
+    flags = [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-quic",
+    ]
     out = {}
     try:
         with sync_playwright() as pw:
@@ -172,14 +192,21 @@ def browser(args, served, image: Path, text: str, shared: Path | None, chromium:
                 before = page.inner_text("#time-0")
                 t = time.perf_counter()
                 page.click("#segment")
-                page.wait_for_function("b => { const s = document.querySelector('#time-0').innerText; "
-                                       "return s.includes('ms') && s !== b; }", arg=before, timeout=60_000)  # fmt: skip
+                page.wait_for_function(
+                    "b => { const s = document.querySelector('#time-0').innerText; "
+                    "return s.includes('ms') && s !== b; }",
+                    arg=before,
+                    timeout=60_000,
+                )
                 times.append(time.perf_counter() - t)
             out["browser_round_trip_s"] = statistics.median(times)
             print(f"browser round trip (click → answer shown): median {out['browser_round_trip_s']:.3f} s")
             if args.screenshot and shared is not None:
                 page.click("#upload button[aria-label='Clear']")
-                page.set_input_files("#upload input[type=file]", str(shared / "coco_train2014_sample_224" / "COCO_train2014_000000000605.jpg"))  # fmt: skip
+                page.set_input_files(
+                    "#upload input[type=file]",
+                    str(shared / "coco_train2014_sample_224" / "COCO_train2014_000000000605.jpg"),
+                )
                 page.wait_for_selector("#input-view img")
                 page.fill("#sentence textarea", "cup of coffee")
                 page.click("#segment")

@@ -219,8 +219,13 @@ def child(args: argparse.Namespace) -> None:
             r = globals()[f"path_{args.child}"](args.dtype[0], args, tmp)
     rate = r["items"] / r["seconds"]
     gflops = rate * r["flops_per_item"] / 1e9
-    res.update(r, items_per_s=round(rate, 2), gflop_per_item=round(r["flops_per_item"] / 1e9, 4),
-               gflops=round(gflops, 1), share_of_peak=round(gflops / res["peak_gflops"], 3))  # fmt: skip
+    res.update(
+        r,
+        items_per_s=round(rate, 2),
+        gflop_per_item=round(r["flops_per_item"] / 1e9, 4),
+        gflops=round(gflops, 1),
+        share_of_peak=round(gflops / res["peak_gflops"], 3),
+    )
     del res["flops_per_item"]
     print("RESULT " + json.dumps(res), flush=True)
 
@@ -253,9 +258,26 @@ def measure(path: str, setting: tuple[int, str], dtype: str, busy: int, args: ar
         env["OMP_WAIT_POLICY"] = wait
     spin = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(busy)]
     try:
-        cmd = [sys.executable, __file__, "--child", path, "--threads", str(threads), "--dtype", dtype,
-               "--seconds", str(args.seconds), "--steps", str(args.steps), "--data", args.data,
-               "--priors", args.priors, "--set", *args.set]  # fmt: skip
+        cmd = [
+            sys.executable,
+            __file__,
+            "--child",
+            path,
+            "--threads",
+            str(threads),
+            "--dtype",
+            dtype,
+            "--seconds",
+            str(args.seconds),
+            "--steps",
+            str(args.steps),
+            "--data",
+            args.data,
+            "--priors",
+            args.priors,
+            "--set",
+            *args.set,
+        ]
         p = subprocess.run(cmd, env=env, capture_output=True, text=True)
     finally:
         for s in spin:
@@ -296,14 +318,23 @@ def main() -> None:
         return child(args)
     import torch
 
-    machine = {"cpu": cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__,
-               "bf16_hardware": {"avx512_bf16": torch.cpu._is_avx512_bf16_supported(),
-                                 "amx": torch.cpu._is_amx_tile_supported()},
-               "load_before": os.getloadavg()[0], "date": time.strftime("%Y-%m-%d %H:%M")}  # fmt: skip
+    machine = {
+        "cpu": cpu_name(),
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "bf16_hardware": {
+            "avx512_bf16": torch.cpu._is_avx512_bf16_supported(),
+            "amx": torch.cpu._is_amx_tile_supported(),
+        },
+        "load_before": os.getloadavg()[0],
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+    }
     print(json.dumps(machine))
     rows = []
-    print("| path | threads | wait | dtype | busy | items/s | × first setting | GFLOP/item | GFLOP/s | peak GFLOP/s "
-          "| share of peak |")  # fmt: skip
+    print(
+        "| path | threads | wait | dtype | busy | items/s | × first setting | GFLOP/item | GFLOP/s | peak GFLOP/s "
+        "| share of peak |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for path in args.paths:
         for busy in args.busy:
@@ -318,8 +349,11 @@ def main() -> None:
                         continue
                     ref = ref or r["items_per_s"]
                     r["ratio"] = round(r["items_per_s"] / ref, 2)
-                    print(f"{head} {r['items_per_s']} | {r['ratio']} | {r['gflop_per_item']} | {r['gflops']} | "
-                          f"{r['peak_gflops']} | {100 * r['share_of_peak']:.1f} % |", flush=True)  # fmt: skip
+                    print(
+                        f"{head} {r['items_per_s']} | {r['ratio']} | {r['gflop_per_item']} | {r['gflops']} | "
+                        f"{r['peak_gflops']} | {100 * r['share_of_peak']:.1f} % |",
+                        flush=True,
+                    )
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))

@@ -53,10 +53,16 @@ def main() -> None:
     store = PriorStore(a.priors) if a.priors else None
     starts = ["empty"] + (["prior"] if store is not None else [])
     res: dict = {
-        "data": a.data, "split": a.split, "refs": len(refs), "mask_model": a.mask_model,
-        "max_clicks": a.max_clicks, "target_iou": a.target_iou, "cpu": cpu_name(),
-        "date": time.strftime("%Y-%m-%d"), "starts": {},
-    }  # fmt: skip
+        "data": a.data,
+        "split": a.split,
+        "refs": len(refs),
+        "mask_model": a.mask_model,
+        "max_clicks": a.max_clicks,
+        "target_iou": a.target_iou,
+        "cpu": cpu_name(),
+        "date": time.strftime("%Y-%m-%d"),
+        "starts": {},
+    }
     for start in starts:
         curves, noc, secs = [], [], []
         for r in refs:

@@ -45,8 +45,11 @@ def main() -> None:
 
     ds = ReferDataset.synthref(args.data)
     res: dict = {"data": args.data, "threads": args.threads, "date": time.strftime("%Y-%m-%d"), "train_minutes": {}}
-    for name, folder in (("mask_model", args.mask_model), ("grounder", args.grounder),
-                         ("dual_encoder", args.dual_encoder)):  # fmt: skip
+    for name, folder in (
+        ("mask_model", args.mask_model),
+        ("grounder", args.grounder),
+        ("dual_encoder", args.dual_encoder),
+    ):
         card = resolve_model_path(folder) / "card.json"
         if card.exists():
             res["train_minutes"][name] = round(json.loads(card.read_text())["wall_seconds"] / 60, 2)

@@ -59,9 +59,15 @@ def main() -> None:
         "sentences": len(every_f),
         "found": round(float(np.mean(every_f)), 4),
         "chosen": round(float(np.mean(every_c)), 4),
-        "by_kind": {k: {"n": len(found[k]), "found": round(float(np.mean(found[k])), 4),
-                        "chosen": round(float(np.mean(chosen[k])), 4)} for k in sorted(found)},
-    }  # fmt: skip
+        "by_kind": {
+            k: {
+                "n": len(found[k]),
+                "found": round(float(np.mean(found[k])), 4),
+                "chosen": round(float(np.mean(chosen[k])), 4),
+            }
+            for k in sorted(found)
+        },
+    }
     print(json.dumps(res, indent=1))
 
 

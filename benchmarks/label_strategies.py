@@ -59,8 +59,15 @@ def annotate(project: LabelProject, images: list[int], masker, priors: PriorStor
         status = "accepted" if not out["clicks"] else "corrected"
         if not mask.any():  # nothing the mask model could draw: a person would draw it; the truth stands in
             mask, status = truth, "corrected"
-        project.answer(t.ref_id, status, mask, rev=project.revision(t.ref_id), clicks=out["clicks"],
-                       seconds=time.perf_counter() - t0, source="simulated")  # fmt: skip
+        project.answer(
+            t.ref_id,
+            status,
+            mask,
+            rev=project.revision(t.ref_id),
+            clicks=out["clicks"],
+            seconds=time.perf_counter() - t0,
+            source="simulated",
+        )
 
 
 def label_iou(project: LabelProject) -> float:
@@ -72,9 +79,21 @@ def label_iou(project: LabelProject) -> float:
 
 def train(project: LabelProject, run: Path, a: argparse.Namespace) -> dict:
     if not (run / "eval_val.json").exists():
-        cmd = [sys.executable, "-m", "l2l.cli", "train", "--config", a.config, "--out", str(run),
-               f"total_steps={a.steps}", f"batch_size={a.batch}", f"seed={a.seed}", f"ckpt_every={a.steps}",
-               *project.train_overrides()]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "l2l.cli",
+            "train",
+            "--config",
+            a.config,
+            "--out",
+            str(run),
+            f"total_steps={a.steps}",
+            f"batch_size={a.batch}",
+            f"seed={a.seed}",
+            f"ckpt_every={a.steps}",
+            *project.train_overrides(),
+        ]
         env = {**os.environ, "L2L_THREADS": "1", "OMP_NUM_THREADS": "1"}
         with open(run.parent / f"{run.name}.log", "w") as log:
             subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -89,8 +108,11 @@ def first_round(a: argparse.Namespace, masker, priors: PriorStore, n0: int) -> P
     with open(start / ".lock", "a+") as f:
         fcntl.flock(f.fileno(), fcntl.LOCK_EX)
         if not (start / "done").exists():
-            project = LabelProject(start / "project") if (start / "project" / "project.json").exists() else \
-                LabelProject.create(start / "project", a.data)  # fmt: skip
+            project = (
+                LabelProject(start / "project")
+                if (start / "project" / "project.json").exists()
+                else LabelProject.create(start / "project", a.data)
+            )
             images = sorted({t.image_id for t in project.tasks.values()}, key=lambda i: rank_key(a.seed, i))[:n0]
             annotate(project, images, masker, priors, a.max_clicks)
             train(project, start / f"round_{len(project.labeled_images())}", a)
@@ -104,8 +126,12 @@ def chain(a: argparse.Namespace) -> None:
     priors = PriorStore(a.priors)
     sizes = [int(s) for s in a.sizes.split(",")]
     if not (root / "project" / "project.json").exists():
-        shutil.copytree(first_round(a, masker, priors, sizes[0]), root, dirs_exist_ok=True,
-                        ignore=shutil.ignore_patterns(".lock", "done"))  # fmt: skip
+        shutil.copytree(
+            first_round(a, masker, priors, sizes[0]),
+            root,
+            dirs_exist_ok=True,
+            ignore=shutil.ignore_patterns(".lock", "done"),
+        )
     project = LabelProject(root / "project")
     train_images = sorted({t.image_id for t in project.tasks.values()})
     rows = [r for r in read_records(a.out) if r.get("chain") == root.name] if Path(a.out).exists() else []
@@ -130,13 +156,23 @@ def chain(a: argparse.Namespace) -> None:
         ev = train(project, root / f"round_{len(labeled)}", a)
         st = project.status()
         row = {
-            "chain": root.name, "strategy": a.strategy, "seed": a.seed, "labeled_images": len(labeled),
+            "chain": root.name,
+            "strategy": a.strategy,
+            "seed": a.seed,
+            "labeled_images": len(labeled),
             "labeled_sentences": sum(len(t.sentences) for t in project.tasks.values() if t.image_id in set(labeled)),
-            "clicks": st["clicks"], "accepted": st["accepted"], "corrected": st["corrected"],
-            "label_iou": round(label_iou(project), 4), "val_oIoU": round(100 * ev["oIoU"], 2),
-            "val_mIoU": round(100 * ev["mIoU"], 2), "steps": a.steps, "batch": a.batch,
-            "train_s": round(time.time() - t0, 1), "cpu": cpu_name(), "date": time.strftime("%Y-%m-%d"),
-        }  # fmt: skip
+            "clicks": st["clicks"],
+            "accepted": st["accepted"],
+            "corrected": st["corrected"],
+            "label_iou": round(label_iou(project), 4),
+            "val_oIoU": round(100 * ev["oIoU"], 2),
+            "val_mIoU": round(100 * ev["mIoU"], 2),
+            "steps": a.steps,
+            "batch": a.batch,
+            "train_s": round(time.time() - t0, 1),
+            "cpu": cpu_name(),
+            "date": time.strftime("%Y-%m-%d"),
+        }
         append_record(a.out, row)
         rows.append(row)
         print(json.dumps(row), flush=True)

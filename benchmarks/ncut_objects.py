@@ -43,9 +43,20 @@ def main() -> None:
             areas += [float(f.mean()) for f in found]
             best += [max(iou(f, g) for g in gts) for f in found]
             covered += [max([iou(f, g) for f in found] or [0.0]) >= 0.5 for g in gts]
-        print(json.dumps({"tau": tau, "images": len(ids), "cuts": len(areas), "cut_area_share": round(float(np.mean(areas)), 3),
-                          "cut_best_iou": round(float(np.mean(best)), 3), "objects": len(covered),
-                          "objects_covered_iou50": round(float(np.mean(covered)), 3), "cpu": platform.processor()}))  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    "tau": tau,
+                    "images": len(ids),
+                    "cuts": len(areas),
+                    "cut_area_share": round(float(np.mean(areas)), 3),
+                    "cut_best_iou": round(float(np.mean(best)), 3),
+                    "objects": len(covered),
+                    "objects_covered_iou50": round(float(np.mean(covered)), 3),
+                    "cpu": platform.processor(),
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

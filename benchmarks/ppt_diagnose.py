@@ -64,13 +64,22 @@ def main() -> None:
             hit.append(float(iou[k] == iou.max()))
             by_kind.setdefault(r.kind, []).append((chosen[-1], best[-1]))
     res = {
-        "samples": len(chosen), "chosen_mIoU": float(np.mean(chosen)), "oracle_query_mIoU": float(np.mean(best)),
-        "answer_is_best_query": float(np.mean(hit)), "queries": k_n,
+        "samples": len(chosen),
+        "chosen_mIoU": float(np.mean(chosen)),
+        "oracle_query_mIoU": float(np.mean(best)),
+        "answer_is_best_query": float(np.mean(hit)),
+        "queries": k_n,
         "prompt_ceiling_mIoU": float(np.mean(ceiling)),
-        "by_kind": {k: {"chosen_mIoU": float(np.mean([c for c, _ in v])), "oracle_query_mIoU": float(np.mean([o for _, o in v]))}
-                    for k, v in sorted(by_kind.items())},
-        "run": a.run, "split": a.split,
-    }  # fmt: skip
+        "by_kind": {
+            k: {
+                "chosen_mIoU": float(np.mean([c for c, _ in v])),
+                "oracle_query_mIoU": float(np.mean([o for _, o in v])),
+            }
+            for k, v in sorted(by_kind.items())
+        },
+        "run": a.run,
+        "split": a.split,
+    }
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(res, indent=2))
     print(json.dumps(res, indent=2))

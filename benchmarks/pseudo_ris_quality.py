@@ -68,13 +68,22 @@ def main() -> None:
         q = pseudo_label_quality(ds, Path(args.work) / name)
         k, r = q["kept"], q["rejected"]
         n = k["captions"] + r["captions"]
-        every = {key: round((k[key] * k["captions"] + r[key] * r["captions"]) / max(n, 1), 4)
-                 for key in ("picks_out", "correct", "contradictory", "bad_mask")}  # fmt: skip
-        res["variants"][name] = {"counts": counts, "seconds_per_image": round(wall / max(1, args.images - counts.get("skipped", 0)), 3)
-                                 if counts.get("skipped", 0) < args.images else None, "quality": q,
-                                 "all_candidates": {"captions": n, **every}}  # fmt: skip
-        print(f"{name:12s} masks matching an object {q['masks_matching_an_object']:.1%}; picks out its mask: "
-              f"kept {k['picks_out']:.1%} of {k['captions']}, all {every['picks_out']:.1%} of {n}")  # fmt: skip
+        every = {
+            key: round((k[key] * k["captions"] + r[key] * r["captions"]) / max(n, 1), 4)
+            for key in ("picks_out", "correct", "contradictory", "bad_mask")
+        }
+        res["variants"][name] = {
+            "counts": counts,
+            "seconds_per_image": round(wall / max(1, args.images - counts.get("skipped", 0)), 3)
+            if counts.get("skipped", 0) < args.images
+            else None,
+            "quality": q,
+            "all_candidates": {"captions": n, **every},
+        }
+        print(
+            f"{name:12s} masks matching an object {q['masks_matching_an_object']:.1%}; picks out its mask: "
+            f"kept {k['picks_out']:.1%} of {k['captions']}, all {every['picks_out']:.1%} of {n}"
+        )
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         if Path(args.out).exists():  # add to the variants measured before

@@ -53,8 +53,10 @@ def main() -> None:
             if f.exists():
                 res.setdefault((budget, split), []).append(json.loads(f.read_text()))
     # the prior's evaluations: PRIORS_<split>/eval.json (the stores), or PRIORS/<split>/eval.json (a copy)
-    found = {s: next((f for f in (Path(f"{a.priors}_{s}/eval.json"), Path(a.priors) / s / "eval.json") if f.exists()),
-                     None) for s in SPLITS}  # fmt: skip
+    found = {
+        s: next((f for f in (Path(f"{a.priors}_{s}/eval.json"), Path(a.priors) / s / "eval.json") if f.exists()), None)
+        for s in SPLITS
+    }
     prior = {s: json.loads(f.read_text()) for s, f in found.items() if f is not None}
     print("| labels | " + " | ".join(f"{s} oIoU | {s} mIoU" for s in SPLITS) + " |")
     print("| --- |" + " --- |" * (2 * len(SPLITS)))

@@ -379,22 +379,43 @@ def test_one_domain_check_for_every_entry_point(synthref_dir, tmp_path, capsys):
     # l2l predict: one line per image in results.jsonl says it, the summary counts it
     Image.fromarray(noise).save(tmp_path / "noise.png")
     manifest = tmp_path / "m.jsonl"
-    manifest.write_text(json.dumps({"image": str(ds_image), "text": "the red circle", "image_id": 7}) + "\n"
-                        + json.dumps({"image": str(tmp_path / "noise.png"), "text": "the dog"}) + "\n")  # fmt: skip
+    manifest.write_text(
+        json.dumps({"image": str(ds_image), "text": "the red circle", "image_id": 7})
+        + "\n"
+        + json.dumps({"image": str(tmp_path / "noise.png"), "text": "the dog"})
+        + "\n"
+    )
     capsys.readouterr()
     assert main(["predict", "--ckpt", str(alone), "--manifest", str(manifest), "--out-dir", str(tmp_path / "out")]) == 0
     assert "domain: 1 of 2 images far from the training domain" in capsys.readouterr().out
     lines = [json.loads(x) for x in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
     assert [r["domain"]["far"] for r in lines] == [False, True]
-    assert main(["predict", "--ckpt", str(alone), "--image", str(tmp_path / "noise.png"), "--text", "the dog",
-                 "--out", str(tmp_path / "one.png")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "predict",
+                "--ckpt",
+                str(alone),
+                "--image",
+                str(tmp_path / "noise.png"),
+                "--text",
+                "the dog",
+                "--out",
+                str(tmp_path / "one.png"),
+            ]
+        )
+        == 0
+    )
     assert "warning: FAR FROM THE TRAINING DOMAIN" in capsys.readouterr().err
     # COCO results: image_id from the manifest or numbered by image, category_id 1
     res = json.loads((tmp_path / "out" / "results.json").read_text())
     assert [(r["image_id"], r["category_id"]) for r in res] == [(7, 1), (2, 1)]
     gt = COCO()
-    gt.dataset = {"images": [{"id": 7, "height": 64, "width": 64}, {"id": 2, "height": 64, "width": 64}],
-                  "annotations": [], "categories": [{"id": 1, "name": "referred object"}]}  # fmt: skip
+    gt.dataset = {
+        "images": [{"id": 7, "height": 64, "width": 64}, {"id": 2, "height": 64, "width": 64}],
+        "annotations": [],
+        "categories": [{"id": 1, "name": "referred object"}],
+    }
     gt.createIndex()
     with contextlib.redirect_stdout(io.StringIO()):
         dt = gt.loadRes(str(tmp_path / "out" / "results.json"))

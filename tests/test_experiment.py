@@ -482,8 +482,11 @@ def test_killed_runner_takes_its_trainer_with_it(grid_file):
     cfg.update(total_steps=400, ckpt_every=2)
     (grid_file.parent / "tiny.yaml").write_text(yaml.safe_dump(cfg))
     run = Grid(grid_file).cells["synthref/sup_25_s5"].run_dir
-    p = subprocess.Popen([sys.executable, "-m", "l2l.cli", "experiment", "run", str(grid_file)],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    p = subprocess.Popen(
+        [sys.executable, "-m", "l2l.cli", "experiment", "run", str(grid_file)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not list((run / "checkpoints").glob("step_*")):
         time.sleep(0.05)

@@ -39,8 +39,7 @@ def tiny_text():
     from l2l.models.text_encoders import HFTextEncoder
 
     torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=30522, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                     intermediate_size=32)  # fmt: skip
+    cfg = BertConfig(vocab_size=30522, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
     return HFTextEncoder.from_config(cfg).freeze(cache=True)
 
 
@@ -85,8 +84,18 @@ def test_pool_scene_instances_agree_with_dense_targets():
 # ----------------------------------------------------------------------------- mask model
 def _tiny_mask_cfg(**kw):
     model = mm.MaskModelConfig(image_size=64, conv_channels=TINY_CONV, dim=8, hypotheses=3, init=None)
-    return mm.MaskTrainConfig(model=model, pool=PoolConfig(size=64), train_images=12, eval_images=3, steps=3,
-                              batch_images=4, prompts_per_image=2, workers=1, log_every=1, **kw)  # fmt: skip
+    return mm.MaskTrainConfig(
+        model=model,
+        pool=PoolConfig(size=64),
+        train_images=12,
+        eval_images=3,
+        steps=3,
+        batch_images=4,
+        prompts_per_image=2,
+        workers=1,
+        log_every=1,
+        **kw,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -103,8 +112,9 @@ def test_mask_predictor_reuses_the_embedding_and_answers_sam2_shapes(tiny_mask_f
     pred.set_image(img)
     masks, iou = pred.predict(box=np.array([5, 5, 30, 40]))
     assert masks.shape == (3, 50, 70) and masks.dtype == bool and iou.shape == (3,)
-    masks, iou = pred.predict(point_coords=np.array([[10, 12], [40, 30]]), point_labels=np.array([1, 0]),
-                              multimask_output=False)  # fmt: skip
+    masks, iou = pred.predict(
+        point_coords=np.array([[10, 12], [40, 30]]), point_labels=np.array([1, 0]), multimask_output=False
+    )
     assert masks.shape == (1, 50, 70) and 0 <= iou[0] <= 1
     assert pred.embeddings_computed == 1  # two prompts, one image encoding
     with pytest.raises(UsageError, match="labels"):
@@ -136,8 +146,9 @@ def test_mask_folder_round_trip_is_exact(tiny_mask_folder, tmp_path):
 def test_automatic_mode_keeps_distinct_masks(tiny_mask_folder):
     pred = mm.MaskPredictor.from_pretrained(tiny_mask_folder)
     img = np.random.default_rng(2).integers(0, 255, (64, 64, 3), dtype=np.uint8)
-    recs = mm.automatic_masks(pred, img, points_per_side=4, pred_iou_thresh=0.0, stability_thresh=0.0,
-                              nms_thresh=0.5, min_area=1)  # fmt: skip
+    recs = mm.automatic_masks(
+        pred, img, points_per_side=4, pred_iou_thresh=0.0, stability_thresh=0.0, nms_thresh=0.5, min_area=1
+    )
     assert pred.embeddings_computed == 1
     for r in recs:
         assert set(r) >= {"segmentation", "area", "bbox", "predicted_iou", "stability_score", "point_coords"}
@@ -186,8 +197,11 @@ def test_prompt_convolution_split_per_image_gives_the_joint_result(tiny_mask_fol
     pred = mm.MaskPredictor.from_pretrained(tiny_mask_folder)
     torch.nn.init.normal_(pred.model.prompt_in[0].weight)  # every channel matters, the embedding's included
     img = np.random.default_rng(4).integers(0, 255, (48, 64, 3), dtype=np.uint8)
-    prompts = ([[3, 3, 40, 30], None, None], [None, np.array([[10, 10]]), np.array([[50, 5], [20, 40]])],
-               [None, np.ones(1), np.array([1, 0])])  # fmt: skip
+    prompts = (
+        [[3, 3, 40, 30], None, None],
+        [None, np.array([[10, 10]]), np.array([[50, 5], [20, 40]])],
+        [None, np.ones(1), np.array([1, 0])],
+    )
     out = {}
     for split in (False, True):
         pred.split_prompt_conv = split
@@ -226,15 +240,43 @@ def test_real_sam2_behind_the_same_interface():
 
 # ----------------------------------------------------------------------------- grounder
 def _tiny_grounder_cfg(body: str = "film", freeze: bool = True, images_per_step: int = 0, relation: bool = False):
-    model = gr.GrounderConfig(image_size=64, conv_channels=TINY_CONV, dim=16, layers=1, heads=2, text_dim=16,
-                              init=None, body=body, dilations=(1, 2), dense_dim=16, roi=2,
-                              relation_bias=relation)  # fmt: skip
-    return gr.GrounderTrainConfig(freeze_encoder=freeze, model=model, pool=PoolConfig(size=64), train_images=10, eval_images=4, steps=3,
-                                  batch_size=4, workers=1, log_every=1, images_per_step=images_per_step)  # fmt: skip
+    model = gr.GrounderConfig(
+        image_size=64,
+        conv_channels=TINY_CONV,
+        dim=16,
+        layers=1,
+        heads=2,
+        text_dim=16,
+        init=None,
+        body=body,
+        dilations=(1, 2),
+        dense_dim=16,
+        roi=2,
+        relation_bias=relation,
+    )
+    return gr.GrounderTrainConfig(
+        freeze_encoder=freeze,
+        model=model,
+        pool=PoolConfig(size=64),
+        train_images=10,
+        eval_images=4,
+        steps=3,
+        batch_size=4,
+        workers=1,
+        log_every=1,
+        images_per_step=images_per_step,
+    )
 
 
-@pytest.mark.parametrize("body,freeze,per_step,relation", [("film", True, 0, False), ("transformer", False, 3, False),
-                                                            ("objects", False, 0, False), ("objects", False, 3, True)])  # fmt: skip
+@pytest.mark.parametrize(
+    "body,freeze,per_step,relation",
+    [
+        ("film", True, 0, False),
+        ("transformer", False, 3, False),
+        ("objects", False, 0, False),
+        ("objects", False, 3, True),
+    ],
+)
 def test_grounder_trains_grounds_and_answers_in_qwen_format(tiny_text, body, freeze, per_step, relation):
     cfg = _tiny_grounder_cfg(body, freeze, per_step, relation)
     torch.manual_seed(cfg.seed)  # train_grounder builds the same initial weights
@@ -248,7 +290,7 @@ def test_grounder_trains_grounds_and_answers_in_qwen_format(tiny_text, body, fre
     (box, conf), _ = pred.ground([img, img], ["the red star", "a ring"])
     x0, y0, x1, y1 = box
     assert 0 <= x0 <= x1 <= 90 and 0 <= y0 <= y1 <= 40 and 0 < conf <= 1
-    (answer, hw), = pred([PriorInput(1, img, "the red star")])  # fmt: skip
+    ((answer, hw),) = pred([PriorInput(1, img, "the red star")])
     parsed = parse_boxes(answer)
     back = map_box(parsed.box, hw, img.shape[:2], parsed.frame)
     assert back == pytest.approx(box, abs=0.05) or (x1 - x0 < 1 or y1 - y0 < 1)
@@ -334,8 +376,9 @@ def test_object_grounder_refuses_a_frozen_encoder():
 # ----------------------------------------------------------------------------- dual encoder
 def test_dual_encoder_trains_and_encodes(tiny_text):
     model = de.DualEncoderConfig(crop_size=32, conv_channels=TINY_CONV, embed_dim=8, text_dim=16, init=None)
-    cfg = de.DualEncoderTrainConfig(model=model, pool=PoolConfig(size=64), train_images=12, steps=3,
-                                    batch_size=16, workers=1, log_every=1)  # fmt: skip
+    cfg = de.DualEncoderTrainConfig(
+        model=model, pool=PoolConfig(size=64), train_images=12, steps=3, batch_size=16, workers=1, log_every=1
+    )
     net, traj, _ = de.train_dual_encoder(cfg, tiny_text, show_progress=False)
     assert len(traj) == 3
     enc = de.DualEncoder(net, tiny_text)
@@ -346,10 +389,21 @@ def test_dual_encoder_trains_and_encodes(tiny_text):
 
 
 def _tiny_region_cfg(**kw):
-    model = de.DualEncoderConfig(crop_size=32, conv_channels=TINY_CONV, embed_dim=8, text_dim=16, init=None,
-                                 regions=True, scene_size=64, context_dim=8, fuse_dim=16, text_queries=2)  # fmt: skip
-    args = dict(model=model, pool=PoolConfig(size=64), train_images=12, steps=3, scenes_per_step=4, workers=1,
-                log_every=1)  # fmt: skip
+    model = de.DualEncoderConfig(
+        crop_size=32,
+        conv_channels=TINY_CONV,
+        embed_dim=8,
+        text_dim=16,
+        init=None,
+        regions=True,
+        scene_size=64,
+        context_dim=8,
+        fuse_dim=16,
+        text_queries=2,
+    )
+    args = dict(
+        model=model, pool=PoolConfig(size=64), train_images=12, steps=3, scenes_per_step=4, workers=1, log_every=1
+    )
     return de.DualEncoderTrainConfig(**{**args, **kw})
 
 
@@ -429,12 +483,24 @@ def test_real_clip_behind_the_same_interface(tmp_path):
 
     torch.manual_seed(0)
     cfg = CLIPConfig(
-        text_config=dict(vocab_size=30522, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                         num_attention_heads=2, max_position_embeddings=77),
-        vision_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-                           image_size=32, patch_size=8),
+        text_config=dict(
+            vocab_size=30522,
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            max_position_embeddings=77,
+        ),
+        vision_config=dict(
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
+        ),
         projection_dim=8,
-    )  # fmt: skip
+    )
     CLIPModel(cfg).save_pretrained(tmp_path)
     AutoTokenizer.from_pretrained(str(default_text_model_path())).save_pretrained(tmp_path)
     enc = de.ClipDualEncoder.from_pretrained(tmp_path)
@@ -451,8 +517,9 @@ def test_real_clip_behind_the_same_interface(tmp_path):
 def test_standin_provider_fills_a_store_with_provenance(tiny_mask_folder, tiny_text, synthref, tmp_path):
     cfg = _tiny_grounder_cfg()
     net, _, _ = gr.train_grounder(cfg, tiny_text, show_progress=False)
-    prov = StandInPriorProvider(gr.GrounderPredictor(net, tiny_text),
-                                mm.MaskPredictor.from_pretrained(tiny_mask_folder))  # fmt: skip
+    prov = StandInPriorProvider(
+        gr.GrounderPredictor(net, tiny_text), mm.MaskPredictor.from_pretrained(tiny_mask_folder)
+    )
     ids = [r.sample_id for r in synthref.samples("train")[:6]]
 
     def load(sid):
@@ -474,9 +541,24 @@ def test_standin_provider_fills_a_store_with_provenance(tiny_mask_folder, tiny_t
 
 def test_cli_pretrain_mask_model(tmp_path, capsys):
     out = tmp_path / "m"
-    args = ["pretrain", "mask-model", "--out", str(out), "--steps", "2", "--quiet", "train_images=8", "eval_images=2",
-            "batch_images=2", "workers=1", "pool.size=64", "model.image_size=64", "model.dim=8", "model.init=null",
-            "model.conv_channels=[8,8,16,16]"]  # fmt: skip
+    args = [
+        "pretrain",
+        "mask-model",
+        "--out",
+        str(out),
+        "--steps",
+        "2",
+        "--quiet",
+        "train_images=8",
+        "eval_images=2",
+        "batch_images=2",
+        "workers=1",
+        "pool.size=64",
+        "model.image_size=64",
+        "model.dim=8",
+        "model.init=null",
+        "model.conv_channels=[8,8,16,16]",
+    ]
     assert main(args) == 0
     assert "SAM stand-in" in capsys.readouterr().out
     card = json.loads((out / "card.json").read_text())
@@ -549,17 +631,28 @@ def test_pretrain_grounder_and_dual_encoder_write_loadable_folders(tmp_path):
     """The pretrain functions (real MiniLM-L6 text) write folders that load by path, with their cards."""
     g = gr.GrounderTrainConfig(
         model=gr.GrounderConfig(image_size=64, conv_channels=TINY_CONV, dim=16, layers=1, heads=2, init=None),
-        pool=PoolConfig(size=64), train_images=8, eval_images=3, steps=2, batch_size=4, workers=1, log_every=1,
-    )  # fmt: skip
+        pool=PoolConfig(size=64),
+        train_images=8,
+        eval_images=3,
+        steps=2,
+        batch_size=4,
+        workers=1,
+        log_every=1,
+    )
     card = gr.pretrain_grounder(g, tmp_path / "g", show_progress=False)
     pred = gr.GrounderPredictor.from_pretrained(tmp_path / "g", text=None)
     img = np.zeros((40, 40, 3), np.uint8)
-    (box, conf), = pred.ground([img], ["a red star"])  # fmt: skip
+    ((box, conf),) = pred.ground([img], ["a red star"])
     assert len(box) == 4 and 0 < conf <= 1 and 0 <= card["metrics_eval_pool"]["acc50"] <= 1
     d = de.DualEncoderTrainConfig(
         model=de.DualEncoderConfig(crop_size=32, conv_channels=TINY_CONV, embed_dim=8, init=None),
-        pool=PoolConfig(size=64), train_images=10, steps=2, batch_size=16, workers=1, log_every=1,
-    )  # fmt: skip
+        pool=PoolConfig(size=64),
+        train_images=10,
+        steps=2,
+        batch_size=16,
+        workers=1,
+        log_every=1,
+    )
     card = de.pretrain_dual_encoder(d, tmp_path / "d", show_progress=False)
     enc = de.DualEncoder.from_pretrained(tmp_path / "d", text=pred.text)
     assert enc.encode_text(["a ring"]).shape == (1, 8) and 0 <= card["metrics_eval_pool"]["pool_top1"] <= 1

@@ -71,9 +71,19 @@ def test_prior_checks():
 
 
 def _tiny(sesm: bool) -> Segmenter:
-    cfg = load_config(ModelConfig, None, ["visual.name=conv", "visual.path=null", "visual.conv_channels=[8,8,8,8]",
-                                          "text.name=tiny", "decoder_dim=8", "image_size=64",
-                                          f"sesm.enabled={str(sesm).lower()}"])  # fmt: skip
+    cfg = load_config(
+        ModelConfig,
+        None,
+        [
+            "visual.name=conv",
+            "visual.path=null",
+            "visual.conv_channels=[8,8,8,8]",
+            "text.name=tiny",
+            "decoder_dim=8",
+            "image_size=64",
+            f"sesm.enabled={str(sesm).lower()}",
+        ],
+    )
     torch.manual_seed(0)
     return Segmenter(cfg).eval()
 

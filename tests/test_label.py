@@ -102,8 +102,12 @@ def _answer_image(project, image_id, status="accepted"):
     done = project.annotations()
     for t in project.tasks.values():
         if t.image_id == image_id and t.ref_id not in done:
-            project.answer(t.ref_id, status, project.source.mask(t.ann_id) if status != "rejected" else None,
-                           rev=project.revision(t.ref_id))  # fmt: skip
+            project.answer(
+                t.ref_id,
+                status,
+                project.source.mask(t.ann_id) if status != "rejected" else None,
+                rev=project.revision(t.ref_id),
+            )
 
 
 def test_project_saves_a_refer_dataset_after_every_answer(synthref_dir, tmp_path):
@@ -182,14 +186,15 @@ def test_project_from_a_photo_folder(tmp_path):
     for name, size in (("a.jpg", (40, 30)), ("b.png", (20, 20))):
         Image.new("RGB", size, (200, 10, 10)).save(photos / name)
     sents = tmp_path / "sentences.jsonl"
-    sents.write_text('{"image": "a.jpg", "sentence": "the red box", "object": "box"}\n'
-                     '{"image": "a.jpg", "sentence": "the box on the left", "object": "box"}\n'
-                     '{"image": "b.png", "sentence": "the square"}\n')  # fmt: skip
+    sents.write_text(
+        '{"image": "a.jpg", "sentence": "the red box", "object": "box"}\n'
+        '{"image": "a.jpg", "sentence": "the box on the left", "object": "box"}\n'
+        '{"image": "b.png", "sentence": "the square"}\n'
+    )
     p = LabelProject.from_images(tmp_path / "proj", photos, sents)
     assert len(p.tasks) == 2 and [len(t.sentences) for t in p.tasks.values()] == [2, 1]
     t = p.tasks[1]
-    p.answer(t.ref_id, "corrected", _square(30, 40, 5, 20, 5, 30), rev=0,
-             sentences={t.sentences[1][0]: "the left box"})  # fmt: skip
+    p.answer(t.ref_id, "corrected", _square(30, 40, 5, 20, 5, 30), rev=0, sentences={t.sentences[1][0]: "the left box"})
     from l2l.data.refer import ReferDataset
 
     ds = ReferDataset.open(tmp_path / "proj" / "dataset")
@@ -241,8 +246,18 @@ def test_candidates_read_the_model_and_the_priors(synthref):
     from l2l.models.predictor import SegmenterPredictor
     from l2l.models.segmenter import ModelConfig, Segmenter
 
-    cfg = load_config(ModelConfig, None, ["visual.name=conv", "visual.path=null", "visual.conv_channels=[8,8,8,8]",
-                                          "text.name=tiny", "decoder_dim=8", "image_size=64"])  # fmt: skip
+    cfg = load_config(
+        ModelConfig,
+        None,
+        [
+            "visual.name=conv",
+            "visual.path=null",
+            "visual.conv_channels=[8,8,8,8]",
+            "text.name=tiny",
+            "decoder_dim=8",
+            "image_size=64",
+        ],
+    )
     torch.manual_seed(0)
     pred = SegmenterPredictor(Segmenter(cfg).eval(), device="cpu")
     images = synthref.image_ids("train")[:2]
@@ -351,8 +366,15 @@ def test_label_page_in_a_real_browser(synthref_dir, tmp_path):
     masker = MaskPredictor.from_pretrained(resolve_model_path("builtin:synthpool-sam"))
     port = _free_port()
     app = serve(lambda: LabelTab(p, masker, Priors()), port=port, block=False)
-    flags = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-             "--disable-sync", "--no-first-run", "--disable-quic"]  # fmt: skip
+    flags = [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-quic",
+    ]
     info = "(document.querySelector('#info') || {innerText: ''}).innerText"
     try:
         with sync_api.sync_playwright() as pw:
@@ -410,8 +432,14 @@ def test_a_round_trains_on_the_labels_records_it_and_ranks_the_next(synthref_dir
         commands.train(p, None, str(tmp_path / "r0"), TINY)
     for image_id in sorted({t.image_id for t in p.tasks.values()})[:3]:
         _answer_image(p, image_id)
-    row = commands.train(p, None, str(tmp_path / "r1"), [*TINY, "method=supervised", "total_steps=4", "batch_size=2"],
-                         strategy="uncertainty", k=2)  # fmt: skip
+    row = commands.train(
+        p,
+        None,
+        str(tmp_path / "r1"),
+        [*TINY, "method=supervised", "total_steps=4", "batch_size=2"],
+        strategy="uncertainty",
+        k=2,
+    )
     assert row["round"] == 1 and row["labeled_images"] == 3 and 0 <= row["oIoU"] <= 100
     split = json.loads((tmp_path / "r1" / "label_split.json").read_text())
     assert split["n_labeled"] == 3  # the run trained on the project's split, not a hash-ranked one

@@ -100,7 +100,7 @@ def test_matching_and_the_mask_loss_reaches_the_point_head_through_the_frozen_de
     target_pts = pts[0, 2, [2, 0, 1]].clone()  # query 2's points, in another order
     out = Output(pts, torch.zeros(1, 4, 3), torch.zeros(1, 4))
     t = Target(torch.zeros(1, 64, 64), target_pts[None], torch.ones(1, 3), torch.ones(1))
-    (rows, cols, perms), = match(out, [t], LossConfig(score_bce=0, point_bce=0))  # fmt: skip
+    ((rows, cols, perms),) = match(out, [t], LossConfig(score_bce=0, point_bce=0))
     assert list(cols) == [2] and list(perms[0]) == [2, 0, 1]  # target point m ↔ predicted point perm[m]
     # a real forward: the mask term alone must move the point head (gradients through the decoder)
     images = torch.rand(2, 3, 64, 64)
@@ -116,15 +116,29 @@ def test_matching_and_the_mask_loss_reaches_the_point_head_through_the_frozen_de
 
 
 def _tiny_cfg(**extra) -> list[str]:
-    return ["image_size=64", "generator.dim=32", "generator.heads=2", "generator.queries=4", "generator.points=4",
-            "objects.images=6", "objects.composites=6", "proposal_grid=4", "object_grid=4",
-            "curriculum.epochs=[1,2,1]", "curriculum.ris_split=1", "batch_size=4", "ckpt_every=3", "log_every=1",
-            *[f"{k}={v}" for k, v in extra.items()]]  # fmt: skip
+    return [
+        "image_size=64",
+        "generator.dim=32",
+        "generator.heads=2",
+        "generator.queries=4",
+        "generator.points=4",
+        "objects.images=6",
+        "objects.composites=6",
+        "proposal_grid=4",
+        "object_grid=4",
+        "curriculum.epochs=[1,2,1]",
+        "curriculum.ris_split=1",
+        "batch_size=4",
+        "ckpt_every=3",
+        "log_every=1",
+        *[f"{k}={v}" for k, v in extra.items()],
+    ]
 
 
 @pytest.mark.slow
-def test_prepare_train_resume_eval_on_synthref_without_reading_a_training_mask(synthref_dir, tmp_path, monkeypatch,
-                                                                                capsys):  # fmt: skip
+def test_prepare_train_resume_eval_on_synthref_without_reading_a_training_mask(
+    synthref_dir, tmp_path, monkeypatch, capsys
+):
     from safetensors.torch import load_file
 
     from l2l.cli import main
@@ -159,15 +173,46 @@ def test_prepare_train_resume_eval_on_synthref_without_reading_a_training_mask(s
     (labels / "images.jsonl").write_text("\n".join([lines[0], *lines[2:]]) + "\n")  # the line removed: redone
     assert main(["ppt", "prepare", *data, "--out", str(labels), "--max-images", "3", "--quiet", *_tiny_cfg()]) == 0
     assert json.loads((labels / "summary.json").read_text()) == summary
-    assert main(["ppt", "prepare", *data, "--out", str(labels), "--max-images", "3", "--quiet", *_tiny_cfg(),
-                 "objects.pool_seed=6"]) == 2  # other settings: refused  # fmt: skip
+    assert (
+        main(
+            [
+                "ppt",
+                "prepare",
+                *data,
+                "--out",
+                str(labels),
+                "--max-images",
+                "3",
+                "--quiet",
+                *_tiny_cfg(),
+                "objects.pool_seed=6",
+            ]
+        )
+        == 2
+    )  # other settings: refused
     assert "other settings" in capsys.readouterr().err
     # uninterrupted run vs a run stopped after 5 steps and resumed
     a, b = tmp_path / "a", tmp_path / "b"
     assert main(["ppt", "train", *data, "--labels", str(labels), "--out", str(a), "--quiet", *_tiny_cfg()]) == 0
     assert "(done)" in capsys.readouterr().out
-    assert main(["ppt", "train", *data, "--labels", str(labels), "--out", str(b), "--quiet", "--max-steps", "5",
-                 *_tiny_cfg()]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "ppt",
+                "train",
+                *data,
+                "--labels",
+                str(labels),
+                "--out",
+                str(b),
+                "--quiet",
+                "--max-steps",
+                "5",
+                *_tiny_cfg(),
+            ]
+        )
+        == 0
+    )
     assert "resume" in capsys.readouterr().out
     # F5: what a killed run logged after its last checkpoint (step 5) is not kept beside the resumed steps
     with open(b / "log.jsonl", "a") as f:
@@ -199,8 +244,27 @@ def test_prepare_train_resume_eval_on_synthref_without_reading_a_training_mask(s
     # evaluation reads the val masks: allowed again
     monkeypatch.setattr(ReferDataset, "mask", real_mask)
     res = tmp_path / "eval.json"
-    assert main(["ppt", "eval", *data, "--run", str(a), "--split", "val", "--max-samples", "6", "--size", "64",
-                 "--out", str(res), "--quiet"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "ppt",
+                "eval",
+                *data,
+                "--run",
+                str(a),
+                "--split",
+                "val",
+                "--max-samples",
+                "6",
+                "--size",
+                "64",
+                "--out",
+                str(res),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     r = json.loads(res.read_text())
     assert r["samples"] == 6 and 0 <= r["mIoU"] <= 1 and r["P@0.3"] >= r["P@0.5"] >= r["P@0.7"]
     q = tmp_path / "q.json"
@@ -212,8 +276,27 @@ def test_prepare_train_resume_eval_on_synthref_without_reading_a_training_mask(s
     assert png.stat().st_size > 1000
     for kind in ("naive", "proposals"):
         out = tmp_path / f"{kind}.json"
-        assert main(["ppt", "baseline", "--kind", kind, *data, "--split", "val", "--max-samples", "4", "--size", "64",
-                     "--out", str(out), "--quiet"]) == 0  # fmt: skip
+        assert (
+            main(
+                [
+                    "ppt",
+                    "baseline",
+                    "--kind",
+                    kind,
+                    *data,
+                    "--split",
+                    "val",
+                    "--max-samples",
+                    "4",
+                    "--size",
+                    "64",
+                    "--out",
+                    str(out),
+                    "--quiet",
+                ]
+            )
+            == 0
+        )
         assert json.loads(out.read_text())["samples"] == 4
 
 
@@ -231,42 +314,78 @@ def test_real_path_tiny_clip_and_sam2_on_a_refer_fixture(refer_root, tmp_path, c
 
     torch.manual_seed(0)
     clip = tmp_path / "clip"
-    CLIPModel(CLIPConfig(
-        text_config=dict(vocab_size=30522, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                         num_attention_heads=2, max_position_embeddings=77),
-        vision_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
-                           image_size=32, patch_size=8),
-        projection_dim=8,
-    )).save_pretrained(clip)  # fmt: skip
+    CLIPModel(
+        CLIPConfig(
+            text_config=dict(
+                vocab_size=30522,
+                hidden_size=16,
+                intermediate_size=32,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                max_position_embeddings=77,
+            ),
+            vision_config=dict(
+                hidden_size=16,
+                intermediate_size=32,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                image_size=32,
+                patch_size=8,
+            ),
+            projection_dim=8,
+        )
+    ).save_pretrained(clip)
     AutoTokenizer.from_pretrained(str(default_text_model_path())).save_pretrained(clip)
     sam = tmp_path / "sam2"
-    bb = Sam2HieraDetConfig(image_size=[256, 256], hidden_size=16, blocks_per_stage=[1, 1, 1, 1],
-                            embed_dim_per_stage=[16, 32, 64, 128], num_attention_heads_per_stage=[1, 1, 1, 1],
-                            global_attention_blocks=[], window_size_per_stage=[4, 4, 4, 4],
-                            window_positional_embedding_background_size=[4, 4])  # fmt: skip
-    vc = Sam2VisionConfig(backbone_config=bb, backbone_channel_list=[128, 64, 32, 16],
-                          backbone_feature_sizes=[[64, 64], [32, 32], [16, 16]])  # fmt: skip
+    bb = Sam2HieraDetConfig(
+        image_size=[256, 256],
+        hidden_size=16,
+        blocks_per_stage=[1, 1, 1, 1],
+        embed_dim_per_stage=[16, 32, 64, 128],
+        num_attention_heads_per_stage=[1, 1, 1, 1],
+        global_attention_blocks=[],
+        window_size_per_stage=[4, 4, 4, 4],
+        window_positional_embedding_background_size=[4, 4],
+    )
+    vc = Sam2VisionConfig(
+        backbone_config=bb,
+        backbone_channel_list=[128, 64, 32, 16],
+        backbone_feature_sizes=[[64, 64], [32, 32], [16, 16]],
+    )
     Sam2Model(
         Sam2Config(vision_config=vc, prompt_encoder_config=Sam2PromptEncoderConfig(image_size=256))
     ).save_pretrained(sam)
     root, _ = refer_root
     data = ["--data", str(root), "--dataset", "refcoco"]
-    cfg = [*_tiny_cfg(), f"dual_encoder={clip}", f"mask_model={sam}", "generator.stages=[0,1]", "proposal_grid=2",
-           "object_grid=2", "objects.images=4", "objects.composites=4", "curriculum.epochs=[1,1,1]",
-           "curriculum.ris_split=0"]  # fmt: skip
+    cfg = [
+        *_tiny_cfg(),
+        f"dual_encoder={clip}",
+        f"mask_model={sam}",
+        "generator.stages=[0,1]",
+        "proposal_grid=2",
+        "object_grid=2",
+        "objects.images=4",
+        "objects.composites=4",
+        "curriculum.epochs=[1,1,1]",
+        "curriculum.ris_split=0",
+    ]
     labels, run = tmp_path / "labels", tmp_path / "run"
     assert main(["ppt", "prepare", *data, "--out", str(labels), "--quiet", *cfg]) == 0
     assert main(["ppt", "train", *data, "--labels", str(labels), "--out", str(run), "--quiet", *cfg]) == 0
     assert "(done)" in capsys.readouterr().out
     # the paper's mask source on the real path: CLIP's patch tokens (encode_dense) → points → SAM2
     surg = tmp_path / "labels_surgery"
-    assert main(["ppt", "prepare", *data, "--out", str(surg), "--quiet", *cfg, "mask_source=surgery",
-                 "surgery.size=32"]) == 0  # fmt: skip
+    assert (
+        main(["ppt", "prepare", *data, "--out", str(surg), "--quiet", *cfg, "mask_source=surgery", "surgery.size=32"])
+        == 0
+    )
     assert json.loads((surg / "meta.json").read_text())["mask_source"] == "surgery"
     capsys.readouterr()
     res = tmp_path / "eval.json"
-    assert main(["ppt", "eval", *data, "--run", str(run), "--split", "val", "--size", "64", "--out", str(res),
-                 "--quiet"]) == 0  # fmt: skip
+    assert (
+        main(["ppt", "eval", *data, "--run", str(run), "--split", "val", "--size", "64", "--out", str(res), "--quiet"])
+        == 0
+    )
     assert json.loads(res.read_text())["samples"] > 0
     bad = [c for c in cfg if not c.startswith("generator.stages")] + ["generator.stages=[0,5]"]
     assert main(["ppt", "train", *data, "--labels", str(labels), "--out", str(tmp_path / "bad"), "--quiet", *bad]) == 2
@@ -322,9 +441,42 @@ def test_surgery_response_points_and_localizer_on_toys(synthref_dir, tmp_path, m
 
     monkeypatch.setattr(ReferDataset, "mask", lambda self, a: (_ for _ in ()).throw(AssertionError("mask read")))
     labels = tmp_path / "labels"
-    assert main(["ppt", "prepare", "--data", str(synthref_dir), "--out", str(labels), "--max-images", "2", "--quiet",
-                 *_tiny_cfg(), "mask_source=surgery", "surgery.size=64"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "ppt",
+                "prepare",
+                "--data",
+                str(synthref_dir),
+                "--out",
+                str(labels),
+                "--max-images",
+                "2",
+                "--quiet",
+                *_tiny_cfg(),
+                "mask_source=surgery",
+                "surgery.size=64",
+            ]
+        )
+        == 0
+    )
     summary = json.loads((labels / "summary.json").read_text())
     assert summary["images"] == 2 and summary["sentences"] > 0
-    assert main(["ppt", "prepare", "--data", str(synthref_dir), "--out", str(tmp_path / "x"), "--quiet",
-                 "--masks-from", str(labels), *_tiny_cfg(), "mask_source=surgery"]) == 2  # fmt: skip
+    assert (
+        main(
+            [
+                "ppt",
+                "prepare",
+                "--data",
+                str(synthref_dir),
+                "--out",
+                str(tmp_path / "x"),
+                "--quiet",
+                "--masks-from",
+                str(labels),
+                *_tiny_cfg(),
+                "mask_source=surgery",
+            ]
+        )
+        == 2
+    )

@@ -53,8 +53,9 @@ def test_a_bf16_step_agrees_with_fp32(synthref_dir, tmp_path):
 
     runs = {}
     for amp in ("off", "bf16"):
-        cfg = load_config(TrainConfig, None, [f"data.root={synthref_dir}", *TINY, "total_steps=4", "batch_size=4",
-                                              f"amp={amp!r}"])  # fmt: skip
+        cfg = load_config(
+            TrainConfig, None, [f"data.root={synthref_dir}", *TINY, "total_steps=4", "batch_size=4", f"amp={amp!r}"]
+        )
         tr = Trainer(cfg, tmp_path / amp, show_progress=False)
         tr.prepare(resume=False)
         assert tr.bf16 is (amp == "bf16")

@@ -14,9 +14,19 @@ SENTENCES = ["the red circle", "the left one", "a small blue square on the right
 
 
 def _model(sesm: bool) -> Segmenter:
-    cfg = load_config(ModelConfig, None, ["visual.name=conv", "visual.path=null", "visual.conv_channels=[8,8,8,8]",
-                                          "text.name=tiny", "decoder_dim=8", "image_size=64",
-                                          f"sesm.enabled={str(sesm).lower()}"])  # fmt: skip
+    cfg = load_config(
+        ModelConfig,
+        None,
+        [
+            "visual.name=conv",
+            "visual.path=null",
+            "visual.conv_channels=[8,8,8,8]",
+            "text.name=tiny",
+            "decoder_dim=8",
+            "image_size=64",
+            f"sesm.enabled={str(sesm).lower()}",
+        ],
+    )
     torch.manual_seed(0)
     return Segmenter(cfg).eval()
 
@@ -75,8 +85,12 @@ def test_batch_prediction_writes_masks_and_coco_rle_and_resumes(synthref_dir, tm
     ds = ReferDataset.synthref(synthref_dir)
     recs = ds.samples("val")[:5]
     man = tmp_path / "pairs.jsonl"
-    man.write_text("".join(json.dumps({"image": str(ds.image_path(r.image_id)), "text": r.sentence,
-                                       "id": f"s{r.sample_id}"}) + "\n" for r in recs))  # fmt: skip
+    man.write_text(
+        "".join(
+            json.dumps({"image": str(ds.image_path(r.image_id)), "text": r.sentence, "id": f"s{r.sample_id}"}) + "\n"
+            for r in recs
+        )
+    )
     out = tmp_path / "preds"
     argv = ["predict", "--ckpt", str(model_dir), "--manifest", str(man), "--out-dir", str(out), "--device", "cpu"]
     assert main(argv) == 0
@@ -116,19 +130,23 @@ def test_batch_prediction_lists_bad_pairs_and_predicts_the_rest(synthref_dir, tm
     img = str(ds.image_path(ds.samples("val")[0].image_id))
     bomb = tmp_path / "bomb.png"
     Image.new("1", (14_000, 14_000)).save(bomb)  # 196 Mpx: above PIL's decompression-bomb error (2 × 89 Mpx)
-    rows = [{"image": img, "text": "the red circle", "id": "good"},
-            {"image": img, "text": ["a"], "id": "listtext"},
-            {"image": img, "text": "x", "id": ""},
-            {"image": img, "text": "x", "id": "a\u0000b"},
-            {"image": img, "text": "x", "id": "n" * 300},
-            {"image": img, "text": "x", "id": "../../evil"},
-            {"image": str(bomb), "text": "x", "id": "bomb"},
-            {"image": img, "text": "the blue square", "id": "good2"}]  # fmt: skip
+    rows = [
+        {"image": img, "text": "the red circle", "id": "good"},
+        {"image": img, "text": ["a"], "id": "listtext"},
+        {"image": img, "text": "x", "id": ""},
+        {"image": img, "text": "x", "id": "a\u0000b"},
+        {"image": img, "text": "x", "id": "n" * 300},
+        {"image": img, "text": "x", "id": "../../evil"},
+        {"image": str(bomb), "text": "x", "id": "bomb"},
+        {"image": img, "text": "the blue square", "id": "good2"},
+    ]
     man = tmp_path / "pairs.jsonl"
     man.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "preds"
-    assert main(["predict", "--ckpt", str(model_dir), "--manifest", str(man), "--out-dir", str(out),
-                 "--device", "cpu"]) == 1  # fmt: skip
+    assert (
+        main(["predict", "--ckpt", str(model_dir), "--manifest", str(man), "--out-dir", str(out), "--device", "cpu"])
+        == 1
+    )
     err = capsys.readouterr().err
     assert "6 pairs failed" in err and '  "": the id is empty' in err and '"a\\u0000b"' in err
     assert sorted(p.name for p in (out / "masks").iterdir()) == ["good.png", "good2.png"]

@@ -107,9 +107,11 @@ def test_caption_counts_and_thresholds_that_keep_as_many_as_dos(tmp_path):
     thresholds that keep as many captions as DoS ≥ τ."""
     from l2l.pseudoris.quality import caption_counts, thresholds_matching
 
-    caps = [{"text": "a red ring", "dos": 2.0, "uos": 1.5, "cos": 30.0, "kept": True},
-            {"text": "a blue star", "dos": 1.0, "uos": 2.5, "cos": 20.0, "kept": False},
-            {"text": "the red disc", "dos": "inf", "uos": "inf", "cos": 25.0, "kept": True}]  # fmt: skip
+    caps = [
+        {"text": "a red ring", "dos": 2.0, "uos": 1.5, "cos": 30.0, "kept": True},
+        {"text": "a blue star", "dos": 1.0, "uos": 2.5, "cos": 20.0, "kept": False},
+        {"text": "the red disc", "dos": "inf", "uos": "inf", "cos": 25.0, "kept": True},
+    ]
     rec = {"image_id": 1, "status": "ok", "masks": [{"captions": caps}]}
     (tmp_path / "records").mkdir()
     (tmp_path / "records" / "part-0.jsonl").write_text(json.dumps(rec) + "\n")
@@ -141,7 +143,11 @@ def test_caption_attributes_read_the_shifted_dialect():
     from l2l.pseudoris.quality import caption_attributes
 
     assert caption_attributes("a photo of a giant cyan unpatterned triangle") == {
-        "size": {"large"}, "color": {"cyan"}, "texture": {"solid"}, "shape": {"triangle"}}  # fmt: skip
+        "size": {"large"},
+        "color": {"cyan"},
+        "texture": {"solid"},
+        "shape": {"triangle"},
+    }
     assert caption_attributes("a circle with a hole on a background") == {"shape": {"ring"}}  # longest synonym first
     assert caption_attributes("scarlet lemon disc")["color"] == {"red", "yellow"}  # contradictory
     from l2l.pseudoris.quality import names_a_place
@@ -183,9 +189,14 @@ def test_uniqueness_correctness_distinctiveness_by_hand():
 
 def test_config_validation():
     assert PseudoRISConfig().candidates_per_mask == 44  # the paper's 4 crops × 11
-    for bad in ({"masks": {"source": "x"}}, {"captions": {"margins": [1.5]}}, {"captions": {"top_p": [0]}},
-                {"filter": {"score": "np"}}, {"captions": {"temperature": 0}},
-                {"captions": {"aggregation": "max"}}):  # fmt: skip
+    for bad in (
+        {"masks": {"source": "x"}},
+        {"captions": {"margins": [1.5]}},
+        {"captions": {"top_p": [0]}},
+        {"filter": {"score": "np"}},
+        {"captions": {"temperature": 0}},
+        {"captions": {"aggregation": "max"}},
+    ):
         with pytest.raises(UsageError):
             PseudoRISConfig(**bad)
 
@@ -195,8 +206,15 @@ def _tiny_captioner():
     from l2l.foundation.captioner import SPECIALS, Captioner, CaptionerConfig, CaptionerNet
 
     torch.manual_seed(0)
-    cfg = CaptionerConfig(conv_channels=(8, 8, 8, 8), embed_dim=16, word_dim=8, hidden=16, max_words=5, init=None,
-                          vocab=list(SPECIALS) + ["a", "red", "blue", "ring", "star", "photo", "of"])  # fmt: skip
+    cfg = CaptionerConfig(
+        conv_channels=(8, 8, 8, 8),
+        embed_dim=16,
+        word_dim=8,
+        hidden=16,
+        max_words=5,
+        init=None,
+        vocab=list(SPECIALS) + ["a", "red", "blue", "ring", "star", "photo", "of"],
+    )
     return Captioner(CaptionerNet(cfg))
 
 
@@ -226,12 +244,26 @@ def test_real_captioner_path_with_a_tiny_random_blip():
 
     tok = AutoTokenizer.from_pretrained(str(default_text_model_path()), local_files_only=True)
     cfg = BlipConfig(
-        vision_config={"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
-                       "image_size": 32, "patch_size": 8},
-        text_config={"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
-                     "vocab_size": tok.vocab_size, "encoder_hidden_size": 16, "bos_token_id": tok.cls_token_id,
-                     "sep_token_id": tok.sep_token_id, "pad_token_id": tok.pad_token_id},
-    )  # fmt: skip
+        vision_config={
+            "hidden_size": 16,
+            "intermediate_size": 32,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "image_size": 32,
+            "patch_size": 8,
+        },
+        text_config={
+            "hidden_size": 16,
+            "intermediate_size": 32,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "vocab_size": tok.vocab_size,
+            "encoder_hidden_size": 16,
+            "bos_token_id": tok.cls_token_id,
+            "sep_token_id": tok.sep_token_id,
+            "pad_token_id": tok.pad_token_id,
+        },
+    )
     torch.manual_seed(0)
     cap = HFCaptioner(BlipForConditionalGeneration(cfg), tok, max_words=4)
     rng = np.random.default_rng(1)
@@ -247,9 +279,15 @@ def captioner_folder(tmp_path_factory):
     from l2l.pretrain.pool import PoolConfig
 
     out = tmp_path_factory.mktemp("captioner")
-    cfg = CaptionerTrainConfig(model=CaptionerConfig(conv_channels=(8, 8, 8, 8), embed_dim=16, word_dim=8, hidden=16,
-                                                     init=None),
-                               pool=PoolConfig(size=64), train_images=10, steps=3, batch_size=8, workers=1, log_every=1)  # fmt: skip
+    cfg = CaptionerTrainConfig(
+        model=CaptionerConfig(conv_channels=(8, 8, 8, 8), embed_dim=16, word_dim=8, hidden=16, init=None),
+        pool=PoolConfig(size=64),
+        train_images=10,
+        steps=3,
+        batch_size=8,
+        workers=1,
+        log_every=1,
+    )
     card = pretrain_captioner(cfg, out, show_progress=False)
     assert len(card["trajectory"]) == 3 and card["metrics_eval_pool"]["perplexity"] > 1
     return out
@@ -269,9 +307,23 @@ def test_generate_build_train_eval(synthref_dir, captioner_folder, tmp_path, cap
 
     monkeypatch.setattr(ReferDataset, "mask", refuse)  # generation and refiltering: no human label read
     out = tmp_path / "pseudo"
-    argv = ["pseudo-ris", "generate", "--data", str(synthref_dir), "--out", str(out), "--captioner",
-            str(captioner_folder), "--max-images", "3", "--device", "cpu", "--quiet", "masks.points_per_side=6",
-            "filter.tau=1.0"]  # fmt: skip
+    argv = [
+        "pseudo-ris",
+        "generate",
+        "--data",
+        str(synthref_dir),
+        "--out",
+        str(out),
+        "--captioner",
+        str(captioner_folder),
+        "--max-images",
+        "3",
+        "--device",
+        "cpu",
+        "--quiet",
+        "masks.points_per_side=6",
+        "filter.tau=1.0",
+    ]
     assert main(argv) == 0
     assert main([*argv[:5], str(tmp_path / "refiltered"), *argv[6:], "--records-from", str(out)]) == 0
     monkeypatch.setattr(ReferDataset, "mask", real_mask)
@@ -292,8 +344,22 @@ def test_generate_build_train_eval(synthref_dir, captioner_folder, tmp_path, cap
     bad[bad.index("filter.tau=1.0")] = "filter.tau=2.0"
     assert main(bad) == 2 and "another config" in capsys.readouterr().err
     run = tmp_path / "run"
-    assert main(["train", "--out", str(run), f"data.root={out}", *TINY, "data.label_fraction=100%", "epochs=1",
-                 "batch_size=4", "total_steps=2"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "--out",
+                str(run),
+                f"data.root={out}",
+                *TINY,
+                "data.label_fraction=100%",
+                "epochs=1",
+                "batch_size=4",
+                "total_steps=2",
+            ]
+        )
+        == 0
+    )
     assert main(["eval", "--ckpt", str(run), "--split", "val", "--max-samples", "4"]) == 0
     # the paper's semi-supervised protocol: the pseudo-supervised model fine-tuned on the labeled images
     from l2l.config import load_config
@@ -301,15 +367,38 @@ def test_generate_build_train_eval(synthref_dir, captioner_folder, tmp_path, cap
     from l2l.models.segmenter import Segmenter
     from l2l.schema import TrainConfig
 
-    cfg = load_config(TrainConfig, None, [f"data.root={synthref_dir}", *TINY, "data.label_fraction=20%",
-                                          f"init_from={run}"])  # fmt: skip
+    cfg = load_config(
+        TrainConfig, None, [f"data.root={synthref_dir}", *TINY, "data.label_fraction=20%", f"init_from={run}"]
+    )
     tr = Trainer(cfg, tmp_path / "finetune")
     tr.prepare()
     start = Segmenter.from_pretrained(run).state_dict()
     assert all(torch.equal(v, start[k]) for k, v in tr.model.state_dict().items())
     zs = tmp_path / "zs.json"
-    assert main(["pseudo-ris", "baseline", "--data", str(synthref_dir), "--split", "val", "--max-samples", "4",
-                 "--points-per-side", "4", "--size", "64", "--out", str(zs), "--device", "cpu", "--quiet"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "pseudo-ris",
+                "baseline",
+                "--data",
+                str(synthref_dir),
+                "--split",
+                "val",
+                "--max-samples",
+                "4",
+                "--points-per-side",
+                "4",
+                "--size",
+                "64",
+                "--out",
+                str(zs),
+                "--device",
+                "cpu",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     res = json.loads(zs.read_text())
     assert res["samples"] == 4 and 0 <= res["oIoU"] <= 1 and "no_proposal" in res
     q = tmp_path / "q.json"
@@ -329,8 +418,11 @@ def test_images_without_masks_are_counted_and_ground_truth_masks_and_semi(synthr
     from l2l.pseudoris.generate import Models, build_dataset, generate
 
     src = ReferDataset.open(synthref_dir)
-    models = Models(MaskPredictor.from_pretrained("builtin:synthpool-sam"), Captioner.from_pretrained(captioner_folder),
-                    DualEncoder.from_pretrained("builtin:synthpool-clip"))  # fmt: skip
+    models = Models(
+        MaskPredictor.from_pretrained("builtin:synthpool-sam"),
+        Captioner.from_pretrained(captioner_folder),
+        DualEncoder.from_pretrained("builtin:synthpool-clip"),
+    )
     cfg = PseudoRISConfig(masks={"pred_iou_thresh": 1.01, "points_per_side": 4})  # nothing passes
     counts = generate(src, tmp_path / "none", models, cfg, max_images=2, show_progress=False)
     assert counts == {"skipped": 0, "no_masks": 2}
@@ -348,28 +440,42 @@ def test_images_without_masks_are_counted_and_ground_truth_masks_and_semi(synthr
     counts = generate(src, tmp_path / "gt", models, gt, max_images=3, show_progress=False)
     assert counts["skipped"] == 2 and sum(counts.values()) == 3
     assert [json.loads(x)["image_id"] for x in part.read_text().splitlines()] == [
-        json.loads(x)["image_id"] for x in whole.decode().splitlines()]  # fmt: skip
+        json.loads(x)["image_id"] for x in whole.decode().splitlines()
+    ]
     again_cfg = dataclasses.replace(gt, captions=gt.captions, seed=1)
-    again = generate(src, tmp_path / "again", models, again_cfg,
-                     max_images=3, show_progress=False, masks_from=tmp_path / "gt")  # fmt: skip
+    again = generate(
+        src, tmp_path / "again", models, again_cfg, max_images=3, show_progress=False, masks_from=tmp_path / "gt"
+    )
     assert again.get("ok", 0) + again.get("none_kept", 0) == 3
     rec2 = json.loads((tmp_path / "again" / "records" / "part-0.jsonl").read_text().splitlines()[0])
     assert [m["rle"] for m in rec2["masks"]] == [m["rle"] for m in rec["masks"]]  # the same masks, reused
     with pytest.raises(UsageError, match="other mask settings"):
-        generate(src, tmp_path / "x", models, PseudoRISConfig(), max_images=1, show_progress=False,
-                 masks_from=tmp_path / "gt")  # fmt: skip
+        generate(
+            src,
+            tmp_path / "x",
+            models,
+            PseudoRISConfig(),
+            max_images=1,
+            show_progress=False,
+            masks_from=tmp_path / "gt",
+        )
     # the filter ablation: the same scored candidates, refiltered (no captioning again)
     off = dataclasses.replace(gt, filter=dataclasses.replace(gt.filter, enabled=False))
     generate(src, tmp_path / "off", None, off, max_images=3, show_progress=False, records_from=tmp_path / "gt")
-    caps = [[c for m in json.loads(line)["masks"] for c in m["captions"]]
-            for line in (tmp_path / "gt" / "records" / "part-0.jsonl").read_text().splitlines()]  # fmt: skip
-    caps_off = [[c for m in json.loads(line)["masks"] for c in m["captions"]]
-                for line in (tmp_path / "off" / "records" / "part-0.jsonl").read_text().splitlines()]  # fmt: skip
+    caps = [
+        [c for m in json.loads(line)["masks"] for c in m["captions"]]
+        for line in (tmp_path / "gt" / "records" / "part-0.jsonl").read_text().splitlines()
+    ]
+    caps_off = [
+        [c for m in json.loads(line)["masks"] for c in m["captions"]]
+        for line in (tmp_path / "off" / "records" / "part-0.jsonl").read_text().splitlines()
+    ]
     assert [[c["text"] for c in x] for x in caps] == [[c["text"] for c in x] for x in caps_off]
     assert all(c["kept"] for x in caps_off for c in x) and not all(c["kept"] for x in caps for c in x)
     same = generate(src, tmp_path / "same", None, gt, max_images=3, show_progress=False, records_from=tmp_path / "gt")
     assert (tmp_path / "same" / "records" / "part-0.jsonl").read_text() == (
-        tmp_path / "gt" / "records" / "part-0.jsonl").read_text() and sum(same.values()) == 3  # fmt: skip
+        tmp_path / "gt" / "records" / "part-0.jsonl"
+    ).read_text() and sum(same.values()) == 3
     with pytest.raises(UsageError, match="settings other than the filter"):
         generate(src, tmp_path / "y", None, again_cfg, max_images=1, show_progress=False, records_from=tmp_path / "gt")
     labeled = sorted(make_split(src.name, src.image_ids("train"), "10%", 22).labeled)
@@ -396,8 +502,10 @@ def test_zero_shot_predictor_picks_the_proposal_the_dual_encoder_prefers():
 
     import l2l.pseudoris.zero_shot as zs
 
-    recs = [{"segmentation": m, "area": int(m.sum()), "predicted_iou": 0.9, "stability_score": 0.9, "bbox": [0, 0, 1, 1]}
-            for m in (red, blue)]  # fmt: skip
+    recs = [
+        {"segmentation": m, "area": int(m.sum()), "predicted_iou": 0.9, "stability_score": 0.9, "bbox": [0, 0, 1, 1]}
+        for m in (red, blue)
+    ]
     orig = zs.extract_masks
     zs.extract_masks = lambda predictor, image, cfg: recs
     try:
@@ -437,25 +545,66 @@ def test_a_refer_dataset_goes_through_generate_and_train(refer_root, captioner_f
 
     root, _ = refer_root
     out = tmp_path / "pseudo"
-    assert main(["pseudo-ris", "generate", "--data", str(root), "--dataset", "refcoco", "--out", str(out),
-                 "--captioner", str(captioner_folder), "--device", "cpu", "--quiet", "masks.source=gt",
-                 "filter.enabled=false"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "pseudo-ris",
+                "generate",
+                "--data",
+                str(root),
+                "--dataset",
+                "refcoco",
+                "--out",
+                str(out),
+                "--captioner",
+                str(captioner_folder),
+                "--device",
+                "cpu",
+                "--quiet",
+                "masks.source=gt",
+                "filter.enabled=false",
+            ]
+        )
+        == 0
+    )
     assert "ground truth (an upper bound" in capsys.readouterr().out
     ds = ReferDataset.open(out)
     src = ReferDataset.open(root, "refcoco")
     assert ds.samples("train") and {r.kind for r in ds.samples("train")} == {"pseudo"}
     assert [r.sentence for r in ds.samples("val")] == [r.sentence for r in src.samples("val")]
     run = tmp_path / "run"
-    assert main(["train", "--out", str(run), f"data.root={out}", *TINY, "data.label_fraction=100%", "epochs=1",
-                 "batch_size=2", "total_steps=2", "data.eval_split=val"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "--out",
+                str(run),
+                f"data.root={out}",
+                *TINY,
+                "data.label_fraction=100%",
+                "epochs=1",
+                "batch_size=2",
+                "total_steps=2",
+                "data.eval_split=val",
+            ]
+        )
+        == 0
+    )
 
 
 def test_table_puts_the_zero_label_rows_beside_l2l_and_the_ablations(tmp_path, capsys):
     from l2l.cli import main
 
     keys = ("oIoU", "mIoU", "P@0.5", "P@0.7", "P@0.9")
-    for name, v in (("full_s22", 0.20), ("full_s23", 0.24), ("zero_shot_baseline", 0.25), ("naive_s22", 0.1),
-                    ("l2l_1pct_s22", 0.17), ("cos800_s22", 0.3), ("tau1.5_s22", 0.31)):  # fmt: skip
+    for name, v in (
+        ("full_s22", 0.20),
+        ("full_s23", 0.24),
+        ("zero_shot_baseline", 0.25),
+        ("naive_s22", 0.1),
+        ("l2l_1pct_s22", 0.17),
+        ("cos800_s22", 0.3),
+        ("tau1.5_s22", 0.31),
+    ):
         (tmp_path / f"{name}_val.json").write_text(json.dumps({m: v for m in keys}))
     out = tmp_path / "t.md"
     assert main(["pseudo-ris", "table", "--results", str(tmp_path), "--out", str(out)]) == 0

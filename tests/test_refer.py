@@ -186,7 +186,8 @@ def test_synthref_exports_to_the_refer_layout(synthref_dir, tmp_path, capsys):
     # the project's own REFER loader opens the export too, with the same samples
     back = ReferDataset.open(out, "refcoco", "unc")
     assert [(s.sample_id, s.split, s.sentence) for s in back.samples()] == [
-        (s.sample_id, s.split, s.sentence) for s in src.samples()]  # fmt: skip
+        (s.sample_id, s.split, s.sentence) for s in src.samples()
+    ]
     assert main(["data", "export", str(synthref_dir), "--out", str(tmp_path / "x"), "--name", "synthref"]) == 2
     assert "opens only" in capsys.readouterr().err
     # one spelling for the dataset across commands: `data stats DIR` and `data stats --data DIR`

@@ -217,3 +217,16 @@ def test_package_layering():
         for dep in _imports(path) & FORBIDDEN.get(pkg, set()):
             bad.append(f"{rel} imports l2l.{dep}")
     assert not bad, "layering broken:\n" + "\n".join(sorted(bad))
+
+
+def test_one_formatting_style():
+    """No file opts out of the formatter (issue 35: two styles had grown from 352 markers)."""
+    root = Path(__file__).resolve().parents[1]
+    bad = [
+        f"{p.relative_to(root)}:{n}"
+        for d in ("src", "tests", "benchmarks")
+        for p in (root / d).rglob("*.py")
+        for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+        if "# fmt: " + "skip" in line or "# fmt: " + "off" in line
+    ]
+    assert not bad, "formatter opt-outs:\n" + "\n".join(bad)

@@ -15,8 +15,9 @@ from .test_trainer import TINY
 
 
 def _train(run, root, *extra):
-    return main(["train", "--out", str(run), f"data.root={root}", *TINY, "batch_size=4", "data.eval_max_samples=4",
-                 *extra])  # fmt: skip
+    return main(
+        ["train", "--out", str(run), f"data.root={root}", *TINY, "batch_size=4", "data.eval_max_samples=4", *extra]
+    )
 
 
 def test_resume_under_another_config_is_refused_and_no_resume_starts_clean(synthref_dir, tmp_path, capsys):
@@ -26,8 +27,23 @@ def test_resume_under_another_config_is_refused_and_no_resume_starts_clean(synth
     assert _train(run, synthref_dir, "total_steps=2", "optim.lr=0.5") == 2
     err = capsys.readouterr().err
     assert "another config" in err and "optim.lr" in err and "--no-resume" in err
-    assert main(["train", "--out", str(run), "--no-resume", f"data.root={synthref_dir}", *TINY, "batch_size=4",
-                 "data.eval_max_samples=4", "total_steps=2", "optim.lr=0.5"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "--out",
+                str(run),
+                "--no-resume",
+                f"data.root={synthref_dir}",
+                *TINY,
+                "batch_size=4",
+                "data.eval_max_samples=4",
+                "total_steps=2",
+                "optim.lr=0.5",
+            ]
+        )
+        == 0
+    )
     assert not (run / "eval_testB_none_original.json").exists()  # stale: made from the earlier model
     assert "lr: 0.5" in (run / "config.yaml").read_text()
     assert _train(run, synthref_dir, "total_steps=2", "optim.lr=0.5", "data.workers=0") == 0  # workers: same run
@@ -51,18 +67,40 @@ def test_resume_under_another_config_is_refused_and_no_resume_starts_clean(synth
         == 2
     )  # total_steps not allowed
     assert "total_steps" in capsys.readouterr().err
-    assert main(["train", "--out", str(run), "--allow-change", "optim", f"data.root={synthref_dir}", *TINY,
-                 "batch_size=4", "data.eval_max_samples=4", "total_steps=2", "optim.lr=0.1"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "--out",
+                str(run),
+                "--allow-change",
+                "optim",
+                f"data.root={synthref_dir}",
+                *TINY,
+                "batch_size=4",
+                "data.eval_max_samples=4",
+                "total_steps=2",
+                "optim.lr=0.1",
+            ]
+        )
+        == 0
+    )
     assert json.loads((run / "env.json").read_text())["changes_on_resume"] == ["optim.lr: 0.5 ≠ 0.1"]
 
 
 @pytest.mark.parametrize(
     "bad, says",
-    [("total_steps=-1", "total_steps must be ≥ 1"), ("batch_size=0", "batch_size must be ≥ 1"),
-     ("batch_size=2.7", "expected an integer"), ("optim.lr=0", "optim.lr must be > 0"),
-     ("data.eval_max_samples=0", "eval_max_samples must be ≥ 1"), ("semi.tau_fg=1.5", "semi.tau_fg must lie in"),
-     ("data.scale_range=[1.2,0.8]", "data.scale_range must be"), ("model.sesm.prior_dropout=2", "prior_dropout")],
-)  # fmt: skip
+    [
+        ("total_steps=-1", "total_steps must be ≥ 1"),
+        ("batch_size=0", "batch_size must be ≥ 1"),
+        ("batch_size=2.7", "expected an integer"),
+        ("optim.lr=0", "optim.lr must be > 0"),
+        ("data.eval_max_samples=0", "eval_max_samples must be ≥ 1"),
+        ("semi.tau_fg=1.5", "semi.tau_fg must lie in"),
+        ("data.scale_range=[1.2,0.8]", "data.scale_range must be"),
+        ("model.sesm.prior_dropout=2", "prior_dropout"),
+    ],
+)
 def test_nonsense_values_are_refused(synthref_dir, tmp_path, capsys, bad, says):
     assert _train(tmp_path / "r", synthref_dir, bad) == 2
     assert says in capsys.readouterr().err
@@ -117,8 +155,22 @@ def test_damaged_files_are_named_and_resume_falls_back(synthref_dir, tmp_path, c
     best = run / "best" / "model.safetensors"
     best.write_bytes(best.read_bytes()[:100])
     img = next((synthref_dir / "images").glob("*.png"))
-    assert main(["predict", "--ckpt", str(run / "best"), "--image", str(img), "--text", "x", "--out",
-                 str(tmp_path / "m.png")]) == 2  # fmt: skip
+    assert (
+        main(
+            [
+                "predict",
+                "--ckpt",
+                str(run / "best"),
+                "--image",
+                str(img),
+                "--text",
+                "x",
+                "--out",
+                str(tmp_path / "m.png"),
+            ]
+        )
+        == 2
+    )
     assert "cannot be read (truncated or damaged?" in capsys.readouterr().err
     (run / "last" / "config.json").write_text("{not json")
     assert main(["eval", "--ckpt", str(run / "last"), "--split", "val"]) == 2
@@ -131,9 +183,14 @@ def _gen(store_dir, ds, ids, provider=None):
     from l2l.priors.store import PriorStore
 
     store = PriorStore(store_dir)
-    res = store.generate(provider or SimulatedProvider(ds), ids,
-                         lambda s: PriorInput(s, ds.load_image(ds.sample(s).image_id), ds.sample(s).sentence),
-                         8, show_progress=False, dataset={"name": ds.name, "fingerprint": ds.fingerprint()})  # fmt: skip
+    res = store.generate(
+        provider or SimulatedProvider(ds),
+        ids,
+        lambda s: PriorInput(s, ds.load_image(ds.sample(s).image_id), ds.sample(s).sentence),
+        8,
+        show_progress=False,
+        dataset={"name": ds.name, "fingerprint": ds.fingerprint()},
+    )
     return store, res
 
 
@@ -146,15 +203,26 @@ def test_prior_stores_know_their_dataset(synthref_dir, refer_root, tmp_path, cap
     store.check_dataset(syn)
     with pytest.raises(ValueError, match="holds priors of dataset 'synthref'"):
         store.check_dataset(ref)
-    assert main(["priors", "eval", "--data", str(refer_root[0]), "--dataset", "refcoco", "--priors",
-                 str(tmp_path / "p")]) == 2  # fmt: skip
+    assert (
+        main(["priors", "eval", "--data", str(refer_root[0]), "--dataset", "refcoco", "--priors", str(tmp_path / "p")])
+        == 2
+    )
     assert "holds priors of dataset" in capsys.readouterr().err
     with pytest.raises(KeyError, match="has no sample 987654"):
         syn.sample(987654)
     # a store covering none of the unlabeled training samples (made for val) is refused, not warned about
     run = tmp_path / "run"
-    argv = ["train", "--out", str(run), f"data.root={synthref_dir}", *TINY, "method=prior-fusion",
-            f"semi.priors={tmp_path / 'p'}", "total_steps=1", "data.label_fraction=20%"]  # fmt: skip
+    argv = [
+        "train",
+        "--out",
+        str(run),
+        f"data.root={synthref_dir}",
+        *TINY,
+        "method=prior-fusion",
+        f"semi.priors={tmp_path / 'p'}",
+        "total_steps=1",
+        "data.label_fraction=20%",
+    ]
     assert main(argv) == 2
     assert "holds no prior of any of the" in capsys.readouterr().err
 
@@ -225,8 +293,10 @@ def test_options_and_long_sentences(capsys):
         main(["data", "split", "--data", "x", "--fraction", "abc"])
     err = capsys.readouterr().err
     assert "--fraction" in err and "not a number" in err
-    enc = HFTextEncoder.from_config(BertConfig(vocab_size=30522, hidden_size=16, num_hidden_layers=1,
-                                               num_attention_heads=2, intermediate_size=32), max_length=8)  # fmt: skip
+    enc = HFTextEncoder.from_config(
+        BertConfig(vocab_size=30522, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32),
+        max_length=8,
+    )
     with pytest.warns(UserWarning, match="cut to model.text.max_length=8"):
         enc.encode(["the man " * 20])
 
@@ -274,8 +344,9 @@ def test_bars_only_on_a_terminal():
     env = {k: v for k, v in os.environ.items() if k not in ("L2L_NO_PROGRESS", "L2L_PROGRESS")}
     quiet = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert quiet.returncode == 0 and "work" not in quiet.stderr
-    forced = subprocess.run([sys.executable, "-c", code], env={**env, "L2L_PROGRESS": "1"}, capture_output=True,
-                            text=True, timeout=120)  # fmt: skip
+    forced = subprocess.run(
+        [sys.executable, "-c", code], env={**env, "L2L_PROGRESS": "1"}, capture_output=True, text=True, timeout=120
+    )
     assert "work: 100%" in forced.stderr
 
 
@@ -300,7 +371,8 @@ def test_weights_files_follow_the_umask(tmp_path):
 # 9**9 values in ~560 bytes, under a key the schema accepts (a free-form mapping: model.text.hf_config)
 BOMB = "model:\n  text:\n    hf_config:\n" + "".join(
     f"      {k}: &{k} [" + ",".join([f"*{p}" if p else '"x"' for _ in range(9)]) + "]\n"
-    for p, k in zip(["", *"abcdefgh"], "abcdefghi"))  # fmt: skip
+    for p, k in zip(["", *"abcdefgh"], "abcdefghi")
+)
 
 
 @pytest.mark.parametrize(
@@ -423,8 +495,9 @@ def test_a_second_trainer_on_a_live_run_folder_is_refused(synthref_dir, tmp_path
     run.mkdir()
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        (run / ".train.lock").write_text(json.dumps({"host": socket.gethostname(), "pid": child.pid,
-                                                     "since": "now", "command": ["l2l", "train"]}))  # fmt: skip
+        (run / ".train.lock").write_text(
+            json.dumps({"host": socket.gethostname(), "pid": child.pid, "since": "now", "command": ["l2l", "train"]})
+        )
         assert _train(run, synthref_dir, "total_steps=1") == 2
         err = capsys.readouterr().err
         assert f"is being written by pid {child.pid}" in err and ".train.lock" in err

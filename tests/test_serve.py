@@ -49,8 +49,11 @@ def served(tmp_path_factory):
         Image.fromarray(_scene(i)).save(refs / f"r{i:02d}.png")
     run = root / "run"
     _model(False).save_pretrained(run / "best")
-    (run / "config.yaml").write_text(yaml.safe_dump({"method": "supervised", "total_steps": 123,
-                                                      "data": {"root": str(root / "gone"), "label_fraction": "5%"}}))  # fmt: skip
+    (run / "config.yaml").write_text(
+        yaml.safe_dump(
+            {"method": "supervised", "total_steps": 123, "data": {"root": str(root / "gone"), "label_fraction": "5%"}}
+        )
+    )
     (run / "eval_val.json").write_text(json.dumps({"oIoU": 0.25, "mIoU": 0.3, "P@0.5": 0.2, "samples": 7}))
     (run / "eval_broken.json").write_text("{")
     return root, run, refs
@@ -134,8 +137,12 @@ def test_session_answers_like_the_predictor_and_refuses_bad_requests(served, tmp
     assert not empty.mask.any() and any(n.startswith("EMPTY mask") for n in empty.notices)
     assert s.respond(path, "x", guidance="self").error.startswith("guidance 'self' is not available")
     (tmp_path / "t.txt").write_text("hello")
-    for upload, text, want in [(None, "x", "no image"), (tmp_path / "t.txt", "x", "t.txt is not a readable image"),
-                               (path, "   ", "the sentence is empty"), (path, "x", None)]:  # fmt: skip
+    for upload, text, want in [
+        (None, "x", "no image"),
+        (tmp_path / "t.txt", "x", "t.txt is not a readable image"),
+        (path, "   ", "the sentence is empty"),
+        (path, "x", None),
+    ]:
         got = s.respond(upload, text)
         assert (got.error is None) if want is None else want in got.error  # and the session goes on serving
     refused = s.respond(tmp_path / "t.txt", "x").error  # the file's name, not the server's path or an exception class
@@ -145,13 +152,17 @@ def test_session_answers_like_the_predictor_and_refuses_bad_requests(served, tmp
 def test_two_requests_at_once_are_not_crossed(served, tmp_path):
     _, run, refs = served
     s = _session(run, refs)
-    jobs = [(_save(Image.fromarray(_scene(10 + k, 64 + 8 * k)), tmp_path / f"{k}.png"), t)
-            for k, t in enumerate(["the left one", "a small blue square on the right"])]  # fmt: skip
+    jobs = [
+        (_save(Image.fromarray(_scene(10 + k, 64 + 8 * k)), tmp_path / f"{k}.png"), t)
+        for k, t in enumerate(["the left one", "a small blue square on the right"])
+    ]
     alone = [s.respond(p, t).answers[0].prob for p, t in jobs]
     got: dict[int, np.ndarray] = {}
     for _ in range(3):
-        threads = [threading.Thread(target=lambda k=k: got.__setitem__(k, s.respond(*jobs[k]).answers[0].prob))
-                   for k in range(2)]  # fmt: skip
+        threads = [
+            threading.Thread(target=lambda k=k: got.__setitem__(k, s.respond(*jobs[k]).answers[0].prob))
+            for k in range(2)
+        ]
         [t.start() for t in threads]
         [t.join() for t in threads]
         assert all(np.allclose(got[k], alone[k], atol=1e-6) for k in range(2))
@@ -201,11 +212,13 @@ def test_batch_with_bad_pairs_finishes_the_others_and_lists_them(served, tmp_pat
     _, run, _ = served
     good = [_save(Image.fromarray(_scene(k)), tmp_path / f"g{k}.png") for k in range(2)]
     (tmp_path / "bad.png").write_text("no")
-    lines = [{"image": str(good[0]), "text": "the left one", "id": "a"},
-             {"image": str(tmp_path / "missing.png"), "text": "x", "id": "b"},
-             {"image": str(tmp_path / "bad.png"), "text": "x", "id": "c"},
-             {"image": str(good[1]), "text": "", "id": "d"},
-             {"image": str(good[1]), "text": "the red one", "id": "e"}]  # fmt: skip
+    lines = [
+        {"image": str(good[0]), "text": "the left one", "id": "a"},
+        {"image": str(tmp_path / "missing.png"), "text": "x", "id": "b"},
+        {"image": str(tmp_path / "bad.png"), "text": "x", "id": "c"},
+        {"image": str(good[1]), "text": "", "id": "d"},
+        {"image": str(good[1]), "text": "the red one", "id": "e"},
+    ]
     man = tmp_path / "pairs.jsonl"
     man.write_text("".join(json.dumps(d) + "\n" for d in lines))
     out = tmp_path / "preds"
@@ -244,8 +257,15 @@ def test_page_in_a_real_browser(served, tmp_path):
     img = _scene(7, 72)
     good = _save(Image.fromarray(img), tmp_path / "scene.png")
     (tmp_path / "notes.txt").write_text("not a picture")
-    flags = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-             "--disable-sync", "--no-first-run", "--disable-quic"]  # fmt: skip
+    flags = [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-quic",
+    ]
     try:
         with sync_api.sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=flags)
@@ -289,8 +309,10 @@ def test_server_queues_two_requests_at_once(served, tmp_path):
     session = _session(run, refs)
     port = _free_port()
     app = serve(session, port=port, block=False)
-    jobs = [(_save(Image.fromarray(_scene(20 + k, 64 + 16 * k)), tmp_path / f"q{k}.png"), t)
-            for k, t in enumerate(["the left one", "the red circle"])]  # fmt: skip
+    jobs = [
+        (_save(Image.fromarray(_scene(20 + k, 64 + 16 * k)), tmp_path / f"q{k}.png"), t)
+        for k, t in enumerate(["the left one", "the red circle"])
+    ]
     got: dict[int, np.ndarray] = {}
     spans: list[tuple[float, float]] = []
     respond = session.respond
@@ -385,8 +407,11 @@ def test_serve_command_builds_the_session_and_refuses_bad_arguments(served, tmp_
 
     _, run, refs = served
     seen = {}
-    monkeypatch.setattr(app_mod, "serve", lambda session, host, port, examples_manifest=None, max_upload_mb=None: seen.update(
-        session=session, port=port))  # fmt: skip
+    monkeypatch.setattr(
+        app_mod,
+        "serve",
+        lambda session, host, port, examples_manifest=None, max_upload_mb=None: seen.update(session=session, port=port),
+    )
     argv = ["serve", "--ckpt", str(run), "--device", "cpu", "--port", "7999", "--domain-images", str(refs)]
     assert main(argv) == 0
     s = seen["session"]

@@ -69,8 +69,13 @@ def test_torch_is_the_pinned_cpu_build_and_not_a_dependency():
 
 
 def _torch_source(tmp_path, **env) -> str:
-    r = subprocess.run(["bash", str(ROOT / "scripts" / "setup.sh"), "--torch-source"], capture_output=True, text=True,
-                       timeout=60, env={k: v for k, v in {**os.environ, **env}.items() if v is not None})  # fmt: skip
+    r = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "setup.sh"), "--torch-source"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in {**os.environ, **env}.items() if v is not None},
+    )
     assert r.returncode == 0, r.stderr
     return r.stdout.strip()
 
@@ -80,7 +85,8 @@ def test_setup_takes_torch_from_the_cpu_index_without_a_wheel_folder(tmp_path):
     index L2L_TORCH_INDEX names (a CUDA one on a GPU machine)."""
     nowhere = str(tmp_path / "no_wheels")
     assert _torch_source(tmp_path, L2L_WHEELS=nowhere, L2L_TORCH_INDEX=None) == (
-        "--index-url https://download.pytorch.org/whl/cpu")  # fmt: skip
+        "--index-url https://download.pytorch.org/whl/cpu"
+    )
     wheels = tmp_path / "wheels"
     wheels.mkdir()
     (wheels / "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl").write_bytes(b"")
@@ -102,7 +108,12 @@ def test_browser_setup_without_root_says_what_it_skips():
         script = Path(d) / "setup_browser.sh"
         shutil.copy(ROOT / "scripts" / "setup_browser.sh", script)
         os.chmod(script, 0o755)
-        r = subprocess.run(["runuser", "-u", "nobody", "--", "env", f"PATH={d}", "bash", str(script)],
-                           capture_output=True, text=True, timeout=60, cwd=d)  # fmt: skip
+        r = subprocess.run(
+            ["runuser", "-u", "nobody", "--", "env", f"PATH={d}", "bash", str(script)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=d,
+        )
     assert r.returncode == 0, r.stderr
     assert "skipped chromium (needs root for apt-get)" in r.stdout

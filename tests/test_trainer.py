@@ -97,8 +97,20 @@ def _free_port() -> int:
 def torchrun_train(out, overrides, timeout=600):
     """``l2l train`` on two gloo processes (torch.distributed.run) into ``out``; returns the finished process."""
     env = {**os.environ, "L2L_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port", str(_free_port()),
-           "-m", "l2l.cli", "train", "--out", str(out), *overrides]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_port",
+        str(_free_port()),
+        "-m",
+        "l2l.cli",
+        "train",
+        "--out",
+        str(out),
+        *overrides,
+    ]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
@@ -120,8 +132,15 @@ def test_two_process_gloo_matches_one_process(synthref_dir, tmp_path):
     magnitude, so on near-zero gradients that noise becomes a full-size step of either sign (an Intel
     machine showed 93 of 160 tensors off by ~1 lr after 4 steps) — that compares the CPU, not DDP.
     The control (one process, half the batch: other data per step) must be far off by the same measure."""
-    common = ["total_steps=4", "ckpt_every=1000", "model.sesm.prior_dropout=0.0",
-              "data.eval_max_samples=15", "optim.optimizer=sgd", "optim.lr=0.5", "optim.weight_decay=0"]  # fmt: skip
+    common = [
+        "total_steps=4",
+        "ckpt_every=1000",
+        "model.sesm.prior_dropout=0.0",
+        "data.eval_max_samples=15",
+        "optim.optimizer=sgd",
+        "optim.lr=0.5",
+        "optim.weight_decay=0",
+    ]
     one = tmp_path / "one"
     Trainer(_cfg(synthref_dir, *common, "batch_size=8"), one, show_progress=False).fit()
     two = tmp_path / "two"
@@ -176,8 +195,16 @@ def test_semi_supervised_training_writes_nothing_into_the_dataset(synthref_dir, 
     shutil.copytree(synthref_dir, data)
     before = sorted(str(p.relative_to(data)) for p in data.rglob("*"))
     monkeypatch.setenv("L2L_CACHE", str(tmp_path / "cache"))
-    cfg = _cfg(data, "method=fixmatch", "data.label_fraction=50%", "data.strong_text=true", "batch_size=2",
-               "semi.unlabeled_batch_size=2", "max_steps=2", "epochs=1")  # fmt: skip
+    cfg = _cfg(
+        data,
+        "method=fixmatch",
+        "data.label_fraction=50%",
+        "data.strong_text=true",
+        "batch_size=2",
+        "semi.unlabeled_batch_size=2",
+        "max_steps=2",
+        "epochs=1",
+    )
     Trainer(cfg, tmp_path / "run", show_progress=False).fit()
     assert sorted(str(p.relative_to(data)) for p in data.rglob("*")) == before
     assert list((tmp_path / "cache" / "eda").glob("eda_pools_*.json"))

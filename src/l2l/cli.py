@@ -93,8 +93,13 @@ def _old_split_spellings(p: argparse.ArgumentParser) -> None:
 
 def _add_dataset_args(p: argparse.ArgumentParser, positional: bool = False) -> None:
     if positional:  # the dataset as the one positional argument, or --data like every other command
-        p.add_argument("data_pos", nargs="?", default=None, metavar="DATA",
-                       help="SynthRef folder, or the REFER data root with --dataset (or --data)")  # fmt: skip
+        p.add_argument(
+            "data_pos",
+            nargs="?",
+            default=None,
+            metavar="DATA",
+            help="SynthRef folder, or the REFER data root with --dataset (or --data)",
+        )
         p.add_argument("--data", default=None, help=argparse.SUPPRESS)
     else:
         p.add_argument("--data", required=True, help="SynthRef folder, or the REFER data root with --dataset")
@@ -194,8 +199,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.prior == "standin":
         from .foundation.prior import build
 
-        print("      provider: standin — the pretraining world's grounder → box → mask model (stand-ins for an "
-              "MLLM and SAM2, docs/foundation.md)")  # fmt: skip
+        print(
+            "      provider: standin — the pretraining world's grounder → box → mask model (stand-ins for an "
+            "MLLM and SAM2, docs/foundation.md)"
+        )
         provider = build()
     else:
         from .priors.simulated import WARNING, SimulatedConfig, SimulatedProvider
@@ -403,8 +410,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     ds = _open_dataset(args)
     r = export_refer(ds, args.out, args.name, args.as_split_by)
-    print(f"{ds.name} -> {r['folder']}: {r['refs']} refs, {r['sentences']} sentences, {r['images']} images "
-          f"(REFER(data_root={args.out!r}, dataset={args.name!r}, splitBy={args.as_split_by!r}))")  # fmt: skip
+    print(
+        f"{ds.name} -> {r['folder']}: {r['refs']} refs, {r['sentences']} sentences, {r['images']} images "
+        f"(REFER(data_root={args.out!r}, dataset={args.name!r}, splitBy={args.as_split_by!r}))"
+    )
     return 0
 
 
@@ -450,14 +459,23 @@ def _predict_batch(args: argparse.Namespace) -> int:
     pairs = read_manifest(args.manifest) if args.manifest else pairs_from_folder(args.images, args.texts or [])
     predictor = SegmenterPredictor.from_pretrained(args.ckpt, args.device)
     res = predict_pairs(predictor, pairs, args.out_dir, args.threshold, args.guidance, args.save_probs)
-    print(f"{args.out_dir}: {res['predicted']} pairs predicted, {res['skipped']} already done, {res['empty']} empty "
-          f"masks of {res['pairs']} -> results.json (COCO RLE), masks/")  # fmt: skip
-    print(f"domain: {res['far_images']} of {res['images']} images far from the training domain"
-          + (f" (they are listed with \"far\": true in results.jsonl; {predictor.domain_note})" if predictor.domain
-             else f" ({predictor.domain_note})"))  # fmt: skip
+    print(
+        f"{args.out_dir}: {res['predicted']} pairs predicted, {res['skipped']} already done, {res['empty']} empty "
+        f"masks of {res['pairs']} -> results.json (COCO RLE), masks/"
+    )
+    print(
+        f"domain: {res['far_images']} of {res['images']} images far from the training domain"
+        + (
+            f' (they are listed with "far": true in results.jsonl; {predictor.domain_note})'
+            if predictor.domain
+            else f" ({predictor.domain_note})"
+        )
+    )
     if res["failed"]:
-        print(f"{len(res['failed'])} pairs failed (listed in {Path(args.out_dir) / 'failed.json'}; a rerun tries them again):",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"{len(res['failed'])} pairs failed (listed in {Path(args.out_dir) / 'failed.json'}; a rerun tries them again):",
+            file=sys.stderr,
+        )
         for r in res["failed"][:10]:
             shown = json.dumps(r["id"], ensure_ascii=False)  # quoted: an empty id or a NUL stays visible
             print(f"  {shown if len(shown) <= 62 else shown[:60] + '…'}: {r['reason']}", file=sys.stderr)
@@ -483,25 +501,41 @@ def cmd_pseudo_ris_generate(args: argparse.Namespace) -> int:
     device = best_device(args.device)
     mask_model = None if cfg.masks.source == "gt" or args.masks_from else args.mask_model
     models = load_models(mask_model, args.captioner, args.dual_encoder, device, cfg.masks if mask_model else None)
-    where = f"from {args.masks_from or args.records_from}" if args.masks_from or args.records_from \
-        else f"model ({args.mask_model}, selected by {cfg.masks.select})" if mask_model \
-        else "ground truth (an upper bound, not zero-shot)"  # fmt: skip
-    print(f"pseudo-ris: {ds.name} -> {args.out}: masks {where}"
-          + f", captioner {args.captioner}, dual encoder {args.dual_encoder}; {cfg.candidates_per_mask} candidates "
-          f"per mask, {'distinctive' if cfg.captions.distinctive else 'naive'} sampling, filter "
-          + (f"{cfg.filter.score} ≥ {cfg.filter.tau}" if cfg.filter.enabled else "off"))  # fmt: skip
-    counts = generate(ds, args.out, models, cfg, max_images=args.max_images, shard=args.shard,
-                      show_progress=not args.quiet, masks_from=args.masks_from,
-                      records_from=args.records_from)  # fmt: skip
+    where = (
+        f"from {args.masks_from or args.records_from}"
+        if args.masks_from or args.records_from
+        else f"model ({args.mask_model}, selected by {cfg.masks.select})"
+        if mask_model
+        else "ground truth (an upper bound, not zero-shot)"
+    )
+    print(
+        f"pseudo-ris: {ds.name} -> {args.out}: masks {where}"
+        + f", captioner {args.captioner}, dual encoder {args.dual_encoder}; {cfg.candidates_per_mask} candidates "
+        f"per mask, {'distinctive' if cfg.captions.distinctive else 'naive'} sampling, filter "
+        + (f"{cfg.filter.score} ≥ {cfg.filter.tau}" if cfg.filter.enabled else "off")
+    )
+    counts = generate(
+        ds,
+        args.out,
+        models,
+        cfg,
+        max_images=args.max_images,
+        shard=args.shard,
+        show_progress=not args.quiet,
+        masks_from=args.masks_from,
+        records_from=args.records_from,
+    )
     print("images: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     if int(os.environ.get("RANK", "0")) == 0 and (args.shard is None or args.shard[1] == 1):
         meta = build_dataset(ds, args.out, args.setting, labeled)
         st = meta["pseudo"]
-        print(f"{args.out}: {st['refs']} pseudo refs with {st['sentences']} sentences on {st['images']} images "
-              f"({st['masks']} masks, {st['candidates']} distinct candidates; by status {st['status']})"
-              + (f"; + ground truth of {len(labeled)} labeled images" if labeled else "")
-              + f" — train on it: l2l train --config configs/synthref_supervised.yaml data.root={args.out} "
-              "data.label_fraction=100%")  # fmt: skip
+        print(
+            f"{args.out}: {st['refs']} pseudo refs with {st['sentences']} sentences on {st['images']} images "
+            f"({st['masks']} masks, {st['candidates']} distinct candidates; by status {st['status']})"
+            + (f"; + ground truth of {len(labeled)} labeled images" if labeled else "")
+            + f" — train on it: l2l train --config configs/synthref_supervised.yaml data.root={args.out} "
+            "data.label_fraction=100%"
+        )
     return 0
 
 
@@ -512,11 +546,16 @@ def cmd_pseudo_ris_baseline(args: argparse.Namespace) -> int:
     from .utils.devices import best_device
 
     models = load_models(args.mask_model, None, args.dual_encoder, best_device(args.device))
-    pred = ZeroShotPredictor(models.masks, models.dual, MaskConfig(points_per_side=args.points_per_side), args.alpha,
-                             scoring=args.scoring)  # fmt: skip
-    what = {"method": "zero-shot baseline (mask-model proposals ranked by the dual encoder)",
-            "mask_model": args.mask_model, "dual_encoder": args.dual_encoder, "alpha": args.alpha,
-            "scoring": args.scoring}  # fmt: skip
+    pred = ZeroShotPredictor(
+        models.masks, models.dual, MaskConfig(points_per_side=args.points_per_side), args.alpha, scoring=args.scoring
+    )
+    what = {
+        "method": "zero-shot baseline (mask-model proposals ranked by the dual encoder)",
+        "mask_model": args.mask_model,
+        "dual_encoder": args.dual_encoder,
+        "alpha": args.alpha,
+        "scoring": args.scoring,
+    }
     _evaluate_predictor(args, pred, what, args.out or f"zero_shot_baseline_{args.split}.json", batch_size=8)
     print(f"  ({pred.no_proposal} samples without a proposal)")
     return 0
@@ -530,11 +569,20 @@ def cmd_ppt_prepare(args: argparse.Namespace) -> int:
 
     ds = _open_dataset(args)
     cfg = load_config(PPTConfig, args.config, list(args.overrides))
-    res = prepare(ds, args.out, cfg, limit=args.max_images, device=best_device(args.device),
-                  masks_from=args.masks_from, show_progress=not args.quiet)  # fmt: skip
-    print(f"ppt pseudo-labels in {args.out}: D_sem {res['d_sem']} (mean IoU with the pool's instance mask "
-          f"{res['d_sem_pool_iou']}), {res['images']} images, {res['sentences']} sentences: H_sem {res['h_sem']}, "
-          f"H_ref {res['h_ref']}, no candidate {res['no_candidate']}")  # fmt: skip
+    res = prepare(
+        ds,
+        args.out,
+        cfg,
+        limit=args.max_images,
+        device=best_device(args.device),
+        masks_from=args.masks_from,
+        show_progress=not args.quiet,
+    )
+    print(
+        f"ppt pseudo-labels in {args.out}: D_sem {res['d_sem']} (mean IoU with the pool's instance mask "
+        f"{res['d_sem_pool_iou']}), {res['images']} images, {res['sentences']} sentences: H_sem {res['h_sem']}, "
+        f"H_ref {res['h_ref']}, no candidate {res['no_candidate']}"
+    )
     return 0
 
 
@@ -547,9 +595,11 @@ def cmd_ppt_train(args: argparse.Namespace) -> int:
     ds = _open_dataset(args)
     cfg = load_config(PPTConfig, args.config, list(args.overrides))
     res = train(cfg, args.labels, ds, args.out, best_device(args.device), args.max_steps, not args.quiet)
-    print(f"ppt: {res['steps']} / {res['total_steps']} steps in {args.out}"
-          + (" (done)" if res["done"] else " (stopped early: run again to resume)")
-          + f"; sources {res['sources']}")  # fmt: skip
+    print(
+        f"ppt: {res['steps']} / {res['total_steps']} steps in {args.out}"
+        + (" (done)" if res["done"] else " (stopped early: run again to resume)")
+        + f"; sources {res['sources']}"
+    )
     return 0
 
 
@@ -561,16 +611,19 @@ def _evaluate_predictor(args: argparse.Namespace, pred, what: dict, out: str, ba
 
     ds = _open_dataset(args)
     recs = ds.samples(args.split)[: args.max_samples] if args.max_samples else ds.samples(args.split)
-    res = inference_on_dataset(pred, ds, recs, args.size, _device(args), batch_size=batch_size,
-                               show_progress=not args.quiet)  # fmt: skip
+    res = inference_on_dataset(
+        pred, ds, recs, args.size, _device(args), batch_size=batch_size, show_progress=not args.quiet
+    )
     res.update(split=args.split, size=args.size, **what)
     if hasattr(pred, "no_proposal"):
         res["no_proposal"] = pred.no_proposal
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(res, indent=2))
-    print(f"{what['method']} on {ds.name} {args.split}: oIoU {res['oIoU']:.4f}  mIoU {res['mIoU']:.4f}  "
-          f"P@0.3 {res['P@0.3']:.4f}  P@0.5 {res['P@0.5']:.4f}  P@0.7 {res['P@0.7']:.4f} ({res['samples']} samples) -> {path}")  # fmt: skip
+    print(
+        f"{what['method']} on {ds.name} {args.split}: oIoU {res['oIoU']:.4f}  mIoU {res['mIoU']:.4f}  "
+        f"P@0.3 {res['P@0.3']:.4f}  P@0.5 {res['P@0.5']:.4f}  P@0.7 {res['P@0.7']:.4f} ({res['samples']} samples) -> {path}"
+    )
     return res
 
 
@@ -593,8 +646,11 @@ def cmd_ppt_baseline(args: argparse.Namespace) -> int:
         from .ppt.encoders import FrozenDualEncoder, FrozenMaskDecoder
 
         dev = _device(args)
-        pred = NaivePredictor(FrozenDualEncoder.load(args.dual_encoder, dev),
-                              FrozenMaskDecoder.load(args.mask_model, args.size, dev), args.points)  # fmt: skip
+        pred = NaivePredictor(
+            FrozenDualEncoder.load(args.dual_encoder, dev),
+            FrozenMaskDecoder.load(args.mask_model, args.size, dev),
+            args.points,
+        )
         what = {"method": f"naive dual encoder + mask model ({args.points} peak point(s))"}
     else:
         from .pseudoris.config import MaskConfig
@@ -681,10 +737,13 @@ def cmd_label(args: argparse.Namespace) -> int:
 
     c = args.label_command
     if c == "init":
-        p = commands.init(args.project, args.data, args.images, args.sentences, args.dataset, args.split_by,
-                          args.image_dir)  # fmt: skip
-        print(f"{args.project}: {len(p.tasks)} tasks (training refs) over {p.status()['images']} images of {p.source.name}. "
-              f"Label them: l2l label serve {args.project}")  # fmt: skip
+        p = commands.init(
+            args.project, args.data, args.images, args.sentences, args.dataset, args.split_by, args.image_dir
+        )
+        print(
+            f"{args.project}: {len(p.tasks)} tasks (training refs) over {p.status()['images']} images of {p.source.name}. "
+            f"Label them: l2l label serve {args.project}"
+        )
         return 0
     project = LabelProject(args.project)
     if c == "status":
@@ -693,8 +752,9 @@ def cmd_label(args: argparse.Namespace) -> int:
         doc = commands.rank(project, args.model, args.strategy, args.k, args.priors, args.seed, args.device)
         print(f"{project.folder}/queue.json: {len(doc['images'])} images ({len(doc['refs'])} refs) by {args.strategy}")
     elif c == "train":
-        row = commands.train(project, args.config, args.out, args.overrides, args.method, args.strategy, args.k,
-                             args.priors)  # fmt: skip
+        row = commands.train(
+            project, args.config, args.out, args.overrides, args.method, args.strategy, args.k, args.priors
+        )
         print(json.dumps(row))
     elif c == "serve":
         from .foundation.folders import resolve_model_path
@@ -731,8 +791,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from .registry import PRIOR_PROVIDERS
 
         if args.prior not in ("standin", "mllm-sam2"):
-            raise UsageError(f"--prior {args.prior}: serve needs a provider that reads any image (standin, mllm-sam2); "
-                             "simulated and files need a dataset's samples")  # fmt: skip
+            raise UsageError(
+                f"--prior {args.prior}: serve needs a provider that reads any image (standin, mllm-sam2); "
+                "simulated and files need a dataset's samples"
+            )
         provider = PRIOR_PROVIDERS.get(args.prior)(args, None)
         print(f"guidance 'prior': the {args.prior} provider")
     from .serve.app import serve
@@ -740,8 +802,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"serving on http://{args.host}:{args.port} (Ctrl-C stops)")
     if not args.max_upload_mb > 0:
         raise UsageError(f"--max-upload-mb must be > 0, got {args.max_upload_mb}")
-    serve(Session(models, provider), args.host, args.port, examples_manifest=args.examples,
-          max_upload_mb=args.max_upload_mb)  # fmt: skip
+    serve(
+        Session(models, provider),
+        args.host,
+        args.port,
+        examples_manifest=args.examples,
+        max_upload_mb=args.max_upload_mb,
+    )
     return 0
 
 
@@ -889,8 +956,27 @@ def _generate_priors_beside(ds, provider, ids: list[int], out: Path, data_dir: P
     time only: the caller then generates whatever is still missing."""
     import subprocess
 
-    cmd = [sys.executable, "-m", "l2l.cli", "priors", "generate", "--provider", "standin", "--data", str(data_dir),
-           "--split", "train", "--subset", "all", "--out", str(out), "--batch-size", "32", "--shard", "1/2"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "l2l.cli",
+        "priors",
+        "generate",
+        "--provider",
+        "standin",
+        "--data",
+        str(data_dir),
+        "--split",
+        "train",
+        "--subset",
+        "all",
+        "--out",
+        str(out),
+        "--batch-size",
+        "32",
+        "--shard",
+        "1/2",
+    ]
     env = {**os.environ, "L2L_NO_PROGRESS": "1"}
     helper = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     try:
@@ -920,8 +1006,9 @@ def _generate_priors(
         return PriorInput(sid, ds.load_image(rec.image_id), rec.sentence)
 
     ids = sorted(ids, key=lambda sid: ds.sample(sid).image_id)  # one image's sentences together: one encoding
-    res = PriorStore(out).generate(provider, ids, load, batch_size, rank, world,
-                                   dataset={"name": ds.name, "fingerprint": ds.fingerprint()})  # fmt: skip
+    res = PriorStore(out).generate(
+        provider, ids, load, batch_size, rank, world, dataset={"name": ds.name, "fingerprint": ds.fingerprint()}
+    )
     return {**res, "rank": rank, "world": world}
 
 
@@ -1019,8 +1106,10 @@ def cmd_pretrain_foundation(args: argparse.Namespace) -> int:
     cmd = f"l2l pretrain {args.pretrain_command} --out FOLDER" + (f" --config {args.config}" if args.config else "")
     card = getattr(mod, fn)(cfg, out, show_progress=not args.quiet, command=cmd + "".join(f" {o}" for o in overrides))
     m = card["metrics_eval_pool"]
-    print(f"{what} -> {out} ({card['parameters']:,} parameters, {card['wall_seconds']:.0f} s): "
-          + ", ".join(f"{k} {v:.3f}" for k, v in m.items()))  # fmt: skip
+    print(
+        f"{what} -> {out} ({card['parameters']:,} parameters, {card['wall_seconds']:.0f} s): "
+        + ", ".join(f"{k} {v:.3f}" for k, v in m.items())
+    )
     return 0
 
 
@@ -1092,10 +1181,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = data.add_parser("split", help="image-level labeled/unlabeled split of the training images")
     _add_dataset_args(p)
-    p.add_argument("--label-fraction", dest="fraction", type=_fraction, default="5%",
-                   help="0%% | 0.1%% | 1%% | 5%% | 10%% | any fraction such as 0.02")  # fmt: skip
-    p.add_argument("--split-seed", dest="seed", type=int, default=22,
-                   help="seed of the hash ranking that picks the labeled images (default 22, the paper's)")  # fmt: skip
+    p.add_argument(
+        "--label-fraction",
+        dest="fraction",
+        type=_fraction,
+        default="5%",
+        help="0%% | 0.1%% | 1%% | 5%% | 10%% | any fraction such as 0.02",
+    )
+    p.add_argument(
+        "--split-seed",
+        dest="seed",
+        type=int,
+        default=22,
+        help="seed of the hash ranking that picks the labeled images (default 22, the paper's)",
+    )
     _old_split_spellings(p)
     p.add_argument("--train-split", default="train", help="split whose images are partitioned (default train)")
     p.add_argument("--out", default=None, help="split file (default: DATA/splits/label_split_<pct>pct_seed<S>.json)")
@@ -1147,9 +1246,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="auto (standin on SynthRef, simulated elsewhere) | " + " | ".join(PRIOR_PROVIDERS.names()),
     )
     p.add_argument("--device", default="auto", help="teacher, mllm-sam2: auto (a GPU when there is one) | cpu | cuda")
-    p.add_argument("--shard", type=_shard, default=None,
-                   help="i/n: this process takes every n-th sample, into the same --out (run n of them side by side, "
-                   "one thread each; or torchrun)")  # fmt: skip
+    p.add_argument(
+        "--shard",
+        type=_shard,
+        default=None,
+        help="i/n: this process takes every n-th sample, into the same --out (run n of them side by side, "
+        "one thread each; or torchrun)",
+    )
     p.add_argument("--mllm", default=None, help="mllm-sam2: local Qwen2.5-VL folder")
     p.add_argument("--sam2", default=None, help="mllm-sam2: local SAM2 folder (transformers format)")
     p.add_argument("--max-new-tokens", type=int, default=64, help="mllm-sam2: generation budget per answer")
@@ -1183,9 +1286,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default=None, help="shorthand for method=NAME")
     p.add_argument("--out", default=None, help="run folder (default runs/<config>_<method>)")
     p.add_argument("--no-resume", action="store_true", help="ignore checkpoints already in the run folder")
-    p.add_argument("--allow-change", action="append", default=[], metavar="KEY",
-                   help="resume although this config key changed (e.g. optim.lr, or optim for all its fields); "
-                   "repeat for several; recorded in env.json")  # fmt: skip
+    p.add_argument(
+        "--allow-change",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="resume although this config key changed (e.g. optim.lr, or optim for all its fields); "
+        "repeat for several; recorded in env.json",
+    )
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. optim.lr=1e-4 data.label_fraction=5%%")
     p.set_defaults(func=cmd_train)
 
@@ -1261,8 +1369,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split-seed", type=int, default=22, help="semi: label split seed (default 22)")
     p.add_argument("--max-images", type=_positive_int, default=None, help="the first N training images only")
     p.add_argument("--masks-from", default=None, help="reuse the masks of another generation folder (ablations)")
-    p.add_argument("--records-from", default=None,
-                   help="reuse masks and scored captions of a generation with other filter settings; refilter")  # fmt: skip
+    p.add_argument(
+        "--records-from",
+        default=None,
+        help="reuse masks and scored captions of a generation with other filter settings; refilter",
+    )
     p.add_argument("--shard", type=_shard, default=None, help="i/n: this process takes every n-th image (or torchrun)")
     p.add_argument("--device", default="auto", help="auto (a GPU when there is one) | cpu | cuda | cuda:N")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -1276,9 +1387,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mask-model", default="builtin:synthpool-sam", help="mask model folder (stand-in or SAM2)")
     p.add_argument("--dual-encoder", default="builtin:synthpool-clip", help="dual encoder folder (stand-in or CLIP)")
     p.add_argument("--alpha", type=float, default=0.5, help="weight of the global (context crop) term (default 0.5)")
-    p.add_argument("--scoring", default="global-local", choices=["global-local", "regions"],
-                   help="global-local (the paper's) | regions: each proposal's box in its scene (a dual encoder "
-                   "trained with regions, e.g. builtin:synthpool-clip-regions)")  # fmt: skip
+    p.add_argument(
+        "--scoring",
+        default="global-local",
+        choices=["global-local", "regions"],
+        help="global-local (the paper's) | regions: each proposal's box in its scene (a dual encoder "
+        "trained with regions, e.g. builtin:synthpool-clip-regions)",
+    )
     p.add_argument("--points-per-side", type=int, default=12, help="mask model's automatic-mode grid (default 12)")
     p.add_argument("--size", type=int, default=128, help="resolution the images are read at (default 128)")
     p.add_argument("--max-samples", type=_positive_int, default=None, help="the first N samples only")
@@ -1304,8 +1419,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", dest="images", type=_positive_int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p.add_argument("--seed", type=seed_int, default=0, help="which images (seeded choice)")
     p.set_defaults(func=cmd_pseudo_ris_show)
-    _add_table_parser(pris, "pseudo-ris", "L2L's Table 2 layout and Pseudo-RIS's Tables 5 / 6",
-                      "docs/results/pseudo_ris", "scripts/pseudo_ris_table.sh")  # fmt: skip
+    _add_table_parser(
+        pris,
+        "pseudo-ris",
+        "L2L's Table 2 layout and Pseudo-RIS's Tables 5 / 6",
+        "docs/results/pseudo_ris",
+        "scripts/pseudo_ris_table.sh",
+    )
 
     ppt = sub.add_parser(
         "ppt", help="PPT: weakly supervised RES (sentences, no masks) by curriculum point prompting"
@@ -1330,8 +1450,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. curriculum.enabled=false seed=1")
     p.set_defaults(func=cmd_ppt_train)
-    for name, helptext in (("eval", "evaluate a PPT run (mIoU, oIoU, P@0.3/0.5/0.7)"),
-                           ("baseline", "weakly supervised baselines: naive prompting, or ranked proposals")):  # fmt: skip
+    for name, helptext in (
+        ("eval", "evaluate a PPT run (mIoU, oIoU, P@0.3/0.5/0.7)"),
+        ("baseline", "weakly supervised baselines: naive prompting, or ranked proposals"),
+    ):
         p = ppt.add_parser(name, help=helptext)
         _add_dataset_args(p)
         if name == "eval":
@@ -1364,8 +1486,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="PNG to write")
     p.add_argument("--device", default="auto", help="auto (a GPU when there is one) | cpu | cuda | cuda:N")
     p.set_defaults(func=cmd_ppt_show)
-    _add_table_parser(ppt, "ppt", "PPT, Table 3's rows and the baselines", "docs/results/ppt",
-                      "scripts/ppt_table3.sh")  # fmt: skip
+    _add_table_parser(ppt, "ppt", "PPT, Table 3's rows and the baselines", "docs/results/ppt", "scripts/ppt_table3.sh")
 
     lab = sub.add_parser(
         "label", help="an active labeling loop: rank what to annotate, accept or correct with clicks, train, repeat"
@@ -1384,8 +1505,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_label)
     p = lab.add_parser("serve", help="the labeling page (Gradio): accept, reject, skip, correct with clicks")
     p.add_argument("project")
-    p.add_argument("--mask-model", default="builtin:synthpool-sam", help="promptable mask model (a SAM2 folder, "
-                   "or builtin:synthpool-sam, the stand-in; default)")  # fmt: skip
+    p.add_argument(
+        "--mask-model",
+        default="builtin:synthpool-sam",
+        help="promptable mask model (a SAM2 folder, or builtin:synthpool-sam, the stand-in; default)",
+    )
     p.add_argument("--priors", default=None, help="prior store of the source's training split: the start mask")
     p.add_argument("--model", default=None, help="a run or model folder: its mask is the start where no prior is")
     p.add_argument("--port", type=int, default=7861, help="port (default 7861)")
@@ -1397,8 +1521,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = lab.add_parser("rank", help="order the unlabeled images by a strategy (writes PROJECT/queue.json)")
     p.add_argument("project")
     p.add_argument("--model", required=True, help="a run or model folder (the current model)")
-    p.add_argument("--strategy", choices=STRATEGIES, default="disagreement",
-                   help="what to annotate first (docs/labeling.md; default disagreement)")  # fmt: skip
+    p.add_argument(
+        "--strategy",
+        choices=STRATEGIES,
+        default="disagreement",
+        help="what to annotate first (docs/labeling.md; default disagreement)",
+    )
     p.add_argument("--k", type=_positive_int, default=8, help="images to put first (default 8)")
     p.add_argument("--priors", default=None, help="prior store of the training split (disagreement, rple-state)")
     p.add_argument("--seed", type=seed_int, default=0, help="the random strategy's order")
@@ -1421,8 +1549,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", action="append", default=None, help="display name of each --ckpt (default: folder name)")
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0: all)")
-    p.add_argument("--max-upload-mb", type=float, default=50.0,
-                   help="largest upload the page accepts, in MB (default 50); an upload is deleted once read")  # fmt: skip
+    p.add_argument(
+        "--max-upload-mb",
+        type=float,
+        default=50.0,
+        help="largest upload the page accepts, in MB (default 50); an upload is deleted once read",
+    )
     p.add_argument("--device", default="auto", help="auto (a GPU when there is one) | cpu | cuda | cuda:N")
     p.add_argument(
         "--prior",
@@ -1438,8 +1570,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder of training-domain images for the domain check (default: the model folder's domain.json, "
         "else the run's training data)",
     )
-    p.add_argument("--examples", default=None,
-                   help="more examples for the page: a manifest as for l2l predict --manifest (image, text per line)")  # fmt: skip
+    p.add_argument(
+        "--examples",
+        default=None,
+        help="more examples for the page: a manifest as for l2l predict --manifest (image, text per line)",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("plot", help="PNG of a run's curves: losses, validation, prior quality, pseudo-labels, RPLE")
@@ -1551,8 +1686,20 @@ def _add_threads(parser: argparse.ArgumentParser) -> None:
         _add_threads(child)
 
 
-USER_OS_ERRORS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR,
-                            errno.EISDIR, errno.ENAMETOOLONG, errno.ENOENT, errno.EEXIST})  # fmt: skip
+USER_OS_ERRORS = frozenset(
+    {
+        errno.EACCES,
+        errno.EPERM,
+        errno.EROFS,
+        errno.ENOSPC,
+        errno.EDQUOT,
+        errno.ENOTDIR,
+        errno.EISDIR,
+        errno.ENAMETOOLONG,
+        errno.ENOENT,
+        errno.EEXIST,
+    }
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1590,8 +1737,10 @@ def _run(args: argparse.Namespace) -> int:
             raise
         # a read-only, full, missing or misnamed output place: the user's to fix, in one line
         where = f"{e.filename}: " if e.filename else ""
-        print(f"l2l: error: {where}{e.strerror or e} (finished work is kept; fix this and run the same command "
-              "again)", file=sys.stderr)  # fmt: skip
+        print(
+            f"l2l: error: {where}{e.strerror or e} (finished work is kept; fix this and run the same command again)",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print("l2l: interrupted (finished work is kept; run the same command again to continue)", file=sys.stderr)

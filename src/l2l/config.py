@@ -44,8 +44,10 @@ def load_yaml(text: str, where: str) -> Any:
     def walk(x: Any) -> None:
         budget[0] -= 1
         if budget[0] < 0:
-            raise ConfigError(f"{where}: expands to more than {MAX_YAML_VALUES:,} values (nested aliases?); "
-                              "a config is refused beyond that")  # fmt: skip
+            raise ConfigError(
+                f"{where}: expands to more than {MAX_YAML_VALUES:,} values (nested aliases?); "
+                "a config is refused beyond that"
+            )
         if isinstance(x, dict):
             for v in x.values():
                 walk(v)
@@ -181,8 +183,10 @@ def shipped_config(path: str | Path) -> Path:
     packaged = Path(__file__).resolve().parent / "configs" / Path(*rel) if rel else None
     if packaged is not None and not path.is_absolute() and packaged.exists():
         return packaged
-    raise MissingFileError(f"config file not found: {path} (nor among the configs shipped with l2l: "
-                           f"{Path(__file__).resolve().parent / 'configs'})")  # fmt: skip
+    raise MissingFileError(
+        f"config file not found: {path} (nor among the configs shipped with l2l: "
+        f"{Path(__file__).resolve().parent / 'configs'})"
+    )
 
 
 def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:

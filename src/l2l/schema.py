@@ -110,8 +110,10 @@ class TrainConfig:
         need(self.optim.lr > 0, f"optim.lr must be > 0, got {self.optim.lr}")
         need(self.data.size >= 16, f"data.size must be ≥ 16 pixels, got {self.data.size}")
         need(self.data.workers >= 0, f"data.workers must be ≥ 0, got {self.data.workers}")
-        need(self.data.eval_max_samples is None or self.data.eval_max_samples >= 1,
-             f"data.eval_max_samples must be ≥ 1 (or null for all), got {self.data.eval_max_samples}")  # fmt: skip
+        need(
+            self.data.eval_max_samples is None or self.data.eval_max_samples >= 1,
+            f"data.eval_max_samples must be ≥ 1 (or null for all), got {self.data.eval_max_samples}",
+        )
         need(self.threads >= 0, f"threads must be ≥ 0 (0 = the thread policy), got {self.threads}")
         need(self.amp in ("auto", "bf16", "off"), f"amp must be auto, bf16 or off, got {self.amp!r}")
         m, s = self.model, self.semi
@@ -129,8 +131,10 @@ class TrainConfig:
         need(0 <= self.optim.text_lr_scale, f"optim.text_lr_scale must be ≥ 0, got {self.optim.text_lr_scale}")
         need(s.lambda_u >= 0, f"semi.lambda_u must be ≥ 0, got {s.lambda_u}")
         need(s.warmup_steps >= 0, f"semi.warmup_steps must be ≥ 0, got {s.warmup_steps}")
-        need(s.unlabeled_batch_size is None or s.unlabeled_batch_size >= 1,
-             f"semi.unlabeled_batch_size must be ≥ 1 (or null), got {s.unlabeled_batch_size}")  # fmt: skip
+        need(
+            s.unlabeled_batch_size is None or s.unlabeled_batch_size >= 1,
+            f"semi.unlabeled_batch_size must be ≥ 1 (or null), got {s.unlabeled_batch_size}",
+        )
         for key in ("tau_fg", "tau_bg"):
             v = getattr(s, key)
             need(v is None or 0 <= v <= 1, f"semi.{key} must lie in [0, 1], got {v}")

@@ -63,5 +63,9 @@ def export_refer(ds: ReferDataset, out: str | Path, name: str = "refcoco", split
             os.link(src, dst)
         except OSError:
             shutil.copy2(src, dst)
-    return {"refs": len(refs), "sentences": sum(len(r["sentences"]) for r in refs), "images": len(ds.images),
-            "folder": str(folder)}  # fmt: skip
+    return {
+        "refs": len(refs),
+        "sentences": sum(len(r["sentences"]) for r in refs),
+        "images": len(ds.images),
+        "folder": str(folder),
+    }

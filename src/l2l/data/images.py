@@ -73,8 +73,10 @@ def to_rgb_uint8(image: Any, name: str = "image", exif: bool = False) -> np.ndar
             raise UsageError(f"{name}: the image holds NaN or infinite values")
         lo, hi = float(arr.min()), float(arr.max())
         if lo < 0 or hi > 1:
-            raise UsageError(f"{name}: a float image must lie in [0, 1], this one spans [{lo:.3g}, {hi:.3g}] "
-                             "(pass uint8 for 0–255 values)")  # fmt: skip
+            raise UsageError(
+                f"{name}: a float image must lie in [0, 1], this one spans [{lo:.3g}, {hi:.3g}] "
+                "(pass uint8 for 0–255 values)"
+            )
         return np.round(arr * 255.0).astype(np.uint8)
     if np.issubdtype(arr.dtype, np.integer):
         lo, hi = int(arr.min()), int(arr.max())
@@ -128,8 +130,9 @@ def read_photo(path: str | Path, max_side: int | None = None) -> tuple[np.ndarra
     except Image.DecompressionBombError as e:
         raise UsageError(f"{path.name}: the image is too large to open safely ({e})") from None
     except UnidentifiedImageError:
-        raise UsageError(f"{path.name} is not a readable image (not in a format PIL reads: PNG, JPEG, "
-                         "WebP, BMP, TIFF, …)") from None  # fmt: skip
+        raise UsageError(
+            f"{path.name} is not a readable image (not in a format PIL reads: PNG, JPEG, WebP, BMP, TIFF, …)"
+        ) from None
     except (OSError, SyntaxError, ValueError) as e:
         raise UsageError(f"{path.name} is not a readable image ({str(e).replace(str(path), path.name)})") from None
     if orientation not in (None, 1):

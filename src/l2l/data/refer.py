@@ -150,8 +150,9 @@ class ReferDataset:
                         )
                     )
             except (KeyError, TypeError, ValueError) as e:
-                raise DataError(f"{self.refs_file}: ref {ref_id} has a malformed sentence ({e!r}; each needs "
-                                "sent_id and sent)") from None  # fmt: skip
+                raise DataError(
+                    f"{self.refs_file}: ref {ref_id} has a malformed sentence ({e!r}; each needs sent_id and sent)"
+                ) from None
         self._by_id = {s.sample_id: s for s in self._samples}
         if len(self._by_id) != len(self._samples):
             raise DataError(f"{self.refs_file}: sent_id values are not unique")
@@ -201,8 +202,12 @@ class ReferDataset:
         if not meta_file.exists():
             raise MissingFileError(f"{root} is not a finished Pseudo-RIS dataset (no meta.json)")
         meta = json.loads(meta_file.read_text())
-        return cls(f"pseudo-ris({meta.get('source', '?')})", root / "instances.json", root / "refs(pseudo-ris).json",
-                   meta["image_dir"])  # fmt: skip
+        return cls(
+            f"pseudo-ris({meta.get('source', '?')})",
+            root / "instances.json",
+            root / "refs(pseudo-ris).json",
+            meta["image_dir"],
+        )
 
     @classmethod
     def label(cls, root: str | Path) -> "ReferDataset":

@@ -88,8 +88,11 @@ def param_groups(model: torch.nn.Module, visual_lr_scale: float, text_lr_scale: 
     """Trainable parameters; the visual encoder's (``model.visual``) and the text encoder's (``model.text``)
     each in a group of its own when its lr is scaled."""
     train = [p for p in model.parameters() if p.requires_grad]
-    scaled = [(name, scale) for name, scale in (("visual", visual_lr_scale), ("text", text_lr_scale))
-              if scale != 1.0 and hasattr(model, name)]  # fmt: skip
+    scaled = [
+        (name, scale)
+        for name, scale in (("visual", visual_lr_scale), ("text", text_lr_scale))
+        if scale != 1.0 and hasattr(model, name)
+    ]
     if not scaled:
         return [{"params": train}]
     groups: list[dict[str, Any]] = []
@@ -535,8 +538,11 @@ class Trainer:
         lock = FolderLock(self.run_dir / TRAIN_LOCK)
         if not lock.acquire():
             info = lock.holder()
-            raise ExistsError(describe_holder(lock.path, info) if info else lock_problem(lock.path) or
-                              f"{lock.path} is being created by another process; try again")  # fmt: skip
+            raise ExistsError(
+                describe_holder(lock.path, info)
+                if info
+                else lock_problem(lock.path) or f"{lock.path} is being created by another process; try again"
+            )
         self._folder_lock = lock
 
     def release_folder(self) -> None:

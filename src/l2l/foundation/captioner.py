@@ -105,8 +105,9 @@ class CaptionerNet(nn.Module):
         self.cfg = cfg
         c = cfg.conv_channels
         self.encoder = ConvEncoder(c)
-        self.visual = nn.Sequential(nn.Linear(c[2] + c[3] + 1, cfg.embed_dim), nn.GELU(),
-                                    nn.Linear(cfg.embed_dim, cfg.embed_dim))  # fmt: skip
+        self.visual = nn.Sequential(
+            nn.Linear(c[2] + c[3] + 1, cfg.embed_dim), nn.GELU(), nn.Linear(cfg.embed_dim, cfg.embed_dim)
+        )
         self.h0 = nn.Linear(cfg.embed_dim, cfg.hidden)
         self.word = nn.Embedding(len(cfg.vocab), cfg.word_dim, padding_idx=0)
         self.gru = nn.GRU(cfg.word_dim + cfg.embed_dim, cfg.hidden, batch_first=True)
@@ -382,8 +383,11 @@ def pool_caption_metrics(cap: Captioner, cfg: CaptionerTrainConfig, images: int 
         w = set(words(text))
         shape_hits.append(float(any(set(words(s)) <= w for s in SHAPES[o.shape])))
         colour_hits.append(float(any(set(words(s)) <= w for s in COLORS[o.color])))
-    return {"perplexity": round(float(np.exp(nll / max(n, 1))), 3), "greedy_shape_named": round(float(np.mean(shape_hits)), 4),
-            "greedy_colour_named": round(float(np.mean(colour_hits)), 4)}  # fmt: skip
+    return {
+        "perplexity": round(float(np.exp(nll / max(n, 1))), 3),
+        "greedy_shape_named": round(float(np.mean(shape_hits)), 4),
+        "greedy_colour_named": round(float(np.mean(colour_hits)), 4),
+    }
 
 
 def _objects(pool: PoolConfig, index: int) -> list:
@@ -398,7 +402,14 @@ def pretrain_captioner(
     round_trip_half(net)  # the card's metrics measure the stored (float16) weights
     metrics = pool_caption_metrics(Captioner(net), cfg)
     return save_stand_in(
-        out, FORMAT, net, cfg, traj, wall, metrics, command or "l2l pretrain captioner --out FOLDER",
+        out,
+        FORMAT,
+        net,
+        cfg,
+        traj,
+        wall,
+        metrics,
+        command or "l2l pretrain captioner --out FOLDER",
         title="autoregressive captioner, a CoCa / BLIP stand-in",
         summary="A conv image encoder (with the crop's scale) and a GRU word decoder, trained in the pretraining world "
         "(`l2l.foundation.captioner`) on object crops (margins 0 / 10 / 20 % and masked) of "
@@ -406,6 +417,9 @@ def pretrain_captioner(
         steps_line=f"Steps: {cfg.steps:,} × batch {cfg.batch_size}; vocabulary {len(cfg.model.vocab)} words",
         metrics_title="Metrics on held-out pool objects",
         stand_in_for="CoCa / BLIP (an image captioner with next-word distributions)",
-        training_data={"pool": cfg.pool.to_dict(), "train_indices": [0, cfg.train_images - 1],
-                       "pairs": "object crops (4 crop kinds) with generic captions (l2l.foundation.language)"},
-    )  # fmt: skip
+        training_data={
+            "pool": cfg.pool.to_dict(),
+            "train_indices": [0, cfg.train_images - 1],
+            "pairs": "object crops (4 crop kinds) with generic captions (l2l.foundation.language)",
+        },
+    )

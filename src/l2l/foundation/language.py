@@ -86,10 +86,36 @@ RELATION_WORDS = {
 }
 # SynthRef's words that this dialect never uses (the shift a test checks)
 SYNTHREF_ONLY_WORDS = (
-    "ball", "disk", "box", "block", "bar", "brick", "hex", "plus", "rhombus", "donut", "hoop", "moon",
-    "little", "tiny", "mid-sized", "medium-sized", "big", "huge", "violet", "turquoise", "spotted",
-    "polka-dot", "leftmost", "rightmost", "topmost", "bottommost", "lowest", "underneath", "beneath",
-)  # fmt: skip
+    "ball",
+    "disk",
+    "box",
+    "block",
+    "bar",
+    "brick",
+    "hex",
+    "plus",
+    "rhombus",
+    "donut",
+    "hoop",
+    "moon",
+    "little",
+    "tiny",
+    "mid-sized",
+    "medium-sized",
+    "big",
+    "huge",
+    "violet",
+    "turquoise",
+    "spotted",
+    "polka-dot",
+    "leftmost",
+    "rightmost",
+    "topmost",
+    "bottommost",
+    "lowest",
+    "underneath",
+    "beneath",
+)
 
 
 def _pick(rng: np.random.Generator, seq: Sequence[str]) -> str:
@@ -174,8 +200,13 @@ def expressions(
 ) -> list[tuple[int, str, str]]:
     """(target, kind, text) for each of ``targets`` that some program of a drawn kind refers to
     uniquely (kinds tried in a random order after the drawn one, as SynthRef's generator does)."""
-    weights = kind_weights or {"attribute": 0.2, "attribute_only": 0.1, "location": 0.25, "relation": 0.25,
-                               "ordinal": 0.2}  # fmt: skip
+    weights = kind_weights or {
+        "attribute": 0.2,
+        "attribute_only": 0.1,
+        "location": 0.25,
+        "relation": 0.25,
+        "ordinal": 0.2,
+    }
     kinds = [k for k in KINDS if weights.get(k, 0) > 0]
     p = np.array([weights[k] for k in kinds], np.float64)
     p /= p.sum()

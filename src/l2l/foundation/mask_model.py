@@ -105,9 +105,13 @@ class PromptableMaskModel(nn.Module):
     # ---------------------------------------------------------------- prompts
     @staticmethod
     def prompt_maps(
-        boxes: torch.Tensor, box_valid: torch.Tensor, points: torch.Tensor, labels: torch.Tensor, side: int,
+        boxes: torch.Tensor,
+        box_valid: torch.Tensor,
+        points: torch.Tensor,
+        labels: torch.Tensor,
+        side: int,
         image_size: int,
-    ) -> torch.Tensor:  # fmt: skip
+    ) -> torch.Tensor:
         """Prompt maps P×5×side×side: box inside (soft edges), positive and negative point blobs,
         x and y coordinates. ``boxes`` P×4 xyxy and ``points`` P×N×2 xy in input pixels;
         ``labels`` P×N (1 positive, 0 negative, -1 padding)."""
@@ -147,9 +151,15 @@ class PromptableMaskModel(nn.Module):
         return conv
 
     def decode_iou(
-        self, emb: torch.Tensor, image_index: torch.Tensor, boxes: torch.Tensor, box_valid: torch.Tensor,
-        points: torch.Tensor, labels: torch.Tensor, base: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+        self,
+        emb: torch.Tensor,
+        image_index: torch.Tensor,
+        boxes: torch.Tensor,
+        box_valid: torch.Tensor,
+        points: torch.Tensor,
+        labels: torch.Tensor,
+        base: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The decoder's low-resolution half: (features P×dim×S/4×S/4, prompt maps, predicted IoU P×K).
         The IoU head reads nothing of the mask's full-resolution half, so the automatic mode scores
         every grid point with this alone and decodes masks only where a hypothesis can pass.
@@ -166,9 +176,16 @@ class PromptableMaskModel(nn.Module):
         return h, maps, iou
 
     def decode(
-        self, emb: torch.Tensor, skip: torch.Tensor, image_index: torch.Tensor, boxes: torch.Tensor,
-        box_valid: torch.Tensor, points: torch.Tensor, labels: torch.Tensor, base: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        self,
+        emb: torch.Tensor,
+        skip: torch.Tensor,
+        image_index: torch.Tensor,
+        boxes: torch.Tensor,
+        box_valid: torch.Tensor,
+        points: torch.Tensor,
+        labels: torch.Tensor,
+        base: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mask logits P×K×S×S and predicted IoU P×K for P prompts on images ``image_index``
         (``base`` as in :meth:`decode_iou`)."""
         h, maps, iou = self.decode_iou(emb, image_index, boxes, box_valid, points, labels, base)
@@ -187,9 +204,12 @@ class MaskPredictorProtocol(Protocol):
     def set_image(self, image: np.ndarray) -> None: ...
 
     def predict(
-        self, point_coords: np.ndarray | None = None, point_labels: np.ndarray | None = None,
-        box: np.ndarray | None = None, multimask_output: bool = True,
-    ) -> tuple[np.ndarray, np.ndarray]: ...  # fmt: skip
+        self,
+        point_coords: np.ndarray | None = None,
+        point_labels: np.ndarray | None = None,
+        box: np.ndarray | None = None,
+        multimask_output: bool = True,
+    ) -> tuple[np.ndarray, np.ndarray]: ...
 
     def config(self) -> dict[str, Any]: ...
 
@@ -238,9 +258,11 @@ class MaskPredictor:
 
     @torch.no_grad()
     def predict_logits(
-        self, boxes: Sequence[Sequence[float] | None], points: Sequence[np.ndarray | None] = (),
+        self,
+        boxes: Sequence[Sequence[float] | None],
+        points: Sequence[np.ndarray | None] = (),
         labels: Sequence[np.ndarray | None] = (),
-    ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Batched prompts on the current image: logits P×K×H×W (original size) and IoU P×K."""
         emb, skip = self._current()
         B, valid, P, L = self._prompts(boxes, points, labels)
@@ -253,9 +275,11 @@ class MaskPredictor:
 
     @torch.no_grad()
     def predict_iou(
-        self, boxes: Sequence[Sequence[float] | None], points: Sequence[np.ndarray | None] = (),
+        self,
+        boxes: Sequence[Sequence[float] | None],
+        points: Sequence[np.ndarray | None] = (),
         labels: Sequence[np.ndarray | None] = (),
-    ) -> torch.Tensor:  # fmt: skip
+    ) -> torch.Tensor:
         """The predicted IoU P×K of each prompt's hypotheses, without decoding the masks (cheap)."""
         emb, _ = self._current()
         B, valid, P, L = self._prompts(boxes, points, labels)
@@ -268,9 +292,11 @@ class MaskPredictor:
         return self._emb
 
     def _prompts(
-        self, boxes: Sequence[Sequence[float] | None], points: Sequence[np.ndarray | None],
+        self,
+        boxes: Sequence[Sequence[float] | None],
+        points: Sequence[np.ndarray | None],
         labels: Sequence[np.ndarray | None],
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Prompt tensors in the model's input pixels: boxes P×4, box validity P, points P×N×2, labels P×N."""
         n = len(boxes)
         pts = [np.zeros((0, 2)) if i >= len(points) or points[i] is None else np.asarray(points[i]) for i in range(n)]
@@ -289,9 +315,12 @@ class MaskPredictor:
         return B.to(self.device), valid.to(self.device), P.to(self.device), L.to(self.device)
 
     def predict(
-        self, point_coords: np.ndarray | None = None, point_labels: np.ndarray | None = None,
-        box: np.ndarray | None = None, multimask_output: bool = True,
-    ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        self,
+        point_coords: np.ndarray | None = None,
+        point_labels: np.ndarray | None = None,
+        box: np.ndarray | None = None,
+        multimask_output: bool = True,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """SAM2-style: masks K×H×W (bool) and their predicted IoU (K,); one mask (the best predicted)
         without ``multimask_output``. Points xy (N×2) with labels (1 positive, 0 negative), box xyxy."""
         if point_coords is None and box is None:
@@ -377,9 +406,11 @@ class Sam2MaskPredictor:
 
     @torch.no_grad()
     def predict_logits(
-        self, boxes: Sequence[Sequence[float] | None], points: Sequence[np.ndarray | None] = (),
+        self,
+        boxes: Sequence[Sequence[float] | None],
+        points: Sequence[np.ndarray | None] = (),
         labels: Sequence[np.ndarray | None] = (),
-    ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """As :meth:`MaskPredictor.predict_logits` (one prompt at a time): logits P×K×H×W, IoU P×K."""
         if self._emb is None:
             raise UsageError("call set_image(image) before predict")
@@ -389,30 +420,43 @@ class Sam2MaskPredictor:
             p = points[i] if i < len(points) else None
             q = labels[i] if i < len(labels) else None
             out = self.model(image_embeddings=self._emb, multimask_output=True, **self._prompts(p, q, b))
-            outs.append(F.interpolate(out.pred_masks[0, 0][None].float(), size=(h, w), mode="bilinear",
-                                      align_corners=False)[0])  # fmt: skip
+            outs.append(
+                F.interpolate(out.pred_masks[0, 0][None].float(), size=(h, w), mode="bilinear", align_corners=False)[0]
+            )
             ious.append(out.iou_scores[0, 0].float())
         return torch.stack(outs).cpu(), torch.stack(ious).clamp(0, 1).cpu()
 
     @torch.no_grad()
     def predict(
-        self, point_coords: np.ndarray | None = None, point_labels: np.ndarray | None = None,
-        box: np.ndarray | None = None, multimask_output: bool = True,
-    ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        self,
+        point_coords: np.ndarray | None = None,
+        point_labels: np.ndarray | None = None,
+        box: np.ndarray | None = None,
+        multimask_output: bool = True,
+    ) -> tuple[np.ndarray, np.ndarray]:
         if self._emb is None:
             raise UsageError("call set_image(image) before predict")
         h, w = self._hw
-        out = self.model(image_embeddings=self._emb, multimask_output=multimask_output,
-                         **self._prompts(point_coords, point_labels, box))  # fmt: skip
+        out = self.model(
+            image_embeddings=self._emb,
+            multimask_output=multimask_output,
+            **self._prompts(point_coords, point_labels, box),
+        )
         logits = F.interpolate(out.pred_masks[0, 0][None].float(), size=(h, w), mode="bilinear", align_corners=False)
         return (logits[0] > 0).cpu().numpy(), out.iou_scores[0, 0].float().cpu().numpy()
 
 
 # ---------------------------------------------------------------------------- automatic mode
 def automatic_masks(
-    predictor: Any, image: np.ndarray, points_per_side: int = 12, pred_iou_thresh: float = 0.7,
-    stability_thresh: float = 0.85, nms_thresh: float = 0.7, min_area: int = 10, batch: int = 64,
-) -> list[dict[str, Any]]:  # fmt: skip
+    predictor: Any,
+    image: np.ndarray,
+    points_per_side: int = 12,
+    pred_iou_thresh: float = 0.7,
+    stability_thresh: float = 0.85,
+    nms_thresh: float = 0.7,
+    min_area: int = 10,
+    batch: int = 64,
+) -> list[dict[str, Any]]:
     """SAM's automatic mask generator: one positive point at each cell of a ``points_per_side``²
     grid, every hypothesis kept when its predicted IoU ≥ ``pred_iou_thresh`` and its stability
     (IoU of the masks at logit +1 and −1) ≥ ``stability_thresh``, then greedy mask NMS at
@@ -427,10 +471,12 @@ def automatic_masks(
     g = (np.arange(points_per_side) + 0.5) / points_per_side
     pts = np.stack(np.meshgrid(g * w, g * h), -1).reshape(-1, 2)
     if hasattr(predictor, "predict_iou"):
-        scores = torch.cat([
-            predictor.predict_iou([None] * len(c), [p[None] for p in c], [np.ones(1)] * len(c))
-            for c in (pts[a : a + 4 * batch] for a in range(0, len(pts), 4 * batch))
-        ])  # fmt: skip
+        scores = torch.cat(
+            [
+                predictor.predict_iou([None] * len(c), [p[None] for p in c], [np.ones(1)] * len(c))
+                for c in (pts[a : a + 4 * batch] for a in range(0, len(pts), 4 * batch))
+            ]
+        )
         pts = pts[(scores.amax(1) >= pred_iou_thresh).numpy()]
     cands: list[tuple[float, float, np.ndarray, np.ndarray]] = []
     for a in range(0, len(pts), batch):
@@ -451,11 +497,16 @@ def automatic_masks(
     out = []
     for iou_, stab_, m, p in kept:
         ys, xs = np.nonzero(m)
-        out.append({
-            "segmentation": m, "area": int(m.sum()),
-            "bbox": [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)],
-            "predicted_iou": iou_, "stability_score": stab_, "point_coords": [p.tolist()],
-        })  # fmt: skip
+        out.append(
+            {
+                "segmentation": m,
+                "area": int(m.sum()),
+                "bbox": [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)],
+                "predicted_iou": iou_,
+                "stability_score": stab_,
+                "point_coords": [p.tolist()],
+            }
+        )
     return out
 
 
@@ -532,9 +583,13 @@ def _batch_prompts(ids: np.ndarray, per_image: int, rng: np.random.Generator):
         P[i, : len(p)] = torch.from_numpy(p)
         L[i, : len(q)] = torch.from_numpy(q).long()
     return (
-        torch.tensor(index), torch.from_numpy(np.stack(boxes)).float(), torch.tensor(valid), P, L,
+        torch.tensor(index),
+        torch.from_numpy(np.stack(boxes)).float(),
+        torch.tensor(valid),
+        P,
+        L,
         torch.from_numpy(np.stack(targets)).float(),
-    )  # fmt: skip
+    )
 
 
 def mask_loss(logits: torch.Tensor, iou_pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict]:
@@ -551,8 +606,11 @@ def mask_loss(logits: torch.Tensor, iou_pred: torch.Tensor, target: torch.Tensor
         union = (hard | (t > 0.5)).sum((2, 3)).float().clamp(min=1)
         actual = inter / union
     iou_loss = F.mse_loss(iou_pred, actual)
-    return best + iou_loss, {"mask": float(best.detach()), "iou_mse": float(iou_loss.detach()),
-                             "best_iou": float(actual.max(1).values.mean())}  # fmt: skip
+    return best + iou_loss, {
+        "mask": float(best.detach()),
+        "iou_mse": float(iou_loss.detach()),
+        "best_iou": float(actual.max(1).values.mean()),
+    }
 
 
 def train_mask_model(
@@ -562,8 +620,9 @@ def train_mask_model(
     with torch_threads(cfg.threads):
         t0 = time.perf_counter()
         images, ids = pool_instances(cfg.pool, 0, cfg.train_images, cfg.workers, show_progress)
-        model, opt, rng, bar = start_training(PromptableMaskModel, cfg, 7, "pretrain mask-model", show_progress,
-                                              max_steps)  # fmt: skip
+        model, opt, rng, bar = start_training(
+            PromptableMaskModel, cfg, 7, "pretrain mask-model", show_progress, max_steps
+        )
         traj: list[dict[str, float]] = []
         for step in bar:
             pick = rng.choice(cfg.train_images, cfg.batch_images, replace=False)
@@ -577,8 +636,9 @@ def train_mask_model(
             loss.backward()
             opt.step()
             if (step + 1) % cfg.log_every == 0:
-                traj.append({"step": step + 1, "loss": round(float(loss.detach()), 5),
-                             "best_iou": round(parts["best_iou"], 4)})  # fmt: skip
+                traj.append(
+                    {"step": step + 1, "loss": round(float(loss.detach()), 5), "best_iou": round(parts["best_iou"], 4)}
+                )
                 bar.set_postfix(loss=f"{float(loss.detach()):.3f}", iou=f"{parts['best_iou']:.3f}", refresh=False)
         return model, traj, time.perf_counter() - t0
 
@@ -614,8 +674,15 @@ def synthref_box_iou(pred: MaskPredictor, ds, split: str = "train", limit: int |
     return float(np.mean(ious))
 
 
-def synthref_auto_recall(pred: MaskPredictor, ds, split: str = "train", images: int = 100, iou: float = 0.5,
-                         stats: dict[str, float] | None = None, **kw: Any) -> float:  # fmt: skip
+def synthref_auto_recall(
+    pred: MaskPredictor,
+    ds,
+    split: str = "train",
+    images: int = 100,
+    iou: float = 0.5,
+    stats: dict[str, float] | None = None,
+    **kw: Any,
+) -> float:
     """Share of a REFER dataset's objects (every annotation of the first ``images`` images of
     ``split``) that some automatic-mode mask covers at IoU ≥ ``iou``. ``stats``, when given, receives
     the mean number of masks and of annotated objects per image (recall is cheap with many masks)."""
@@ -638,7 +705,14 @@ def pretrain_mask_model(cfg: MaskTrainConfig, out: str | Path, show_progress: bo
     round_trip_half(model)  # the card's metrics measure the stored (float16) weights
     metrics = {"pool_box_iou": round(pool_box_iou(model, cfg), 4)}
     return save_stand_in(
-        out, FORMAT, model, cfg, traj, wall, metrics, command or "l2l pretrain mask-model --out FOLDER",
+        out,
+        FORMAT,
+        model,
+        cfg,
+        traj,
+        wall,
+        metrics,
+        command or "l2l pretrain mask-model --out FOLDER",
         title="promptable mask model, a SAM stand-in",
         summary=f"Trained in the pretraining world (`l2l.foundation.mask_model`) on the visible instance masks of "
         f"{cfg.train_images:,} pool scenes ({cfg.pool.size} px, pool seed {cfg.pool.seed}; disjoint from every "
@@ -652,4 +726,4 @@ def pretrain_mask_model(cfg: MaskTrainConfig, out: str | Path, show_progress: bo
             "eval_indices": [cfg.train_images, cfg.train_images + cfg.eval_images - 1],
             "targets": "visible instance masks; no sentences, no SynthRef image",
         },
-    )  # fmt: skip
+    )

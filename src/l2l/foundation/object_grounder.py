@@ -65,10 +65,15 @@ class ObjectGrounderNet(nn.Module):
         c, d, e = cfg.conv_channels, cfg.dim, cfg.dense_dim
         self.encoder = ConvEncoder(c)
         self.fuse = nn.Sequential(
-            nn.Conv2d(sum(c), e, 1), nn.GELU(),
-            nn.Conv2d(e, e, 3, padding=1), nn.GroupNorm(8, e), nn.GELU(),
-            nn.Conv2d(e, e, 3, padding=2, dilation=2), nn.GroupNorm(8, e), nn.GELU(),
-        )  # fmt: skip
+            nn.Conv2d(sum(c), e, 1),
+            nn.GELU(),
+            nn.Conv2d(e, e, 3, padding=1),
+            nn.GroupNorm(8, e),
+            nn.GELU(),
+            nn.Conv2d(e, e, 3, padding=2, dilation=2),
+            nn.GroupNorm(8, e),
+            nn.GELU(),
+        )
         self.det = nn.Conv2d(e, 5, 1)  # centre logit, dx, dy, log w, log h (cells of the 1/4 map)
         nn.init.constant_(self.det.bias, 0.0)  # type: ignore[arg-type]
         self.det.bias.data[0] = -2.19  # type: ignore[union-attr]  # CenterNet's prior: a cell is a centre with probability ≈ 0.1
@@ -179,8 +184,17 @@ def relative_geometry(boxes: torch.Tensor) -> torch.Tensor:
     cx, cy = (boxes[..., 0] + boxes[..., 2]) / 2, (boxes[..., 1] + boxes[..., 3]) / 2
     w, h = (boxes[..., 2] - boxes[..., 0]).clamp(min=1e-3), (boxes[..., 3] - boxes[..., 1]).clamp(min=1e-3)
     dx, dy = cx[:, None, :] - cx[:, :, None], cy[:, None, :] - cy[:, :, None]
-    return torch.stack([4 * dx, 4 * dy, torch.tanh(dx / w[:, :, None]), torch.tanh(dy / h[:, :, None]),
-                        (w[:, None, :] / w[:, :, None]).log(), (h[:, None, :] / h[:, :, None]).log()], -1)  # fmt: skip
+    return torch.stack(
+        [
+            4 * dx,
+            4 * dy,
+            torch.tanh(dx / w[:, :, None]),
+            torch.tanh(dy / h[:, :, None]),
+            (w[:, None, :] / w[:, :, None]).log(),
+            (h[:, None, :] / h[:, :, None]).log(),
+        ],
+        -1,
+    )
 
 
 def decode_peaks(raw: torch.Tensor, max_objects: int, thresh: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -217,8 +231,15 @@ def centre_targets(boxes: torch.Tensor, valid: torch.Tensor, g: int):
     where = (bi[valid], row[valid], col[valid])
     centre = torch.zeros_like(heat)
     centre[where] = 1.0
-    want = torch.stack([cx[valid] - col[valid] - 0.5, cy[valid] - row[valid] - 0.5,
-                        w[valid].clamp(min=1e-3).log(), h[valid].clamp(min=1e-3).log()], -1)  # fmt: skip
+    want = torch.stack(
+        [
+            cx[valid] - col[valid] - 0.5,
+            cy[valid] - row[valid] - 0.5,
+            w[valid].clamp(min=1e-3).log(),
+            h[valid].clamp(min=1e-3).log(),
+        ],
+        -1,
+    )
     return torch.maximum(heat, centre), centre, where, want
 
 
@@ -278,8 +299,12 @@ def object_grounder_loss(
     logits = net.choose(toks, valid, words, word_mask, noisy)
     ce = F.cross_entropy(logits, torch.tensor(list(targets)))
     loss = ce + det_weight * (focal + l1) + attr_weight * attr_ce
-    parts = {"ce": float(ce.detach()), "det": float(focal.detach()), "l1": float(l1.detach()),
-             "attr": float(attr_ce.detach())}  # fmt: skip
+    parts = {
+        "ce": float(ce.detach()),
+        "det": float(focal.detach()),
+        "l1": float(l1.detach()),
+        "attr": float(attr_ce.detach()),
+    }
     return loss, parts
 
 

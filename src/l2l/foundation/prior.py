@@ -35,8 +35,11 @@ class StandInPriorProvider(MLLMSam2Provider):
     name = NAME
 
     def config(self) -> dict[str, Any]:
-        return {**super().config(), "stand_ins": True,
-                "note": "pretraining-world stand-ins for an MLLM and SAM2 (docs/foundation.md), not the real models"}  # fmt: skip
+        return {
+            **super().config(),
+            "stand_ins": True,
+            "note": "pretraining-world stand-ins for an MLLM and SAM2 (docs/foundation.md), not the real models",
+        }
 
     def __call__(self, batch: Sequence[PriorInput]) -> list[PriorRecord]:
         out = super().__call__(batch)

@@ -70,8 +70,13 @@ class RegionContext(nn.Module):
         self.reduce = nn.Conv2d(channels[1] + channels[2] + channels[3], context_dim, 1)
         # inside, whole and near means, 5 maxima (inside + half-planes), the near-weighted maximum, 4 half-plane counts
         n_in = 13 * context_dim + crop_dim + GEOMETRY
-        self.fuse = nn.Sequential(nn.Linear(n_in, fuse_dim), nn.GELU(), nn.Linear(fuse_dim, fuse_dim), nn.GELU(),
-                                  nn.Linear(fuse_dim, embed_dim))  # fmt: skip
+        self.fuse = nn.Sequential(
+            nn.Linear(n_in, fuse_dim),
+            nn.GELU(),
+            nn.Linear(fuse_dim, fuse_dim),
+            nn.GELU(),
+            nn.Linear(fuse_dim, embed_dim),
+        )
 
     def context_map(self, feats: list[torch.Tensor]) -> torch.Tensor:
         """B×C×g×g at the 1/8 grid of the scene's stage features."""
@@ -97,10 +102,18 @@ class RegionContext(nn.Module):
         present = (w[:, :5] > 0).unsqueeze(2)  # R×5×1×g²
         maxima = m.unsqueeze(1).masked_fill(~present, float("-inf")).amax(-1)
         maxima = torch.where(torch.isfinite(maxima), maxima, torch.zeros_like(maxima))  # an empty half-plane
-        geom = torch.stack([boxes[:, 0] + boxes[:, 2] - 1, boxes[:, 1] + boxes[:, 3] - 1,
-                            boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]], 1)  # fmt: skip
-        x = torch.cat([inside_mean, whole_mean, near_mean, near_max, maxima.flatten(1), counts.flatten(1), crop_feats,
-                       geom], 1)  # fmt: skip
+        geom = torch.stack(
+            [
+                boxes[:, 0] + boxes[:, 2] - 1,
+                boxes[:, 1] + boxes[:, 3] - 1,
+                boxes[:, 2] - boxes[:, 0],
+                boxes[:, 3] - boxes[:, 1],
+            ],
+            1,
+        )
+        x = torch.cat(
+            [inside_mean, whole_mean, near_mean, near_max, maxima.flatten(1), counts.flatten(1), crop_feats, geom], 1
+        )
         return F.normalize(self.fuse(x), dim=-1)
 
 

@@ -19,8 +19,15 @@ from ..utils.jsonl import append_record
 from .project import LabelProject
 
 
-def init(folder: str, data: str | None = None, images: str | None = None, sentences: str | None = None,
-         dataset: str | None = None, split_by: str | None = None, image_dir: str | None = None) -> LabelProject:  # fmt: skip
+def init(
+    folder: str,
+    data: str | None = None,
+    images: str | None = None,
+    sentences: str | None = None,
+    dataset: str | None = None,
+    split_by: str | None = None,
+    image_dir: str | None = None,
+) -> LabelProject:
     if (data is None) == (images is None):
         raise UsageError("l2l label init: give --data DATASET (SynthRef / REFER) or --images DIR --sentences FILE")
     if images is not None:
@@ -31,8 +38,15 @@ def init(folder: str, data: str | None = None, images: str | None = None, senten
     return LabelProject.create(folder, data, dataset, split_by, image_dir)
 
 
-def rank(project: LabelProject, model: str, strategy: str, k: int, priors: str | None = None, seed: int = 0,
-         device: str = "cpu") -> dict[str, Any]:  # fmt: skip
+def rank(
+    project: LabelProject,
+    model: str,
+    strategy: str,
+    k: int,
+    priors: str | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+) -> dict[str, Any]:
     """Rank the unlabeled images with ``model`` (a run or model folder) and write ``PROJECT/queue.json``."""
     from ..models.predictor import SegmenterPredictor
     from ..priors.store import PriorStore
@@ -47,8 +61,11 @@ def rank(project: LabelProject, model: str, strategy: str, k: int, priors: str |
     needs_prior = strategy in ("disagreement", "rple-state", "disagreement+diversity")
     if needs_prior and store is None:
         raise UsageError(f"strategy {strategy!r} reads the priors: give --priors STORE")
-    cands = candidates(pred, project.source, rest, store) if strategy != "random" else \
-        [_bare(t) for t in project.tasks.values() if t.image_id in set(rest)]  # fmt: skip
+    cands = (
+        candidates(pred, project.source, rest, store)
+        if strategy != "random"
+        else [_bare(t) for t in project.tasks.values() if t.image_id in set(rest)]
+    )
     feats = []
     if "diversity" in strategy:
         for i in sorted(labeled):
@@ -59,8 +76,14 @@ def rank(project: LabelProject, model: str, strategy: str, k: int, priors: str |
     refs = sorted(
         (t for t in project.tasks.values() if t.image_id in order), key=lambda t: (order[t.image_id], t.ref_id)
     )
-    doc = {"strategy": strategy, "model": str(model), "k": k, "images": picks, "refs": [t.ref_id for t in refs],
-           "time": time.strftime("%Y-%m-%dT%H:%M:%S")}  # fmt: skip
+    doc = {
+        "strategy": strategy,
+        "model": str(model),
+        "k": k,
+        "images": picks,
+        "refs": [t.ref_id for t in refs],
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
     atomic_write_text(project.folder / "queue.json", json.dumps(doc, indent=1) + "\n")
     return doc
 
@@ -71,8 +94,17 @@ def _bare(task):
     return Candidate(task.sentences[0][0], task.image_id)
 
 
-def train(project: LabelProject, config: str | None, out: str, overrides: Sequence[str] = (), method: str | None = None,
-          strategy: str | None = None, k: int = 8, priors: str | None = None, resume: bool = True) -> dict[str, Any]:  # fmt: skip
+def train(
+    project: LabelProject,
+    config: str | None,
+    out: str,
+    overrides: Sequence[str] = (),
+    method: str | None = None,
+    strategy: str | None = None,
+    k: int = 8,
+    priors: str | None = None,
+    resume: bool = True,
+) -> dict[str, Any]:
     """One round: train on the project's dataset, record the round, rank the next images (``strategy``)."""
     from ..config import load_config
     from ..engine.trainer import TrainConfig, Trainer
@@ -83,17 +115,27 @@ def train(project: LabelProject, config: str | None, out: str, overrides: Sequen
     ov = [*overrides, *project.train_overrides()] + ([f"method={method}"] if method else [])
     cfg = load_config(TrainConfig, config, ov)
     if cfg.data.eval_split not in project.source.splits:
-        raise UsageError(f"{project.folder}: the source has no {cfg.data.eval_split!r} split to evaluate a round on "
-                         f"(it has {project.source.splits}); give data.eval_split=SPLIT")  # fmt: skip
+        raise UsageError(
+            f"{project.folder}: the source has no {cfg.data.eval_split!r} split to evaluate a round on "
+            f"(it has {project.source.splits}); give data.eval_split=SPLIT"
+        )
     res = Trainer(cfg, out).fit(resume=resume)
     r = res["results"] or json.loads((Path(out) / f"eval_{cfg.data.eval_split}.json").read_text())
     rounds = project.folder / "rounds.jsonl"
     n = sum(1 for _ in rounds.open()) + 1 if rounds.exists() else 1
     st = project.status()
-    row = {"round": n, "run": str(out), "method": cfg.method, "labeled_images": st["labeled_images"],
-           "answered": st["answered"], "clicks": st["clicks"], "seconds": st["seconds"],
-           "eval_split": cfg.data.eval_split, "oIoU": round(100 * r["oIoU"], 2),
-           "time": time.strftime("%Y-%m-%dT%H:%M:%S")}  # fmt: skip
+    row = {
+        "round": n,
+        "run": str(out),
+        "method": cfg.method,
+        "labeled_images": st["labeled_images"],
+        "answered": st["answered"],
+        "clicks": st["clicks"],
+        "seconds": st["seconds"],
+        "eval_split": cfg.data.eval_split,
+        "oIoU": round(100 * r["oIoU"], 2),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
     append_record(rounds, row)
     if strategy:
         row["queue"] = rank(project, str(Path(out) / "last"), strategy, k, priors)["images"]

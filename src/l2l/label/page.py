@@ -56,9 +56,11 @@ def zoom(image: np.ndarray) -> int:
 
 def status_markdown(tab: LabelTab) -> str:
     st = tab.project.status()
-    lines = [f"**{st['labeled_images']} / {st['images']} images labeled** · {st['answered']} of {st['tasks']} refs "
-             f"answered ({st['accepted']} accepted, {st['corrected']} corrected, {st['rejected']} rejected; "
-             f"{st['skipped']} skipped) · {st['clicks']} clicks · {st['seconds'] / 60:.1f} min spent"]  # fmt: skip
+    lines = [
+        f"**{st['labeled_images']} / {st['images']} images labeled** · {st['answered']} of {st['tasks']} refs "
+        f"answered ({st['accepted']} accepted, {st['corrected']} corrected, {st['rejected']} rejected; "
+        f"{st['skipped']} skipped) · {st['clicks']} clicks · {st['seconds'] / 60:.1f} min spent"
+    ]
     rounds = tab.project.folder / "rounds.jsonl"
     if rounds.exists():
         for line in rounds.read_text().splitlines()[-5:]:
@@ -82,8 +84,9 @@ def view(tab: LabelTab, note: str = "") -> list[Any]:
     c = tab.correction
     assert c is not None
     sents = "\n".join(t for _, t in tab.task.sentences)
-    info = (f"ref {tab.task.ref_id} · image {tab.task.image_id} · start: {tab.start} · {len(c.clicks)} clicks"
-            + (f" · mask model {c.seconds[-1] * 1000:.0f} ms" if c.seconds else ""))  # fmt: skip
+    info = f"ref {tab.task.ref_id} · image {tab.task.image_id} · start: {tab.start} · {len(c.clicks)} clicks" + (
+        f" · mask model {c.seconds[-1] * 1000:.0f} ms" if c.seconds else ""
+    )
     if note:
         info = f"{note}\n\n{info}"
     from PIL import Image
@@ -98,14 +101,17 @@ def build_app(make_tab):
     import gradio as gr
 
     with gr.Blocks(title="l2l label", analytics_enabled=False) as app:
-        gr.Markdown("## l2l label — accept, correct with clicks, or reject\nKeys: **a** accept · **r** reject · "
-                    "**s** skip · **z** undo click. Click the image to correct the green mask.")  # fmt: skip
+        gr.Markdown(
+            "## l2l label — accept, correct with clicks, or reject\nKeys: **a** accept · **r** reject · "
+            "**s** skip · **z** undo click. Click the image to correct the green mask."
+        )
         tab = gr.State(None)
         with gr.Row():
             with gr.Column(scale=2):
                 image = gr.Image(label="click to correct", interactive=False, format="png", elem_id="task-image")
-                kind = gr.Radio(["positive", "negative", "box (2 corners)"], value="positive", label="click",
-                                elem_id="click-kind")  # fmt: skip
+                kind = gr.Radio(
+                    ["positive", "negative", "box (2 corners)"], value="positive", label="click", elem_id="click-kind"
+                )
             with gr.Column(scale=1):
                 sentences = gr.Textbox(label="sentences (editable, one per line)", lines=3, elem_id="sentences")
                 with gr.Row():
@@ -117,8 +123,14 @@ def build_app(make_tab):
                     restart = gr.Button("Start over", elem_id="restart")
                     undo_answer = gr.Button("Undo answer", elem_id="undo-answer")
                 info = gr.Markdown("", elem_id="info")
-                mask_out = gr.Image(label="mask (image size)", format="png", interactive=False, elem_id="mask-out",
-                                    image_mode="L", height=120)  # fmt: skip
+                mask_out = gr.Image(
+                    label="mask (image size)",
+                    format="png",
+                    interactive=False,
+                    elem_id="mask-out",
+                    image_mode="L",
+                    height=120,
+                )
                 status = gr.Markdown("", elem_id="status")
         outputs = [image, sentences, mask_out, info, status]
 

@@ -90,8 +90,12 @@ class LabelProject:
                 f"{self.folder}/project.json: format {self.meta.get('format')!r}, this version reads {FORMAT}"
             )
         src = self.meta["source"]
-        self.source = ReferDataset.open(self._abs(src["root"]), src.get("dataset"), src.get("split_by"),
-                                        self._abs(src["image_dir"]) if src.get("image_dir") else None)  # fmt: skip
+        self.source = ReferDataset.open(
+            self._abs(src["root"]),
+            src.get("dataset"),
+            src.get("split_by"),
+            self._abs(src["image_dir"]) if src.get("image_dir") else None,
+        )
         if self.source.fingerprint() != src["fingerprint"]:
             raise DataError(
                 f"{self.folder}: the source {src['root']} changed since the project was made (fingerprint "
@@ -113,8 +117,14 @@ class LabelProject:
 
     # ------------------------------------------------------------------ making a project
     @classmethod
-    def create(cls, folder: str | Path, source: str | Path, dataset: str | None = None, split_by: str | None = None,
-               image_dir: str | Path | None = None) -> "LabelProject":  # fmt: skip
+    def create(
+        cls,
+        folder: str | Path,
+        source: str | Path,
+        dataset: str | None = None,
+        split_by: str | None = None,
+        image_dir: str | Path | None = None,
+    ) -> "LabelProject":
         """A project over the training refs of a SynthRef / REFER dataset at ``source`` (read, never written)."""
         folder = Path(folder)
         if (folder / "project.json").exists():
@@ -123,10 +133,15 @@ class LabelProject:
         meta = {
             "format": FORMAT,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "source": {"root": str(Path(source).resolve()), "dataset": dataset, "split_by": split_by,
-                       "image_dir": str(Path(image_dir).resolve()) if image_dir else None,
-                       "name": ds.name, "fingerprint": ds.fingerprint()},
-        }  # fmt: skip
+            "source": {
+                "root": str(Path(source).resolve()),
+                "dataset": dataset,
+                "split_by": split_by,
+                "image_dir": str(Path(image_dir).resolve()) if image_dir else None,
+                "name": ds.name,
+                "fingerprint": ds.fingerprint(),
+            },
+        }
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write_text(folder / "project.json", json.dumps(meta, indent=1) + "\n")
         project = cls(folder)
@@ -145,8 +160,12 @@ class LabelProject:
         if not images.is_dir():
             raise MissingFileError(f"image folder not found: {images}")
         lines = _read_sentences(Path(sentences))
-        inst: dict[str, Any] = {"info": {"description": f"label project source from {images}"},
-                                "images": [], "annotations": [], "categories": [{"id": 1, "name": "object"}]}  # fmt: skip
+        inst: dict[str, Any] = {
+            "info": {"description": f"label project source from {images}"},
+            "images": [],
+            "annotations": [],
+            "categories": [{"id": 1, "name": "object"}],
+        }
         image_ids: dict[str, int] = {}
         refs: dict[tuple[str, str], dict[str, Any]] = {}
         sent_id = 0
@@ -166,20 +185,37 @@ class LabelProject:
             if key not in refs:
                 img = inst["images"][image_ids[file] - 1]
                 ann_id = len(inst["annotations"]) + 1
-                inst["annotations"].append({
-                    "id": ann_id, "image_id": image_ids[file], "category_id": 1, "iscrowd": 0, "area": 0,
-                    "bbox": [0, 0, 0, 0], "segmentation": rle_encode(np.zeros((img["height"], img["width"]), bool)),
-                    "l2l_placeholder": True,
-                })  # fmt: skip
-                refs[key] = {"ref_id": len(refs) + 1, "ann_id": ann_id, "image_id": image_ids[file],
-                             "category_id": 1, "split": "train", "sentences": []}  # fmt: skip
+                inst["annotations"].append(
+                    {
+                        "id": ann_id,
+                        "image_id": image_ids[file],
+                        "category_id": 1,
+                        "iscrowd": 0,
+                        "area": 0,
+                        "bbox": [0, 0, 0, 0],
+                        "segmentation": rle_encode(np.zeros((img["height"], img["width"]), bool)),
+                        "l2l_placeholder": True,
+                    }
+                )
+                refs[key] = {
+                    "ref_id": len(refs) + 1,
+                    "ann_id": ann_id,
+                    "image_id": image_ids[file],
+                    "category_id": 1,
+                    "split": "train",
+                    "sentences": [],
+                }
             sent_id += 1
             refs[key]["sentences"].append({"sent_id": sent_id, "sent": text, "raw": text, "tokens": text.split()})
         src = folder / "source"
         atomic_write_text(src / "instances.json", json.dumps(inst))
         atomic_write_text(src / "refs(label).json", json.dumps(list(refs.values())))
-        atomic_write_text(src / "meta.json", json.dumps({"format": FORMAT, "name": f"images({images.name})",
-                                                         "image_dir": str(images.resolve())}, indent=1))  # fmt: skip
+        atomic_write_text(
+            src / "meta.json",
+            json.dumps(
+                {"format": FORMAT, "name": f"images({images.name})", "image_dir": str(images.resolve())}, indent=1
+            ),
+        )
         return cls.create(folder, src)
 
     # ------------------------------------------------------------------ reading
@@ -227,11 +263,14 @@ class LabelProject:
         answers = self.annotations()
         counts = {s: sum(e["status"] == s for e in answers.values()) for s in STATUSES}
         return {
-            "tasks": len(self.tasks), "answered": sum(counts[s] for s in DONE), **counts,
-            "images": len({t.image_id for t in self.tasks.values()}), "labeled_images": len(self.labeled_images(answers)),
+            "tasks": len(self.tasks),
+            "answered": sum(counts[s] for s in DONE),
+            **counts,
+            "images": len({t.image_id for t in self.tasks.values()}),
+            "labeled_images": len(self.labeled_images(answers)),
             "seconds": round(sum(float(e.get("seconds") or 0) for e in answers.values()), 2),
             "clicks": sum(len(e.get("clicks") or ()) for e in answers.values()),
-        }  # fmt: skip
+        }
 
     # ------------------------------------------------------------------ answering
     def answer(
@@ -253,9 +292,14 @@ class LabelProject:
         task = self._task(ref_id)
         if status not in STATUSES:
             raise UsageError(f"answer to ref {ref_id}: status {status!r} is not one of {STATUSES}")
-        entry: dict[str, Any] = {"status": status, "mask": None, "clicks": [list(map(float, c[:2])) + [bool(c[2])] for c in clicks or ()],
-                                 "seconds": None if seconds is None else round(float(seconds), 3),
-                                 "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "by": source}  # fmt: skip
+        entry: dict[str, Any] = {
+            "status": status,
+            "mask": None,
+            "clicks": [list(map(float, c[:2])) + [bool(c[2])] for c in clicks or ()],
+            "seconds": None if seconds is None else round(float(seconds), 3),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "by": source,
+        }
         if box is not None:
             entry["box"] = [round(float(v), 2) for v in box]
         if status in ("accepted", "corrected"):
@@ -293,8 +337,16 @@ class LabelProject:
             old = doc["tasks"].get(str(ref_id))
             have = int(old["rev"]) if old else int(doc.get("gone", {}).get(str(ref_id), 0))
             if rev is not None and int(rev) != have:
-                append_record(self.folder / "log.jsonl", {"event": "conflict", "ref_id": ref_id, "rev": rev, "have": have,
-                                                          "time": time.strftime("%Y-%m-%dT%H:%M:%S")})  # fmt: skip
+                append_record(
+                    self.folder / "log.jsonl",
+                    {
+                        "event": "conflict",
+                        "ref_id": ref_id,
+                        "rev": rev,
+                        "have": have,
+                        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                    },
+                )
                 raise Conflict(
                     f"ref {ref_id} was answered elsewhere since (revision {have}, this answer was made on {rev}): "
                     "reload it and answer again"
@@ -307,8 +359,10 @@ class LabelProject:
             else:
                 doc["tasks"][str(ref_id)] = {**entry, "rev": new}
                 doc.get("gone", {}).pop(str(ref_id), None)
-            append_record(self.folder / "log.jsonl", {"event": what, "ref_id": ref_id, "rev": new,
-                                                      **({} if entry is None else entry)})  # fmt: skip
+            append_record(
+                self.folder / "log.jsonl",
+                {"event": what, "ref_id": ref_id, "rev": new, **({} if entry is None else entry)},
+            )
             self._save(doc, ref_id)
         return new
 
@@ -341,11 +395,18 @@ class LabelProject:
 
                 enc = {"size": rle["size"], "counts": rle["counts"].encode()}
                 x, y, w, h = (float(v) for v in mask_utils.toBbox(enc))
-                inst["annotations"].append({
-                    "id": next_ann, "image_id": int(ref["image_id"]), "category_id": int(ref.get("category_id", 1)),
-                    "iscrowd": 0, "area": int(mask_utils.area(enc)), "bbox": [x, y, w, h], "segmentation": rle,
-                    "l2l_label": {"status": e["status"], "source_ann_id": int(ref["ann_id"]), "rev": e["rev"]},
-                })  # fmt: skip
+                inst["annotations"].append(
+                    {
+                        "id": next_ann,
+                        "image_id": int(ref["image_id"]),
+                        "category_id": int(ref.get("category_id", 1)),
+                        "iscrowd": 0,
+                        "area": int(mask_utils.area(enc)),
+                        "bbox": [x, y, w, h],
+                        "segmentation": rle,
+                        "l2l_label": {"status": e["status"], "source_ann_id": int(ref["ann_id"]), "rev": e["rev"]},
+                    }
+                )
                 ref["ann_id"] = next_ann
                 next_ann += 1
             for s in ref["sentences"]:
@@ -357,9 +418,16 @@ class LabelProject:
         lab = tuple(i for i in train_images if i in labeled)
         frac = len(lab) / len(train_images) if train_images else 0.0
         split = LabelSplit(self.source.name, frac, 0, lab, tuple(i for i in train_images if i not in labeled))
-        meta = {"format": FORMAT, "name": self.source.name, "image_dir": str(self.source.image_dir.resolve()),
-                "project": str(self.folder.resolve()), "labeled_images": len(lab), "train_images": len(train_images),
-                "label_fraction": repr(frac), "answers": len(answers)}  # fmt: skip
+        meta = {
+            "format": FORMAT,
+            "name": self.source.name,
+            "image_dir": str(self.source.image_dir.resolve()),
+            "project": str(self.folder.resolve()),
+            "labeled_images": len(lab),
+            "train_images": len(train_images),
+            "label_fraction": repr(frac),
+            "answers": len(answers),
+        }
         atomic_write_text(out / "instances.json", json.dumps(inst, separators=(",", ":")))
         atomic_write_text(out / "refs(label).json", json.dumps(refs, separators=(",", ":")))
         split.save(out / "label_split.json")

@@ -123,8 +123,16 @@ class LabelTab:
         assert task is not None
         clicks = [(k.x, k.y, k.positive) for k in c.clicks]
         try:
-            self.project.answer(task.ref_id, status, mask, rev=self.rev, clicks=clicks,
-                                seconds=time.perf_counter() - self.shown_at, sentences=sentences, box=c.box)  # fmt: skip
+            self.project.answer(
+                task.ref_id,
+                status,
+                mask,
+                rev=self.rev,
+                clicks=clicks,
+                seconds=time.perf_counter() - self.shown_at,
+                sentences=sentences,
+                box=c.box,
+            )
         finally:
             self.task, self.correction = None, None
         self.history.append(task.ref_id)

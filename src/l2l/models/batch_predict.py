@@ -80,15 +80,20 @@ def read_manifest(path: str | Path) -> list[Pair]:
             image_id = None if d.get("image_id") is None else int(d["image_id"])
             category_id = int(d.get("category_id", 1))
         except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
-            raise UsageError(f'{path}: line {n} is not {{"image": …, "text": …}} (optional integer image_id, '
-                             f"category_id) ({type(e).__name__}: {e})") from None  # fmt: skip
+            raise UsageError(
+                f'{path}: line {n} is not {{"image": …, "text": …}} (optional integer image_id, '
+                f"category_id) ({type(e).__name__}: {e})"
+            ) from None
         problem = None
         if not isinstance(text, str):  # ["a"] is not the sentence "['a']"
             problem, text = f"line {n}: text must be a string, got {type(text).__name__} {json.dumps(text)[:60]}", ""
         if not isinstance(img, str):
             problem, img = problem or f"line {n}: image must be a path (a string), got {type(img).__name__}", ""
-        full = img if not img or Path(img).is_absolute() or not (path.parent / img).exists() and Path(img).exists() \
-            else str(path.parent / img)  # fmt: skip
+        full = (
+            img
+            if not img or Path(img).is_absolute() or not (path.parent / img).exists() and Path(img).exists()
+            else str(path.parent / img)
+        )
         pairs.append(Pair(str(d.get("id", n)), full, text, image_id, category_id, problem))
     return _unique(pairs, str(path))
 
@@ -119,8 +124,15 @@ def _unique(pairs: list[Pair], where: str) -> list[Pair]:
 rle = rle_encode  # COCO run-length encoding of a bool mask, JSON-ready
 
 
-def predict_pairs(predictor, pairs: list[Pair], out_dir: str | Path, threshold: float = 0.5,
-                  guidance: str | None = None, save_probs: bool = False, show_progress: bool = True) -> dict[str, Any]:  # fmt: skip
+def predict_pairs(
+    predictor,
+    pairs: list[Pair],
+    out_dir: str | Path,
+    threshold: float = 0.5,
+    guidance: str | None = None,
+    save_probs: bool = False,
+    show_progress: bool = True,
+) -> dict[str, Any]:
     """Run ``predictor`` over ``pairs`` into ``out_dir`` (module docstring); returns counts."""
     from PIL import Image
 
@@ -165,9 +177,16 @@ def predict_pairs(predictor, pairs: list[Pair], out_dir: str | Path, threshold: 
                 Image.fromarray(m.astype(np.uint8) * 255).save(out / "masks" / f"{p.id}.png")
                 if save_probs:
                     np.save(out / "probs" / f"{p.id}.npy", pr.astype(np.float16))
-                rec = {"id": p.id, "image": p.image, "text": p.text, "segmentation": rle(m), "area": int(m.sum()),
-                       "score": float(pr[m].mean()) if m.any() else 0.0, "empty": not bool(m.any()),
-                       "domain": getattr(predictor, "image_domain", None)}  # fmt: skip
+                rec = {
+                    "id": p.id,
+                    "image": p.image,
+                    "text": p.text,
+                    "segmentation": rle(m),
+                    "area": int(m.sum()),
+                    "score": float(pr[m].mean()) if m.any() else 0.0,
+                    "empty": not bool(m.any()),
+                    "domain": getattr(predictor, "image_domain", None),
+                }
                 f.write(rec)
                 done[p.id] = rec
                 bar.update(1)
@@ -178,11 +197,23 @@ def predict_pairs(predictor, pairs: list[Pair], out_dir: str | Path, threshold: 
         numbers.setdefault(p.image, len(numbers) + 1)
     by_id = {p.id: p for p in pairs}
     records = sorted((r for i, r in done.items() if i in order), key=lambda r: order[r["id"]])
-    coco = [{**r, "image_id": by_id[r["id"]].image_id if by_id[r["id"]].image_id is not None else numbers[r["image"]],
-             "category_id": by_id[r["id"]].category_id} for r in records]  # fmt: skip
+    coco = [
+        {
+            **r,
+            "image_id": by_id[r["id"]].image_id if by_id[r["id"]].image_id is not None else numbers[r["image"]],
+            "category_id": by_id[r["id"]].category_id,
+        }
+        for r in records
+    ]
     atomic_write_text(out / "results.json", json.dumps(coco, indent=1))
     atomic_write_text(out / "failed.json", json.dumps(failed, indent=1))
     doms = {r["image"]: r.get("domain") for r in records}
-    return {"pairs": len(pairs), "predicted": len(todo) - (len(failed) - refused), "skipped": len(pairs_ok) - len(todo),
-            "empty": sum(r["empty"] for r in records), "failed": failed, "images": len(doms),
-            "far_images": sum(bool(d and d.get("far")) for d in doms.values())}  # fmt: skip
+    return {
+        "pairs": len(pairs),
+        "predicted": len(todo) - (len(failed) - refused),
+        "skipped": len(pairs_ok) - len(todo),
+        "empty": sum(r["empty"] for r in records),
+        "failed": failed,
+        "images": len(doms),
+        "far_images": sum(bool(d and d.get("far")) for d in doms.values()),
+    }

@@ -123,8 +123,9 @@ class DomainCheck:
         fold = np.arange(len(images)) % folds
         means, stds, thresholds = {}, {}, {}
         for g, f in feats.items():
-            held = np.concatenate([_distance(f[fold == k], f[fold != k].mean(0), f[fold != k].std(0) + 1e-6)
-                                   for k in range(folds)])  # fmt: skip
+            held = np.concatenate(
+                [_distance(f[fold == k], f[fold != k].mean(0), f[fold != k].std(0) + 1e-6) for k in range(folds)]
+            )
             means[g], stds[g] = f.mean(0), f.std(0) + 1e-6
             thresholds[g] = float(np.quantile(held, quantile) * margin)
         return cls(means, stds, thresholds, source, len(images))
@@ -153,23 +154,37 @@ class DomainCheck:
         return distance > 1.0
 
     def to_json(self, weights: str = "") -> str:
-        return json.dumps({"source": self.source, "references": self.references, "weights": weights,
-                           "thresholds": self.thresholds, "mean": {g: v.tolist() for g, v in self.mean.items()},
-                           "std": {g: v.tolist() for g, v in self.std.items()}})  # fmt: skip
+        return json.dumps(
+            {
+                "source": self.source,
+                "references": self.references,
+                "weights": weights,
+                "thresholds": self.thresholds,
+                "mean": {g: v.tolist() for g, v in self.mean.items()},
+                "std": {g: v.tolist() for g, v in self.std.items()},
+            }
+        )
 
     @classmethod
     def from_json(cls, text: str) -> "DomainCheck":
         d = json.loads(text)
         arr = {k: {g: np.asarray(d[k][g], np.float32) for g in GROUPS} for k in ("mean", "std")}
-        return cls(arr["mean"], arr["std"], {g: float(d["thresholds"][g]) for g in GROUPS}, str(d["source"]),
-                   int(d["references"]))  # fmt: skip
+        return cls(
+            arr["mean"],
+            arr["std"],
+            {g: float(d["thresholds"][g]) for g in GROUPS},
+            str(d["source"]),
+            int(d["references"]),
+        )
 
 
 def far_notice(distance: float, check: DomainCheck, dataset: str | None = None) -> str:
     """What every entry point says of an image far from the training domain (the same words everywhere)."""
-    return (f"FAR FROM THE TRAINING DOMAIN: this image's features lie {distance:.1f}× the alarm distance "
-            f"from the {check.source}; the model{f' ({dataset})' if dataset else ''} "
-            "was not trained on images like it, so do not trust this mask")  # fmt: skip
+    return (
+        f"FAR FROM THE TRAINING DOMAIN: this image's features lie {distance:.1f}× the alarm distance "
+        f"from the {check.source}; the model{f' ({dataset})' if dataset else ''} "
+        "was not trained on images like it, so do not trust this mask"
+    )
 
 
 class OutOfDomainWarning(UserWarning):
@@ -233,8 +248,10 @@ def reference_images(
     cfg = load_run_dict(run) or {}
     root = (cfg.get("data") or {}).get("root")
     if not root or not Path(root).exists():
-        raise UsageError(f"the training data of {run} is not here ({root or 'no data.root in its config.yaml'}); "
-                         "give --domain-images DIR")  # fmt: skip
+        raise UsageError(
+            f"the training data of {run} is not here ({root or 'no data.root in its config.yaml'}); "
+            "give --domain-images DIR"
+        )
     from ..data.refer import ReferDataset
 
     data = cfg["data"]

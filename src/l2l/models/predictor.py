@@ -33,8 +33,14 @@ class SegmenterPredictor:
     says why); with one, :meth:`set_image` measures the image (``image_domain``) and :meth:`predict`
     warns (:class:`~l2l.models.domain.OutOfDomainWarning`) when it is far from the training domain."""
 
-    def __init__(self, model: Segmenter, device: str = "auto", batch_size: int = 16, domain: DomainCheck | None = None,
-                 domain_note: str = "domain check off"):  # fmt: skip
+    def __init__(
+        self,
+        model: Segmenter,
+        device: str = "auto",
+        batch_size: int = 16,
+        domain: DomainCheck | None = None,
+        domain_note: str = "domain check off",
+    ):
         self.device = best_device(device)
         self.model = model.to(self.device).eval()
         self.batch_size = int(batch_size)
@@ -44,8 +50,14 @@ class SegmenterPredictor:
         self.reset_image()
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: str = "auto", batch_size: int = 16, domain_check: bool = True,
-                        domain_images: str | Path | None = None) -> "SegmenterPredictor":  # fmt: skip
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        device: str = "auto",
+        batch_size: int = 16,
+        domain_check: bool = True,
+        domain_images: str | Path | None = None,
+    ) -> "SegmenterPredictor":
         """``domain_check``: measure each image against the model's training domain
         (:func:`~l2l.models.domain.domain_check_for`: the model folder's ``domain.json``, or the run's
         training images, or ``domain_images``)."""

@@ -97,8 +97,9 @@ class QueryHead(nn.Module):
         pos = self.pos(fourier_positions(h, w, self.cfg.freqs, stride8.device, stride8.dtype))
         mem = self.mem_in(stride8.flatten(2).transpose(1, 2)) + pos
         words = self.txt_in(text.to(mem.dtype))
-        pad = torch.cat([torch.zeros(b, self.cfg.queries, dtype=torch.bool, device=mem.device),
-                         ~text_mask.to(mem.device)], 1)  # fmt: skip
+        pad = torch.cat(
+            [torch.zeros(b, self.cfg.queries, dtype=torch.bool, device=mem.device), ~text_mask.to(mem.device)], 1
+        )
         q = self.queries[None].expand(b, -1, -1)
         for layer in self.layers:
             q = layer(q, mem, words, pad)

@@ -386,8 +386,9 @@ class Segmenter(nn.Module):
         if not 0.0 <= float(threshold) <= 1.0:
             raise UsageError(f"segment(): threshold must lie in [0, 1], got {threshold}")
         if mode != "none" and not self.uses_guidance:
-            raise UsageError(f"segment(): guidance {mode!r} needs a model with SESM (model.sesm.enabled); this one "
-                             "takes no guidance")  # fmt: skip
+            raise UsageError(
+                f"segment(): guidance {mode!r} needs a model with SESM (model.sesm.enabled); this one takes no guidance"
+            )
         if mode == "prior" and any(p is None for p in priors):
             raise UsageError("segment(): guidance 'prior' needs a prior map for every image")
         dev = next(self.parameters()).device

@@ -133,9 +133,11 @@ class HFTextEncoder(nn.Module):
             import warnings
 
             self._warned_truncation = True
-            warnings.warn(f"a sentence of {max(over)} tokens is cut to model.text.max_length={self.max_length} tokens "
-                          "(the model reads its beginning only); raise max_length for long expressions",
-                          stacklevel=3)  # fmt: skip
+            warnings.warn(
+                f"a sentence of {max(over)} tokens is cut to model.text.max_length={self.max_length} tokens "
+                "(the model reads its beginning only); raise max_length for long expressions",
+                stacklevel=3,
+            )
 
     @torch.no_grad()
     def precompute(self, texts: Sequence[str], batch_size: int = 256) -> None:

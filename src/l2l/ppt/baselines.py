@@ -30,8 +30,14 @@ class NaivePredictor:
         return self
 
     @torch.no_grad()
-    def predict(self, images: torch.Tensor, texts: Sequence[str], guidance: str = "none", prior: Any = None,
-                has_prior: Any = None) -> torch.Tensor:  # fmt: skip
+    def predict(
+        self,
+        images: torch.Tensor,
+        texts: Sequence[str],
+        guidance: str = "none",
+        prior: Any = None,
+        has_prior: Any = None,
+    ) -> torch.Tensor:
         s = self.decoder.image_size
         h, w = images.shape[-2:]
         x = images if (h, w) == (s, s) else F.interpolate(images, size=(s, s), mode="bilinear", align_corners=False)

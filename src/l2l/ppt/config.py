@@ -94,8 +94,13 @@ class PPTConfig:
     log_every: int = 25
 
     def __post_init__(self) -> None:
-        for name, sub in (("generator", GeneratorConfig), ("loss", LossConfig), ("objects", ObjectCentricConfig),
-                          ("curriculum", CurriculumConfig), ("surgery", SurgeryConfig)):  # fmt: skip
+        for name, sub in (
+            ("generator", GeneratorConfig),
+            ("loss", LossConfig),
+            ("objects", ObjectCentricConfig),
+            ("curriculum", CurriculumConfig),
+            ("surgery", SurgeryConfig),
+        ):
             if isinstance(getattr(self, name), dict):
                 setattr(self, name, sub(**getattr(self, name)))
         g, c, o = self.generator, self.curriculum, self.objects

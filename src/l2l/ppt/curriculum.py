@@ -47,8 +47,10 @@ def plan(cfg: CurriculumConfig) -> list[Phase]:
         sem = tuple(s for s in ("h_sem", "d_sem") if s == "h_sem" or cfg.use_d_sem)
         phases = [Phase("semantic", e1, sem, "")]
         if cfg.last_stage >= 2:
-            phases += [Phase("ris_d", cfg.ris_split, ("h_sem", *d), ""),
-                       Phase("ris", e2 - cfg.ris_split, ("h_sem", *d, "h_ref"), "start")]  # fmt: skip
+            phases += [
+                Phase("ris_d", cfg.ris_split, ("h_sem", *d), ""),
+                Phase("ris", e2 - cfg.ris_split, ("h_sem", *d, "h_ref"), "start"),
+            ]
         if cfg.last_stage >= 3:
             phases.append(Phase("refine", e3, ("h_sem", "h_ref"), "epoch"))
     return [p for p in phases if p.epochs > 0 and p.sources]

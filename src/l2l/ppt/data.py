@@ -91,12 +91,18 @@ def _resize(a: np.ndarray, side: int, nearest: bool) -> np.ndarray:
 class ObjectCentric:
     """D_sem and D_ref from the rendered object-centric images and their pseudo masks."""
 
-    LAYOUTS: dict[str, list[tuple[tuple[float, float], str]]] = {  # layout -> cells (col, row) of a 2×2 grid and the words for each
+    LAYOUTS: dict[
+        str, list[tuple[tuple[float, float], str]]
+    ] = {  # layout -> cells (col, row) of a 2×2 grid and the words for each
         "1x2": [((0, 0.5), "on the left"), ((1, 0.5), "on the right")],
         "2x1": [((0.5, 0), "at the top"), ((0.5, 1), "at the bottom")],
-        "2x2": [((0, 0), "at the top left"), ((1, 0), "at the top right"), ((0, 1), "at the bottom left"),
-                ((1, 1), "at the bottom right")],
-    }  # fmt: skip
+        "2x2": [
+            ((0, 0), "at the top left"),
+            ((1, 0), "at the top right"),
+            ((0, 1), "at the bottom left"),
+            ((1, 1), "at the bottom right"),
+        ],
+    }
     SIDES = [("left of", (0.02, 0.3)), ("right of", (0.58, 0.3)), ("above", (0.3, 0.02)), ("below", (0.3, 0.58))]
 
     def __init__(self, images: np.ndarray, masks: np.ndarray, shapes: list[str], seed: int, composites: int):
@@ -112,8 +118,12 @@ class ObjectCentric:
         img, m = self.images[i], self.masks[i]
         if rng.random() < 0.5:
             img, m = img[:, ::-1], m[:, ::-1]
-        return Pair(np.ascontiguousarray(img), f"the {_word(self.shapes[i], rng)} in the middle",
-                    [np.ascontiguousarray(m)], [1.0])  # fmt: skip
+        return Pair(
+            np.ascontiguousarray(img),
+            f"the {_word(self.shapes[i], rng)} in the middle",
+            [np.ascontiguousarray(m)],
+            [1.0],
+        )
 
     def ref(self, j: int) -> Pair:
         """D_ref composite j: composition for even j, fusion for odd j (fixed by j and the seed)."""
@@ -144,8 +154,12 @@ class ObjectCentric:
         img, ma = self.images[a].copy(), self.masks[a].copy()
         w = int(round(0.4 * s))
         # the side where the pasted image hides least of a's object
-        best = min(self.SIDES, key=lambda sd: ma[int(sd[1][1] * s) : int(sd[1][1] * s) + w,
-                                                 int(sd[1][0] * s) : int(sd[1][0] * s) + w].sum())  # fmt: skip
+        best = min(
+            self.SIDES,
+            key=lambda sd: ma[
+                int(sd[1][1] * s) : int(sd[1][1] * s) + w, int(sd[1][0] * s) : int(sd[1][0] * s) + w
+            ].sum(),
+        )
         rel, (fx, fy) = best
         x0, y0 = int(fx * s), int(fy * s)
         img[y0 : y0 + w, x0 : x0 + w] = _resize(self.images[b], w, False)
@@ -202,8 +216,9 @@ def label_image_surgery(loc: Any, image: np.ndarray, records: Sequence[Any]) -> 
     return {"proposals": [rle_encode(m) for m in segs], "sentences": sents}
 
 
-def label_image(ranker: Any, image: np.ndarray, records: Sequence[Any],
-                given: list[np.ndarray] | None = None) -> dict[str, Any]:  # fmt: skip
+def label_image(
+    ranker: Any, image: np.ndarray, records: Sequence[Any], given: list[np.ndarray] | None = None
+) -> dict[str, Any]:
     """The proposals of one RES image (the mask model's, or ``given``) and, per sentence, its candidate
     referents (one per noun phrase)."""
     segs, _, _ = ranker._proposals(image, given)
@@ -218,8 +233,16 @@ def label_image(ranker: Any, image: np.ndarray, records: Sequence[Any],
     return {"proposals": [rle_encode(m) for m in segs], "sentences": sents}
 
 
-def prepare(ds: Any, out: str | Path, cfg: PPTConfig, split: str = "train", limit: int | None = None,
-            device: str = "cpu", masks_from: str | Path | None = None, show_progress: bool = True) -> dict[str, Any]:  # fmt: skip
+def prepare(
+    ds: Any,
+    out: str | Path,
+    cfg: PPTConfig,
+    split: str = "train",
+    limit: int | None = None,
+    device: str = "cpu",
+    masks_from: str | Path | None = None,
+    show_progress: bool = True,
+) -> dict[str, Any]:
     """Write the pseudo-labels of D_sem and H to ``out`` (module docstring); resumable. Never reads a
     mask of ``ds``. ``masks_from``: a Pseudo-RIS generation folder (same dataset, default mask
     settings) whose proposals are reused instead of running the mask model's automatic mode again."""
@@ -234,10 +257,18 @@ def prepare(ds: Any, out: str | Path, cfg: PPTConfig, split: str = "train", limi
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     meta_path = out / "meta.json"
-    meta = {"format": FORMAT, "dataset": ds.name, "fingerprint": ds.fingerprint(), "split": split, "limit": limit,
-            "dual_encoder": cfg.dual_encoder, "mask_model": cfg.mask_model, "image_size": cfg.image_size,
-            "objects": json.loads(json.dumps(cfg.objects.__dict__)),
-            "masks_from": None if masks_from is None else str(masks_from)}  # fmt: skip
+    meta = {
+        "format": FORMAT,
+        "dataset": ds.name,
+        "fingerprint": ds.fingerprint(),
+        "split": split,
+        "limit": limit,
+        "dual_encoder": cfg.dual_encoder,
+        "mask_model": cfg.mask_model,
+        "image_size": cfg.image_size,
+        "objects": json.loads(json.dumps(cfg.objects.__dict__)),
+        "masks_from": None if masks_from is None else str(masks_from),
+    }
     if (cfg.proposal_grid, cfg.object_grid) != (12, 8):  # recorded when not the defaults (older folders lack them)
         meta.update(proposal_grid=cfg.proposal_grid, object_grid=cfg.object_grid)
     if cfg.mask_source != "proposals":
@@ -247,10 +278,16 @@ def prepare(ds: Any, out: str | Path, cfg: PPTConfig, split: str = "train", limi
         if {k: old.get(k) for k in meta} != meta:
             raise UsageError(f"{out} holds pseudo-labels made with other settings ({meta_path}); use another --out")
     atomic_write_text(meta_path, json.dumps(meta, indent=2))
-    dual = ClipDualEncoder.from_pretrained(cfg.dual_encoder, device) if _is_hf(cfg.dual_encoder) \
-        else DualEncoder.from_pretrained(cfg.dual_encoder, device)  # fmt: skip
-    masks = Sam2MaskPredictor.from_pretrained(cfg.mask_model, device) if _is_hf(cfg.mask_model) \
-        else MaskPredictor.from_pretrained(cfg.mask_model, device)  # fmt: skip
+    dual = (
+        ClipDualEncoder.from_pretrained(cfg.dual_encoder, device)
+        if _is_hf(cfg.dual_encoder)
+        else DualEncoder.from_pretrained(cfg.dual_encoder, device)
+    )
+    masks = (
+        Sam2MaskPredictor.from_pretrained(cfg.mask_model, device)
+        if _is_hf(cfg.mask_model)
+        else MaskPredictor.from_pretrained(cfg.mask_model, device)
+    )
     # D_sem: one pseudo mask per object-centric image
     o = cfg.objects
     obj_path = out / "objects.jsonl"

@@ -156,8 +156,11 @@ class FrozenMaskDecoder:
             x = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
             return self.pred.model.get_image_embeddings(normalize(x))
         size = self.pred.model.cfg.image_size
-        x = images if images.shape[-1] == size else F.interpolate(images, size=(size, size), mode="bilinear",
-                                                                  align_corners=False)  # fmt: skip
+        x = (
+            images
+            if images.shape[-1] == size
+            else F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
+        )
         return self.pred.model.embed(x)
 
     def decode(self, state: Any, index: torch.Tensor, points: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -167,8 +170,12 @@ class FrozenMaskDecoder:
         if self.real:
             size = self.pred.size
             emb = [e[index] for e in state]
-            out = self.pred.model(image_embeddings=emb, input_points=(points * size)[:, None],
-                                  input_labels=labels.long()[:, None], multimask_output=False)  # fmt: skip
+            out = self.pred.model(
+                image_embeddings=emb,
+                input_points=(points * size)[:, None],
+                input_labels=labels.long()[:, None],
+                multimask_output=False,
+            )
             logits = out.pred_masks[:, 0, :1].float()
             return F.interpolate(logits, size=(s, s), mode="bilinear", align_corners=False)[:, 0]
         model = self.pred.model
@@ -176,8 +183,15 @@ class FrozenMaskDecoder:
         emb, skip = state
         n = points.shape[0]
         boxes = torch.zeros(n, 4, device=points.device)
-        logits, iou = model.decode(emb, skip, index, boxes, torch.zeros(n, dtype=torch.bool, device=points.device),
-                                   points * size, labels.long())  # fmt: skip
+        logits, iou = model.decode(
+            emb,
+            skip,
+            index,
+            boxes,
+            torch.zeros(n, dtype=torch.bool, device=points.device),
+            points * size,
+            labels.long(),
+        )
         best = logits[torch.arange(n), iou.detach().argmax(1)]
         return (
             best if size == s else F.interpolate(best[:, None], size=(s, s), mode="bilinear", align_corners=False)[:, 0]

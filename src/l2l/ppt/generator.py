@@ -76,8 +76,10 @@ class PointGenerator(nn.Module):
     def __init__(self, cfg: GeneratorConfig, channels: Sequence[int], word_dim: int):
         super().__init__()
         if max(cfg.stages) >= len(channels):
-            raise UsageError(f"generator.stages {list(cfg.stages)}: the dual encoder has {len(channels)} stages "
-                             f"(0..{len(channels) - 1})")  # fmt: skip
+            raise UsageError(
+                f"generator.stages {list(cfg.stages)}: the dual encoder has {len(channels)} stages "
+                f"(0..{len(channels) - 1})"
+            )
         self.cfg = cfg
         d = cfg.dim
         self.v_proj = nn.ModuleList([nn.Conv2d(channels[i], d, 1) for i in cfg.stages])
@@ -98,8 +100,9 @@ class PointGenerator(nn.Module):
     @staticmethod
     def _coords(h: int, w: int, device: torch.device) -> torch.Tensor:
         """Cell centres (h·w)×2, xy in [0, 1]."""
-        ys, xs = torch.meshgrid((torch.arange(h, device=device) + 0.5) / h, (torch.arange(w, device=device) + 0.5) / w,
-                                indexing="ij")  # fmt: skip
+        ys, xs = torch.meshgrid(
+            (torch.arange(h, device=device) + 0.5) / h, (torch.arange(w, device=device) + 0.5) / w, indexing="ij"
+        )
         return torch.stack([xs, ys], -1).view(h * w, 2)
 
     def forward(self, feats: Sequence[torch.Tensor], words: torch.Tensor, word_mask: torch.Tensor) -> Output:
@@ -151,12 +154,23 @@ class PPTModel(nn.Module):
         return self.decoder.decode(state, index, pts, lab)
 
     @torch.no_grad()
-    def predict(self, images: torch.Tensor, texts: Sequence[str], guidance: str = "none", prior: Any = None,
-                has_prior: Any = None) -> torch.Tensor:  # fmt: skip
+    def predict(
+        self,
+        images: torch.Tensor,
+        texts: Sequence[str],
+        guidance: str = "none",
+        prior: Any = None,
+        has_prior: Any = None,
+    ) -> torch.Tensor:
         """The evaluator's interface: probabilities B×H×W of the most confident query's mask."""
         h, w = images.shape[-2:]
-        x = images if (h, w) == (self.image_size,) * 2 else torch.nn.functional.interpolate(
-            images, size=(self.image_size,) * 2, mode="bilinear", align_corners=False)  # fmt: skip
+        x = (
+            images
+            if (h, w) == (self.image_size,) * 2
+            else torch.nn.functional.interpolate(
+                images, size=(self.image_size,) * 2, mode="bilinear", align_corners=False
+            )
+        )
         out, state = self(x, texts)
         idx = torch.arange(x.shape[0], device=x.device)
         logits = self.decode(state, out, idx, out.scores.argmax(1))

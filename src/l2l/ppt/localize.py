@@ -78,8 +78,9 @@ class SurgeryLocalizer:
         """(P, h, w) surgery responses of one image to each phrase."""
         dense = self.dual.encode_dense([image], self.cfg.size)[0]
         texts = self.dual.encode_text(list(phrases))
-        return torch.stack([surgery_map(dense, t, self._redundant if self._redundant is not None else t[None])
-                            for t in texts])  # fmt: skip
+        return torch.stack(
+            [surgery_map(dense, t, self._redundant if self._redundant is not None else t[None]) for t in texts]
+        )
 
     def masks_for(self, image: np.ndarray, phrases: list[str]) -> list[tuple[np.ndarray, float]]:
         """Per phrase: its mask (bool H×W) and the mask model's predicted IoU for it."""

@@ -63,8 +63,11 @@ def match(out: Output, targets: list[Target], cfg: LossConfig) -> list[tuple[np.
         k_n, m_n = r.shape
         # inner cost (E×K×M×M): drawn point m ↔ predicted point m', by position and by label
         d = (t.points[:, None, :, None, :] - pred[None, :, None, :, :]).abs().sum(-1)
-        bce = F.binary_cross_entropy_with_logits(r[None, :, None, :].expand(e_n, k_n, m_n, m_n),
-                                                 lab[:, None, :, None].expand(e_n, k_n, m_n, m_n), reduction="none")  # fmt: skip
+        bce = F.binary_cross_entropy_with_logits(
+            r[None, :, None, :].expand(e_n, k_n, m_n, m_n),
+            lab[:, None, :, None].expand(e_n, k_n, m_n, m_n),
+            reduction="none",
+        )
         inner = (cfg.point_l1 * d + (cfg.point_bce * bce if cfg.point_label_matching else 0 * bce)).numpy()
         perms = np.zeros((e_n, k_n, m_n), int)
         cost = np.zeros((e_n, k_n))
@@ -122,7 +125,13 @@ def ppt_loss(
     l_score = (F.binary_cross_entropy_with_logits(out.scores, score_t, reduction="none") * weight).sum() / weight.sum()
     total = (cfg.mask_bce * l_bce + cfg.mask_dice * l_dice + cfg.point_l1 * l_l1 + cfg.point_bce * l_pb).mean()
     total = total + cfg.score_bce * l_score
-    parts = {"loss": total, "mask_bce": l_bce.mean(), "dice": l_dice.mean(), "point_l1": l_l1.mean(),
-             "point_bce": l_pb.mean(), "score": l_score}  # fmt: skip
+    parts = {
+        "loss": total,
+        "mask_bce": l_bce.mean(),
+        "dice": l_dice.mean(),
+        "point_l1": l_l1.mean(),
+        "point_bce": l_pb.mean(),
+        "score": l_score,
+    }
     logs = {k: float(v.detach()) for k, v in parts.items()}
     return total, logs

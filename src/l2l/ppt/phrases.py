@@ -13,12 +13,59 @@ import re
 
 from ..data.vocab import DIRECTIONS, LOCATION_ADJ, ORDINALS, RELATIONS
 
-_SPLIT = sorted({*RELATIONS, "next to", "close to", "closest to", "near", "nearest", "beside", "behind", "in front of",
-                 "above", "below", "under", "underneath", "beneath", "over", "on top of", "from", "between", "and",
-                 "on", "in", "at", "by", "holding", "wearing", "with the", "that", "which", "who"},
-                key=len, reverse=True)  # fmt: skip
-_EMPTY = {"the", "a", "an", "of", "to", "side", "far", "furthest", "most", "middle", "center", "centre", "one's",
-          *DIRECTIONS, *LOCATION_ADJ, *ORDINALS}  # fmt: skip
+_SPLIT = sorted(
+    {
+        *RELATIONS,
+        "next to",
+        "close to",
+        "closest to",
+        "near",
+        "nearest",
+        "beside",
+        "behind",
+        "in front of",
+        "above",
+        "below",
+        "under",
+        "underneath",
+        "beneath",
+        "over",
+        "on top of",
+        "from",
+        "between",
+        "and",
+        "on",
+        "in",
+        "at",
+        "by",
+        "holding",
+        "wearing",
+        "with the",
+        "that",
+        "which",
+        "who",
+    },
+    key=len,
+    reverse=True,
+)
+_EMPTY = {
+    "the",
+    "a",
+    "an",
+    "of",
+    "to",
+    "side",
+    "far",
+    "furthest",
+    "most",
+    "middle",
+    "center",
+    "centre",
+    "one's",
+    *DIRECTIONS,
+    *LOCATION_ADJ,
+    *ORDINALS,
+}
 _PATTERN = re.compile(r"\b(?:" + "|".join(re.escape(s) for s in _SPLIT) + r")\b")
 
 

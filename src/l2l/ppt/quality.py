@@ -48,14 +48,23 @@ def label_quality(ds: Any, labels_dir: str | Path, run: str | Path | None = None
             v = [r[key] for r in rs if key in r]
             return round(float(np.mean(v)), 4) if v else None
 
-        return {"sentences": len(rs), "h_sem": sum("sem_correct" in r for r in rs),
-                "h_ref": sum(r["n"] > 1 for r in rs), "referent_among_candidates": mean("any"),
-                "h_sem_correct": mean("sem_correct"), "h_sem_mean_iou": mean("sem_iou"),
-                "h_ref_select_correct": mean("select_correct")}  # fmt: skip
+        return {
+            "sentences": len(rs),
+            "h_sem": sum("sem_correct" in r for r in rs),
+            "h_ref": sum(r["n"] > 1 for r in rs),
+            "referent_among_candidates": mean("any"),
+            "h_sem_correct": mean("sem_correct"),
+            "h_sem_mean_iou": mean("sem_iou"),
+            "h_ref_select_correct": mean("select_correct"),
+        }
 
     everything = [r for rs in rows.values() for r in rs]
-    return {"all": summarise(everything), "by_kind": {k: summarise(v) for k, v in sorted(rows.items())},
-            "run": None if run is None else str(run), "d_sem_pool_iou": _d_sem(labels_dir)}  # fmt: skip
+    return {
+        "all": summarise(everything),
+        "by_kind": {k: summarise(v) for k, v in sorted(rows.items())},
+        "run": None if run is None else str(run),
+        "d_sem_pool_iou": _d_sem(labels_dir),
+    }
 
 
 def _d_sem(labels_dir: str | Path) -> float | None:

@@ -40,9 +40,15 @@ def save_show(model: Any, ds: Any, split: str, out: str | Path, n: int = 6, seed
         pts, lab = o.points[0, k].numpy(), (o.point_logits[0, k] > 0).numpy()
         gt = square_mask(ds.mask(rec.ann_id).astype(bool), s).numpy() > 0.5
         inter, union = (mask & gt).sum(), (mask | gt).sum()
-        rows.append([
-            (img, wrap(f'"{rec.sentence}"', 30), {}),
-            (draw_points(overlay(img, mask.astype(np.uint8)), pts, lab), f"PPT (query {k}): IoU {inter / max(union, 1):.2f}", {}),
-            (overlay(img, gt.astype(np.uint8)), "ground truth", {}),
-        ])  # fmt: skip
+        rows.append(
+            [
+                (img, wrap(f'"{rec.sentence}"', 30), {}),
+                (
+                    draw_points(overlay(img, mask.astype(np.uint8)), pts, lab),
+                    f"PPT (query {k}): IoU {inter / max(union, 1):.2f}",
+                    {},
+                ),
+                (overlay(img, gt.astype(np.uint8)), "ground truth", {}),
+            ]
+        )
     return save_panel_grid(rows, out, panel_w=2.6, panel_h=2.9)

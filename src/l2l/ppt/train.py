@@ -62,8 +62,12 @@ class Sources:
 
     def count(self, source: str) -> int:
         o = self.labels.objects
-        return {"h_sem": len(self.h_sem), "h_ref": len(self.h_ref), "d_sem": len(o),
-                "d_ref": o.composites if len(o) >= 4 else 0}[source]  # fmt: skip
+        return {
+            "h_sem": len(self.h_sem),
+            "h_ref": len(self.h_ref),
+            "d_sem": len(o),
+            "d_ref": o.composites if len(o) >= 4 else 0,
+        }[source]
 
     def candidate_masks(self, h_index: int) -> list[np.ndarray]:
         h = self.labels.h[h_index]
@@ -110,8 +114,14 @@ def make_batch(pairs: list[Pair], m: int, rng: np.random.Generator) -> tuple[tor
     targets = []
     for p in pairs:
         pts, labs = zip(*(sample_points(mk, m, rng) for mk in p.masks))
-        targets.append(Target(torch.from_numpy(np.stack(p.masks).astype(np.float32)), torch.from_numpy(np.stack(pts)),
-                              torch.from_numpy(np.stack(labs)), torch.tensor(p.scores)))  # fmt: skip
+        targets.append(
+            Target(
+                torch.from_numpy(np.stack(p.masks).astype(np.float32)),
+                torch.from_numpy(np.stack(pts)),
+                torch.from_numpy(np.stack(labs)),
+                torch.tensor(p.scores),
+            )
+        )
     return images, [p.text for p in pairs], targets
 
 
@@ -168,8 +178,15 @@ def _same_run(config: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in config.items() if k != "threads"}
 
 
-def train(cfg: PPTConfig, labels_dir: str | Path, ds: Any, out: str | Path, device: str = "cpu",
-          max_steps: int | None = None, show_progress: bool = True) -> dict[str, Any]:  # fmt: skip
+def train(
+    cfg: PPTConfig,
+    labels_dir: str | Path,
+    ds: Any,
+    out: str | Path,
+    device: str = "cpu",
+    max_steps: int | None = None,
+    show_progress: bool = True,
+) -> dict[str, Any]:
     """Train (or resume) a PPT run in ``out``; ``max_steps`` stops early (tests: an interrupted run)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -230,9 +247,19 @@ def train(cfg: PPTConfig, labels_dir: str | Path, ds: Any, out: str | Path, devi
             step += 1
             bar.update(1)
             if step % cfg.log_every == 0 or step == end:
-                log.write(json.dumps({"step": step, "phase": ph.name, "epoch": epoch, **{k2: round(v, 5) for k2, v in logs.items()},
-                                      "sec_per_step": round((time.time() - t0) / max(1, step - first), 4),
-                                      "elapsed": round(before + time.time() - t0, 1)}) + "\n")  # fmt: skip
+                log.write(
+                    json.dumps(
+                        {
+                            "step": step,
+                            "phase": ph.name,
+                            "epoch": epoch,
+                            **{k2: round(v, 5) for k2, v in logs.items()},
+                            "sec_per_step": round((time.time() - t0) / max(1, step - first), 4),
+                            "elapsed": round(before + time.time() - t0, 1),
+                        }
+                    )
+                    + "\n"
+                )
                 log.flush()
             if k == steps - 1 and epoch == ph.epochs - 1:  # the phase's last step
                 log.write(
@@ -240,10 +267,18 @@ def train(cfg: PPTConfig, labels_dir: str | Path, ds: Any, out: str | Path, devi
                     + "\n"
                 )
             if step % cfg.ckpt_every == 0 or step == end or k == steps - 1:
-                ckpt.save(out / "checkpoints", step, model, opt,
-                          extra={"selection": sources.selection, "selected_for": list(selected_for or []),
-                                 "elapsed": before + time.time() - t0},
-                          meta={"phase": ph.name, "epoch": epoch})  # fmt: skip
+                ckpt.save(
+                    out / "checkpoints",
+                    step,
+                    model,
+                    opt,
+                    extra={
+                        "selection": sources.selection,
+                        "selected_for": list(selected_for or []),
+                        "elapsed": before + time.time() - t0,
+                    },
+                    meta={"phase": ph.name, "epoch": epoch},
+                )
                 ckpt.prune(out / "checkpoints", keep_last=2)
         bar.close()
         log.close()
@@ -253,10 +288,15 @@ def train(cfg: PPTConfig, labels_dir: str | Path, ds: Any, out: str | Path, devi
     for e in ends:
         seconds[e["phase_end"]] = round(e["elapsed"] - prev, 1)
         prev = e["elapsed"]
-    res = {"steps": step, "total_steps": sched.total, "done": done,
-           "phases": [{"name": p.name, "epochs": p.epochs, "sources": list(p.sources)} for p in sched.phases],
-           "sources": {s: sources.count(s) for s in ("h_sem", "h_ref", "d_sem", "d_ref")},
-           "seconds_per_phase": seconds, "threads": cfg.threads or torch.get_num_threads()}  # fmt: skip
+    res = {
+        "steps": step,
+        "total_steps": sched.total,
+        "done": done,
+        "phases": [{"name": p.name, "epochs": p.epochs, "sources": list(p.sources)} for p in sched.phases],
+        "sources": {s: sources.count(s) for s in ("h_sem", "h_ref", "d_sem", "d_ref")},
+        "seconds_per_phase": seconds,
+        "threads": cfg.threads or torch.get_num_threads(),
+    }
     if done:
         atomic_write_text(out / "done.json", json.dumps(res, indent=2))
     return res

@@ -168,8 +168,9 @@ def _work(args: tuple[PoolConfig, int]) -> tuple[np.ndarray, dict[str, np.ndarra
     return pool_scene(*args)
 
 
-def pool_map(fn: Callable[[Any], T], jobs: list, workers: int = 1, show_progress: bool = False,
-             chunksize: int = 32) -> list[T]:  # fmt: skip
+def pool_map(
+    fn: Callable[[Any], T], jobs: list, workers: int = 1, show_progress: bool = False, chunksize: int = 32
+) -> list[T]:
     """``[fn(job) for job in jobs]``, in order, over ``workers`` forked processes when more than one."""
     import multiprocessing as mp
 

@@ -74,8 +74,11 @@ class QwenGrounder:
         if getattr(self.tokenizer, "chat_template", None):
             messages = [
                 {"role": "system", "content": SYSTEM},
-                {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": self.prompt.format(sentence=sentence)}]},
-            ]  # fmt: skip
+                {
+                    "role": "user",
+                    "content": [{"type": "image"}, {"type": "text", "text": self.prompt.format(sentence=sentence)}],
+                },
+            ]
             text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
             if isinstance(text, str) and text.count("<|image_pad|>") == 1:
                 return text.replace("<|image_pad|>", "<|image_pad|>" * n_image_tokens)

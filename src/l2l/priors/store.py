@@ -86,8 +86,11 @@ class PriorStore:
         if "dataset" not in meta:
             import warnings
 
-            warnings.warn(f"{self.root} records no dataset (made by an older version): cannot check that it belongs "
-                          f"to {ds.name}; `l2l priors generate` on it records one", stacklevel=2)  # fmt: skip
+            warnings.warn(
+                f"{self.root} records no dataset (made by an older version): cannot check that it belongs "
+                f"to {ds.name}; `l2l priors generate` on it records one",
+                stacklevel=2,
+            )
             return
         self._check_meta_dataset(meta, {"name": ds.name, "fingerprint": ds.fingerprint()})
 

@@ -22,9 +22,36 @@ import numpy as np
 import torch
 
 # where a caption stops naming its subject (a relation, a location, a clause) or frames it
-_CUT = {"on", "in", "at", "to", "of", "near", "next", "beside", "behind", "above", "below", "under", "left", "right",
-        "that", "which", "who", "from", "counting", "number", "between", "over", "underneath", "beneath",
-        "holding", "wearing", "sitting", "standing"}  # fmt: skip
+_CUT = {
+    "on",
+    "in",
+    "at",
+    "to",
+    "of",
+    "near",
+    "next",
+    "beside",
+    "behind",
+    "above",
+    "below",
+    "under",
+    "left",
+    "right",
+    "that",
+    "which",
+    "who",
+    "from",
+    "counting",
+    "number",
+    "between",
+    "over",
+    "underneath",
+    "beneath",
+    "holding",
+    "wearing",
+    "sitting",
+    "standing",
+}
 _FRAMES = ("a photo of", "a picture of", "an image of", "a close up of", "a photograph of")
 _FLOOR = 1e-3
 

@@ -68,12 +68,18 @@ def load_models(
 
     m: Any = None
     if mask_model is not None:
-        m = Sam2MaskPredictor.from_pretrained(mask_model, device) if hf(mask_model) \
-            else MaskPredictor.from_pretrained(mask_model, device)  # fmt: skip
+        m = (
+            Sam2MaskPredictor.from_pretrained(mask_model, device)
+            if hf(mask_model)
+            else MaskPredictor.from_pretrained(mask_model, device)
+        )
     cap: Any = None
     if captioner is not None:
-        cap = HFCaptioner.from_pretrained(captioner, device) if hf(captioner) \
-            else Captioner.from_pretrained(captioner, device)  # fmt: skip
+        cap = (
+            HFCaptioner.from_pretrained(captioner, device)
+            if hf(captioner)
+            else Captioner.from_pretrained(captioner, device)
+        )
     dual = (
         ClipDualEncoder.from_pretrained(dual_encoder, device)
         if hf(dual_encoder)
@@ -87,8 +93,9 @@ def load_models(
     return Models(m, cap, dual, disc)
 
 
-def label_image(models: Models, image: np.ndarray, masks: Sequence[dict[str, Any]], cfg: PseudoRISConfig,
-                seed: int) -> dict[str, Any]:  # fmt: skip
+def label_image(
+    models: Models, image: np.ndarray, masks: Sequence[dict[str, Any]], cfg: PseudoRISConfig, seed: int
+) -> dict[str, Any]:
     """The record of one image: its masks, every caption candidate with its scores, and what was kept."""
     from ..foundation.captioner import patch
 
@@ -99,18 +106,32 @@ def label_image(models: Models, image: np.ndarray, masks: Sequence[dict[str, Any
     for g, margin in enumerate(cfg.captions.margins):
         crops = [patch(image, m, margin) for m in segs]
         per_mask = sample_captions(
-            models.captioner, [c for c, _ in crops], [s for _, s in crops], cfg.captions.top_k, cfg.captions.top_p,
-            cfg.captions.temperature, cfg.captions.distinctive, cfg.captions.beams, seed * 31 + g,
+            models.captioner,
+            [c for c, _ in crops],
+            [s for _, s in crops],
+            cfg.captions.top_k,
+            cfg.captions.top_p,
+            cfg.captions.temperature,
+            cfg.captions.distinctive,
+            cfg.captions.beams,
+            seed * 31 + g,
             cfg.captions.aggregation,
-        )  # fmt: skip
+        )
         for i, cs in enumerate(per_mask):
             cands += [(i, c.text, margin, c.decoder, c.log_prob) for c in cs if c.text.strip()]
     out_masks: list[dict[str, Any]] = []
     for r, m in zip(masks, segs):
-        out_masks.append({"rle": rle_encode(m), "area": int(m.sum()), "bbox": [float(v) for v in r["bbox"]],
-                          "predicted_iou": round(float(r["predicted_iou"]), 4),
-                          "stability": round(float(r["stability_score"]), 4), "captions": [],
-                          **({"ann_id": int(r["ann_id"])} if "ann_id" in r else {})})  # fmt: skip
+        out_masks.append(
+            {
+                "rle": rle_encode(m),
+                "area": int(m.sum()),
+                "bbox": [float(v) for v in r["bbox"]],
+                "predicted_iou": round(float(r["predicted_iou"]), 4),
+                "stability": round(float(r["stability_score"]), 4),
+                "captions": [],
+                **({"ann_id": int(r["ann_id"])} if "ann_id" in r else {}),
+            }
+        )
     if not cands:
         return {"status": "no_captions", "masks": out_masks}
     # one scored entry per distinct (mask, text); the decoders that produced it are listed
@@ -125,8 +146,12 @@ def label_image(models: Models, image: np.ndarray, masks: Sequence[dict[str, Any
     score = sc[cfg.filter.score]
     for k, (i, _) in enumerate(keys):
         e = uniq[keys[k]]
-        e.update(uos=_num(sc["uos"][k]), cos=_num(sc["cos"][k]), dos=_num(sc["dos"][k]),
-                 kept=bool((not cfg.filter.enabled) or score[k] >= cfg.filter.tau))  # fmt: skip
+        e.update(
+            uos=_num(sc["uos"][k]),
+            cos=_num(sc["cos"][k]),
+            dos=_num(sc["dos"][k]),
+            kept=bool((not cfg.filter.enabled) or score[k] >= cfg.filter.tau),
+        )
         out_masks[i]["captions"].append(e)
     kept = sum(e["kept"] for e in uniq.values())
     return {"status": "ok" if kept else "none_kept", "masks": out_masks}
@@ -140,10 +165,18 @@ def _rank() -> tuple[int, int]:
     return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def generate(ds: Any, out: str | Path, models: Models | None, cfg: PseudoRISConfig, split: str = "train",
-             max_images: int | None = None, shard: tuple[int, int] | None = None,
-             show_progress: bool = True, masks_from: str | Path | None = None,
-             records_from: str | Path | None = None) -> dict[str, int]:  # fmt: skip
+def generate(
+    ds: Any,
+    out: str | Path,
+    models: Models | None,
+    cfg: PseudoRISConfig,
+    split: str = "train",
+    max_images: int | None = None,
+    shard: tuple[int, int] | None = None,
+    show_progress: bool = True,
+    masks_from: str | Path | None = None,
+    records_from: str | Path | None = None,
+) -> dict[str, int]:
     """Label the images of ``split`` into ``out/records`` (resumable; module docstring); returns counts
     of this process's images by status. ``masks_from``: take each image's masks from another
     generation's records (same source and mask settings: the ablations of captions and filter
@@ -158,16 +191,23 @@ def generate(ds: Any, out: str | Path, models: Models | None, cfg: PseudoRISConf
     scored = _records_of(records_from, cfg, ds) if records_from is not None else None
     rec_dir = out / "records"
     rec_dir.mkdir(parents=True, exist_ok=True)
-    head = {"format": FORMAT, "config": cfg.to_dict(), "source": ds.name, "source_fingerprint": ds.fingerprint(),
-            "models": models.provenance() if models else None,
-            **({"masks_from": str(masks_from)} if masks_from is not None else {}),
-            **({"records_from": str(records_from)} if records_from is not None else {})}  # fmt: skip
+    head = {
+        "format": FORMAT,
+        "config": cfg.to_dict(),
+        "source": ds.name,
+        "source_fingerprint": ds.fingerprint(),
+        "models": models.provenance() if models else None,
+        **({"masks_from": str(masks_from)} if masks_from is not None else {}),
+        **({"records_from": str(records_from)} if records_from is not None else {}),
+    }
     head_file = out / "generation.json"
     if head_file.exists():
         old = json.loads(head_file.read_text())
         if {k: (_config_of(old) if k == "config" else old.get(k)) for k in head} != head:
-            raise ExistsError(f"{out} holds pseudo-labels made with another config, source or models; "
-                              "choose another --out (or delete it)")  # fmt: skip
+            raise ExistsError(
+                f"{out} holds pseudo-labels made with another config, source or models; "
+                "choose another --out (or delete it)"
+            )
     else:
         atomic_write_text(head_file, json.dumps(head, indent=2))
     rank, world = shard or _rank()
@@ -213,10 +253,16 @@ def _masks_of(folder: str | Path, cfg: PseudoRISConfig, ds: Any) -> dict[int, li
     out = {}
     for r in _read_records(folder / "records"):
         out[int(r["image_id"])] = [
-            {"segmentation": rle_decode(m["rle"]), "area": m["area"], "bbox": m["bbox"], "predicted_iou": m["predicted_iou"],
-             "stability_score": m["stability"], **({"ann_id": m["ann_id"]} if "ann_id" in m else {})}
+            {
+                "segmentation": rle_decode(m["rle"]),
+                "area": m["area"],
+                "bbox": m["bbox"],
+                "predicted_iou": m["predicted_iou"],
+                "stability_score": m["stability"],
+                **({"ann_id": m["ann_id"]} if "ann_id" in m else {}),
+            }
             for m in r["masks"]
-        ]  # fmt: skip
+        ]
     return out
 
 
@@ -266,8 +312,9 @@ def _read_records(rec_dir: Path) -> list[dict[str, Any]]:
     return [r for p in sorted(rec_dir.glob("part-*.jsonl")) for r in read_records(p)]
 
 
-def build_dataset(ds: Any, out: str | Path, setting: str = "zero-shot", labeled: Sequence[int] = (),
-                  split: str = "train") -> dict[str, Any]:  # fmt: skip
+def build_dataset(
+    ds: Any, out: str | Path, setting: str = "zero-shot", labeled: Sequence[int] = (), split: str = "train"
+) -> dict[str, Any]:
     """Write ``out`` as a REFER-format dataset from ``out/records`` (module docstring); returns meta.json."""
     if setting not in ("zero-shot", "semi"):
         raise UsageError(f"setting must be zero-shot or semi, got {setting!r}")
@@ -303,20 +350,47 @@ def build_dataset(ds: Any, out: str | Path, setting: str = "zero-shot", labeled:
             kept = [c["text"] for c in m["captions"] if c["kept"]]
             if not kept:
                 continue
-            anns.append({"id": next_ann, "image_id": image_id, "category_id": cat, "segmentation": m["rle"],
-                         "area": m["area"], "bbox": m["bbox"], "iscrowd": 0, "pseudo": True})  # fmt: skip
+            anns.append(
+                {
+                    "id": next_ann,
+                    "image_id": image_id,
+                    "category_id": cat,
+                    "segmentation": m["rle"],
+                    "area": m["area"],
+                    "bbox": m["bbox"],
+                    "iscrowd": 0,
+                    "pseudo": True,
+                }
+            )
             sents = [{"sent_id": next_sent + k, "sent": t, "tokens": t.split(), "raw": t} for k, t in enumerate(kept)]
-            refs.append({"ref_id": next_ref, "ann_id": next_ann, "image_id": image_id, "category_id": cat,
-                         "split": split, "kind": "pseudo", "sentences": sents,
-                         "sent_ids": [s["sent_id"] for s in sents]})  # fmt: skip
+            refs.append(
+                {
+                    "ref_id": next_ref,
+                    "ann_id": next_ann,
+                    "image_id": image_id,
+                    "category_id": cat,
+                    "split": split,
+                    "kind": "pseudo",
+                    "sentences": sents,
+                    "sent_ids": [s["sent_id"] for s in sents],
+                }
+            )
             next_ann, next_ref, next_sent = next_ann + 1, next_ref + 1, next_sent + len(sents)
             stats["refs"] += 1
             stats["sentences"] += len(sents)
     atomic_write_text(out / "instances.json", json.dumps({**inst, "annotations": anns}, separators=(",", ":")))
     atomic_write_text(out / REFS_FILE, json.dumps(refs, separators=(",", ":")))
-    meta = {"dataset": "pseudo-ris", "complete": True, "format": FORMAT, "setting": setting,
-            "source": ds.name, "image_dir": str(Path(ds.image_dir).resolve()), "labeled_images": len(labeled_set),
-            "pseudo": stats, "generation": json.loads((out / "generation.json").read_text())}  # fmt: skip
+    meta = {
+        "dataset": "pseudo-ris",
+        "complete": True,
+        "format": FORMAT,
+        "setting": setting,
+        "source": ds.name,
+        "image_dir": str(Path(ds.image_dir).resolve()),
+        "labeled_images": len(labeled_set),
+        "pseudo": stats,
+        "generation": json.loads((out / "generation.json").read_text()),
+    }
     atomic_write_text(out / "meta.json", json.dumps(meta, indent=2))
     return meta
 

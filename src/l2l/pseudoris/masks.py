@@ -32,8 +32,9 @@ def extract_masks(predictor: Any, image: np.ndarray, cfg: MaskConfig, discoverer
 
     if cfg.select == "ncut" and discoverer is None:
         raise UsageError("masks.select=ncut needs the object discoverer (load_models(..., discover=cfg.masks))")
-    recs = automatic_masks(predictor, image, cfg.points_per_side, cfg.pred_iou_thresh, cfg.stability_thresh,
-                           cfg.nms_thresh)  # fmt: skip
+    recs = automatic_masks(
+        predictor, image, cfg.points_per_side, cfg.pred_iou_thresh, cfg.stability_thresh, cfg.nms_thresh
+    )
     if cfg.select == "ncut":
         return select_by_overlap(recs, discoverer(image), image.shape[0] * image.shape[1], cfg)
     return select(recs, image.shape[0] * image.shape[1], cfg)
@@ -60,8 +61,10 @@ def select_by_overlap(
     chosen: list[int] = []
     for d in found:
         d = np.asarray(d, bool)
-        ious = [float((s & d).sum()) / max(float((s | d).sum()), 1.0) if k not in chosen else -1.0
-                for k, s in enumerate(segs)]  # fmt: skip
+        ious = [
+            float((s & d).sum()) / max(float((s | d).sum()), 1.0) if k not in chosen else -1.0
+            for k, s in enumerate(segs)
+        ]
         if ious and max(ious) > 0:
             chosen.append(int(np.argmax(ious)))
         if len(chosen) == cfg.max_masks:
@@ -77,7 +80,14 @@ def gt_masks(ds: Any, image_id: int, cfg: MaskConfig) -> list[dict[str, Any]]:
         if not m.any():
             continue
         ys, xs = np.nonzero(m)
-        out.append({"segmentation": m, "area": int(m.sum()), "predicted_iou": 1.0, "stability_score": 1.0,
-                    "bbox": [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)],
-                    "ann_id": int(a)})  # fmt: skip
+        out.append(
+            {
+                "segmentation": m,
+                "area": int(m.sum()),
+                "predicted_iou": 1.0,
+                "stability_score": 1.0,
+                "bbox": [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)],
+                "ann_id": int(a),
+            }
+        )
     return out

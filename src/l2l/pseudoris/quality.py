@@ -38,8 +38,10 @@ SPATIAL_WORDS = frozenset(
     "center centre first second third leftmost rightmost topmost bottommost left-most right-most upper-most "
     "lower-most underneath beneath".split()
 )
-_PHRASES = sorted(((syn, attr, value) for attr, t in _TABLES.items() for value, syns in t.items() for syn in syns),
-                  key=lambda x: -len(x[0]))  # fmt: skip
+_PHRASES = sorted(
+    ((syn, attr, value) for attr, t in _TABLES.items() for value, syns in t.items() for syn in syns),
+    key=lambda x: -len(x[0]),
+)
 
 
 def caption_attributes(caption: str) -> dict[str, set[str]]:
@@ -113,9 +115,18 @@ def pseudo_label_quality(ds: Any, folder: Any, min_iou: float = 0.5) -> dict[str
     """Shares over kept and over rejected captions (module docstring), and over masks."""
     from pathlib import Path
 
-    stats: dict[str, dict[str, float]] = {s: {"captions": 0, "picks_out": 0, "correct": 0, "contradictory": 0,
-                                              "no_attribute": 0, "bad_mask": 0, "names_a_place": 0}
-             for s in ("kept", "rejected")}  # fmt: skip
+    stats: dict[str, dict[str, float]] = {
+        s: {
+            "captions": 0,
+            "picks_out": 0,
+            "correct": 0,
+            "contradictory": 0,
+            "no_attribute": 0,
+            "bad_mask": 0,
+            "names_a_place": 0,
+        }
+        for s in ("kept", "rejected")
+    }
     masks_total = masks_matched = 0
     for rec in _read_records(Path(folder) / "records"):
         if not rec["masks"]:

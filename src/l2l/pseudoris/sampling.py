@@ -192,5 +192,4 @@ def beam_search(
         if fin.all():
             break
     best = score.argmax(1)
-    return ([cap.decode(seqs[i, best[i], 1:].tolist()) for i in range(n)],
-            [float(score[i, best[i]]) for i in range(n)])  # fmt: skip
+    return ([cap.decode(seqs[i, best[i], 1:].tolist()) for i in range(n)], [float(score[i, best[i]]) for i in range(n)])

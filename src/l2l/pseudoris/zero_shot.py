@@ -36,8 +36,15 @@ from .masks import extract_masks
 class ZeroShotPredictor:
     training = False
 
-    def __init__(self, masks: Any, dual: Any, cfg: MaskConfig = MaskConfig(), alpha: float = 0.5,
-                 context_margin: float = 0.1, scoring: str = "global-local"):  # fmt: skip
+    def __init__(
+        self,
+        masks: Any,
+        dual: Any,
+        cfg: MaskConfig = MaskConfig(),
+        alpha: float = 0.5,
+        context_margin: float = 0.1,
+        scoring: str = "global-local",
+    ):
         if scoring not in ("global-local", "regions"):
             raise UsageError(f"zero-shot scoring must be global-local or regions, got {scoring!r}")
         self.masks, self.dual, self.cfg, self.scoring = masks, dual, cfg, scoring
@@ -51,8 +58,9 @@ class ZeroShotPredictor:
     def train(self, mode: bool = True) -> "ZeroShotPredictor":
         return self
 
-    def _proposals(self, image: np.ndarray, given: list[np.ndarray] | None = None
-                   ) -> tuple[list[np.ndarray], torch.Tensor, torch.Tensor]:  # fmt: skip
+    def _proposals(
+        self, image: np.ndarray, given: list[np.ndarray] | None = None
+    ) -> tuple[list[np.ndarray], torch.Tensor, torch.Tensor]:
         """The image's proposals (``given`` ones, e.g. another run's masks, instead of the mask model's)
         with their context and masked-crop embeddings; cached per image."""
         key = hashlib.sha1(image.tobytes()).hexdigest()
@@ -85,8 +93,14 @@ class ZeroShotPredictor:
         return segs, s.numpy()
 
     @torch.no_grad()
-    def predict(self, images: torch.Tensor, texts: Sequence[str], guidance: str = "none", prior: Any = None,
-                has_prior: Any = None) -> torch.Tensor:  # fmt: skip
+    def predict(
+        self,
+        images: torch.Tensor,
+        texts: Sequence[str],
+        guidance: str = "none",
+        prior: Any = None,
+        has_prior: Any = None,
+    ) -> torch.Tensor:
         out = torch.zeros(images.shape[0], images.shape[2], images.shape[3])
         for b, text in enumerate(texts):
             img = (images[b].detach().cpu().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()

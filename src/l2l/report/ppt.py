@@ -23,11 +23,16 @@ ROWS = [  # (row key, Table 3 row, label)
     ("no_img", "9", "5 w/o object-centric data"),
 ]
 PAPER = {  # RefCOCO val, the paper's Table 3: P@0.3, P@0.5, P@0.7, mIoU
-    "naive": (28.72, 24.84, 11.67, 26.46), "pt_no_img": (43.85, 25.45, 18.35, 34.19),
-    "sem": (51.69, 39.63, 28.44, 38.91), "ris": (59.42, 48.53, 35.62, 44.14), "full": (61.16, 50.20, 36.22, 46.76),
-    "no_cl": (57.93, 44.64, 34.27, 43.28), "no_dref": (56.56, 45.19, 33.03, 42.29),
-    "no_dsem": (47.29, 38.51, 27.94, 39.33), "no_img": (43.78, 27.11, 18.77, 34.47),
-}  # fmt: skip
+    "naive": (28.72, 24.84, 11.67, 26.46),
+    "pt_no_img": (43.85, 25.45, 18.35, 34.19),
+    "sem": (51.69, 39.63, 28.44, 38.91),
+    "ris": (59.42, 48.53, 35.62, 44.14),
+    "full": (61.16, 50.20, 36.22, 46.76),
+    "no_cl": (57.93, 44.64, 34.27, 43.28),
+    "no_dref": (56.56, 45.19, 33.03, 42.29),
+    "no_dsem": (47.29, 38.51, 27.94, 39.33),
+    "no_img": (43.78, 27.11, 18.77, 34.47),
+}
 METRICS = ("mIoU", "oIoU", "P@0.3", "P@0.5", "P@0.7")
 
 
@@ -43,9 +48,14 @@ def collect(folder: str | Path, split: str = "val") -> dict[str, list[dict]]:
 
 
 def seed_table(
-    res: dict[str, list[dict]], rows: list[tuple[str, str, str]], metrics: tuple[str, ...], seeds: int,
-    single: tuple[str, ...] = (), paper: dict[str, str] | None = None, paper_head: str = "paper",
-) -> str:  # fmt: skip
+    res: dict[str, list[dict]],
+    rows: list[tuple[str, str, str]],
+    metrics: tuple[str, ...],
+    seeds: int,
+    single: tuple[str, ...] = (),
+    paper: dict[str, str] | None = None,
+    paper_head: str = "paper",
+) -> str:
     """Markdown: one line per (key, row, label) with results, mean ± std over seeds (%); ``single``
     keys expect one run; ``paper`` adds a column of the paper's numbers."""
     head = "| row | method | seeds | " + " | ".join(metrics) + (f" | {paper_head} |" if paper is not None else " |")
@@ -63,5 +73,6 @@ def seed_table(
 def ppt_table(folder: str | Path, split: str = "val", seeds: int = 3) -> str:
     """Markdown: ours (mean ± std over seeds, %) beside the paper's RefCOCO numbers."""
     paper = {k: f"{v[3]:.2f}" for k, v in PAPER.items()}
-    return seed_table(collect(folder, split), ROWS, METRICS, seeds, ("naive", "proposals"), paper,
-                      "paper mIoU (RefCOCO val)")  # fmt: skip
+    return seed_table(
+        collect(folder, split), ROWS, METRICS, seeds, ("naive", "proposals"), paper, "paper mIoU (RefCOCO val)"
+    )

@@ -28,17 +28,40 @@ ROWS = [  # (row key, table, label)
     ("ceiling", "–", "supervised, 100 % human labels (the ceiling)"),
 ]
 PAPER = {  # Pseudo-RIS Table 5 (mIoU, RefCOCO) and Table 6 (mIoU, RefCOCO+ val); L2L Table 2 (oIoU, RefCOCO val)
-    "naive": "37.96 (T5 mIoU)", "dcs": "40.01 (T5 mIoU)", "filter": "40.40 (T5 mIoU)",
-    "full800": "41.05 (T5 mIoU)", "gt800": "52.54 (T6 mIoU, RefCOCO+)", "full": "41.1 (L2L T2)",
-    "uos800": "40.55 (T12 mIoU)", "cos800": "40.65 (T12 mIoU)", "wsum800": "39.66 (T14 mIoU)",
+    "naive": "37.96 (T5 mIoU)",
+    "dcs": "40.01 (T5 mIoU)",
+    "filter": "40.40 (T5 mIoU)",
+    "full800": "41.05 (T5 mIoU)",
+    "gt800": "52.54 (T6 mIoU, RefCOCO+)",
+    "full": "41.1 (L2L T2)",
+    "uos800": "40.55 (T12 mIoU)",
+    "cos800": "40.65 (T12 mIoU)",
+    "wsum800": "39.66 (T14 mIoU)",
     "l2l_03pct": "65.08 at 0.1 % (L2L T2)",
-}  # fmt: skip
+}
 METRICS = ("oIoU", "mIoU", "P@0.5", "P@0.7", "P@0.9")
 
 
 def pseudo_ris_table(folder: str | Path, split: str = "val", seeds: int = 3) -> str:
     """Markdown: our rows on SynthRef (%) beside the papers' RefCOCO numbers."""
-    return seed_table(collect(folder, split), ROWS, METRICS, seeds,
-                      ("zero_shot_baseline", "naive", "dcs", "filter", "full800", "gt800", "uos800", "cos800",
-                       "wsum800", *[f"tau{t}" for t in ("1.0", "1.1", "1.2", "1.3", "1.5", "2.0")], "ceiling"), PAPER,
-                      "paper (RefCOCO val)")  # fmt: skip
+    return seed_table(
+        collect(folder, split),
+        ROWS,
+        METRICS,
+        seeds,
+        (
+            "zero_shot_baseline",
+            "naive",
+            "dcs",
+            "filter",
+            "full800",
+            "gt800",
+            "uos800",
+            "cos800",
+            "wsum800",
+            *[f"tau{t}" for t in ("1.0", "1.1", "1.2", "1.3", "1.5", "2.0")],
+            "ceiling",
+        ),
+        PAPER,
+        "paper (RefCOCO val)",
+    )

@@ -80,8 +80,13 @@ def render(session: Session, r: Response) -> list[Any]:
             continue
         ok = "OK: non-empty mask; " + ("image within the training domain" if m.domain is not None else m.domain_note)
         notice = "\n\n".join(f"**Warning: {n}**" for n in a.notices) or ok
-        out += [enlarge(a.overlay(r.image)), enlarge(a.heat()), a.mask_png(), notice,
-                f"request {r.number} · {a.seconds * 1000:.0f} ms · {int(a.mask.sum()):,} px · guidance {a.guidance}"]  # fmt: skip
+        out += [
+            enlarge(a.overlay(r.image)),
+            enlarge(a.heat()),
+            a.mask_png(),
+            notice,
+            f"request {r.number} · {a.seconds * 1000:.0f} ms · {int(a.mask.sum()):,} px · guidance {a.guidance}",
+        ]
     return out
 
 
@@ -90,10 +95,13 @@ def build_app(session: Session, examples: list[list[str]] | None = None):
 
     examples = default_examples(session) if examples is None else examples
     # uploads are deleted once read (Session.read_upload); anything left is swept after 15 minutes
-    with gr.Blocks(title="l2l — referring expression segmentation", analytics_enabled=False,
-                   delete_cache=(300, 900)) as app:  # fmt: skip
-        gr.Markdown("## l2l — referring expression segmentation\nUpload an image, type what to segment, press "
-                    "**Segment**. Models trained on SynthRef know SynthRef's shapes and words, not photos.")  # fmt: skip
+    with gr.Blocks(
+        title="l2l — referring expression segmentation", analytics_enabled=False, delete_cache=(300, 900)
+    ) as app:
+        gr.Markdown(
+            "## l2l — referring expression segmentation\nUpload an image, type what to segment, press "
+            "**Segment**. Models trained on SynthRef know SynthRef's shapes and words, not photos."
+        )
         with gr.Row():
             with gr.Column(scale=1, min_width=280):
                 upload = gr.File(label="image (PNG, JPEG, WebP, TIFF …)", type="filepath", elem_id="upload")
@@ -102,8 +110,9 @@ def build_app(session: Session, examples: list[list[str]] | None = None):
                 )
                 text = gr.Textbox(label="sentence", placeholder="the red ring on the left", elem_id="sentence")
                 modes = session.guidance_modes
-                guidance = gr.Radio(modes, value="none", label="guidance (SESM models)", visible=len(modes) > 1,
-                                    elem_id="guidance")  # fmt: skip
+                guidance = gr.Radio(
+                    modes, value="none", label="guidance (SESM models)", visible=len(modes) > 1, elem_id="guidance"
+                )
                 threshold = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="threshold", elem_id="threshold")
                 button = gr.Button("Segment", variant="primary", elem_id="segment")
                 status = gr.Markdown("Ready.", elem_id="status")
@@ -158,8 +167,15 @@ def port_is_free(host: str, port: int) -> bool:
     return True
 
 
-def serve(session: Session, host: str = "127.0.0.1", port: int = 7860, share: bool = False, block: bool = True,
-          examples_manifest: str | Path | None = None, max_upload_mb: float = MAX_UPLOAD_MB):  # fmt: skip
+def serve(
+    session: Session,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    share: bool = False,
+    block: bool = True,
+    examples_manifest: str | Path | None = None,
+    max_upload_mb: float = MAX_UPLOAD_MB,
+):
     """Start the page (queued: one request at a time); returns the Gradio app (running) when ``block`` is False."""
     from ..errors import UsageError
 
@@ -178,6 +194,14 @@ def serve(session: Session, host: str = "127.0.0.1", port: int = 7860, share: bo
     app = build_app(session, examples)
     allowed = sorted({str(Path(e[0]).resolve().parent) for e in examples})
     app.queue(default_concurrency_limit=1)
-    app.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=not block, quiet=not block,
-               allowed_paths=allowed, show_error=True, max_file_size=f"{max_upload_mb}mb")  # fmt: skip
+    app.launch(
+        server_name=host,
+        server_port=port,
+        share=share,
+        prevent_thread_lock=not block,
+        quiet=not block,
+        allowed_paths=allowed,
+        show_error=True,
+        max_file_size=f"{max_upload_mb}mb",
+    )
     return app

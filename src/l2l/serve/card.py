@@ -45,8 +45,10 @@ class ModelCard:
         out = [f"**{self.name}** — `{self.path}`", "", "| | |", "| --- | --- |"]
         out += [f"| {k} | {v} |" for k, v in rows]
         for m in self.metrics:
-            out.append(f"| {m['file']} | oIoU {m['oIoU']:.1%} · mIoU {m['mIoU']:.1%} · `P@0.5` {m['P@0.5']:.1%} "
-                       f"({m['samples']} samples) |")  # fmt: skip
+            out.append(
+                f"| {m['file']} | oIoU {m['oIoU']:.1%} · mIoU {m['mIoU']:.1%} · `P@0.5` {m['P@0.5']:.1%} "
+                f"({m['samples']} samples) |"
+            )
         if not self.metrics:
             out.append("| evaluation | none found beside the checkpoint |")
         return "\n".join(out)
@@ -89,6 +91,12 @@ def _text_name(tcfg: Any) -> str:
         return str(tcfg.name)
     hf = getattr(tcfg, "hf_config", None) or {}
     kind = hf.get("model_type", "Hugging Face encoder")
-    size = ", ".join(x for x in (f"{hf['num_hidden_layers']} layers" if "num_hidden_layers" in hf else "",
-                                 f"{hf['hidden_size']}-d" if "hidden_size" in hf else "") if x)  # fmt: skip
+    size = ", ".join(
+        x
+        for x in (
+            f"{hf['num_hidden_layers']} layers" if "num_hidden_layers" in hf else "",
+            f"{hf['hidden_size']}-d" if "hidden_size" in hf else "",
+        )
+        if x
+    )
     return f"{kind} ({size})" if size else str(kind)

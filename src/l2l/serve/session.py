@@ -66,8 +66,9 @@ class ServedModel:
         domain_images: str | Path | None = None,
         domain_check: bool = True,
     ):
-        self.predictor = SegmenterPredictor.from_pretrained(ckpt, device, domain_check=domain_check,
-                                                            domain_images=domain_images)  # fmt: skip
+        self.predictor = SegmenterPredictor.from_pretrained(
+            ckpt, device, domain_check=domain_check, domain_images=domain_images
+        )
         self.card: ModelCard = model_card(ckpt, self.predictor.model, name)
         self.name = self.card.name
         self.domain: DomainCheck | None = self.predictor.domain
@@ -103,8 +104,10 @@ class ServedModel:
             seconds = time.perf_counter() - t
             distance = self._distance
         if not mask.any():
-            notices.append(f"EMPTY mask: no pixel reached the threshold {threshold:g} (highest probability "
-                           f"{float(prob.max()):.2f})")  # fmt: skip
+            notices.append(
+                f"EMPTY mask: no pixel reached the threshold {threshold:g} (highest probability "
+                f"{float(prob.max()):.2f})"
+            )
         if self.domain is not None and distance is not None and self.domain.is_far(distance):
             notices.append(far_notice(distance, self.domain, self.card.dataset))
         return Answer(self.name, mask, prob, guidance, seconds, notices)
@@ -124,8 +127,13 @@ class Response:
 class Session:
     """The served models and the prior provider; :meth:`respond` is what one click of the page does."""
 
-    def __init__(self, models: Sequence[ServedModel], prior_provider: Any = None, max_side: int = MAX_SIDE,
-                 upload_dir: str | Path | None = None):  # fmt: skip
+    def __init__(
+        self,
+        models: Sequence[ServedModel],
+        prior_provider: Any = None,
+        max_side: int = MAX_SIDE,
+        upload_dir: str | Path | None = None,
+    ):
         """``upload_dir``: the server's upload folder; a file in it is deleted once read (its decoded
         image is kept in memory for the next sentences, :data:`KEPT_UPLOADS` images at most)."""
         if not models:
