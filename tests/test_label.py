@@ -449,3 +449,33 @@ def test_a_round_trains_on_the_labels_records_it_and_ranks_the_next(synthref_dir
     with pytest.raises(UsageError, match="--priors"):
         commands.rank(p, str(tmp_path / "r1" / "last"), "disagreement", 2)
     assert main(["label", "status", str(p.folder)]) == 0
+
+
+@pytest.mark.slow
+def test_a_photo_project_trains_without_a_val_split(tmp_path):
+    import json
+
+    from PIL import Image
+
+    from l2l.label import commands
+    from l2l.label.project import LabelProject
+
+    from .test_trainer import TINY
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    lines = []
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(photos / f"p{i}.png")
+        lines.append(json.dumps({"image": f"p{i}.png", "sentence": f"the thing number {i}"}))
+    (tmp_path / "s.jsonl").write_text("\n".join(lines) + "\n")
+    p = LabelProject.from_images(tmp_path / "proj", photos, tmp_path / "s.jsonl")
+    for ref_id in sorted(p.tasks)[:2]:
+        p.answer(ref_id, "corrected", _square(48, 64, 10, 30, 10, 40), rev=0)
+    with pytest.raises(UsageError, match="data.eval_split=none"):
+        commands.train(p, None, str(tmp_path / "r1"), TINY)
+    tiny = [*TINY, "method=supervised", "total_steps=3", "batch_size=2", "data.eval_split=none"]
+    row = commands.train(p, None, str(tmp_path / "r1"), tiny, strategy="uncertainty", k=1)
+    assert row["oIoU"] is None and row["labeled_images"] == 2 and len(row["queue"]) == 1
+    assert (tmp_path / "r1" / "best" / "model.safetensors").exists() and not list((tmp_path / "r1").glob("eval_*"))

@@ -29,7 +29,7 @@ class DataConfig:
     scale_range: tuple[float, float] = (1.0, 1.0)
     hflip_prob: float = 0.5
     workers: int = 2
-    eval_split: str = "val"
+    eval_split: str = "val"  # none: no evaluation (a dataset without a labeled split to measure on)
     eval_resolution: str = "original"  # original | train
     eval_max_samples: int | None = None  # evaluate on the first N samples only (quick runs)
     strong_text: bool = True  # EDA strong sentence for unlabeled samples (docs/spec.md §2)

@@ -144,11 +144,11 @@ def open_dataset(cfg: DataConfig) -> ReferDataset:
 
 class EvalHook(Hook):
     """At an epoch end: evaluate on ``data.eval_split`` every ``eval_every`` epochs and at the last step;
-    keep the best model in ``best/``."""
+    keep the best model in ``best/``. ``data.eval_split: none``: never (``best/`` is then the last model)."""
 
     def after_interval(self, trainer: "Trainer", epoch_end: bool) -> None:
         cfg, state = trainer.cfg, trainer.state
-        if not epoch_end:
+        if not epoch_end or cfg.data.eval_split == "none":
             return
         if state["step"] >= trainer.total or (cfg.eval_every > 0 and state["epoch"] % cfg.eval_every == 0):
             trainer.results = trainer.evaluate(trainer.model, trainer.dataset)
@@ -465,7 +465,8 @@ class Trainer:
         bar.close()
         results = self.results
         eval_file = self.run_dir / f"eval_{cfg.data.eval_split}.json"
-        if not results and state["step"] >= self.total and not eval_file.exists():
+        no_eval = cfg.data.eval_split == "none"
+        if not results and state["step"] >= self.total and not eval_file.exists() and not no_eval:
             results = self.evaluate(self.model, self.dataset)  # the run ended before its final evaluation: do it now
         if info.is_main:
             self.model.save_pretrained(self.run_dir / "last")

@@ -114,13 +114,15 @@ def train(
         raise UsageError(f"{project.folder}: no image is labeled yet (every training ref of an image answered)")
     ov = [*overrides, *project.train_overrides()] + ([f"method={method}"] if method else [])
     cfg = load_config(TrainConfig, config, ov)
-    if cfg.data.eval_split not in project.source.splits:
+    if cfg.data.eval_split != "none" and cfg.data.eval_split not in project.source.splits:
         raise UsageError(
             f"{project.folder}: the source has no {cfg.data.eval_split!r} split to evaluate a round on "
-            f"(it has {project.source.splits}); give data.eval_split=SPLIT"
+            f"(it has {project.source.splits}); give data.eval_split=SPLIT, or data.eval_split=none to train "
+            "without one"
         )
     res = Trainer(cfg, out).fit(resume=resume)
-    r = res["results"] or json.loads((Path(out) / f"eval_{cfg.data.eval_split}.json").read_text())
+    split = cfg.data.eval_split
+    r = res["results"] or (None if split == "none" else json.loads((Path(out) / f"eval_{split}.json").read_text()))
     rounds = project.folder / "rounds.jsonl"
     n = sum(1 for _ in rounds.open()) + 1 if rounds.exists() else 1
     st = project.status()
@@ -132,8 +134,8 @@ def train(
         "answered": st["answered"],
         "clicks": st["clicks"],
         "seconds": st["seconds"],
-        "eval_split": cfg.data.eval_split,
-        "oIoU": round(100 * r["oIoU"], 2),
+        "eval_split": split,
+        "oIoU": None if r is None else round(100 * r["oIoU"], 2),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     append_record(rounds, row)

@@ -66,7 +66,9 @@ def status_markdown(tab: LabelTab) -> str:
         for line in rounds.read_text().splitlines()[-5:]:
             r = json.loads(line)
             lines.append(
-                f"round {r['round']}: {r['labeled_images']} images → {r['eval_split']} oIoU {r['oIoU']} % ({r['run']})"
+                f"round {r['round']}: {r['labeled_images']} images → "
+                + (f"{r['eval_split']} oIoU {r['oIoU']} %" if r.get("oIoU") is not None else "not evaluated")
+                + f" ({r['run']})"
             )
     return "\n\n".join(lines)
 
