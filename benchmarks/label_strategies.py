@@ -14,7 +14,8 @@ next ones. Rows (one per round: labeled images and sentences, clicks so far, the
 truth, val oIoU) are appended to ``--out``; a rerun continues where a chain stopped (the project, the run
 folders and the rows persist).
 
-``--plot FILE`` draws val oIoU against labeled images and against clicks from the rows of ``--out``.
+``--plot FILE`` draws val oIoU against labeled images, labeled sentences and clicks from the rows of
+``--out``; ``--table`` prints them as a markdown table (mean ± std over seeds).
 """
 
 from __future__ import annotations
@@ -184,9 +185,9 @@ def plot(rows: list[dict], out: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for strat in sorted({r["strategy"] for r in rows}):
-        for ax, x in zip(axes, ("labeled_images", "clicks")):
+        for ax, x in zip(axes, ("labeled_images", "labeled_sentences", "clicks")):
             by_n: dict[int, list[dict]] = {}
             for r in rows:
                 if r["strategy"] == strat:
@@ -197,7 +198,7 @@ def plot(rows: list[dict], out: str) -> None:
             ax.plot(
                 xs, ys, marker="o", label=f"{strat} ({len({r['seed'] for r in rows if r['strategy'] == strat})} seeds)"
             )
-    for ax, x in zip(axes, ("labeled images", "clicks (simulated annotator)")):
+    for ax, x in zip(axes, ("labeled images", "labeled sentences", "clicks (simulated annotator)")):
         ax.set_xlabel(x)
         ax.set_ylabel("val oIoU (%)")
         ax.grid(alpha=0.3)
@@ -207,6 +208,27 @@ def plot(rows: list[dict], out: str) -> None:
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
     print(f"wrote {out}")
+
+
+def table(rows: list[dict]) -> str:
+    """Markdown: val oIoU (mean ± std over seeds, n) per strategy and labeled-image count, with the mean
+    labeled sentences and clicks."""
+    sizes = sorted({r["labeled_images"] for r in rows})
+    out = ["| strategy | " + " | ".join(f"{n} images" for n in sizes) + " |", "| --- |" + " --- |" * len(sizes)]
+    for strat in sorted({r["strategy"] for r in rows}, key=lambda s: (s != "random", s)):
+        cells = []
+        for n in sizes:
+            rs = [r for r in rows if r["strategy"] == strat and r["labeled_images"] == n]
+            if not rs:
+                cells.append("–")
+                continue
+            v = np.array([r["val_oIoU"] for r in rs])
+            sd = f" ± {v.std(ddof=1):.2f}" if len(v) > 1 else ""
+            sents = np.mean([r["labeled_sentences"] for r in rs])
+            clicks = np.mean([r["clicks"] for r in rs])
+            cells.append(f"{v.mean():.2f}{sd} ({len(v)}; {sents:.0f} sent., {clicks:.0f} clicks)")
+        out.append(f"| {strat} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
 
 
 def main() -> None:
@@ -223,10 +245,14 @@ def main() -> None:
     ap.add_argument("--max-clicks", type=int, default=5)
     ap.add_argument("--work", default="runs/labelsim")
     ap.add_argument("--out", required=True)
-    ap.add_argument("--plot", default=None)
+    ap.add_argument("--plot", default=None, help="draw the rows of --out into this PNG")
+    ap.add_argument("--table", action="store_true", help="print the rows of --out as a markdown table")
     a = ap.parse_args()
-    if a.plot:
-        plot(read_records(a.out), a.plot)
+    if a.plot or a.table:
+        if a.plot:
+            plot(read_records(a.out), a.plot)
+        if a.table:
+            print(table(read_records(a.out)))
         return
     if not a.strategy:
         ap.error("--strategy is required (or --plot)")
