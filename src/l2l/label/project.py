@@ -31,6 +31,7 @@ the lock). The exported dataset keeps the source's name and sample ids, so the s
 
 from __future__ import annotations
 
+import copy
 import fcntl
 import json
 import os
@@ -380,7 +381,7 @@ class LabelProject:
         refs = (
             json.loads(self.source.refs_file.read_text(encoding="utf-8"))
             if self.source.refs_file.suffix == ".json"
-            else [dict(r) for r in self.source.refs.values()]
+            else copy.deepcopy(list(self.source.refs.values()))  # edits below must not reach the source
         )
         next_ann = max((int(a["id"]) for a in inst["annotations"]), default=0) + 1
         for ref in refs:
