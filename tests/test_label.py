@@ -479,3 +479,22 @@ def test_a_photo_project_trains_without_a_val_split(tmp_path):
     row = commands.train(p, None, str(tmp_path / "r1"), tiny, strategy="uncertainty", k=1)
     assert row["oIoU"] is None and row["labeled_images"] == 2 and len(row["queue"]) == 1
     assert (tmp_path / "r1" / "best" / "model.safetensors").exists() and not list((tmp_path / "r1").glob("eval_*"))
+
+
+def test_a_project_over_a_refcoco_layout_keeps_its_source_untouched(tmp_path):
+    from l2l.data.refer import ReferDataset
+    from l2l.label.project import LabelProject
+
+    from .conftest import build_refer_fixture
+
+    build_refer_fixture(tmp_path / "refer")
+    p = LabelProject.create(tmp_path / "proj", tmp_path / "refer", dataset="refcoco")
+    t = p.tasks[min(p.tasks)]
+    sid, old = t.sentences[0]
+    p.answer(t.ref_id, "accepted", p.source.mask(t.ann_id), rev=0, sentences={sid: "the edited words"})
+    p.answer(t.ref_id, "accepted", p.source.mask(t.ann_id), rev=1, sentences={sid: "the edited words"})  # twice
+    assert p.source.sample(sid).sentence == old  # the pickled source's refs are not edited in memory
+    assert [s["sent"] for s in p.source.refs[t.ref_id]["sentences"]][0] == old
+    ds = ReferDataset.open(tmp_path / "proj" / "dataset")
+    assert ds.name == "refcoco(unc)" and ds.sample(sid).sentence == "the edited words"
+    assert ds.refs[t.ref_id]["sentences"][0]["original"] == old
