@@ -511,6 +511,18 @@ def test_real_clip_behind_the_same_interface(tmp_path):
     assert enc.encode_regions(np.zeros((40, 40, 3), np.uint8), []).shape == (0, 8)
     with pytest.raises(FileNotFoundError, match="config.json"):
         de.ClipDualEncoder.from_pretrained(tmp_path / "nothing")
+    # the one loader tells the real folder from a stand-in by config.json's fields, not by which files exist
+    from l2l.foundation.folders import is_real_folder
+    from l2l.foundation.loaders import load_dual_encoder, load_mask_model
+
+    assert is_real_folder(tmp_path) and isinstance(load_dual_encoder(tmp_path), de.ClipDualEncoder)
+    assert not is_real_folder("builtin:synthpool-clip") and not is_real_folder(tmp_path / "nothing")
+    assert isinstance(load_dual_encoder("builtin:synthpool-clip"), de.DualEncoder)
+    (tmp_path / "card.json").write_text("{}")  # a card beside a real model does not make it a stand-in
+    assert is_real_folder(tmp_path)
+    from l2l.foundation.mask_model import MaskPredictor
+
+    assert type(load_mask_model("builtin:synthpool-sam")) is MaskPredictor
 
 
 # ----------------------------------------------------------------------------- the learned prior

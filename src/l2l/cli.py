@@ -757,14 +757,13 @@ def cmd_label(args: argparse.Namespace) -> int:
         )
         print(json.dumps(row))
     elif c == "serve":
-        from .foundation.folders import resolve_model_path
-        from .foundation.mask_model import MaskPredictor
+        from .foundation.loaders import load_mask_model
         from .label.page import serve
         from .label.session import LabelTab
         from .models.predictor import SegmenterPredictor
         from .priors.store import PriorStore
 
-        masker = MaskPredictor.from_pretrained(resolve_model_path(args.mask_model))
+        masker = load_mask_model(args.mask_model)  # the stand-in or a SAM2 folder
         store = PriorStore(args.priors) if args.priors else None
         model = SegmenterPredictor.from_pretrained(args.model, args.device, domain_check=False) if args.model else None
         serve(lambda: LabelTab(project, masker, store, model), args.host, args.port)

@@ -50,6 +50,21 @@ def resolve_model_path(path: str | Path) -> Path:
     return Path(s)
 
 
+def is_real_folder(path: str | Path) -> bool:
+    """Whether ``path`` holds a real (Hugging Face) model rather than a stand-in, by an explicit field: a
+    stand-in's ``config.json`` names its l2l ``format`` (``l2l-mask-model/1`` …), a Hugging Face one its
+    ``model_type`` and no ``format``. ``builtin:NAME`` and a path without a readable ``config.json`` count as
+    stand-ins (whose loader then says what is missing)."""
+    if str(path).startswith("builtin:"):
+        return False
+    cfg = Path(path) / "config.json"
+    try:
+        doc = json.loads(cfg.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return isinstance(doc, dict) and "format" not in doc and "model_type" in doc
+
+
 def halve(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().half().contiguous() if v.is_floating_point() else v.contiguous() for k, v in state.items()}
 

@@ -246,11 +246,9 @@ def prepare(
     """Write the pseudo-labels of D_sem and H to ``out`` (module docstring); resumable. Never reads a
     mask of ``ds``. ``masks_from``: a Pseudo-RIS generation folder (same dataset, default mask
     settings) whose proposals are reused instead of running the mask model's automatic mode again."""
-    from ..foundation.dual_encoder import ClipDualEncoder, DualEncoder
-    from ..foundation.mask_model import MaskPredictor, Sam2MaskPredictor
+    from ..foundation.loaders import load_dual_encoder, load_mask_model
     from ..pseudoris.config import MaskConfig
     from ..pseudoris.zero_shot import ZeroShotPredictor
-    from .encoders import _is_hf
 
     if masks_from is not None and cfg.mask_source == "surgery":
         raise UsageError("ppt prepare: --masks-from reuses proposals; mask_source=surgery makes its own masks")
@@ -278,16 +276,8 @@ def prepare(
         if {k: old.get(k) for k in meta} != meta:
             raise UsageError(f"{out} holds pseudo-labels made with other settings ({meta_path}); use another --out")
     atomic_write_text(meta_path, json.dumps(meta, indent=2))
-    dual = (
-        ClipDualEncoder.from_pretrained(cfg.dual_encoder, device)
-        if _is_hf(cfg.dual_encoder)
-        else DualEncoder.from_pretrained(cfg.dual_encoder, device)
-    )
-    masks = (
-        Sam2MaskPredictor.from_pretrained(cfg.mask_model, device)
-        if _is_hf(cfg.mask_model)
-        else MaskPredictor.from_pretrained(cfg.mask_model, device)
-    )
+    dual = load_dual_encoder(cfg.dual_encoder, device)
+    masks = load_mask_model(cfg.mask_model, device)
     # D_sem: one pseudo mask per object-centric image
     o = cfg.objects
     obj_path = out / "objects.jsonl"

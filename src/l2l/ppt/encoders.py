@@ -18,18 +18,12 @@ Both are frozen: ``requires_grad`` off, eval mode, never in an optimizer.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from ..data.augment import normalize
-
-
-def _is_hf(path: str) -> bool:
-    p = Path(path)
-    return not str(path).startswith("builtin:") and (p / "config.json").exists() and not (p / "card.json").exists()
 
 
 def _freeze(module: torch.nn.Module) -> None:
@@ -61,11 +55,9 @@ class FrozenDualEncoder:
 
     @classmethod
     def load(cls, path: str, device: str = "cpu") -> "FrozenDualEncoder":
-        from ..foundation.dual_encoder import ClipDualEncoder, DualEncoder
+        from ..foundation.loaders import load_dual_encoder
 
-        return cls(
-            ClipDualEncoder.from_pretrained(path, device) if _is_hf(path) else DualEncoder.from_pretrained(path, device)
-        )
+        return cls(load_dual_encoder(path, device))
 
     def config(self) -> dict[str, Any]:
         return self.enc.config()
@@ -136,14 +128,9 @@ class FrozenMaskDecoder:
 
     @classmethod
     def load(cls, path: str, image_size: int, device: str = "cpu") -> "FrozenMaskDecoder":
-        from ..foundation.mask_model import MaskPredictor, Sam2MaskPredictor
+        from ..foundation.loaders import load_mask_model
 
-        pred = (
-            Sam2MaskPredictor.from_pretrained(path, device)
-            if _is_hf(path)
-            else MaskPredictor.from_pretrained(path, device)
-        )
-        return cls(pred, image_size)
+        return cls(load_mask_model(path, device), image_size)
 
     def config(self) -> dict[str, Any]:
         return self.pred.config()

@@ -58,33 +58,11 @@ def load_models(
     """Stand-in folders (``builtin:NAME`` or ``l2l pretrain`` outputs) or local Hugging Face folders
     (SAM2, BLIP, CLIP: told apart by their ``config.json``). ``discover``: a :class:`MaskConfig` with
     ``select: ncut`` (its encoder and cut settings) for the object discoverer."""
-    from ..foundation.captioner import Captioner, HFCaptioner
-    from ..foundation.dual_encoder import ClipDualEncoder, DualEncoder
-    from ..foundation.mask_model import MaskPredictor, Sam2MaskPredictor
+    from ..foundation.loaders import load_captioner, load_dual_encoder, load_mask_model
 
-    def hf(path: str) -> bool:
-        p = Path(path)
-        return not str(path).startswith("builtin:") and (p / "config.json").exists() and not (p / "card.json").exists()
-
-    m: Any = None
-    if mask_model is not None:
-        m = (
-            Sam2MaskPredictor.from_pretrained(mask_model, device)
-            if hf(mask_model)
-            else MaskPredictor.from_pretrained(mask_model, device)
-        )
-    cap: Any = None
-    if captioner is not None:
-        cap = (
-            HFCaptioner.from_pretrained(captioner, device)
-            if hf(captioner)
-            else Captioner.from_pretrained(captioner, device)
-        )
-    dual = (
-        ClipDualEncoder.from_pretrained(dual_encoder, device)
-        if hf(dual_encoder)
-        else DualEncoder.from_pretrained(dual_encoder, device)
-    )
+    m = None if mask_model is None else load_mask_model(mask_model, device)
+    cap = None if captioner is None else load_captioner(captioner, device)
+    dual = load_dual_encoder(dual_encoder, device)
     disc = None
     if discover is not None and discover.select == "ncut":
         from .ncut import NCutDiscoverer
