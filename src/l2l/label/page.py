@@ -16,7 +16,6 @@ Element ids the browser test drives: ``task-image``, ``sentences``, ``click-kind
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from typing import Any
@@ -93,9 +92,8 @@ def view(tab: LabelTab, note: str = "") -> list[Any]:
         info = f"{note}\n\n{info}"
     from PIL import Image
 
-    buf = io.BytesIO()
-    Image.fromarray((tab.mask * 255).astype(np.uint8)).save(buf, format="PNG")
-    return [overlay(tab.image, tab.mask), sents, Image.open(io.BytesIO(buf.getvalue())), info, status_markdown(tab)]
+    mask_png = Image.fromarray((tab.mask * 255).astype(np.uint8))  # the saved mask at the image's size
+    return [overlay(tab.image, tab.mask), sents, mask_png, info, status_markdown(tab)]
 
 
 def build_app(make_tab):
