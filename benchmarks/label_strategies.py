@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from l2l.data.splits import rank_key
+from l2l.data.synthref_lang import KINDS
 from l2l.foundation.folders import resolve_model_path
 from l2l.foundation.mask_model import MaskPredictor
 from l2l.label.clicks import simulate
@@ -231,6 +232,39 @@ def table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+def scenes(work: str) -> str:
+    """Markdown: what each chain's labeled images hold — objects and training refs per image, and the share
+    of each expression kind among their refs (SynthRef's instance annotations: analysis only)."""
+    out = [
+        "| chain | labeled images | objects / image | refs / image | " + " | ".join(KINDS) + " |",
+        "| --- | --- | --- | --- |" + " --- |" * len(KINDS),
+    ]
+    ds = None
+    for d in sorted(Path(work).glob("*_s*")):
+        if d.name.startswith("start") or not (d / "project" / "project.json").exists():
+            continue
+        p = LabelProject(d / "project")
+        ds = p.source
+        lab = set(p.labeled_images())
+        refs = [t for t in p.tasks.values() if t.image_id in lab]
+        kinds = [str(ds.refs[t.ref_id].get("kind", "")) for t in refs]
+        shares = " | ".join(f"{kinds.count(k) / max(1, len(kinds)):.2f}" for k in KINDS)
+        out.append(
+            f"| {d.name} | {len(lab)} | {np.mean([len(ds.image_anns(i)) for i in lab]):.2f} | "
+            f"{len(refs) / max(1, len(lab)):.2f} | {shares} |"
+        )
+    if ds is not None:
+        train = ds.image_ids("train")
+        refs_all = [r for r in ds.refs.values() if r["split"] == "train"]
+        kinds = [str(r.get("kind", "")) for r in refs_all]
+        shares = " | ".join(f"{kinds.count(k) / len(kinds):.2f}" for k in KINDS)
+        out.append(
+            f"| all training images | {len(train)} | {np.mean([len(ds.image_anns(i)) for i in train]):.2f} | "
+            f"{len(refs_all) / len(train):.2f} | {shares} |"
+        )
+    return "\n".join(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--strategy", choices=STRATEGIES)
@@ -247,7 +281,11 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     ap.add_argument("--plot", default=None, help="draw the rows of --out into this PNG")
     ap.add_argument("--table", action="store_true", help="print the rows of --out as a markdown table")
+    ap.add_argument("--scenes", action="store_true", help="print what each chain's labeled images hold (--work)")
     a = ap.parse_args()
+    if a.scenes:
+        print(scenes(a.work))
+        return
     if a.plot or a.table:
         if a.plot:
             plot(read_records(a.out), a.plot)
