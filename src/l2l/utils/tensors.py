@@ -9,7 +9,10 @@ import torch
 def image_tensor(images: np.ndarray) -> torch.Tensor:
     """uint8 H×W×C → float C×H×W, or N×H×W×C → N×C×H×W, in [0, 1]. The result is a permuted view of the
     (contiguous) array's data, channels-last in memory, as every caller had it."""
-    t = torch.from_numpy(np.ascontiguousarray(images))
+    a = np.ascontiguousarray(images)
+    if not a.flags.writeable:  # a read-only cache or memory map: torch wants memory it may write
+        a = a.copy()
+    t = torch.from_numpy(a)
     if t.dim() == 3:
         t = t.permute(2, 0, 1)
     elif t.dim() == 4:
