@@ -239,27 +239,12 @@ def test_strategies_rank_what_they_promise():
 
 
 def test_candidates_read_the_model_and_the_priors(synthref):
-    import torch
-
-    from l2l.config import load_config
     from l2l.label.strategies import candidates
     from l2l.models.predictor import SegmenterPredictor
-    from l2l.models.segmenter import ModelConfig, Segmenter
 
-    cfg = load_config(
-        ModelConfig,
-        None,
-        [
-            "visual.name=conv",
-            "visual.path=null",
-            "visual.conv_channels=[8,8,8,8]",
-            "text.name=tiny",
-            "decoder_dim=8",
-            "image_size=64",
-        ],
-    )
-    torch.manual_seed(0)
-    pred = SegmenterPredictor(Segmenter(cfg).eval(), device="cpu")
+    from .test_predictor import _model
+
+    pred = SegmenterPredictor(_model(False), device="cpu")
     images = synthref.image_ids("train")[:2]
 
     class Priors:
@@ -366,15 +351,8 @@ def test_label_page_in_a_real_browser(synthref_dir, tmp_path):
     masker = MaskPredictor.from_pretrained(resolve_model_path("builtin:synthpool-sam"))
     port = _free_port()
     app = serve(lambda: LabelTab(p, masker, Priors()), port=port, block=False)
-    flags = [
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--disable-quic",
-    ]
+    from .test_serve import BROWSER_FLAGS as flags
+
     info = "(document.querySelector('#info') || {innerText: ''}).innerText"
     try:
         with sync_api.sync_playwright() as pw:

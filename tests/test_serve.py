@@ -23,6 +23,16 @@ from l2l.errors import UsageError
 from .test_predictor import _model
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+# chromium in a container: no sandbox, no GPU, nothing fetched from the network
+BROWSER_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 
 
 def _scene(seed: int, size: int = 64) -> np.ndarray:
@@ -257,15 +267,7 @@ def test_page_in_a_real_browser(served, tmp_path):
     img = _scene(7, 72)
     good = _save(Image.fromarray(img), tmp_path / "scene.png")
     (tmp_path / "notes.txt").write_text("not a picture")
-    flags = [
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--disable-quic",
-    ]
+    flags = BROWSER_FLAGS
     try:
         with sync_api.sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=flags)
