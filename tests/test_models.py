@@ -383,3 +383,97 @@ def test_a_model_saved_before_sesm_was_added_on_top_loads_in_its_own_layout(tmp_
     back = Segmenter.from_pretrained(tmp_path)
     assert back.cfg.sesm.base_fusion is False
     assert all(torch.equal(v, old.state_dict()[k]) for k, v in back.state_dict().items())
+
+
+TINY_GROUNDER = (
+    "objects.grounder={image_size: 64, conv_channels: [8, 8, 8, 8], dim: 16, heads: 2, layers: 1, text_dim: 16, "
+    "dense_dim: 8, roi: 2, max_objects: 4, det_thresh: 0.0}"
+)
+OBJECTS = ["objects.enabled=true", "objects.path=null", TINY_GROUNDER]
+
+
+def test_object_choice_map_is_the_choice_over_the_boxes():
+    from l2l.models.object_choice import box_maps
+
+    boxes = torch.tensor([[[0.0, 0.0, 0.5, 0.5], [0.25, 0.5, 1.0, 1.0]]])
+    maps = box_maps(boxes, (4, 4))
+    assert maps.shape == (1, 2, 4, 4)
+    assert maps[0, 0].tolist() == [[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]
+    assert maps[0, 1].tolist() == [[0, 0, 0, 0], [0, 0, 0, 0], [0, 1, 1, 1], [0, 1, 1, 1]]
+    m = _model(*CONV_TINY, *OBJECTS).eval()
+    assert m.objects is not None
+    stem = m.stem(torch.rand(2, 3, 64, 64))
+    prob = m.objects.choice(stem, *m.text.encode(TEXTS))
+    assert prob.shape == stem.valid.shape and torch.allclose(prob.sum(-1), torch.ones(2))
+    o = m.objects.choice_map(stem, prob, (16, 16))
+    want = (prob[:, :, None, None] * box_maps(stem.boxes, (16, 16))).sum(1, keepdim=True)
+    assert torch.allclose(o, want) and float(o.detach().max()) <= 1 + 1e-6
+
+
+def test_object_branch_starts_as_the_plain_model_when_silent_and_trains_its_choice_not_its_detector():
+    """With α = 0 (and its stage inputs zero-initialised) the branch adds nothing: the model equals the
+    plain one with the same weights. With the default α the mask loss reaches the choice network, the
+    stage inputs and α, never the frozen detector."""
+    plain = _model(*CONV_TINY).eval()
+    silent = _model(*CONV_TINY, *OBJECTS, "objects.alpha=0.0").eval()
+    missing, unexpected = silent.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith("objects.") for k in missing)
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(silent(x, TEXTS), plain(x, TEXTS), atol=1e-6)
+    m = _model(*CONV_TINY, *OBJECTS).train()
+    assert m.objects is not None and not m.objects.net.encoder.training  # the frozen part stays in eval mode
+    m(x, TEXTS)[:, 1].mean().backward()
+    net = m.objects.net
+    assert m.objects.alpha.grad is not None and net.score[1].weight.grad.abs().sum() > 0
+    assert m.objects.stage_in is not None and m.objects.stage_in[0].weight.grad.abs().sum() > 0
+    assert all(p.grad is None and not p.requires_grad for p in net.det.parameters())
+    assert all(p.grad is None for p in net.encoder.parameters())
+
+
+def test_object_branch_survives_save_load_and_the_predictor(tmp_path):
+    from l2l.models.predictor import SegmenterPredictor
+
+    m = _model(*CONV_TINY, *OBJECTS, "image_size=64").eval()
+    m.save_pretrained(tmp_path)
+    back = Segmenter.from_pretrained(tmp_path).eval()
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert back.cfg.objects.enabled and torch.allclose(back(x, TEXTS[:1]), m(x, TEXTS[:1]), atol=1e-6)
+    img = np.random.default_rng(4).integers(0, 256, (48, 56, 3)).astype(np.uint8)
+    p = SegmenterPredictor(m, device="cpu")
+    p.set_image(img)
+    _, probs = p.predict(TEXTS)
+    for t, pr in zip(TEXTS, probs):
+        assert np.allclose(pr, m.segment(img, t, domain_check=False)[1], atol=1e-5)
+
+
+def test_object_branch_refuses_a_text_encoder_of_another_width():
+    from l2l.errors import UsageError
+
+    with pytest.raises(UsageError, match="16-d word features"):
+        _model(*CONV_TINY[:2], "text.name=tiny", "text.tiny_dim=32", *OBJECTS)
+    with pytest.raises(UsageError, match="model.objects.grounder"):
+        load_config(ModelConfig, None, ["objects.enabled=true", "objects.path=null"])
+
+
+def test_shipped_object_branch_chooses_what_the_shipped_grounder_chooses():
+    """``builtin:synthpool-grounder`` inside the student, before any training, answers each sentence with
+    the box the stand-in grounder itself answers (the same network, weights and words)."""
+    from l2l.foundation.grounder import GrounderPredictor
+    from l2l.pretrain.pool import PoolConfig, render_pool_scene
+
+    scene = render_pool_scene(PoolConfig(size=96), 3)
+    m = _model("visual.name=conv", "visual.conv_channels=[8,16,16,32]", "text.name=minilm", "objects.enabled=true")
+    m.eval()
+    assert m.objects is not None
+    g = GrounderPredictor.from_pretrained("builtin:synthpool-grounder", text=m.text)
+    texts = ["the red one", "the leftmost shape", "the second object from the top"]
+    img = scene.image
+    x = torch.from_numpy(img).permute(2, 0, 1)[None].float().div(255).expand(3, -1, -1, -1)
+    with torch.no_grad():
+        stem = m.stem(x)
+        prob = m.objects.choice(stem, *m.text.encode(texts))
+    chosen = stem.boxes[torch.arange(3), prob.argmax(-1)] * 96
+    want = torch.tensor([b for b, _ in g.ground([img] * 3, texts)])
+    assert torch.allclose(chosen, want, atol=1e-3)

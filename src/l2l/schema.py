@@ -44,6 +44,7 @@ class OptimConfig:
     grad_clip: float = 0.0  # 0 = off
     visual_lr_scale: float = 1.0  # [ours] lr of the visual encoder = lr × this (a pretrained encoder: < 1)
     text_lr_scale: float = 1.0  # [ours] lr of the text encoder = lr × this (a trained text encoder)
+    objects_lr_scale: float = 1.0  # [ours] lr of model.objects' pretrained choice network = lr × this
     optimizer: str = "adamw"  # [ours: LAVT] adamw | sgd (linear in the gradient: the DDP test uses it)
     momentum: float = 0.0  # sgd only
     fused: bool = True  # [ours] one fused AdamW kernel over all parameters (CPU and GPU) instead of a loop per tensor
@@ -129,6 +130,9 @@ class TrainConfig:
         need(0 <= self.optim.momentum < 1, f"optim.momentum must lie in [0, 1), got {self.optim.momentum}")
         need(0 <= self.optim.visual_lr_scale, f"optim.visual_lr_scale must be ≥ 0, got {self.optim.visual_lr_scale}")
         need(0 <= self.optim.text_lr_scale, f"optim.text_lr_scale must be ≥ 0, got {self.optim.text_lr_scale}")
+        need(
+            0 <= self.optim.objects_lr_scale, f"optim.objects_lr_scale must be ≥ 0, got {self.optim.objects_lr_scale}"
+        )
         need(s.lambda_u >= 0, f"semi.lambda_u must be ≥ 0, got {s.lambda_u}")
         need(s.warmup_steps >= 0, f"semi.warmup_steps must be ≥ 0, got {s.warmup_steps}")
         need(

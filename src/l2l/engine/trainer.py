@@ -84,21 +84,27 @@ def build_method(cfg: TrainConfig) -> Method:
     return check_method(cls.from_config(cfg, cfg.method), cfg.method)
 
 
-def param_groups(model: torch.nn.Module, visual_lr_scale: float, text_lr_scale: float = 1.0) -> list[dict[str, Any]]:
-    """Trainable parameters; the visual encoder's (``model.visual``) and the text encoder's (``model.text``)
-    each in a group of its own when its lr is scaled."""
+def param_groups(
+    model: torch.nn.Module, visual_lr_scale: float, text_lr_scale: float = 1.0, objects_lr_scale: float = 1.0
+) -> list[dict[str, Any]]:
+    """Trainable parameters; the visual encoder's (``model.visual``), the text encoder's (``model.text``) and
+    the object branch's grounder (``model.objects.net``) each in a group of its own when its lr is scaled."""
     train = [p for p in model.parameters() if p.requires_grad]
+    objects = getattr(model, "objects", None)
+    parts = {"visual": getattr(model, "visual", None), "text": getattr(model, "text", None)}
+    parts["objects"] = objects.net if objects is not None else None
     scaled = [
         (name, scale)
-        for name, scale in (("visual", visual_lr_scale), ("text", text_lr_scale))
-        if scale != 1.0 and hasattr(model, name)
+        for name, scale in (("visual", visual_lr_scale), ("text", text_lr_scale), ("objects", objects_lr_scale))
+        if scale != 1.0 and parts[name] is not None
     ]
     if not scaled:
         return [{"params": train}]
     groups: list[dict[str, Any]] = []
     taken: set[int] = set()
     for name, scale in scaled:
-        part: torch.nn.Module = getattr(model, name)
+        part = parts[name]
+        assert part is not None
         ids = {id(p) for p in part.parameters()} - taken
         taken |= ids
         groups.append({"params": [p for p in train if id(p) in ids], "lr_scale": scale})
@@ -108,7 +114,7 @@ def param_groups(model: torch.nn.Module, visual_lr_scale: float, text_lr_scale: 
 
 def build_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
     """``cfg.optimizer``: AdamW (the recipe) or plain SGD with ``cfg.momentum``, over :func:`param_groups`."""
-    groups = param_groups(model, cfg.visual_lr_scale, cfg.text_lr_scale)
+    groups = param_groups(model, cfg.visual_lr_scale, cfg.text_lr_scale, cfg.objects_lr_scale)
     if cfg.optimizer == "adamw":
         # fused: the same update in one kernel per dtype and device [measured: docs/benchmarks.md]; the
         # checkpointed state is the same either way

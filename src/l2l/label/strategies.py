@@ -147,6 +147,7 @@ def rank_images(
 
 def image_feature(stem: Any) -> np.ndarray:
     """The diversity feature of one image: the visual stem's output average-pooled to 4 × 4, flattened."""
+    stem = getattr(stem, "visual", stem)  # the visual part of an ObjectStem (model.objects)
     x = stem[0] if isinstance(stem, (tuple, list)) else stem
     if x.dim() == 3:  # tokens (B, N, C) of a transformer stem: no grid to pool, the mean token
         return x.mean(1)[0].float().cpu().numpy()

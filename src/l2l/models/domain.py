@@ -76,6 +76,7 @@ def input_features(model: Any, x: torch.Tensor, stem: Any = None) -> dict[str, n
     model's stem output for ``x`` when the caller has it already (the predictor's ``set_image``)."""
     out = {"pixels": pixel_statistics(x[0].clamp(0, 1).permute(1, 2, 0).cpu().numpy())}
     h = model.stem(x) if stem is None else stem
+    h = getattr(h, "visual", h)  # the visual part of an ObjectStem (model.objects)
     for i in range(2):
         v = model.visual.stage(i, h)
         t = v if isinstance(v, torch.Tensor) else v[0]

@@ -147,4 +147,5 @@ def _repeat(stem: Any, n: int) -> Any:
     tuple such as Swin's (tokens, grid size) keeps its other members)."""
     if isinstance(stem, torch.Tensor):
         return stem.expand(n, *stem.shape[1:])
-    return type(stem)(_repeat(s, n) if isinstance(s, torch.Tensor) else s for s in stem)
+    parts = [_repeat(s, n) if isinstance(s, (torch.Tensor, tuple)) else s for s in stem]
+    return type(stem)(*parts) if hasattr(stem, "_fields") else type(stem)(parts)  # a NamedTuple (ObjectStem)

@@ -35,6 +35,7 @@ from ..utils.run_paths import model_folder
 from .backbones import VisualConfig, VisualEncoder, build_visual_encoder
 from .decoder import Decoder
 from .domain import OutOfDomainWarning, domain_check_for, far_notice, model_input
+from .object_choice import ObjectChoice, ObjectsConfig, ObjectStem
 from .query_head import QueryConfig, QueryHead
 from .scene import SceneConfig, SceneReasoner
 from .sentence_paths import SentenceConfig, SentencePaths, pooled
@@ -71,6 +72,9 @@ class ModelConfig:
     sentence: SentenceConfig = field(
         default_factory=SentenceConfig
     )  # [ours] FiLM by the pooled sentence, sentence–pixel match (sentence_paths.py)
+    objects: ObjectsConfig = field(
+        default_factory=ObjectsConfig
+    )  # [ours] find the objects, choose one; the choice enters every stage and the head (object_choice.py)
 
     def __post_init__(self) -> None:
         if self.query.enabled and self.sentence.enabled and self.sentence.match:
@@ -113,6 +117,7 @@ class Segmenter(nn.Module):
     scene: SceneReasoner | None
     query: QueryHead | None
     sentence: SentencePaths | None
+    objects: ObjectChoice | None
     null_map: nn.Parameter | None
 
     def __init__(self, cfg: ModelConfig):
@@ -139,6 +144,12 @@ class Segmenter(nn.Module):
             self.scene = SceneReasoner(width, self.text.dim, cfg.scene)
         self.query = QueryHead(cfg.decoder_dim, self.text.dim, cfg.query) if cfg.query.enabled else None
         self.sentence = SentencePaths(c, cfg.decoder_dim, self.text.dim, cfg.sentence) if cfg.sentence.enabled else None
+        self.objects = ObjectChoice(cfg.objects, c) if cfg.objects.enabled else None
+        if self.objects is not None and self.objects.text_dim != self.text.dim:
+            raise UsageError(
+                f"model.objects: the grounder reads {self.objects.text_dim}-d word features, the text encoder "
+                f"gives {self.text.dim}-d ({cfg.text.name}); the shipped grounders read MiniLM-L6 (text.name=minilm)"
+            )
         s = cfg.sesm.null_map_size
         self.null_map = nn.Parameter(torch.zeros(1, 1, s, s)) if cfg.sesm.uses_guidance else None
 
@@ -188,8 +199,12 @@ class Segmenter(nn.Module):
     def stem(self, images: torch.Tensor) -> torch.Tensor:
         """The part of the forward pass that depends on the image alone (normalisation and the visual
         stem): language is fused inside every later stage (LAVT), so this is what a predictor can
-        compute once per image and reuse for every sentence."""
-        return self.visual.stem(normalize(images))
+        compute once per image and reuse for every sentence. With ``model.objects`` it also holds the
+        image's detected objects (an :class:`~l2l.models.object_choice.ObjectStem`)."""
+        v = self.visual.stem(normalize(images))
+        if self.objects is None:
+            return v
+        return ObjectStem(v, *self.objects.detect(images))
 
     def forward_from_stem(
         self,
@@ -208,10 +223,18 @@ class Segmenter(nn.Module):
         g = self._guidance(b, (h, w), guidance, has_guidance, dev, guidance_dropout)
         feats = []
         sent = pooled(tokens, tmask) if self.sentence is not None else None
+        objs, prob = None, None
+        if self.objects is not None:
+            if not isinstance(x, ObjectStem):
+                raise UsageError("model.objects: forward_from_stem needs the stem() of the same model (an ObjectStem)")
+            objs, x = x, x.visual
+            prob = self.objects.choice(objs, tokens, tmask)
         for i in range(4):
             v = self.visual.stage(i, x)
             if self.coords is not None:
                 v = v + self.coords[i](_coord_grid(v))
+            if self.objects is not None and objs is not None and prob is not None:
+                v = self.objects.into_stage(i, v, objs, prob)
             f = self.fusions[i](v, tokens, tmask, g)
             if self.sentence is not None and self.sentence.films is not None:
                 f = self.sentence.films[i](f, sent)
@@ -229,7 +252,10 @@ class Segmenter(nn.Module):
             head = lambda x8, x4: query(x8, x4, tokens, tmask, (h, w))  # noqa: E731
         if self.sentence is not None and self.sentence.match is not None and sent is not None:
             head = self._matched_head(self.sentence.match, sent, (h, w))
-        return self.decoder(feats, (h, w), at8, head)
+        logits = self.decoder(feats, (h, w), at8, head)
+        if self.objects is not None and objs is not None and prob is not None:
+            logits = logits + F.pad(self.objects.logit(objs, prob, (h, w)).to(logits.dtype), (0, 0, 0, 0, 1, 0))
+        return logits
 
     def _matched_head(
         self, match: nn.Module, sent: torch.Tensor, size: tuple[int, int]
