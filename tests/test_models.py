@@ -477,3 +477,32 @@ def test_shipped_object_branch_chooses_what_the_shipped_grounder_chooses():
     chosen = stem.boxes[torch.arange(3), prob.argmax(-1)] * 96
     want = torch.tensor([b for b, _ in g.ground([img] * 3, texts)])
     assert torch.allclose(chosen, want, atol=1e-3)
+
+
+def test_choice_loss_names_the_detection_that_boxes_the_mask():
+    from l2l.models.object_choice import choice_loss_per_sample, mask_boxes
+
+    masks = torch.zeros(2, 8, 8, dtype=torch.long)
+    masks[0, 2:4, 1:5] = 1
+    masks[0, 0, 0] = 255  # ignored pixels are not the object
+    boxes, has = mask_boxes(masks)
+    assert has.tolist() == [True, False]
+    assert boxes[0].tolist() == [1 / 8, 2 / 8, 5 / 8, 4 / 8]
+    m = _model(*CONV_TINY, *OBJECTS, "objects.choice_loss=2.0")
+    assert choice_loss_per_sample(m, masks) is None  # no pass yet
+    m(torch.rand(2, 3, 64, 64), TEXTS)
+    assert m.objects is not None and m.objects.last is not None
+    prob, det, valid = m.objects.last
+    det = det.detach().clone()
+    det[0, 1] = torch.tensor([1 / 8, 2 / 8, 5 / 8, 4 / 8])  # detection 1 boxes sample 0's mask exactly
+    valid = valid.clone()
+    valid[0, 1] = True
+    m.objects.last = (prob, det, valid)
+    loss = choice_loss_per_sample(m, masks)
+    assert loss is not None and loss.shape == (2,)
+    assert torch.allclose(loss[0], -2.0 * prob[0, 1].log()) and float(loss[1].detach()) == 0.0  # empty mask: nothing
+    loss.sum().backward()
+    assert m.objects.net.score[1].weight.grad.abs().sum() > 0
+    off = _model(*CONV_TINY, *OBJECTS)
+    off(torch.rand(1, 3, 64, 64), TEXTS[:1])
+    assert choice_loss_per_sample(off, masks[:1]) is None  # weight 0: no term

@@ -130,9 +130,7 @@ class TrainConfig:
         need(0 <= self.optim.momentum < 1, f"optim.momentum must lie in [0, 1), got {self.optim.momentum}")
         need(0 <= self.optim.visual_lr_scale, f"optim.visual_lr_scale must be ≥ 0, got {self.optim.visual_lr_scale}")
         need(0 <= self.optim.text_lr_scale, f"optim.text_lr_scale must be ≥ 0, got {self.optim.text_lr_scale}")
-        need(
-            0 <= self.optim.objects_lr_scale, f"optim.objects_lr_scale must be ≥ 0, got {self.optim.objects_lr_scale}"
-        )
+        need(0 <= self.optim.objects_lr_scale, f"optim.objects_lr_scale must be ≥ 0, got {self.optim.objects_lr_scale}")
         need(s.lambda_u >= 0, f"semi.lambda_u must be ≥ 0, got {s.lambda_u}")
         need(s.warmup_steps >= 0, f"semi.warmup_steps must be ≥ 0, got {s.warmup_steps}")
         need(

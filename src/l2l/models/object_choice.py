@@ -25,6 +25,10 @@ inside the student:
    so the decoder learns to draw inside the chosen box, and the mask loss reaches the choice through
    ``α`` (pixels of the referred object inside box ``k`` raise ``π_k``; predicted foreground outside
    the object lowers it).
+4. **Optional choice loss** (``choice_loss`` = w > 0): the referring mask also names its object among
+   the detections — ``k* = argmax_k IoU(b_k, box(mask))``, kept when that IoU ≥ ``match_iou`` — and
+   ``w · (−log π_k*)`` is added to the labeled loss (:func:`choice_loss_per_sample`; samples whose
+   object was not detected, or whose mask is empty, add nothing). Still no label beyond the mask.
 
 The paper's structure stays: a hierarchical encoder with language fused at every stage (and SESM's
 guidance, when enabled, entering at every stage beside this map). The branch adds an object-level
@@ -51,6 +55,8 @@ class ObjectsConfig:
     alpha: float = 1.0  # the head's starting weight of the choice map
     stages: bool = True  # the choice map added to every stage before its fusion
     train_choice: bool = True  # False: the choice keeps the grounder's weights (a frozen object prior)
+    choice_loss: float = 0.0  # weight of −log π of the mask's own object in the labeled loss (item 4 above)
+    match_iou: float = 0.5  # a detection names the mask's object when its box IoU with the mask's box is ≥ this
 
     def __post_init__(self) -> None:
         if self.enabled and self.path is None and not self.grounder:
@@ -109,6 +115,7 @@ class ObjectChoice(nn.Module):
                 nn.init.zeros_(conv.bias)  # type: ignore[arg-type]
             self.stage_in = nn.ModuleList(convs)
         self.alpha = nn.Parameter(torch.tensor(float(cfg.alpha)))
+        self.last: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # (π, boxes, valid) of the last pass
 
     @property
     def text_dim(self) -> int:
@@ -133,7 +140,9 @@ class ObjectChoice(nn.Module):
     def choice(self, stem: ObjectStem, words: torch.Tensor, word_mask: torch.Tensor) -> torch.Tensor:
         """π: B×K probabilities over the detected objects (0 where not valid)."""
         toks, _ = self.net.tokens(stem.dmap, stem.boxes)
-        return self.net.choose(toks, stem.valid, words, word_mask, stem.boxes).softmax(-1)
+        prob = self.net.choose(toks, stem.valid, words, word_mask, stem.boxes).softmax(-1)
+        self.last = (prob, stem.boxes, stem.valid)  # read by choice_loss_per_sample after the same pass
+        return prob
 
     def choice_map(self, stem: ObjectStem, prob: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """O: B×1×H×W, Σ_k π_k · 1[x ∈ b_k]."""
@@ -147,3 +156,47 @@ class ObjectChoice(nn.Module):
     def logit(self, stem: ObjectStem, prob: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """B×1×H×W: α (2 O − 1), added to the foreground logit."""
         return self.alpha * (2 * self.choice_map(stem, prob, size) - 1)
+
+
+def mask_boxes(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Boxes B×4 (x0, y0, x1, y1 in [0, 1], pixel edges) of label maps B×H×W (1 = the object; 0 and the
+    ignore value 255 are not) and whether each mask has a pixel."""
+    fg = masks == 1
+    h, w = fg.shape[-2:]
+    rows, cols = fg.any(2), fg.any(1)  # B×H, B×W
+    has = rows.any(1)
+    ar_h = torch.arange(h, device=masks.device)
+    ar_w = torch.arange(w, device=masks.device)
+    y0 = torch.where(rows, ar_h, h).amin(1)
+    y1 = torch.where(rows, ar_h, -1).amax(1) + 1
+    x0 = torch.where(cols, ar_w, w).amin(1)
+    x1 = torch.where(cols, ar_w, -1).amax(1) + 1
+    return torch.stack([x0 / w, y0 / h, x1 / w, y1 / h], -1).float(), has
+
+
+def pairwise_box_iou(boxes: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
+    """IoU B×K of boxes B×K×4 with one box B×4 each (x0, y0, x1, y1)."""
+    lt = torch.maximum(boxes[..., :2], box[:, None, :2])
+    rb = torch.minimum(boxes[..., 2:], box[:, None, 2:])
+    inter = (rb - lt).clamp(min=0).prod(-1)
+    area = (boxes[..., 2:] - boxes[..., :2]).clamp(min=0).prod(-1)
+    area1 = (box[:, 2:] - box[:, :2]).clamp(min=0).prod(-1)[:, None]
+    return inter / (area + area1 - inter).clamp(min=1e-9)
+
+
+def choice_loss_per_sample(model: nn.Module, masks: torch.Tensor, rows: int | None = None) -> torch.Tensor | None:
+    """(B,) ``choice_loss · (−log π_k*)`` of the model's last pass for label maps B×H×W (the first ``rows``
+    rows of that pass: the labeled part of a mixed batch), or None when the model has no branch or the
+    weight is 0. ``k*``: module docstring, item 4; a sample without a matched detection gives 0."""
+    objects = getattr(model, "objects", None)
+    if objects is None or objects.cfg.choice_loss <= 0 or objects.last is None:
+        return None
+    prob, boxes, valid = objects.last
+    n = masks.shape[0] if rows is None else rows
+    prob, boxes, valid = prob[:n], boxes[:n], valid[:n]
+    target, has = mask_boxes(masks[:n].to(boxes.device))
+    iou = pairwise_box_iou(boxes, target).masked_fill(~valid, -1.0)
+    best, k = iou.max(-1)
+    use = has & (best >= objects.cfg.match_iou)
+    nll = -prob.gather(1, k[:, None])[:, 0].clamp(min=1e-6).log()
+    return objects.cfg.choice_loss * nll * use.to(nll.dtype)

@@ -59,6 +59,7 @@ from ...data.dataset import LabeledBatch, UnlabeledBatch
 from ...engine.distributed import all_gather_objects
 from ...engine.method import Hook, SetupContext, StepContext, StepOutput, unwrap
 from ...errors import MissingFileError, UsageError
+from ...models.object_choice import choice_loss_per_sample
 from ...utils.seeding import mix_seed
 from .. import rple as R
 from .. import selection
@@ -386,6 +387,9 @@ class SelfTrainingMethod:
             has = torch.cat([lab.has_prior.cpu(), h_u.cpu()])
         logits = net(images, texts, g, has).float()
         l_s = labeled_loss_per_sample(logits[:b_l], lab.masks.to(dev), self.sup_dice).mean()
+        choice = choice_loss_per_sample(unwrap(net), lab.masks.to(dev), rows=b_l)  # model.objects.choice_loss
+        if choice is not None:
+            l_s = l_s + choice.mean()
         l_u = unlabeled_loss(logits[b_l:], labels, _set(cfg.loss, "loss"), cfg.dice_weight).mean()
         return l_s + cfg.lambda_u * l_u, l_s, l_u
 

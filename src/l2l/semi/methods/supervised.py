@@ -20,7 +20,8 @@ import torch.nn.functional as F
 
 from ...data.augment import IGNORE_INDEX
 from ...data.dataset import LabeledBatch
-from ...engine.method import StepOutput
+from ...engine.method import StepOutput, unwrap
+from ...models.object_choice import choice_loss_per_sample
 from ..losses import dice_on_selected
 
 if TYPE_CHECKING:
@@ -70,7 +71,11 @@ class SupervisedMethod:
         priors = labeled.priors.to(device) if labeled.priors is not None else None
         logits = model(images, labeled.texts, priors, labeled.has_prior)
         loss = labeled_loss_per_sample(logits.float(), masks, self.dice).mean()
-        return StepOutput(loss, {"loss_sup": float(loss.detach())})
+        choice = choice_loss_per_sample(unwrap(model), masks)
+        if choice is None:
+            return StepOutput(loss, {"loss_sup": float(loss.detach())})
+        total = loss + choice.mean()
+        return StepOutput(total, {"loss_sup": float(loss.detach()), "loss_choice": float(choice.mean().detach())})
 
     # no state besides the model's
     def settings(self) -> dict[str, Any]:
