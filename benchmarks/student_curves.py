@@ -56,6 +56,47 @@ def box_lookup(ds: ReferDataset):
     return get
 
 
+@torch.no_grad()
+def choice_accuracy(model, ds: ReferDataset, records, size: int, batch: int = 32) -> dict | None:
+    """For a model with ``model.objects``: how often its choice (the most probable detection) boxes the
+    referred object (box IoU ≥ 0.5 with the ground-truth box), how often any detection does ("found"),
+    overall and by kind; None for other models."""
+    from l2l.models.domain import model_input
+    from l2l.models.object_choice import pairwise_box_iou
+
+    if getattr(model, "objects", None) is None:
+        return None
+    was = model.training
+    model.eval()
+    dev = next(model.parameters()).device
+    right: dict[str, list[float]] = {}
+    found: list[float] = []
+    for i in range(0, len(records), batch):
+        recs = records[i : i + batch]
+        imgs = [ds.load_image(r.image_id) for r in recs]
+        x = torch.cat([model_input(im, size, dev) for im in imgs])
+        gt = torch.tensor(
+            [
+                [b[0] / im.shape[1], b[1] / im.shape[0], (b[0] + b[2]) / im.shape[1], (b[1] + b[3]) / im.shape[0]]
+                for b, im in ((ds.box(r.ann_id), im) for r, im in zip(recs, imgs))
+            ]
+        )
+        stem = model.stem(x)
+        prob = model.objects.choice(stem, *model.text.encode([r.sentence for r in recs], dev))
+        iou = pairwise_box_iou(stem.boxes, gt.to(dev)).masked_fill(~stem.valid, -1.0)
+        hit = iou.gather(1, prob.argmax(-1, keepdim=True))[:, 0] >= 0.5
+        found += (iou.amax(-1) >= 0.5).float().tolist()
+        for r, h in zip(recs, hit.tolist()):
+            right.setdefault(r.kind or "all", []).append(float(h))
+            right.setdefault("_all", []).append(float(h))
+    model.train(was)
+    return {
+        "choice_acc": round(100 * float(np.mean(right.pop("_all"))), 2),
+        "found": round(100 * float(np.mean(found)), 2),
+        "choice_by_kind": {k: round(100 * float(np.mean(v)), 2) for k, v in sorted(right.items())},
+    }
+
+
 def parse_design(text: str) -> tuple[str, list[str]]:
     name, _, rest = text.partition("=")
     return name, [o for o in rest.split(",") if o] if rest else []
@@ -96,6 +137,20 @@ def run_design(a, name: str, overrides: list[str]) -> None:
         worker_init_fn=seed_worker,
         prefetch_factor=4 if cfg.data.workers > 0 else None,
     )
+    if a.zero_shot and getattr(tr.model, "objects", None) is not None:  # the branch before any training
+        for split, records in eval_sets.items():
+            print(
+                json.dumps(
+                    {
+                        "design": name,
+                        "seed": a.seed,
+                        "step": 0,
+                        "split": split,
+                        **(choice_accuracy(tr.model, ds, records, cfg.data.size) or {}),
+                    }
+                ),
+                flush=True,
+            )
     tr.model.train()
     step, busy, t_start = 0, 0.0, time.perf_counter()
     for lab, unl in loader:
@@ -116,6 +171,7 @@ def run_design(a, name: str, overrides: list[str]) -> None:
                     prior_lookup=lookup,
                     show_progress=False,
                 )
+                choice = choice_accuracy(tr.model, ds, records, cfg.data.size)
                 row = {
                     "design": name,
                     "overrides": overrides,
@@ -128,6 +184,7 @@ def run_design(a, name: str, overrides: list[str]) -> None:
                     "oIoU": round(100 * res["oIoU"], 2),
                     "mIoU": round(100 * res["mIoU"], 2),
                     "by_kind": {k: round(100 * v["oIoU"], 2) for k, v in res.get("oIoU_by_kind", {}).items()},
+                    **(choice or {}),
                     "loss": round(float(out.loss.detach()), 4),
                     "s_per_step": round(busy / step, 4),
                     "wall_s": round(time.perf_counter() - t_start, 1),
@@ -190,6 +247,9 @@ def main() -> None:
     )
     ap.add_argument("--eval-n", type=int, default=0, help="evaluate on each split's first N sentences (0: all)")
     ap.add_argument("--oracle", choices=("none", "box"), default="none")
+    ap.add_argument(
+        "--zero-shot", action="store_true", help="model.objects: print the branch's choice accuracy before training"
+    )
     ap.add_argument("--work", default="runs/curves/work")
     ap.add_argument("--out", default="runs/curves/curves.jsonl")
     ap.add_argument("--save", action="store_true", help="keep each design's final model in WORK/<run>/last")

@@ -506,3 +506,22 @@ def test_choice_loss_names_the_detection_that_boxes_the_mask():
     off = _model(*CONV_TINY, *OBJECTS)
     off(torch.rand(1, 3, 64, 64), TEXTS[:1])
     assert choice_loss_per_sample(off, masks[:1]) is None  # weight 0: no term
+
+
+def test_object_choice_as_sesm_guidance_where_no_prior_is_given():
+    from l2l.errors import UsageError
+
+    with pytest.raises(UsageError, match="needs model.sesm.enabled"):
+        _model(*CONV_TINY, *OBJECTS, "objects.guide=true", "sesm.enabled=false")
+    m = _model(*CONV_TINY, *OBJECTS, "objects.guide=true", "sesm.enabled=true").eval()
+    seen = []
+    m.fusions[0].register_forward_hook(lambda mod, args, out: seen.append(args[3].clone()))
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        m(x, TEXTS)
+        stem = m.stem(x)
+        own = m.objects.choice_map(stem, m.objects.choice(stem, *m.text.encode(TEXTS)), (64, 64))
+        assert torch.allclose(seen[-1], own)  # no prior: the guidance is the choice map
+        prior = torch.rand(2, 1, 64, 64)
+        m(x, TEXTS, prior, torch.tensor([True, False]))
+    assert torch.allclose(seen[-1][0], prior[0]) and torch.allclose(seen[-1][1], own[1])

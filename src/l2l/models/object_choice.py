@@ -25,6 +25,9 @@ inside the student:
    so the decoder learns to draw inside the chosen box, and the mask loss reaches the choice through
    ``α`` (pixels of the referred object inside box ``k`` raise ``π_k``; predicted foreground outside
    the object lowers it).
+   With ``guide`` (and SESM on), the choice map is also SESM's guidance map ``G`` (Eqs. 1–3) for every
+   sample that has no prior — the path the oracle probe of docs/model.md showed the student follows
+   at once when ``G`` is the true box; a prior, where one is given, keeps its place.
 4. **Optional choice loss** (``choice_loss`` = w > 0): the referring mask also names its object among
    the detections — ``k* = argmax_k IoU(b_k, box(mask))``, kept when that IoU ≥ ``match_iou`` — and
    ``w · (−log π_k*)`` is added to the labeled loss (:func:`choice_loss_per_sample`; samples whose
@@ -55,6 +58,7 @@ class ObjectsConfig:
     alpha: float = 1.0  # the head's starting weight of the choice map
     stages: bool = True  # the choice map added to every stage before its fusion
     train_choice: bool = True  # False: the choice keeps the grounder's weights (a frozen object prior)
+    guide: bool = False  # the choice map is SESM's guidance G where no prior is given (needs model.sesm)
     choice_loss: float = 0.0  # weight of −log π of the mask's own object in the labeled loss (item 4 above)
     match_iou: float = 0.5  # a detection names the mask's object when its box IoU with the mask's box is ≥ this
 

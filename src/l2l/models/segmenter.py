@@ -145,6 +145,8 @@ class Segmenter(nn.Module):
         self.query = QueryHead(cfg.decoder_dim, self.text.dim, cfg.query) if cfg.query.enabled else None
         self.sentence = SentencePaths(c, cfg.decoder_dim, self.text.dim, cfg.sentence) if cfg.sentence.enabled else None
         self.objects = ObjectChoice(cfg.objects, c) if cfg.objects.enabled else None
+        if cfg.objects.enabled and cfg.objects.guide and not cfg.sesm.uses_guidance:
+            raise UsageError("model.objects.guide feeds SESM's guidance input: it needs model.sesm.enabled=true")
         if self.objects is not None and self.objects.text_dim != self.text.dim:
             raise UsageError(
                 f"model.objects: the grounder reads {self.objects.text_dim}-d word features, the text encoder "
@@ -166,11 +168,14 @@ class Segmenter(nn.Module):
         has_guidance: torch.Tensor | None,
         device,
         dropout: bool = True,
+        fallback: torch.Tensor | None = None,
     ) -> torch.Tensor | None:
+        """The guidance map per sample: ``guidance`` where given (and not dropped), else ``fallback`` (the
+        object branch's choice map, ``model.objects.guide``) or the learned null map."""
         if self.null_map is None:  # no guidance input (uses_guidance is False)
             return None
         null = torch.sigmoid(F.interpolate(self.null_map, size=size, mode="bilinear", align_corners=False))
-        null = null.expand(b, 1, *size)
+        null = null.expand(b, 1, *size) if fallback is None else fallback
         if guidance is None:
             return null
         if guidance.shape != (b, 1, *size):
@@ -220,15 +225,17 @@ class Segmenter(nn.Module):
         b, (h, w) = len(texts), size
         dev = next(self.parameters()).device
         tokens, tmask = self.text.encode(texts, dev)
-        g = self._guidance(b, (h, w), guidance, has_guidance, dev, guidance_dropout)
-        feats = []
-        sent = pooled(tokens, tmask) if self.sentence is not None else None
-        objs, prob = None, None
+        objs, prob, own = None, None, None
         if self.objects is not None:
             if not isinstance(x, ObjectStem):
                 raise UsageError("model.objects: forward_from_stem needs the stem() of the same model (an ObjectStem)")
             objs, x = x, x.visual
             prob = self.objects.choice(objs, tokens, tmask)
+            if self.cfg.objects.guide:
+                own = self.objects.choice_map(objs, prob, (h, w))
+        g = self._guidance(b, (h, w), guidance, has_guidance, dev, guidance_dropout, own)
+        feats = []
+        sent = pooled(tokens, tmask) if self.sentence is not None else None
         for i in range(4):
             v = self.visual.stage(i, x)
             if self.coords is not None:
