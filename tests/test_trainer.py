@@ -231,3 +231,41 @@ def test_encoder_learning_rates_are_scaled_by_group():
     }
     assert [len(g["params"]) for g in param_groups(net, 1.0, 1.0)] == [5]
     assert {g["lr_scale"] for g in param_groups(net, 1.0, 0.1)} == {0.1, 1.0}
+
+
+OBJECTS_TINY = [
+    "model.objects.enabled=true",
+    "model.objects.path=null",
+    "model.objects.grounder={image_size: 64, conv_channels: [8, 8, 8, 8], dim: 16, heads: 2, layers: 1, "
+    "text_dim: 16, dense_dim: 8, roi: 2, max_objects: 4, det_thresh: 0.0}",
+    "model.objects.choice_loss=1.0",
+    "model.objects.match_iou=0.0",  # a random detector: every sentence names its best-overlapping box
+    "model.objects.prefit_epochs=2",
+    "model.objects.prefit_batch=16",
+]
+
+
+def test_object_choice_is_prefit_once_and_the_run_resumes_exactly(synthref_dir, tmp_path):
+    """A fresh run pre-fits the choice (two epochs, logged in env.json) and then trains with the choice
+    loss; a run cut after 2 steps and resumed does not pre-fit again and ends bit-identical."""
+    common = [*OBJECTS_TINY, "batch_size=4", "ckpt_every=1000", "epochs=2"]
+    ref = tmp_path / "ref"
+    Trainer(_cfg(synthref_dir, *common, "max_steps=5"), ref, show_progress=False).fit()
+    env = json.loads((ref / "env.json").read_text())
+    assert len(env["prefit_losses"]) == 2 and all(x > 0 for x in env["prefit_losses"])
+    logged = [json.loads(x) for x in (ref / "metrics.jsonl").read_text().splitlines()]
+    assert any("loss_choice" in r for r in logged)
+    Trainer(_cfg(synthref_dir, *common, "max_steps=2"), tmp_path / "cut", show_progress=False).fit()
+    Trainer(_cfg(synthref_dir, *common, "max_steps=5"), tmp_path / "cut", show_progress=False).fit()
+    assert "prefit_losses" not in json.loads((tmp_path / "cut" / "env.json").read_text())  # resumed: no pre-fit
+    a, b = _weights(ref), _weights(tmp_path / "cut")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    none = tmp_path / "none"
+    Trainer(
+        _cfg(synthref_dir, *common, "model.objects.prefit_epochs=0", "max_steps=1"), none, show_progress=False
+    ).fit()
+    c = _weights(none, "last")
+    one = tmp_path / "one"
+    Trainer(_cfg(synthref_dir, *common, "max_steps=1"), one, show_progress=False).fit()
+    d = _weights(one, "last")
+    assert not torch.equal(c["objects.net.score.1.weight"], d["objects.net.score.1.weight"])  # the pre-fit moved it

@@ -347,6 +347,11 @@ class Trainer:
         else:
             if cfg.init_from:
                 self._init_weights(model, cfg.init_from)
+            prefit = getattr(model, "prefit", None)  # a model's own stage before the first step (model.objects)
+            if callable(prefit):
+                losses = prefit(ds, labeled, cfg.data.size, cfg.seed, show_progress=self.show_progress and info.is_main)
+                if losses and info.is_main:
+                    self.prefit_losses = losses
             torch.manual_seed(cfg.seed + info.rank)  # per-rank streams (prior dropout)
 
         if info.is_main:
@@ -374,6 +379,8 @@ class Trainer:
             if semi:
                 env["unlabeled_batch_per_process"] = b_u
                 env["priors"] = str(store.root) if store is not None else None
+            if getattr(self, "prefit_losses", None):  # model.objects.prefit_epochs: the choice's loss per epoch
+                env["prefit_losses"] = [round(x, 4) for x in self.prefit_losses]
             atomic_write_text(self.run_dir / "env.json", json.dumps(env, indent=2, default=str))
         from torch.utils.tensorboard import SummaryWriter
 

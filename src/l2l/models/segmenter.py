@@ -300,6 +300,16 @@ class Segmenter(nn.Module):
             prob = self(images, texts, prob[:, None]).softmax(1)[:, 1]
         return prob
 
+    def prefit(self, ds: Any, records: Sequence[Any], size: int, seed: int, show_progress: bool = False) -> list[float]:
+        """What the trainer runs once before the first step of a fresh run: the object branch's choice
+        alone on the labeled ``records`` (``model.objects.prefit_epochs``; object_choice.py, item 5).
+        The mean loss per epoch; nothing without the branch or with 0 epochs."""
+        if self.objects is None or self.cfg.objects.prefit_epochs <= 0:
+            return []
+        from .object_choice import prefit_choice
+
+        return prefit_choice(self, ds, records, size, seed, show_progress=show_progress)
+
     # ------------------------------------------------------------------ persistence
     def config_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self.cfg)))

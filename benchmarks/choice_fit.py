@@ -1,0 +1,155 @@
+"""How far the object branch's choice can learn from SynthRef's labels alone (issue 32, model.objects).
+
+The branch's detector is frozen, so every training image's objects (the fused map, the boxes) can be
+computed once and cached; the choice network (object tokens + transformer with the words) is then
+trained on every labeled sentence with the choice loss alone (−log π of the detection that boxes the
+referred object), many epochs a minute. This measures the choice's own learning curve — its val
+accuracy (the most probable detection at box IoU ≥ 0.5 with the referred object) by expression kind,
+against epochs and seconds — apart from the segmenter, whose training gives it 16 sentences a step.
+
+    python benchmarks/choice_fit.py --epochs 8 --out runs/choice_fit/fit.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from l2l.data.refer import ReferDataset
+from l2l.data.splits import LabelSplit, make_split
+from l2l.models.domain import model_input
+from l2l.models.object_choice import ObjectChoice, ObjectsConfig, ObjectStem, pairwise_box_iou
+from l2l.models.text_encoders import HFTextEncoder
+from l2l.utils import threads as thread_policy
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_speed import cpu_name  # noqa: E402
+
+
+@torch.no_grad()
+def cache(branch: ObjectChoice, ds: ReferDataset, image_ids: list[int], size: int, batch: int = 64):
+    """image_id → (fused map, boxes, valid) of the frozen detector."""
+    out = {}
+    for i in range(0, len(image_ids), batch):
+        ids = image_ids[i : i + batch]
+        x = torch.cat([model_input(ds.load_image(j), size) for j in ids])
+        dmap, boxes, valid = branch.detect(x)
+        for k, j in enumerate(ids):
+            out[j] = (dmap[k], boxes[k], valid[k])
+    return out
+
+
+def stack(objs, recs, boxes_gt):
+    dmap = torch.stack([objs[r.image_id][0] for r in recs])
+    n = max(int(objs[r.image_id][1].shape[0]) for r in recs)
+    boxes = torch.stack([objs[r.image_id][1][:n] for r in recs])
+    valid = torch.stack([objs[r.image_id][2][:n] for r in recs])
+    return ObjectStem(None, dmap, boxes, valid), torch.tensor([boxes_gt[r.sample_id] for r in recs])
+
+
+def evaluate(branch, text, objs, recs, boxes_gt, batch: int = 128) -> dict:
+    branch.eval()
+    right: dict[str, list[float]] = {}
+    with torch.no_grad():
+        for i in range(0, len(recs), batch):
+            rs = recs[i : i + batch]
+            stem, gt = stack(objs, rs, boxes_gt)
+            prob = branch.choice(stem, *text.encode([r.sentence for r in rs]))
+            iou = pairwise_box_iou(stem.boxes, gt).masked_fill(~stem.valid, -1.0)
+            hit = (iou.gather(1, prob.argmax(-1, keepdim=True))[:, 0] >= 0.5).tolist()
+            for r, h in zip(rs, hit):
+                right.setdefault(r.kind, []).append(float(h))
+                right.setdefault("_all", []).append(float(h))
+    branch.train()
+    return {
+        "acc": round(100 * float(np.mean(right.pop("_all"))), 2),
+        "by_kind": {k: round(100 * float(np.mean(v)), 2) for k, v in sorted(right.items())},
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="runs/data/synthref")
+    ap.add_argument("--grounder", default="builtin:synthpool-grounder")
+    ap.add_argument("--fraction", default="100%", help="labeled share of the training images (split seed 22)")
+    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=3e-4)
+    ap.add_argument("--size", type=int, default=96)
+    ap.add_argument("--out", default="runs/choice_fit/fit.jsonl")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: the l2l policy, 1)")
+    a = ap.parse_args()
+    thread_policy.apply(a.threads)
+    torch.manual_seed(0)
+    ds = ReferDataset.synthref(a.data)
+    branch = ObjectChoice(ObjectsConfig(enabled=True, path=a.grounder, stages=False), (1, 1, 1, 1))
+    text = HFTextEncoder.from_pretrained().freeze(cache=True)
+    split: LabelSplit = make_split(ds.name, ds.image_ids("train"), a.fraction, 22)
+    labeled = set(split.labeled)
+    train = [r for r in ds.samples("train") if r.image_id in labeled]
+    val = ds.samples("val")
+    t0 = time.perf_counter()
+    objs = cache(branch, ds, sorted({r.image_id for r in train + val}), a.size)
+    sizes = {j: ds.load_image(j).shape[:2] for j in objs}
+    boxes_gt = {}
+    for r in train + val:
+        h, w = sizes[r.image_id]
+        x, y, bw, bh = ds.box(r.ann_id)
+        boxes_gt[r.sample_id] = [x / w, y / h, (x + bw) / w, (y + bh) / h]
+    t_cache = time.perf_counter() - t0
+    params = [p for p in branch.net.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=1e-2)
+    rng = np.random.default_rng(0)
+    rows = []
+
+    def report(epoch: int, seconds: float, loss: float | None) -> None:
+        row = {
+            "fraction": a.fraction,
+            "epoch": epoch,
+            "train_sentences": len(train),
+            "val": evaluate(branch, text, objs, val, boxes_gt),
+            "loss": loss,
+            "train_s": round(seconds, 1),
+            "cache_s": round(t_cache, 1),
+            "lr": a.lr,
+            "batch": a.batch,
+            "cpu": cpu_name(),
+            "date": time.strftime("%Y-%m-%d"),
+        }
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+        with open(a.out, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    report(0, 0.0, None)
+    busy = 0.0
+    for epoch in range(1, a.epochs + 1):
+        order = rng.permutation(len(train))
+        losses = []
+        t1 = time.perf_counter()
+        for i in range(0, len(order), a.batch):
+            rs = [train[j] for j in order[i : i + a.batch]]
+            stem, gt = stack(objs, rs, boxes_gt)
+            prob = branch.choice(stem, *text.encode([r.sentence for r in rs]))
+            iou = pairwise_box_iou(stem.boxes, gt).masked_fill(~stem.valid, -1.0)
+            best, k = iou.max(-1)
+            use = best >= 0.5
+            nll = -prob.gather(1, k[:, None])[:, 0].clamp(min=1e-6).log()
+            loss = (nll * use).sum() / use.sum().clamp(min=1)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+        busy += time.perf_counter() - t1
+        report(epoch, busy, round(float(np.mean(losses)), 4))
+
+
+if __name__ == "__main__":
+    main()
