@@ -24,7 +24,7 @@ import torch
 from l2l.data.refer import ReferDataset
 from l2l.data.splits import LabelSplit, make_split
 from l2l.models.domain import model_input
-from l2l.models.object_choice import ObjectChoice, ObjectsConfig, ObjectStem, pairwise_box_iou
+from l2l.models.object_choice import ObjectChoice, ObjectsConfig, ObjectStem, pairwise_box_iou, prefit_choice
 from l2l.models.text_encoders import HFTextEncoder
 from l2l.utils import threads as thread_policy
 
@@ -95,60 +95,43 @@ def main() -> None:
     train = [r for r in ds.samples("train") if r.image_id in labeled]
     val = ds.samples("val")
     t0 = time.perf_counter()
-    objs = cache(branch, ds, sorted({r.image_id for r in train + val}), a.size)
+    objs = cache(branch, ds, sorted({r.image_id for r in val}), a.size)  # prefit_choice caches the training images
     sizes = {j: ds.load_image(j).shape[:2] for j in objs}
     boxes_gt = {}
-    for r in train + val:
+    for r in val:
         h, w = sizes[r.image_id]
         x, y, bw, bh = ds.box(r.ann_id)
         boxes_gt[r.sample_id] = [x / w, y / h, (x + bw) / w, (y + bh) / h]
     t_cache = time.perf_counter() - t0
-    params = [p for p in branch.net.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=1e-2)
-    rng = np.random.default_rng(0)
-    rows = []
+    holder = torch.nn.Module()  # what prefit_choice reads: .objects, .text and a parameter's device
+    holder.objects, holder.text = branch, text
+    branch.cfg.prefit_lr, branch.cfg.prefit_batch = a.lr, a.batch
+    clock = {"t": time.perf_counter(), "busy": 0.0}
 
-    def report(epoch: int, seconds: float, loss: float | None) -> None:
+    def report(epoch: int, loss: float | None) -> None:
+        clock["busy"] += time.perf_counter() - clock["t"]
         row = {
             "fraction": a.fraction,
             "epoch": epoch,
             "train_sentences": len(train),
             "val": evaluate(branch, text, objs, val, boxes_gt),
-            "loss": loss,
-            "train_s": round(seconds, 1),
-            "cache_s": round(t_cache, 1),
+            "loss": None if loss is None else round(loss, 4),
+            "train_s": round(clock["busy"], 1) if epoch else 0.0,
+            "val_cache_s": round(t_cache, 1),
             "lr": a.lr,
             "batch": a.batch,
             "cpu": cpu_name(),
             "date": time.strftime("%Y-%m-%d"),
         }
-        rows.append(row)
         print(json.dumps(row), flush=True)
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
         with open(a.out, "a") as f:
             f.write(json.dumps(row) + "\n")
+        clock["t"] = time.perf_counter()
 
-    report(0, 0.0, None)
-    busy = 0.0
-    for epoch in range(1, a.epochs + 1):
-        order = rng.permutation(len(train))
-        losses = []
-        t1 = time.perf_counter()
-        for i in range(0, len(order), a.batch):
-            rs = [train[j] for j in order[i : i + a.batch]]
-            stem, gt = stack(objs, rs, boxes_gt)
-            prob = branch.choice(stem, *text.encode([r.sentence for r in rs]))
-            iou = pairwise_box_iou(stem.boxes, gt).masked_fill(~stem.valid, -1.0)
-            best, k = iou.max(-1)
-            use = best >= 0.5
-            nll = -prob.gather(1, k[:, None])[:, 0].clamp(min=1e-6).log()
-            loss = (nll * use).sum() / use.sum().clamp(min=1)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            losses.append(float(loss.detach()))
-        busy += time.perf_counter() - t1
-        report(epoch, busy, round(float(np.mean(losses)), 4))
+    report(0, None)
+    clock["busy"] = 0.0
+    prefit_choice(holder, ds, train, a.size, seed=0, epochs=a.epochs, after_epoch=report)
 
 
 if __name__ == "__main__":
