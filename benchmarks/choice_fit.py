@@ -82,13 +82,18 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--size", type=int, default=96)
+    ap.add_argument("--flip", action="store_true", help="model.objects.prefit_flip: mirrored images too")
+    ap.add_argument("--relation-bias", action="store_true", help="model.objects.relation_bias")
     ap.add_argument("--out", default="runs/choice_fit/fit.jsonl")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: the l2l policy, 1)")
     a = ap.parse_args()
     thread_policy.apply(a.threads)
     torch.manual_seed(0)
     ds = ReferDataset.synthref(a.data)
-    branch = ObjectChoice(ObjectsConfig(enabled=True, path=a.grounder, stages=False), (1, 1, 1, 1))
+    branch = ObjectChoice(
+        ObjectsConfig(enabled=True, path=a.grounder, stages=False, prefit_flip=a.flip, relation_bias=a.relation_bias),
+        (1, 1, 1, 1),
+    )
     text = HFTextEncoder.from_pretrained().freeze(cache=True)
     split: LabelSplit = make_split(ds.name, ds.image_ids("train"), a.fraction, 22)
     labeled = set(split.labeled)
@@ -112,6 +117,8 @@ def main() -> None:
         clock["busy"] += time.perf_counter() - clock["t"]
         row = {
             "fraction": a.fraction,
+            "flip": a.flip,
+            "relation_bias": a.relation_bias,
             "epoch": epoch,
             "train_sentences": len(train),
             "val": evaluate(branch, text, objs, val, boxes_gt),

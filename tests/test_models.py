@@ -525,3 +525,31 @@ def test_object_choice_as_sesm_guidance_where_no_prior_is_given():
         prior = torch.rand(2, 1, 64, 64)
         m(x, TEXTS, prior, torch.tensor([True, False]))
     assert torch.allclose(seen[-1][0], prior[0]) and torch.allclose(seen[-1][1], own[1])
+
+
+def test_relation_bias_joins_the_shipped_choice_neutrally():
+    """``model.objects.relation_bias`` adds the pairwise-geometry bias (zero-initialised) to the shipped
+    grounder, whose folder has no weights for it: the choice starts exactly as without it."""
+    from l2l.models.object_choice import ObjectChoice, ObjectsConfig
+
+    plain = ObjectChoice(ObjectsConfig(enabled=True), (8, 8, 8, 8)).eval()
+    biased = ObjectChoice(ObjectsConfig(enabled=True, relation_bias=True), (8, 8, 8, 8)).eval()
+    assert biased.net.pair is not None and plain.net.pair is None
+    x = torch.rand(2, 3, 96, 96)
+    words, mask = torch.randn(2, 5, 384), torch.ones(2, 5, dtype=torch.bool)
+    from l2l.models.object_choice import ObjectStem
+
+    with torch.no_grad():
+        stem = ObjectStem(None, *plain.detect(x))
+        assert torch.allclose(plain.choice(stem, words, mask), biased.choice(stem, words, mask), atol=1e-5)
+
+
+def test_prefit_with_mirrored_images_trains_the_choice(synthref):
+    from l2l.models.object_choice import prefit_choice
+
+    m = _model(*CONV_TINY, *OBJECTS, "objects.prefit_flip=true", "objects.match_iou=0.0", "objects.prefit_batch=8")
+    before = m.objects.net.score[1].weight.detach().clone()
+    recs = synthref.samples("train")[:12]
+    losses = prefit_choice(m, synthref, recs, 64, seed=0, epochs=2)
+    assert len(losses) == 2 and all(np.isfinite(losses))
+    assert not torch.equal(before, m.objects.net.score[1].weight) and m.objects.last is None

@@ -71,6 +71,10 @@ class ObjectsConfig:
     prefit_epochs: int = 0  # epochs of the choice alone on the labeled sentences before training (item 5)
     prefit_lr: float = 3e-4
     prefit_batch: int = 64
+    prefit_flip: bool = False  # the pre-fit also sees every image mirrored, its sentence's left/right swapped
+    relation_bias: bool = (
+        False  # add the grounder's pairwise-geometry attention bias (zero-initialised: starts neutral)
+    )
     match_iou: float = 0.5  # a detection names the mask's object when its box IoU with the mask's box is ≥ this
 
     def __post_init__(self) -> None:
@@ -107,14 +111,17 @@ class ObjectChoice(nn.Module):
         from ..foundation.grounder import FORMAT, GrounderConfig, build_grounder
 
         self.cfg = cfg
+        extra = {"relation_bias": True} if cfg.relation_bias else {}
         if cfg.path is not None:
             from ..foundation.folders import load_folder
 
             doc, states = load_folder(cfg.path, FORMAT)
-            net = build_grounder(GrounderConfig(**{**doc["model"], "init": None}))
-            net.load_state_dict(states["model"])
+            net = build_grounder(GrounderConfig(**{**doc["model"], "init": None, **extra}))
+            missing, unexpected = net.load_state_dict(states["model"], strict=False)
+            if unexpected or any(not k.startswith("pair.") for k in missing):  # only a new bias may be missing
+                raise UsageError(f"model.objects.path {cfg.path!r}: weights do not fit ({missing or unexpected})")
         else:
-            net = build_grounder(GrounderConfig(**{**cfg.grounder, "init": None, "body": "objects"}))
+            net = build_grounder(GrounderConfig(**{**cfg.grounder, "init": None, "body": "objects", **extra}))
         if getattr(net.cfg, "body", None) != "objects":
             raise UsageError(f"model.objects.path {cfg.path!r}: the grounder must have the objects body")
         self.net = net
@@ -250,20 +257,28 @@ def prefit_choice(
         return []
     dev = next(model.parameters()).device
     text = model.text
+    from ..data.text_augment import flip_directions
+
     image_ids = sorted({r.image_id for r in records})
-    objs: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+    views = (False, True) if objects.cfg.prefit_flip else (False,)
+    objs: dict[tuple[int, bool], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
     sizes: dict[int, tuple[int, int]] = {}
     for i in progress(range(0, len(image_ids), 64), desc="objects of the labeled images", disable=not show_progress):
         ids = image_ids[i : i + 64]
         imgs = [ds.load_image(j) for j in ids]
-        dmap, boxes, valid = objects.detect(torch.cat([model_input(im, size, dev) for im in imgs]))
-        for k, (j, im) in enumerate(zip(ids, imgs)):
-            objs[j], sizes[j] = (dmap[k], boxes[k], valid[k]), im.shape[:2]
-    target = {}
+        x = torch.cat([model_input(im, size, dev) for im in imgs])
+        for flip in views:
+            dmap, boxes, valid = objects.detect(torch.flip(x, dims=[-1]) if flip else x)
+            for k, (j, im) in enumerate(zip(ids, imgs)):
+                objs[j, flip], sizes[j] = (dmap[k], boxes[k], valid[k]), im.shape[:2]
+    items = []  # (image key, sentence, target box)
     for r in records:
         h, w = sizes[r.image_id]
-        x, y, bw, bh = ds.box(r.ann_id)
-        target[r.sample_id] = (x / w, y / h, (x + bw) / w, (y + bh) / h)
+        x0, y0, bw, bh = ds.box(r.ann_id)
+        box = (x0 / w, y0 / h, (x0 + bw) / w, (y0 + bh) / h)
+        items.append(((r.image_id, False), r.sentence, box))
+        if objects.cfg.prefit_flip:
+            items.append(((r.image_id, True), flip_directions(r.sentence), (1 - box[2], box[1], 1 - box[0], box[3])))
     opt = torch.optim.AdamW(params, lr=objects.cfg.prefit_lr, weight_decay=1e-2)
     gen = torch.Generator().manual_seed(seed)
     was = objects.training
@@ -271,20 +286,20 @@ def prefit_choice(
     out = []
     b = objects.cfg.prefit_batch
     for epoch in progress(range(1, n_epochs + 1), desc="pre-fit of the object choice", disable=not show_progress):
-        order = torch.randperm(len(records), generator=gen).tolist()
+        order = torch.randperm(len(items), generator=gen).tolist()
         losses = []
         for i in range(0, len(order), b):
-            rs = [records[j] for j in order[i : i + b]]
-            n = max(int(objs[r.image_id][1].shape[0]) for r in rs)
+            rs = [items[j] for j in order[i : i + b]]
+            n = max(int(objs[key][1].shape[0]) for key, _, _ in rs)
             stem = ObjectStem(
                 None,
-                torch.stack([objs[r.image_id][0] for r in rs]),
-                torch.stack([objs[r.image_id][1][:n] for r in rs]),
-                torch.stack([objs[r.image_id][2][:n] for r in rs]),
+                torch.stack([objs[key][0] for key, _, _ in rs]),
+                torch.stack([objs[key][1][:n] for key, _, _ in rs]),
+                torch.stack([objs[key][2][:n] for key, _, _ in rs]),
             )
-            prob = objects.choice(stem, *text.encode([r.sentence for r in rs], dev))
+            prob = objects.choice(stem, *text.encode([t for _, t, _ in rs], dev))
             k, use = target_objects(
-                stem.boxes, stem.valid, torch.tensor([target[r.sample_id] for r in rs]).to(dev), objects.cfg.match_iou
+                stem.boxes, stem.valid, torch.tensor([box for _, _, box in rs]).to(dev), objects.cfg.match_iou
             )
             nll = -prob.gather(1, k[:, None])[:, 0].clamp(min=1e-6).log()
             loss = (nll * use).sum() / use.sum().clamp(min=1)
