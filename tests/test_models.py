@@ -553,3 +553,10 @@ def test_prefit_with_mirrored_images_trains_the_choice(synthref):
     losses = prefit_choice(m, synthref, recs, 64, seed=0, epochs=2)
     assert len(losses) == 2 and all(np.isfinite(losses))
     assert not torch.equal(before, m.objects.net.score[1].weight) and m.objects.last is None
+    frozen = _model(*CONV_TINY, *OBJECTS, "objects.train_choice=false", "objects.match_iou=0.0")
+    assert frozen.objects is not None and not any(p.requires_grad for p in frozen.objects.choice_parameters())
+    before = frozen.objects.net.score[1].weight.detach().clone()
+    prefit_choice(frozen, synthref, recs, 64, seed=0, epochs=1)  # the pre-fit trains it all the same …
+    assert not torch.equal(before, frozen.objects.net.score[1].weight)
+    assert not any(p.requires_grad for p in frozen.objects.choice_parameters())  # … and leaves it frozen
+    assert frozen.objects.alpha.requires_grad and all(p.requires_grad for p in frozen.objects.stage_in.parameters())

@@ -65,7 +65,9 @@ class ObjectsConfig:
     grounder: dict = field(default_factory=dict)  # GrounderConfig fields for path=None (a tiny random branch)
     alpha: float = 1.0  # the head's starting weight of the choice map
     stages: bool = True  # the choice map added to every stage before its fusion
-    train_choice: bool = True  # False: the choice keeps the grounder's weights (a frozen object prior)
+    train_choice: bool = (
+        True  # False: the segmenter's training leaves the choice as it is (the grounder's, or the pre-fit's)
+    )
     guide: bool = False  # the choice map is SESM's guidance G where no prior is given (needs model.sesm)
     choice_loss: float = 0.0  # weight of −log π of the mask's own object in the labeled loss (item 4 above)
     prefit_epochs: int = 0  # epochs of the choice alone on the labeled sentences before training (item 5)
@@ -127,8 +129,7 @@ class ObjectChoice(nn.Module):
         self.net = net
         for part in (net.encoder, net.fuse, net.det):  # stage 1 stays the pool's detector
             part.requires_grad_(False)
-        if not cfg.train_choice:
-            net.requires_grad_(False)
+        self.set_choice_trainable(cfg.train_choice)
         self.stage_in = None
         if cfg.stages:
             convs = [nn.Conv2d(1, ch, 1) for ch in stage_channels]
@@ -138,6 +139,15 @@ class ObjectChoice(nn.Module):
             self.stage_in = nn.ModuleList(convs)
         self.alpha = nn.Parameter(torch.tensor(float(cfg.alpha)))
         self.last: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # (π, boxes, valid) of the last pass
+
+    def choice_parameters(self) -> list[nn.Parameter]:
+        """The choice network's parameters: the grounder's, less its frozen detector (encoder, fused map, head)."""
+        frozen = {id(p) for part in (self.net.encoder, self.net.fuse, self.net.det) for p in part.parameters()}
+        return [p for p in self.net.parameters() if id(p) not in frozen]
+
+    def set_choice_trainable(self, on: bool) -> None:
+        for p in self.choice_parameters():
+            p.requires_grad_(on)
 
     @property
     def text_dim(self) -> int:
@@ -252,9 +262,10 @@ def prefit_choice(
     if objects is None:
         raise UsageError("prefit_choice needs a model with model.objects")
     n_epochs = objects.cfg.prefit_epochs if epochs is None else epochs
-    params = [p for p in objects.net.parameters() if p.requires_grad]
-    if n_epochs <= 0 or not records or not params:
+    if n_epochs <= 0 or not records:
         return []
+    objects.set_choice_trainable(True)  # also with train_choice=false: the pre-fit is the choice's one training
+    params = objects.choice_parameters()
     dev = next(model.parameters()).device
     text = model.text
     from ..data.text_augment import flip_directions
@@ -312,6 +323,7 @@ def prefit_choice(
             after_epoch(epoch, out[-1])
     objects.last = None
     objects.train(was)
-    for p in objects.net.parameters():
+    for p in params:
         p.grad = None
+    objects.set_choice_trainable(objects.cfg.train_choice)
     return out
