@@ -97,6 +97,58 @@ def choice_accuracy(model, ds: ReferDataset, records, size: int, batch: int = 32
     }
 
 
+@torch.no_grad()
+def by_choice(ckpt: str, data: str, split: str, batch: int = 32) -> dict:
+    """A saved model with ``model.objects`` on ``split``: oIoU and mIoU of the sentences whose choice is
+    right (its most probable detection boxes the referred object at IoU ≥ 0.5) and of the others — how
+    well the student draws once it has chosen, apart from how often it chooses well."""
+    import torch.nn.functional as F
+
+    from l2l.models.domain import model_input
+    from l2l.models.object_choice import pairwise_box_iou
+    from l2l.models.segmenter import Segmenter
+
+    m = Segmenter.from_pretrained(ckpt).eval()
+    if m.objects is None:
+        raise SystemExit(f"{ckpt}: the model has no object branch (model.objects)")
+    ds = ReferDataset.synthref(data)
+    recs = ds.samples(split)
+    size = m.cfg.image_size
+    acc: dict[bool, list] = {True: [0, 0, []], False: [0, 0, []]}
+    for i in range(0, len(recs), batch):
+        rs = recs[i : i + batch]
+        imgs = [ds.load_image(r.image_id) for r in rs]
+        x = torch.cat([model_input(im, size) for im in imgs])
+        stem = m.stem(x)
+        texts = [r.sentence for r in rs]
+        prob = m.objects.choice(stem, *m.text.encode(texts))
+        gt = torch.tensor(
+            [
+                [b[0] / im.shape[1], b[1] / im.shape[0], (b[0] + b[2]) / im.shape[1], (b[1] + b[3]) / im.shape[0]]
+                for b, im in ((ds.box(r.ann_id), im) for r, im in zip(rs, imgs))
+            ]
+        )
+        iou = pairwise_box_iou(stem.boxes, gt).masked_fill(~stem.valid, -1.0)
+        right = (iou.gather(1, prob.argmax(-1, keepdim=True))[:, 0] >= 0.5).tolist()
+        fg = m.forward_from_stem(stem, (size, size), texts).softmax(1)[:, 1:]
+        for k, (r, im) in enumerate(zip(rs, imgs)):
+            p = F.interpolate(fg[k : k + 1], size=im.shape[:2], mode="bilinear", align_corners=False)[0, 0] >= 0.5
+            gtm = torch.from_numpy(ds.mask(r.ann_id) > 0)
+            inter, union = int((gtm & p).sum()), int((gtm | p).sum())
+            a = acc[bool(right[k])]
+            a[0], a[1] = a[0] + inter, a[1] + union
+            a[2].append(inter / max(union, 1))
+    out = {"ckpt": ckpt, "split": split}
+    for k, name in ((True, "choice_right"), (False, "choice_wrong")):
+        i_, u_, per = acc[k]
+        out[name] = {
+            "sentences": len(per),
+            "oIoU": round(100 * i_ / max(u_, 1), 2),
+            "mIoU": round(100 * float(np.mean(per)) if per else 0.0, 2),
+        }
+    return out
+
+
 def parse_design(text: str) -> tuple[str, list[str]]:
     name, _, rest = text.partition("=")
     return name, [o for o in rest.split(",") if o] if rest else []
@@ -254,11 +306,20 @@ def main() -> None:
     ap.add_argument("--out", default="runs/curves/curves.jsonl")
     ap.add_argument("--save", action="store_true", help="keep each design's final model in WORK/<run>/last")
     ap.add_argument("--plot", metavar="PNG", help="draw the curves in --out into PNG and exit")
+    ap.add_argument(
+        "--by-choice",
+        metavar="CKPT",
+        help="a saved model with model.objects: oIoU where its choice is right and where it is wrong (--split), then exit",
+    )
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: the l2l policy, 1)")
     a = ap.parse_args()
     thread_policy.apply(a.threads)
     if a.plot:
         plot(a.out, a.plot)
+        return
+    if a.by_choice:
+        for split in a.split.split(","):
+            print(json.dumps(by_choice(a.by_choice, a.data, split)))
         return
     for d in a.design or ["base"]:
         run_design(a, *parse_design(d))
