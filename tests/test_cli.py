@@ -256,7 +256,7 @@ def test_the_demo_makes_its_priors_by_two_processes(tmp_path, capsys):
 
 
 def test_demo_main_job_end_to_end(tmp_path, capsys, monkeypatch):
-    from .test_trainer import TINY
+    from .test_trainer import OBJECTS_TINY, TINY
 
     monkeypatch.chdir(Path(__file__).resolve().parents[1])  # the demo's default config path is repo-relative
     work = tmp_path / "demo"
@@ -269,6 +269,7 @@ def test_demo_main_job_end_to_end(tmp_path, capsys, monkeypatch):
         "--workers",
         "1",
         *[o for o in TINY if not o.startswith("data.workers")],
+        *OBJECTS_TINY,  # the shipped config's object branch, with a tiny random grounder (the tiny text encoder)
         "total_steps=2",
         "data.eval_max_samples=5",
         "semi.unlabeled_batch_size=2",

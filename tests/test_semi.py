@@ -461,8 +461,8 @@ def test_weak_pass_keeps_its_guidance(synthref_dir, priors_dir, tmp_path, monkey
     seen = []
     real = Segmenter._guidance
 
-    def spy(self, b, size, guidance, has_guidance, device, dropout=True):
-        g = real(self, b, size, guidance, has_guidance, device, dropout)
+    def spy(self, b, size, guidance, has_guidance, device, dropout=True, fallback=None):
+        g = real(self, b, size, guidance, has_guidance, device, dropout, fallback)
         if guidance is not None and not torch.is_grad_enabled():  # the weak pass runs under no_grad
             null = torch.sigmoid(
                 torch.nn.functional.interpolate(self.null_map, size=size, mode="bilinear", align_corners=False)
