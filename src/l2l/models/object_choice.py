@@ -126,9 +126,9 @@ class ObjectChoice(nn.Module):
             net = build_grounder(GrounderConfig(**{**cfg.grounder, "init": None, "body": "objects", **extra}))
         if getattr(net.cfg, "body", None) != "objects":
             raise UsageError(f"model.objects.path {cfg.path!r}: the grounder must have the objects body")
-        self.net = net
-        for part in (net.encoder, net.fuse, net.det):  # stage 1 stays the pool's detector
-            part.requires_grad_(False)
+        self.net: Any = net  # an ObjectGrounderNet (build_grounder's union type: checked above)
+        for frozen in self.detector_parts():  # stage 1 stays the pool's detector
+            frozen.requires_grad_(False)
         self.set_choice_trainable(cfg.train_choice)
         self.stage_in = None
         if cfg.stages:
@@ -140,9 +140,13 @@ class ObjectChoice(nn.Module):
         self.alpha = nn.Parameter(torch.tensor(float(cfg.alpha)))
         self.last: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # (π, boxes, valid) of the last pass
 
+    def detector_parts(self) -> tuple[nn.Module, nn.Module, nn.Module]:
+        """The grounder's stage 1 (encoder, fused map, detection head): frozen, always in eval mode."""
+        return self.net.encoder, self.net.fuse, self.net.det
+
     def choice_parameters(self) -> list[nn.Parameter]:
         """The choice network's parameters: the grounder's, less its frozen detector (encoder, fused map, head)."""
-        frozen = {id(p) for part in (self.net.encoder, self.net.fuse, self.net.det) for p in part.parameters()}
+        frozen = {id(p) for part in self.detector_parts() for p in part.parameters()}
         return [p for p in self.net.parameters() if id(p) not in frozen]
 
     def set_choice_trainable(self, on: bool) -> None:
@@ -155,7 +159,7 @@ class ObjectChoice(nn.Module):
 
     def train(self, mode: bool = True) -> "ObjectChoice":
         super().train(mode)
-        for part in (self.net.encoder, self.net.fuse, self.net.det):  # frozen parts keep eval behaviour
+        for part in self.detector_parts():  # frozen parts keep eval behaviour
             part.eval()
         return self
 
@@ -183,7 +187,8 @@ class ObjectChoice(nn.Module):
     def into_stage(self, i: int, v: torch.Tensor, stem: ObjectStem, prob: torch.Tensor) -> torch.Tensor:
         if self.stage_in is None:
             return v
-        return v + self.stage_in[i](self.choice_map(stem, prob, v.shape[-2:]).to(v.dtype))
+        h, w = v.shape[-2:]
+        return v + self.stage_in[i](self.choice_map(stem, prob, (h, w)).to(v.dtype))
 
     def logit(self, stem: ObjectStem, prob: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """B×1×H×W: α (2 O − 1), added to the foreground logit."""
@@ -267,7 +272,7 @@ def prefit_choice(
     objects.set_choice_trainable(True)  # also with train_choice=false: the pre-fit is the choice's one training
     params = objects.choice_parameters()
     dev = next(model.parameters()).device
-    text = model.text
+    text: Any = model.text
     from ..data.text_augment import flip_directions
 
     image_ids = sorted({r.image_id for r in records})

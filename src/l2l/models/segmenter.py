@@ -201,7 +201,7 @@ class Segmenter(nn.Module):
             raise UsageError(f"{b} images but {len(texts)} sentences")
         return self.forward_from_stem(self.stem(images), (h, w), texts, guidance, has_guidance, guidance_dropout)
 
-    def stem(self, images: torch.Tensor) -> torch.Tensor:
+    def stem(self, images: torch.Tensor) -> Any:
         """The part of the forward pass that depends on the image alone (normalisation and the visual
         stem): language is fused inside every later stage (LAVT), so this is what a predictor can
         compute once per image and reuse for every sentence. With ``model.objects`` it also holds the
