@@ -159,7 +159,7 @@ def browser(args, served, image: Path, text: str, shared: Path | None, chromium:
 
     from playwright.sync_api import sync_playwright
 
-    from l2l.serve.app import serve
+    from l2l.serve.app import HEADLESS_CHROMIUM_FLAGS, serve
     from l2l.serve.session import ServedModel, Session
 
     models = [served] + ([ServedModel(args.ckpt2, "cpu")] if args.ckpt2 else [])
@@ -167,15 +167,7 @@ def browser(args, served, image: Path, text: str, shared: Path | None, chromium:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     app = serve(Session(models), port=port, block=False)
-    flags = [
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--disable-quic",
-    ]
+    flags = list(HEADLESS_CHROMIUM_FLAGS)
     out = {}
     try:
         with sync_playwright() as pw:

@@ -19,20 +19,12 @@ from PIL import Image
 
 from l2l.data.images import read_photo
 from l2l.errors import UsageError
+from l2l.serve.app import HEADLESS_CHROMIUM_FLAGS
 
 from .test_predictor import _model
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-# chromium in a container: no sandbox, no GPU, nothing fetched from the network
-BROWSER_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
+BROWSER_FLAGS = list(HEADLESS_CHROMIUM_FLAGS)
 
 
 def _scene(seed: int, size: int = 64) -> np.ndarray:

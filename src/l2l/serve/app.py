@@ -25,6 +25,18 @@ import numpy as np
 from ..errors import L2LError
 from .session import MAX_UPLOAD_MB, Response, Session
 
+# a headless chromium in a container (no sandbox, no GPU, nothing fetched from the network): how the page
+# tests (tests/test_serve.py, tests/test_label.py) and benchmarks/bench_predict.py open the pages
+HEADLESS_CHROMIUM_FLAGS = (
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+)
+
 
 def default_examples(session: Session, n_synthref: int = 4, manifest: str | Path | None = None) -> list[list[str]]:
     """[image path, sentence] pairs: testB images of the first model's dataset (found through the run's
