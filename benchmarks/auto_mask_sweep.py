@@ -37,7 +37,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from l2l.data.refer import ReferDataset
-    from l2l.foundation.mask_model import MaskPredictor, synthref_auto_recall
+    from l2l.foundation.mask_model import MaskPredictor
+    from l2l.pretrain.mask_model import synthref_auto_recall
 
     ds = ReferDataset.synthref(args.data)
     pred = MaskPredictor.from_pretrained(args.mask_model)

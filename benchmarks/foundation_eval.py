@@ -54,7 +54,8 @@ def main() -> None:
         if card.exists():
             res["train_minutes"][name] = round(json.loads(card.read_text())["wall_seconds"] / 60, 2)
     if "mask" not in args.skip:
-        from l2l.foundation.mask_model import MaskPredictor, synthref_auto_recall, synthref_box_iou
+        from l2l.foundation.mask_model import MaskPredictor
+        from l2l.pretrain.mask_model import synthref_auto_recall, synthref_box_iou
 
         pred = MaskPredictor.from_pretrained(args.mask_model)
         t = time.perf_counter()
@@ -65,7 +66,8 @@ def main() -> None:
         res["mask_auto_seconds_per_image"] = round((time.perf_counter() - t) / args.auto_images, 3)
         print({k: v for k, v in res.items() if k.startswith("mask")}, flush=True)
     if "clip" not in args.skip:
-        from l2l.foundation.dual_encoder import DualEncoder, synthref_retrieval
+        from l2l.foundation.dual_encoder import DualEncoder
+        from l2l.pretrain.dual_encoder import synthref_retrieval
 
         enc = DualEncoder.from_pretrained(args.dual_encoder)
         res["dual_encoder_val"] = synthref_retrieval(enc, ds, "val")

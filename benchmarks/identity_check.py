@@ -10,6 +10,15 @@ model and of the method's state is printed and written as JSON::
 
 ``--against`` exits 1 when a fingerprint differs.
 
+``--stand-ins`` fingerprints the pretraining world instead: each foundation stand-in (mask model,
+dual encoder with and without regions, captioner, grounder with the objects and film bodies) is
+pretrained with a tiny config for three steps through its ``pretrain_*`` function into a temporary
+folder, and the folder's weights are hashed (a move of the training code, issue 35 step 1, must not
+change them)::
+
+    python benchmarks/identity_check.py --stand-ins --out before.json
+    python benchmarks/identity_check.py --stand-ins --out after.json --against before.json
+
 ``--cells RUN [RUN …]`` is the full check on finished grid cells: each cell is trained again from
 its own ``config.yaml`` (one thread, as the grid runs them) into a temporary folder and its final
 weights are compared tensor by tensor with the cell's ``last/model.safetensors``::
@@ -50,7 +59,7 @@ def fingerprint(obj) -> str:
         if isinstance(v, torch.Tensor):
             t = v.detach().cpu().contiguous()
             h.update(key.encode() + str(t.dtype).encode() + str(tuple(t.shape)).encode())
-            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
         elif isinstance(v, dict):
             for k in sorted(v, key=str):
                 visit(f"{key}.{k}", v[k])
@@ -100,6 +109,84 @@ def run(method: str, steps: int, overrides: list[str]) -> dict[str, str]:
     return {"model": model_fp, "losses": json.dumps(losses), "oIoU": f"{out['results'].get('oIoU', float('nan')):.6f}"}
 
 
+def _pretraining_module(kind: str):
+    """The module holding ``pretrain_<kind>``: ``l2l.pretrain.<kind>`` (issue 35 step 1 on), else
+    ``l2l.foundation.<kind>`` (the layout before it), so that one script fingerprints both."""
+    import importlib
+
+    try:
+        return importlib.import_module(f"l2l.pretrain.{kind}")
+    except ModuleNotFoundError:
+        return importlib.import_module(f"l2l.foundation.{kind}")
+
+
+def stand_in_configs() -> dict[str, tuple[str, object]]:
+    """name → (kind, tiny train config) of every stand-in target: three steps, a dozen pool images."""
+    from l2l.foundation.captioner import CaptionerConfig
+    from l2l.foundation.dual_encoder import DualEncoderConfig
+    from l2l.foundation.grounder import GrounderConfig
+    from l2l.foundation.mask_model import MaskModelConfig
+    from l2l.pretrain.pool import PoolConfig
+
+    conv = (8, 8, 8, 8)
+    common = dict(pool=PoolConfig(size=64), train_images=12, steps=3, workers=1, log_every=1)
+    mask = MaskModelConfig(image_size=64, conv_channels=conv, dim=8, hypotheses=3, init=None)
+    dual = DualEncoderConfig(crop_size=32, conv_channels=conv, embed_dim=8, init=None)
+    region = DualEncoderConfig(
+        crop_size=32,
+        conv_channels=conv,
+        embed_dim=8,
+        init=None,
+        regions=True,
+        scene_size=64,
+        context_dim=8,
+        fuse_dim=16,
+        text_queries=2,
+    )
+    cap = CaptionerConfig(conv_channels=conv, embed_dim=16, word_dim=8, hidden=16, init=None)
+    ground = dict(image_size=64, conv_channels=conv, dim=16, layers=1, heads=2, init=None, dense_dim=16, roi=2)
+    cfgs = {}
+    for name, kind, cls, kw in (
+        (
+            "mask_model",
+            "mask_model",
+            "MaskTrainConfig",
+            dict(model=mask, eval_images=3, batch_images=4, prompts_per_image=2),
+        ),
+        ("dual_encoder", "dual_encoder", "DualEncoderTrainConfig", dict(model=dual, batch_size=16)),
+        ("dual_encoder_regions", "dual_encoder", "DualEncoderTrainConfig", dict(model=region, scenes_per_step=4)),
+        ("captioner", "captioner", "CaptionerTrainConfig", dict(model=cap, batch_size=8)),
+        (
+            "grounder_objects",
+            "grounder",
+            "GrounderTrainConfig",
+            dict(model=GrounderConfig(**ground, body="objects"), eval_images=3, batch_size=4, images_per_step=4),
+        ),
+        (
+            "grounder_film",
+            "grounder",
+            "GrounderTrainConfig",
+            dict(model=GrounderConfig(**ground, body="film"), eval_images=3, batch_size=4, images_per_step=0),
+        ),
+    ):
+        cfgs[name] = (kind, getattr(_pretraining_module(kind), cls)(**{**common, **kw}))
+    return cfgs
+
+
+def pretrain_stand_ins() -> dict[str, dict[str, str]]:
+    """Fingerprints of each stand-in's pretrained folder (weights, and the card's loss trajectory)."""
+    from safetensors.torch import load_file
+
+    res = {}
+    for name, (kind, cfg) in stand_in_configs().items():
+        with tempfile.TemporaryDirectory() as d:
+            card = getattr(_pretraining_module(kind), f"pretrain_{kind}")(cfg, Path(d) / name, show_progress=False)
+            weights = {f.name: load_file(str(f)) for f in sorted((Path(d) / name).glob("*.safetensors"))}
+        res[name] = {"model": fingerprint(weights), "losses": json.dumps(card.get("trajectory", []))}
+        print(f"{name:22s} weights {res[name]['model'][:16]}", flush=True)
+    return res
+
+
 def rerun_cell(run: Path) -> bool:
     from safetensors.torch import load_file
 
@@ -125,12 +212,17 @@ def main() -> int:
     ap.add_argument("--out", default=None, help="write the fingerprints here (JSON)")
     ap.add_argument("--against", default=None, help="compare with fingerprints written earlier")
     ap.add_argument("--cells", nargs="*", default=[], help="finished run folders to train again and compare")
+    ap.add_argument(
+        "--stand-ins", action="store_true", help="fingerprint the foundation stand-ins' pretraining instead"
+    )
     args = ap.parse_args()
     if args.cells:
         return 0 if all([rerun_cell(Path(c)) for c in args.cells]) else 1
     torch.set_num_threads(1)
     res = {}
-    for m in args.methods:
+    if args.stand_ins:
+        res = pretrain_stand_ins()
+    for m in [] if args.stand_ins else args.methods:
         res[m] = run(m, args.steps, args.set)
         print(f"{m:18s} model {res[m]['model'][:16]}  oIoU {res[m]['oIoU']}", flush=True)
     if args.out:

@@ -22,6 +22,9 @@ from l2l.foundation import region_context as rc
 from l2l.foundation.folders import BUILTIN, folder_digest
 from l2l.foundation.language import SYNTHREF_ONLY_WORDS, generic_caption, realise_shifted
 from l2l.foundation.prior import StandInPriorProvider, answer_confidence
+from l2l.pretrain import dual_encoder as pde
+from l2l.pretrain import grounder as pgr
+from l2l.pretrain import mask_model as pmm
 from l2l.pretrain.pool import COLOR_NAMES, SIZE_NAMES, PoolConfig, pool_scene, render_pool_scene
 from l2l.priors.base import PriorInput
 from l2l.priors.grounding_parser import map_box, parse_boxes
@@ -84,7 +87,7 @@ def test_pool_scene_instances_agree_with_dense_targets():
 # ----------------------------------------------------------------------------- mask model
 def _tiny_mask_cfg(**kw):
     model = mm.MaskModelConfig(image_size=64, conv_channels=TINY_CONV, dim=8, hypotheses=3, init=None)
-    return mm.MaskTrainConfig(
+    return pmm.MaskTrainConfig(
         model=model,
         pool=PoolConfig(size=64),
         train_images=12,
@@ -101,7 +104,7 @@ def _tiny_mask_cfg(**kw):
 @pytest.fixture(scope="module")
 def tiny_mask_folder(tmp_path_factory):
     out = tmp_path_factory.mktemp("mask")
-    card = mm.pretrain_mask_model(_tiny_mask_cfg(), out, show_progress=False)
+    card = pmm.pretrain_mask_model(_tiny_mask_cfg(), out, show_progress=False)
     assert len(card["trajectory"]) == 3 and 0 <= card["metrics_eval_pool"]["pool_box_iou"] <= 1
     return out
 
@@ -218,7 +221,7 @@ def test_simulated_prompts_lie_on_the_instance():
     rng = np.random.default_rng(0)
     m = sc.mask(int(np.argmax([sc.mask(k).sum() for k in range(len(sc.objects))])))
     for _ in range(50):
-        box, pts, lab = mm.sample_prompts(m, rng)
+        box, pts, lab = pmm.sample_prompts(m, rng)
         assert box is not None or (lab == 1).any()
         for (x, y), lb in zip(pts, lab):
             assert m[int(y), int(x)] == bool(lb)
@@ -254,7 +257,7 @@ def _tiny_grounder_cfg(body: str = "film", freeze: bool = True, images_per_step:
         roi=2,
         relation_bias=relation,
     )
-    return gr.GrounderTrainConfig(
+    return pgr.GrounderTrainConfig(
         freeze_encoder=freeze,
         model=model,
         pool=PoolConfig(size=64),
@@ -281,7 +284,7 @@ def test_grounder_trains_grounds_and_answers_in_qwen_format(tiny_text, body, fre
     cfg = _tiny_grounder_cfg(body, freeze, per_step, relation)
     torch.manual_seed(cfg.seed)  # train_grounder builds the same initial weights
     before = {k: v.clone() for k, v in gr.build_grounder(cfg.model).encoder.state_dict().items()}
-    net, traj, _ = gr.train_grounder(cfg, tiny_text, show_progress=False)
+    net, traj, _ = pgr.train_grounder(cfg, tiny_text, show_progress=False)
     assert len(traj) == 3 and all(np.isfinite(t["loss"]) for t in traj)
     same = all(torch.equal(before[k], v) for k, v in net.encoder.state_dict().items())
     assert same == freeze  # a frozen vision tower is not trained
@@ -295,14 +298,14 @@ def test_grounder_trains_grounds_and_answers_in_qwen_format(tiny_text, body, fre
     back = map_box(parsed.box, hw, img.shape[:2], parsed.frame)
     assert back == pytest.approx(box, abs=0.05) or (x1 - x0 < 1 or y1 - y0 < 1)
     assert answer_confidence(answer) == pytest.approx(conf, abs=1e-4)
-    metrics = gr.pool_accuracy(pred, cfg)
+    metrics = pgr.pool_accuracy(pred, cfg)
     assert 0 <= metrics["acc50"] <= 1
     assert ("detection_recall50" in metrics) == (body == "objects")
 
 
 def test_grounder_targets_are_unique_references():
     cfg = _tiny_grounder_cfg()
-    _, exprs, objs = gr.grounding_pool(cfg, 0, 10)
+    _, exprs, objs = pgr.grounding_pool(cfg, 0, 10)
     assert exprs and {e[1] for e in exprs} <= {"attribute", "attribute_only", "location", "relation", "ordinal"}
     for i, _, text, (x0, y0, x1, y1), k in exprs:
         assert text and 0 <= x0 < x1 <= 64 and 0 <= y0 < y1 <= 64
@@ -313,8 +316,8 @@ def test_grounder_targets_are_unique_references():
 def test_more_expressions_per_target_extend_the_same_pool_without_duplicates():
     one = dataclasses.replace(_tiny_grounder_cfg(), expressions_per_target=1)
     two = dataclasses.replace(one, expressions_per_target=2)
-    _, e1, _ = gr.grounding_pool(one, 0, 12)
-    _, e2, _ = gr.grounding_pool(two, 0, 12)
+    _, e1, _ = pgr.grounding_pool(one, 0, 12)
+    _, e2, _ = pgr.grounding_pool(two, 0, 12)
     assert len(e2) > len(e1)
     for i in range(12):
         first = [e for e in e1 if e[0] == i]
@@ -376,10 +379,10 @@ def test_object_grounder_refuses_a_frozen_encoder():
 # ----------------------------------------------------------------------------- dual encoder
 def test_dual_encoder_trains_and_encodes(tiny_text):
     model = de.DualEncoderConfig(crop_size=32, conv_channels=TINY_CONV, embed_dim=8, text_dim=16, init=None)
-    cfg = de.DualEncoderTrainConfig(
+    cfg = pde.DualEncoderTrainConfig(
         model=model, pool=PoolConfig(size=64), train_images=12, steps=3, batch_size=16, workers=1, log_every=1
     )
-    net, traj, _ = de.train_dual_encoder(cfg, tiny_text, show_progress=False)
+    net, traj, _ = pde.train_dual_encoder(cfg, tiny_text, show_progress=False)
     assert len(traj) == 3
     enc = de.DualEncoder(net, tiny_text)
     img = enc.encode_image([np.zeros((20, 30, 3), np.uint8), np.full((50, 50, 3), 200, np.uint8)])
@@ -404,11 +407,11 @@ def _tiny_region_cfg(**kw):
     args = dict(
         model=model, pool=PoolConfig(size=64), train_images=12, steps=3, scenes_per_step=4, workers=1, log_every=1
     )
-    return de.DualEncoderTrainConfig(**{**args, **kw})
+    return pde.DualEncoderTrainConfig(**{**args, **kw})
 
 
 def test_region_dual_encoder_trains_and_sees_the_scene(tiny_text, synthref):
-    net, traj, _ = de.train_dual_encoder(_tiny_region_cfg(), tiny_text, show_progress=False)
+    net, traj, _ = pde.train_dual_encoder(_tiny_region_cfg(), tiny_text, show_progress=False)
     assert len(traj) == 3 and all(np.isfinite(t["loss"]) for t in traj)
     enc = de.DualEncoder(net, tiny_text)
     img = np.random.default_rng(0).integers(0, 255, (80, 100, 3), dtype=np.uint8)
@@ -421,10 +424,10 @@ def test_region_dual_encoder_trains_and_sees_the_scene(tiny_text, synthref):
     other[:, 50:] = 0
     assert not torch.allclose(enc.encode_regions(other, boxes[:1]), reg[:1], atol=1e-4)
     assert enc.encode_image([img]).shape == (1, 8)  # encode_image is still a CLIP's
-    res = de.synthref_retrieval(enc, synthref, "val", limit=8, view="regions")
+    res = pde.synthref_retrieval(enc, synthref, "val", limit=8, view="regions")
     assert 0 <= res["top1"] <= 1 and "image_to_text_top1" in res
     with pytest.raises(UsageError, match="view"):
-        de.synthref_retrieval(enc, synthref, "val", view="scene")
+        pde.synthref_retrieval(enc, synthref, "val", view="scene")
 
 
 def test_encode_regions_of_a_crop_encoder_embeds_the_crops(tiny_text):
@@ -465,8 +468,8 @@ def test_region_training_config_checks_its_sizes():
 def test_clip_loss_treats_equal_captions_as_positives():
     img = torch.nn.functional.normalize(torch.tensor([[1.0, 0], [1.0, 0], [0, 1.0]]), dim=-1)
     caps = ["a star", "a star", "a ring"]
-    good = de.clip_loss(img, img, torch.tensor(2.0), caps)
-    bad = de.clip_loss(img, img.flip(0), torch.tensor(2.0), caps)
+    good = pde.clip_loss(img, img, torch.tensor(2.0), caps)
+    bad = pde.clip_loss(img, img.flip(0), torch.tensor(2.0), caps)
     assert good < bad
 
 
@@ -528,7 +531,7 @@ def test_real_clip_behind_the_same_interface(tmp_path):
 # ----------------------------------------------------------------------------- the learned prior
 def test_standin_provider_fills_a_store_with_provenance(tiny_mask_folder, tiny_text, synthref, tmp_path):
     cfg = _tiny_grounder_cfg()
-    net, _, _ = gr.train_grounder(cfg, tiny_text, show_progress=False)
+    net, _, _ = pgr.train_grounder(cfg, tiny_text, show_progress=False)
     prov = StandInPriorProvider(
         gr.GrounderPredictor(net, tiny_text), mm.MaskPredictor.from_pretrained(tiny_mask_folder)
     )
@@ -606,8 +609,8 @@ def test_shipped_region_encoder_reads_the_scene(synthref):
     if not (BUILTIN["synthpool-clip-regions"] / "card.json").exists():
         pytest.skip("shipped region encoder not built")
     enc = de.DualEncoder.from_pretrained("builtin:synthpool-clip-regions")
-    reg = de.synthref_retrieval(enc, synthref, "val", view="regions")
-    crop = de.synthref_retrieval(enc, synthref, "val", view="crop")
+    reg = pde.synthref_retrieval(enc, synthref, "val", view="regions")
+    crop = pde.synthref_retrieval(enc, synthref, "val", view="crop")
     per_image = np.mean([len(synthref.image_anns(i)) for i in {r.image_id for r in synthref.samples("val")}])
     assert reg["top1"] > 1.5 / per_image and reg["top1"] > crop["top1"]
 
@@ -633,15 +636,15 @@ def test_shipped_mask_model_card_rebuilds():
     if not (root / "card.json").exists():
         pytest.skip("shipped mask model not built")
     card = json.loads((root / "card.json").read_text())
-    cfg = mm.MaskTrainConfig(**card["config"])
-    _, traj, _ = mm.train_mask_model(cfg, max_steps=cfg.log_every, show_progress=False)
+    cfg = pmm.MaskTrainConfig(**card["config"])
+    _, traj, _ = pmm.train_mask_model(cfg, max_steps=cfg.log_every, show_progress=False)
     assert traj[0]["step"] == card["trajectory"][0]["step"]
     assert traj[0]["loss"] == pytest.approx(card["trajectory"][0]["loss"], rel=1e-3)
 
 
 def test_pretrain_grounder_and_dual_encoder_write_loadable_folders(tmp_path):
     """The pretrain functions (real MiniLM-L6 text) write folders that load by path, with their cards."""
-    g = gr.GrounderTrainConfig(
+    g = pgr.GrounderTrainConfig(
         model=gr.GrounderConfig(image_size=64, conv_channels=TINY_CONV, dim=16, layers=1, heads=2, init=None),
         pool=PoolConfig(size=64),
         train_images=8,
@@ -651,12 +654,12 @@ def test_pretrain_grounder_and_dual_encoder_write_loadable_folders(tmp_path):
         workers=1,
         log_every=1,
     )
-    card = gr.pretrain_grounder(g, tmp_path / "g", show_progress=False)
+    card = pgr.pretrain_grounder(g, tmp_path / "g", show_progress=False)
     pred = gr.GrounderPredictor.from_pretrained(tmp_path / "g", text=None)
     img = np.zeros((40, 40, 3), np.uint8)
     ((box, conf),) = pred.ground([img], ["a red star"])
     assert len(box) == 4 and 0 < conf <= 1 and 0 <= card["metrics_eval_pool"]["acc50"] <= 1
-    d = de.DualEncoderTrainConfig(
+    d = pde.DualEncoderTrainConfig(
         model=de.DualEncoderConfig(crop_size=32, conv_channels=TINY_CONV, embed_dim=8, init=None),
         pool=PoolConfig(size=64),
         train_images=10,
@@ -665,7 +668,7 @@ def test_pretrain_grounder_and_dual_encoder_write_loadable_folders(tmp_path):
         workers=1,
         log_every=1,
     )
-    card = de.pretrain_dual_encoder(d, tmp_path / "d", show_progress=False)
+    card = pde.pretrain_dual_encoder(d, tmp_path / "d", show_progress=False)
     enc = de.DualEncoder.from_pretrained(tmp_path / "d", text=pred.text)
     assert enc.encode_text(["a ring"]).shape == (1, 8) and 0 <= card["metrics_eval_pool"]["pool_top1"] <= 1
     for f, what in ((tmp_path / "g", "grounder, an MLLM stand-in"), (tmp_path / "d", "CLIP stand-in")):
@@ -674,4 +677,4 @@ def test_pretrain_grounder_and_dual_encoder_write_loadable_folders(tmp_path):
         card = json.loads((f / "card.json").read_text())
         assert card["steps"] == 2 and len(card["trajectory"]) == 2 and "text_encoder" in card
     with pytest.raises(UsageError, match="scene_share"):
-        de.DualEncoderTrainConfig(scene_share=1.0)
+        pde.DualEncoderTrainConfig(scene_share=1.0)

@@ -199,7 +199,14 @@ FORBIDDEN = {
     "semi": {"experiment", "report", "cli", "priors"},
     "priors": {"semi", "experiment", "report", "cli"},
     "pretrain": {"engine", "semi", "priors", "experiment", "report", "cli"},
-    "foundation": {"engine", "semi", "experiment", "report", "cli"},
+    "foundation": {
+        "engine",
+        "semi",
+        "experiment",
+        "report",
+        "cli",
+        "pretrain",
+    },  # its training is in pretrain (issue 35)
     "serve": {"engine", "semi", "experiment", "report", "cli"},
     "pseudoris": {"engine", "semi", "priors", "experiment", "report", "cli", "serve"},
     "ppt": {"semi", "priors", "experiment", "report", "cli", "serve"},

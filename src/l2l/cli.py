@@ -1080,30 +1080,22 @@ def cmd_pretrain_visual(args: argparse.Namespace) -> int:
     return 0
 
 
-FOUNDATION = {  # l2l pretrain TARGET: (module, train config class, pretrain function, what it stands for)
-    "mask-model": ("mask_model", "MaskTrainConfig", "pretrain_mask_model", "promptable mask model (SAM stand-in)"),
-    "dual-encoder": ("dual_encoder", "DualEncoderTrainConfig", "pretrain_dual_encoder", "dual encoder (CLIP stand-in)"),
-    "captioner": ("captioner", "CaptionerTrainConfig", "pretrain_captioner", "captioner (CoCa / BLIP stand-in)"),
-    "grounder": ("grounder", "GrounderTrainConfig", "pretrain_grounder", "grounder (MLLM stand-in)"),
-}
-
-
 def cmd_pretrain_foundation(args: argparse.Namespace) -> int:
     """Train one foundation stand-in in the pretraining world and write its model folder."""
-    import importlib
-
     from .config import load_config
+    from .pretrain.targets import TARGETS
 
-    module, cfg_cls, fn, what = FOUNDATION[args.pretrain_command]
-    mod = importlib.import_module(f".foundation.{module}", __package__)
+    target = TARGETS[args.pretrain_command]
+    cfg_cls, pretrain = target.load()
+    what = target.what
     overrides = [*args.overrides] + ([f"steps={args.steps}"] if args.steps is not None else [])
-    cfg = load_config(getattr(mod, cfg_cls), args.config, overrides)
+    cfg: Any = load_config(cfg_cls, args.config, overrides)
     out = Path(args.out)
     if (out / "card.json").exists() and not args.force:
         print(f"{out} already holds a trained {what} (card.json); --force trains it again")
         return 0
     cmd = f"l2l pretrain {args.pretrain_command} --out FOLDER" + (f" --config {args.config}" if args.config else "")
-    card = getattr(mod, fn)(cfg, out, show_progress=not args.quiet, command=cmd + "".join(f" {o}" for o in overrides))
+    card = pretrain(cfg, out, show_progress=not args.quiet, command=cmd + "".join(f" {o}" for o in overrides))
     m = card["metrics_eval_pool"]
     print(
         f"{what} -> {out} ({card['parameters']:,} parameters, {card['wall_seconds']:.0f} s): "
@@ -1630,8 +1622,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. pool.size=128 conv_channels=[32,64,128,256]")
     p.set_defaults(func=cmd_pretrain_visual)
-    for target, (_, _, _, what) in FOUNDATION.items():
-        p = pre.add_parser(target, help=f"train the {what} on the pretraining pool (docs/foundation.md)")
+    from .pretrain.targets import TARGETS
+
+    for name, target in TARGETS.items():
+        p = pre.add_parser(name, help=f"train the {target.what} on the pretraining pool (docs/foundation.md)")
         p.add_argument("--out", required=True, help="model folder to write (config.json, model.safetensors, card)")
         p.add_argument("--config", default=None, help="YAML of the training config's fields")
         p.add_argument("--steps", type=int, default=None, help="training steps (default: the config's)")

@@ -69,13 +69,6 @@ def halve(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().half().contiguous() if v.is_floating_point() else v.contiguous() for k, v in state.items()}
 
 
-def round_trip_half(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """Round the module's weights to float16 in place (so metrics measure what is stored); the float16 state."""
-    state = halve(module.state_dict())
-    module.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-    return state
-
-
 def machine() -> dict[str, Any]:
     return {
         "torch": torch.__version__,
@@ -136,55 +129,3 @@ def folder_digest(path: str | Path) -> str:
         h.update(f.name.encode())
         h.update(f.read_bytes())
     return h.hexdigest()[:16]
-
-
-def metrics_table(metrics: dict[str, Any]) -> str:
-    return "\n".join(f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in metrics.items())
-
-
-def save_stand_in(
-    out: str | Path,
-    fmt: str,
-    net: torch.nn.Module,
-    cfg: Any,
-    trajectory: list,
-    wall: float,
-    metrics: dict[str, Any],
-    command: str,
-    *,
-    title: str,
-    summary: str,
-    steps_line: str,
-    metrics_title: str,
-    **card_fields: Any,
-) -> dict[str, Any]:
-    """Round ``net`` to float16 (``metrics`` must be measured after this: the caller passes a function of
-    the rounded net, see the ``pretrain_*`` functions), and write its folder: config.json with the
-    model config, model.safetensors, card.json (``card_fields`` + the common fields) and README.md."""
-    state = halve(net.state_dict())
-    card = {
-        "format": fmt,
-        **card_fields,
-        "config": cfg.to_dict(),
-        "steps": cfg.steps,
-        "wall_seconds": round(wall, 1),
-        "parameters": sum(p.numel() for p in net.parameters()),
-        "metrics_eval_pool": metrics,
-        "trajectory": trajectory,
-        "command": command,
-    }
-    readme = f"""# Model card: {title} ({fmt})
-
-A **stand-in**, not the real model: a {card["parameters"]:,}-parameter network. {summary}
-
-- {steps_line}; wall time {wall:.0f} s.
-- Rebuild: `{command}`
-
-## {metrics_title}
-
-| metric | value |
-| --- | --- |
-{metrics_table(metrics)}
-"""
-    write_folder(out, {"format": fmt, "model": {**cfg.model.to_dict(), "init": None}}, {"model": state}, card, readme)
-    return card

@@ -21,11 +21,11 @@ import torch
 from ..data.vocab import SHAPE_WORDS
 from ..engine import checkpoint as ckpt
 from ..errors import UsageError
-from ..foundation.common import torch_threads
 from ..utils.io import atomic_write_text
 from ..utils.jsonl import cut_torn_tail, keep_records, read_records
 from ..utils.progress import progress
 from ..utils.tensors import image_tensor
+from ..utils.threads import torch_threads
 from .config import PPTConfig
 from .curriculum import Phase, plan, select
 from .data import Labels, Pair, load_labels, square_mask, to_square

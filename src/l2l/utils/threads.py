@@ -87,6 +87,20 @@ def apply(requested: int | None = None) -> int:
 
 
 @contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` torch threads, then restore; 0 = the process's thread policy as it is
+    (utils/threads.py: one thread unless --threads / $L2L_THREADS say otherwise)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n or before)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@contextmanager
 def restored() -> Iterator[None]:
     """Run the block, then put back the policy's environment variables and torch's thread count as
     they were (``l2l.cli.main`` called from Python: a test's ``--threads 2`` does not leak into the next)."""
