@@ -8,6 +8,17 @@ accuracy (the most probable detection at box IoU ≥ 0.5 with the referred objec
 against epochs and seconds — apart from the segmenter, whose training gives it 16 sentences a step.
 
     python benchmarks/choice_fit.py --epochs 8 --out runs/choice_fit/fit.jsonl
+
+Each row also gives the detector's recall on val (the same for every epoch: the detector is frozen):
+the share of sentences whose referred object has a detection at box IoU ≥ 0.5 (the choice's ceiling),
+the share of all annotated objects detected, and the share of images with every object detected
+(ordinal and relation sentences count and compare the *other* objects too).
+
+Designs of the choice's training measured with it (docs/model.md, the fifth round): ``--flip``,
+``--relation-bias``, ``--lr``; ``--dropout P`` (the choice transformer's dropout during the pre-fit);
+``--pool N --pool-ratio R`` (N pool scenes of the pretraining world, indices after the grounder's own
+training and evaluation scenes, their shifted-dialect sentences mixed into every epoch, R per labeled
+sentence: continued pretraining beside the fit, against memorising SynthRef's labels).
 """
 
 from __future__ import annotations
@@ -24,7 +35,14 @@ import torch
 from l2l.data.refer import ReferDataset
 from l2l.data.splits import LabelSplit, make_split
 from l2l.models.domain import model_input
-from l2l.models.object_choice import ObjectChoice, ObjectsConfig, ObjectStem, pairwise_box_iou, prefit_choice
+from l2l.models.object_choice import (
+    ExtraChoiceItems,
+    ObjectChoice,
+    ObjectsConfig,
+    ObjectStem,
+    pairwise_box_iou,
+    prefit_choice,
+)
 from l2l.models.text_encoders import HFTextEncoder
 from l2l.utils import threads as thread_policy
 
@@ -51,6 +69,52 @@ def stack(objs, recs, boxes_gt):
     boxes = torch.stack([objs[r.image_id][1][:n] for r in recs])
     valid = torch.stack([objs[r.image_id][2][:n] for r in recs])
     return ObjectStem(None, dmap, boxes, valid), torch.tensor([boxes_gt[r.sample_id] for r in recs])
+
+
+def detection_recall(ds: ReferDataset, objs, recs, boxes_gt) -> dict:
+    """The frozen detector's recall on ``recs``' images (module docstring), in %."""
+    target = []
+    for r in recs:
+        _, boxes, valid = objs[r.image_id]
+        iou = pairwise_box_iou(boxes[None], torch.tensor([boxes_gt[r.sample_id]])).masked_fill(~valid[None], -1.0)
+        target.append(float(iou.max() >= 0.5))
+    found, whole = [], []
+    for j in sorted({r.image_id for r in recs}):
+        h, w = ds.load_image(j).shape[:2]
+        _, boxes, valid = objs[j]
+        hits = []
+        for a in ds.image_anns(j):
+            x, y, bw, bh = ds.box(a)
+            gt = torch.tensor([[x / w, y / h, (x + bw) / w, (y + bh) / h]])
+            hits.append(float(pairwise_box_iou(boxes[None], gt).masked_fill(~valid[None], -1.0).max() >= 0.5))
+        found += hits
+        whole.append(float(all(hits)))
+    return {
+        "referred": round(100 * float(np.mean(target)), 2),
+        "objects": round(100 * float(np.mean(found)), 2),
+        "images_all_found": round(100 * float(np.mean(whole)), 2),
+    }
+
+
+@torch.no_grad()
+def pool_items(branch: ObjectChoice, count: int, batch: int = 64) -> ExtraChoiceItems:
+    """The sentences of ``count`` pool scenes after the shipped grounder's training and evaluation
+    scenes (its card's indices), with the frozen detector's objects (fused maps kept in float16)."""
+    from l2l.foundation.folders import resolve_model_path
+    from l2l.pretrain.grounder import GrounderTrainConfig, grounding_pool
+
+    card = json.loads((resolve_model_path(branch.cfg.path) / "card.json").read_text())
+    start = card["training_data"]["eval_indices"][1] + 1
+    images, exprs, _ = grounding_pool(GrounderTrainConfig(**card["config"]), start, count)
+    objects = {}
+    for i in range(0, len(images), batch):
+        x = torch.from_numpy(images[i : i + batch]).permute(0, 3, 1, 2).float() / 255
+        dmap, boxes, valid = branch.detect(x)
+        for k in range(len(x)):
+            objects["pool", i + k] = (dmap[k].half(), boxes[k], valid[k])
+    s = images.shape[1]
+    items = [(("pool", i), text, tuple(c / s for c in box)) for i, _, text, box, _ in exprs]
+    return ExtraChoiceItems(objects, items, 0)
 
 
 def evaluate(branch, text, objs, recs, boxes_gt, batch: int = 128) -> dict:
@@ -84,6 +148,9 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=96)
     ap.add_argument("--flip", action="store_true", help="model.objects.prefit_flip: mirrored images too")
     ap.add_argument("--relation-bias", action="store_true", help="model.objects.relation_bias")
+    ap.add_argument("--dropout", type=float, default=0.0, help="the choice transformer's dropout during the fit")
+    ap.add_argument("--pool", type=int, default=0, help="pool scenes whose sentences join every epoch (0: none)")
+    ap.add_argument("--pool-ratio", type=float, default=1.0, help="pool sentences per labeled sentence per epoch")
     ap.add_argument("--out", default="runs/choice_fit/fit.jsonl")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: the l2l policy, 1)")
     a = ap.parse_args()
@@ -94,6 +161,9 @@ def main() -> None:
         ObjectsConfig(enabled=True, path=a.grounder, stages=False, prefit_flip=a.flip, relation_bias=a.relation_bias),
         (1, 1, 1, 1),
     )
+    for layer in branch.net.body.layers:  # nn.TransformerEncoderLayer: attention and feed-forward dropout
+        layer.dropout.p = layer.dropout1.p = layer.dropout2.p = a.dropout
+        layer.self_attn.dropout = a.dropout
     text = HFTextEncoder.from_pretrained().freeze(cache=True)
     split: LabelSplit = make_split(ds.name, ds.image_ids("train"), a.fraction, 22)
     labeled = set(split.labeled)
@@ -108,6 +178,11 @@ def main() -> None:
         x, y, bw, bh = ds.box(r.ann_id)
         boxes_gt[r.sample_id] = [x / w, y / h, (x + bw) / w, (y + bh) / h]
     t_cache = time.perf_counter() - t0
+    recall = detection_recall(ds, objs, val, boxes_gt)
+    extra = None
+    if a.pool:
+        extra = pool_items(branch, a.pool)
+        extra.per_epoch = int(a.pool_ratio * len(train))
     holder = torch.nn.Module()  # what prefit_choice reads: .objects, .text and a parameter's device
     holder.objects, holder.text = branch, text
     branch.cfg.prefit_lr, branch.cfg.prefit_batch = a.lr, a.batch
@@ -119,9 +194,13 @@ def main() -> None:
             "fraction": a.fraction,
             "flip": a.flip,
             "relation_bias": a.relation_bias,
+            "dropout": a.dropout,
+            "pool": a.pool,
+            "pool_ratio": a.pool_ratio if a.pool else None,
             "epoch": epoch,
             "train_sentences": len(train),
             "val": evaluate(branch, text, objs, val, boxes_gt),
+            "val_detection_recall": recall,
             "loss": None if loss is None else round(loss, 4),
             "train_s": round(clock["busy"], 1) if epoch else 0.0,
             "val_cache_s": round(t_cache, 1),
@@ -138,7 +217,7 @@ def main() -> None:
 
     report(0, None)
     clock["busy"] = 0.0
-    prefit_choice(holder, ds, train, a.size, seed=0, epochs=a.epochs, after_epoch=report)
+    prefit_choice(holder, ds, train, a.size, seed=0, epochs=a.epochs, after_epoch=report, extra=extra)
 
 
 if __name__ == "__main__":

@@ -560,3 +560,26 @@ def test_prefit_with_mirrored_images_trains_the_choice(synthref):
     assert not torch.equal(before, frozen.objects.net.score[1].weight)
     assert not any(p.requires_grad for p in frozen.objects.choice_parameters())  # … and leaves it frozen
     assert frozen.objects.alpha.requires_grad and all(p.requires_grad for p in frozen.objects.stage_in.parameters())
+
+
+def test_prefit_mixes_extra_sentences_into_every_epoch(synthref):
+    """ExtraChoiceItems (choice_fit --pool): the extra sentences are trained on — two pre-fits from the
+    same weights and seed differ only by them — and their float16 maps are read as float32."""
+    from l2l.models.object_choice import ExtraChoiceItems, prefit_choice
+
+    recs = synthref.samples("train")[:8]
+    runs = []
+    for use_extra in (False, True):
+        torch.manual_seed(0)
+        m = _model(*CONV_TINY, *OBJECTS, "objects.match_iou=0.0", "objects.prefit_batch=4")
+        extra = None
+        if use_extra:
+            with torch.no_grad():
+                dmap, boxes, valid = m.objects.detect(torch.rand(2, 3, 64, 64))
+            objects = {("extra", k): (dmap[k].half(), boxes[k], valid[k]) for k in range(2)}
+            items = [(("extra", k), "the red circle", (0.1, 0.1, 0.6, 0.6)) for k in range(2)] * 3
+            extra = ExtraChoiceItems(objects, items, per_epoch=4)
+        losses = prefit_choice(m, synthref, recs, 64, seed=0, epochs=2, extra=extra)
+        assert len(losses) == 2 and all(np.isfinite(losses))
+        runs.append(m.objects.net.score[1].weight.detach().clone())
+    assert not torch.equal(runs[0], runs[1])

@@ -246,6 +246,18 @@ def target_objects(boxes: torch.Tensor, valid: torch.Tensor, target: torch.Tenso
     return k, best >= match_iou
 
 
+@dataclass
+class ExtraChoiceItems:
+    """Sentences from outside the labeled set, mixed into every pre-fit epoch (``benchmarks/choice_fit.py
+    --pool``: pool scenes of the pretraining world): ``objects[key]`` = (fused map, boxes, valid) of the
+    frozen detector, ``items`` = [(key, sentence, target box x0, y0, x1, y1 in [0, 1])], of which
+    ``per_epoch`` drawn at random join each epoch."""
+
+    objects: dict[Any, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+    items: list[tuple[Any, str, tuple[float, float, float, float]]]
+    per_epoch: int
+
+
 def prefit_choice(
     model: nn.Module,
     ds: "ReferDataset",
@@ -255,11 +267,12 @@ def prefit_choice(
     epochs: int | None = None,
     after_epoch: Callable[[int, float], None] | None = None,
     show_progress: bool = False,
+    extra: ExtraChoiceItems | None = None,
 ) -> list[float]:
     """Train ``model.objects``' choice alone on ``records`` (module docstring, item 5): the mean loss per
     epoch. The images' objects are detected once; each sentence's target is the detection that boxes its
     annotation (box IoU ≥ ``match_iou``), sentences without one are left out. ``after_epoch(epoch, loss)``
-    (a benchmark's evaluation) runs after every epoch."""
+    (a benchmark's evaluation) runs after every epoch; ``extra`` adds other sentences to every epoch."""
     from ..models.domain import model_input
     from ..utils.progress import progress
 
@@ -287,7 +300,7 @@ def prefit_choice(
             dmap, boxes, valid = objects.detect(torch.flip(x, dims=[-1]) if flip else x)
             for k, (j, im) in enumerate(zip(ids, imgs)):
                 objs[j, flip], sizes[j] = (dmap[k], boxes[k], valid[k]), im.shape[:2]
-    items = []  # (image key, sentence, target box)
+    items: list[tuple[Any, str, tuple[float, float, float, float]]] = []  # (image key, sentence, target box)
     for r in records:
         h, w = sizes[r.image_id]
         x0, y0, bw, bh = ds.box(r.ann_id)
@@ -301,15 +314,21 @@ def prefit_choice(
     objects.train()
     out = []
     b = objects.cfg.prefit_batch
+    if extra is not None:
+        objs = {**objs, **extra.objects}
     for epoch in progress(range(1, n_epochs + 1), desc="pre-fit of the object choice", disable=not show_progress):
-        order = torch.randperm(len(items), generator=gen).tolist()
+        epoch_items = items
+        if extra is not None:
+            pick = torch.randperm(len(extra.items), generator=gen)[: extra.per_epoch].tolist()
+            epoch_items = items + [extra.items[j] for j in pick]
+        order = torch.randperm(len(epoch_items), generator=gen).tolist()
         losses = []
         for i in range(0, len(order), b):
-            rs = [items[j] for j in order[i : i + b]]
+            rs = [epoch_items[j] for j in order[i : i + b]]
             n = max(int(objs[key][1].shape[0]) for key, _, _ in rs)
             stem = ObjectStem(
                 None,
-                torch.stack([objs[key][0] for key, _, _ in rs]),
+                torch.stack([objs[key][0].float() for key, _, _ in rs]),
                 torch.stack([objs[key][1][:n] for key, _, _ in rs]),
                 torch.stack([objs[key][2][:n] for key, _, _ in rs]),
             )
