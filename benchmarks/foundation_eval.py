@@ -76,7 +76,7 @@ def main() -> None:
             res["dual_encoder_val_regions"] = synthref_retrieval(enc, ds, "val", view="regions")
             print(res["dual_encoder_val_regions"], flush=True)
     if "prior" not in args.skip:
-        from l2l.foundation.prior import build
+        from l2l.priors.standin import build
         from l2l.priors.base import PriorInput
         from l2l.priors.evaluate import evaluate_priors
         from l2l.priors.store import PriorStore

@@ -236,7 +236,7 @@ def test_the_demo_makes_its_priors_by_two_processes(tmp_path, capsys):
     from l2l.cli import _generate_priors, _generate_priors_beside
     from l2l.data.refer import ReferDataset
     from l2l.data.synthref import SynthRefConfig, generate
-    from l2l.foundation.prior import build
+    from l2l.priors.standin import build
     from l2l.priors.store import PriorStore
 
     data = tmp_path / "data"  # small: the second process makes priors for every training sample

@@ -21,7 +21,7 @@ from l2l.foundation import object_grounder as oground
 from l2l.foundation import region_context as rc
 from l2l.foundation.folders import BUILTIN, folder_digest
 from l2l.foundation.language import SYNTHREF_ONLY_WORDS, generic_caption, realise_shifted
-from l2l.foundation.prior import StandInPriorProvider, answer_confidence
+from l2l.priors.standin import StandInPriorProvider, answer_confidence
 from l2l.pretrain import dual_encoder as pde
 from l2l.pretrain import grounder as pgr
 from l2l.pretrain import mask_model as pmm
@@ -618,7 +618,7 @@ def test_shipped_region_encoder_reads_the_scene(synthref):
 def test_shipped_learned_prior_grounds_synthref(synthref):
     if not all((BUILTIN[n] / "card.json").exists() for n in SHIPPED[:2]):
         pytest.skip("shipped stand-ins not built")
-    from l2l.foundation.prior import build
+    from l2l.priors.standin import build
 
     prov = build()
     recs = synthref.samples("train")[:100]

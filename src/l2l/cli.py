@@ -197,7 +197,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     priors = work / ("priors" if args.prior == "standin" else f"priors_{args.prior}")
     print(f"[4/7] priors P† of the training samples ({args.prior} provider) -> {priors}")
     if args.prior == "standin":
-        from .foundation.prior import build
+        from .priors.standin import build
 
         print(
             "      provider: standin — the pretraining world's grounder → box → mask model (stand-ins for an "

@@ -54,7 +54,7 @@ def mllm_sam2(args: argparse.Namespace, ds: ReferDataset):
 
 def standin(args: argparse.Namespace, ds: ReferDataset):
     """The learned prior: the pretraining world's grounder → box → mask model (docs/foundation.md)."""
-    from ..foundation.prior import DEFAULT_GROUNDER, DEFAULT_MASK_MODEL, build
+    from .standin import DEFAULT_GROUNDER, DEFAULT_MASK_MODEL, build
 
     grounder = getattr(args, "grounder", None) or DEFAULT_GROUNDER
     mask_model = getattr(args, "mask_model", None) or DEFAULT_MASK_MODEL

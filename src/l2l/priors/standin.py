@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 from typing import Any, Sequence
 
-from ..priors.base import PriorInput, PriorRecord
-from ..priors.mllm_sam2 import MLLMSam2Provider
+from .base import PriorInput, PriorRecord
+from .mllm_sam2 import MLLMSam2Provider
 
 NAME = "standin"
 DEFAULT_GROUNDER = "builtin:synthpool-grounder"
@@ -53,8 +53,8 @@ class StandInPriorProvider(MLLMSam2Provider):
 
 
 def build(grounder: str = DEFAULT_GROUNDER, mask_model: str = DEFAULT_MASK_MODEL, device: str = "cpu"):
-    from .grounder import GrounderPredictor
-    from .mask_model import MaskPredictor
+    from ..foundation.grounder import GrounderPredictor
+    from ..foundation.mask_model import MaskPredictor
 
     return StandInPriorProvider(
         GrounderPredictor.from_pretrained(grounder, device), MaskPredictor.from_pretrained(mask_model, device)
