@@ -120,6 +120,7 @@ def pool_items(branch: ObjectChoice, count: int, batch: int = 64) -> ExtraChoice
 def evaluate(branch, text, objs, recs, boxes_gt, batch: int = 128) -> dict:
     branch.eval()
     right: dict[str, list[float]] = {}
+    missed: dict[str, int] = {}  # wrong choices while the referred object was detected, by kind
     with torch.no_grad():
         for i in range(0, len(recs), batch):
             rs = recs[i : i + batch]
@@ -127,13 +128,17 @@ def evaluate(branch, text, objs, recs, boxes_gt, batch: int = 128) -> dict:
             prob = branch.choice(stem, *text.encode([r.sentence for r in rs]))
             iou = pairwise_box_iou(stem.boxes, gt).masked_fill(~stem.valid, -1.0)
             hit = (iou.gather(1, prob.argmax(-1, keepdim=True))[:, 0] >= 0.5).tolist()
-            for r, h in zip(rs, hit):
+            found = (iou.max(-1).values >= 0.5).tolist()
+            for r, h, f in zip(rs, hit, found):
                 right.setdefault(r.kind, []).append(float(h))
                 right.setdefault("_all", []).append(float(h))
+                if f and not h:
+                    missed[r.kind] = missed.get(r.kind, 0) + 1
     branch.train()
     return {
         "acc": round(100 * float(np.mean(right.pop("_all"))), 2),
         "by_kind": {k: round(100 * float(np.mean(v)), 2) for k, v in sorted(right.items())},
+        "wrong_with_object_detected": dict(sorted(missed.items())),
     }
 
 
