@@ -16,7 +16,7 @@ the share of all annotated objects detected, and the share of images with every 
 
 Designs of the choice's training measured with it (docs/model.md, the fifth round): ``--flip``,
 ``--relation-bias``, ``--lr``; ``--dropout P`` (the choice transformer's dropout during the pre-fit);
-``--pool N --pool-ratio R`` (N pool scenes of the pretraining world, indices after the grounder's own
+``--tta`` (evaluation with test-time flip averaging); ``--pool N --pool-ratio R`` (N pool scenes of the pretraining world, indices after the grounder's own
 training and evaluation scenes, their shifted-dialect sentences mixed into every epoch, R per labeled
 sentence: continued pretraining beside the fit, against memorising SynthRef's labels).
 """
@@ -51,13 +51,13 @@ from bench_speed import cpu_name  # noqa: E402
 
 
 @torch.no_grad()
-def cache(branch: ObjectChoice, ds: ReferDataset, image_ids: list[int], size: int, batch: int = 64):
-    """image_id → (fused map, boxes, valid) of the frozen detector."""
+def cache(branch: ObjectChoice, ds: ReferDataset, image_ids: list[int], size: int, batch: int = 64, flip: bool = False):
+    """image_id → (fused map, boxes, valid) of the frozen detector (on the mirrored images with ``flip``)."""
     out = {}
     for i in range(0, len(image_ids), batch):
         ids = image_ids[i : i + batch]
         x = torch.cat([model_input(ds.load_image(j), size) for j in ids])
-        dmap, boxes, valid = branch.detect(x)
+        dmap, boxes, valid = branch.detect(x.flip(-1) if flip else x)
         for k, j in enumerate(ids):
             out[j] = (dmap[k], boxes[k], valid[k])
     return out
@@ -117,8 +117,25 @@ def pool_items(branch: ObjectChoice, count: int, batch: int = 64) -> ExtraChoice
     return ExtraChoiceItems(objects, items, 0)
 
 
-def evaluate(branch, text, objs, recs, boxes_gt, batch: int = 128) -> dict:
+def mirrored_votes(
+    prob_m: torch.Tensor, boxes_m: torch.Tensor, valid_m: torch.Tensor, boxes: torch.Tensor
+) -> torch.Tensor:
+    """B×K: the choice on the mirrored image (its boxes mapped back), given to each original detection
+    from the mirrored detection that overlaps it most (box IoU ≥ 0.5; else 0)."""
+    back = torch.stack([1 - boxes_m[..., 2], boxes_m[..., 1], 1 - boxes_m[..., 0], boxes_m[..., 3]], -1)
+    iou = torch.stack([pairwise_box_iou(back, boxes[:, k]) for k in range(boxes.shape[1])], 1)  # B×K×L
+    best, idx = iou.masked_fill(~valid_m[:, None, :], -1.0).max(-1)
+    return torch.where(best >= 0.5, prob_m.gather(1, idx), torch.zeros_like(best))
+
+
+def evaluate(branch, text, objs, recs, boxes_gt, batch: int = 128, mirrored=None) -> dict:
+    """Choice accuracy on ``recs``; with ``mirrored`` (the detector's objects of the mirrored images),
+    also test-time flip averaging: π + the mirrored image's choice for the sentence with left and right
+    swapped (``tta_acc``)."""
+    from l2l.data.text_augment import flip_directions
+
     branch.eval()
+    tta: list[float] = []
     right: dict[str, list[float]] = {}
     missed: dict[str, int] = {}  # wrong choices while the referred object was detected, by kind
     with torch.no_grad():
@@ -129,6 +146,11 @@ def evaluate(branch, text, objs, recs, boxes_gt, batch: int = 128) -> dict:
             iou = pairwise_box_iou(stem.boxes, gt).masked_fill(~stem.valid, -1.0)
             hit = (iou.gather(1, prob.argmax(-1, keepdim=True))[:, 0] >= 0.5).tolist()
             found = (iou.max(-1).values >= 0.5).tolist()
+            if mirrored is not None:
+                stem_m, _ = stack(mirrored, rs, boxes_gt)
+                prob_m = branch.choice(stem_m, *text.encode([flip_directions(r.sentence) for r in rs]))
+                both = (prob + mirrored_votes(prob_m, stem_m.boxes, stem_m.valid, stem.boxes)) * stem.valid
+                tta += (iou.gather(1, both.argmax(-1, keepdim=True))[:, 0] >= 0.5).float().tolist()
             for r, h, f in zip(rs, hit, found):
                 right.setdefault(r.kind, []).append(float(h))
                 right.setdefault("_all", []).append(float(h))
@@ -139,6 +161,7 @@ def evaluate(branch, text, objs, recs, boxes_gt, batch: int = 128) -> dict:
         "acc": round(100 * float(np.mean(right.pop("_all"))), 2),
         "by_kind": {k: round(100 * float(np.mean(v)), 2) for k, v in sorted(right.items())},
         "wrong_with_object_detected": dict(sorted(missed.items())),
+        **({"tta_acc": round(100 * float(np.mean(tta)), 2)} if tta else {}),
     }
 
 
@@ -156,6 +179,7 @@ def main() -> None:
     ap.add_argument("--dropout", type=float, default=0.0, help="the choice transformer's dropout during the fit")
     ap.add_argument("--pool", type=int, default=0, help="pool scenes whose sentences join every epoch (0: none)")
     ap.add_argument("--pool-ratio", type=float, default=1.0, help="pool sentences per labeled sentence per epoch")
+    ap.add_argument("--tta", action="store_true", help="also evaluate with test-time flip averaging (tta_acc)")
     ap.add_argument("--out", default="runs/choice_fit/fit.jsonl")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: the l2l policy, 1)")
     a = ap.parse_args()
@@ -176,6 +200,7 @@ def main() -> None:
     val = ds.samples("val")
     t0 = time.perf_counter()
     objs = cache(branch, ds, sorted({r.image_id for r in val}), a.size)  # prefit_choice caches the training images
+    mirrored = cache(branch, ds, sorted({r.image_id for r in val}), a.size, flip=True) if a.tta else None
     sizes = {j: ds.load_image(j).shape[:2] for j in objs}
     boxes_gt = {}
     for r in val:
@@ -204,7 +229,7 @@ def main() -> None:
             "pool_ratio": a.pool_ratio if a.pool else None,
             "epoch": epoch,
             "train_sentences": len(train),
-            "val": evaluate(branch, text, objs, val, boxes_gt),
+            "val": evaluate(branch, text, objs, val, boxes_gt, mirrored=mirrored),
             "val_detection_recall": recall,
             "loss": None if loss is None else round(loss, 4),
             "train_s": round(clock["busy"], 1) if epoch else 0.0,
