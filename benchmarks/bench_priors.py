@@ -64,7 +64,7 @@ def main() -> None:
         Sam2Model,
     )
 
-    from l2l.priors.mllm_sam2 import Sam2BoxSegmenter
+    from l2l.foundation.mask_model import Sam2MaskPredictor
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cpu")
@@ -79,7 +79,7 @@ def main() -> None:
     cfg = Qwen2_5_VLConfig(**(QWEN_TINY if a.tiny else QWEN_7B))
     with torch.device(dev):
         qwen = Qwen2_5_VLForConditionalGeneration(cfg).to(dtype).eval()
-    sam = Sam2BoxSegmenter(Sam2Model(Sam2Config()), str(dev), dtype)
+    sam = Sam2MaskPredictor(Sam2Model(Sam2Config()), str(dev), dtype)
     ip = Qwen2VLImageProcessor(max_pixels=a.max_pixels)
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 255, (480, 640, 3), dtype=np.uint8) for _ in range(a.batch)]

@@ -170,8 +170,8 @@ def path_predict(dtype: str, args: argparse.Namespace, tmp: str) -> dict[str, An
 def path_prior(dtype: str, args: argparse.Namespace, tmp: str) -> dict[str, Any]:
 
     from l2l.data.refer import ReferDataset
-    from l2l.priors.standin import build
     from l2l.priors.base import PriorInput
+    from l2l.priors.standin import build
 
     ds = ReferDataset.synthref(args.data)
     provider = build()

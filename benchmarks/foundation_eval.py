@@ -76,9 +76,9 @@ def main() -> None:
             res["dual_encoder_val_regions"] = synthref_retrieval(enc, ds, "val", view="regions")
             print(res["dual_encoder_val_regions"], flush=True)
     if "prior" not in args.skip:
-        from l2l.priors.standin import build
         from l2l.priors.base import PriorInput
         from l2l.priors.evaluate import evaluate_priors
+        from l2l.priors.standin import build
         from l2l.priors.store import PriorStore
 
         prov = build(args.grounder, args.mask_model)

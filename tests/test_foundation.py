@@ -20,14 +20,14 @@ from l2l.foundation import mask_model as mm
 from l2l.foundation import object_grounder as oground
 from l2l.foundation import region_context as rc
 from l2l.foundation.folders import BUILTIN, folder_digest
+from l2l.foundation.grounding_parser import map_box, parse_boxes
 from l2l.foundation.language import SYNTHREF_ONLY_WORDS, generic_caption, realise_shifted
-from l2l.priors.standin import StandInPriorProvider, answer_confidence
 from l2l.pretrain import dual_encoder as pde
 from l2l.pretrain import grounder as pgr
 from l2l.pretrain import mask_model as pmm
 from l2l.pretrain.pool import COLOR_NAMES, SIZE_NAMES, PoolConfig, pool_scene, render_pool_scene
 from l2l.priors.base import PriorInput
-from l2l.priors.grounding_parser import map_box, parse_boxes
+from l2l.priors.standin import StandInPriorProvider, answer_confidence
 from l2l.priors.store import PriorStore
 from l2l.utils.masks import mask_iou
 
@@ -526,6 +526,19 @@ def test_real_clip_behind_the_same_interface(tmp_path):
     from l2l.foundation.mask_model import MaskPredictor
 
     assert type(load_mask_model("builtin:synthpool-sam")) is MaskPredictor
+
+
+def test_load_grounder_picks_qwen_or_the_stand_in_by_the_folder(tmp_path, monkeypatch, tiny_text):
+    from l2l.foundation import qwen_grounder
+    from l2l.foundation.loaders import load_grounder
+
+    assert type(load_grounder("builtin:synthpool-grounder", text=tiny_text)) is gr.GrounderPredictor
+    calls = []
+    monkeypatch.setattr(
+        qwen_grounder.QwenGrounder, "from_pretrained", classmethod(lambda cls, *a: calls.append(a) or "qwen")
+    )
+    (tmp_path / "config.json").write_text('{"model_type": "qwen2_5_vl"}')  # a Hugging Face folder
+    assert load_grounder(tmp_path, "cpu", max_new_tokens=7) == "qwen" and calls == [(tmp_path, "cpu", 7)]
 
 
 # ----------------------------------------------------------------------------- the learned prior

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from l2l.priors.grounding_parser import map_box, parse_boxes
+from l2l.foundation.grounding_parser import map_box, parse_boxes
 
 B = (84.0, 120.0, 310.0, 402.0)
 

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from l2l.foundation.mask_model import Sam2MaskPredictor
 from l2l.priors.base import PriorInput
-from l2l.priors.mllm_sam2 import EMPTY_CONFIDENCE, MLLMSam2Provider, Sam2BoxSegmenter
+from l2l.priors.mllm_sam2 import EMPTY_CONFIDENCE, MLLMSam2Provider
 from l2l.priors.store import PriorStore
 
 
@@ -29,7 +30,7 @@ def sam2():
     from transformers import Sam2Config, Sam2Model
 
     torch.manual_seed(0)
-    return Sam2BoxSegmenter(Sam2Model(Sam2Config()))  # the real architecture, random weights
+    return Sam2MaskPredictor(Sam2Model(Sam2Config()))  # the real architecture, random weights
 
 
 def test_boxes_become_soft_masks_and_failures_empty_priors(sam2, tmp_path):
@@ -55,7 +56,7 @@ def test_boxes_become_soft_masks_and_failures_empty_priors(sam2, tmp_path):
 
 def test_missing_sam2_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="config.json"):
-        Sam2BoxSegmenter.from_pretrained(tmp_path)
+        Sam2MaskPredictor.from_pretrained(tmp_path)
 
 
 def _tiny_qwen(tmp_path):
@@ -139,7 +140,7 @@ def _tiny_qwen(tmp_path):
 def test_qwen_grounder_end_to_end_with_tiny_models(sam2, tmp_path):
     from transformers import Qwen2VLImageProcessor
 
-    from l2l.priors.qwen_grounder import QwenGrounder
+    from l2l.foundation.qwen_grounder import QwenGrounder
 
     model, tok = _tiny_qwen(tmp_path)
     g = QwenGrounder(
@@ -159,7 +160,7 @@ def test_qwen_grounder_end_to_end_with_tiny_models(sam2, tmp_path):
 def test_qwen_prompt_uses_the_tokenizers_chat_template(tmp_path):
     from transformers import Qwen2VLImageProcessor
 
-    from l2l.priors.qwen_grounder import QwenGrounder
+    from l2l.foundation.qwen_grounder import QwenGrounder
 
     model, tok = _tiny_qwen(tmp_path)
     g = QwenGrounder(model, tok, Qwen2VLImageProcessor(min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 16))

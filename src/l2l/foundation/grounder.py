@@ -27,7 +27,7 @@ Interface: :meth:`GrounderPredictor.ground` (boxes in image pixels), and ``__cal
 Qwen2.5-VL's grounding format (``[{"bbox_2d": [x1, y1, x2, y2], ...}]`` in the processed
 image's pixels), so that :class:`~l2l.priors.mllm_sam2.MLLMSam2Provider` composes it with a mask
 model exactly as it composes Qwen2.5-VL with SAM2. The real path is
-:class:`~l2l.priors.qwen_grounder.QwenGrounder`.
+:class:`~l2l.foundation.qwen_grounder.QwenGrounder` (``loaders.load_grounder`` picks by the folder).
 """
 
 from __future__ import annotations

@@ -5,7 +5,9 @@ an explicit field (:func:`~l2l.foundation.folders.is_real_folder`), never by whi
 :class:`~l2l.foundation.mask_model.Sam2MaskPredictor` (SAM2); ``load_dual_encoder`` →
 :class:`~l2l.foundation.dual_encoder.DualEncoder` or :class:`~l2l.foundation.dual_encoder.ClipDualEncoder`
 (CLIP); ``load_captioner`` → :class:`~l2l.foundation.captioner.Captioner` or
-:class:`~l2l.foundation.captioner.HFCaptioner` (BLIP-style). ``builtin:NAME`` names a shipped stand-in.
+:class:`~l2l.foundation.captioner.HFCaptioner` (BLIP-style); ``load_grounder`` →
+:class:`~l2l.foundation.grounder.GrounderPredictor` or :class:`~l2l.foundation.qwen_grounder.QwenGrounder`
+(Qwen2.5-VL). ``builtin:NAME`` names a shipped stand-in.
 """
 
 from __future__ import annotations
@@ -38,3 +40,14 @@ def load_captioner(path: str | Path, device: str = "cpu") -> Any:
     if is_real_folder(path):
         return HFCaptioner.from_pretrained(path, device)
     return Captioner.from_pretrained(path, device)
+
+
+def load_grounder(path: str | Path, device: str = "cpu", text: Any = None, max_new_tokens: int = 64) -> Any:
+    """The grounder of a folder; ``text`` (a MiniLM reader to share) serves the stand-in, ``max_new_tokens``
+    Qwen2.5-VL's generation."""
+    from .grounder import GrounderPredictor
+    from .qwen_grounder import QwenGrounder
+
+    if is_real_folder(path):
+        return QwenGrounder.from_pretrained(path, device, max_new_tokens)
+    return GrounderPredictor.from_pretrained(path, device, text)

@@ -357,11 +357,16 @@ class MaskPredictor:
 
 
 class Sam2MaskPredictor:
-    """The real model: ``transformers.Sam2Model`` from a local folder, behind the same interface."""
+    """The real model: ``transformers.Sam2Model`` from a local folder, behind the same interface — the one
+    SAM2 adapter: prompts on one image (``set_image`` / ``predict`` / ``predict_logits``: Pseudo-RIS, PPT,
+    the labeling page) and boxes on a batch of images (``__call__``: the ``mllm-sam2`` prior). It wraps
+    ``Sam2Model`` directly (its image processor needs torchvision, which has no CPU build here): images
+    are resized to the model's square input (1024² for SAM2), ImageNet-normalised, and prompts scaled to
+    that frame."""
 
-    def __init__(self, model, device: str = "cpu", source: str = "config"):
-        self.model = model.to(device).eval()
-        self.device, self.source = device, source
+    def __init__(self, model, device: str = "cpu", dtype: torch.dtype = torch.float32, source: str = "config"):
+        self.model = model.to(device=device, dtype=dtype).eval()
+        self.device, self.dtype, self.source = device, dtype, source
         vc = model.config.vision_config
         size: Any = getattr(vc, "image_size", None) or getattr(getattr(vc, "backbone_config", None), "image_size", 1024)
         self.size = int(size[0] if isinstance(size, (list, tuple)) else size)
@@ -369,22 +374,31 @@ class Sam2MaskPredictor:
         self.embeddings_computed = 0
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: str = "cpu") -> "Sam2MaskPredictor":
+    def from_pretrained(
+        cls, path: str | Path, device: str = "cpu", dtype: torch.dtype | None = None
+    ) -> "Sam2MaskPredictor":
+        """From a local Hugging Face folder; ``dtype`` defaults to bfloat16 on CUDA, else float32."""
         from transformers import Sam2Model
 
         if not (Path(path) / "config.json").exists():
             raise MissingFileError(f"SAM2: no local Hugging Face folder at {path} (config.json missing)")
-        return cls(Sam2Model.from_pretrained(str(path), local_files_only=True), device, str(path))
+        dtype = dtype or (torch.bfloat16 if str(device).startswith("cuda") else torch.float32)
+        return cls(Sam2Model.from_pretrained(str(path), local_files_only=True), device, dtype, str(path))
 
     def config(self) -> dict[str, Any]:
-        return {"mask_model": self.source, "format": "transformers-sam2", "image_size": self.size}
+        return {
+            "mask_model": self.source,
+            "format": "transformers-sam2",
+            "image_size": self.size,
+            "dtype": str(self.dtype),
+        }
 
     @torch.no_grad()
     def set_image(self, image: np.ndarray) -> None:
         h, w = image.shape[:2]
         x = image_tensor(image[..., :3])[None]
         x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)
-        self._emb = self.model.get_image_embeddings(normalize(x).to(self.device))
+        self._emb = self.model.get_image_embeddings(normalize(x).to(self.device, self.dtype))
         self._hw = (h, w)
         self.embeddings_computed += 1
 
@@ -394,12 +408,47 @@ class Sam2MaskPredictor:
         kw: dict[str, Any] = {}
         if point_coords is not None:
             pts = np.asarray(point_coords, np.float32) * [sx, sy]
-            kw["input_points"] = torch.tensor(pts)[None, None].to(self.device)
+            kw["input_points"] = torch.tensor(pts)[None, None].to(self.device, self.dtype)
             kw["input_labels"] = torch.as_tensor(np.asarray(point_labels), dtype=torch.long)[None, None].to(self.device)
         if box is not None:
             b = np.asarray(box, np.float32) * [sx, sy, sx, sy]
-            kw["input_boxes"] = torch.tensor(b)[None, None].to(self.device)
+            kw["input_boxes"] = torch.tensor(b)[None, None].to(self.device, self.dtype)
         return kw
+
+    @torch.no_grad()
+    def __call__(
+        self, images: Sequence[np.ndarray], boxes: Sequence[tuple[float, float, float, float]]
+    ) -> list[tuple[np.ndarray, float]]:
+        """The box-segmenter interface of ``l2l.priors.mllm_sam2``, batched: (probability map at the
+        image's size, SAM2's predicted IoU) per (image, box in image pixels), one mask per box."""
+        s = self.size
+        x = torch.stack(
+            [
+                F.interpolate(
+                    image_tensor(im)[None], size=(s, s), mode="bilinear", align_corners=False, antialias=True
+                )[0]
+                for im in images
+            ]
+        )
+        b = torch.tensor(
+            [
+                [[x0 * s / im.shape[1], y0 * s / im.shape[0], x1 * s / im.shape[1], y1 * s / im.shape[0]]]
+                for im, (x0, y0, x1, y1) in zip(images, boxes)
+            ],
+            dtype=torch.float32,
+        )
+        out = self.model(
+            pixel_values=normalize(x).to(self.device, self.dtype),
+            input_boxes=b.to(self.device, self.dtype),
+            multimask_output=False,
+        )
+        res = []
+        for im, logits, iou in zip(images, out.pred_masks[:, 0, 0], out.iou_scores[:, 0, 0]):
+            p = torch.sigmoid(
+                F.interpolate(logits[None, None].float(), size=im.shape[:2], mode="bilinear", align_corners=False)
+            )[0, 0]
+            res.append((p.cpu().numpy().astype(np.float32), float(iou)))
+        return res
 
     @torch.no_grad()
     def predict_logits(

@@ -2,30 +2,23 @@
 into a soft mask (docs/spec.md §3). Both are frozen and run once, offline.
 
 Composition: ``grounder`` (answers a grounding prompt; Qwen2.5-VL in the paper) → parser
-(:mod:`~l2l.priors.grounding_parser`) → box mapped back to the original image → SAM2 prompted
+(:mod:`~l2l.foundation.grounding_parser`) → box mapped back to the original image → SAM2 prompted
 with the box → sigmoid of SAM2's mask logits, resized to the image: **probabilities, not a
 thresholded mask**. An answer without a usable box gives an empty prior with confidence 0.05
 and the reason in its provenance.
 
-:class:`Sam2BoxSegmenter` wraps ``transformers.Sam2Model`` directly (its image processor
-needs torchvision, which has no CPU build here): images are resized to the model's square
-input (1024² for SAM2), ImageNet-normalised, and boxes scaled to that frame.
+SAM2 is :class:`~l2l.foundation.mask_model.Sam2MaskPredictor` (the one SAM2 adapter, its batched
+``__call__``); a stand-in mask model folder serves as well (``l2l.foundation.loaders.load_mask_model``).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Protocol, Sequence
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
-from ..data.augment import normalize
-from ..errors import MissingFileError
-from ..utils.tensors import image_tensor
+from ..foundation.grounding_parser import map_box, parse_boxes
 from .base import PriorInput, PriorRecord, config_hash
-from .grounding_parser import map_box, parse_boxes
 
 EMPTY_CONFIDENCE = 0.05
 
@@ -39,7 +32,7 @@ class Grounder(Protocol):
 
 
 class BoxSegmenter(Protocol):
-    """A box → soft mask model: SAM2 (:class:`Sam2BoxSegmenter`) or a stand-in
+    """A box → soft mask model: SAM2 (``l2l.foundation.mask_model.Sam2MaskPredictor``) or a stand-in
     (``l2l.foundation.mask_model.MaskPredictor``)."""
 
     def config(self) -> dict[str, Any]: ...
@@ -47,70 +40,6 @@ class BoxSegmenter(Protocol):
     def __call__(
         self, images: Sequence[np.ndarray], boxes: Sequence[tuple[float, float, float, float]]
     ) -> list[tuple[np.ndarray, float]]: ...
-
-
-class Sam2BoxSegmenter:
-    def __init__(self, model, device: str = "cpu", dtype: torch.dtype = torch.float32, source: str = "config"):
-        self.model = model.to(device=device, dtype=dtype).eval()
-        self.device, self.dtype, self.source = device, dtype, source
-        vc = model.config.vision_config
-        size = (
-            getattr(vc, "image_size", None) or getattr(getattr(vc, "backbone_config", None), "image_size", None) or 1024
-        )
-        self.size = int(size[0] if isinstance(size, (list, tuple)) else size)  # square input (1024 for SAM2)
-
-    @classmethod
-    def from_pretrained(
-        cls, path: str | Path, device: str = "cpu", dtype: torch.dtype | None = None
-    ) -> "Sam2BoxSegmenter":
-        from transformers import Sam2Model
-
-        path = Path(path)
-        if not (path / "config.json").exists():
-            raise MissingFileError(f"SAM2: no local Hugging Face folder at {path} (config.json missing)")
-        dtype = dtype or (torch.bfloat16 if device.startswith("cuda") else torch.float32)
-        return cls(Sam2Model.from_pretrained(str(path), local_files_only=True), device, dtype, str(path))
-
-    def config(self) -> dict[str, Any]:
-        return {"sam2": self.source, "input_size": self.size, "dtype": str(self.dtype)}
-
-    @torch.no_grad()
-    def __call__(
-        self, images: Sequence[np.ndarray], boxes: Sequence[tuple[float, float, float, float]]
-    ) -> list[tuple[np.ndarray, float]]:
-        """(probability map at the image's size, SAM2's predicted IoU) per (image, box in image pixels)."""
-        s = self.size
-        x = torch.stack(
-            [
-                F.interpolate(
-                    image_tensor(im)[None],
-                    size=(s, s),
-                    mode="bilinear",
-                    align_corners=False,
-                    antialias=True,
-                )[0]
-                for im in images
-            ]
-        )
-        b = torch.tensor(
-            [
-                [[x0 * s / im.shape[1], y0 * s / im.shape[0], x1 * s / im.shape[1], y1 * s / im.shape[0]]]
-                for im, (x0, y0, x1, y1) in zip(images, boxes)
-            ],
-            dtype=torch.float32,
-        )
-        out = self.model(
-            pixel_values=normalize(x).to(self.device, self.dtype),
-            input_boxes=b.to(self.device, self.dtype),
-            multimask_output=False,
-        )
-        res = []
-        for im, logits, iou in zip(images, out.pred_masks[:, 0, 0], out.iou_scores[:, 0, 0]):
-            p = torch.sigmoid(
-                F.interpolate(logits[None, None].float(), size=im.shape[:2], mode="bilinear", align_corners=False)
-            )[0, 0]
-            res.append((p.cpu().numpy().astype(np.float32), float(iou)))
-        return res
 
 
 class MLLMSam2Provider:

@@ -42,13 +42,13 @@ def files(args: argparse.Namespace, ds: ReferDataset):
 def mllm_sam2(args: argparse.Namespace, ds: ReferDataset):
     if not (args.mllm and args.sam2):
         raise UsageError("--provider mllm-sam2 needs --mllm QWEN_FOLDER and --sam2 SAM2_FOLDER (local HF folders)")
-    from .mllm_sam2 import MLLMSam2Provider, Sam2BoxSegmenter
-    from .qwen_grounder import QwenGrounder
+    from ..foundation.loaders import load_grounder, load_mask_model
+    from .mllm_sam2 import MLLMSam2Provider
 
     dev = best_device(getattr(args, "device", "auto"))
     return MLLMSam2Provider(
-        QwenGrounder.from_pretrained(args.mllm, dev, args.max_new_tokens),
-        Sam2BoxSegmenter.from_pretrained(args.sam2, dev),
+        load_grounder(args.mllm, dev, max_new_tokens=args.max_new_tokens),  # Qwen2.5-VL or a stand-in folder
+        load_mask_model(args.sam2, dev),  # SAM2 (a Hugging Face folder) or a stand-in folder
     )
 
 

@@ -1,4 +1,5 @@
-"""Qwen2.5-VL as the grounder of the ``mllm-sam2`` prior (docs/spec.md §3; the paper uses Qwen2.5-VL-7B).
+"""Qwen2.5-VL, the real grounder behind the stand-in's interface (:mod:`l2l.foundation.grounder`), as used by
+the ``mllm-sam2`` prior (docs/spec.md §3; the paper uses Qwen2.5-VL-7B).
 
 For each (image, sentence) the model is asked for the referred object's box in its grounding
 format (JSON with ``bbox_2d`` in pixels of the processed image). The chat prompt is built here
@@ -16,7 +17,6 @@ from typing import Any, Sequence
 import torch
 
 from ..errors import MissingFileError
-from .base import PriorInput
 
 PROMPT = (
     'Locate "{sentence}" in the image and output its bounding box as JSON '
@@ -89,7 +89,9 @@ class QwenGrounder:
         )
 
     @torch.no_grad()
-    def __call__(self, batch: Sequence[PriorInput]) -> list[tuple[str, tuple[int, int]]]:
+    def __call__(self, batch: Sequence[Any]) -> list[tuple[str, tuple[int, int]]]:
+        """(answer text, processed image (H, W)) per input with ``.image`` and ``.sentence`` (a prior's
+        ``PriorInput``)."""
         vis = self.ip(images=[b.image for b in batch], return_tensors="pt")
         grid = vis["image_grid_thw"]  # (B, 3): t, h, w in patches
         n_tok = (grid.prod(-1) // (self.merge**2)).tolist()
