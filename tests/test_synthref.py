@@ -115,3 +115,17 @@ def test_same_loader_reads_synthref(synthref):
     img = synthref.load_image(s.image_id)
     assert img.shape == (128, 128, 3) and img.dtype == np.uint8
     assert synthref.category(s.ann_id) in SHAPE_WORDS
+
+
+def test_fixed_evaluation_split_sizes(tmp_path):
+    """split_images keeps val / testA / testB at fixed sizes whatever the number of images; unset, the
+    config (and so every dataset made before the field) compares as before."""
+    cfg = SynthRefConfig(images=30, split_images={"val": 3, "testA": 2, "testB": 1})
+    splits = [cfg.split_of(i) for i in range(30)]
+    assert [splits.count(s) for s in ("train", "val", "testA", "testB")] == [24, 3, 2, 1]
+    assert splits[:24] == ["train"] * 24  # contiguous blocks, train first, as with split_fractions
+    assert "split_images" not in SynthRefConfig().to_dict() and cfg.to_dict()["split_images"]["val"] == 3
+    with pytest.raises(ValueError, match="exactly"):
+        SynthRefConfig(images=30, split_images={"val": 3, "testA": 2})
+    with pytest.raises(ValueError, match="no training image"):
+        SynthRefConfig(images=6, split_images={"val": 3, "testA": 2, "testB": 1})

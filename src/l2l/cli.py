@@ -108,6 +108,18 @@ def _add_dataset_args(p: argparse.ArgumentParser, positional: bool = False) -> N
     p.add_argument("--image-dir", default=None, help="COCO train2014 image folder (REFER); default under the root")
 
 
+def _split_images(text: str) -> dict[str, int]:
+    """``val=200,testA=100,testB=100`` → {"val": 200, "testA": 100, "testB": 100}."""
+    out = {}
+    for part in text.split(","):
+        name, _, n = part.partition("=")
+        try:
+            out[name.strip()] = int(n)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"--split-images: {part!r} is not NAME=COUNT") from None
+    return out
+
+
 # ----------------------------------------------------------------------------- commands
 def cmd_synth(args: argparse.Namespace) -> int:
     from .data.synthref import SynthRefConfig, generate
@@ -121,6 +133,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
         hard=SceneProfile(args.hard_objects[0], args.hard_objects[1], args.hard_distractor_prob),
         shapes=tuple(args.shapes.split(",")) if args.shapes else SynthRefConfig().shapes,
         colors=tuple(args.colors.split(",")) if args.colors else SynthRefConfig().colors,
+        split_images=args.split_images,
     )
     t = time.perf_counter()
     meta = generate(cfg, args.out, workers=args.workers, force=args.force)
@@ -1166,6 +1179,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hard-distractor-prob", type=float, default=0.8, help="look-alike probability, hard scenes")
     p.add_argument("--shapes", default=None, help="comma-separated subset of the shape vocabulary")
     p.add_argument("--colors", default=None, help="comma-separated subset of the colour vocabulary")
+    p.add_argument(
+        "--split-images",
+        type=_split_images,
+        default=None,
+        help="fixed image counts of the evaluation splits, e.g. val=200,testA=100,testB=100 (train: the rest; "
+        "default: 80 / 10 / 5 / 5 %% of --num-images)",
+    )
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     p.add_argument("--force", action="store_true", help="overwrite a dataset made with another config")
     p.set_defaults(func=cmd_synth)

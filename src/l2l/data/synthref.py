@@ -58,6 +58,9 @@ class SynthRefConfig:
     split_fractions: dict[str, float] = field(
         default_factory=lambda: {"train": 0.8, "val": 0.1, "testA": 0.05, "testB": 0.05}
     )
+    # fixed image counts of val, testA and testB (train: the rest; split_fractions unused), so that a large
+    # training set keeps evaluation splits of the usual size; None: split_fractions
+    split_images: dict[str, int] | None = None
     easy: SceneProfile = field(default_factory=lambda: SceneProfile(2, 5, 0.35))
     hard: SceneProfile = field(default_factory=lambda: SceneProfile(5, 8, 0.8))
     hard_share: float = 0.5  # share of hard scenes in train and val
@@ -94,6 +97,15 @@ class SynthRefConfig:
             raise UsageError(f"image_size must be in 32..1024, got {self.image_size}")
         if set(self.split_fractions) != set(SPLITS) or any(v <= 0 for v in self.split_fractions.values()):
             raise UsageError(f"split_fractions needs positive values for exactly {SPLITS}, got {self.split_fractions}")
+        if self.split_images is not None:
+            if set(self.split_images) != set(SPLITS[1:]) or any(
+                not isinstance(v, int) or v < 1 for v in self.split_images.values()
+            ):
+                raise UsageError(
+                    f"split_images needs a positive count for exactly {SPLITS[1:]}, got {self.split_images}"
+                )
+            if sum(self.split_images.values()) >= self.images:
+                raise UsageError(f"split_images {self.split_images} leave no training image of {self.images}")
         bad = [s for s in self.shapes if s not in SHAPE_WORDS] + [c for c in self.colors if c not in COLORS]
         if bad:
             raise UsageError(f"unknown vocabulary {bad}; shapes: {list(SHAPE_WORDS)}, colours: {list(COLORS)}")
@@ -103,12 +115,18 @@ class SynthRefConfig:
             raise UsageError(f"kind_weights must use kinds {KINDS}, got {self.kind_weights}")
 
     def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        d = json.loads(json.dumps(dataclasses.asdict(self)))
+        if d["split_images"] is None:  # a dataset made before the field existed keeps comparing equal
+            del d["split_images"]
+        return d
 
     def split_of(self, index: int) -> str:
         """Split of image ``index`` (contiguous blocks, train first)."""
-        total = sum(self.split_fractions.values())
-        counts = [max(1, int(round(self.images * self.split_fractions[s] / total))) for s in SPLITS[1:]]
+        if self.split_images is not None:
+            counts = [self.split_images[s] for s in SPLITS[1:]]
+        else:
+            total = sum(self.split_fractions.values())
+            counts = [max(1, int(round(self.images * self.split_fractions[s] / total))) for s in SPLITS[1:]]
         n_train = self.images - sum(counts)
         if n_train < 1:
             raise UsageError(f"{self.images} images leave no training image with {self.split_fractions}")
