@@ -7,6 +7,7 @@ import statistics
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from ..utils.figures import wrap
 from .collect import CellData
 
 DPI = 100
@@ -24,7 +25,7 @@ def _plt():
 def _save(fig, out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(out, dpi=DPI)
+    fig.savefig(out, dpi=DPI, bbox_inches="tight")  # titles and legends outside the axes stay in the picture
     _plt().close(fig)
     return out
 
@@ -35,8 +36,6 @@ def bars(
     """Grouped bars: ``series[name][g]`` = values (over seeds, %) of group g; mean with a min–max whisker."""
     plt = _plt()
     import numpy as np
-
-    from ..utils.figures import wrap
 
     n = max(1, len(series))
     w = 0.8 / n
@@ -51,14 +50,20 @@ def bars(
         for p_, m in zip(pos, means):
             if m == m:  # not NaN
                 ax.text(p_, m, f"{m:.1f}", ha="center", va="bottom", fontsize=7)
-    ax.set_xticks(x, [wrap(g, 16) for g in groups], fontsize=8)
+    labels = [wrap(g, 16) for g in groups]
+    ax.set_xticks(x, labels, fontsize=8)
+    lines = max((lab.count("\n") + 1 for lab in labels), default=1)  # the legend goes below the tallest label
     ax.set_ylabel(ylabel)
     if xlabel:
         ax.set_xlabel(xlabel)
     ax.set_title(wrap(title, 90), fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(
-        fontsize=8, ncol=min(3, n), loc="upper center", bbox_to_anchor=(0.5, -0.16 if xlabel else -0.12), frameon=False
+        fontsize=8,
+        ncol=min(3, n),
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.04 - 0.045 * lines - (0.06 if xlabel else 0.0)),
+        frameon=False,
     )
     return _save(fig, out)
 
@@ -98,7 +103,7 @@ def sweep(
         ax.set_title(split, fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(title, fontsize=11)
+    fig.suptitle(wrap(title, int(45 * len(splits)) + 20), fontsize=11)
     return _save(fig, out)
 
 
@@ -151,5 +156,5 @@ def telemetry(panels: Mapping[str, Sequence[CellData]], out: Path, title: str) -
             ax.grid(alpha=0.3)
             if ax.lines:
                 ax.legend(fontsize=8, loc="lower right")
-    fig.suptitle(title, fontsize=11)
+    fig.suptitle(wrap(title, int(45 * len(cols)) + 20), fontsize=11)
     return _save(fig, out)
