@@ -132,7 +132,7 @@ def path_train(method: str, dtype: str, args: argparse.Namespace, tmp: str) -> d
 
 def path_eval(dtype: str, args: argparse.Namespace, tmp: str) -> dict[str, Any]:
 
-    from l2l.engine.evaluate import inference_on_dataset
+    from l2l.evaluation.inference import inference_on_dataset
 
     tr = _trainer("train", dtype, args.data, args.priors, tmp)
     recs = tr.dataset.samples("val")[:128]

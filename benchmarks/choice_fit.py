@@ -43,7 +43,7 @@ from l2l.models.object_choice import (
     pairwise_box_iou,
     prefit_choice,
 )
-from l2l.models.text_encoders import HFTextEncoder
+from l2l.nets.text_encoders import HFTextEncoder
 from l2l.utils import threads as thread_policy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -100,8 +100,8 @@ def detection_recall(ds: ReferDataset, objs, recs, boxes_gt) -> dict:
 def pool_items(branch: ObjectChoice, count: int, batch: int = 64) -> ExtraChoiceItems:
     """The sentences of ``count`` pool scenes after the shipped grounder's training and evaluation
     scenes (its card's indices), with the frozen detector's objects (fused maps kept in float16)."""
-    from l2l.foundation.folders import resolve_model_path
     from l2l.pretrain.grounder import GrounderTrainConfig, grounding_pool
+    from l2l.utils.folders import resolve_model_path
 
     card = json.loads((resolve_model_path(branch.cfg.path) / "card.json").read_text())
     start = card["training_data"]["eval_indices"][1] + 1

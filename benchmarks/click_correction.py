@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from l2l.data.refer import ReferDataset
-from l2l.foundation.folders import resolve_model_path
 from l2l.foundation.mask_model import MaskPredictor
 from l2l.label.clicks import simulate
 from l2l.priors.store import PriorStore
 from l2l.utils import threads as thread_policy
+from l2l.utils.folders import resolve_model_path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_speed import cpu_name  # noqa: E402

@@ -41,7 +41,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from l2l.data.refer import ReferDataset
-    from l2l.foundation.folders import resolve_model_path
+    from l2l.utils.folders import resolve_model_path
 
     ds = ReferDataset.synthref(args.data)
     res: dict = {"data": args.data, "threads": args.threads, "date": time.strftime("%Y-%m-%d"), "train_minutes": {}}

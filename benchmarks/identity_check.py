@@ -122,11 +122,11 @@ def _pretraining_module(kind: str):
 
 def stand_in_configs() -> dict[str, tuple[str, object]]:
     """name → (kind, tiny train config) of every stand-in target: three steps, a dozen pool images."""
+    from l2l.data.pool import PoolConfig
     from l2l.foundation.captioner import CaptionerConfig
     from l2l.foundation.dual_encoder import DualEncoderConfig
     from l2l.foundation.grounder import GrounderConfig
     from l2l.foundation.mask_model import MaskModelConfig
-    from l2l.pretrain.pool import PoolConfig
 
     conv = (8, 8, 8, 8)
     common = dict(pool=PoolConfig(size=64), train_images=12, steps=3, workers=1, log_every=1)

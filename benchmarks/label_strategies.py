@@ -34,7 +34,6 @@ import numpy as np
 
 from l2l.data.splits import rank_key
 from l2l.data.synthref_lang import KINDS
-from l2l.foundation.folders import resolve_model_path
 from l2l.foundation.mask_model import MaskPredictor
 from l2l.label.clicks import simulate
 from l2l.label.project import LabelProject
@@ -42,6 +41,7 @@ from l2l.label.strategies import STRATEGIES, candidates, image_feature, rank_ima
 from l2l.models.predictor import SegmenterPredictor
 from l2l.priors.store import PriorStore
 from l2l.utils import threads as thread_policy
+from l2l.utils.folders import resolve_model_path
 from l2l.utils.jsonl import append_record, read_records
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -35,9 +35,9 @@ from torch.utils.data import DataLoader
 from l2l.config import load_config
 from l2l.data.dataset import seed_worker
 from l2l.data.refer import ReferDataset
-from l2l.engine.evaluate import inference_on_dataset
 from l2l.engine.stream import identity
 from l2l.engine.trainer import TrainConfig, Trainer
+from l2l.evaluation.inference import inference_on_dataset
 from l2l.utils import threads as thread_policy
 
 

@@ -217,7 +217,7 @@ def test_priors_generate_and_eval(synthref_dir, tmp_path, capsys):
 
 
 def test_priors_default_provider_is_the_learned_prior_on_synthref(synthref_dir, tmp_path, capsys):
-    from l2l.foundation.folders import BUILTIN
+    from l2l.utils.folders import BUILTIN
 
     if not (BUILTIN["synthpool-grounder"] / "card.json").exists():
         pytest.skip("shipped grounder not built")

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from l2l.data.augment import normalize
-from l2l.models.efficientnet_lite import FEATURE_CHANNELS, EfficientNetLite0
+from l2l.nets.efficientnet_lite import FEATURE_CHANNELS, EfficientNetLite0
 
 from .conftest import SHARED
 

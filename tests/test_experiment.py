@@ -289,7 +289,7 @@ def test_refcoco_grid_dry_run_on_the_refer_fixture(tmp_path, capsys):
 
 
 def test_paper_numbers():
-    from l2l.report.paper import paper_value
+    from l2l.experiment.paper import paper_value
 
     assert paper_value("table1", "refcoco", "Ours", "5%", "val") == 67.30
     assert paper_value("table1", "refcocog", "Ours", "0.1%", "test") == 52.80

@@ -13,22 +13,22 @@ import pytest
 import torch
 
 from l2l.cli import main
+from l2l.data.pool import COLOR_NAMES, SIZE_NAMES, PoolConfig, pool_scene, render_pool_scene
 from l2l.errors import UsageError
 from l2l.foundation import dual_encoder as de
 from l2l.foundation import grounder as gr
 from l2l.foundation import mask_model as mm
 from l2l.foundation import object_grounder as oground
 from l2l.foundation import region_context as rc
-from l2l.foundation.folders import BUILTIN, folder_digest
 from l2l.foundation.grounding_parser import map_box, parse_boxes
 from l2l.foundation.language import SYNTHREF_ONLY_WORDS, generic_caption, realise_shifted
 from l2l.pretrain import dual_encoder as pde
 from l2l.pretrain import grounder as pgr
 from l2l.pretrain import mask_model as pmm
-from l2l.pretrain.pool import COLOR_NAMES, SIZE_NAMES, PoolConfig, pool_scene, render_pool_scene
 from l2l.priors.base import PriorInput
 from l2l.priors.standin import StandInPriorProvider, answer_confidence
 from l2l.priors.store import PriorStore
+from l2l.utils.folders import BUILTIN, folder_digest
 from l2l.utils.masks import mask_iou
 
 TINY_CONV = (8, 8, 16, 16)
@@ -39,7 +39,7 @@ def tiny_text():
     """A tiny random BERT with MiniLM's tokenizer (the real path, random weights), frozen and cached."""
     from transformers import BertConfig
 
-    from l2l.models.text_encoders import HFTextEncoder
+    from l2l.nets.text_encoders import HFTextEncoder
 
     torch.manual_seed(0)
     cfg = BertConfig(vocab_size=30522, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
@@ -515,8 +515,8 @@ def test_real_clip_behind_the_same_interface(tmp_path):
     with pytest.raises(FileNotFoundError, match="config.json"):
         de.ClipDualEncoder.from_pretrained(tmp_path / "nothing")
     # the one loader tells the real folder from a stand-in by config.json's fields, not by which files exist
-    from l2l.foundation.folders import is_real_folder
     from l2l.foundation.loaders import load_dual_encoder, load_mask_model
+    from l2l.utils.folders import is_real_folder
 
     assert is_real_folder(tmp_path) and isinstance(load_dual_encoder(tmp_path), de.ClipDualEncoder)
     assert not is_real_folder("builtin:synthpool-clip") and not is_real_folder(tmp_path / "nothing")

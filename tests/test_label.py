@@ -83,8 +83,8 @@ def test_simulate_stops_at_the_target_or_the_click_budget():
 
 
 def test_stand_in_mask_model_corrects_a_synthref_object(synthref):
-    from l2l.foundation.folders import resolve_model_path
     from l2l.foundation.mask_model import MaskPredictor
+    from l2l.utils.folders import resolve_model_path
 
     pred = MaskPredictor.from_pretrained(resolve_model_path("builtin:synthpool-sam"))
     r = synthref.samples("train")[0]
@@ -334,11 +334,11 @@ def test_label_page_in_a_real_browser(synthref_dir, tmp_path):
         pytest.skip("chromium is not installed (Debian: apt-get install chromium; .ci/run installs it)")
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (python) is not installed")
     from l2l.data.refer import ReferDataset
-    from l2l.foundation.folders import resolve_model_path
     from l2l.foundation.mask_model import MaskPredictor
     from l2l.label.page import serve
     from l2l.label.project import LabelProject
     from l2l.label.session import LabelTab
+    from l2l.utils.folders import resolve_model_path
 
     p = LabelProject.create(tmp_path / "proj", synthref_dir)
     first, second, third = sorted(p.tasks)[:3]

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.multiprocessing as tmp
 
-from l2l.engine.metrics import RESEvaluator, SampleScore, intersection_union, summarize
+from l2l.evaluation.metrics import RESEvaluator, SampleScore, intersection_union, summarize
 
 
 def _mask(h, w, box):

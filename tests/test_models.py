@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from l2l.config import load_config
-from l2l.models.backbones import ConvEncoder
 from l2l.models.segmenter import ModelConfig, Segmenter
 from l2l.models.sesm import SESMConfig, StageFusion
+from l2l.nets.backbones import ConvEncoder
 
 SWIN = ["visual.name=swin", "visual.pretrained=false"]
 TINY_BERT = ["text.name=hf-config"]
@@ -460,8 +460,8 @@ def test_object_branch_refuses_a_text_encoder_of_another_width():
 def test_shipped_object_branch_chooses_what_the_shipped_grounder_chooses():
     """``builtin:synthpool-grounder`` inside the student, before any training, answers each sentence with
     the box the stand-in grounder itself answers (the same network, weights and words)."""
+    from l2l.data.pool import PoolConfig, render_pool_scene
     from l2l.foundation.grounder import GrounderPredictor
-    from l2l.pretrain.pool import PoolConfig, render_pool_scene
 
     scene = render_pool_scene(PoolConfig(size=96), 3)
     m = _model("visual.name=conv", "visual.conv_channels=[8,16,16,32]", "text.name=minilm", "objects.enabled=true")

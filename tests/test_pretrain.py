@@ -13,9 +13,8 @@ import torch
 from PIL import Image
 
 from l2l.config import load_config
-from l2l.foundation.folders import BUILTIN
+from l2l.data.pool import HEADS, POOL_DOMAIN, PoolConfig, check_disjoint_seed, make_pool, pool_scene
 from l2l.models.segmenter import ModelConfig, Segmenter
-from l2l.pretrain.pool import HEADS, POOL_DOMAIN, PoolConfig, check_disjoint_seed, make_pool, pool_scene
 from l2l.pretrain.visual import (
     VisualPretrainConfig,
     dense_metrics,
@@ -25,6 +24,7 @@ from l2l.pretrain.visual import (
     pretrain_visual,
     rebuild_check,
 )
+from l2l.utils.folders import BUILTIN
 
 TINY = dict(
     conv_channels=(8, 8, 16, 16),
@@ -207,9 +207,9 @@ def test_coordinate_embedding_starts_at_zero_and_learns_position():
 def test_malformed_shapes_are_refused_in_one_line():
     """A conv encoder needs four stage widths and the pool's ranges are pairs: anything else is a
     UsageError naming the key, not an unpacking error deep inside."""
+    from l2l.data.pool import PoolConfig
     from l2l.errors import UsageError
-    from l2l.models.backbones import VisualConfig, build_visual_encoder
-    from l2l.pretrain.pool import PoolConfig
+    from l2l.nets.backbones import VisualConfig, build_visual_encoder
 
     with pytest.raises(UsageError, match="conv_channels needs 4"):
         build_visual_encoder(VisualConfig(name="conv", conv_channels=[8, 16, 32]))

@@ -275,9 +275,9 @@ def test_real_captioner_path_with_a_tiny_random_blip():
 # ----------------------------------------------------------------------------- the pipeline
 @pytest.fixture(scope="module")
 def captioner_folder(tmp_path_factory):
+    from l2l.data.pool import PoolConfig
     from l2l.foundation.captioner import CaptionerConfig
     from l2l.pretrain.captioner import CaptionerTrainConfig, pretrain_captioner
-    from l2l.pretrain.pool import PoolConfig
 
     out = tmp_path_factory.mktemp("captioner")
     cfg = CaptionerTrainConfig(

@@ -287,7 +287,7 @@ def test_concurrent_generators_share_the_work(synthref_dir, tmp_path):
 def test_options_and_long_sentences(capsys):
     from transformers import BertConfig
 
-    from l2l.models.text_encoders import HFTextEncoder
+    from l2l.nets.text_encoders import HFTextEncoder
 
     with pytest.raises(SystemExit):
         main(["data", "split", "--data", "x", "--fraction", "abc"])
@@ -306,7 +306,7 @@ def test_no_progress_silences_library_bars():
     import subprocess
     import sys
 
-    code = "from l2l.models.text_encoders import HFTextEncoder; HFTextEncoder.from_pretrained(None, 32)"
+    code = "from l2l.nets.text_encoders import HFTextEncoder; HFTextEncoder.from_pretrained(None, 32)"
     env = {**os.environ, "L2L_NO_PROGRESS": "1"}
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]

@@ -14,7 +14,6 @@ from safetensors.torch import load_file
 
 from l2l.config import load_config
 from l2l.data.refer import ReferDataset
-from l2l.engine.distributed import DistInfo, ResumableBatchSampler
 from l2l.engine.stream import StepStream
 from l2l.engine.trainer import TrainConfig, Trainer
 from l2l.semi import rple as R
@@ -23,6 +22,7 @@ from l2l.semi.config import SemiConfig, presets
 from l2l.semi.losses import dice_on_selected, masked_ce, unlabeled_loss
 from l2l.semi.rple import RPLEConfig
 from l2l.semi.telemetry import Telemetry, Visit
+from l2l.utils.distributed import DistInfo, ResumableBatchSampler
 
 PRESETS = presets()
 
@@ -484,7 +484,7 @@ def test_the_loader_worker_encodes_new_sentences_and_the_run_is_unchanged(
     unlabeled ones, their EDA variants and flips) are encoded in the worker and sent with the batch
     (engine/stream.py): the training process only absorbs them, and the weights are those of a run
     that encoded everything itself (workers=0)."""
-    from l2l.models.text_encoders import PackedFeatures
+    from l2l.nets.text_encoders import PackedFeatures
 
     extra = ["total_steps=3", "semi.warmup_steps=0", "model.text.name=minilm", "model.text.freeze=true"]
     ref = Trainer(_cfg(synthref_dir, priors_dir, "fixmatch", *extra), tmp_path / "w0", show_progress=False)
@@ -502,7 +502,7 @@ def test_the_loader_worker_encodes_new_sentences_and_the_run_is_unchanged(
     import os
 
     from l2l.data.text_augment import flip_directions
-    from l2l.models.text_encoders import HFTextEncoder
+    from l2l.nets.text_encoders import HFTextEncoder
 
     here, encoded = os.getpid(), []  # the sentences this (the training) process encodes itself
     real = HFTextEncoder.precompute

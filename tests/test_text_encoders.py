@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from l2l.models.text_encoders import HFTextEncoder, TinyTextEncoder
+from l2l.nets.text_encoders import HFTextEncoder, TinyTextEncoder
 
 TEXTS = ["the man on the left", "a red ball", ""]
 

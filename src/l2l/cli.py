@@ -326,7 +326,7 @@ def _eval_file(run: Path, cfg, dataset: str, args: argparse.Namespace, fingerpri
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from .data.refer import ReferDataset
-    from .engine.evaluate import inference_on_dataset
+    from .evaluation.inference import inference_on_dataset
     from .utils.devices import best_device
 
     device = best_device(args.device)
@@ -619,7 +619,7 @@ def cmd_ppt_train(args: argparse.Namespace) -> int:
 def _evaluate_predictor(args: argparse.Namespace, pred, what: dict, out: str, batch_size: int = 16) -> dict:
     """Evaluate a predictor that is not a trained segmenter run (PPT, the zero-shot baselines) on
     ``args.split`` and write the metrics JSON (with ``what`` describing the method) to ``out``."""
-    from .engine.evaluate import inference_on_dataset
+    from .evaluation.inference import inference_on_dataset
     from .utils.io import atomic_write_text
 
     ds = _open_dataset(args)

@@ -86,7 +86,7 @@ class UnlabeledBatch:
     has_prior: torch.Tensor
     geometries: list[Geometry]
     # frozen text features computed in the loader worker for sentences the model has not seen yet
-    # (:class:`~l2l.models.text_encoders.PackedFeatures`; engine/stream.py), else None
+    # (:class:`~l2l.nets.text_encoders.PackedFeatures`; engine/stream.py), else None
     text_features: Any = None
 
 

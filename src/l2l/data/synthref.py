@@ -39,6 +39,7 @@ from ..utils.io import atomic_write_text
 from ..utils.masks import mask_box
 from ..utils.progress import progress
 from ..utils.rle import rle_encode
+from .pool import check_disjoint_seed
 from .synthref_lang import KINDS, build_program, parse, realise, resolve
 from .synthref_scene import SceneProfile, render_scene
 from .vocab import COLORS, SHAPE_WORDS
@@ -88,8 +89,6 @@ class SynthRefConfig:
         self.refs_per_image = tuple(self.refs_per_image)  # type: ignore[assignment]
         self.sentences_per_ref = tuple(self.sentences_per_ref)  # type: ignore[assignment]
         self.shapes, self.colors = tuple(self.shapes), tuple(self.colors)
-        from ..pretrain.pool import check_disjoint_seed
-
         check_disjoint_seed(self.seed)  # the pretraining pool's seed domain
         if self.images < 4:
             raise UsageError(f"SynthRef needs at least 4 images (one per split), got {self.images}")

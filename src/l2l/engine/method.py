@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Sequence, runtime_checkable
 
 import torch
 
-from .distributed import DistInfo
+from ..utils.distributed import DistInfo
 
 if TYPE_CHECKING:
     from .trainer import Trainer

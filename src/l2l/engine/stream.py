@@ -3,7 +3,7 @@
 Spec §6: labeled and unlabeled batches are drawn together at every step, the labeled set being
 cycled. One *epoch* is one pass over the **driver** set — the unlabeled set for semi-supervised
 methods, the labeled set for ``supervised`` — with the incomplete last global batch dropped
-(as :class:`~l2l.engine.distributed.ResumableBatchSampler`, whose batches the driver reproduces
+(as :class:`~l2l.utils.distributed.ResumableBatchSampler`, whose batches the driver reproduces
 exactly). The other set is **cycled**: its samples are read in a fresh seeded permutation per
 cycle, continuing across epochs without dropping anything.
 
@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 from torch.utils.data import Dataset
 
 from ..errors import UsageError
-from .distributed import DistInfo, permutation
+from ..utils.distributed import DistInfo, permutation
 
 
 class _Order:

@@ -48,10 +48,12 @@ from ..data.dataset import (
 from ..data.refer import ReferDataset
 from ..data.splits import resolve_split
 from ..errors import ExistsError, MissingFileError, UsageError
+from ..evaluation.inference import inference_on_dataset
 from ..registry import METHODS, MODELS
 from ..schema import DataConfig, OptimConfig, TrainConfig
 from ..utils import threads as thread_policy
 from ..utils.devices import best_device
+from ..utils.distributed import all_gather_objects, init_distributed
 from ..utils.io import atomic_write_text, user_cache_dir
 from ..utils.jsonl import append_record, keep_records
 from ..utils.lock import TRAIN_LOCK, FolderLock, describe_holder, lock_problem
@@ -60,8 +62,6 @@ from ..utils.progress import progress
 from ..utils.run_paths import record_paths
 from ..utils.seeding import step_seed
 from . import checkpoint as ckpt
-from .distributed import all_gather_objects, init_distributed
-from .evaluate import evaluate_records
 from .method import Hook, Method, SetupContext, StepContext, StepOutput, check_method
 from .stream import StepStream, identity
 
@@ -616,7 +616,7 @@ class Trainer:
         recs = ds.samples(self.cfg.data.eval_split)
         if self.cfg.data.eval_max_samples:
             recs = recs[: self.cfg.data.eval_max_samples]
-        return evaluate_records(
+        return inference_on_dataset(
             model,
             ds,
             recs,

@@ -45,6 +45,7 @@ from typing import Any, Sequence
 
 from ..config import IDENTITY_IGNORED, ConfigError, config_diff, config_identity, load_config, load_yaml, to_dict  # noqa: F401
 from ..errors import MissingFileError, UsageError
+from .paper import PAPER_DATASETS
 
 KINDS = ("main", "ablation", "sweep")
 ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -259,8 +260,6 @@ class Grid:
                 raise self._fail(f"dataset {name}.guided_priors: a mapping split → prior store, splits among {splits}")
             paper = d.get("paper")
             if paper is not None:
-                from ..report.paper import PAPER_DATASETS
-
                 if paper not in PAPER_DATASETS:
                     raise self._fail(f"dataset {name}.paper: {paper!r} is not one of {PAPER_DATASETS}")
             out[str(name)] = DatasetSpec(

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 
 from ..data.augment import normalize
 from ..errors import MissingFileError, UsageError
-from ..models.backbones import ConvEncoder
+from ..nets.backbones import ConvEncoder
 from .common import ModelConfigBase, image_batch, load_net
 from .dual_encoder import crop_box
 

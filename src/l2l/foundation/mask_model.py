@@ -2,7 +2,7 @@
 
 Class-agnostic, as SAM is: an image and prompts (positive / negative points, a box) give a
 few soft mask hypotheses with predicted IoU scores. Trained on the *instance masks* of the
-pretraining pool (``l2l.pretrain.pool``) only — no SynthRef image, no sentence.
+pretraining pool (``l2l.data.pool``) only — no SynthRef image, no sentence.
 
 Architecture (SAM's split into a heavy image encoder run once and a light prompt decoder run
 per prompt):
@@ -40,8 +40,8 @@ import torch.nn.functional as F
 
 from ..data.augment import normalize
 from ..errors import MissingFileError, UsageError
-from ..models.backbones import ConvEncoder
-from ..models.decoder import Decoder
+from ..nets.backbones import ConvEncoder
+from ..nets.decoder import Decoder
 from ..utils.masks import mask_iou
 from ..utils.tensors import image_tensor
 from .common import ModelConfigBase, load_net

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 
 from ..data.augment import normalize
 from ..data.vocab import COLORS, SHAPE_WORDS, SIZES, TEXTURES
-from ..models.backbones import ConvEncoder
+from ..nets.backbones import ConvEncoder
 from ..utils.tensors import image_tensor
 
 if TYPE_CHECKING:

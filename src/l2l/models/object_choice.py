@@ -53,6 +53,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import UsageError
+from ..foundation.grounder import FORMAT, GrounderConfig, build_grounder
+from ..utils.folders import load_folder
 
 if TYPE_CHECKING:
     from ..data.refer import ReferDataset, SampleRecord
@@ -110,13 +112,9 @@ class ObjectChoice(nn.Module):
 
     def __init__(self, cfg: ObjectsConfig, stage_channels: tuple[int, ...]):
         super().__init__()
-        from ..foundation.grounder import FORMAT, GrounderConfig, build_grounder
-
         self.cfg = cfg
         extra = {"relation_bias": True} if cfg.relation_bias else {}
         if cfg.path is not None:
-            from ..foundation.folders import load_folder
-
             doc, states = load_folder(cfg.path, FORMAT)
             net = build_grounder(GrounderConfig(**{**doc["model"], "init": None, **extra}))
             missing, unexpected = net.load_state_dict(states["model"], strict=False)

@@ -30,17 +30,17 @@ import torch.nn.functional as F
 
 from ..data.augment import normalize
 from ..errors import MissingFileError, UsageError
+from ..nets.backbones import VisualConfig, VisualEncoder, build_visual_encoder
+from ..nets.decoder import Decoder
+from ..nets.text_encoders import HFTextEncoder, TinyTextEncoder
 from ..utils.io import save_safetensors
 from ..utils.run_paths import model_folder
-from .backbones import VisualConfig, VisualEncoder, build_visual_encoder
-from .decoder import Decoder
 from .domain import OutOfDomainWarning, domain_check_for, far_notice, model_input
 from .object_choice import ObjectChoice, ObjectsConfig, ObjectStem
 from .query_head import QueryConfig, QueryHead
 from .scene import SceneConfig, SceneReasoner
 from .sentence_paths import SentenceConfig, SentencePaths, pooled
 from .sesm import SESMConfig, StageFusion
-from .text_encoders import HFTextEncoder, TinyTextEncoder
 
 GUIDANCE_MODES = ("none", "prior", "self")
 

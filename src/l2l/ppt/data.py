@@ -33,9 +33,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ..data.pool import PoolConfig, render_pool_scene
 from ..data.vocab import SHAPE_WORDS
 from ..errors import UsageError
-from ..pretrain.pool import PoolConfig, render_pool_scene
 from ..utils.io import atomic_write_text
 from ..utils.jsonl import append_records, read_records
 from ..utils.masks import mask_iou

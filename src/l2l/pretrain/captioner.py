@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..data.pool import PoolConfig, pool_map, render_pool_scene
 from ..foundation.captioner import (
     CROP_MARGINS,
     FORMAT,
@@ -30,7 +31,6 @@ from ..foundation.language import generic_caption
 from ..utils.tensors import image_tensor
 from ..utils.threads import torch_threads
 from .common import StandInTrainConfig, cosine_step, optimizer_step, round_trip_half, save_stand_in, start_training
-from .pool import PoolConfig, pool_map, render_pool_scene
 
 
 # ---------------------------------------------------------------------------- data and training

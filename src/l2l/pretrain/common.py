@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, TypeVar
 import numpy as np
 import torch
 
+from ..data.pool import PoolConfig
 from ..errors import UsageError
-from ..foundation.folders import halve, write_folder
-from .pool import PoolConfig
+from ..utils.folders import halve, write_folder
 
 N = TypeVar("N", bound=torch.nn.Module)
 
@@ -45,7 +45,7 @@ def start_training(
     AdamW at ``cfg.lr`` (the encoder at ``cfg.encoder_lr_scale``), the batch generator
     ``default_rng([cfg.seed, rng_key])`` and the progress bar over ``min(cfg.steps, max_steps)``
     steps; the network in training mode."""
-    from ..models.backbones import ConvEncoder
+    from ..nets.backbones import ConvEncoder
     from ..utils.progress import progress
 
     torch.manual_seed(cfg.seed)

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.augment import normalize
+from ..data.pool import PoolConfig, pool_map, render_pool_scene
 from ..errors import UsageError
 from ..foundation.common import text_encoder
 from ..foundation.dual_encoder import FORMAT, DualEncoder, DualEncoderConfig, DualEncoderNet, crop_box
@@ -23,7 +24,6 @@ from ..foundation.region_context import region_loss
 from ..utils.tensors import image_tensor
 from ..utils.threads import torch_threads
 from .common import StandInTrainConfig, cosine_step, optimizer_step, round_trip_half, save_stand_in, start_training
-from .pool import PoolConfig, pool_map, render_pool_scene
 
 
 @dataclass

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..data.augment import normalize
+from ..data.pool import PoolConfig, PoolScene, pool_map, render_pool_scene
 from ..data.synthref_lang import KINDS, SceneObject
 from ..errors import UsageError
 from ..foundation.common import text_encoder
@@ -30,12 +31,11 @@ from ..foundation.grounder import (
 )
 from ..foundation.language import expressions
 from ..foundation.object_grounder import ObjectGrounderNet, attribute_indices, detection_recall, object_grounder_loss
-from ..models.backbones import ConvEncoder
+from ..nets.backbones import ConvEncoder
 from ..utils.masks import box_iou
 from ..utils.tensors import image_tensor
 from ..utils.threads import torch_threads
 from .common import StandInTrainConfig, adamw, cosine_step, round_trip_half, save_stand_in
-from .pool import PoolConfig, PoolScene, pool_map, render_pool_scene
 
 
 # ---------------------------------------------------------------------------- data and training

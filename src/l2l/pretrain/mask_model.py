@@ -13,12 +13,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..data.pool import PoolConfig, pool_map, render_pool_scene
 from ..foundation.mask_model import FORMAT, MaskModelConfig, MaskPredictor, PromptableMaskModel, automatic_masks
 from ..utils.masks import mask_box, mask_iou
 from ..utils.tensors import image_tensor
 from ..utils.threads import torch_threads
 from .common import StandInTrainConfig, cosine_step, round_trip_half, save_stand_in, start_training
-from .pool import PoolConfig, pool_map, render_pool_scene
 
 
 # ---------------------------------------------------------------------------- training

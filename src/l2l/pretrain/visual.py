@@ -1,9 +1,9 @@
 """Visual pretraining on the pool (``l2l pretrain visual``): our stand-in for ImageNet pretraining.
 
-The segmenter's conv encoder (``l2l.models.backbones.ConvEncoder``) is trained with dense
-per-pixel heads (``l2l.pretrain.pool.HEADS``: shape, colour, texture, size, instance boundary)
+The segmenter's conv encoder (``l2l.nets.backbones.ConvEncoder``) is trained with dense
+per-pixel heads (``l2l.data.pool.HEADS``: shape, colour, texture, size, instance boundary)
 on pool scenes only — no referring expression, no SynthRef image. The heads are a LAVT-style
-decoder (``l2l.models.decoder.Decoder``) with one output channel per class; only the encoder
+decoder (``l2l.nets.decoder.Decoder``) with one output channel per class; only the encoder
 is kept. The output is a model folder, loaded by path exactly as a real Swin folder is::
 
     FOLDER/config.json         {"format": "l2l-visual/1", "name": "conv", "conv_channels": [...], ...}
@@ -31,14 +31,12 @@ import torch
 import torch.nn.functional as F
 
 from ..data.augment import normalize
+from ..data.pool import HEADS, PoolConfig, make_pool
 from ..errors import UsageError
-from ..models.backbones import ConvEncoder, four_stages
-from ..models.decoder import Decoder
+from ..nets.backbones import VISUAL_FORMAT, ConvEncoder, four_stages, load_visual_folder
+from ..nets.decoder import Decoder
 from ..utils.io import atomic_write_text, save_safetensors
 from ..utils.tensors import image_tensor
-from .pool import HEADS, PoolConfig, make_pool
-
-FORMAT = "l2l-visual/1"
 
 
 @dataclass
@@ -180,7 +178,7 @@ def train_dense(
 
 def _subset_pool(cfg: VisualPretrainConfig, used: np.ndarray, show_progress: bool):
     """Only the pool images a shortened run visits (placed at their indices)."""
-    from .pool import pool_scene
+    from ..data.pool import pool_scene
 
     size = cfg.pool.size
     images = np.zeros((cfg.train_images, size, size, 3), np.uint8)
@@ -223,7 +221,7 @@ def pretrain_visual(
         out / "config.json",
         json.dumps(
             {
-                "format": FORMAT,
+                "format": VISUAL_FORMAT,
                 "name": "conv",
                 "conv_channels": list(cfg.conv_channels),
                 "input": "RGB in [0, 1], ImageNet mean/std normalisation inside the model",
@@ -233,8 +231,8 @@ def pretrain_visual(
         ),
     )
     card = {
-        "format": FORMAT,
-        "model": "ConvEncoder (l2l.models.backbones) + dense heads, encoder kept",
+        "format": VISUAL_FORMAT,
+        "model": "ConvEncoder (l2l.nets.backbones) + dense heads, encoder kept",
         "stand_in_for": "an ImageNet-pretrained visual backbone (Swin-B in the paper)",
         "training_data": {
             "pool": cfg.pool.to_dict(),
@@ -288,17 +286,9 @@ the pretraining world (`l2l.pretrain`) to stand where the paper's ImageNet-pretr
 """
 
 
-def load_visual_folder(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """(config.json, float32 state dict) of a folder written by :func:`pretrain_visual`."""
-    from ..foundation.folders import load_folder
-
-    doc, states = load_folder(path, FORMAT)
-    return doc, states["model"]
-
-
 def resolve_visual_path(path: str | Path) -> Path:
     """A folder, or ``builtin:NAME`` for a folder shipped inside the package (``synthpool-conv``)."""
-    from ..foundation.folders import resolve_model_path
+    from ..utils.folders import resolve_model_path
 
     return resolve_model_path(path)
 

@@ -7,7 +7,7 @@ from typing import Any, Sequence
 import torch
 
 from ..data.refer import ReferDataset
-from ..engine.metrics import RESEvaluator
+from ..evaluation.metrics import RESEvaluator
 from .store import PriorStore
 
 

@@ -97,7 +97,7 @@ class NCutDiscoverer:
 
     @classmethod
     def from_pretrained(cls, path: str = "builtin:synthpool-conv", **kw: Any) -> "NCutDiscoverer":
-        from ..models.backbones import ConvEncoder
+        from ..nets.backbones import ConvEncoder
 
         return cls(ConvEncoder.from_folder(path), source=path, **kw)
 

@@ -19,9 +19,9 @@ from typing import Any
 
 import yaml
 
+from ..experiment.paper import FIG9, paper_value
 from . import figures
 from .collect import GridData, fmt, mean_or_none
-from .paper import FIG9, paper_value
 from .render import Doc
 
 METRICS = (

@@ -35,8 +35,8 @@ import torch
 
 from ..data.augment import IGNORE_INDEX as IGNORE  # the one ignore index
 from ..data.dataset import HiddenMasks
-from ..engine.distributed import DistInfo, all_gather_objects
 from ..engine.method import Hook, StepOutput
+from ..utils.distributed import DistInfo, all_gather_objects
 from . import rple as R
 
 

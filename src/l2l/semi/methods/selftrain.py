@@ -56,10 +56,10 @@ import torch
 
 from ...data.augment import StrongAugment
 from ...data.dataset import LabeledBatch, UnlabeledBatch
-from ...engine.distributed import all_gather_objects
 from ...engine.method import Hook, SetupContext, StepContext, StepOutput, unwrap
 from ...errors import MissingFileError, UsageError
 from ...models.object_choice import choice_loss_per_sample
+from ...utils.distributed import all_gather_objects
 from ...utils.seeding import mix_seed
 from .. import rple as R
 from .. import selection

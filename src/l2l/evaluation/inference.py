@@ -3,7 +3,7 @@
 :func:`inference_on_dataset` (in the manner of detectron2's) runs a :class:`Predictor` — anything
 with ``predict(images, texts, guidance, prior, has_prior) -> (B, H, W) probabilities`` and
 ``eval()``/``train()``, e.g. :class:`~l2l.models.segmenter.Segmenter` or a model another method
-trains — over dataset records and returns the RES metrics. ``evaluate_records`` is its old name.
+trains — over dataset records and returns the RES metrics.
 
 Resolution: ``original`` (default) upsamples each predicted probability map to the image's
 own size and compares with the full-resolution mask; ``train`` compares at the training
@@ -23,8 +23,8 @@ from ..data.augment import IGNORE_INDEX, WeakAugConfig
 from ..data.dataset import EvalRefDataset, PriorLookup, collate_eval
 from ..data.refer import ReferDataset, SampleRecord
 from ..errors import UsageError
+from ..utils.distributed import DistInfo, all_gather_objects, shard
 from ..utils.progress import progress
-from .distributed import DistInfo, all_gather_objects, shard
 from .metrics import RESEvaluator
 
 RESOLUTIONS = ("original", "train")
@@ -105,6 +105,3 @@ def inference_on_dataset(
     with_prior = sum(all_gather_objects(with_prior, info))
     model.train(was_training)
     return {"resolution": resolution, "guidance": guidance, "samples_with_prior": with_prior, **out}
-
-
-evaluate_records = inference_on_dataset  # the name used before the predictor protocol

@@ -23,14 +23,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import MissingFileError, UsageError
+from ..utils.folders import load_folder
 from .efficientnet_lite import FEATURE_BLOCKS, EfficientNetLite0
+
+VISUAL_FORMAT = "l2l-visual/1"  # the folder format of ``l2l pretrain visual``
 
 
 @dataclass
@@ -78,6 +81,12 @@ def _conv_block(cin: int, cout: int, stride: int) -> nn.Sequential:
     )
 
 
+def load_visual_folder(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """(config.json, float32 state dict) of a folder written by ``l2l pretrain visual``."""
+    doc, states = load_folder(path, VISUAL_FORMAT)
+    return doc, states["model"]
+
+
 class ConvEncoder(VisualEncoder):
     def __init__(self, channels: tuple[int, int, int, int] = (32, 64, 128, 256)):
         super().__init__()
@@ -96,8 +105,6 @@ class ConvEncoder(VisualEncoder):
     @classmethod
     def from_folder(cls, path: str) -> "ConvEncoder":
         """The encoder of a folder written by ``l2l pretrain visual`` (its channels, its weights)."""
-        from ..pretrain.visual import load_visual_folder
-
         doc, state = load_visual_folder(path)
         enc = cls(four_stages(doc["conv_channels"]))
         missing, unexpected = enc.load_state_dict(state, strict=False)

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from ..errors import MissingFileError, UsageError
-from ..utils.io import atomic_write_text, save_safetensors
+from .io import atomic_write_text, save_safetensors
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 BUILTIN = {

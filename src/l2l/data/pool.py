@@ -32,10 +32,10 @@ from typing import Any, Callable, TypeVar
 import numpy as np
 from PIL import Image
 
-from ..data.synthref_lang import SceneObject
-from ..data.synthref_scene import SceneProfile, render_scene
-from ..data.vocab import COLORS, SHAPE_WORDS, TEXTURES
 from ..errors import UsageError
+from .synthref_lang import SceneObject
+from .synthref_scene import SceneProfile, render_scene
+from .vocab import COLORS, SHAPE_WORDS, TEXTURES
 
 T = TypeVar("T")
 POOL_DOMAIN = 0x504F4F4C  # "POOL": the first word of every pool seed sequence

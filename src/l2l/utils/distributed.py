@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 
 from ..errors import UsageError
-from ..utils.seeding import mix_seed
+from .seeding import mix_seed
 
 
 @dataclass(frozen=True)
