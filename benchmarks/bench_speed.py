@@ -120,7 +120,7 @@ def path_train(method: str, dtype: str, args: argparse.Namespace, tmp: str) -> d
         for h in tr.hooks:
             if type(h).__name__ not in ("EvalHook", "CheckpointHook"):
                 h.after_step(tr, out)
-        tr.state["step"] += 1
+        tr.state.step += 1
         return lab.images.shape[0] + (unl.images.shape[0] if unl is not None else 0)
 
     step()

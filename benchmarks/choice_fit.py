@@ -40,11 +40,11 @@ from l2l.models.object_choice import (
     ObjectChoice,
     ObjectsConfig,
     ObjectStem,
-    pairwise_box_iou,
     prefit_choice,
 )
 from l2l.nets.text_encoders import HFTextEncoder
 from l2l.utils import threads as thread_policy
+from l2l.utils.masks import paired_box_iou
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_speed import cpu_name  # noqa: E402
@@ -76,7 +76,7 @@ def detection_recall(ds: ReferDataset, objs, recs, boxes_gt) -> dict:
     target = []
     for r in recs:
         _, boxes, valid = objs[r.image_id]
-        iou = pairwise_box_iou(boxes[None], torch.tensor([boxes_gt[r.sample_id]])).masked_fill(~valid[None], -1.0)
+        iou = paired_box_iou(boxes[None], torch.tensor([boxes_gt[r.sample_id]])).masked_fill(~valid[None], -1.0)
         target.append(float(iou.max() >= 0.5))
     found, whole = [], []
     for j in sorted({r.image_id for r in recs}):
@@ -86,7 +86,7 @@ def detection_recall(ds: ReferDataset, objs, recs, boxes_gt) -> dict:
         for a in ds.image_anns(j):
             x, y, bw, bh = ds.box(a)
             gt = torch.tensor([[x / w, y / h, (x + bw) / w, (y + bh) / h]])
-            hits.append(float(pairwise_box_iou(boxes[None], gt).masked_fill(~valid[None], -1.0).max() >= 0.5))
+            hits.append(float(paired_box_iou(boxes[None], gt).masked_fill(~valid[None], -1.0).max() >= 0.5))
         found += hits
         whole.append(float(all(hits)))
     return {
@@ -123,7 +123,7 @@ def mirrored_votes(
     """B×K: the choice on the mirrored image (its boxes mapped back), given to each original detection
     from the mirrored detection that overlaps it most (box IoU ≥ 0.5; else 0)."""
     back = torch.stack([1 - boxes_m[..., 2], boxes_m[..., 1], 1 - boxes_m[..., 0], boxes_m[..., 3]], -1)
-    iou = torch.stack([pairwise_box_iou(back, boxes[:, k]) for k in range(boxes.shape[1])], 1)  # B×K×L
+    iou = torch.stack([paired_box_iou(back, boxes[:, k]) for k in range(boxes.shape[1])], 1)  # B×K×L
     best, idx = iou.masked_fill(~valid_m[:, None, :], -1.0).max(-1)
     return torch.where(best >= 0.5, prob_m.gather(1, idx), torch.zeros_like(best))
 
@@ -143,7 +143,7 @@ def evaluate(branch, text, objs, recs, boxes_gt, batch: int = 128, mirrored=None
             rs = recs[i : i + batch]
             stem, gt = stack(objs, rs, boxes_gt)
             prob = branch.choice(stem, *text.encode([r.sentence for r in rs]))
-            iou = pairwise_box_iou(stem.boxes, gt).masked_fill(~stem.valid, -1.0)
+            iou = paired_box_iou(stem.boxes, gt).masked_fill(~stem.valid, -1.0)
             hit = (iou.gather(1, prob.argmax(-1, keepdim=True))[:, 0] >= 0.5).tolist()
             found = (iou.max(-1).values >= 0.5).tolist()
             if mirrored is not None:

@@ -75,7 +75,7 @@ def collect(run: Path, samples: int):
     base = method.probe_config()
     static = torch.tensor(base.init_thresholds)
     visits: list[Visit] = []
-    step, n = tr.state["step"], 0
+    step, n = tr.state.step, 0
     tr.model.train()  # the weak pass of a training visit (batch-norm statistics of the batch)
     while n < samples:
         _, unl = tr.stream[step]

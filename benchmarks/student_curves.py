@@ -62,7 +62,7 @@ def choice_accuracy(model, ds: ReferDataset, records, size: int, batch: int = 32
     referred object (box IoU ≥ 0.5 with the ground-truth box), how often any detection does ("found"),
     overall and by kind; None for other models."""
     from l2l.models.domain import model_input
-    from l2l.models.object_choice import pairwise_box_iou
+    from l2l.utils.masks import paired_box_iou
 
     if getattr(model, "objects", None) is None:
         return None
@@ -83,7 +83,7 @@ def choice_accuracy(model, ds: ReferDataset, records, size: int, batch: int = 32
         )
         stem = model.stem(x)
         prob = model.objects.choice(stem, *model.text.encode([r.sentence for r in recs], dev))
-        iou = pairwise_box_iou(stem.boxes, gt.to(dev)).masked_fill(~stem.valid, -1.0)
+        iou = paired_box_iou(stem.boxes, gt.to(dev)).masked_fill(~stem.valid, -1.0)
         hit = iou.gather(1, prob.argmax(-1, keepdim=True))[:, 0] >= 0.5
         found += (iou.amax(-1) >= 0.5).float().tolist()
         for r, h in zip(recs, hit.tolist()):
@@ -105,8 +105,8 @@ def by_choice(ckpt: str, data: str, split: str, batch: int = 32) -> dict:
     import torch.nn.functional as F
 
     from l2l.models.domain import model_input
-    from l2l.models.object_choice import pairwise_box_iou
     from l2l.models.segmenter import Segmenter
+    from l2l.utils.masks import paired_box_iou
 
     m = Segmenter.from_pretrained(ckpt).eval()
     if m.objects is None:
@@ -128,7 +128,7 @@ def by_choice(ckpt: str, data: str, split: str, batch: int = 32) -> dict:
                 for b, im in ((ds.box(r.ann_id), im) for r, im in zip(rs, imgs))
             ]
         )
-        iou = pairwise_box_iou(stem.boxes, gt).masked_fill(~stem.valid, -1.0)
+        iou = paired_box_iou(stem.boxes, gt).masked_fill(~stem.valid, -1.0)
         right = (iou.gather(1, prob.argmax(-1, keepdim=True))[:, 0] >= 0.5).tolist()
         fg = m.forward_from_stem(stem, (size, size), texts).softmax(1)[:, 1:]
         for k, (r, im) in enumerate(zip(rs, imgs)):
@@ -209,7 +209,7 @@ def run_design(a, name: str, overrides: list[str]) -> None:
         t0 = time.perf_counter()
         out, _ = tr.train_step(lab, unl)
         busy += time.perf_counter() - t0
-        tr.state["step"] = step = step + 1
+        tr.state.step = step = step + 1
         if step in steps:
             for split, records in eval_sets.items():
                 te = time.perf_counter()

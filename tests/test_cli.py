@@ -203,6 +203,18 @@ def test_priors_generate_and_eval(synthref_dir, tmp_path, capsys):
     assert res["missing"] == 0 and 0.3 < res["mean_IoU"] < 0.95
     assert main(["priors", "generate", "--data", str(synthref_dir), "--provider", "mllm-sam2", "--out", str(out)]) == 2
     assert "--mllm" in capsys.readouterr().err
+    # the provider's config takes KEY=VALUE overrides (its dataclass's fields), as training does
+    exact = tmp_path / "exact"
+    clean = ["miss=0", "drift=0", "partial=0", "bloat=0", "box=0", "noise=0", "confident_wrong=0"]
+    assert main([*args[: args.index("--out")], "--out", str(exact), *clean]) == 0
+    capsys.readouterr()
+    assert json.loads((exact / "store.json").read_text())["config"]["noise"] == 0
+    assert main(["priors", "eval", "--data", str(synthref_dir), "--priors", str(exact)]) == 0
+    capsys.readouterr()
+    assert json.loads((exact / "eval.json").read_text())["mean_IoU"] > res["mean_IoU"]
+    bad = [*args[: args.index("--out")], "--out", str(tmp_path / "bad"), "nosie=0"]
+    assert main(bad) == 2
+    assert "--provider simulated: unknown config key(s) nosie; SimulatedConfig has" in capsys.readouterr().err
     # --shard i/n: processes side by side fill one store; together they make what one process makes
     sharded = tmp_path / "sharded"
     base = args[: args.index("--out")]
@@ -233,7 +245,7 @@ def test_priors_default_provider_is_the_learned_prior_on_synthref(synthref_dir, 
 def test_the_demo_makes_its_priors_by_two_processes(tmp_path, capsys):
     """``l2l demo``'s learned priors: shard 0/2 here, 1/2 in an ``l2l priors generate`` beside it, one store,
     the maps of one process alone."""
-    from l2l.cli import _generate_priors, _generate_priors_beside
+    from l2l.cli.priors import _generate_priors, _generate_priors_beside
     from l2l.data.refer import ReferDataset
     from l2l.data.synthref import SynthRefConfig, generate
     from l2l.priors.standin import build

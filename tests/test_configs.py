@@ -87,3 +87,23 @@ def test_configs_ship_inside_the_package(tmp_path, monkeypatch):
     assert shipped_config("configs/splits/synthref/label_split_5pct_seed22.json").exists()
     with pytest.raises(FileNotFoundError, match="nor among the configs shipped with l2l"):
         load_config(TrainConfig, "configs/nope.yaml")
+
+
+def test_the_semi_section_is_registered_not_imported():
+    """``l2l.schema`` finds the method family's section in CONFIG_SECTIONS (issue 35 step 5): importing the
+    engine loads no method family, and the section still parses, refuses and dumps like any other."""
+    import subprocess
+    import sys
+
+    code = "import sys, l2l.engine.trainer; print(sorted(m for m in sys.modules if m.startswith('l2l.semi')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    cfg = load_config(TrainConfig, None, ["semi.lambda_u=2", "semi.rple.lr=0.25"])
+    assert type(cfg.semi).__name__ == "SemiConfig" and cfg.semi.lambda_u == 2.0 and cfg.semi.rple.lr == 0.25
+    assert yaml.safe_load(dump_config(cfg))["semi"]["rple"]["lr"] == 0.25
+    with pytest.raises(ConfigError, match=r"unknown config key\(s\) semi.nope; SemiConfig has"):
+        load_config(TrainConfig, None, ["semi.nope=1"])
+    with pytest.raises(ConfigError, match="semi: a section"):
+        load_config(TrainConfig, None, ["semi=3"])
+    with pytest.raises(ValueError, match="semi.tau_fg must lie in"):
+        load_config(TrainConfig, None, ["semi.tau_fg=2"]).validate()

@@ -480,12 +480,13 @@ def test_shipped_object_branch_chooses_what_the_shipped_grounder_chooses():
 
 
 def test_choice_loss_names_the_detection_that_boxes_the_mask():
-    from l2l.models.object_choice import choice_loss_per_sample, mask_boxes
+    from l2l.models.object_choice import choice_loss_per_sample
+    from l2l.utils.masks import label_map_boxes
 
     masks = torch.zeros(2, 8, 8, dtype=torch.long)
     masks[0, 2:4, 1:5] = 1
     masks[0, 0, 0] = 255  # ignored pixels are not the object
-    boxes, has = mask_boxes(masks)
+    boxes, has = label_map_boxes(masks)
     assert has.tolist() == [True, False]
     assert boxes[0].tolist() == [1 / 8, 2 / 8, 5 / 8, 4 / 8]
     m = _model(*CONV_TINY, *OBJECTS, "objects.choice_loss=2.0")

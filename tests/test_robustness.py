@@ -314,7 +314,7 @@ def test_no_progress_silences_library_bars():
 
 
 def test_more_refusals_and_ctrl_c(synthref_dir, tmp_path, capsys, monkeypatch):
-    import l2l.cli as cli
+    import l2l.cli.priors as cli_priors
 
     run = tmp_path / "run"
     assert _train(run, synthref_dir, "total_steps=1", "model.sesm.enabled=false") == 0  # a model without SESM
@@ -328,7 +328,7 @@ def test_more_refusals_and_ctrl_c(synthref_dir, tmp_path, capsys, monkeypatch):
     def interrupted(args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "cmd_priors_generate", interrupted)
+    monkeypatch.setattr(cli_priors, "cmd_priors_generate", interrupted)
     assert main(["priors", "generate", "--data", str(synthref_dir), "--out", str(tmp_path / "p")]) == 130
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "interrupted" in err and "Traceback" not in err

@@ -231,6 +231,12 @@ def test_encoder_learning_rates_are_scaled_by_group():
     }
     assert [len(g["params"]) for g in param_groups(net, 1.0, 1.0)] == [5]
     assert {g["lr_scale"] for g in param_groups(net, 1.0, 0.1)} == {0.1, 1.0}
+    # the same helper serves the stand-ins' training: a part at None is frozen (in no group)
+    from l2l.utils.optim import param_groups as scaled
+
+    frozen = scaled(net, {"encoder": net.visual}, {"encoder": None})
+    assert [g["lr_scale"] for g in frozen] == [1.0]
+    assert {id(p) for p in frozen[0]["params"]} == {id(net.text.weight), id(net.text.bias), id(net.head.weight)}
 
 
 OBJECTS_TINY = [

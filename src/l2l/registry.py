@@ -10,7 +10,8 @@ the semi-supervised methods through :data:`METHODS`). Third-party code adds its 
 :data:`METHODS` — training methods (the :class:`l2l.engine.method.Method` protocol); each entry
   is a class with ``from_config(cfg: TrainConfig, name: str)``.
 :data:`MODELS` — model families a method trains (``build(cfg.model)``).
-:data:`PRIOR_PROVIDERS` — prior providers for ``l2l priors generate``: factories ``(args, dataset) -> provider``.
+:data:`PRIOR_PROVIDERS` — prior providers for ``l2l priors generate`` and ``l2l serve``: each a
+  :class:`l2l.priors.providers.ProviderSpec` (a config dataclass and ``build(cfg, dataset)``).
 """
 
 from __future__ import annotations
@@ -89,10 +90,15 @@ PRIOR_PROVIDERS: Registry[Any] = Registry("prior provider")
 _register_all(
     PRIOR_PROVIDERS,
     {
-        "simulated": "l2l.priors.providers:simulated",
-        "teacher": "l2l.priors.providers:teacher",
-        "files": "l2l.priors.providers:files",
-        "mllm-sam2": "l2l.priors.providers:mllm_sam2",
-        "standin": "l2l.priors.providers:standin",
+        "simulated": "l2l.priors.providers:SIMULATED",
+        "teacher": "l2l.priors.providers:TEACHER",
+        "files": "l2l.priors.providers:FILES",
+        "mllm-sam2": "l2l.priors.providers:MLLM_SAM2",
+        "standin": "l2l.priors.providers:STANDIN",
     },
 )
+
+# The sections of a training config that belong to a method family: ``TrainConfig.<name>`` is an
+# instance of the registered dataclass (``l2l.schema`` looks it up here, so that it imports no family).
+CONFIG_SECTIONS: Registry[Any] = Registry("config section")
+CONFIG_SECTIONS.register("semi", "l2l.semi.config:SemiConfig")

@@ -1,18 +1,26 @@
 """The typed configuration of a training run (``l2l train --config FILE key=value …``).
 
 :class:`TrainConfig` composes each package's own settings — :class:`~l2l.models.segmenter.ModelConfig`,
-:class:`DataConfig`, :class:`OptimConfig`, :class:`~l2l.semi.config.SemiConfig` — and is the only
-module that sees all of them; the trainer reads ``model``/``data``/``optim`` and the run's own
-fields, and hands the whole config to the method it builds (``semi.*`` is the method's business).
+:class:`DataConfig`, :class:`OptimConfig` — and the method family's section ``semi``, whose dataclass
+(:class:`~l2l.semi.config.SemiConfig`) the family registers in :data:`l2l.registry.CONFIG_SECTIONS`:
+this module imports no method family (docs/architecture.md, "Floors"). The trainer reads
+``model``/``data``/``optim`` and the run's own fields, and hands the whole config to the method it
+builds (``semi.*`` is the method's business, validated by the section's own ``validate``).
 Values marked [paper] are the L2L paper's, [ours] are choices of this implementation.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from .models.segmenter import ModelConfig
-from .semi.config import SemiConfig
+from .registry import CONFIG_SECTIONS
+
+
+def section(name: str) -> Any:
+    """A field holding the registered dataclass of section ``name`` (its defaults)."""
+    return field(default_factory=lambda: CONFIG_SECTIONS.get(name)())
 
 
 @dataclass
@@ -88,7 +96,7 @@ class TrainConfig:
     telemetry_landscape_every: int = 0  # steps between reward-landscape probes (semi/telemetry.py); 0 = off
     sup_dice: float = 0.0  # [ours] weight of a soft Dice term in the labeled loss L_s (semi/methods/supervised.py)
     init_from: str | None = None  # a run or model folder whose weights start this run (fine-tuning; not on resume)
-    semi: SemiConfig = field(default_factory=SemiConfig)
+    semi: Any = section("semi")  # l2l.semi.config.SemiConfig (registered: CONFIG_SECTIONS)
 
     def validate(self) -> "TrainConfig":
         """Refuse values that would run but compute nonsense (a negative step budget, an empty batch…)."""
@@ -117,7 +125,7 @@ class TrainConfig:
         )
         need(self.threads >= 0, f"threads must be ≥ 0 (0 = the thread policy), got {self.threads}")
         need(self.amp in ("auto", "bf16", "off"), f"amp must be auto, bf16 or off, got {self.amp!r}")
-        m, s = self.model, self.semi
+        m = self.model
         need(m.image_size >= 16, f"model.image_size must be ≥ 16, got {m.image_size}")
         need(m.decoder_dim >= 1, f"model.decoder_dim must be ≥ 1, got {m.decoder_dim}")
         need(0 <= m.sesm.prior_dropout <= 1, f"model.sesm.prior_dropout must lie in [0, 1], got {m.sesm.prior_dropout}")
@@ -131,16 +139,10 @@ class TrainConfig:
         need(0 <= self.optim.visual_lr_scale, f"optim.visual_lr_scale must be ≥ 0, got {self.optim.visual_lr_scale}")
         need(0 <= self.optim.text_lr_scale, f"optim.text_lr_scale must be ≥ 0, got {self.optim.text_lr_scale}")
         need(0 <= self.optim.objects_lr_scale, f"optim.objects_lr_scale must be ≥ 0, got {self.optim.objects_lr_scale}")
-        need(s.lambda_u >= 0, f"semi.lambda_u must be ≥ 0, got {s.lambda_u}")
-        need(s.warmup_steps >= 0, f"semi.warmup_steps must be ≥ 0, got {s.warmup_steps}")
-        need(
-            s.unlabeled_batch_size is None or s.unlabeled_batch_size >= 1,
-            f"semi.unlabeled_batch_size must be ≥ 1 (or null), got {s.unlabeled_batch_size}",
-        )
-        for key in ("tau_fg", "tau_bg"):
-            v = getattr(s, key)
-            need(v is None or 0 <= v <= 1, f"semi.{key} must lie in [0, 1], got {v}")
         lo, hi = self.data.scale_range
         need(0 < lo <= hi, f"data.scale_range must be (low, high) with 0 < low ≤ high, got {self.data.scale_range}")
         need(0 <= self.data.hflip_prob <= 1, f"data.hflip_prob must lie in [0, 1], got {self.data.hflip_prob}")
+        check = getattr(self.semi, "validate", None)
+        if callable(check):
+            check()
         return self

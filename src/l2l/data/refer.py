@@ -195,7 +195,7 @@ class ReferDataset:
         return cls("synthref", root / "instances.json", root / "refs(synthref).json", root / "images")
 
     @classmethod
-    def pseudo_ris(cls, root: str | Path) -> "ReferDataset":
+    def pseudoris(cls, root: str | Path) -> "ReferDataset":
         """A dataset written by ``l2l pseudo-ris generate`` (its images stay in the source's folder)."""
         root = Path(root)
         meta_file = root / "meta.json"
@@ -233,7 +233,7 @@ class ReferDataset:
         if dataset in (None, "label") and (path / "refs(label).json").exists():
             return cls.label(path)
         if dataset in (None, "pseudo-ris") and (path / "refs(pseudo-ris).json").exists():
-            return cls.pseudo_ris(path)
+            return cls.pseudoris(path)
         if dataset in (None, "synthref"):
             if (path / "refs(synthref).json").exists() or dataset == "synthref":
                 return cls.synthref(path)

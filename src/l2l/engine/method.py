@@ -2,8 +2,9 @@
 
 The trainer (:mod:`l2l.engine.trainer`) builds a method by name through
 :data:`l2l.registry.METHODS` and then talks to it only through this protocol; it never imports a
-method's module. A method decides which data it needs (``needs_unlabeled``, ``needs_priors``,
-``priors_path``, ``unlabeled_batch_size``), which model it trains (``model``, a
+method's module. A method builds the data it trains on (``datasets``: the labeled samples, and the
+unlabeled ones with whatever they carry — the self-training methods open their prior store and the
+strong text view there, :mod:`l2l.semi.data`), says which model it trains (``model``, a
 :data:`l2l.registry.MODELS` name), computes a step's loss, and may add :class:`Hook` objects
 (the semi-supervised methods add their telemetry hook this way).
 
@@ -19,6 +20,8 @@ from typing import TYPE_CHECKING, Any, Protocol, Sequence, runtime_checkable
 
 import torch
 
+from ..data.augment import WeakAugConfig
+from ..data.dataset import LabeledRefDataset
 from ..utils.distributed import DistInfo
 
 if TYPE_CHECKING:
@@ -50,6 +53,35 @@ class SetupContext:
 
 
 @dataclass
+class DataContext:
+    """What a method builds its training data from (:meth:`Method.datasets`)."""
+
+    dataset: Any  # l2l.data.refer.ReferDataset
+    labeled: Sequence[Any]  # SampleRecord: the labeled split's training samples
+    unlabeled: Sequence[Any]  # SampleRecord: the rest of the training samples (their masks stay hidden)
+    aug: WeakAugConfig  # the weak view
+    seed: int
+    data: Any  # TrainConfig.data (l2l.schema.DataConfig)
+    model: torch.nn.Module  # the model being trained (e.g. whether it takes guidance)
+    info: DistInfo
+
+
+@dataclass
+class MethodData:
+    """A method's training data: datasets the trainer streams, and what its ``setup`` receives."""
+
+    labeled: Any  # a dataset of LabeledSample (collate_labeled)
+    unlabeled: Any = None  # a dataset of UnlabeledSample (collate_unlabeled); None: labeled batches only
+    prior_store: Any = None  # SetupContext.prior_store
+    notes: dict[str, Any] = field(default_factory=dict)  # written to the run's env.json
+
+
+def labeled_data(ctx: DataContext) -> MethodData:
+    """The labeled samples alone, in the weak view: ``datasets`` of a method that needs nothing else."""
+    return MethodData(LabeledRefDataset(ctx.dataset, ctx.labeled, ctx.aug, seed=ctx.seed))
+
+
+@dataclass
 class StepOutput:
     """A step's result: the loss to minimise, scalars to log, and an opaque record for hooks
     (e.g. what self-training computed, which the telemetry compares with hidden masks)."""
@@ -67,6 +99,8 @@ class Method(Protocol):
     priors_path: str | None  # prior store folder; optional when needs_priors is False
     unlabeled_batch_size: int | None  # None = the labeled batch size
     model: str  # MODELS name of what this method trains
+
+    def datasets(self, ctx: DataContext) -> MethodData: ...
 
     def setup(self, ctx: SetupContext) -> None: ...
 
@@ -123,6 +157,7 @@ def check_method(method: Any, name: str) -> Any:
         "priors_path",
         "unlabeled_batch_size",
         "model",
+        "datasets",
         "setup",
         "loss",
         "hooks",

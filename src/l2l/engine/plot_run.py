@@ -15,10 +15,11 @@ from typing import Any
 
 from ..errors import MissingFileError
 from ..utils.jsonl import read_records
+from ..utils.run_folder import RunFolder
 
 
 def read_metrics(run: str | Path) -> list[dict[str, Any]]:
-    f = Path(run) / "metrics.jsonl"
+    f = RunFolder(run).metrics
     if not f.exists():
         raise MissingFileError(f"{run}: no metrics.jsonl (is this a run folder of `l2l train`?)")
     return read_records(f)  # a torn last line is skipped, any other bad line named
@@ -141,7 +142,7 @@ def plot_run(run: str | Path, out: str | Path | None = None) -> Path:
             ax.text(0.5, 0.5, "no data yet", ha="center", va="center", transform=ax.transAxes)
     for ax in axes[len(panels) :]:
         ax.axis("off")
-    env = run / "env.json"
+    env = RunFolder(run).env
     method = json.loads(env.read_text()).get("method", {}).get("method", "?") if env.exists() else "?"
     fig.suptitle(f"{run.name} — method {method}", fontsize=12)
     fig.tight_layout()

@@ -28,8 +28,9 @@ import json
 import platform
 import random
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 import torch
@@ -38,31 +39,31 @@ from torch.utils.data import DataLoader
 from ..config import ConfigError, dump_config
 from ..data.augment import WeakAugConfig
 from ..data.dataset import (
-    LabeledRefDataset,
-    UnlabeledRefDataset,
     collate_labeled,
     collate_unlabeled,
     seed_worker,
     train_records,
 )
-from ..data.refer import ReferDataset
+from ..data.refer import ReferDataset, SampleRecord
 from ..data.splits import resolve_split
-from ..errors import ExistsError, MissingFileError, UsageError
+from ..errors import ExistsError, UsageError
 from ..evaluation.inference import inference_on_dataset
 from ..registry import METHODS, MODELS
 from ..schema import DataConfig, OptimConfig, TrainConfig
 from ..utils import threads as thread_policy
 from ..utils.devices import best_device
 from ..utils.distributed import all_gather_objects, init_distributed
-from ..utils.io import atomic_write_text, user_cache_dir
+from ..utils.io import atomic_write_text
 from ..utils.jsonl import append_record, keep_records
 from ..utils.lock import TRAIN_LOCK, FolderLock, describe_holder, lock_problem
+from ..utils.optim import param_groups as scaled_groups
 from ..utils.precision import use_bf16
 from ..utils.progress import progress
+from ..utils.run_folder import RunFolder
 from ..utils.run_paths import record_paths
 from ..utils.seeding import step_seed
 from . import checkpoint as ckpt
-from .method import Hook, Method, SetupContext, StepContext, StepOutput, check_method
+from .method import DataContext, Hook, Method, SetupContext, StepContext, StepOutput, check_method
 from .stream import StepStream, identity
 
 __all__ = [
@@ -89,27 +90,14 @@ def param_groups(
 ) -> list[dict[str, Any]]:
     """Trainable parameters; the visual encoder's (``model.visual``), the text encoder's (``model.text``) and
     the object branch's grounder (``model.objects.net``) each in a group of its own when its lr is scaled."""
-    train = [p for p in model.parameters() if p.requires_grad]
     objects = getattr(model, "objects", None)
-    parts = {"visual": getattr(model, "visual", None), "text": getattr(model, "text", None)}
-    parts["objects"] = objects.net if objects is not None else None
-    scaled = [
-        (name, scale)
-        for name, scale in (("visual", visual_lr_scale), ("text", text_lr_scale), ("objects", objects_lr_scale))
-        if scale != 1.0 and parts[name] is not None
-    ]
-    if not scaled:
-        return [{"params": train}]
-    groups: list[dict[str, Any]] = []
-    taken: set[int] = set()
-    for name, scale in scaled:
-        part = parts[name]
-        assert part is not None
-        ids = {id(p) for p in part.parameters()} - taken
-        taken |= ids
-        groups.append({"params": [p for p in train if id(p) in ids], "lr_scale": scale})
-    groups.append({"params": [p for p in train if id(p) not in taken], "lr_scale": 1.0})
-    return [g for g in groups if g["params"]]
+    parts = {
+        "visual": getattr(model, "visual", None),
+        "text": getattr(model, "text", None),
+        "objects": objects.net if objects is not None else None,
+    }
+    scales = {"visual": visual_lr_scale, "text": text_lr_scale, "objects": objects_lr_scale}
+    return scaled_groups(model, parts, scales)
 
 
 def build_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
@@ -124,28 +112,19 @@ def build_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.Opt
     raise ConfigError(f"optim.optimizer: expected adamw or sgd, got {cfg.optimizer!r}")
 
 
-def text_strong_augmenter(cfg: DataConfig, ds: ReferDataset, sentences: Sequence[str], announce: bool = True):
-    """The EDA augmenter of a run on ``ds`` with the pools of ``sentences`` built (once: they are cached in
-    ``data.eda_cache``, by default ``<user cache>/eda/eda_pools_<dataset>.json`` — :func:`user_cache_dir`,
-    never the dataset's folder, which may be read-only — and read from there)."""
-    from ..data.text_augment import SentenceEncoder, TextStrongAugmenter
-
-    cache = (
-        Path(cfg.eda_cache)
-        if cfg.eda_cache
-        else user_cache_dir() / "eda" / f"eda_pools_{ds.name.replace('/', '_')}.json"
-    )
-    aug = TextStrongAugmenter(SentenceEncoder(), cache_file=cache)
-    missing = aug.missing(sentences)
-    if missing:
-        if announce:
-            print(f"building EDA pools for {missing} sentences (once; cached in {cache})", flush=True)
-        aug.precompute(sentences)
-    return aug
-
-
 def open_dataset(cfg: DataConfig) -> ReferDataset:
     return ReferDataset.open(cfg.root, cfg.dataset, cfg.split_by, cfg.image_dir)
+
+
+@dataclass
+class TrainState:
+    """Where a run is (checkpointed with every checkpoint): the number of steps taken, the epoch,
+    the best validation oIoU so far."""
+
+    KEYS: ClassVar[tuple[str, ...]] = ("step", "epoch", "best")
+    step: int = 0
+    epoch: int = 0
+    best: float = -1.0
 
 
 class EvalHook(Hook):
@@ -156,19 +135,19 @@ class EvalHook(Hook):
         cfg, state = trainer.cfg, trainer.state
         if not epoch_end or cfg.data.eval_split == "none":
             return
-        if state["step"] >= trainer.total or (cfg.eval_every > 0 and state["epoch"] % cfg.eval_every == 0):
+        if state.step >= trainer.total or (cfg.eval_every > 0 and state.epoch % cfg.eval_every == 0):
             trainer.results = trainer.evaluate(trainer.model, trainer.dataset)
             trainer.log(
                 {
-                    "step": state["step"],
-                    "epoch": state["epoch"],
+                    "step": state.step,
+                    "epoch": state.epoch,
                     **{f"val_{k}": v for k, v in trainer.results.items() if isinstance(v, float)},
                 }
             )
-            if trainer.results["oIoU"] > state["best"]:
-                state["best"] = trainer.results["oIoU"]
+            if trainer.results["oIoU"] > state.best:
+                state.best = trainer.results["oIoU"]
                 if trainer.info.is_main:
-                    trainer.model.save_pretrained(trainer.run_dir / "best")
+                    trainer.model.save_pretrained(trainer.run.best)
         trainer.model.train()
 
 
@@ -176,7 +155,7 @@ class CheckpointHook(Hook):
     """A resumable checkpoint at each epoch end, every ``ckpt_every`` steps and at the last step run."""
 
     def after_interval(self, trainer: "Trainer", epoch_end: bool) -> None:
-        step = trainer.state["step"]
+        step = trainer.state.step
         if epoch_end or step % trainer.cfg.ckpt_every == 0 or step >= trainer.end:
             trainer.save_checkpoint()
 
@@ -188,6 +167,7 @@ class Trainer:
         """``allow_changes``: config keys (dotted; a prefix such as ``optim`` covers its fields) whose
         value may differ from the run folder's on resume — the change is recorded in ``env.json``."""
         self.cfg, self.run_dir, self.show_progress = cfg.validate(), Path(run_dir), show_progress
+        self.run = RunFolder(self.run_dir)  # the folder's layout
         self.allow_changes = tuple(allow_changes)
         self.changes_on_resume: list[str] = []
         self.device = best_device(cfg.device)
@@ -201,23 +181,21 @@ class Trainer:
         """Append a record to ``metrics.jsonl`` (and its numbers to TensorBoard); main process only."""
         if not self.info.is_main:
             return
-        append_record(self.run_dir / "metrics.jsonl", record)
+        append_record(self.run.metrics, record)
         if self.tb is not None:
             for k, v in record.items():
                 if isinstance(v, (int, float)) and k not in ("step", "epoch"):
                     self.tb.add_scalar(k, v, record["step"])
 
-    _log = log  # earlier name
-
     def save_checkpoint(self) -> None:
-        method, extra = self.method, dict(self.state)
+        method, extra = self.method, asdict(self.state)
         rngs = all_gather_objects(ckpt.rng_state(), self.info)
         method.flush()
         if self.info.enabled:
             torch.distributed.barrier()  # every rank's bank rows are on disk
         if self.info.is_main:
             ckpt.save(
-                self.run_dir / "checkpoints",
+                self.run.checkpoints,
                 extra["step"],
                 self.model,
                 self.opt,
@@ -225,7 +203,7 @@ class Trainer:
                 meta={"epoch": extra["epoch"], "method": getattr(method, "name", "")},
                 files=method.save_files,
             )
-            ckpt.prune(self.run_dir / "checkpoints", self.cfg.keep_last)
+            ckpt.prune(self.run.checkpoints, self.cfg.keep_last)
         if self.info.enabled:
             torch.distributed.barrier()
 
@@ -248,21 +226,42 @@ class Trainer:
             raise UsageError(f"init_from={path}: its weights do not fit this run's model ({e})") from None
 
     def prepare(self, resume: bool = True) -> None:
-        """Data, method, model and optimiser; restore the newest checkpoint when ``resume``; write
-        ``config.yaml``, ``label_split.json`` and ``env.json``."""
-        cfg, info = self.cfg, self.info
+        """The build steps in their order — start, records, method, model, the method's datasets and the
+        step stream, schedule, optimizer, resume or initialise, run files, hooks, the wrapped network
+        (evaluation is :meth:`evaluate`, called by :class:`EvalHook`) — so that a subclass replaces one step, not the whole; each step's random draws come
+        in the order of the ones before (a fresh run and a resumed one build the same model)."""
+        self.start()
+        labeled, unlabeled = self.build_records()
+        self.build_method(labeled)
+        self.build_model(labeled)
+        self.build_data(labeled, unlabeled)
+        self.build_schedule()
+        self.build_optimizer()
+        last = self.restore_or_init(resume, labeled, unlabeled)
+        if self.info.is_main:
+            self.write_run_files(last, labeled, unlabeled)
+        self.build_hooks()
+        self.wrap()
+
+    def start(self) -> None:
+        """Threads, precision (refused here, before any work, where the hardware lacks it), the run
+        folder and its lock, the seeds."""
+        cfg = self.cfg
         if cfg.threads:  # the run's own count; else the process's policy stands (utils/threads.py)
             thread_policy.apply(cfg.threads)
-        self.bf16 = use_bf16(cfg.amp, self.device)  # refused here, before any work, where the hardware lacks it
+        self.bf16 = use_bf16(cfg.amp, self.device)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        if info.is_main:
+        if self.info.is_main:
             self._hold_folder()
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed)
         random.seed(cfg.seed)
 
+    def build_records(self) -> tuple[list[SampleRecord], list[SampleRecord]]:
+        """The dataset, its label split and the (labeled, unlabeled) training samples."""
+        cfg = self.cfg
         ds = self.dataset = open_dataset(cfg.data)
-        split = resolve_split(
+        self.split = resolve_split(
             ds.name,
             ds.image_ids("train"),
             cfg.data.label_fraction,
@@ -270,14 +269,20 @@ class Trainer:
             cfg.data.split_file,
             cfg.data.label_count,
         )
-        labeled, unlabeled = train_records(ds, split)
-        method = self.method = build_method(cfg)
+        return train_records(ds, self.split)
+
+    def build_method(self, labeled: Sequence[SampleRecord]) -> None:
+        method = self.method = build_method(self.cfg)
         if not labeled and getattr(method, "needs_labeled", True):
             raise UsageError(
-                f"data.label_fraction={cfg.data.label_fraction}: no labeled image, and method "
+                f"data.label_fraction={self.cfg.data.label_fraction}: no labeled image, and method "
                 f"{method.name!r} trains on labeled samples"
             )
-        model = self.model = MODELS.get(method.model)(cfg.model).to(self.device)
+
+    def build_model(self, labeled: Sequence[SampleRecord]) -> None:
+        """The method's model from MODELS; a frozen text encoder with a cache encodes the labeled sentences."""
+        cfg = self.cfg
+        model = self.model = MODELS.get(self.method.model)(cfg.model).to(self.device)
         if cfg.channels_last:
             model = self.model = model.to(memory_format=torch.channels_last)
         text: Any = getattr(model, "text", None)
@@ -285,63 +290,78 @@ class Trainer:
             from ..data.text_augment import flip_directions
 
             text.precompute([t for r in labeled for t in (r.sentence, flip_directions(r.sentence))])
-        semi = method.needs_unlabeled
-        store = self._prior_store(method, unlabeled) if semi else None
+
+    def build_data(self, labeled: Sequence[SampleRecord], unlabeled: Sequence[SampleRecord]) -> None:
+        """The method's datasets (:meth:`~l2l.engine.method.Method.datasets`) and the step stream."""
+        cfg, info = self.cfg, self.info
         aug = WeakAugConfig(
             size=cfg.data.size,
             hflip_prob=cfg.data.hflip_prob,
             scale_range=(float(cfg.data.scale_range[0]), float(cfg.data.scale_range[1])),
         )
-        lab_lookup = store.get if (store is not None and getattr(model, "uses_guidance", False)) else None
-        train_ds = LabeledRefDataset(ds, labeled, aug, seed=cfg.seed, prior_lookup=lab_lookup)
-        unl_ds = None
-        if semi:
-            unl_ds = UnlabeledRefDataset(
-                ds,
-                unlabeled,
-                aug,
-                seed=cfg.seed,
-                prior_lookup=store.get if store is not None else None,
-                text_strong=self._text_strong(ds, unlabeled),
-            )
-        b_u = method.unlabeled_batch_size or cfg.batch_size
-        self.stream = StepStream(
-            train_ds, unl_ds, cfg.batch_size, b_u, info, cfg.seed, collate_labeled, collate_unlabeled
+        data = self.data = self.method.datasets(
+            DataContext(self.dataset, labeled, unlabeled, aug, cfg.seed, cfg.data, self.model, info)
         )
-        if semi and cfg.data.workers > 0 and getattr(text, "frozen", False) and getattr(text, "use_cache", False):
+        self.unlabeled_batch = self.method.unlabeled_batch_size or cfg.batch_size
+        self.stream = StepStream(
+            data.labeled,
+            data.unlabeled,
+            cfg.batch_size,
+            self.unlabeled_batch,
+            info,
+            cfg.seed,
+            collate_labeled,
+            collate_unlabeled,
+        )
+        text: Any = getattr(self.model, "text", None)
+        frozen_cache = getattr(text, "frozen", False) and getattr(text, "use_cache", False)
+        if data.unlabeled is not None and cfg.data.workers > 0 and frozen_cache:
             # the unlabeled texts (EDA variants, flips) are encoded in the loader worker, on its own core
             self.stream.text_encoder = text
-        spe = self.steps_per_epoch = self.stream.steps_per_epoch
-        if cfg.total_steps:
-            self.total = cfg.total_steps
-        else:
-            self.total = cfg.epochs * spe
-        self.end = min(self.total, cfg.max_steps) if cfg.max_steps is not None else self.total
-        self.opt = build_optimizer(model, cfg.optim)
 
-        self.state: dict[str, Any] = {"step": 0, "epoch": 0, "best": -1.0}
+    def build_schedule(self) -> None:
+        """Steps per epoch (from the stream), the schedule's length and where this process stops."""
+        cfg = self.cfg
+        self.steps_per_epoch = self.stream.steps_per_epoch
+        self.total = cfg.total_steps if cfg.total_steps else cfg.epochs * self.steps_per_epoch
+        self.end = min(self.total, cfg.max_steps) if cfg.max_steps is not None else self.total
+
+    def build_optimizer(self) -> None:
+        self.opt = build_optimizer(self.model, self.cfg.optim)
+
+    def restore_or_init(
+        self, resume: bool, labeled: Sequence[SampleRecord], unlabeled: Sequence[SampleRecord]
+    ) -> Path | None:
+        """The method's setup, then the newest checkpoint (``resume``) or the first weights
+        (``init_from``, the model's ``prefit``); returns the checkpoint resumed from."""
+        cfg, info, model, method = self.cfg, self.info, self.model, self.method
+        self.state = TrainState()
         last = self._checkpoint_to_resume() if resume else None
         if last is None and info.is_main:
             self._clear_stale_results()
         method.setup(
             SetupContext(
-                self.run_dir, [r.sample_id for r in unlabeled], store, model, info, cfg.data.size, fresh=last is None
+                self.run_dir,
+                [r.sample_id for r in unlabeled],
+                self.data.prior_store,
+                model,
+                info,
+                cfg.data.size,
+                fresh=last is None,
             )
         )
         if last is not None:
             loaded = self._load_checkpoint(last, model)
             last = loaded["path"]
             extra = loaded["extra"]
-            self.state.update({k: extra[k] for k in self.state})
+            self.state = TrainState(**{k: extra[k] for k in TrainState.KEYS})
             ckpt.set_rng_state(extra["rng_per_rank"][info.rank])
             method.load_state_dict(extra.get("method", {}))
             if info.is_main:
                 method.load_files(last)
                 # what was logged after this checkpoint is logged again by the resumed steps: once only
-                done = self.state["step"]
-                keep_records(
-                    self.run_dir / "metrics.jsonl", lambda r: not isinstance(r.get("step"), int) or r["step"] <= done
-                )
+                done = self.state.step
+                keep_records(self.run.metrics, lambda r: not isinstance(r.get("step"), int) or r["step"] <= done)
             if info.enabled:
                 torch.distributed.barrier()
         else:
@@ -349,50 +369,62 @@ class Trainer:
                 self._init_weights(model, cfg.init_from)
             prefit = getattr(model, "prefit", None)  # a model's own stage before the first step (model.objects)
             if callable(prefit):
-                losses = prefit(ds, labeled, cfg.data.size, cfg.seed, show_progress=self.show_progress and info.is_main)
+                losses = prefit(
+                    self.dataset, labeled, cfg.data.size, cfg.seed, show_progress=self.show_progress and info.is_main
+                )
                 if losses and info.is_main:
                     self.prefit_losses = losses
             torch.manual_seed(cfg.seed + info.rank)  # per-rank streams (prior dropout)
+        return last
 
-        if info.is_main:
-            atomic_write_text(self.run_dir / "config.yaml", dump_config(cfg))
-            record_paths(cfg, self.run_dir)  # paths.json: the run folder stays usable when moved
-            split.save(self.run_dir / "label_split.json")
-            env = {
-                "torch": torch.__version__,
-                "python": platform.python_version(),
-                "device": self.device,
-                "threads": torch.get_num_threads(),
-                "precision": "bf16 autocast" if self.bf16 else "fp32",
-                "world_size": info.world,
-                "batch_per_process": cfg.batch_size,
-                "global_batch": cfg.batch_size * info.world,
-                "steps_per_epoch": spe,
-                "total_steps": self.total,
-                "labeled_samples": len(labeled),
-                "unlabeled_samples": len(unlabeled),
-                "dataset": ds.name,
-                "method": method.settings(),
-                "resumed_from": str(last) if last else None,
-                "changes_on_resume": self.changes_on_resume,
-            }
-            if semi:
-                env["unlabeled_batch_per_process"] = b_u
-                env["priors"] = str(store.root) if store is not None else None
-            if getattr(self, "prefit_losses", None):  # model.objects.prefit_epochs: the choice's loss per epoch
-                env["prefit_losses"] = [round(x, 4) for x in self.prefit_losses]
-            atomic_write_text(self.run_dir / "env.json", json.dumps(env, indent=2, default=str))
+    def write_run_files(
+        self, last: Path | None, labeled: Sequence[SampleRecord], unlabeled: Sequence[SampleRecord]
+    ) -> None:
+        """``config.yaml``, ``paths.json``, ``label_split.json`` and ``env.json`` (main process)."""
+        cfg = self.cfg
+        atomic_write_text(self.run.config, dump_config(cfg))
+        record_paths(cfg, self.run_dir)  # paths.json: the run folder stays usable when moved
+        self.split.save(self.run.label_split)
+        env = {
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "device": self.device,
+            "threads": torch.get_num_threads(),
+            "precision": "bf16 autocast" if self.bf16 else "fp32",
+            "world_size": self.info.world,
+            "batch_per_process": cfg.batch_size,
+            "global_batch": cfg.batch_size * self.info.world,
+            "steps_per_epoch": self.steps_per_epoch,
+            "total_steps": self.total,
+            "labeled_samples": len(labeled),
+            "unlabeled_samples": len(unlabeled),
+            "dataset": self.dataset.name,
+            "method": self.method.settings(),
+            "resumed_from": str(last) if last else None,
+            "changes_on_resume": self.changes_on_resume,
+        }
+        if self.data.unlabeled is not None:
+            env["unlabeled_batch_per_process"] = self.unlabeled_batch
+        env.update(self.data.notes)
+        if getattr(self, "prefit_losses", None):  # model.objects.prefit_epochs: the choice's loss per epoch
+            env["prefit_losses"] = [round(x, 4) for x in self.prefit_losses]
+        atomic_write_text(self.run.env, json.dumps(env, indent=2, default=str))
+
+    def build_hooks(self) -> None:
+        """TensorBoard on the main process; the method's hooks, then evaluation and checkpoints."""
         from torch.utils.tensorboard import SummaryWriter
 
-        self.tb = SummaryWriter(str(self.run_dir / "tb")) if info.is_main else None
-        self.hooks: list[Hook] = [*method.hooks(self), EvalHook(), CheckpointHook()]
+        self.tb = SummaryWriter(str(self.run.tensorboard)) if self.info.is_main else None
+        self.hooks: list[Hook] = [*self.method.hooks(self), EvalHook(), CheckpointHook()]
 
-        net = model
-        if info.enabled:
+    def wrap(self) -> None:
+        """The network the steps run: the model, in DDP across processes, compiled on request."""
+        net = self.model
+        if self.info.enabled:
             net = torch.nn.parallel.DistributedDataParallel(
-                model, device_ids=[info.local_rank] if self.device.startswith("cuda") else None
+                net, device_ids=[self.info.local_rank] if self.device.startswith("cuda") else None
             )
-        if cfg.compile:
+        if self.cfg.compile:
             net = torch.compile(net)
         self.net = net
 
@@ -400,14 +432,14 @@ class Trainer:
     def train_step(self, lab, unl) -> tuple[StepOutput, float]:
         """One update: the poly learning rate, the method's loss, backward, clipping, the optimiser step."""
         cfg, state, info = self.cfg, self.state, self.info
-        state["epoch"] = state["step"] // self.steps_per_epoch
-        lr = cfg.optim.lr * (1 - state["step"] / self.total) ** cfg.optim.poly_power
+        state.epoch = state.step // self.steps_per_epoch
+        lr = cfg.optim.lr * (1 - state.step / self.total) ** cfg.optim.poly_power
         for g in self.opt.param_groups:
             g["lr"] = lr * g.get("lr_scale", 1.0)
-        ctx = StepContext(state["step"], state["epoch"], self.device, cfg.seed, info)
+        ctx = StepContext(state.step, state.epoch, self.device, cfg.seed, info)
         # every random draw of a step (prior dropout, …) is a function of (seed, step, rank), so a
         # resumed run repeats it whatever else touched the global generator (e.g. loader start-up)
-        torch.manual_seed(step_seed(cfg.seed, state["step"], info.rank))
+        torch.manual_seed(step_seed(cfg.seed, state.step, info.rank))
         if unl is not None and unl.text_features is not None:
             self.model.text.absorb(unl.text_features)
         with self._amp():
@@ -432,13 +464,13 @@ class Trainer:
             total=self.total,
             desc=f"train {cfg.method}",
             disable=not (self.show_progress and info.is_main),
-            initial=state["step"],
+            initial=state.step,
         )
         self.results = {}
         loader = DataLoader(
             self.stream,
             batch_size=None,
-            sampler=range(state["step"], self.end),
+            sampler=range(state.step, self.end),
             collate_fn=identity,
             num_workers=cfg.data.workers,
             worker_init_fn=seed_worker,
@@ -452,16 +484,16 @@ class Trainer:
             step_time += time.perf_counter() - ts
             for h in self.hooks:
                 h.after_step(self, out)
-            state["step"] += 1
+            state.step += 1
             seen += (lab.images.shape[0] + (unl.images.shape[0] if unl is not None else 0)) * info.world
             bar.update(1)
             bar.set_postfix(loss=f"{float(out.loss.detach()):.3f}", lr=f"{lr:.2e}", refresh=False)
-            if state["step"] % cfg.log_every == 0:
+            if state.step % cfg.log_every == 0:
                 dt = time.perf_counter() - t0
                 self.log(
                     {
-                        "step": state["step"],
-                        "epoch": state["epoch"],
+                        "step": state.step,
+                        "epoch": state.epoch,
                         "lr": lr,
                         "loss": float(out.loss.detach()),
                         **out.logs,
@@ -470,21 +502,21 @@ class Trainer:
                     }
                 )
                 step_time = 0.0
-            epoch_end = state["step"] % self.steps_per_epoch == 0 or state["step"] >= self.total
+            epoch_end = state.step % self.steps_per_epoch == 0 or state.step >= self.total
             if epoch_end:
-                state["epoch"] = -(-state["step"] // self.steps_per_epoch)
+                state.epoch = -(-state.step // self.steps_per_epoch)
             for h in self.hooks:
                 h.after_interval(self, epoch_end)
         bar.close()
         results = self.results
-        eval_file = self.run_dir / f"eval_{cfg.data.eval_split}.json"
+        eval_file = self.run.eval_file(cfg.data.eval_split)
         no_eval = cfg.data.eval_split == "none"
-        if not results and state["step"] >= self.total and not eval_file.exists() and not no_eval:
+        if not results and state.step >= self.total and not eval_file.exists() and not no_eval:
             results = self.evaluate(self.model, self.dataset)  # the run ended before its final evaluation: do it now
         if info.is_main:
-            self.model.save_pretrained(self.run_dir / "last")
-            if not (self.run_dir / "best").exists():
-                self.model.save_pretrained(self.run_dir / "best")
+            self.model.save_pretrained(self.run.last)
+            if not (self.run.best).exists():
+                self.model.save_pretrained(self.run.best)
             if results:
                 atomic_write_text(eval_file, json.dumps(results, indent=2))
         for h in self.hooks:
@@ -493,7 +525,7 @@ class Trainer:
             self.tb.close()
         self.release_folder()
         return {
-            "state": state,
+            "state": asdict(state),
             "results": results,
             "train_seconds": time.perf_counter() - t0,
             "samples_per_s": seen / max(time.perf_counter() - t0, 1e-9),
@@ -505,8 +537,8 @@ class Trainer:
         from ..config import config_diff, config_identity, legacy_overrides, load_config, to_dict
         from ..schema import LEGACY_DEFAULTS
 
-        last = ckpt.latest(self.run_dir / "checkpoints")
-        saved = self.run_dir / "config.yaml"
+        last = ckpt.latest(self.run.checkpoints)
+        saved = self.run.config
         if last is None or not saved.exists():
             return last
         try:
@@ -531,7 +563,7 @@ class Trainer:
         import warnings
 
         tried = []
-        for path in reversed(ckpt.list_checkpoints(self.run_dir / "checkpoints")):
+        for path in reversed(ckpt.list_checkpoints(self.run.checkpoints)):
             if path > last:
                 continue
             try:
@@ -566,51 +598,9 @@ class Trainer:
 
     def _clear_stale_results(self) -> None:
         """A fresh start in a used folder: results of the earlier run would sit beside the new ones."""
-        for f in [*self.run_dir.glob("eval_*.json"), self.run_dir / "metrics.jsonl"]:
+        for f in [*self.run.eval_files(), self.run.metrics]:
             if f.exists():
                 f.unlink()
-
-    def _prior_store(self, method: Method, unlabeled):
-        """The prior store at ``method.priors_path``; None when there is none and the method needs none."""
-        from ..priors.store import PriorStore
-
-        path = method.priors_path
-        if not path:
-            if method.needs_priors:
-                raise UsageError(
-                    f"method {method.name!r} uses priors: set semi.priors=FOLDER, a store made with "
-                    f"`l2l priors generate --data {self.cfg.data.root} --out FOLDER`"
-                )
-            return None
-        if not (Path(path) / "store.json").exists():
-            raise MissingFileError(
-                f"semi.priors={path}: no prior store there; make one with "
-                f"`l2l priors generate --data {self.cfg.data.root} --out {path}`"
-            )
-        store = PriorStore(path)
-        store.check_dataset(self.dataset)
-        missing = sum(1 for r in unlabeled if r.sample_id not in store.entries())
-        if unlabeled and missing == len(unlabeled) and method.needs_priors:
-            raise UsageError(
-                f"semi.priors={path} holds no prior of any of the {len(unlabeled)} unlabeled samples "
-                f"(made for another split?): make them with `l2l priors generate --data {self.cfg.data.root} "
-                f"--subset all --out {path}`"
-            )
-        if missing and self.info.is_main:
-            import warnings
-
-            warnings.warn(
-                f"{missing} of {len(unlabeled)} unlabeled samples have no prior in {path}; "
-                "they train on the weak prediction alone",
-                stacklevel=2,
-            )
-        return store
-
-    def _text_strong(self, ds: ReferDataset, unlabeled):
-        """The strong text view (EDA pools, in the user cache); None when disabled."""
-        if not self.cfg.data.strong_text:
-            return None
-        return text_strong_augmenter(self.cfg.data, ds, [r.sentence for r in unlabeled], self.info.is_main)
 
     def evaluate(self, model, ds: ReferDataset) -> dict[str, Any]:
         recs = ds.samples(self.cfg.data.eval_split)

@@ -43,8 +43,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..config import IDENTITY_IGNORED, ConfigError, config_diff, config_identity, load_config, load_yaml, to_dict  # noqa: F401
+from ..config import ConfigError, config_identity, load_config, load_yaml, to_dict
 from ..errors import MissingFileError, UsageError
+from ..utils.run_folder import RunFolder
 from .paper import PAPER_DATASETS
 
 KINDS = ("main", "ablation", "sweep")
@@ -102,11 +103,10 @@ class EvalSpec:
 
     @property
     def filename(self) -> str:
+        run = RunFolder(".")
         return (
-            f"eval_{self.split}.json"
-            if self.by_training
-            else f"eval_{self.split}_{self.guidance}_{self.resolution}.json"
-        )
+            run.eval_file(self.split) if self.by_training else run.eval_file(self.split, self.guidance, self.resolution)
+        ).name
 
     def argv(self, run: Path) -> list[str]:
         out = [

@@ -34,11 +34,12 @@ from typing import Any, Callable, Sequence
 
 import yaml
 
-from ..config import to_dict
+from ..config import config_diff, config_identity, to_dict
 from ..errors import UsageError
 from ..utils.io import atomic_write_text
 from ..utils.lock import PARENT_ENV, TRAIN_LOCK, FolderLock, describe_holder, holder_alive, lock_problem, read_lock
-from .grid import Cell, Grid, config_diff, config_identity
+from ..utils.run_folder import RunFolder
+from .grid import Cell, Grid
 
 LOCK = ".experiment.lock"
 CELL_FILE = "cell.json"
@@ -53,7 +54,7 @@ def folder_identity(run: Path) -> dict[str, Any]:
     from ..config import legacy_overrides, load_config
     from ..schema import LEGACY_DEFAULTS, TrainConfig
 
-    saved = run / "config.yaml"
+    saved = RunFolder(run).config
     return config_identity(to_dict(load_config(TrainConfig, saved, legacy_overrides(saved, LEGACY_DEFAULTS))))
 
 
@@ -61,7 +62,7 @@ def cell_state(cell: Cell, ignore_lock: bool = False) -> str:
     from ..engine.checkpoint import latest
 
     run = cell.run_dir
-    if (run / "config.yaml").exists():
+    if RunFolder(run).is_run():
         try:
             have = folder_identity(run)
         except (yaml.YAMLError, ValueError):
@@ -71,7 +72,7 @@ def cell_state(cell: Cell, ignore_lock: bool = False) -> str:
     if not ignore_lock and _locked(run):
         return "locked"
     if not (run / cell.evals[0].filename).exists():
-        return "partial" if latest(run / "checkpoints") is not None else "new"
+        return "partial" if latest(RunFolder(run).checkpoints) is not None else "new"
     return "done" if not missing_evals(cell) else "trained"
 
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import UsageError
 from ..utils.io import atomic_write_text
 from ..utils.jsonl import append_record
+from ..utils.run_folder import RunFolder
 from .project import LabelProject
 
 
@@ -122,7 +122,7 @@ def train(
         )
     res = Trainer(cfg, out).fit(resume=resume)
     split = cfg.data.eval_split
-    r = res["results"] or (None if split == "none" else json.loads((Path(out) / f"eval_{split}.json").read_text()))
+    r = res["results"] or (None if split == "none" else json.loads(RunFolder(out).eval_file(split).read_text()))
     rounds = project.folder / "rounds.jsonl"
     n = sum(1 for _ in rounds.open()) + 1 if rounds.exists() else 1
     st = project.status()
@@ -140,5 +140,5 @@ def train(
     }
     append_record(rounds, row)
     if strategy:
-        row["queue"] = rank(project, str(Path(out) / "last"), strategy, k, priors)["images"]
+        row["queue"] = rank(project, str(RunFolder(out).last), strategy, k, priors)["images"]
     return row

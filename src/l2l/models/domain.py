@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from ..data.images import to_rgb_uint8
 from ..errors import L2LError, UsageError
 from ..utils.io import atomic_write_text, sha256_file
-from ..utils.run_paths import model_folder
+from ..utils.run_folder import RunFolder
 from ..utils.tensors import image_tensor
 
 DOMAIN_FILE = "domain.json"
@@ -199,7 +199,7 @@ def domain_check_for(
     ``images`` (a folder) when given; else the model folder's ``domain.json`` when its weights are the
     ones it was fitted for; else fitted on the run's training images and saved there (when the folder
     is writable). ``(None, "no domain check: <why>")`` when none can be had."""
-    folder = model_folder(path)
+    folder = RunFolder.saved_model(path)
     weights = sha256_file(folder / "model.safetensors") if folder is not None else ""
     saved = folder / DOMAIN_FILE if folder is not None else None
     if images is None and saved is not None and saved.exists():

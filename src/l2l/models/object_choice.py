@@ -55,6 +55,7 @@ import torch.nn.functional as F
 from ..errors import UsageError
 from ..foundation.grounder import FORMAT, GrounderConfig, build_grounder
 from ..utils.folders import load_folder
+from ..utils.masks import label_map_boxes, paired_box_iou
 
 if TYPE_CHECKING:
     from ..data.refer import ReferDataset, SampleRecord
@@ -193,32 +194,6 @@ class ObjectChoice(nn.Module):
         return self.alpha * (2 * self.choice_map(stem, prob, size) - 1)
 
 
-def mask_boxes(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Boxes B×4 (x0, y0, x1, y1 in [0, 1], pixel edges) of label maps B×H×W (1 = the object; 0 and the
-    ignore value 255 are not) and whether each mask has a pixel."""
-    fg = masks == 1
-    h, w = fg.shape[-2:]
-    rows, cols = fg.any(2), fg.any(1)  # B×H, B×W
-    has = rows.any(1)
-    ar_h = torch.arange(h, device=masks.device)
-    ar_w = torch.arange(w, device=masks.device)
-    y0 = torch.where(rows, ar_h, h).amin(1)
-    y1 = torch.where(rows, ar_h, -1).amax(1) + 1
-    x0 = torch.where(cols, ar_w, w).amin(1)
-    x1 = torch.where(cols, ar_w, -1).amax(1) + 1
-    return torch.stack([x0 / w, y0 / h, x1 / w, y1 / h], -1).float(), has
-
-
-def pairwise_box_iou(boxes: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
-    """IoU B×K of boxes B×K×4 with one box B×4 each (x0, y0, x1, y1)."""
-    lt = torch.maximum(boxes[..., :2], box[:, None, :2])
-    rb = torch.minimum(boxes[..., 2:], box[:, None, 2:])
-    inter = (rb - lt).clamp(min=0).prod(-1)
-    area = (boxes[..., 2:] - boxes[..., :2]).clamp(min=0).prod(-1)
-    area1 = (box[:, 2:] - box[:, :2]).clamp(min=0).prod(-1)[:, None]
-    return inter / (area + area1 - inter).clamp(min=1e-9)
-
-
 def choice_loss_per_sample(model: nn.Module, masks: torch.Tensor, rows: int | None = None) -> torch.Tensor | None:
     """(B,) ``choice_loss · (−log π_k*)`` of the model's last pass for label maps B×H×W (the first ``rows``
     rows of that pass: the labeled part of a mixed batch), or None when the model has no branch or the
@@ -229,7 +204,7 @@ def choice_loss_per_sample(model: nn.Module, masks: torch.Tensor, rows: int | No
     prob, boxes, valid = objects.last
     n = masks.shape[0] if rows is None else rows
     prob, boxes, valid = prob[:n], boxes[:n], valid[:n]
-    target, has = mask_boxes(masks[:n].to(boxes.device))
+    target, has = label_map_boxes(masks[:n].to(boxes.device))
     k, matched = target_objects(boxes, valid, target, objects.cfg.match_iou)
     use = has & matched
     nll = -prob.gather(1, k[:, None])[:, 0].clamp(min=1e-6).log()
@@ -239,7 +214,7 @@ def choice_loss_per_sample(model: nn.Module, masks: torch.Tensor, rows: int | No
 def target_objects(boxes: torch.Tensor, valid: torch.Tensor, target: torch.Tensor, match_iou: float):
     """(k*, use): the detection of boxes B×K×4 that best boxes each target box B×4, and whether its IoU
     reaches ``match_iou`` (the sample names a detected object)."""
-    iou = pairwise_box_iou(boxes, target).masked_fill(~valid, -1.0)
+    iou = paired_box_iou(boxes, target).masked_fill(~valid, -1.0)
     best, k = iou.max(-1)
     return k, best >= match_iou
 

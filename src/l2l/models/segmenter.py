@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import typing
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -34,8 +33,8 @@ from ..nets.backbones import VisualConfig, VisualEncoder, build_visual_encoder
 from ..nets.decoder import Decoder
 from ..nets.text_encoders import HFTextEncoder, TinyTextEncoder
 from ..utils.io import save_safetensors
-from ..utils.run_paths import model_folder
-from .domain import OutOfDomainWarning, domain_check_for, far_notice, model_input
+from ..utils.run_folder import RunFolder
+from .domain import domain_check_for
 from .object_choice import ObjectChoice, ObjectsConfig, ObjectStem
 from .query_head import QueryConfig, QueryHead
 from .scene import SceneConfig, SceneReasoner
@@ -363,7 +362,7 @@ class Segmenter(nn.Module):
         """Load a folder written by :meth:`save_pretrained` (or a run folder with ``best/``/``last/``)."""
         from safetensors.torch import load_file
 
-        found = model_folder(path)
+        found = RunFolder.saved_model(path)
         if found is None:
             raise MissingFileError(f"no l2l checkpoint in {path} (expected config.json and model.safetensors)")
         path = found
@@ -415,7 +414,6 @@ class Segmenter(nn.Module):
         H×W×4 — :mod:`l2l.data.images`), or a list of those (then ``text`` is a list too and lists
         come back); photos are turned by their EXIF orientation. ``prior``: H×W map in [0, 1] (or a
         list), which needs a model with guidance (SESM). ``threshold`` in [0, 1]."""
-        from ..data.images import check_prior, to_rgb_uint8
 
         batch = isinstance(image, (list, tuple))
         images = list(image) if batch else [image]
@@ -434,24 +432,19 @@ class Segmenter(nn.Module):
             )
         if mode == "prior" and any(p is None for p in priors):
             raise UsageError("segment(): guidance 'prior' needs a prior map for every image")
-        dev = next(self.parameters()).device
-        check = self.domain_check() if domain_check else None
+        from .predictor import SegmenterPredictor  # it builds on this class
+
+        was_training = self.training
+        pred = SegmenterPredictor(
+            self, str(next(self.parameters()).device), domain=self.domain_check() if domain_check else None
+        )
         masks, probs = [], []
-        s = self.cfg.image_size
-        for img, txt, pri in zip(images, texts, priors):
-            arr = to_rgb_uint8(img, "segment() image", exif=True)
-            h, w = arr.shape[:2]
-            x = model_input(arr, s, dev)
-            if check is not None and check.is_far(d := check.distance_of_input(self, x)):
-                warnings.warn(far_notice(d, check), OutOfDomainWarning, stacklevel=2)
-            g = None
-            if pri is not None:
-                g = torch.as_tensor(check_prior(pri, (h, w), "segment() prior"))[None, None].to(dev)
-                g = F.interpolate(g, size=(s, s), mode="bilinear", align_corners=False)
-            small = self.predict(x, [txt], mode, g)[None]
-            p = F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)[0, 0].cpu().numpy()
+        for img, txt, pri in zip(images, texts, priors):  # the one way in: the predictor (image encoded once)
+            pred.set_image(img)
+            m, p = pred.predict(txt, mode, pri, threshold)
+            masks.append(m)
             probs.append(p)
-            masks.append(p >= threshold)
+        self.train(was_training)
         if batch:  # lists come back for a list of images
             return typing.cast(Any, (masks, probs))
         return masks[0], probs[0]

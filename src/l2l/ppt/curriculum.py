@@ -24,6 +24,7 @@ from typing import Sequence
 
 import torch
 
+from ..utils.masks import masks_iou
 from .config import CurriculumConfig
 
 SOURCES = ("h_sem", "d_sem", "d_ref", "h_ref")
@@ -56,14 +57,7 @@ def plan(cfg: CurriculumConfig) -> list[Phase]:
     return [p for p in phases if p.epochs > 0 and p.sources]
 
 
-def iou_matrix(pred: torch.Tensor, cands: torch.Tensor) -> torch.Tensor:
-    """IoU of a binary mask H×W with each candidate C×H×W."""
-    inter = (pred[None] & cands).flatten(1).sum(1).float()
-    union = (pred[None] | cands).flatten(1).sum(1).float()
-    return inter / union.clamp(min=1)
-
-
 @torch.no_grad()
 def select(answers: Sequence[torch.Tensor], candidates: Sequence[torch.Tensor]) -> list[int]:
     """Select: per pair, the candidate (C×H×W bool) closest to the model's answer (H×W bool)."""
-    return [int(iou_matrix(a, c).argmax()) for a, c in zip(answers, candidates)]
+    return [int(masks_iou(a, c).argmax()) for a, c in zip(answers, candidates)]

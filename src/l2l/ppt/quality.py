@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..utils.masks import mask_iou
+from ..utils.run_folder import RunFolder
 from .data import load_labels
 
 
@@ -22,7 +23,7 @@ def label_quality(ds: Any, labels_dir: str | Path, run: str | Path | None = None
     labels = load_labels(labels_dir, PPTConfig())
     selection: list[int] | None = None
     if run is not None:
-        last = ckpt.latest(Path(run) / "checkpoints")
+        last = ckpt.latest(RunFolder(run).checkpoints)
         if last is not None:
             import torch
 

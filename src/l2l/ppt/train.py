@@ -24,6 +24,7 @@ from ..errors import UsageError
 from ..utils.io import atomic_write_text
 from ..utils.jsonl import cut_torn_tail, keep_records, read_records
 from ..utils.progress import progress
+from ..utils.run_folder import RunFolder
 from ..utils.tensors import image_tensor
 from ..utils.threads import torch_threads
 from .config import PPTConfig
@@ -206,7 +207,7 @@ def train(
         opt = torch.optim.Adam(model.generator.parameters(), lr=cfg.lr, fused=True)
         sched = Schedule(cfg, sources)
         step, selected_for, before = 0, None, 0.0
-        last = ckpt.latest(out / "checkpoints")
+        last = ckpt.latest(RunFolder(out).checkpoints)
         if last is not None:
             st = ckpt.load(last, model, opt)
             step = st["step"]
@@ -268,7 +269,7 @@ def train(
                 )
             if step % cfg.ckpt_every == 0 or step == end or k == steps - 1:
                 ckpt.save(
-                    out / "checkpoints",
+                    RunFolder(out).checkpoints,
                     step,
                     model,
                     opt,
@@ -279,7 +280,7 @@ def train(
                     },
                     meta={"phase": ph.name, "epoch": epoch},
                 )
-                ckpt.prune(out / "checkpoints", keep_last=2)
+                ckpt.prune(RunFolder(out).checkpoints, keep_last=2)
         bar.close()
         log.close()
     done = step >= sched.total
@@ -309,7 +310,7 @@ def load_run(run: str | Path, device: str = "cpu") -> PPTModel:
         raise UsageError(f"{run}: not a PPT run (config.json missing)")
     cfg = PPTConfig(**json.loads((run / "config.json").read_text())["config"])
     model = build_model(cfg, device)
-    last = ckpt.latest(run / "checkpoints")
+    last = ckpt.latest(RunFolder(run).checkpoints)
     if last is None:
         raise UsageError(f"{run}: no checkpoint yet")
     ckpt.load(last, model, restore_rng=False)

@@ -15,17 +15,15 @@ import torch
 from ..data.pool import PoolConfig
 from ..errors import UsageError
 from ..utils.folders import halve, write_folder
+from ..utils.optim import param_groups
 
 N = TypeVar("N", bound=torch.nn.Module)
 
 
 def adamw(net: torch.nn.Module, lr: float, weight_decay: float, encoder_scale: float | None) -> torch.optim.AdamW:
     """AdamW over ``net``; the parameters of ``net.encoder`` at ``encoder_scale`` × the learning rate
-    (left out when ``encoder_scale`` is None: a frozen encoder). Each group's ``scale`` is kept."""
-    enc = {id(p) for p in net.encoder.parameters()}  # type: ignore[union-attr]
-    groups = [{"params": [p for p in net.parameters() if id(p) not in enc], "scale": 1.0}]
-    if encoder_scale is not None:
-        groups.append({"params": [p for p in net.parameters() if id(p) in enc], "scale": encoder_scale})
+    (left out when ``encoder_scale`` is None: a frozen encoder; :func:`l2l.utils.optim.param_groups`)."""
+    groups = param_groups(net, {"encoder": net.encoder}, {"encoder": encoder_scale})  # type: ignore[dict-item]
     return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay, fused=True)
 
 
@@ -34,7 +32,7 @@ def cosine_step(opt: torch.optim.Optimizer, base_lr: float, step: int, steps: in
     warm = min(1.0, (step + 1) / warmup) if warmup else 1.0
     lr = base_lr * warm * 0.5 * (1 + np.cos(np.pi * step / steps))
     for g in opt.param_groups:
-        g["lr"] = lr * g["scale"]
+        g["lr"] = lr * g.get("lr_scale", 1.0)
 
 
 def start_training(

@@ -19,15 +19,13 @@ from ..data.pool import PoolConfig, PoolScene, pool_map, render_pool_scene
 from ..data.synthref_lang import KINDS, SceneObject
 from ..errors import UsageError
 from ..foundation.common import text_encoder
+from ..foundation.dense_grounder import GrounderNet, cell_centres, decode_boxes
 from ..foundation.grounder import (
     BODY_TEXT,
     FORMAT,
     GrounderConfig,
-    GrounderNet,
     GrounderPredictor,
     build_grounder,
-    cell_centres,
-    decode_boxes,
 )
 from ..foundation.language import expressions
 from ..foundation.object_grounder import ObjectGrounderNet, attribute_indices, detection_recall, object_grounder_loss

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from ..models.segmenter import Segmenter
 from ..utils.io import sha256_file
 from ..utils.masks import mask_box
-from ..utils.run_paths import model_folder
+from ..utils.run_folder import RunFolder
 from ..utils.tensors import image_tensor
 from .base import PriorInput, PriorRecord, config_hash
 
@@ -25,7 +25,7 @@ class TeacherProvider:
     def __init__(self, ckpt: str | Path, guidance: str = "none", device: str = "cpu"):
         self.model = Segmenter.from_pretrained(ckpt, device)
         self.ckpt, self.guidance, self.device = Path(ckpt), guidance, device
-        folder = model_folder(self.ckpt)
+        folder = RunFolder.saved_model(self.ckpt)
         assert folder is not None  # from_pretrained found it
         self.weights_sha = sha256_file(folder / "model.safetensors")[:16]
 

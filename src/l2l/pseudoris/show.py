@@ -20,7 +20,7 @@ def save_show(folder: str | Path, out: str | Path, n: int = 4, seed: int = 0, pe
     recs = [r for r in _read_records(folder / "records") if r["masks"]]
     if not recs:
         raise UsageError(f"{folder}/records holds no image with masks")
-    ds = ReferDataset.pseudo_ris(folder)
+    ds = ReferDataset.pseudoris(folder)
     rng = np.random.default_rng(seed)
     pick = [recs[int(i)] for i in sorted(rng.choice(len(recs), size=min(n, len(recs)), replace=False))]
     rows = []

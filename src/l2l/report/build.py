@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from ..experiment.paper import FIG9, paper_value
+from ..utils.run_folder import RunFolder
 from . import figures
 from .collect import GridData, fmt, mean_or_none
 from .render import Doc
@@ -154,11 +155,11 @@ class ReportBuilder:
             if c.info["dataset"] == ds
             and c.info["row"] == row
             and c.info["budget"] == budget
-            and (c.run_dir / "config.yaml").exists()
+            and RunFolder(c.run_dir).is_run()
         ]
         for c in cells:
             # semi.* as the method resolved it (env.json: presets filled in), else the config file
-            sources = [{"semi": c.env.get("method", {})}, yaml.safe_load((c.run_dir / "config.yaml").read_text())]
+            sources = [{"semi": c.env.get("method", {})}, yaml.safe_load(RunFolder(c.run_dir).config.read_text())]
             for src in sources:
                 try:
                     return float(dotted(src, key))

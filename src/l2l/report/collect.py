@@ -11,6 +11,7 @@ from typing import Any
 
 from ..errors import MissingFileError, UsageError
 from ..utils.jsonl import read_records
+from ..utils.run_folder import RunFolder
 
 
 @dataclass
@@ -26,22 +27,23 @@ class CellData:
 
     def result(self, split: str, guidance: str = "none") -> dict[str, Any] | None:
         # `l2l eval` files (the run's best/ model) before the training's own end-of-run evaluation
-        names = [f"eval_{split}_{guidance}_original.json", f"eval_{split}_{guidance}_train.json"]
+        run = RunFolder(self.run_dir)
+        names = [run.eval_file(split, guidance, res).name for res in ("original", "train")]
         if guidance == "none":
-            names.append(f"eval_{split}.json")
+            names.append(run.eval_file(split).name)
         return next((self.evals[n] for n in names if n in self.evals), None)
 
     @cached_property
     def records(self) -> list[dict[str, Any]]:
         """Every record of the run's ``metrics.jsonl``, read once per report."""
-        return read_records(self.run_dir / "metrics.jsonl")  # a run still writing: its torn last line is skipped
+        return read_records(RunFolder(self.run_dir).metrics)  # a run still writing: its torn last line is skipped
 
     def telemetry(self) -> list[dict[str, Any]]:
         return [r for r in self.records if r.get("kind") == "telemetry"]
 
     @cached_property
     def env(self) -> dict[str, Any]:
-        f = self.run_dir / "env.json"
+        f = RunFolder(self.run_dir).env
         return json.loads(f.read_text()) if f.exists() else {}
 
     def steps_per_epoch(self) -> int | None:

@@ -64,6 +64,23 @@ class SemiConfig:
     rple: RPLEConfig = field(default_factory=RPLEConfig)
     strong: StrongAugConfig = field(default_factory=StrongAugConfig)
 
+    def validate(self) -> None:
+        """Refuse values that would run but compute nonsense (called by ``TrainConfig.validate``)."""
+        for ok, what in (
+            (self.lambda_u >= 0, f"semi.lambda_u must be ≥ 0, got {self.lambda_u}"),
+            (self.warmup_steps >= 0, f"semi.warmup_steps must be ≥ 0, got {self.warmup_steps}"),
+            (
+                self.unlabeled_batch_size is None or self.unlabeled_batch_size >= 1,
+                f"semi.unlabeled_batch_size must be ≥ 1 (or null), got {self.unlabeled_batch_size}",
+            ),
+            *(
+                (v is None or 0 <= v <= 1, f"semi.{key} must lie in [0, 1], got {v}")
+                for key, v in (("tau_fg", self.tau_fg), ("tau_bg", self.tau_bg))
+            ),
+        ):
+            if not ok:
+                raise UsageError(what)
+
     def resolved(self, method: str | dict[str, Any]) -> "SemiConfig":
         """Fields left at None take the preset's value (a preset dict, or a registered method's name)."""
         if isinstance(method, str):

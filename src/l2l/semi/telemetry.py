@@ -37,13 +37,13 @@ from ..data.augment import IGNORE_INDEX as IGNORE  # the one ignore index
 from ..data.dataset import HiddenMasks
 from ..engine.method import Hook, StepOutput
 from ..utils.distributed import DistInfo, all_gather_objects
+from ..utils.masks import masks_iou
 from . import rple as R
 
 
 def _iou(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor) -> float:
-    p, g = pred & valid, (gt == 1) & valid
-    u = (p | g).sum().item()
-    return (p & g).sum().item() / u if u else 0.0
+    """IoU of a prediction with the hidden mask's foreground, on the valid pixels."""
+    return float(masks_iou(pred & valid, ((gt == 1) & valid)[None])[0])
 
 
 @dataclass
@@ -184,20 +184,20 @@ class TelemetryHook(Hook):
         self.tele = Telemetry(HiddenMasks(trainer.dataset), probe)
 
     def after_step(self, trainer, out: StepOutput) -> None:
-        # trainer.state["step"] is still the index of the step just taken
-        if out.visit is not None and self.every > 0 and trainer.state["step"] % self.every == 0:
+        # trainer.state.step is still the index of the step just taken
+        if out.visit is not None and self.every > 0 and trainer.state.step % self.every == 0:
             self.tele.add(out.visit)  # hidden masks: outside the loss, after the update
-        if out.visit is not None and self.land_every > 0 and trainer.state["step"] % self.land_every == 0:
+        if out.visit is not None and self.land_every > 0 and trainer.state.step % self.land_every == 0:
             self.tele.add_landscape(out.visit)
 
     def after_interval(self, trainer, epoch_end: bool) -> None:
-        step = trainer.state["step"]
+        step = trainer.state.step
         due = epoch_end if self.log_every <= 0 else (step % self.log_every == 0 or step >= trainer.total)
         if not due:
             return
         summ = self.tele.summary(trainer.info)
         if summ:
-            trainer.log({"step": step, "epoch": trainer.state["epoch"], "kind": "telemetry", **summ})
+            trainer.log({"step": step, "epoch": trainer.state.epoch, "kind": "telemetry", **summ})
             if trainer.tb is not None:
                 for k in ("tau_fg", "tau_bg"):
                     if self.tele.values(k):

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..utils.run_folder import RunFolder
 from ..utils.run_paths import load_run_dict
 
 
@@ -74,8 +75,8 @@ def model_card(ckpt: str | Path, model: Any, name: str | None = None) -> ModelCa
         text=_text_name(mcfg.text),
         guidance=bool(model.uses_guidance),
     )
-    run = next((p for p in (ckpt, ckpt.parent) if (p / "config.yaml").exists()), None)
-    for f in sorted(run.glob("eval_*.json")) if run else []:
+    run = RunFolder.find(ckpt, levels=1)
+    for f in run.eval_files() if run else []:
         try:
             r = json.loads(f.read_text())
             card.metrics.append({"file": f.stem, **{k: r[k] for k in ("oIoU", "mIoU", "P@0.5", "samples")}})

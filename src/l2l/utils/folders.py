@@ -32,9 +32,11 @@ BUILTIN = {
     # the dual encoder with regions (model.regions=true: a box embedded in its scene; docs/foundation.md)
     "synthpool-clip-regions": ASSETS / "synthpool_clip_regions",
     "synthpool-grounder": ASSETS / "synthpool_grounder",  # l2l pretrain grounder (the objects body)
-    "synthpool-grounder-dense": ASSETS / "synthpool_grounder_dense",  # the first grounder (model.body=transformer)
+    "synthpool-grounder-dense": ASSETS
+    / "retired"
+    / "synthpool_grounder_dense",  # the first grounder (model.body=transformer)
     # the first objects grounder (6,000 pool scenes; configs/synthref_table1_standin_objects.yaml's results)
-    "synthpool-grounder-objects-6k": ASSETS / "synthpool_grounder_objects6k",
+    "synthpool-grounder-objects-6k": ASSETS / "retired" / "synthpool_grounder_objects6k",
     "synthpool-captioner": ASSETS / "synthpool_captioner",  # l2l pretrain captioner
 }
 

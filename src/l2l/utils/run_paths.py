@@ -24,24 +24,12 @@ from typing import Any
 
 from ..config import ConfigError, _merge, apply_overrides, from_dict, load_yaml, to_dict
 from .io import atomic_write_text
+from .run_folder import RunFolder
 
-PATHS_FILE = "paths.json"
 # config keys that name files or folders, by their last part (data.root, model.visual.path, semi.priors,
 # data.image_dir, data.split_file, data.eda_cache, init_from, model.visual.init_from); no other value
 # is taken for a path, even when a file of that name happens to exist (data.eval_split: val)
 PATH_NAMES = frozenset({"root", "path", "image_dir", "split_file", "eda_cache", "init_from", "priors"})
-
-
-def find_run_folder(path: str | Path | None, levels: int = 2) -> Path | None:
-    """The run folder of ``path`` (a run folder, a model folder inside one such as ``RUN/best``, or a
-    checkpoint ``RUN/checkpoints/step_N``): the first of it and its parents that holds ``config.yaml``."""
-    if path is None:
-        return None
-    p = Path(path)
-    for q in [p, *p.parents][: levels + 1]:
-        if (q / "config.yaml").exists():
-            return q
-    return None
 
 
 def _leaves(d: Any, prefix: str = "") -> list[tuple[str, Any]]:
@@ -67,7 +55,7 @@ def record_paths(cfg: Any, run_dir: str | Path) -> dict[str, Any]:
     run_dir = Path(run_dir).resolve()
     paths = {}
     try:  # a resume from another directory keeps what the first start found
-        old = json.loads((run_dir / PATHS_FILE).read_text())["paths"]
+        old = json.loads((RunFolder(run_dir).paths).read_text())["paths"]
         values = dict(_leaves(to_dict(cfg)))
         paths = {k: r for k, r in old.items() if values.get(k) == r.get("given")}
     except (OSError, json.JSONDecodeError, KeyError, TypeError, AttributeError):
@@ -76,14 +64,14 @@ def record_paths(cfg: Any, run_dir: str | Path) -> dict[str, Any]:
         absolute = Path(given).resolve()
         paths[key] = {"given": given, "absolute": str(absolute), "from_run": os.path.relpath(absolute, run_dir)}
     doc = {"cwd": str(Path.cwd().resolve()), "paths": paths}
-    atomic_write_text(run_dir / PATHS_FILE, json.dumps(doc, indent=1))
+    atomic_write_text(RunFolder(run_dir).paths, json.dumps(doc, indent=1))
     return doc
 
 
 def resolved_overrides(run_dir: str | Path, raw: dict[str, Any]) -> list[str]:
     """``key=path`` overrides that point the recorded paths of ``run_dir`` at where they are now."""
     run_dir = Path(run_dir)
-    f = run_dir / PATHS_FILE
+    f = RunFolder(run_dir).paths
     if not f.exists():
         return []
     try:
@@ -105,8 +93,9 @@ def resolved_overrides(run_dir: str | Path, raw: dict[str, Any]) -> list[str]:
 
 def load_run_config(path: str | Path, cls: type) -> Any:
     """The config (dataclass ``cls``, e.g. ``TrainConfig``) of the run around ``path``
-    (:func:`find_run_folder`) with its paths found again (module docstring); ``None`` without a run folder."""
-    run = find_run_folder(path)
+    (:meth:`RunFolder.find`) with its paths found again (module docstring); ``None`` without a run folder."""
+    found = RunFolder.find(path)
+    run = found.root if found is not None else None
     if run is None:
         return None
     raw = _read_yaml(run)
@@ -119,7 +108,8 @@ def load_run_config(path: str | Path, cls: type) -> Any:
 
 def load_run_dict(path: str | Path | None) -> dict[str, Any] | None:
     """The run's config as plain data with its paths found again; ``None`` without a run folder."""
-    run = find_run_folder(path)
+    found = RunFolder.find(path)
+    run = found.root if found is not None else None
     if run is None:
         return None
     raw = _read_yaml(run)
@@ -128,20 +118,9 @@ def load_run_dict(path: str | Path | None) -> dict[str, Any] | None:
 
 def _read_yaml(run: Path) -> dict[str, Any]:
     try:
-        raw = load_yaml((run / "config.yaml").read_text(encoding="utf-8"), str(run / "config.yaml")) or {}
+        raw = load_yaml(RunFolder(run).config.read_text(encoding="utf-8"), str(RunFolder(run).config)) or {}
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{run / 'config.yaml'}: cannot be read ({e})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{run / 'config.yaml'}: expected a mapping, got {type(raw).__name__}")
     return raw
-
-
-def model_folder(path: str | Path) -> Path | None:
-    """The model folder of ``path`` — itself, else the run's ``best/``, else its ``last/`` — that holds
-    ``config.json`` and ``model.safetensors``; None when none does. The one place that knows a run's layout
-    of saved models."""
-    for sub in ("", "best", "last"):
-        q = Path(path) / sub
-        if (q / "config.json").exists() and (q / "model.safetensors").exists():
-            return q
-    return None

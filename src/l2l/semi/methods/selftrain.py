@@ -56,7 +56,7 @@ import torch
 
 from ...data.augment import StrongAugment
 from ...data.dataset import LabeledBatch, UnlabeledBatch
-from ...engine.method import Hook, SetupContext, StepContext, StepOutput, unwrap
+from ...engine.method import DataContext, Hook, MethodData, SetupContext, StepContext, StepOutput, unwrap
 from ...errors import MissingFileError, UsageError
 from ...models.object_choice import choice_loss_per_sample
 from ...utils.distributed import all_gather_objects
@@ -65,6 +65,7 @@ from .. import rple as R
 from .. import selection
 from ..bank import GuidanceBank
 from ..config import SemiConfig
+from ..data import self_training_data
 from ..losses import unlabeled_loss
 from ..spm import agreement, calibrate
 from ..telemetry import TelemetryHook, Visit
@@ -162,6 +163,10 @@ class SelfTrainingMethod:
             if self.rple is not None
             else replace(self.cfg.rple, band=self.band_px, band_regions=self.cfg.band_regions)
         )
+
+    def datasets(self, ctx: DataContext) -> MethodData:
+        """The prior store, the labeled samples and the unlabeled ones with priors and EDA (:mod:`l2l.semi.data`)."""
+        return self_training_data(self, ctx)
 
     def setup(self, ctx: SetupContext) -> None:
         """Create the per-sample state: bank (rank 0 initialises it from the priors) and the threshold table."""

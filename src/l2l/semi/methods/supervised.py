@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from ...data.augment import IGNORE_INDEX
 from ...data.dataset import LabeledBatch
-from ...engine.method import StepOutput, unwrap
+from ...engine.method import DataContext, MethodData, StepOutput, labeled_data, unwrap
 from ...models.object_choice import choice_loss_per_sample
 from ..losses import dice_on_selected
 
@@ -80,6 +80,9 @@ class SupervisedMethod:
     # no state besides the model's
     def settings(self) -> dict[str, Any]:
         return {"method": self.name, "sup_dice": self.dice}
+
+    def datasets(self, ctx: DataContext) -> MethodData:
+        return labeled_data(ctx)
 
     def setup(self, ctx) -> None:
         pass

@@ -1,6 +1,6 @@
 """The Pseudo-RIS section of the report: L2L's Table 2 layout (no human label vs a handful) and
 Pseudo-RIS's Tables 5 and 6 as trained models, from the evaluation JSONs that
-``scripts/pseudo_ris_table.sh`` writes (``{row}_s{seed}_{split}.json``, ``zero_shot_baseline_{split}.json``),
+``scripts/pseudoris_table.sh`` writes (``{row}_s{seed}_{split}.json``, ``zero_shot_baseline_{split}.json``),
 mean ± std over seeds."""
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ PAPER = {  # Pseudo-RIS Table 5 (mIoU, RefCOCO) and Table 6 (mIoU, RefCOCO+ val)
 METRICS = ("oIoU", "mIoU", "P@0.5", "P@0.7", "P@0.9")
 
 
-def pseudo_ris_table(folder: str | Path, split: str = "val", seeds: int = 3) -> str:
+def pseudoris_table(folder: str | Path, split: str = "val", seeds: int = 3) -> str:
     """Markdown: our rows on SynthRef (%) beside the papers' RefCOCO numbers."""
     return seed_table(
         collect(folder, split),
