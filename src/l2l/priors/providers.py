@@ -31,10 +31,10 @@ class ProviderSpec:
     config: type
     build: Callable[[Any, ReferDataset | None], Any]
 
-    def configure(self, values: Mapping[str, Any] = {}, overrides: Sequence[str] = (), name: str = "") -> Any:
+    def configure(self, values: Mapping[str, Any] | None = None, overrides: Sequence[str] = (), name: str = "") -> Any:
         """The config from ``values`` (options by field name; ``None`` = not given) and dotted overrides."""
         fields = {f.name for f in dataclasses.fields(self.config)}
-        given = {k: v for k, v in values.items() if k in fields and v is not None}
+        given = {k: v for k, v in (values or {}).items() if k in fields and v is not None}
         try:
             return from_dict(self.config, apply_overrides(to_dict(self.config(**given)), list(overrides)))
         except ConfigError as e:
