@@ -198,7 +198,10 @@ def test_grid_errors_name_the_entry(grid_file):
 
 def test_shipped_synthref_grid_resolves():
     g = Grid(REPO / "configs" / "synthref_table1.yaml")
-    assert len(g.cells) == 71  # + Baseline (w/o MLLM) at 1 % and 5 % (6) + the thresholds section (20)
+    assert (
+        len(g.cells) == 91
+    )  # + Baseline (w/o MLLM) at 1 % and 5 % (6) + the thresholds section (20 per seed, 2 seeds)
+    assert "synthref/priorfusion_t70_5_s23" in g.cells and "synthref/priorfusion_t70_5_s24" not in g.cells
     assert g.cells["synthref/baseline_nomllm_5_s22"].cfg.model.sesm.enabled is True
     assert g.cells["synthref/fixmatch_5_s22"].cfg.model.sesm.enabled is False
     pf = g.cells["synthref/priorfusion_t70_5_s22"].cfg.semi
