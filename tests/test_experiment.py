@@ -520,3 +520,27 @@ def test_an_empty_lock_is_named_with_the_file_to_remove(grid_file, capsys):
     assert main(["experiment", "run", str(grid_file), "--only", "synthref/sup_25_s5"]) == 1
     err = capsys.readouterr().err
     assert f"{lock} is empty or unreadable" in err and "remove it" in err
+
+
+def test_bars_leave_out_a_series_without_values(tmp_path):
+    """A grid budget that was not run (no value in any group) gets no bars and no legend entry."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from l2l.report.figures import bars
+
+    seen = {}
+    real_savefig = plt.Figure.savefig
+
+    def keep(fig, *a, **k):
+        seen["legend"] = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+        return real_savefig(fig, *a, **k)
+
+    plt.Figure.savefig = keep
+    try:
+        bars(["a", "b"], {"1% labels": [[], []], "5% labels": [[40.0, 41.0], [50.0]]}, tmp_path / "b.png", "t", "oIoU")
+    finally:
+        plt.Figure.savefig = real_savefig
+    assert seen["legend"] == ["5% labels"] and (tmp_path / "b.png").exists()

@@ -33,10 +33,12 @@ def _save(fig, out: Path) -> Path:
 def bars(
     groups: Sequence[str], series: dict[str, list[list[float]]], out: Path, title: str, ylabel: str, xlabel: str = ""
 ) -> Path:
-    """Grouped bars: ``series[name][g]`` = values (over seeds, %) of group g; mean with a min–max whisker."""
+    """Grouped bars: ``series[name][g]`` = values (over seeds, %) of group g; mean with a min–max whisker.
+    A series without any value (a budget of the grid that was not run) takes no slot and no legend entry."""
     plt = _plt()
     import numpy as np
 
+    series = {name: vals for name, vals in series.items() if any(vals)} or series
     n = max(1, len(series))
     w = 0.8 / n
     fig, ax = plt.subplots(figsize=(min(16.0, max(7.0, 0.45 * len(groups) * n + 2.0)), 4.8))
