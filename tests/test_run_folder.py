@@ -18,6 +18,7 @@ def test_layout_find_and_saved_model(tmp_path):
     run = RunFolder(tmp_path / "run")
     assert run.eval_file("val").name == "eval_val.json"
     assert run.eval_file("testB", "prior", "train").name == "eval_testB_prior_train.json"
+    assert RunFolder.eval_name("val", "none", "original") == "eval_val_none_original.json"
     assert (run.config.name, run.checkpoints.name, run.best.name, run.last.name) == (
         "config.yaml",
         "checkpoints",

@@ -72,13 +72,7 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
             f"unknown config key(s) {', '.join((where + '.' if where else '') + k for k in unknown)}; "
             f"{cls.__name__} has {sorted(names)}"
         )
-    sections = {
-        f.name: type(d)
-        for f in dataclasses.fields(cls)  # type: ignore[arg-type]
-        if hints[f.name] is Any and f.default_factory is not dataclasses.MISSING
-        for d in (f.default_factory(),)
-        if dataclasses.is_dataclass(d)
-    }
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     kwargs: dict[str, Any] = {}
     for k, v in data.items():
         tp = hints[k]
@@ -87,8 +81,9 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
         target: Any = (
             tp if dataclasses.is_dataclass(tp) else (args[0] if origin is typing.Union and len(args) == 1 else None)
         )
-        if tp is Any and k in sections:  # a registered section (l2l.schema.section): its default's class
-            target = sections[k]
+        section = fields[k].metadata.get("section")  # a registered section (l2l.schema.section): its class
+        if section is not None:
+            target = section()
         name = f"{where}.{k}" if where else k
         if target is not None and dataclasses.is_dataclass(target) and isinstance(v, dict):
             kwargs[k] = from_dict(typing.cast(type, target), v, name)

@@ -19,8 +19,11 @@ from .registry import CONFIG_SECTIONS
 
 
 def section(name: str) -> Any:
-    """A field holding the registered dataclass of section ``name`` (its defaults)."""
-    return field(default_factory=lambda: CONFIG_SECTIONS.get(name)())
+    """A field holding the dataclass registered as section ``name`` (its defaults); the field's
+    ``metadata["section"]`` names that class for :func:`l2l.config.from_dict`, looked up on use."""
+    return field(
+        default_factory=lambda: CONFIG_SECTIONS.get(name)(), metadata={"section": lambda: CONFIG_SECTIONS.get(name)}
+    )
 
 
 @dataclass

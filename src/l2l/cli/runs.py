@@ -41,7 +41,7 @@ def _eval_file(run: Path, cfg, dataset: str, args: argparse.Namespace, fingerpri
     overwrites another one."""
     found = RunFolder.find(run, levels=1)
     folder = found.root if found is not None else (RunFolder.saved_model(run) or run)
-    name = f"eval_{args.split}_{args.guidance}_{args.resolution}"
+    name = RunFolder.eval_name(args.split, args.guidance, args.resolution).removesuffix(".json")
     own = cfg is not None and not args.data
     if not own:
         name += f"_{dataset.replace('/', '_')}-{fingerprint}"

@@ -103,10 +103,9 @@ class EvalSpec:
 
     @property
     def filename(self) -> str:
-        run = RunFolder(".")
-        return (
-            run.eval_file(self.split) if self.by_training else run.eval_file(self.split, self.guidance, self.resolution)
-        ).name
+        if self.by_training:
+            return RunFolder.eval_name(self.split)
+        return RunFolder.eval_name(self.split, self.guidance, self.resolution)
 
     def argv(self, run: Path) -> list[str]:
         out = [

@@ -268,6 +268,7 @@ class ReportBuilder:
             if not groups:
                 continue
             self.doc.h(self.lvl, f"{title} — {split}")
+            plotted = False  # one figure: the first budget with a finished run (an unrun budget draws nothing)
             for b in sec["budgets"]:
                 rows, series = [], {}
                 for r in sec["rows"]:
@@ -287,7 +288,8 @@ class ReportBuilder:
                     f"{b} labels: oIoU (%) per {fname} group on {split} (samples per group in the header), "
                     f"{self._seeds_note(sec)}.",
                 )
-                if b == sec["budgets"][0]:
+                if not plotted and any(any(v) for v in series.values()):
+                    plotted = True
                     png = figures.bars(
                         [f"{k} (n={counts[k]})" for k in groups],
                         series,

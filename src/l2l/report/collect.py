@@ -27,10 +27,9 @@ class CellData:
 
     def result(self, split: str, guidance: str = "none") -> dict[str, Any] | None:
         # `l2l eval` files (the run's best/ model) before the training's own end-of-run evaluation
-        run = RunFolder(self.run_dir)
-        names = [run.eval_file(split, guidance, res).name for res in ("original", "train")]
+        names = [RunFolder.eval_name(split, guidance, res) for res in ("original", "train")]
         if guidance == "none":
-            names.append(run.eval_file(split).name)
+            names.append(RunFolder.eval_name(split))
         return next((self.evals[n] for n in names if n in self.evals), None)
 
     @cached_property

@@ -23,7 +23,7 @@ from pathlib import Path
 class RunFolder:
     root: Path
 
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path):  # a str is taken too (frozen: set through object)
         object.__setattr__(self, "root", Path(root))
 
     @property
@@ -62,11 +62,15 @@ class RunFolder:
     def last(self) -> Path:
         return self.root / "last"
 
-    def eval_file(self, split: str, guidance: str | None = None, resolution: str | None = None) -> Path:
+    @staticmethod
+    def eval_name(split: str, guidance: str | None = None, resolution: str | None = None) -> str:
         """``eval_<split>.json`` (the trainer's), or with ``guidance`` and ``resolution`` ``l2l eval``'s."""
         if guidance is None and resolution is None:
-            return self.root / f"eval_{split}.json"
-        return self.root / f"eval_{split}_{guidance}_{resolution}.json"
+            return f"eval_{split}.json"
+        return f"eval_{split}_{guidance}_{resolution}.json"
+
+    def eval_file(self, split: str, guidance: str | None = None, resolution: str | None = None) -> Path:
+        return self.root / self.eval_name(split, guidance, resolution)
 
     def eval_files(self) -> list[Path]:
         return sorted(self.root.glob("eval_*.json"))
