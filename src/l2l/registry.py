@@ -84,7 +84,7 @@ _register_all(
 )
 
 MODELS: Registry[Callable[..., Any]] = Registry("model")
-MODELS.register("segmenter", "l2l.models.segmenter:Segmenter")
+MODELS.register("segmenter", "l2l.models.segmenter:build_segmenter")
 
 PRIOR_PROVIDERS: Registry[Any] = Registry("prior provider")
 _register_all(

@@ -34,6 +34,7 @@ from ..nets.decoder import Decoder
 from ..nets.text_encoders import HFTextEncoder, TinyTextEncoder
 from ..utils.io import save_safetensors
 from ..utils.run_folder import RunFolder
+from .cris_config import CRISConfig
 from .domain import domain_check_for
 from .object_choice import ObjectChoice, ObjectsConfig, ObjectStem
 from .query_head import QueryConfig, QueryHead
@@ -56,8 +57,16 @@ class TextConfig:
     tiny_layers: int = 2
 
 
+ARCHS = ("lavt", "cris")
+# what a CRIS model (model.arch=cris) has no place for: the LAVT-style segmenter's own parts
+LAVT_ONLY = ("sesm", "objects", "scene", "query", "sentence")
+
+
 @dataclass
 class ModelConfig:
+    # lavt: the LAVT-style segmenter below (the paper's; language fused per stage, SESM);
+    # cris: CRIS, the target model of Pseudo-RIS, on the dual-encoder interface (cris.py; issue 34)
+    arch: str = "lavt"
     visual: VisualConfig = field(default_factory=VisualConfig)
     text: TextConfig = field(default_factory=TextConfig)
     sesm: SESMConfig = field(default_factory=SESMConfig)
@@ -75,7 +84,19 @@ class ModelConfig:
         default_factory=ObjectsConfig
     )  # [ours] find the objects, choose one; the choice enters every stage and the head (object_choice.py)
 
+    cris: CRISConfig = field(default_factory=CRISConfig)  # model.arch=cris: its towers and sizes (cris.py)
+
     def __post_init__(self) -> None:
+        if self.arch not in ARCHS:
+            raise UsageError(f"model.arch must be one of {ARCHS}, got {self.arch!r}")
+        if self.arch == "cris":
+            on = [f"model.{n}.enabled" for n in LAVT_ONLY if getattr(self, n).enabled] + (
+                ["model.coords"] if self.coords else []
+            )
+            if on:
+                raise UsageError(
+                    f"model.arch=cris has no {', '.join(on)} (parts of the LAVT-style segmenter): set them false"
+                )
         if self.query.enabled and self.sentence.enabled and self.sentence.match:
             raise UsageError("model.query and model.sentence.match both replace the head: enable one of them")
 
@@ -101,6 +122,16 @@ def build_text_encoder(cfg: TextConfig) -> HFTextEncoder | TinyTextEncoder:
     raise UsageError(f"unknown text encoder {cfg.name!r}; choose minilm, bert, hf-config or tiny")
 
 
+def build_segmenter(cfg: ModelConfig) -> "Segmenter":
+    """The model of ``cfg``: a :class:`Segmenter`, or a :class:`~l2l.models.cris.CRIS` for ``arch=cris``
+    (the ``segmenter`` entry of :data:`l2l.registry.MODELS`)."""
+    if cfg.arch == "cris":
+        from .cris import CRIS
+
+        return CRIS(cfg)
+    return Segmenter(cfg)
+
+
 def _coord_grid(v: torch.Tensor) -> torch.Tensor:
     """(1, 2, H, W) pixel-centre coordinates in [-1, 1] (x grows right, y down)."""
     h, w = v.shape[-2:]
@@ -121,6 +152,10 @@ class Segmenter(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
+        if cfg.arch != "lavt":
+            raise UsageError(
+                f"model.arch={cfg.arch}: build it with build_segmenter (Segmenter is the LAVT-style model)"
+            )
         self.cfg = cfg
         self.visual = build_visual_encoder(cfg.visual)
         self.text = build_text_encoder(cfg.text)
@@ -355,7 +390,7 @@ class Segmenter(nn.Module):
         sesm = cfg.get("sesm")
         if isinstance(sesm, dict) and sesm.get("enabled", True) and "base_fusion" not in sesm:
             cfg = {**cfg, "sesm": {**sesm, "base_fusion": False}}
-        return cls(from_dict(ModelConfig, cfg, "model"))
+        return build_segmenter(from_dict(ModelConfig, cfg, "model"))
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str = "cpu") -> "Segmenter":
@@ -373,6 +408,9 @@ class Segmenter(nn.Module):
             raise UsageError(f"{path / 'config.json'} is not an l2l model config ({type(e).__name__}: {e})") from None
         if cfg["text"].get("name") == "hf-config" and cfg["text"].get("path"):
             cfg["text"]["path"] = str(path / "tokenizer")  # the folder may have moved
+        cris = cfg.get("cris")
+        if cfg.get("arch") == "cris" and isinstance(cris, dict) and cris.get("tokenizer"):
+            cris["tokenizer"] = str(path / cris["tokenizer"])  # a real CLIP's tokenizer, saved beside the weights
         model = cls.from_config_dict(cfg)
         try:
             weights = load_file(str(path / "model.safetensors"))

@@ -70,9 +70,8 @@ def model_card(ckpt: str | Path, model: Any, name: str | None = None) -> ModelCa
         method=cfg.get("method"),
         steps=cfg.get("total_steps") if isinstance(cfg.get("total_steps"), int) else None,
         image_size=mcfg.image_size,
-        visual=mcfg.visual.name
-        + (f" (from {mcfg.visual.init_from})" if getattr(mcfg.visual, "init_from", None) else ""),
-        text=_text_name(mcfg.text),
+        visual=_visual_name(mcfg),
+        text=_text_name(mcfg.text) if _towers(mcfg) != "clip" else "CLIP text tower",
         guidance=bool(model.uses_guidance),
     )
     run = RunFolder.find(ckpt, levels=1)
@@ -83,6 +82,22 @@ def model_card(ckpt: str | Path, model: Any, name: str | None = None) -> ModelCa
         except (json.JSONDecodeError, KeyError, TypeError):
             continue  # a damaged or foreign file is left out of the card
     return card
+
+
+def _towers(mcfg: Any) -> str | None:
+    """A CRIS model's tower kind (``clip`` or ``stand-in``), else ``None``."""
+    if getattr(mcfg, "arch", "lavt") != "cris":
+        return None
+    return str((mcfg.cris.towers or {}).get("kind", "stand-in"))
+
+
+def _visual_name(mcfg: Any) -> str:
+    """The image encoder as a reader knows it; a CRIS model by its architecture and the dual encoder it started from."""
+    kind = _towers(mcfg)
+    if kind is not None:
+        src = mcfg.cris.init_from or mcfg.cris.clip
+        return f"CRIS on the {'CLIP' if kind == 'clip' else 'stand-in CLIP'} image tower (from {src})"
+    return mcfg.visual.name + (f" (from {mcfg.visual.init_from})" if getattr(mcfg.visual, "init_from", None) else "")
 
 
 def _text_name(tcfg: Any) -> str:
