@@ -10,6 +10,8 @@
 # of `full`), uos800 and cos800 (Table 12: uniqueness or correctness alone, refiltered from `full`'s
 # scored captions at the threshold that keeps as many captions as DoS ≥ 1.3), tau1.0 … tau2.0 (Fig. 9:
 # the filter threshold, refiltered from `full`).
+# The target model (issue 34): TARGET=lavt (the default: the SynthRef student, configs/synthref_supervised.yaml)
+# or TARGET=cris (CRIS on the dual encoder's towers, configs/synthref_cris.yaml; runs and results named cris_ROW).
 # Usage: bash scripts/pseudo_ris_table.sh [SEEDS...]   (default: 22)   ROWS="full naive …" picks rows.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +21,12 @@ WORK=${WORK:-runs/pseudo_ris}
 OUT=${OUT:-docs/results/pseudo_ris}
 ROWS=${ROWS:-"full semi1 naive dcs filter full800 gt800"}
 SEEDS=${*:-22}
+TARGET=${TARGET:-lavt}
+case "$TARGET" in
+  lavt) TRAIN_CONFIG=configs/synthref_supervised.yaml; NAME="" ;;
+  cris) TRAIN_CONFIG=configs/synthref_cris.yaml; NAME="cris_" ;;
+  *) echo "TARGET must be lavt or cris, got $TARGET" >&2; exit 2 ;;
+esac
 mkdir -p "$OUT"
 generation() {  # row -> "folder|extra generate arguments"
   case "$1" in
@@ -58,14 +66,16 @@ done
 train_eval() {  # row seed
   local spec run
   spec=$(generation "$1")
-  run="$WORK/train_${1}_s${2}"
-  [ -f "$run/eval_val.json" ] || l2l train --config configs/synthref_supervised.yaml --out "$run" \
+  run="$WORK/train_${NAME}${1}_s${2}"
+  [ -f "$run/eval_val.json" ] || l2l train --config "$TRAIN_CONFIG" --out "$run" \
     data.root="${spec%%|*}" data.label_fraction=100% seed="$2"
   for split in val testB; do
-    [ -f "$OUT/${1}_s${2}_${split}.json" ] || l2l eval --ckpt "$run" --split "$split" --out "$OUT/${1}_s${2}_${split}.json"
+    [ -f "$OUT/${NAME}${1}_s${2}_${split}.json" ] || l2l eval --ckpt "$run" --split "$split" \
+      --out "$OUT/${NAME}${1}_s${2}_${split}.json"
   done
 }
 semi_eval() {  # seed: the paper's semi-supervised protocol, the Pseudo-RIS model fine-tuned on the 1 % split
+  if [ "$TARGET" != lavt ]; then echo "row semi1: built for TARGET=lavt only (its SESM config), skipped" >&2; return; fi
   local run="$WORK/train_semi1_s$1"
   [ -f "$run/eval_val.json" ] || l2l train --config configs/synthref_semi.yaml --method supervised --out "$run" \
     data.root="$DATA" data.label_fraction=1% init_from="$WORK/train_full_s$1" seed="$1"

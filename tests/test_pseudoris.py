@@ -605,6 +605,7 @@ def test_table_puts_the_zero_label_rows_beside_l2l_and_the_ablations(tmp_path, c
         ("l2l_1pct_s22", 0.17),
         ("cos800_s22", 0.3),
         ("tau1.5_s22", 0.31),
+        ("cris_full_s22", 0.28),
     ):
         (tmp_path / f"{name}_val.json").write_text(json.dumps({m: v for m in keys}))
     out = tmp_path / "t.md"
@@ -619,6 +620,8 @@ def test_table_puts_the_zero_label_rows_beside_l2l_and_the_ablations(tmp_path, c
         and "| PR F9 | filter threshold τ = 1.5 (800) | 1 | 31.00 |" in text
     )
     assert text.index("zero-shot baseline") < text.index("Pseudo-RIS → segmenter") < text.index("naive captions")
+    cris = next(line for line in text.splitlines() if "Pseudo-RIS → CRIS" in line)  # the target model's row
+    assert "| 1 | 28.00 (1/3) |" in cris and text.index("→ segmenter") < text.index("→ CRIS") < text.index("naive")
 
 
 def test_normalised_cuts_find_two_objects_and_the_overlap_selection_takes_the_best_proposal():
