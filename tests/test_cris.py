@@ -48,6 +48,8 @@ def test_cris_builds_the_paper_parts_and_reads_the_sentence():
         a = model(x, ["the red ball", "the red ball"])
         b = model(x, ["a green star at the top", "the red ball"])
     assert not torch.allclose(a[0], b[0]) and torch.allclose(a[1], b[1], atol=1e-6)
+    at8 = build_segmenter(_tiny(fuse_stride=8))  # [ours] the neck and decoder at stride 8: other tokens, same output
+    assert at8(x, ["a", "b"]).shape == (2, 2, 64, 64)
     model.train()
     model(x, ["a", "b"])[:, 1].mean().backward()
     for part in ("visual", "neck", "vl_decoder", "projector", "sentence_proj"):
@@ -153,6 +155,8 @@ def test_cris_refuses_the_lavt_parts():
         from_dict(ModelConfig, {"arch": "cris"}, "model")
     with pytest.raises(UsageError, match="model.arch"):
         from_dict(ModelConfig, {"arch": "unet"}, "model")
+    with pytest.raises(UsageError, match="fuse_stride"):
+        from_dict(ModelConfig, {"arch": "cris", "sesm": {"enabled": False}, "cris": {"fuse_stride": 4}}, "model")
     with pytest.raises(UsageError, match="odd"):
         from_dict(ModelConfig, {"arch": "cris", "sesm": {"enabled": False}, "cris": {"kernel": 2}}, "model")
     with pytest.raises(UsageError, match="build_segmenter"):

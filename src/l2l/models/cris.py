@@ -13,7 +13,8 @@ CRIS carries CLIP's image–text alignment down to pixels. Its parts, as the CRI
 * **Cross-modal neck** (§3.2): ``F_m4 = Up(σ(F_v4 W_v4) ⊙ σ(F_s W_s))``,
   ``F_m3 = [σ(F_m4 W_m4), σ(F_v3 W_v3)]``, ``F_m2 = [σ(F_m3 W_m3), σ(Avg(F_v2) W_v2)]``,
   ``F_m = Conv([F_m2, F_m3, F_m4])``, ``F_v = Conv([F_m, F_coord])`` (σ: BatchNorm + ReLU; every map at
-  stride 16; F_coord the 2-D pixel coordinates).
+  stride 16; F_coord the 2-D pixel coordinates). ``model.cris.fuse_stride=8`` [ours] works at stride 8
+  instead (F_v3 upsampled rather than F_v2 pooled): at 96 px the stride-16 grid is 6×6 cells.
 * **Vision–language decoder** (§3.3): n layers of self-attention over the visual tokens (sine positions),
   cross-attention to the words, FFN — pre-norm, residual, a final LayerNorm → F_c.
 * **Text-to-pixel contrastive learning** (§3.4): ``z_v = Conv(Up(F_c))`` at stride 4 (D channels),
@@ -178,11 +179,21 @@ def sine_2d(h: int, w: int, dim: int, device, dtype) -> torch.Tensor:
     return torch.cat([rows[:, None].expand(h, w, half), cols[None].expand(h, w, dim - half)], -1).reshape(h * w, dim)
 
 
+def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``x`` at ``size``: itself, average-pooled down (CRIS's Avg) or bilinearly up."""
+    if tuple(x.shape[-2:]) == size:
+        return x
+    if x.shape[-2] >= size[0]:
+        return F.adaptive_avg_pool2d(x, size)
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
 class CrossModalNeck(nn.Module):
     """§3.2: three visual scales and the sentence → F_v at stride 16 (module docstring)."""
 
-    def __init__(self, channels: Sequence[int], sentence_dim: int, neck: int, out: int):
+    def __init__(self, channels: Sequence[int], sentence_dim: int, neck: int, out: int, stride: int = 16):
         super().__init__()
+        self.stride = stride
         c2, c3, c4 = channels
         self.v4 = _bn_relu_conv(c4, neck)
         self.s = nn.Sequential(nn.Linear(sentence_dim, neck), nn.BatchNorm1d(neck), nn.ReLU(inplace=True))
@@ -196,12 +207,11 @@ class CrossModalNeck(nn.Module):
 
     def forward(self, maps: Sequence[torch.Tensor], sentence: torch.Tensor) -> torch.Tensor:
         f2, f3, f4 = maps
-        size = f3.shape[-2:]
+        size = (int(f3.shape[-2]), int(f3.shape[-1])) if self.stride == 16 else (int(f2.shape[-2]), int(f2.shape[-1]))
         m4 = self.m4_norm(self.v4(f4) * self.s(sentence)[..., None, None])
         m4 = F.interpolate(m4, size=size, mode="bilinear", align_corners=False)
-        m3 = self.cat3(torch.cat([self.m4(m4), self.v3(f3)], 1))
-        f2 = F.adaptive_avg_pool2d(f2, (int(size[0]), int(size[1])))
-        m2 = self.cat2(torch.cat([self.m3(m3), self.v2(f2)], 1))
+        m3 = self.cat3(torch.cat([self.m4(m4), self.v3(_resize(f3, size))], 1))
+        m2 = self.cat2(torch.cat([self.m3(m3), self.v2(_resize(f2, size))], 1))
         fm = self.aggregate(torch.cat([m2, m3, m4], 1))
         return self.coord(torch.cat([fm, coord_maps(fm)], 1))
 
@@ -249,18 +259,15 @@ class TextToPixel(nn.Module):
 
     def __init__(self, dim: int, sentence_dim: int, proj_dim: int, kernel: int):
         super().__init__()
-        self.vis = nn.Sequential(
-            nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
-            _bn_relu_conv(dim, dim, 3),
-            nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
-            _bn_relu_conv(dim, proj_dim, 3),
-            nn.Conv2d(proj_dim, proj_dim, 1),
-        )
+        self.at8, self.at4 = _bn_relu_conv(dim, dim, 3), _bn_relu_conv(dim, proj_dim, 3)
+        self.out = nn.Conv2d(proj_dim, proj_dim, 1)
         self.txt = nn.Linear(sentence_dim, proj_dim * kernel * kernel + 1)
         self.proj_dim, self.kernel = proj_dim, kernel
 
-    def forward(self, fc: torch.Tensor, sentence: torch.Tensor) -> torch.Tensor:
-        zv = self.vis(fc)
+    def forward(self, fc: torch.Tensor, sentence: torch.Tensor, size4: tuple[int, int]) -> torch.Tensor:
+        """Scores (B, 1, *size4) at stride 4 from F_c (stride 16 or 8): up to stride 8, conv, up to 4, conv."""
+        zv = self.at8(_resize(fc, (size4[0] // 2, size4[1] // 2)))
+        zv = self.out(self.at4(_resize(zv, size4)))
         b, d, h, w = zv.shape
         zt = self.txt(sentence)
         weight = zt[:, :-1].reshape(b, d, self.kernel, self.kernel)
@@ -298,7 +305,7 @@ class CRIS(Segmenter):
             self._text_queries = net.text_query if int(net.cfg.text_queries) else None
             self._tower_config = net.cfg.to_dict()
             channels, word_dim, sentence_dim = tuple(net.cfg.conv_channels[1:]), self.text.dim, int(net.cfg.embed_dim)
-        self.neck = CrossModalNeck(channels, sentence_dim, c.neck_dim, c.dim)
+        self.neck = CrossModalNeck(channels, sentence_dim, c.neck_dim, c.dim, c.fuse_stride)
         self.vl_decoder = VisionLanguageDecoder(c.dim, word_dim, c)
         self.projector = TextToPixel(c.dim, sentence_dim, c.proj_dim, c.kernel)
 
@@ -376,7 +383,9 @@ class CRIS(Segmenter):
         words, sentence = words.to(x.maps[0].dtype), sentence.to(x.maps[0].dtype)
         fv = self.neck(x.maps, sentence)
         fc = self.vl_decoder(fv, words, mask)
-        score = F.interpolate(self.projector(fc, sentence), size=size, mode="bilinear", align_corners=False)
+        h8, w8 = x.maps[0].shape[-2:]
+        score = self.projector(fc, sentence, (2 * int(h8), 2 * int(w8)))
+        score = F.interpolate(score, size=size, mode="bilinear", align_corners=False)
         return torch.cat([torch.zeros_like(score), score], 1)
 
     def prefit(self, ds: Any, records: Sequence[Any], size: int, seed: int, show_progress: bool = False) -> list[float]:

@@ -24,6 +24,7 @@ class CRISConfig:
     dropout: float = 0.1  # CRIS: 0.1
     proj_dim: int = 64  # D of z_v and z_t (CRIS: 256)
     kernel: int = 3  # K of the text kernel (CRIS: 3)
+    fuse_stride: int = 16  # where the neck and the decoder work (CRIS: 16); 8 [ours] for small inputs
 
     def __post_init__(self) -> None:
         for name in ("neck_dim", "dim", "layers", "heads", "ffn", "proj_dim", "kernel"):
@@ -33,5 +34,7 @@ class CRISConfig:
             raise UsageError(f"model.cris.dim ({self.dim}) must be a multiple of model.cris.heads ({self.heads})")
         if self.kernel % 2 == 0:
             raise UsageError(f"model.cris.kernel must be odd (a centred K×K kernel), got {self.kernel}")
+        if self.fuse_stride not in (8, 16):
+            raise UsageError(f"model.cris.fuse_stride must be 8 or 16, got {self.fuse_stride}")
         if not 0.0 <= float(self.dropout) < 1.0:
             raise UsageError(f"model.cris.dropout must lie in [0, 1), got {self.dropout}")
