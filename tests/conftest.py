@@ -26,6 +26,37 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 EXPRESSIONS = SHARED / "data" / "refcoco_unc_eval_expressions" / "expressions.jsonl"
 
 
+def write_tiny_clip(folder: Path, text_layers: int = 2, vision_layers: int = 2) -> Path:
+    """A random-weight ``transformers`` CLIP (16 wide, 32-px images, 8-px patches, 8-d projection) with the
+    MiniLM tokenizer (vocabulary 30,522) saved in ``folder``: the real CLIP path without real weights."""
+    from transformers import AutoTokenizer, CLIPConfig, CLIPModel
+
+    from l2l.data.text_augment import default_text_model_path
+
+    cfg = CLIPConfig(
+        text_config=dict(
+            vocab_size=30522,
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=text_layers,
+            num_attention_heads=2,
+            max_position_embeddings=77,
+        ),
+        vision_config=dict(
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=vision_layers,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
+        ),
+        projection_dim=8,
+    )
+    CLIPModel(cfg).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(str(default_text_model_path())).save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def synthref_dir(tmp_path_factory) -> Path:
     from l2l.data.synthref import SynthRefConfig, generate

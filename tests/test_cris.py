@@ -14,6 +14,8 @@ from l2l.errors import UsageError
 from l2l.models.cris import CRIS, CRISStem
 from l2l.models.segmenter import ModelConfig, Segmenter, build_segmenter
 
+from .conftest import write_tiny_clip
+
 TOWERS = {"conv_channels": [8, 16, 16, 24], "embed_dim": 16, "text_dim": 16, "crop_size": 32}
 SMALL = {"neck_dim": 16, "dim": 16, "layers": 1, "heads": 2, "ffn": 32, "proj_dim": 8}
 
@@ -100,32 +102,8 @@ def test_cris_starts_from_the_shipped_stand_in_clip():
 
 
 def test_cris_on_a_real_clip_folder(tmp_path):
-    from transformers import AutoTokenizer, CLIPConfig, CLIPModel
-
-    from l2l.data.text_augment import default_text_model_path
-
     torch.manual_seed(0)
-    clip = CLIPConfig(
-        text_config=dict(
-            vocab_size=30522,
-            hidden_size=16,
-            intermediate_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            max_position_embeddings=77,
-        ),
-        vision_config=dict(
-            hidden_size=16,
-            intermediate_size=32,
-            num_hidden_layers=4,
-            num_attention_heads=2,
-            image_size=32,
-            patch_size=8,
-        ),
-        projection_dim=8,
-    )
-    CLIPModel(clip).save_pretrained(tmp_path / "clip")
-    AutoTokenizer.from_pretrained(str(default_text_model_path())).save_pretrained(tmp_path / "clip")
+    write_tiny_clip(tmp_path / "clip", text_layers=2, vision_layers=4)
     cfg = from_dict(
         ModelConfig,
         {

@@ -480,32 +480,10 @@ def test_crop_box_pads_outside_the_image():
 
 
 def test_real_clip_behind_the_same_interface(tmp_path):
-    from transformers import AutoTokenizer, CLIPConfig, CLIPModel
-
-    from l2l.data.text_augment import default_text_model_path
+    from .conftest import write_tiny_clip
 
     torch.manual_seed(0)
-    cfg = CLIPConfig(
-        text_config=dict(
-            vocab_size=30522,
-            hidden_size=16,
-            intermediate_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            max_position_embeddings=77,
-        ),
-        vision_config=dict(
-            hidden_size=16,
-            intermediate_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            image_size=32,
-            patch_size=8,
-        ),
-        projection_dim=8,
-    )
-    CLIPModel(cfg).save_pretrained(tmp_path)
-    AutoTokenizer.from_pretrained(str(default_text_model_path())).save_pretrained(tmp_path)
+    write_tiny_clip(tmp_path, text_layers=1, vision_layers=1)
     enc = de.ClipDualEncoder.from_pretrained(tmp_path)
     img = enc.encode_image([np.zeros((20, 30, 3), np.uint8)])
     txt = enc.encode_text(["a red star", "a ring"])

@@ -302,7 +302,7 @@ def test_prepare_train_resume_eval_on_synthref_without_reading_a_training_mask(
 
 @pytest.mark.slow
 def test_real_path_tiny_clip_and_sam2_on_a_refer_fixture(refer_root, tmp_path, capsys):
-    from transformers import AutoTokenizer, CLIPConfig, CLIPModel, Sam2Config, Sam2Model
+    from transformers import Sam2Config, Sam2Model
     from transformers.models.sam2.configuration_sam2 import (
         Sam2HieraDetConfig,
         Sam2PromptEncoderConfig,
@@ -310,32 +310,11 @@ def test_real_path_tiny_clip_and_sam2_on_a_refer_fixture(refer_root, tmp_path, c
     )
 
     from l2l.cli import main
-    from l2l.data.text_augment import default_text_model_path
+
+    from .conftest import write_tiny_clip
 
     torch.manual_seed(0)
-    clip = tmp_path / "clip"
-    CLIPModel(
-        CLIPConfig(
-            text_config=dict(
-                vocab_size=30522,
-                hidden_size=16,
-                intermediate_size=32,
-                num_hidden_layers=2,
-                num_attention_heads=2,
-                max_position_embeddings=77,
-            ),
-            vision_config=dict(
-                hidden_size=16,
-                intermediate_size=32,
-                num_hidden_layers=2,
-                num_attention_heads=2,
-                image_size=32,
-                patch_size=8,
-            ),
-            projection_dim=8,
-        )
-    ).save_pretrained(clip)
-    AutoTokenizer.from_pretrained(str(default_text_model_path())).save_pretrained(clip)
+    clip = write_tiny_clip(tmp_path / "clip", text_layers=2, vision_layers=2)
     sam = tmp_path / "sam2"
     bb = Sam2HieraDetConfig(
         image_size=[256, 256],

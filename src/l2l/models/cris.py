@@ -50,7 +50,7 @@ from ..data.augment import normalize
 from ..errors import MissingFileError, UsageError
 from ..nets.backbones import VisualEncoder
 from .cris_config import CRISConfig
-from .segmenter import ModelConfig, Segmenter, build_text_encoder
+from .segmenter import ModelConfig, Segmenter, build_text_encoder, coord_grid
 from .sentence_paths import pooled
 
 TOKENIZER_FOLDER = "clip_tokenizer"  # inside a saved model's folder (a real CLIP's tokenizer)
@@ -154,14 +154,6 @@ def _bn_relu_conv(cin: int, cout: int, k: int = 1) -> nn.Sequential:
     )
 
 
-def coord_maps(x: torch.Tensor) -> torch.Tensor:
-    """(B, 2, H, W): pixel-centre x and y in [-1, 1] (CRIS's F_coord)."""
-    b, _, h, w = x.shape
-    ys = (torch.arange(h, device=x.device, dtype=x.dtype) + 0.5) / h * 2 - 1
-    xs = (torch.arange(w, device=x.device, dtype=x.dtype) + 0.5) / w * 2 - 1
-    return torch.stack([xs.view(1, w).expand(h, w), ys.view(h, 1).expand(h, w)])[None].expand(b, 2, h, w)
-
-
 def sine_1d(n: int, dim: int, device, dtype) -> torch.Tensor:
     """(n, dim) sine–cosine positions (the Transformer's)."""
     pos = torch.arange(n, device=device, dtype=torch.float32)[:, None]
@@ -213,7 +205,7 @@ class CrossModalNeck(nn.Module):
         m3 = self.cat3(torch.cat([self.m4(m4), self.v3(_resize(f3, size))], 1))
         m2 = self.cat2(torch.cat([self.m3(m3), self.v2(_resize(f2, size))], 1))
         fm = self.aggregate(torch.cat([m2, m3, m4], 1))
-        return self.coord(torch.cat([fm, coord_maps(fm)], 1))
+        return self.coord(torch.cat([fm, coord_grid(fm).expand(fm.shape[0], -1, -1, -1)], 1))  # F_coord
 
 
 class DecoderLayer(nn.Module):

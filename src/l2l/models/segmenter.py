@@ -132,7 +132,7 @@ def build_segmenter(cfg: ModelConfig) -> "Segmenter":
     return Segmenter(cfg)
 
 
-def _coord_grid(v: torch.Tensor) -> torch.Tensor:
+def coord_grid(v: torch.Tensor) -> torch.Tensor:
     """(1, 2, H, W) pixel-centre coordinates in [-1, 1] (x grows right, y down)."""
     h, w = v.shape[-2:]
     ys = (torch.arange(h, device=v.device, dtype=v.dtype) + 0.5) / h * 2 - 1
@@ -273,7 +273,7 @@ class Segmenter(nn.Module):
         for i in range(4):
             v = self.visual.stage(i, x)
             if self.coords is not None:
-                v = v + self.coords[i](_coord_grid(v))
+                v = v + self.coords[i](coord_grid(v))
             if self.objects is not None and objs is not None and prob is not None:
                 v = self.objects.into_stage(i, v, objs, prob)
             f = self.fusions[i](v, tokens, tmask, g)
